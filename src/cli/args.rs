@@ -1,0 +1,134 @@
+use crate::plan::SourceMode;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Run AWS CodeBuild buildspecs on your own machine, in Docker containers.
+///
+/// runner reads a CodeBuild buildspec.yml (version 0.2 or 0.1) and runs its phases the way
+/// CodeBuild does: one shell for the whole build, the CODEBUILD_* variables, phase
+/// transition rules, `finally` blocks, exported variables, artifacts and test reports.
+#[derive(Debug, Parser)]
+#[command(
+    name = "runner",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(after_help = "\
+Exit codes:
+  0    the build SUCCEEDED (validate: no errors)
+  1    the build FAILED or TIMED_OUT (validate: errors found)
+  2    bad input or setup: unreadable or invalid buildspec, bad flag, no Docker engine
+  3    FAULT: the runner or the Docker engine broke during the build
+  130  STOPPED by Ctrl-C or SIGTERM (the build container is removed)
+
+Environment:
+  NO_COLOR        no colours
+  CI              no progress spinner
+  DOCKER_HOST     the Docker engine to use
+  RUNNER_DATA_DIR where build logs and build numbers are kept
+                  (default $XDG_DATA_HOME/runner, else ~/.local/share/runner)")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a buildspec in a container, as CodeBuild would.
+    ///
+    /// Example:
+    ///   runner build --buildspec buildspec.yml --source . --image runner/debian:bookworm --artifacts out/
+    Build(Box<BuildArgs>),
+    /// Check buildspecs without running anything; prints file:line:col diagnostics.
+    ///
+    /// Unknown keys are warnings (CodeBuild ignores them) unless --strict is given.
+    /// Example:
+    ///   runner validate buildspec.yml ci/*.yml
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HostCa {
+    /// Trust the host's CA bundle when the host has one at /etc/ssl/certs/ca-certificates.crt.
+    Auto,
+    /// Always trust it (fail if the host has none).
+    Always,
+    /// Never mount it.
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The buildspec to run (default: buildspec.yml in the source directory).
+    #[arg(long, short = 'b', value_name = "FILE")]
+    pub buildspec: Option<PathBuf>,
+    /// The source directory; it becomes CODEBUILD_SRC_DIR in the container.
+    #[arg(long, short = 's', value_name = "DIR", default_value = ".")]
+    pub source: PathBuf,
+    /// The build image (must be on the engine, or pullable).
+    #[arg(long, short = 'i', value_name = "IMAGE", env = "RUNNER_IMAGE")]
+    pub image: Option<String>,
+    /// Collect the buildspec's artifacts here: one directory per artifact identifier.
+    #[arg(long, short = 'a', value_name = "DIR")]
+    pub artifacts: Option<PathBuf>,
+    /// Write each artifact as <identifier>.zip instead of a directory.
+    #[arg(long)]
+    pub zip: bool,
+    /// Set a variable for the build (overrides the buildspec, like start-build's
+    /// environmentVariablesOverride). Repeatable.
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Read variables from a dotenv file (KEY=VALUE lines); --env wins over it.
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// How the source reaches the container.
+    #[arg(long, value_enum, default_value_t = SourceMode::Mount)]
+    pub source_mode: SourceMode,
+    /// Stop the build after this many minutes (CodeBuild's default is 60).
+    #[arg(long, value_name = "MINUTES", default_value_t = 60.0)]
+    pub timeout: f64,
+    /// The project name (CODEBUILD_BUILD_ID is <project>:<uuid>); default: the source
+    /// directory's name.
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Make build containers trust the host's CA bundle (for networks that re-sign TLS)
+    /// and point SSL_CERT_FILE, REQUESTS_CA_BUNDLE, PIP_CERT, NODE_EXTRA_CA_CERTS,
+    /// CARGO_HTTP_CAINFO, GIT_SSL_CAINFO, CURL_CA_BUNDLE and AWS_CA_BUNDLE at it.
+    #[arg(long, value_enum, default_value_t = HostCa::Auto)]
+    pub host_ca: HostCa,
+    /// Run the container privileged (for buildspecs that run docker themselves).
+    #[arg(long)]
+    pub privileged: bool,
+    /// Run the buildspec's `batch` section (each task in its own container).
+    #[arg(long)]
+    pub batch: bool,
+    /// With --batch: how many builds run at once.
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: usize,
+    /// Treat buildspec warnings (unknown keys) as errors.
+    #[arg(long)]
+    pub strict: bool,
+    /// One JSON event per line on standard output instead of the human log.
+    #[arg(long)]
+    pub json: bool,
+    /// Leave the build's own output out of the terminal (it stays in the log file).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// AWS_REGION / AWS_DEFAULT_REGION inside the build.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    pub region: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Buildspec files to check.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Treat warnings (unknown keys) as errors.
+    #[arg(long)]
+    pub strict: bool,
+    /// Print the diagnostics as one JSON object per file.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,401 @@
+//! `runner build`: gather the facts at the edge, plan, run, report, exit.
+
+use super::args::{BuildArgs, HostCa};
+use super::exit::ExitStatus;
+use crate::buildspec::{self, model::BuildSpec};
+use crate::datadir;
+use crate::docker::DockerEngine;
+use crate::event::{Event, Fanout, Level, SharedReporter};
+use crate::plan::{self, BuildPlan, PlanInput};
+use crate::report::{JsonReporter, LogFileReporter, TerminalOptions, TerminalReporter};
+use crate::run::{self, BatchOptions, BatchTaskPlan, Cancel, CancelReason, Canceller, RunOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A problem found before anything runs: printed as `error: ...`, exit 2.
+struct SetupError(String);
+
+impl<E: std::fmt::Display> From<E> for SetupError {
+    fn from(e: E) -> Self {
+        SetupError(e.to_string())
+    }
+}
+
+pub async fn run(args: BuildArgs) -> ExitStatus {
+    match run_inner(args).await {
+        Ok(status) => status,
+        Err(SetupError(msg)) => {
+            eprintln!("error: {msg}");
+            ExitStatus::Setup
+        }
+    }
+}
+
+/// Reads and validates a buildspec; prints its diagnostics on standard error.
+fn load_buildspec(path: &Path, strict: bool) -> Result<BuildSpec, SetupError> {
+    let display = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        SetupError(format!(
+            "cannot read buildspec {display}: {e} (pass --buildspec FILE, or put buildspec.yml in the source directory)"
+        ))
+    })?;
+    let mut parsed = buildspec::parse(&text);
+    if strict {
+        buildspec::apply_strict(&mut parsed.diagnostics);
+    }
+    for d in &parsed.diagnostics {
+        eprintln!("{}", buildspec::render(&display, d));
+    }
+    match parsed.spec {
+        Some(spec) if !buildspec::has_errors(&parsed.diagnostics) => Ok(spec),
+        _ => Err(SetupError(format!(
+            "{display} is not a valid buildspec (see the errors above)"
+        ))),
+    }
+}
+
+/// Context shared by every build of one invocation.
+struct Facts {
+    source: PathBuf,
+    project: String,
+    git: crate::source::GitInfo,
+    overrides: Vec<(String, String)>,
+    host_ca: Option<String>,
+    data: PathBuf,
+}
+
+fn gather(args: &BuildArgs) -> Result<Facts, SetupError> {
+    let source = std::fs::canonicalize(&args.source).map_err(|e| {
+        SetupError(format!(
+            "source directory {} not found: {e}",
+            args.source.display()
+        ))
+    })?;
+    if !source.is_dir() {
+        return Err(SetupError(format!(
+            "--source {} is not a directory",
+            source.display()
+        )));
+    }
+    let project = args.project.clone().unwrap_or_else(|| {
+        source
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "project".into())
+    });
+    let mut overrides = Vec::new();
+    for file in &args.env_file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| SetupError(format!("cannot read --env-file {}: {e}", file.display())))?;
+        overrides.extend(plan::parse_env_file(&file.display().to_string(), &text)?);
+    }
+    for e in &args.env {
+        overrides.push(plan::parse_env_assignment("--env", e)?);
+    }
+    let host_ca = match args.host_ca {
+        HostCa::Never => None,
+        HostCa::Auto => Path::new(HOST_CA_BUNDLE)
+            .is_file()
+            .then(|| HOST_CA_BUNDLE.to_string()),
+        HostCa::Always => {
+            if !Path::new(HOST_CA_BUNDLE).is_file() {
+                return Err(SetupError(format!(
+                    "--host-ca always: the host has no CA bundle at {HOST_CA_BUNDLE}"
+                )));
+            }
+            Some(HOST_CA_BUNDLE.to_string())
+        }
+    };
+    Ok(Facts {
+        git: crate::source::git_info(&source),
+        source,
+        project,
+        overrides,
+        host_ca,
+        data: datadir::data_dir(),
+    })
+}
+
+struct PlanRequest<'a> {
+    spec: &'a BuildSpec,
+    buildspec_display: String,
+    image: String,
+    extra_overrides: &'a [(String, String)],
+    batch_identifier: Option<String>,
+    privileged: bool,
+}
+
+fn make_plan(
+    args: &BuildArgs,
+    facts: &Facts,
+    req: PlanRequest<'_>,
+) -> Result<BuildPlan, SetupError> {
+    let uuid = datadir::new_uuid();
+    let number = datadir::next_build_number(&facts.data, &facts.project).map_err(|e| {
+        SetupError(format!(
+            "cannot write the build number under {}: {e} (set RUNNER_DATA_DIR to a writable directory)",
+            facts.data.display()
+        ))
+    })?;
+    let mut overrides = facts.overrides.clone();
+    // A batch task's own variables sit under the command line's overrides.
+    let mut merged: Vec<(String, String)> = req.extra_overrides.to_vec();
+    merged.append(&mut overrides);
+    let input = PlanInput {
+        project: facts.project.clone(),
+        buildspec_display: req.buildspec_display,
+        source_dir: facts.source.display().to_string(),
+        image: req.image,
+        build_uuid: uuid,
+        build_number: number,
+        start_time_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0),
+        resolved_source_version: facts.git.commit.clone(),
+        source_version: facts
+            .git
+            .branch
+            .clone()
+            .or_else(|| facts.git.commit.clone()),
+        source_repo_url: facts.git.origin.clone(),
+        overrides: merged,
+        trust_host_ca: facts.host_ca.clone(),
+        region: args.region.clone(),
+        source_mode: args.source_mode,
+        timeout: Duration::from_secs_f64((args.timeout * 60.0).max(1.0)),
+        batch_identifier: req.batch_identifier,
+        privileged: req.privileged,
+        initiator: format!(
+            "runner/{}",
+            std::env::var("USER").unwrap_or_else(|_| "local".into())
+        ),
+    };
+    Ok(plan::plan(req.spec, &input)?)
+}
+
+fn log_path(facts: &Facts, plan: &BuildPlan) -> PathBuf {
+    let uuid = plan.build_id.rsplit(':').next().unwrap_or("build");
+    facts
+        .data
+        .join("logs")
+        .join(datadir::safe_name(&facts.project))
+        .join(format!("{}-{uuid}.log", plan.build_number))
+}
+
+fn reporters(args: &BuildArgs, log: Option<Arc<LogFileReporter>>) -> SharedReporter {
+    let mut list: Vec<SharedReporter> = Vec::new();
+    if args.json {
+        list.push(Arc::new(JsonReporter::new(std::io::stdout())));
+    } else {
+        list.push(Arc::new(TerminalReporter::new(TerminalOptions::detect(
+            args.quiet,
+        ))));
+    }
+    if let Some(l) = log {
+        list.push(l);
+    }
+    Arc::new(Fanout(list))
+}
+
+/// Ctrl-C or SIGTERM → cancel the build(s).
+fn watch_signals() -> Cancel {
+    let (canceller, cancel) = Canceller::new();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        canceller.cancel(CancelReason::Stopped);
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+        canceller.cancel(CancelReason::Stopped);
+    });
+    cancel
+}
+
+async fn run_inner(args: BuildArgs) -> Result<ExitStatus, SetupError> {
+    let facts = gather(&args)?;
+    let buildspec_path = args
+        .buildspec
+        .clone()
+        .unwrap_or_else(|| facts.source.join("buildspec.yml"));
+    let spec = load_buildspec(&buildspec_path, args.strict)?;
+    let image = args.image.clone().ok_or_else(|| {
+        SetupError(
+            "no build image: pass --image IMAGE (or set RUNNER_IMAGE); `bash scripts/images.sh` builds runner/busybox:latest locally"
+                .into(),
+        )
+    })?;
+    let engine = DockerEngine::connect().await?;
+    let cancel = watch_signals();
+    let run_opts = RunOptions {
+        artifacts_dir: args.artifacts.clone(),
+        zip_artifacts: args.zip,
+        scratch_dir: Some(facts.data.join("tmp")),
+        log_file: None,
+    };
+
+    if args.batch {
+        return run_batch(
+            &args,
+            &facts,
+            &spec,
+            &buildspec_path,
+            &image,
+            &engine,
+            run_opts,
+            cancel,
+        )
+        .await;
+    }
+    if spec.batch.is_some() {
+        eprintln!("note: the buildspec has a batch section; pass --batch to run it as a batch");
+    }
+
+    let plan = make_plan(
+        &args,
+        &facts,
+        PlanRequest {
+            spec: &spec,
+            buildspec_display: buildspec_path.display().to_string(),
+            image,
+            extra_overrides: &[],
+            batch_identifier: None,
+            privileged: args.privileged,
+        },
+    )?;
+    let log_file = log_path(&facts, &plan);
+    let log = match LogFileReporter::create(&log_file) {
+        Ok(l) => Some(Arc::new(l)),
+        Err(e) => {
+            eprintln!("warning: no log file at {}: {e}", log_file.display());
+            None
+        }
+    };
+    let mut run_opts = run_opts;
+    run_opts.log_file = log.as_ref().map(|l| l.path().display().to_string());
+    let reporter = reporters(&args, log);
+    let result = run::run_build(&engine, &plan, &run_opts, reporter.as_ref(), cancel).await;
+    Ok(ExitStatus::from_build(result.status))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_batch(
+    args: &BuildArgs,
+    facts: &Facts,
+    spec: &BuildSpec,
+    buildspec_path: &Path,
+    image: &str,
+    engine: &DockerEngine,
+    run_opts: RunOptions,
+    cancel: Cancel,
+) -> Result<ExitStatus, SetupError> {
+    let Some(batch) = &spec.batch else {
+        return Err(SetupError(format!(
+            "--batch: {} has no batch section",
+            buildspec_path.display()
+        )));
+    };
+    let (defs, fast_fail) = plan::expand_batch(batch);
+    let mut tasks = Vec::new();
+    let mut specs: Vec<(PathBuf, BuildSpec)> = Vec::new();
+    for def in &defs {
+        let path = match &def.buildspec {
+            Some(rel) => {
+                if Path::new(rel).is_absolute() || rel.split('/').any(|c| c == "..") {
+                    return Err(SetupError(format!(
+                        "batch task {}: buildspec {rel:?} must be a path inside the source directory",
+                        def.identifier
+                    )));
+                }
+                facts.source.join(rel)
+            }
+            None => buildspec_path.to_path_buf(),
+        };
+        let task_spec = match specs.iter().find(|(p, _)| *p == path) {
+            Some((_, s)) => s.clone(),
+            None => {
+                let s = load_buildspec(&path, args.strict)?;
+                specs.push((path.clone(), s.clone()));
+                s
+            }
+        };
+        let plan = make_plan(
+            args,
+            facts,
+            PlanRequest {
+                spec: &task_spec,
+                buildspec_display: path.display().to_string(),
+                image: def.image.clone().unwrap_or_else(|| image.to_string()),
+                extra_overrides: &def.variables,
+                batch_identifier: Some(def.identifier.clone()),
+                privileged: def.privileged.unwrap_or(args.privileged),
+            },
+        )?;
+        tasks.push(BatchTaskPlan {
+            identifier: def.identifier.clone(),
+            plan,
+            depend_on: def.depend_on.clone(),
+            ignore_failure: def.ignore_failure,
+        });
+    }
+    let reporter = reporters(args, None);
+    reporter.event(&Event::Notice {
+        level: Level::Info,
+        message: format!(
+            "batch: {} builds{}",
+            tasks.len(),
+            if fast_fail { ", fast-fail" } else { "" }
+        ),
+    });
+    let results = run::run_batch(
+        engine,
+        tasks,
+        &BatchOptions {
+            fast_fail,
+            concurrency: args.concurrency,
+        },
+        &run_opts,
+        reporter.clone(),
+        cancel,
+    )
+    .await;
+    let mut status = ExitStatus::Success;
+    let mut lines = Vec::new();
+    for (id, r, ignore) in &results {
+        lines.push(format!(
+            "  {id:<24} {}{}",
+            r.status.as_str(),
+            if *ignore { " (ignore-failure)" } else { "" }
+        ));
+        let s = ExitStatus::from_build(r.status);
+        if s != ExitStatus::Success && !ignore && status == ExitStatus::Success {
+            status = s;
+        }
+    }
+    if results.len() < defs.len() && status == ExitStatus::Success {
+        status = ExitStatus::Failed;
+    }
+    if !args.json {
+        println!("\nBatch:\n{}", lines.join("\n"));
+    }
+    Ok(status)
+}

@@ -1,0 +1,36 @@
+//! The `runner` command line: argument definitions, dispatch, and exit codes.
+//!
+//! Architecture invariant: the only place that prints to the user outside reporters and
+//! the only place that turns outcomes into exit codes.
+
+mod args;
+mod build;
+mod exit;
+mod validate;
+
+pub use args::{Cli, Command};
+pub use exit::ExitStatus;
+
+use clap::Parser;
+
+/// Entry point of the binary.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let status = match cli.command {
+        Command::Validate(args) => validate::run(&args),
+        Command::Build(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build();
+            match rt {
+                Ok(rt) => rt.block_on(build::run(*args)),
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    ExitStatus::Setup
+                }
+            }
+        }
+    };
+    status.into()
+}

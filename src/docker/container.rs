@@ -1,0 +1,227 @@
+use super::error::{api, DockerError};
+use super::shell::DockerShell;
+use super::DockerEngine;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, DownloadFromContainerOptions,
+    RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::path::Path;
+use std::pin::Pin;
+use tokio::io::AsyncWrite;
+
+/// Every container runner creates carries this label (value: the build id).
+pub const LABEL_BUILD_ID: &str = "io.runner.build-id";
+/// `hostname:pid` of the runner process that owns the container.
+pub const LABEL_OWNER: &str = "io.runner.owner";
+
+/// What the build container looks like.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    pub image: String,
+    pub name: String,
+    pub build_id: String,
+    pub working_dir: String,
+    /// `(host path, container path, read_only)`.
+    pub binds: Vec<(String, String, bool)>,
+    pub privileged: bool,
+}
+
+/// An owned build container.
+///
+/// Its main process is a shell loop reading standard input, and runner holds that input
+/// open through an attach connection for as long as this value lives. The container is
+/// created with `AutoRemove` and `StdinOnce`: when the connection closes — `remove()`,
+/// a drop on an error path, a cancelled future, or runner killed outright — the main
+/// process reads end-of-file, exits, and the engine deletes the container.
+pub struct BuildContainer {
+    engine: DockerEngine,
+    id: String,
+    // A Mutex only to make the handle `Sync`; it is never contended.
+    deadman: std::sync::Mutex<Option<Pin<Box<dyn AsyncWrite + Send>>>>,
+}
+
+impl BuildContainer {
+    pub async fn start(engine: &DockerEngine, spec: &ContainerSpec) -> Result<Self, DockerError> {
+        let mut labels = HashMap::new();
+        labels.insert(LABEL_BUILD_ID.to_string(), spec.build_id.clone());
+        labels.insert(LABEL_OWNER.to_string(), owner());
+        let binds = spec
+            .binds
+            .iter()
+            .map(|(h, c, ro)| format!("{h}:{c}:{}", if *ro { "ro" } else { "rw" }))
+            .collect();
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            // Pure shell builtins, so any image with a /bin/sh works.
+            cmd: Some(vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "while read -r _; do :; done".into(),
+            ]),
+            entrypoint: Some(vec![]),
+            open_stdin: Some(true),
+            stdin_once: Some(true),
+            attach_stdin: Some(true),
+            working_dir: Some(spec.working_dir.clone()),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                binds: Some(binds),
+                auto_remove: Some(true),
+                privileged: Some(spec.privileged),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::default()
+            .name(&spec.name)
+            .build();
+        let id = engine
+            .docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(api("create container"))?
+            .id;
+        let mut this = Self {
+            engine: engine.clone(),
+            id,
+            deadman: std::sync::Mutex::new(None),
+        };
+        // From here on, an error path must remove the container: `remove` does.
+        match this.attach_and_start().await {
+            Ok(()) => Ok(this),
+            Err(e) => {
+                this.remove().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn attach_and_start(&mut self) -> Result<(), DockerError> {
+        let opts = AttachContainerOptionsBuilder::default()
+            .stream(true)
+            .stdin(true)
+            .build();
+        let attached = self
+            .engine
+            .docker
+            .attach_container(&self.id, Some(opts))
+            .await
+            .map_err(api("attach container"))?;
+        if let Ok(mut d) = self.deadman.lock() {
+            *d = Some(attached.input);
+        }
+        self.engine
+            .docker
+            .start_container(
+                &self.id,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .map_err(api("start container"))?;
+        Ok(())
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Starts a shell that reads commands on its standard input.
+    pub async fn open_shell(
+        &self,
+        argv: &[String],
+        user: Option<&str>,
+        env: &[(String, String)],
+        working_dir: &str,
+    ) -> Result<DockerShell, DockerError> {
+        DockerShell::open(&self.engine, &self.id, argv, user, env, working_dir).await
+    }
+
+    /// Copies a host directory into the container at `dest` (created if missing).
+    pub async fn upload_dir(&self, host_dir: &Path, dest: &str) -> Result<(), DockerError> {
+        let mut shell = self
+            .open_shell(&["/bin/sh".into(), "-s".into()], None, &[], "/")
+            .await?;
+        let (code, _) = shell
+            .capture(&format!("mkdir -p '{}'", dest.replace('\'', "'\\''")))
+            .await?;
+        shell.close().await;
+        if code != 0 {
+            return Err(DockerError::Shell(format!(
+                "could not create {dest} in the container"
+            )));
+        }
+        let dir = host_dir.to_path_buf();
+        let tar = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            let mut b = tar::Builder::new(Vec::new());
+            b.follow_symlinks(false);
+            b.append_dir_all(".", &dir)?;
+            b.into_inner()
+        })
+        .await
+        .map_err(|e| DockerError::Shell(e.to_string()))?
+        .map_err(|source| DockerError::Source {
+            path: host_dir.display().to_string(),
+            source,
+        })?;
+        let opts = UploadToContainerOptionsBuilder::default()
+            .path(dest)
+            .build();
+        self.engine
+            .docker
+            .upload_to_container(&self.id, Some(opts), bollard::body_full(tar.into()))
+            .await
+            .map_err(api("copy source into container"))
+    }
+
+    /// Copies `path` out of the container into `host_dest`; the result is
+    /// `host_dest/<basename of path>`. Entries that would land outside `host_dest` are
+    /// refused by the tar reader.
+    pub async fn download_dir(&self, path: &str, host_dest: &Path) -> Result<(), DockerError> {
+        let opts = DownloadFromContainerOptions {
+            path: path.to_string(),
+        };
+        let mut stream = self
+            .engine
+            .docker
+            .download_from_container(&self.id, Some(opts));
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            bytes.extend_from_slice(&chunk.map_err(api("copy files out of container"))?);
+        }
+        let dest = host_dest.to_path_buf();
+        tokio::task::spawn_blocking(move || tar::Archive::new(bytes.as_slice()).unpack(&dest))
+            .await
+            .map_err(|e| DockerError::Shell(e.to_string()))?
+            .map_err(|source| DockerError::Source {
+                path: host_dest.display().to_string(),
+                source,
+            })
+    }
+
+    /// Removes the container now (idempotent; errors are logged by the engine, not here).
+    pub async fn remove(&mut self) {
+        if let Ok(mut d) = self.deadman.lock() {
+            *d = None;
+        }
+        let opts = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        // 404: already gone (AutoRemove won the race); 409: removal already in progress.
+        let _ = self
+            .engine
+            .docker
+            .remove_container(&self.id, Some(opts))
+            .await;
+    }
+}
+
+fn owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    format!("{host}:{}", std::process::id())
+}

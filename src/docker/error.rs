@@ -1,0 +1,36 @@
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum DockerError {
+    #[error(
+        "cannot reach the Docker engine ({source}); start it (`dockerd`, or `bash scripts/setup.sh` \
+         installs and starts it) or point DOCKER_HOST at it"
+    )]
+    Connect {
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error(
+        "image {image:?} is not on this machine and could not be pulled ({reason}); \
+         build the local base images with `bash scripts/images.sh` or pass another --image"
+    )]
+    ImageNotFound { image: String, reason: String },
+    #[error("docker {action} failed: {source}")]
+    Api {
+        action: &'static str,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("the build shell could not be started: {0}")]
+    Shell(String),
+    #[error("cannot read the source directory {path}: {source}")]
+    Source {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub(crate) fn api(action: &'static str) -> impl FnOnce(bollard::errors::Error) -> DockerError {
+    move |source| DockerError::Api { action, source }
+}

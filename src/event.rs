@@ -1,0 +1,191 @@
+//! What a build tells the world while it runs.
+//!
+//! Architecture invariant: the engine only *emits* events; it never prints. Reporters
+//! (terminal, JSON lines, log file, and later the agent and GitHub Actions) consume them.
+//! Every entry point drives the same engine and differs only in its reporters.
+
+use crate::buildspec::model::PhaseName;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Where a line of build output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// The outcome of one phase, as CodeBuild names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PhaseStatus {
+    Succeeded,
+    Failed,
+    /// Not run because an earlier phase failed (CodeBuild leaves such phases out).
+    Skipped,
+    TimedOut,
+    Stopped,
+    Fault,
+}
+
+impl PhaseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhaseStatus::Succeeded => "SUCCEEDED",
+            PhaseStatus::Failed => "FAILED",
+            PhaseStatus::Skipped => "SKIPPED",
+            PhaseStatus::TimedOut => "TIMED_OUT",
+            PhaseStatus::Stopped => "STOPPED",
+            PhaseStatus::Fault => "FAULT",
+        }
+    }
+}
+
+/// The final status of a build, as CodeBuild names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BuildStatus {
+    Succeeded,
+    Failed,
+    /// The runner or the engine broke (not the build's commands).
+    Fault,
+    TimedOut,
+    /// Cancelled by Ctrl-C or SIGTERM.
+    Stopped,
+}
+
+impl BuildStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildStatus::Succeeded => "SUCCEEDED",
+            BuildStatus::Failed => "FAILED",
+            BuildStatus::Fault => "FAULT",
+            BuildStatus::TimedOut => "TIMED_OUT",
+            BuildStatus::Stopped => "STOPPED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Info,
+    Warning,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PhaseSummary {
+    pub phase: PhaseName,
+    pub status: PhaseStatus,
+    pub duration_ms: u64,
+    /// CodeBuild's phase context, e.g. `COMMAND_EXECUTION_ERROR: Error while executing command: false. Reason: exit status 1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArtifactSummary {
+    pub identifier: String,
+    pub path: String,
+    pub files: usize,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BuildResult {
+    pub build_id: String,
+    pub build_number: u64,
+    /// Set for the builds of a batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_identifier: Option<String>,
+    pub status: BuildStatus,
+    pub phases: Vec<PhaseSummary>,
+    /// `env.exported-variables` with their values at the end of POST_BUILD.
+    pub exported_variables: Vec<(String, String)>,
+    pub artifacts: Vec<ArtifactSummary>,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_file: Option<String>,
+}
+
+/// One thing that happened. Serialized as one JSON object per line with an `event` tag.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    BuildStarted {
+        build_id: String,
+        build_number: u64,
+        project: String,
+        image: String,
+        buildspec: String,
+        source: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        batch_identifier: Option<String>,
+    },
+    PhaseStarted {
+        phase: PhaseName,
+    },
+    PhaseEnded {
+        phase: PhaseName,
+        status: PhaseStatus,
+        duration_ms: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        context: Option<String>,
+    },
+    CommandStarted {
+        phase: PhaseName,
+        command: String,
+    },
+    CommandEnded {
+        phase: PhaseName,
+        exit_code: i64,
+        duration_ms: u64,
+    },
+    /// A line the build printed (without its newline).
+    Log {
+        stream: Stream,
+        line: String,
+    },
+    /// Something runner itself says about the build.
+    Notice {
+        level: Level,
+        message: String,
+    },
+    Artifact(ArtifactSummary),
+    Report(crate::reports::ReportResult),
+    BuildEnded(BuildResult),
+}
+
+/// Consumes events. Implementations use interior mutability so one reporter can be
+/// shared by the concurrent builds of a batch.
+pub trait Reporter: Send + Sync {
+    fn event(&self, event: &Event);
+}
+
+/// A shared handle to a reporter.
+pub type SharedReporter = Arc<dyn Reporter>;
+
+/// Sends every event to several reporters, in order.
+pub struct Fanout(pub Vec<SharedReporter>);
+
+impl Reporter for Fanout {
+    fn event(&self, event: &Event) {
+        for r in &self.0 {
+            r.event(event);
+        }
+    }
+}
+
+/// Collects events in memory (used by tests and by the batch scheduler).
+#[derive(Default)]
+pub struct Recorder(pub std::sync::Mutex<Vec<Event>>);
+
+impl Reporter for Recorder {
+    fn event(&self, event: &Event) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(event.clone());
+        }
+    }
+}

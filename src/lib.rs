@@ -1,0 +1,21 @@
+//! runner: AWS CodeBuild buildspecs on your own machine, in Docker containers.
+//!
+//! Modules in reading order: the pure core (`buildspec`, `plan`, `event`), then the
+//! edges (`docker`, `source`, `datadir`), the engine (`run`) with what it produces
+//! (`artifacts`, `reports`), the consumers (`report`) and the entry point (`cli`).
+//! ARCHITECTURE.md has the map.
+
+pub mod buildspec;
+pub mod event;
+pub mod plan;
+
+pub mod datadir;
+pub mod docker;
+pub mod source;
+
+pub mod artifacts;
+pub mod reports;
+pub mod run;
+
+pub mod cli;
+pub mod report;

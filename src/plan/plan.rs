@@ -1,0 +1,345 @@
+//! `BuildSpec` + options → `BuildPlan`: everything the executor needs, decided up front.
+
+use super::env::{CA_BUNDLE_MOUNT, CA_VARIABLES};
+use crate::buildspec::model::{
+    Artifacts, BuildSpec, Command, OnFailure, PhaseName, ReportGroup, Version,
+};
+use std::time::Duration;
+use thiserror::Error;
+
+/// How the source reaches the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceMode {
+    /// Bind-mount the source directory (changes the build makes are visible on the host).
+    #[default]
+    Mount,
+    /// Copy the source into the container (the host directory is left untouched).
+    Copy,
+}
+
+/// Facts from outside the buildspec, gathered by the caller (the edge) beforehand.
+#[derive(Debug, Clone, Default)]
+pub struct PlanInput {
+    pub project: String,
+    pub buildspec_display: String,
+    /// The source directory on the host (absolute).
+    pub source_dir: String,
+    pub image: String,
+    pub build_uuid: String,
+    pub build_number: u64,
+    pub start_time_ms: u128,
+    /// `CODEBUILD_RESOLVED_SOURCE_VERSION` (the commit) when the source is a git repository.
+    pub resolved_source_version: Option<String>,
+    /// `CODEBUILD_SOURCE_VERSION` (what was asked for: a branch, tag or commit).
+    pub source_version: Option<String>,
+    pub source_repo_url: Option<String>,
+    /// `--env` / `--env-file` overrides, already validated, in order (later wins).
+    pub overrides: Vec<(String, String)>,
+    /// Mount the host's CA bundle and point the usual variables at it.
+    pub trust_host_ca: Option<String>,
+    pub region: String,
+    pub source_mode: SourceMode,
+    pub timeout: Duration,
+    pub batch_identifier: Option<String>,
+    pub privileged: bool,
+    pub initiator: String,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error(
+        "{file}: {key} needs a secrets provider, which this runner does not have yet; \
+         set the variables with --env instead: {names}"
+    )]
+    SecretsUnsupported {
+        file: String,
+        key: &'static str,
+        names: String,
+    },
+    #[error("{file}: exported variable {name} names a reserved variable ({why})")]
+    BadExport {
+        file: String,
+        name: String,
+        why: &'static str,
+    },
+}
+
+/// One command phase, ready to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedPhase {
+    pub name: PhaseName,
+    pub commands: Vec<Command>,
+    pub finally: Vec<Command>,
+    pub on_failure: OnFailure,
+    /// The Linux user for this phase (phase `run-as`, else top-level `run-as`).
+    pub run_as: Option<String>,
+}
+
+/// Everything the executor needs for one build.
+#[derive(Debug, Clone)]
+pub struct BuildPlan {
+    pub project: String,
+    pub build_id: String,
+    pub build_number: u64,
+    pub batch_identifier: Option<String>,
+    pub image: String,
+    pub version: Version,
+    /// argv of the build shell; it reads commands on standard input.
+    pub shell: Vec<String>,
+    pub run_as: Option<String>,
+    pub src_dir: String,
+    pub source_dir_host: String,
+    pub source_mode: SourceMode,
+    /// The build's environment, in order, names unique.
+    pub env: Vec<(String, String)>,
+    pub phases: Vec<PlannedPhase>,
+    pub exported_variables: Vec<String>,
+    pub artifacts: Option<Artifacts>,
+    pub reports: Vec<ReportGroup>,
+    /// Host file to mount read-only at `CA_BUNDLE_MOUNT`.
+    pub host_ca_bundle: Option<String>,
+    pub timeout: Duration,
+    pub privileged: bool,
+    /// Things to tell the user before the build starts (e.g. runtime-versions skipped).
+    pub notices: Vec<String>,
+    pub buildspec_display: String,
+}
+
+fn upsert(env: &mut Vec<(String, String)>, name: &str, value: &str) {
+    if let Some(slot) = env.iter_mut().find(|(n, _)| n == name) {
+        slot.1 = value.to_string();
+    } else {
+        env.push((name.to_string(), value.to_string()));
+    }
+}
+
+/// CodeBuild's source directory looks like `/codebuild/output/src123456789/src`.
+fn src_dir_for(uuid: &str) -> String {
+    let digits: String = uuid
+        .bytes()
+        .filter(u8::is_ascii_hexdigit)
+        .map(|b| char::from(b'0' + (b % 10)))
+        .take(9)
+        .collect();
+    format!("/codebuild/output/src{digits}/src")
+}
+
+pub fn plan(spec: &BuildSpec, input: &PlanInput) -> Result<BuildPlan, PlanError> {
+    let file = &input.buildspec_display;
+    if !spec.env.parameter_store.is_empty() {
+        return Err(PlanError::SecretsUnsupported {
+            file: file.clone(),
+            key: "env.parameter-store",
+            names: names(&spec.env.parameter_store),
+        });
+    }
+    if !spec.env.secrets_manager.is_empty() {
+        return Err(PlanError::SecretsUnsupported {
+            file: file.clone(),
+            key: "env.secrets-manager",
+            names: names(&spec.env.secrets_manager),
+        });
+    }
+    for name in &spec.env.exported_variables {
+        if name.starts_with("AWS_") {
+            return Err(PlanError::BadExport {
+                file: file.clone(),
+                name: name.clone(),
+                why: "names starting with AWS_ cannot be exported",
+            });
+        }
+    }
+
+    let build_id = format!("{}:{}", input.project, input.build_uuid);
+    let src_dir = src_dir_for(&input.build_uuid);
+
+    let mut env: Vec<(String, String)> = Vec::new();
+    if input.trust_host_ca.is_some() {
+        for var in CA_VARIABLES {
+            upsert(&mut env, var, CA_BUNDLE_MOUNT);
+        }
+    }
+    upsert(&mut env, "AWS_REGION", &input.region);
+    upsert(&mut env, "AWS_DEFAULT_REGION", &input.region);
+    for v in &spec.env.variables {
+        upsert(&mut env, &v.name, &v.value);
+    }
+    for (n, v) in &input.overrides {
+        upsert(&mut env, n, v);
+    }
+    let account = "000000000000";
+    let mut reserved = vec![
+        ("CODEBUILD_CI", "true".to_string()),
+        ("CODEBUILD_BUILD_ID", build_id.clone()),
+        (
+            "CODEBUILD_BUILD_ARN",
+            format!(
+                "arn:aws:codebuild:{}:{account}:build/{build_id}",
+                input.region
+            ),
+        ),
+        ("CODEBUILD_BUILD_NUMBER", input.build_number.to_string()),
+        ("CODEBUILD_BUILD_IMAGE", input.image.clone()),
+        ("CODEBUILD_BUILD_SUCCEEDING", "1".to_string()),
+        ("CODEBUILD_INITIATOR", input.initiator.clone()),
+        ("CODEBUILD_LOG_PATH", input.build_uuid.clone()),
+        ("CODEBUILD_SRC_DIR", src_dir.clone()),
+        ("CODEBUILD_START_TIME", input.start_time_ms.to_string()),
+        ("CODEBUILD_PROJECT_NAME", input.project.clone()),
+    ];
+    if let Some(v) = &input.resolved_source_version {
+        reserved.push(("CODEBUILD_RESOLVED_SOURCE_VERSION", v.clone()));
+    }
+    if let Some(v) = &input.source_version {
+        reserved.push(("CODEBUILD_SOURCE_VERSION", v.clone()));
+    }
+    if let Some(v) = &input.source_repo_url {
+        reserved.push(("CODEBUILD_SOURCE_REPO_URL", v.clone()));
+    }
+    if let Some(v) = &input.batch_identifier {
+        reserved.push(("CODEBUILD_BATCH_BUILD_IDENTIFIER", v.clone()));
+    }
+    for (n, v) in &reserved {
+        upsert(&mut env, n, v);
+    }
+
+    let mut notices = Vec::new();
+    let mut phases = Vec::new();
+    for (name, phase) in spec.phases.in_order() {
+        let Some(phase) = phase else { continue };
+        if name == PhaseName::Install && !phase.runtime_versions.is_empty() {
+            // What CodeBuild prints on images that are not its standard images.
+            notices.push(format!(
+                "Skipping install of runtimes ({}). Runtime version selection is not supported by this build image.",
+                phase
+                    .runtime_versions
+                    .iter()
+                    .map(|r| format!("{}: {}", r.name, r.value))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        phases.push(PlannedPhase {
+            name,
+            commands: phase.commands.clone(),
+            finally: phase.finally.clone(),
+            on_failure: phase.on_failure.clone(),
+            run_as: phase.run_as.clone().or_else(|| spec.run_as.clone()),
+        });
+    }
+
+    let shell = match spec.env.shell.as_deref() {
+        None | Some("/bin/sh") | Some("sh") => vec!["/bin/sh".to_string(), "-s".to_string()],
+        Some("bash") | Some("/bin/bash") => vec![
+            "bash".to_string(),
+            "--noprofile".to_string(),
+            "--norc".to_string(),
+            "-s".to_string(),
+        ],
+        Some(other) => vec![other.to_string(), "-s".to_string()],
+    };
+
+    Ok(BuildPlan {
+        project: input.project.clone(),
+        build_id,
+        build_number: input.build_number,
+        batch_identifier: input.batch_identifier.clone(),
+        image: input.image.clone(),
+        version: spec.version(),
+        shell,
+        run_as: spec.run_as.clone(),
+        src_dir,
+        source_dir_host: input.source_dir.clone(),
+        source_mode: input.source_mode,
+        env,
+        phases,
+        exported_variables: spec.env.exported_variables.clone(),
+        artifacts: spec.artifacts.clone(),
+        reports: spec.reports.clone(),
+        host_ca_bundle: input.trust_host_ca.clone(),
+        timeout: input.timeout,
+        privileged: input.privileged,
+        notices,
+        buildspec_display: input.buildspec_display.clone(),
+    })
+}
+
+fn names(vars: &[crate::buildspec::model::EnvVar]) -> String {
+    vars.iter()
+        .map(|v| v.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buildspec::model::{EnvVar, Phase, Pos};
+
+    fn var(n: &str, v: &str) -> EnvVar {
+        EnvVar {
+            name: n.into(),
+            value: v.into(),
+            pos: Pos::default(),
+        }
+    }
+
+    fn input() -> PlanInput {
+        PlanInput {
+            project: "demo".into(),
+            buildspec_display: "buildspec.yml".into(),
+            image: "img".into(),
+            build_uuid: "0123abcd-0000-0000-0000-000000000000".into(),
+            build_number: 7,
+            region: "us-east-1".into(),
+            ..Default::default()
+        }
+    }
+
+    fn get<'a>(p: &'a BuildPlan, n: &str) -> Option<&'a str> {
+        p.env.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn precedence_overrides_beat_buildspec_and_reserved_beat_all() {
+        let mut spec = BuildSpec::default();
+        spec.env.variables = vec![var("A", "spec"), var("B", "spec")];
+        let mut inp = input();
+        inp.overrides = vec![("B".into(), "cli".into())];
+        inp.trust_host_ca = Some("/etc/ssl/certs/ca-certificates.crt".into());
+        let p = plan(&spec, &inp).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(get(&p, "A"), Some("spec"));
+        assert_eq!(get(&p, "B"), Some("cli"));
+        assert_eq!(
+            get(&p, "CODEBUILD_BUILD_ID"),
+            Some("demo:0123abcd-0000-0000-0000-000000000000")
+        );
+        assert_eq!(get(&p, "CODEBUILD_BUILD_NUMBER"), Some("7"));
+        assert_eq!(get(&p, "SSL_CERT_FILE"), Some(CA_BUNDLE_MOUNT));
+        assert!(p.src_dir.starts_with("/codebuild/output/src"));
+        assert_eq!(get(&p, "CODEBUILD_SRC_DIR"), Some(p.src_dir.as_str()));
+    }
+
+    #[test]
+    fn runtime_versions_are_announced_not_ignored() {
+        let mut spec = BuildSpec::default();
+        spec.phases.install = Some(Phase {
+            runtime_versions: vec![var("python", "3.11")],
+            ..Default::default()
+        });
+        let p = plan(&spec, &input()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.notices.len(), 1);
+        assert!(p.notices[0].contains("python: 3.11"));
+    }
+
+    #[test]
+    fn secrets_are_refused_until_a_provider_exists() {
+        let mut spec = BuildSpec::default();
+        spec.env.parameter_store = vec![var("TOKEN", "/app/token")];
+        assert!(matches!(
+            plan(&spec, &input()),
+            Err(PlanError::SecretsUnsupported { .. })
+        ));
+    }
+}

@@ -1,0 +1,12 @@
+//! Reporters: consumers of the engine's events. The terminal and the log file show
+//! CodeBuild-style lines; JSON lines are for machines.
+
+mod format;
+mod json;
+mod logfile;
+mod terminal;
+
+pub use format::{codebuild_line, timestamp};
+pub use json::JsonReporter;
+pub use logfile::LogFileReporter;
+pub use terminal::{TerminalOptions, TerminalReporter};

@@ -1,0 +1,201 @@
+use super::format::codebuild_line;
+use crate::event::{BuildStatus, Event, Level, PhaseStatus, Reporter, Stream};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TerminalOptions {
+    /// ANSI colours (only on a terminal, and never with `NO_COLOR`).
+    pub color: bool,
+    /// A live spinner on standard error (only on a terminal, never in CI).
+    pub progress: bool,
+    /// Leave out the build's own output (phase lines and the summary remain).
+    pub quiet: bool,
+}
+
+impl TerminalOptions {
+    /// Decides colour and progress from the environment the way users expect.
+    pub fn detect(quiet: bool) -> Self {
+        use std::io::IsTerminal;
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
+        let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+        Self {
+            color: std::io::stdout().is_terminal() && !no_color && !dumb,
+            progress: std::io::stderr().is_terminal() && !ci && !dumb,
+            quiet,
+        }
+    }
+}
+
+/// CodeBuild-style lines on standard output, a spinner on a terminal, a summary at the end.
+pub struct TerminalReporter {
+    opts: TerminalOptions,
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl TerminalReporter {
+    pub fn new(opts: TerminalOptions) -> Self {
+        Self {
+            opts,
+            bar: Mutex::new(None),
+        }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.opts.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn print(&self, text: &str) {
+        let bar = self.bar.lock().ok().and_then(|b| b.clone());
+        let write = || {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
+        };
+        match bar {
+            Some(b) => b.suspend(write),
+            None => write(),
+        }
+    }
+
+    fn set_spinner(&self, message: Option<String>) {
+        if !self.opts.progress {
+            return;
+        }
+        let Ok(mut slot) = self.bar.lock() else {
+            return;
+        };
+        match message {
+            Some(msg) => {
+                let bar = slot.get_or_insert_with(|| {
+                    let b = ProgressBar::new_spinner();
+                    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} [{elapsed}]") {
+                        b.set_style(style);
+                    }
+                    b.enable_steady_tick(Duration::from_millis(120));
+                    b
+                });
+                bar.set_message(msg);
+            }
+            None => {
+                if let Some(b) = slot.take() {
+                    b.finish_and_clear();
+                }
+            }
+        }
+    }
+
+    fn status_colour(status: &str) -> &'static str {
+        match status {
+            "SUCCEEDED" => "32",
+            "SKIPPED" => "2",
+            _ => "31",
+        }
+    }
+
+    fn summary(&self, r: &crate::event::BuildResult) -> String {
+        let mut s = String::new();
+        s.push('\n');
+        for p in &r.phases {
+            let status = p.status.as_str();
+            s.push_str(&format!(
+                "  {:<17} {} {:>8.1}s\n",
+                p.phase.as_str(),
+                self.paint(Self::status_colour(status), &format!("{status:<10}")),
+                p.duration_ms as f64 / 1000.0
+            ));
+        }
+        for (k, v) in &r.exported_variables {
+            s.push_str(&format!("  exported {k}={v}\n"));
+        }
+        let status = r.status.as_str();
+        let who = r
+            .batch_identifier
+            .as_deref()
+            .map(|b| format!(" {b}"))
+            .unwrap_or_default();
+        s.push_str(&format!(
+            "Build{who} {} in {:.1}s",
+            self.paint(
+                if r.status == BuildStatus::Succeeded {
+                    "1;32"
+                } else {
+                    "1;31"
+                },
+                status
+            ),
+            r.duration_ms as f64 / 1000.0
+        ));
+        if let Some(log) = &r.log_file {
+            s.push_str(&format!(" (log: {log})"));
+        }
+        s
+    }
+}
+
+impl Reporter for TerminalReporter {
+    fn event(&self, event: &Event) {
+        match event {
+            Event::Log { stream, line } => {
+                if !self.opts.quiet {
+                    let line = if *stream == Stream::Stderr && self.opts.color {
+                        line.clone()
+                    } else {
+                        line.clone()
+                    };
+                    self.print(&line);
+                }
+            }
+            Event::PhaseStarted { phase } => {
+                self.set_spinner(Some(format!("{phase}")));
+                if let Some(l) = codebuild_line(event) {
+                    self.print(&self.paint("1;36", &l));
+                }
+            }
+            Event::PhaseEnded { status, .. } => {
+                if let Some(l) = codebuild_line(event) {
+                    let colour = if *status == PhaseStatus::Succeeded {
+                        "36"
+                    } else {
+                        "31"
+                    };
+                    self.print(&self.paint(colour, &l));
+                }
+            }
+            Event::Notice { level, .. } => {
+                if let Some(l) = codebuild_line(event) {
+                    let colour = match level {
+                        Level::Info => "0",
+                        Level::Warning => "33",
+                        Level::Error => "31",
+                    };
+                    self.print(&self.paint(colour, &l));
+                }
+            }
+            Event::BuildEnded(r) => {
+                self.set_spinner(None);
+                self.print(&self.summary(r));
+            }
+            Event::CommandStarted { phase, command } => {
+                self.set_spinner(Some(format!(
+                    "{phase}: {}",
+                    command.lines().next().unwrap_or("")
+                )));
+                if let Some(l) = codebuild_line(event) {
+                    self.print(&self.paint("2", &l));
+                }
+            }
+            other => {
+                if let Some(l) = codebuild_line(other) {
+                    self.print(&l);
+                }
+            }
+        }
+    }
+}

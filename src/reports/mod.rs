@@ -1,0 +1,11 @@
+//! `reports:` — find each report group's files below the source directory and summarise
+//! JUnit XML test results. A bad report file never fails the build: it becomes an error
+//! entry inside that group's [`ReportResult`].
+
+mod collect;
+mod junit;
+mod summary;
+
+pub use collect::{collect_reports, ReportFileError, ReportResult};
+pub use junit::{parse_junit, parse_junit_file, JunitCounts, TestCaseFailure};
+pub use summary::render_summary;

@@ -1,0 +1,619 @@
+//! One build: provision a container, run the phases with CodeBuild's semantics, collect
+//! artifacts and reports, and always remove the container.
+
+use super::cancel::{Cancel, CancelReason};
+use crate::artifacts::{self, CollectOptions};
+use crate::buildspec::model::{Command, OnFailure, PhaseName, Version};
+use crate::docker::{
+    BuildContainer, CommandExit, ContainerSpec, DockerEngine, DockerError, DockerShell,
+};
+use crate::event::{
+    ArtifactSummary, BuildResult, BuildStatus, Event, Level, PhaseStatus, PhaseSummary, Reporter,
+    Stream,
+};
+use crate::plan::{BuildPlan, PlannedPhase, SourceMode, CA_BUNDLE_MOUNT};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Options that are about where results go, not about the build itself.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Write artifacts here (a directory per artifact identifier).
+    pub artifacts_dir: Option<PathBuf>,
+    /// Write each artifact as `<identifier>.zip` instead of a directory.
+    pub zip_artifacts: bool,
+    /// Where to put temporary files (copies of the source in copy mode).
+    pub scratch_dir: Option<PathBuf>,
+    pub log_file: Option<String>,
+}
+
+/// What the phases left behind for the later steps.
+struct Progress {
+    phases: Vec<PhaseSummary>,
+    current: Option<(PhaseName, Instant)>,
+    exported: Vec<(String, String)>,
+    artifacts: Vec<ArtifactSummary>,
+    failed: bool,
+}
+
+struct Ctx<'a> {
+    plan: &'a BuildPlan,
+    reporter: &'a dyn Reporter,
+    progress: &'a Mutex<Progress>,
+}
+
+impl Ctx<'_> {
+    fn emit(&self, e: Event) {
+        self.reporter.event(&e);
+    }
+
+    fn notice(&self, level: Level, message: impl Into<String>) {
+        self.emit(Event::Notice {
+            level,
+            message: message.into(),
+        });
+    }
+
+    fn phase_start(&self, phase: PhaseName) -> Instant {
+        let now = Instant::now();
+        if let Ok(mut p) = self.progress.lock() {
+            p.current = Some((phase, now));
+        }
+        self.emit(Event::PhaseStarted { phase });
+        now
+    }
+
+    fn phase_end(&self, phase: PhaseName, status: PhaseStatus, context: Option<String>) {
+        let mut duration_ms = 0;
+        if let Ok(mut p) = self.progress.lock() {
+            if let Some((_, started)) = p.current.take() {
+                duration_ms = started.elapsed().as_millis() as u64;
+            }
+            if status == PhaseStatus::Failed || status == PhaseStatus::Fault {
+                p.failed = true;
+            }
+            p.phases.push(PhaseSummary {
+                phase,
+                status,
+                duration_ms,
+                context: context.clone(),
+            });
+        }
+        self.emit(Event::PhaseEnded {
+            phase,
+            status,
+            duration_ms,
+            context,
+        });
+    }
+
+    fn failed(&self) -> bool {
+        self.progress.lock().map(|p| p.failed).unwrap_or(true)
+    }
+}
+
+/// Runs one build to the end and returns its result. Never leaves a container behind.
+pub async fn run_build(
+    engine: &DockerEngine,
+    plan: &BuildPlan,
+    opts: &RunOptions,
+    reporter: &dyn Reporter,
+    mut cancel: Cancel,
+) -> BuildResult {
+    let started = Instant::now();
+    let progress = Mutex::new(Progress {
+        phases: Vec::new(),
+        current: None,
+        exported: Vec::new(),
+        artifacts: Vec::new(),
+        failed: false,
+    });
+    let ctx = Ctx {
+        plan,
+        reporter,
+        progress: &progress,
+    };
+    ctx.emit(Event::BuildStarted {
+        build_id: plan.build_id.clone(),
+        build_number: plan.build_number,
+        project: plan.project.clone(),
+        image: plan.image.clone(),
+        buildspec: plan.buildspec_display.clone(),
+        source: plan.source_dir_host.clone(),
+        batch_identifier: plan.batch_identifier.clone(),
+    });
+    ctx.phase_start(PhaseName::Submitted);
+    ctx.phase_end(PhaseName::Submitted, PhaseStatus::Succeeded, None);
+    for n in &plan.notices {
+        ctx.notice(Level::Warning, n.clone());
+    }
+
+    let mut container: Option<BuildContainer> = None;
+    let interrupted = tokio::select! {
+        r = drive(&ctx, engine, opts, &mut container) => match r {
+            Ok(()) => None,
+            Err(e) => Some(Interruption::Fault(e)),
+        },
+        reason = cancel.cancelled() => Some(Interruption::Cancelled(reason)),
+        _ = tokio::time::sleep(plan.timeout) => Some(Interruption::TimedOut),
+    };
+    // The phase that was running when the build was interrupted ends with the reason.
+    let status = match &interrupted {
+        None => None,
+        Some(Interruption::Fault(e)) => {
+            ctx.notice(Level::Error, e.to_string());
+            Some((PhaseStatus::Fault, BuildStatus::Fault, e.to_string()))
+        }
+        Some(Interruption::Cancelled(CancelReason::Stopped)) => Some((
+            PhaseStatus::Stopped,
+            BuildStatus::Stopped,
+            "BUILD_STOPPED: the build was stopped".to_string(),
+        )),
+        Some(Interruption::TimedOut) => Some((
+            PhaseStatus::TimedOut,
+            BuildStatus::TimedOut,
+            format!(
+                "BUILD_TIMED_OUT: build timed out after {}s",
+                plan.timeout.as_secs()
+            ),
+        )),
+    };
+    if let Some((phase_status, _, context)) = &status {
+        let current = progress.lock().ok().and_then(|p| p.current.map(|c| c.0));
+        if let Some(phase) = current {
+            ctx.phase_end(phase, *phase_status, Some(context.clone()));
+        }
+    }
+
+    ctx.phase_start(PhaseName::Finalizing);
+    if let Some(c) = container.as_mut() {
+        c.remove().await;
+    }
+    ctx.phase_end(PhaseName::Finalizing, PhaseStatus::Succeeded, None);
+    ctx.phase_start(PhaseName::Completed);
+    ctx.phase_end(PhaseName::Completed, PhaseStatus::Succeeded, None);
+
+    let build_status = match status {
+        Some((_, s, _)) => s,
+        None if ctx.failed() => BuildStatus::Failed,
+        None => BuildStatus::Succeeded,
+    };
+    let (phases, exported, artifacts) = match progress.into_inner() {
+        Ok(p) => (p.phases, p.exported, p.artifacts),
+        Err(_) => Default::default(),
+    };
+    let result = BuildResult {
+        build_id: plan.build_id.clone(),
+        build_number: plan.build_number,
+        batch_identifier: plan.batch_identifier.clone(),
+        status: build_status,
+        phases,
+        exported_variables: exported,
+        artifacts,
+        duration_ms: started.elapsed().as_millis() as u64,
+        log_file: opts.log_file.clone(),
+    };
+    reporter.event(&Event::BuildEnded(result.clone()));
+    result
+}
+
+enum Interruption {
+    Fault(DockerError),
+    Cancelled(CancelReason),
+    TimedOut,
+}
+
+/// Everything between SUBMITTED and FINALIZING. Returns `Err` only for faults of the
+/// runner or the engine; a failing command is a failed phase, not an error.
+async fn drive(
+    ctx: &Ctx<'_>,
+    engine: &DockerEngine,
+    opts: &RunOptions,
+    container: &mut Option<BuildContainer>,
+) -> Result<(), DockerError> {
+    let plan = ctx.plan;
+    ctx.phase_start(PhaseName::Provisioning);
+    engine.ensure_image(&plan.image).await?;
+    let mut binds = Vec::new();
+    if plan.source_mode == SourceMode::Mount {
+        binds.push((plan.source_dir_host.clone(), plan.src_dir.clone(), false));
+    }
+    if let Some(ca) = &plan.host_ca_bundle {
+        binds.push((ca.clone(), CA_BUNDLE_MOUNT.to_string(), true));
+    }
+    let spec = ContainerSpec {
+        image: plan.image.clone(),
+        name: container_name(plan),
+        build_id: plan.build_id.clone(),
+        working_dir: plan.src_dir.clone(),
+        binds,
+        privileged: plan.privileged,
+    };
+    let c = container.insert(BuildContainer::start(engine, &spec).await?);
+    ctx.phase_end(PhaseName::Provisioning, PhaseStatus::Succeeded, None);
+
+    ctx.phase_start(PhaseName::DownloadSource);
+    if plan.source_mode == SourceMode::Copy {
+        c.upload_dir(std::path::Path::new(&plan.source_dir_host), &plan.src_dir)
+            .await?;
+    }
+    ctx.phase_end(PhaseName::DownloadSource, PhaseStatus::Succeeded, None);
+
+    let mut shells = Shells {
+        container: c,
+        current: None,
+    };
+    let upload = run_phases(ctx, &mut shells).await?;
+    if let Some(shell) = shells.current.take() {
+        shell.shell.close().await;
+    }
+
+    if upload {
+        ctx.phase_start(PhaseName::UploadArtifacts);
+        let (status, context) = upload_artifacts(ctx, c, opts).await;
+        ctx.phase_end(PhaseName::UploadArtifacts, status, context);
+    }
+    Ok(())
+}
+
+fn container_name(plan: &BuildPlan) -> String {
+    let project: String = plan
+        .project
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    let uuid = plan.build_id.rsplit(':').next().unwrap_or("build");
+    format!("runner-{project}-{}", &uuid[..uuid.len().min(12)])
+}
+
+/// The build shell and the user it runs as.
+struct OpenShell {
+    shell: DockerShell,
+    user: Option<String>,
+}
+
+struct Shells<'c> {
+    container: &'c BuildContainer,
+    current: Option<OpenShell>,
+}
+
+impl Shells<'_> {
+    /// The version 0.2 shell for `user`, carrying the environment and working directory
+    /// over from the previous shell when the user changes.
+    async fn for_user(
+        &mut self,
+        ctx: &Ctx<'_>,
+        user: Option<&str>,
+    ) -> Result<&mut DockerShell, DockerError> {
+        let plan = ctx.plan;
+        let reusable =
+            matches!(&self.current, Some(s) if s.user.as_deref() == user && !s.shell.has_ended());
+        if !reusable {
+            let mut carried = None;
+            if let Some(mut old) = self.current.take() {
+                if old.shell.has_ended() {
+                    ctx.notice(
+                        Level::Warning,
+                        "the build shell ended; starting a new one (variables set and \
+                         directories entered earlier are lost)",
+                    );
+                } else {
+                    carried = Some(snapshot(&mut old.shell).await?);
+                    old.shell.close().await;
+                }
+            }
+            let mut shell = self
+                .container
+                .open_shell(&plan.shell, user, &plan.env, &plan.src_dir)
+                .await?;
+            if let Some(state) = carried {
+                shell.capture(&state).await?;
+            }
+            self.current = Some(OpenShell {
+                shell,
+                user: user.map(str::to_string),
+            });
+        }
+        match self.current.as_mut() {
+            Some(s) => Ok(&mut s.shell),
+            None => Err(DockerError::Shell("no build shell".into())),
+        }
+    }
+}
+
+/// A script that recreates `shell`'s exported variables and working directory.
+async fn snapshot(shell: &mut DockerShell) -> Result<String, DockerError> {
+    let (_, exports) = shell.capture("export -p").await?;
+    let (_, pwd) = shell.capture("pwd").await?;
+    let pwd = String::from_utf8_lossy(&pwd)
+        .trim_end()
+        .replace('\'', "'\\''");
+    Ok(format!("{}\ncd '{pwd}'", String::from_utf8_lossy(&exports)))
+}
+
+/// Runs INSTALL … POST_BUILD with CodeBuild's transition rules. Returns whether
+/// UPLOAD_ARTIFACTS runs (it does not after an INSTALL or PRE_BUILD failure).
+async fn run_phases(ctx: &Ctx<'_>, shells: &mut Shells<'_>) -> Result<bool, DockerError> {
+    let plan = ctx.plan;
+    let mut skip_rest = false;
+    for phase in &plan.phases {
+        if skip_rest {
+            continue;
+        }
+        let succeeded = run_phase_with_retries(ctx, shells, phase).await?;
+        if !succeeded && phase.on_failure != OnFailure::Continue {
+            match phase.name {
+                // INSTALL or PRE_BUILD failed: straight to FINALIZING.
+                PhaseName::Install | PhaseName::PreBuild => return Ok(false),
+                // BUILD failed: POST_BUILD still runs (with CODEBUILD_BUILD_SUCCEEDING=0);
+                // POST_BUILD failed: on to UPLOAD_ARTIFACTS.
+                _ => {}
+            }
+        }
+        if phase.name == PhaseName::PostBuild {
+            skip_rest = true;
+        }
+    }
+    if plan.version == Version::V0_2 && !plan.exported_variables.is_empty() {
+        let exported = read_exported(ctx, shells).await?;
+        if let Ok(mut p) = ctx.progress.lock() {
+            p.exported = exported;
+        }
+    }
+    Ok(true)
+}
+
+async fn read_exported(
+    ctx: &Ctx<'_>,
+    shells: &mut Shells<'_>,
+) -> Result<Vec<(String, String)>, DockerError> {
+    let user = shells.current.as_ref().and_then(|s| s.user.clone());
+    let shell = shells.for_user(ctx, user.as_deref()).await?;
+    let mut out = Vec::new();
+    for name in &ctx.plan.exported_variables {
+        let (_, value) = shell
+            .capture(&format!("printf '%s' \"${{{name}-}}\""))
+            .await?;
+        out.push((name.clone(), String::from_utf8_lossy(&value).into_owned()));
+    }
+    Ok(out)
+}
+
+async fn run_phase_with_retries(
+    ctx: &Ctx<'_>,
+    shells: &mut Shells<'_>,
+    phase: &PlannedPhase,
+) -> Result<bool, DockerError> {
+    let (attempts, regex) = match &phase.on_failure {
+        OnFailure::Retry { count, regex } => (
+            count.saturating_add(1),
+            regex
+                .as_deref()
+                .and_then(|r| regex_lite::Regex::new(r).ok()),
+        ),
+        _ => (1, None),
+    };
+    let mut attempt = 1;
+    loop {
+        let mut output = Vec::new();
+        let record = regex.is_some();
+        let ok = run_phase(ctx, shells, phase, record.then_some(&mut output)).await?;
+        if ok || attempt >= attempts {
+            return Ok(ok);
+        }
+        if let Some(re) = &regex {
+            if !output.iter().any(|l| re.is_match(l)) {
+                return Ok(false);
+            }
+        }
+        attempt += 1;
+        ctx.notice(
+            Level::Warning,
+            format!(
+                "retrying phase {} (attempt {attempt} of {attempts})",
+                phase.name
+            ),
+        );
+        // A retried phase starts from a clean slate: the failure no longer counts.
+        if let Ok(mut p) = ctx.progress.lock() {
+            p.failed = p
+                .phases
+                .iter()
+                .any(|s| s.status == PhaseStatus::Failed && s.phase != phase.name);
+        }
+    }
+}
+
+/// Runs one phase: its commands until one fails, then `finally`. Returns success.
+async fn run_phase(
+    ctx: &Ctx<'_>,
+    shells: &mut Shells<'_>,
+    phase: &PlannedPhase,
+    mut record: Option<&mut Vec<String>>,
+) -> Result<bool, DockerError> {
+    let plan = ctx.plan;
+    ctx.phase_start(phase.name);
+    let succeeding = if ctx.failed() { "0" } else { "1" };
+    let mut failure: Option<String> = None;
+    let lists: [&[Command]; 2] = [&phase.commands, &phase.finally];
+    for (i, list) in lists.iter().enumerate() {
+        let is_finally = i == 1;
+        if !is_finally && failure.is_some() {
+            continue;
+        }
+        for cmd in list.iter() {
+            ctx.emit(Event::CommandStarted {
+                phase: phase.name,
+                command: cmd.text.clone(),
+            });
+            let t = Instant::now();
+            let exit = match plan.version {
+                Version::V0_2 => {
+                    let shell = shells.for_user(ctx, phase.run_as.as_deref()).await?;
+                    shell
+                        .capture(&format!("export CODEBUILD_BUILD_SUCCEEDING={succeeding}"))
+                        .await?;
+                    run_logged(ctx, shell, &cmd.text, record.as_deref_mut()).await?
+                }
+                Version::V0_1 => {
+                    // Version 0.1: every command in a fresh shell instance.
+                    let mut env = plan.env.clone();
+                    if let Some(slot) = env
+                        .iter_mut()
+                        .find(|(k, _)| k == "CODEBUILD_BUILD_SUCCEEDING")
+                    {
+                        slot.1 = succeeding.to_string();
+                    }
+                    let mut shell = shells
+                        .container
+                        .open_shell(&plan.shell, phase.run_as.as_deref(), &env, &plan.src_dir)
+                        .await?;
+                    let exit =
+                        run_logged(ctx, &mut shell, &cmd.text, record.as_deref_mut()).await?;
+                    shell.close().await;
+                    exit
+                }
+            };
+            let code = match exit {
+                CommandExit::Status(c) | CommandExit::ShellEnded(c) => c,
+            };
+            ctx.emit(Event::CommandEnded {
+                phase: phase.name,
+                exit_code: code,
+                duration_ms: t.elapsed().as_millis() as u64,
+            });
+            if code != 0 {
+                if failure.is_none() {
+                    failure = Some(format!(
+                        "COMMAND_EXECUTION_ERROR: Error while executing command: {}. Reason: exit status {code}",
+                        first_line(&cmd.text)
+                    ));
+                }
+                break;
+            }
+        }
+    }
+    let ok = failure.is_none();
+    let status = if ok {
+        PhaseStatus::Succeeded
+    } else {
+        PhaseStatus::Failed
+    };
+    ctx.phase_end(phase.name, status, failure);
+    Ok(ok)
+}
+
+async fn run_logged(
+    ctx: &Ctx<'_>,
+    shell: &mut DockerShell,
+    command: &str,
+    mut record: Option<&mut Vec<String>>,
+) -> Result<CommandExit, DockerError> {
+    let reporter = ctx.reporter;
+    let mut on_line = |stream: Stream, line: &str| {
+        if let Some(r) = record.as_deref_mut() {
+            r.push(line.to_string());
+        }
+        reporter.event(&Event::Log {
+            stream,
+            line: line.to_string(),
+        });
+    };
+    shell.run(command, &mut on_line).await
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
+
+async fn upload_artifacts(
+    ctx: &Ctx<'_>,
+    container: &BuildContainer,
+    opts: &RunOptions,
+) -> (PhaseStatus, Option<String>) {
+    let plan = ctx.plan;
+    let wants_reports = !plan.reports.is_empty();
+    let wants_artifacts = plan.artifacts.is_some() && opts.artifacts_dir.is_some();
+    if plan.artifacts.is_some() && opts.artifacts_dir.is_none() {
+        ctx.notice(
+            Level::Info,
+            "the buildspec declares artifacts; pass --artifacts DIR to collect them",
+        );
+    }
+    if !wants_reports && !wants_artifacts {
+        return (PhaseStatus::Succeeded, None);
+    }
+    // The source tree as the build left it, on the host.
+    let _scratch;
+    let src_root = match plan.source_mode {
+        SourceMode::Mount => PathBuf::from(&plan.source_dir_host),
+        SourceMode::Copy => {
+            let base = opts.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
+            let _ = std::fs::create_dir_all(&base);
+            let dir = match tempfile::Builder::new()
+                .prefix("runner-src-")
+                .tempdir_in(&base)
+            {
+                Ok(d) => d,
+                Err(e) => {
+                    return (
+                        PhaseStatus::Fault,
+                        Some(format!(
+                            "CLIENT_ERROR: cannot create a scratch directory: {e}"
+                        )),
+                    )
+                }
+            };
+            if let Err(e) = container.download_dir(&plan.src_dir, dir.path()).await {
+                return (PhaseStatus::Failed, Some(format!("CLIENT_ERROR: {e}")));
+            }
+            let root = dir.path().join("src");
+            _scratch = dir;
+            root
+        }
+    };
+
+    for result in crate::reports::collect_reports(&plan.reports, &src_root) {
+        ctx.emit(Event::Report(result));
+    }
+
+    let (Some(artifacts), Some(out_dir)) = (&plan.artifacts, &opts.artifacts_dir) else {
+        return (PhaseStatus::Succeeded, None);
+    };
+    let collect_opts = CollectOptions {
+        zip: opts.zip_artifacts,
+    };
+    let mut error = None;
+    for r in artifacts::collect_all(artifacts, &src_root, out_dir, &collect_opts) {
+        match r {
+            Ok(out) => {
+                let summary = ArtifactSummary {
+                    identifier: out.identifier.clone(),
+                    path: out.path.display().to_string(),
+                    files: out.files.len(),
+                    bytes: out.bytes,
+                };
+                if let Ok(mut p) = ctx.progress.lock() {
+                    p.artifacts.push(summary.clone());
+                }
+                ctx.emit(Event::Artifact(summary));
+            }
+            Err(e) => {
+                ctx.notice(Level::Error, e.to_string());
+                error.get_or_insert_with(|| format!("CLIENT_ERROR: {e}"));
+            }
+        }
+    }
+    match error {
+        None => (PhaseStatus::Succeeded, None),
+        Some(e) => (PhaseStatus::Failed, Some(e)),
+    }
+}

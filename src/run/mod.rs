@@ -1,0 +1,12 @@
+//! Executes build plans: one build (`build.rs`) or a batch of them (`batch.rs`).
+//!
+//! Architecture invariant: this module emits events and returns results; it never prints
+//! and never decides exit codes (that is `cli`'s job).
+
+mod batch;
+mod build;
+mod cancel;
+
+pub use batch::{run_batch, BatchOptions, BatchTaskPlan};
+pub use build::{run_build, RunOptions};
+pub use cancel::{Cancel, CancelReason, Canceller};
