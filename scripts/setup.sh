@@ -137,11 +137,18 @@ dockerd_failed() {
 		log "dockerd exited; last lines of $logfile:"
 	fi
 	tail -n 25 "$logfile" 2>/dev/null | sed 's/^/  | /' >&2 || true
-	if grep -qiE 'iptables|ip6tables|nat chain|bridge|docker0|netlink|operation not permitted' "$logfile" 2>/dev/null; then
+	# Classify on the fatal line; the log is full of harmless warnings.
+	local reason
+	reason=$(grep -E '^failed to start daemon|level=fatal' "$logfile" 2>/dev/null | tail -n 1 || true)
+	[ -n "$reason" ] || reason=$(tail -n 5 "$logfile" 2>/dev/null || true)
+	if grep -qiE 'iptables|ip6tables|nat chain|bridge|docker0|netlink|network controller' <<<"$reason"; then
 		die "dockerd failed on networking (iptables/bridge); this sandbox may not allow it. Try RUNNER_DOCKERD_ARGS='--iptables=false --ip6tables=false --bridge=none' (containers then get no bridge networking; only where no other dockerd runs), or run on a host/VM with docker."
 	fi
-	if grep -qiE 'cgroup' "$logfile" 2>/dev/null; then
-		die "dockerd failed on cgroups; a container needs --privileged (or a cgroup mount) to run dockerd inside it."
+	if grep -qiE 'cgroup' <<<"$reason"; then
+		die "dockerd failed on cgroups; a container needs --privileged (or a writable cgroup mount) to run dockerd inside it."
+	fi
+	if grep -qiE 'storage|graphdriver|overlay|mount' <<<"$reason"; then
+		die "dockerd failed to set up storage (overlay mounts not permitted?); in a container, mount a volume at /var/lib/docker and run --privileged."
 	fi
 	die "dockerd failed to start (log: $logfile)"
 }
@@ -192,9 +199,7 @@ ensure_docker() {
 		return 0
 	fi
 
-	if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
-		apt_install docker.io
-	fi
+	command -v dockerd >/dev/null 2>&1 || die "dockerd not installed and could not be installed"
 
 	# Daemon up but unusable by us (socket permissions) or still starting?
 	if dockerd_running; then
@@ -217,17 +222,26 @@ ensure_docker() {
 # --- main -------------------------------------------------------------------
 
 t0=$SECONDS
-ensure_docker
 
-# scripts/images.sh needs a static busybox (runner/busybox) and debootstrap
-# (runner/debian).
+# Install what's missing in one apt run: docker.io if there is no working
+# docker, plus what scripts/images.sh needs — a static busybox (runner/busybox)
+# and debootstrap (runner/debian).
 missing=()
+if ! docker_ok && ! { command -v dockerd >/dev/null 2>&1 && command -v docker >/dev/null 2>&1; }; then
+	missing+=(docker.io)
+fi
 have_static_busybox || missing+=(busybox-static)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 if [ ${#missing[@]} -gt 0 ]; then
-	apt_install "${missing[@]}"
+	if [ "$(id -u)" != 0 ] && { [ ${#SUDO[@]} = 0 ] || ! "${SUDO[@]}" true 2>/dev/null; }; then
+		log "warning: not root, cannot install: ${missing[*]}"
+	else
+		apt_install "${missing[@]}"
+	fi
 fi
 
+ensure_docker
+
 log "building base images"
-"$ROOT/scripts/images.sh" "$@"
+bash "$ROOT/scripts/images.sh" "$@"
 log "done in $((SECONDS - t0))s"

@@ -245,6 +245,8 @@ async fn run_inner(args: BuildArgs) -> Result<ExitStatus, SetupError> {
         )
     })?;
     let engine = DockerEngine::connect().await?;
+    // A missing image is a setup problem (exit 2), found before any build starts.
+    engine.ensure_image(&image).await?;
     let cancel = watch_signals();
     let run_opts = RunOptions {
         artifacts_dir: args.artifacts.clone(),
@@ -315,6 +317,11 @@ async fn run_batch(
         )));
     };
     let (defs, fast_fail) = plan::expand_batch(batch);
+    for def in &defs {
+        if let Some(img) = &def.image {
+            engine.ensure_image(img).await?;
+        }
+    }
     let mut tasks = Vec::new();
     let mut specs: Vec<(PathBuf, BuildSpec)> = Vec::new();
     for def in &defs {

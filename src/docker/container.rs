@@ -4,7 +4,7 @@ use super::DockerEngine;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, DownloadFromContainerOptions,
-    RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder, WaitContainerOptions,
 };
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -201,16 +201,41 @@ impl BuildContainer {
             })
     }
 
-    /// Removes the container now (idempotent; errors are logged by the engine, not here).
+    /// Removes the container and returns once it is gone.
+    ///
+    /// Closing the attach connection ends the main process, and the engine's AutoRemove
+    /// deletes the container (as `docker run --rm` does); waiting for that is quicker than
+    /// killing a running container. A forced removal follows if the engine is slow.
     pub async fn remove(&mut self) {
-        if let Ok(mut d) = self.deadman.lock() {
-            *d = None;
+        let had_deadman = match self.deadman.lock() {
+            Ok(mut d) => d.take().is_some(),
+            Err(_) => false,
+        };
+        if had_deadman {
+            let opts = WaitContainerOptions {
+                condition: "removed".to_string(),
+            };
+            let mut wait = self.engine.docker.wait_container(&self.id, Some(opts));
+            let waited =
+                tokio::time::timeout(std::time::Duration::from_secs(10), wait.next()).await;
+            // `Ok(Some(Ok(_)))`: removed. A 404 (already gone) arrives as an error item.
+            if matches!(waited, Ok(Some(Ok(_))))
+                || matches!(
+                    waited,
+                    Ok(Some(Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    })))
+                )
+            {
+                return;
+            }
         }
         let opts = RemoveContainerOptionsBuilder::default()
             .force(true)
             .v(true)
             .build();
-        // 404: already gone (AutoRemove won the race); 409: removal already in progress.
+        // 404: already gone; 409: removal already in progress.
         let _ = self
             .engine
             .docker

@@ -161,9 +161,9 @@ impl DockerShell {
         let _ = self.input.flush().await;
         let mut status: [Option<i64>; 2] = [None, None];
         loop {
-            for i in 0..2 {
-                if status[i].is_none() {
-                    status[i] = self.drain(i, &mut sink, false);
+            for (i, slot) in status.iter_mut().enumerate() {
+                if slot.is_none() {
+                    *slot = self.drain(i, &mut sink, false);
                 }
             }
             if let (Some(code), Some(_)) = (status[0], status[1]) {

@@ -5,8 +5,8 @@
 
 mod batch;
 mod env;
-mod plan;
+mod build_plan;
 
 pub use batch::{expand as expand_batch, TaskDef};
 pub use env::{parse_env_assignment, parse_env_file, EnvError, CA_BUNDLE_MOUNT, CA_VARIABLES};
-pub use plan::{plan, BuildPlan, PlanError, PlanInput, PlannedPhase, SourceMode};
+pub use build_plan::{plan, BuildPlan, PlanError, PlanInput, PlannedPhase, SourceMode};

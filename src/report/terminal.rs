@@ -1,5 +1,5 @@
 use super::format::codebuild_line;
-use crate::event::{BuildStatus, Event, Level, PhaseStatus, Reporter, Stream};
+use crate::event::{BuildStatus, Event, Level, PhaseStatus, Reporter};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
 use std::sync::Mutex;
@@ -142,14 +142,9 @@ impl TerminalReporter {
 impl Reporter for TerminalReporter {
     fn event(&self, event: &Event) {
         match event {
-            Event::Log { stream, line } => {
+            Event::Log { line, .. } => {
                 if !self.opts.quiet {
-                    let line = if *stream == Stream::Stderr && self.opts.color {
-                        line.clone()
-                    } else {
-                        line.clone()
-                    };
-                    self.print(&line);
+                    self.print(line);
                 }
             }
             Event::PhaseStarted { phase } => {

@@ -278,6 +278,8 @@ fn container_name(plan: &BuildPlan) -> String {
 struct OpenShell {
     shell: DockerShell,
     user: Option<String>,
+    /// The value of CODEBUILD_BUILD_SUCCEEDING this shell has (set only when it changes).
+    succeeding: Option<&'static str>,
 }
 
 struct Shells<'c> {
@@ -292,7 +294,7 @@ impl Shells<'_> {
         &mut self,
         ctx: &Ctx<'_>,
         user: Option<&str>,
-    ) -> Result<&mut DockerShell, DockerError> {
+    ) -> Result<&mut OpenShell, DockerError> {
         let plan = ctx.plan;
         let reusable =
             matches!(&self.current, Some(s) if s.user.as_deref() == user && !s.shell.has_ended());
@@ -314,16 +316,19 @@ impl Shells<'_> {
                 .container
                 .open_shell(&plan.shell, user, &plan.env, &plan.src_dir)
                 .await?;
+            // A fresh shell starts with the plan's CODEBUILD_BUILD_SUCCEEDING=1.
+            let succeeding = if carried.is_none() { Some("1") } else { None };
             if let Some(state) = carried {
                 shell.capture(&state).await?;
             }
             self.current = Some(OpenShell {
                 shell,
                 user: user.map(str::to_string),
+                succeeding,
             });
         }
         match self.current.as_mut() {
-            Some(s) => Ok(&mut s.shell),
+            Some(s) => Ok(s),
             None => Err(DockerError::Shell("no build shell".into())),
         }
     }
@@ -376,7 +381,7 @@ async fn read_exported(
     shells: &mut Shells<'_>,
 ) -> Result<Vec<(String, String)>, DockerError> {
     let user = shells.current.as_ref().and_then(|s| s.user.clone());
-    let shell = shells.for_user(ctx, user.as_deref()).await?;
+    let shell = &mut shells.for_user(ctx, user.as_deref()).await?.shell;
     let mut out = Vec::new();
     for name in &ctx.plan.exported_variables {
         let (_, value) = shell
@@ -457,11 +462,14 @@ async fn run_phase(
             let t = Instant::now();
             let exit = match plan.version {
                 Version::V0_2 => {
-                    let shell = shells.for_user(ctx, phase.run_as.as_deref()).await?;
-                    shell
-                        .capture(&format!("export CODEBUILD_BUILD_SUCCEEDING={succeeding}"))
-                        .await?;
-                    run_logged(ctx, shell, &cmd.text, record.as_deref_mut()).await?
+                    let open = shells.for_user(ctx, phase.run_as.as_deref()).await?;
+                    if open.succeeding != Some(succeeding) {
+                        open.shell
+                            .capture(&format!("export CODEBUILD_BUILD_SUCCEEDING={succeeding}"))
+                            .await?;
+                        open.succeeding = Some(succeeding);
+                    }
+                    run_logged(ctx, &mut open.shell, &cmd.text, record.as_deref_mut()).await?
                 }
                 Version::V0_1 => {
                     // Version 0.1: every command in a fresh shell instance.
