@@ -16,11 +16,8 @@ echo "demo: runner validate" >&2
 "$runner" validate buildspecs/*.yml fixtures/sample-app/buildspec.yml
 
 echo "demo: runner build (sample app)" >&2
-"$runner" build \
-	--source fixtures/sample-app \
-	--image runner/debian:bookworm \
-	--source-mode copy \
-	--artifacts "$out"
+# The image, source mode and timeout come from fixtures/sample-app/runner.yml.
+"$runner" build --source fixtures/sample-app --artifacts "$out"
 
 echo "demo: artifacts in $out:" >&2
 find "$out" -type f | sort >&2

@@ -11,6 +11,7 @@ pub mod plan;
 
 pub mod datadir;
 pub mod docker;
+pub mod project;
 pub mod source;
 
 pub mod artifacts;

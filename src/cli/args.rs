@@ -60,15 +60,20 @@ pub enum HostCa {
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// The buildspec to run (default: buildspec.yml in the source directory).
+    /// The buildspec to run (default: the project file's `build.buildspec`, else
+    /// buildspec.yml in the source directory).
     #[arg(long, short = 'b', value_name = "FILE")]
     pub buildspec: Option<PathBuf>,
     /// The source directory; it becomes CODEBUILD_SRC_DIR in the container.
     #[arg(long, short = 's', value_name = "DIR", default_value = ".")]
     pub source: PathBuf,
-    /// The build image (must be on the engine, or pullable).
+    /// The build image (must be on the engine, or pullable); default: `build.image` in
+    /// the project file.
     #[arg(long, short = 'i', value_name = "IMAGE", env = "RUNNER_IMAGE")]
     pub image: Option<String>,
+    /// The project file (default: runner.yml in the source directory, when present).
+    #[arg(long, value_name = "FILE")]
+    pub project_file: Option<PathBuf>,
     /// Collect the buildspec's artifacts here: one directory per artifact identifier.
     #[arg(long, short = 'a', value_name = "DIR")]
     pub artifacts: Option<PathBuf>,
@@ -82,14 +87,15 @@ pub struct BuildArgs {
     /// Read variables from a dotenv file (KEY=VALUE lines); --env wins over it.
     #[arg(long, value_name = "FILE")]
     pub env_file: Vec<PathBuf>,
-    /// How the source reaches the container.
-    #[arg(long, value_enum, default_value_t = SourceMode::Mount)]
-    pub source_mode: SourceMode,
-    /// Stop the build after this many minutes (CodeBuild's default is 60).
-    #[arg(long, value_name = "MINUTES", default_value_t = 60.0)]
-    pub timeout: f64,
-    /// The project name (CODEBUILD_BUILD_ID is <project>:<uuid>); default: the source
-    /// directory's name.
+    /// How the source reaches the container [default: mount, or the project file's].
+    #[arg(long, value_enum)]
+    pub source_mode: Option<SourceMode>,
+    /// Stop the build after this many minutes [default: 60, CodeBuild's, or the project
+    /// file's].
+    #[arg(long, value_name = "MINUTES")]
+    pub timeout: Option<f64>,
+    /// The project name (CODEBUILD_BUILD_ID is <project>:<uuid>); default: the project
+    /// file's `name`, else the source directory's name.
     #[arg(long)]
     pub project: Option<String>,
     /// Make build containers trust the host's CA bundle (for networks that re-sign TLS)

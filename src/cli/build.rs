@@ -7,6 +7,7 @@ use crate::datadir;
 use crate::docker::DockerEngine;
 use crate::event::{Event, Fanout, Level, SharedReporter};
 use crate::plan::{self, BuildPlan, PlanInput};
+use crate::project::{parse_project, ProjectConfig, PROJECT_FILE};
 use crate::report::{JsonReporter, LogFileReporter, TerminalOptions, TerminalReporter};
 use crate::run::{self, BatchOptions, BatchTaskPlan, Cancel, CancelReason, Canceller, RunOptions};
 use std::path::{Path, PathBuf};
@@ -60,6 +61,7 @@ fn load_buildspec(path: &Path, strict: bool) -> Result<BuildSpec, SetupError> {
 /// Context shared by every build of one invocation.
 struct Facts {
     source: PathBuf,
+    config: ProjectConfig,
     project: String,
     git: crate::source::GitInfo,
     overrides: Vec<(String, String)>,
@@ -80,12 +82,17 @@ fn gather(args: &BuildArgs) -> Result<Facts, SetupError> {
             source.display()
         )));
     }
-    let project = args.project.clone().unwrap_or_else(|| {
-        source
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "project".into())
-    });
+    let config = load_project(args, &source)?;
+    let project = args
+        .project
+        .clone()
+        .or_else(|| config.name.clone())
+        .unwrap_or_else(|| {
+            source
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "project".into())
+        });
     let mut overrides = Vec::new();
     for file in &args.env_file {
         let text = std::fs::read_to_string(file)
@@ -110,12 +117,43 @@ fn gather(args: &BuildArgs) -> Result<Facts, SetupError> {
         }
     };
     Ok(Facts {
+        config,
         git: crate::source::git_info(&source),
         source,
         project,
         overrides,
         host_ca,
         data: datadir::data_dir(),
+    })
+}
+
+fn privileged(args: &BuildArgs, facts: &Facts) -> bool {
+    args.privileged || facts.config.privileged.unwrap_or(false)
+}
+
+/// Reads the project file: `--project-file`, else `runner.yml` in the source when present.
+fn load_project(args: &BuildArgs, source: &Path) -> Result<ProjectConfig, SetupError> {
+    let path = match &args.project_file {
+        Some(p) => p.clone(),
+        None => {
+            let p = source.join(PROJECT_FILE);
+            if !p.is_file() {
+                return Ok(ProjectConfig::default());
+            }
+            p
+        }
+    };
+    let display = path.display().to_string();
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| SetupError(format!("cannot read project file {display}: {e}")))?;
+    let (config, diags) = parse_project(&text);
+    for d in &diags {
+        eprintln!("{}", buildspec::render(&display, d));
+    }
+    config.ok_or_else(|| {
+        SetupError(format!(
+            "{display} is not a valid project file (see the errors above)"
+        ))
     })
 }
 
@@ -162,11 +200,22 @@ fn make_plan(
             .clone()
             .or_else(|| facts.git.commit.clone()),
         source_repo_url: facts.git.origin.clone(),
+        project_variables: facts.config.variables.clone(),
         overrides: merged,
         trust_host_ca: facts.host_ca.clone(),
         region: args.region.clone(),
-        source_mode: args.source_mode,
-        timeout: Duration::from_secs_f64((args.timeout * 60.0).max(1.0)),
+        source_mode: args
+            .source_mode
+            .or(facts.config.source_mode)
+            .unwrap_or_default(),
+        timeout: Duration::from_secs_f64(
+            (args
+                .timeout
+                .or(facts.config.timeout_minutes)
+                .unwrap_or(60.0)
+                * 60.0)
+                .max(1.0),
+        ),
         batch_identifier: req.batch_identifier,
         privileged: req.privileged,
         initiator: format!(
@@ -233,14 +282,15 @@ fn watch_signals() -> Cancel {
 
 async fn run_inner(args: BuildArgs) -> Result<ExitStatus, SetupError> {
     let facts = gather(&args)?;
-    let buildspec_path = args
-        .buildspec
-        .clone()
-        .unwrap_or_else(|| facts.source.join("buildspec.yml"));
+    let buildspec_path = args.buildspec.clone().unwrap_or_else(|| {
+        facts
+            .source
+            .join(facts.config.buildspec.as_deref().unwrap_or("buildspec.yml"))
+    });
     let spec = load_buildspec(&buildspec_path, args.strict)?;
-    let image = args.image.clone().ok_or_else(|| {
+    let image = args.image.clone().or_else(|| facts.config.image.clone()).ok_or_else(|| {
         SetupError(
-            "no build image: pass --image IMAGE (or set RUNNER_IMAGE); `bash scripts/images.sh` builds runner/busybox:latest locally"
+            "no build image: pass --image IMAGE, set RUNNER_IMAGE, or set build.image in runner.yml; `bash scripts/images.sh` builds runner/busybox:latest locally"
                 .into(),
         )
     })?;
@@ -281,7 +331,7 @@ async fn run_inner(args: BuildArgs) -> Result<ExitStatus, SetupError> {
             image,
             extra_overrides: &[],
             batch_identifier: None,
-            privileged: args.privileged,
+            privileged: privileged(&args, &facts),
         },
     )?;
     let log_file = log_path(&facts, &plan);
@@ -354,7 +404,7 @@ async fn run_batch(
                 image: def.image.clone().unwrap_or_else(|| image.to_string()),
                 extra_overrides: &def.variables,
                 batch_identifier: Some(def.identifier.clone()),
-                privileged: def.privileged.unwrap_or(args.privileged),
+                privileged: def.privileged.unwrap_or(privileged(args, facts)),
             },
         )?;
         tasks.push(BatchTaskPlan {

@@ -222,10 +222,12 @@ impl BuildContainer {
             if matches!(waited, Ok(Some(Ok(_))))
                 || matches!(
                     waited,
-                    Ok(Some(Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code: 404,
-                        ..
-                    })))
+                    Ok(Some(Err(
+                        bollard::errors::Error::DockerResponseServerError {
+                            status_code: 404,
+                            ..
+                        }
+                    )))
                 )
             {
                 return;

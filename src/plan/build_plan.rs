@@ -34,6 +34,8 @@ pub struct PlanInput {
     /// `CODEBUILD_SOURCE_VERSION` (what was asked for: a branch, tag or commit).
     pub source_version: Option<String>,
     pub source_repo_url: Option<String>,
+    /// The project file's `build.variables` (they override the buildspec's).
+    pub project_variables: Vec<(String, String)>,
     /// `--env` / `--env-file` overrides, already validated, in order (later wins).
     pub overrides: Vec<(String, String)>,
     /// Mount the host's CA bundle and point the usual variables at it.
@@ -165,7 +167,8 @@ pub fn plan(spec: &BuildSpec, input: &PlanInput) -> Result<BuildPlan, PlanError>
     for v in &spec.env.variables {
         upsert(&mut env, &v.name, &v.value);
     }
-    for (n, v) in &input.overrides {
+    // CodeBuild's precedence: start-build overrides > project > buildspec.
+    for (n, v) in input.project_variables.iter().chain(&input.overrides) {
         upsert(&mut env, n, v);
     }
     let account = "000000000000";
@@ -304,13 +307,18 @@ mod tests {
     #[test]
     fn precedence_overrides_beat_buildspec_and_reserved_beat_all() {
         let mut spec = BuildSpec::default();
-        spec.env.variables = vec![var("A", "spec"), var("B", "spec")];
+        spec.env.variables = vec![var("A", "spec"), var("B", "spec"), var("C", "spec")];
         let mut inp = input();
+        inp.project_variables = vec![
+            ("B".into(), "project".into()),
+            ("C".into(), "project".into()),
+        ];
         inp.overrides = vec![("B".into(), "cli".into())];
         inp.trust_host_ca = Some("/etc/ssl/certs/ca-certificates.crt".into());
         let p = plan(&spec, &inp).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(get(&p, "A"), Some("spec"));
         assert_eq!(get(&p, "B"), Some("cli"));
+        assert_eq!(get(&p, "C"), Some("project"));
         assert_eq!(
             get(&p, "CODEBUILD_BUILD_ID"),
             Some("demo:0123abcd-0000-0000-0000-000000000000")

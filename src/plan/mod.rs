@@ -4,9 +4,9 @@
 //! (git revision, the host CA bundle's presence, the clock) is passed in `PlanInput`.
 
 mod batch;
-mod env;
 mod build_plan;
+mod env;
 
 pub use batch::{expand as expand_batch, TaskDef};
-pub use env::{parse_env_assignment, parse_env_file, EnvError, CA_BUNDLE_MOUNT, CA_VARIABLES};
 pub use build_plan::{plan, BuildPlan, PlanError, PlanInput, PlannedPhase, SourceMode};
+pub use env::{parse_env_assignment, parse_env_file, EnvError, CA_BUNDLE_MOUNT, CA_VARIABLES};

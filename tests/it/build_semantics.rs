@@ -548,7 +548,9 @@ fn bad_input_exits_2_with_a_located_message() {
     let run = p.build(&[]);
     assert_eq!(run.code, 2);
     assert!(
-        run.stderr.contains("buildspec.yml:4:15: error: phases.build.commands must be a list of commands"),
+        run.stderr.contains(
+            "buildspec.yml:4:15: error: phases.build.commands must be a list of commands"
+        ),
         "{}",
         run.stderr
     );
@@ -660,4 +662,60 @@ artifacts:
     let built =
         std::fs::read_to_string(out.path().join("primary/dist/out.txt")).unwrap_or_default();
     assert_eq!(built, "built\n");
+}
+
+#[test]
+fn the_project_file_names_the_image_and_sits_between_buildspec_and_flags() {
+    let p = Project::new();
+    p.write(
+        "buildspec.yml",
+        "version: 0.2\nenv:\n  variables:\n    A: spec\n    B: spec\n    C: spec\nphases:\n  build:\n    commands:\n      - echo \"A=$A B=$B C=$C id=$CODEBUILD_BUILD_ID\"\n",
+    );
+    p.write(
+        "runner.yml",
+        &format!(
+            "name: from-file\nbuild:\n  image: {}\n  variables:\n    B: project\n    C: project\n",
+            crate::support::IMAGE
+        ),
+    );
+    let out = p
+        .runner()
+        .args(["build", "--json", "--env", "C=cli", "--source"])
+        .arg(p.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let run = crate::support::Run::from(out);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    let line = run
+        .logs()
+        .into_iter()
+        .find(|l| l.starts_with("A="))
+        .unwrap_or_default();
+    assert!(
+        line.starts_with("A=spec B=project C=cli id=from-file:"),
+        "{line}"
+    );
+
+    // Every build writes its log file in the data directory.
+    let log = run.result()["log_file"].as_str().unwrap_or("").to_string();
+    assert!(
+        log.starts_with(&p.data.path().display().to_string()),
+        "{log}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("Entering phase BUILD") && text.contains(&line),
+        "{text}"
+    );
+
+    p.write("runner.yml", "build:\n  timeout-minutes: soon\n");
+    let bad = p
+        .runner()
+        .args(["build", "--source"])
+        .arg(p.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr)
+        .contains("runner.yml:2:20: error: build.timeout-minutes"));
 }
