@@ -172,6 +172,16 @@ pub fn collect(
     let out_canon = std::fs::canonicalize(out_dir)
         .map_err(|e| ArtifactError::io("resolve the output directory", out_dir, e))?;
 
+    // The walk never enters the output directory; when that is where the files are (or
+    // above it, inside the source), say so instead of reporting that nothing matched.
+    if let Ok((root, base)) = glob::resolve_base(src_root, spec.base_directory.as_deref()) {
+        if out_canon.starts_with(&root) && base.starts_with(&out_canon) {
+            return Err(ArtifactError::OutputContainsBase {
+                out: out_canon,
+                base,
+            });
+        }
+    }
     let sel = glob::select(&Query {
         src_root,
         base_directory: spec.base_directory.as_deref(),
@@ -687,6 +697,21 @@ mod tests {
             "{:?}",
             names(&r)
         );
+    }
+
+    #[test]
+    fn output_directory_at_or_above_the_base_directory_is_refused() {
+        let (_t, src, _out) = setup();
+        let e = collect(&spec(&["**/*"]), "a", &src, &src, &DIR).unwrap_err();
+        assert!(matches!(e, ArtifactError::OutputContainsBase { .. }), "{e}");
+        let mut s = spec(&["**/*"]);
+        s.base_directory = Some("dist/assets".into());
+        let e = collect(&s, "a", &src, &src.join("dist"), &DIR).unwrap_err();
+        assert!(matches!(e, ArtifactError::OutputContainsBase { .. }), "{e}");
+        assert!(!src.join("a").exists() && !src.join("dist/a").exists());
+        // Above the source directory is fine: the walk never meets it.
+        let r = collect(&s, "a", &src, src.parent().unwrap(), &DIR).unwrap();
+        assert_eq!(names(&r), [".keep", "deep/x.txt", "logo.svg"]);
     }
 
     #[test]

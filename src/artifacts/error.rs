@@ -24,6 +24,15 @@ pub enum ArtifactError {
     )]
     DuplicateOutput { identifier: String },
 
+    #[error(
+        "the artifacts directory {} is the directory the files are collected from ({}) or \
+         contains it, so nothing could be collected; pass --artifacts a directory outside \
+         the source directory",
+        out.display(),
+        base.display()
+    )]
+    OutputContainsBase { out: PathBuf, base: PathBuf },
+
     #[error("artifact `{identifier}` has no `files`; list at least one pattern such as `**/*`")]
     NoFiles { identifier: String },
 

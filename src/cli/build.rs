@@ -423,6 +423,7 @@ async fn run_batch(
             if fast_fail { ", fast-fail" } else { "" }
         ),
     });
+    let mut user_stop = cancel.clone();
     let results = run::run_batch(
         engine,
         tasks,
@@ -435,24 +436,48 @@ async fn run_batch(
         cancel,
     )
     .await;
-    let mut status = ExitStatus::Success;
+    let stopped_by_user = {
+        use futures_util::FutureExt;
+        user_stop.cancelled().now_or_never().is_some()
+    };
     let mut lines = Vec::new();
-    for (id, r, ignore) in &results {
-        lines.push(format!(
-            "  {id:<24} {}{}",
-            r.status.as_str(),
-            if *ignore { " (ignore-failure)" } else { "" }
-        ));
-        let s = ExitStatus::from_build(r.status);
-        if s != ExitStatus::Success && !ignore && status == ExitStatus::Success {
-            status = s;
-        }
-    }
-    if results.len() < defs.len() && status == ExitStatus::Success {
-        status = ExitStatus::Failed;
+    for def in &defs {
+        let line = match results.iter().find(|(id, _, _)| *id == def.identifier) {
+            Some((_, r, ignore)) => format!(
+                "{}{}",
+                r.status.as_str(),
+                if *ignore { " (ignore-failure)" } else { "" }
+            ),
+            None => "NOT STARTED".to_string(),
+        };
+        lines.push(format!("  {:<24} {line}", def.identifier));
     }
     if !args.json {
         println!("\nBatch:\n{}", lines.join("\n"));
     }
-    Ok(status)
+    Ok(batch_status(&results, defs.len(), stopped_by_user))
+}
+
+/// A batch's exit status, independent of the order its builds finished in: STOPPED when
+/// the user stopped it; else FAULT when a build that may not fail faulted; else FAILED
+/// when one failed or timed out, or when a build never started (its dependency failed,
+/// or fast-fail stopped the batch); else SUCCESS. Builds that fast-fail stopped count
+/// through the failure that stopped them; builds with `ignore-failure` never count.
+fn batch_status(
+    results: &[(String, crate::event::BuildResult, bool)],
+    planned: usize,
+    stopped_by_user: bool,
+) -> ExitStatus {
+    use crate::event::BuildStatus;
+    if stopped_by_user {
+        return ExitStatus::Stopped;
+    }
+    let counted = || results.iter().filter(|(_, _, ignore)| !ignore);
+    if counted().any(|(_, r, _)| r.status == BuildStatus::Fault) {
+        return ExitStatus::Fault;
+    }
+    if counted().any(|(_, r, _)| r.status != BuildStatus::Succeeded) || results.len() < planned {
+        return ExitStatus::Failed;
+    }
+    ExitStatus::Success
 }

@@ -60,7 +60,7 @@ fn display_path(rel: &Path, discard_paths: bool) -> PathBuf {
     }
 }
 
-fn collect_group(group: &ReportGroup, src_root: &Path) -> ReportResult {
+fn collect_group(group: &ReportGroup, src_root: &Path, skip_dir: Option<&Path>) -> ReportResult {
     let format = if group.file_format.trim().is_empty() {
         "JUNITXML".to_string()
     } else {
@@ -81,7 +81,7 @@ fn collect_group(group: &ReportGroup, src_root: &Path) -> ReportResult {
         files: &group.files,
         exclude: &[],
         keep_symlinks: false,
-        skip_dir: None,
+        skip_dir,
     }) {
         Ok(s) => s,
         Err(e) => {
@@ -144,7 +144,22 @@ fn collect_group(group: &ReportGroup, src_root: &Path) -> ReportResult {
 /// Summarises every report group, in order. Never fails: problems are recorded in each
 /// result's `errors` (and `note`), since a bad report must not fail the build.
 pub fn collect_reports(groups: &[ReportGroup], src_root: &Path) -> Vec<ReportResult> {
-    groups.iter().map(|g| collect_group(g, src_root)).collect()
+    collect_reports_excluding(groups, src_root, None)
+}
+
+/// Like [`collect_reports`], but never looks inside `artifacts_dir` (the `--artifacts`
+/// output), so report files an earlier build copied there are not counted again when
+/// that directory lies inside the source directory.
+pub fn collect_reports_excluding(
+    groups: &[ReportGroup],
+    src_root: &Path,
+    artifacts_dir: Option<&Path>,
+) -> Vec<ReportResult> {
+    let skip = artifacts_dir.and_then(|d| std::fs::canonicalize(d).ok());
+    groups
+        .iter()
+        .map(|g| collect_group(g, src_root, skip.as_deref()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -233,6 +248,21 @@ mod tests {
             "{:?}",
             r[2].errors
         );
+    }
+
+    #[test]
+    fn the_artifacts_directory_is_not_searched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path();
+        write(src, "reports/TEST-a.xml", OK);
+        write(src, "out/primary/reports/TEST-a.xml", OK);
+        let g = group("unit", &["**/*.xml"], None);
+        let r = collect_reports_excluding(std::slice::from_ref(&g), src, Some(&src.join("out")));
+        assert_eq!(r[0].files, [PathBuf::from("reports/TEST-a.xml")]);
+        assert_eq!(r[0].total, 2);
+        // Without it, the copy counts twice.
+        let r = collect_reports(&[g], src);
+        assert_eq!(r[0].total, 4);
     }
 
     #[test]

@@ -6,6 +6,6 @@ mod collect;
 mod junit;
 mod summary;
 
-pub use collect::{collect_reports, ReportFileError, ReportResult};
+pub use collect::{collect_reports, collect_reports_excluding, ReportFileError, ReportResult};
 pub use junit::{parse_junit, parse_junit_file, JunitCounts, TestCaseFailure};
 pub use summary::render_summary;

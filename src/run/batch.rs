@@ -7,7 +7,7 @@ use super::cancel::{Cancel, CancelReason, Canceller};
 use crate::docker::DockerEngine;
 use crate::event::{BuildResult, BuildStatus, Event, Level, Reporter};
 use crate::plan::BuildPlan;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -39,7 +39,8 @@ pub async fn run_batch(
     let mut done: HashMap<String, bool> = HashMap::new();
     let mut results = Vec::new();
     let mut running = tokio::task::JoinSet::new();
-    let mut running_ids: HashSet<String> = HashSet::new();
+    // Which batch task each spawned task runs (to account for one that panicked).
+    let mut running_ids: HashMap<tokio::task::Id, String> = HashMap::new();
     let mut stopping = false;
     loop {
         if !stopping {
@@ -72,11 +73,12 @@ pub async fn run_batch(
                     let opts = task_opts(opts, &t.identifier);
                     let reporter = reporter.clone();
                     let cancel = stop_rx.clone();
-                    running_ids.insert(t.identifier.clone());
-                    running.spawn(async move {
+                    let identifier = t.identifier.clone();
+                    let handle = running.spawn(async move {
                         let r = run_build(&engine, &t.plan, &opts, reporter.as_ref(), cancel).await;
                         (t.identifier, r, t.ignore_failure)
                     });
+                    running_ids.insert(handle.id(), identifier);
                     continue;
                 }
                 i += 1;
@@ -86,13 +88,37 @@ pub async fn run_batch(
             break;
         }
         tokio::select! {
-            joined = running.join_next() => {
+            // A stop request wins over a build that ended at the same moment, so a build
+            // the user stopped is never taken for a failure that triggers fast-fail.
+            biased;
+            _ = cancel.cancelled(), if !stopping => {
+                stopping = true;
+                stop_all.cancel(CancelReason::Stopped);
+            }
+            joined = running.join_next_with_id() => {
                 let Some(joined) = joined else { break };
-                let Ok((id, result, ignore)) = joined else { continue };
-                running_ids.remove(&id);
+                let (id, result, ignore) = match joined {
+                    Ok((task, r)) => {
+                        running_ids.remove(&task);
+                        r
+                    }
+                    Err(e) => {
+                        // The build's task panicked: its dependents must not wait for it.
+                        if let Some(id) = running_ids.remove(&e.id()) {
+                            reporter.event(&Event::Notice {
+                                level: Level::Error,
+                                message: format!("batch: {id}: the build ended abnormally: {e}"),
+                            });
+                            done.insert(id, false);
+                        }
+                        continue;
+                    }
+                };
                 let ok = result.status == BuildStatus::Succeeded;
                 done.insert(id.clone(), ok || ignore);
-                if !ok && !ignore && batch.fast_fail && !stopping {
+                // A STOPPED build was stopped by a request, not a failure of its own.
+                let failed = !ok && result.status != BuildStatus::Stopped;
+                if failed && !ignore && batch.fast_fail && !stopping {
                     stopping = true;
                     reporter.event(&Event::Notice {
                         level: Level::Warning,
@@ -101,10 +127,6 @@ pub async fn run_batch(
                     stop_all.cancel(CancelReason::Stopped);
                 }
                 results.push((id, result, ignore));
-            }
-            _ = cancel.cancelled(), if !stopping => {
-                stopping = true;
-                stop_all.cancel(CancelReason::Stopped);
             }
         }
     }

@@ -570,9 +570,11 @@ fn bad_input_exits_2_with_a_located_message() {
             .unwrap_or_else(|e| panic!("{e}"));
         crate::support::Run::from(out)
     };
-    assert_eq!(missing_image.code, 3, "{}", missing_image.debug());
+    assert_eq!(missing_image.code, 2, "{}", missing_image.debug());
     assert!(
-        missing_image.stdout.contains("runner/does-not-exist:1"),
+        missing_image
+            .stderr
+            .contains("image \"runner/does-not-exist:1\" is not on this machine"),
         "{}",
         missing_image.debug()
     );

@@ -2,5 +2,8 @@
 
 mod support;
 
+mod artifacts_e2e;
+mod batch;
 mod build_semantics;
 mod buildspec_corpus;
+mod reports_e2e;
