@@ -23,6 +23,10 @@ pub enum DockerError {
     },
     #[error("the build shell could not be started: {0}")]
     Shell(String),
+    #[error(
+        "cannot run commands as user {0:?} (run-as): the image has no such user, or its shell cannot start"
+    )]
+    RunAs(String),
     #[error("cannot read the source directory {path}: {source}")]
     Source {
         path: String,

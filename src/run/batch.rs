@@ -71,11 +71,14 @@ pub async fn run_batch(
                     let t = pending.remove(i);
                     let engine = engine.clone();
                     let opts = task_opts(opts, &t.identifier);
-                    let reporter = reporter.clone();
+                    let reporter = Tagged {
+                        id: t.identifier.clone(),
+                        inner: reporter.clone(),
+                    };
                     let cancel = stop_rx.clone();
                     let identifier = t.identifier.clone();
                     let handle = running.spawn(async move {
-                        let r = run_build(&engine, &t.plan, &opts, reporter.as_ref(), cancel).await;
+                        let r = run_build(&engine, &t.plan, &opts, &reporter, cancel).await;
                         (t.identifier, r, t.ignore_failure)
                     });
                     running_ids.insert(handle.id(), identifier);
@@ -137,4 +140,28 @@ fn task_opts(opts: &RunOptions, identifier: &str) -> RunOptions {
     let mut o = opts.clone();
     o.artifacts_dir = opts.artifacts_dir.as_ref().map(|d| d.join(identifier));
     o
+}
+
+/// Prefixes the output lines and notices of one build of a batch with its identifier, so
+/// the interleaved output of concurrent builds can be told apart (the structured events
+/// carry `batch_identifier` themselves).
+struct Tagged {
+    id: String,
+    inner: Arc<dyn Reporter>,
+}
+
+impl Reporter for Tagged {
+    fn event(&self, event: &Event) {
+        match event {
+            Event::Log { stream, line } => self.inner.event(&Event::Log {
+                stream: *stream,
+                line: format!("[{}] {line}", self.id),
+            }),
+            Event::Notice { level, message } => self.inner.event(&Event::Notice {
+                level: *level,
+                message: format!("[{}] {message}", self.id),
+            }),
+            other => self.inner.event(other),
+        }
+    }
 }

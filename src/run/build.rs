@@ -3,7 +3,7 @@
 
 use super::cancel::{Cancel, CancelReason};
 use crate::artifacts::{self, CollectOptions};
-use crate::buildspec::model::{Command, OnFailure, PhaseName, Version};
+use crate::buildspec::model::{Artifacts, Command, OnFailure, PhaseName, Version};
 use crate::docker::{
     BuildContainer, CommandExit, ContainerSpec, DockerEngine, DockerError, DockerShell,
 };
@@ -141,6 +141,15 @@ pub async fn run_build(
     // The phase that was running when the build was interrupted ends with the reason.
     let status = match &interrupted {
         None => None,
+        // The buildspec asked for something the image cannot do: the build's fault.
+        Some(Interruption::Fault(e @ DockerError::RunAs(_))) => {
+            ctx.notice(Level::Error, e.to_string());
+            Some((
+                PhaseStatus::Failed,
+                BuildStatus::Failed,
+                format!("CLIENT_ERROR: {e}"),
+            ))
+        }
         Some(Interruption::Fault(e)) => {
             ctx.notice(Level::Error, e.to_string());
             Some((PhaseStatus::Fault, BuildStatus::Fault, e.to_string()))
@@ -245,13 +254,18 @@ async fn drive(
         current: None,
     };
     let upload = run_phases(ctx, &mut shells).await?;
+    // CodeBuild evaluates artifact names in the build's shell (`name: app-$(date +%F)`).
+    let artifacts = match (&plan.artifacts, upload) {
+        (Some(a), true) => Some(expand_artifact_names(ctx, &mut shells, a).await?),
+        _ => None,
+    };
     if let Some(shell) = shells.current.take() {
         shell.shell.close().await;
     }
 
     if upload {
         ctx.phase_start(PhaseName::UploadArtifacts);
-        let (status, context) = upload_artifacts(ctx, c, opts).await;
+        let (status, context) = upload_artifacts(ctx, c, opts, artifacts.as_ref()).await;
         ctx.phase_end(PhaseName::UploadArtifacts, status, context);
     }
     Ok(())
@@ -316,6 +330,13 @@ impl Shells<'_> {
                 .container
                 .open_shell(&plan.shell, user, &plan.env, &plan.src_dir)
                 .await?;
+            if let Some(u) = user {
+                // An unknown user makes every command fail with 126 and no word why.
+                let (code, _) = shell.capture("true").await?;
+                if shell.has_ended() || code != 0 {
+                    return Err(DockerError::RunAs(u.to_string()));
+                }
+            }
             // A fresh shell starts with the plan's CODEBUILD_BUILD_SUCCEEDING=1.
             let succeeding = if carried.is_none() { Some("1") } else { None };
             if let Some(state) = carried {
@@ -538,6 +559,44 @@ async fn run_logged(
     shell.run(command, &mut on_line).await
 }
 
+/// Artifact names with shell syntax (`$VAR`, `$(cmd)`) are expanded by the build shell,
+/// as CodeBuild does; plain names are left alone.
+async fn expand_artifact_names(
+    ctx: &Ctx<'_>,
+    shells: &mut Shells<'_>,
+    artifacts: &Artifacts,
+) -> Result<Artifacts, DockerError> {
+    let mut out = artifacts.clone();
+    let names = std::iter::once(&mut out.primary.name)
+        .chain(out.secondary.iter_mut().map(|(_, a)| &mut a.name));
+    let mut pending: Vec<&mut Option<String>> = names
+        .filter(|n| {
+            n.as_deref()
+                .is_some_and(|n| n.contains('$') || n.contains('`'))
+        })
+        .collect();
+    if pending.is_empty() || ctx.plan.version != Version::V0_2 {
+        return Ok(out);
+    }
+    let user = shells.current.as_ref().and_then(|s| s.user.clone());
+    let shell = &mut shells.for_user(ctx, user.as_deref()).await?.shell;
+    for name in pending.iter_mut() {
+        let Some(raw) = name.as_deref() else { continue };
+        let quoted = raw.replace('\\', "\\\\").replace('"', "\\\"");
+        let (code, value) = shell.capture(&format!("printf '%s' \"{quoted}\"")).await?;
+        let value = String::from_utf8_lossy(&value).into_owned();
+        if code == 0 && !value.is_empty() {
+            **name = Some(value);
+        } else {
+            ctx.notice(
+                Level::Warning,
+                format!("artifact name {raw:?} could not be evaluated; using it as written"),
+            );
+        }
+    }
+    Ok(out)
+}
+
 fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or("")
 }
@@ -546,6 +605,7 @@ async fn upload_artifacts(
     ctx: &Ctx<'_>,
     container: &BuildContainer,
     opts: &RunOptions,
+    artifacts: Option<&Artifacts>,
 ) -> (PhaseStatus, Option<String>) {
     let plan = ctx.plan;
     let wants_reports = !plan.reports.is_empty();
@@ -589,11 +649,17 @@ async fn upload_artifacts(
         }
     };
 
-    for result in crate::reports::collect_reports(&plan.reports, &src_root) {
+    // An --artifacts directory inside the source must not feed its old copies back in.
+    let reports = crate::reports::collect_reports_excluding(
+        &plan.reports,
+        &src_root,
+        opts.artifacts_dir.as_deref(),
+    );
+    for result in reports {
         ctx.emit(Event::Report(result));
     }
 
-    let (Some(artifacts), Some(out_dir)) = (&plan.artifacts, &opts.artifacts_dir) else {
+    let (Some(artifacts), Some(out_dir)) = (artifacts, &opts.artifacts_dir) else {
         return (PhaseStatus::Succeeded, None);
     };
     let collect_opts = CollectOptions {
@@ -603,6 +669,9 @@ async fn upload_artifacts(
     for r in artifacts::collect_all(artifacts, &src_root, out_dir, &collect_opts) {
         match r {
             Ok(out) => {
+                for w in &out.warnings {
+                    ctx.notice(Level::Warning, format!("artifact {}: {w}", out.identifier));
+                }
                 let summary = ArtifactSummary {
                     identifier: out.identifier.clone(),
                     path: out.path.display().to_string(),

@@ -631,3 +631,36 @@ fn the_source_directory_itself_as_output_is_refused_with_a_clear_reason() {
         assert_eq!(tree(&p.path().join("dist")), ["x.txt"], "{out}");
     }
 }
+
+#[test]
+fn artifact_names_are_evaluated_in_the_build_shell() {
+    let p = Project::new();
+    p.write(
+        "buildspec.yml",
+        r#"version: 0.2
+phases:
+  build:
+    commands:
+      - export STAGE=prod
+      - mkdir -p dist && echo x > dist/a.txt
+artifacts:
+  name: app-$STAGE-$(echo 42)
+  files:
+    - dist/a.txt
+  secondary-artifacts:
+    plain:
+      name: "literal"
+      files:
+        - dist/a.txt
+"#,
+    );
+    let out = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let run = p.build(&["--artifacts", &out.path().display().to_string()]);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert!(
+        out.path().join("app-prod-42/dist/a.txt").is_file(),
+        "{}",
+        run.debug()
+    );
+    assert!(out.path().join("plain/dist/a.txt").is_file());
+}

@@ -107,12 +107,16 @@ phases:
     let mut lines: Vec<String> = run
         .logs()
         .into_iter()
-        .filter(|l| l.starts_with("task="))
+        .filter(|l| l.contains("] task="))
         .collect();
     lines.sort();
     assert_eq!(
         lines,
-        ["task=a who=first", "task=b who=second", "task=c who=third"]
+        [
+            "[a] task=a who=first",
+            "[b] task=b who=second",
+            "[c] task=c who=third"
+        ]
     );
     // Every build has its own id and build number.
     let ids = build_ids(&run);
@@ -303,15 +307,15 @@ phases:
     let mut lines: Vec<String> = run
         .logs()
         .into_iter()
-        .filter(|l| l.starts_with("matrix "))
+        .filter(|l| l.contains("] matrix "))
         .collect();
     lines.sort();
     assert_eq!(
         lines,
         [
-            "matrix build1 flavour=vanilla shared=same",
-            "matrix build2 flavour=chocolate shared=same",
-            "matrix build3 flavour=mint shared=same",
+            "[build1] matrix build1 flavour=vanilla shared=same",
+            "[build2] matrix build2 flavour=chocolate shared=same",
+            "[build3] matrix build3 flavour=mint shared=same",
         ]
     );
 }
@@ -347,7 +351,10 @@ phases:
     lines.sort();
     assert_eq!(
         lines,
-        ["main buildspec for main", "other buildspec for other"]
+        [
+            "[main] main buildspec for main",
+            "[other] other buildspec for other"
+        ]
     );
     let other = run
         .events
@@ -489,8 +496,8 @@ phases:
         run.stdout
     );
     assert_eq!(run.code, 3, "{}", run.debug());
-    assert!(run.has_line("ran good"));
-    assert!(!run.has_line("ran noshell"));
+    assert!(run.has_line("[good] ran good"));
+    assert!(!run.has_line("[noshell] ran noshell"));
     let ended = run
         .events
         .iter()

@@ -721,3 +721,22 @@ fn the_project_file_names_the_image_and_sits_between_buildspec_and_flags() {
     assert!(String::from_utf8_lossy(&bad.stderr)
         .contains("runner.yml:2:20: error: build.timeout-minutes"));
 }
+
+#[test]
+fn run_as_an_unknown_user_says_so() {
+    let p = Project::new();
+    p.write(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    run-as: nosuchuser\n    commands:\n      - echo never\n",
+    );
+    let run = p.build(&[]);
+    assert_eq!(run.code, 1, "{}", run.debug());
+    assert!(phases(&run).contains("BUILD=FAILED"), "{}", phases(&run));
+    assert!(
+        run.stdout
+            .contains("cannot run commands as user \\\"nosuchuser\\\" (run-as)"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(runner_containers(Some(&run.build_id())), 0);
+}
