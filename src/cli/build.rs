@@ -303,6 +303,8 @@ async fn run_inner(args: BuildArgs) -> Result<ExitStatus, SetupError> {
         zip_artifacts: args.zip,
         scratch_dir: Some(facts.data.join("tmp")),
         log_file: None,
+        // The default image is checked just above, batch tasks' own images in run_batch.
+        image_checked: true,
     };
 
     if args.batch {

@@ -14,12 +14,9 @@ impl DockerEngine {
     pub async fn connect() -> Result<Self, DockerError> {
         let docker =
             Docker::connect_with_defaults().map_err(|source| DockerError::Connect { source })?;
+        // Negotiation asks the engine for its version, so it doubles as the liveness check.
         let docker = docker
             .negotiate_version()
-            .await
-            .map_err(|source| DockerError::Connect { source })?;
-        docker
-            .ping()
             .await
             .map_err(|source| DockerError::Connect { source })?;
         Ok(Self { docker })

@@ -26,6 +26,9 @@ pub struct RunOptions {
     /// Where to put temporary files (copies of the source in copy mode).
     pub scratch_dir: Option<PathBuf>,
     pub log_file: Option<String>,
+    /// The caller already made sure the image is on the engine (the CLI does, to exit 2
+    /// before a build starts); skip the check in PROVISIONING.
+    pub image_checked: bool,
 }
 
 /// What the phases left behind for the later steps.
@@ -223,7 +226,9 @@ async fn drive(
 ) -> Result<(), DockerError> {
     let plan = ctx.plan;
     ctx.phase_start(PhaseName::Provisioning);
-    engine.ensure_image(&plan.image).await?;
+    if !opts.image_checked {
+        engine.ensure_image(&plan.image).await?;
+    }
     let mut binds = Vec::new();
     if plan.source_mode == SourceMode::Mount {
         binds.push((plan.source_dir_host.clone(), plan.src_dir.clone(), false));
