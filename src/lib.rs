@@ -17,6 +17,7 @@ pub mod source;
 pub mod artifacts;
 pub mod reports;
 pub mod run;
+pub mod secrets;
 
 pub mod cli;
 pub mod report;

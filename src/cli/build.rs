@@ -200,6 +200,7 @@ fn make_plan(
             .clone()
             .or_else(|| facts.git.commit.clone()),
         source_repo_url: facts.git.origin.clone(),
+        secrets: Vec::new(),
         project_variables: facts.config.variables.clone(),
         overrides: merged,
         trust_host_ca: facts.host_ca.clone(),

@@ -1,6 +1,7 @@
 //! `BuildSpec` + options → `BuildPlan`: everything the executor needs, decided up front.
 
 use super::env::{CA_BUNDLE_MOUNT, CA_VARIABLES};
+use crate::secrets::Secret;
 use crate::buildspec::model::{
     Artifacts, BuildSpec, Command, OnFailure, PhaseName, ReportGroup, Version,
 };
@@ -34,6 +35,8 @@ pub struct PlanInput {
     /// `CODEBUILD_SOURCE_VERSION` (what was asked for: a branch, tag or commit).
     pub source_version: Option<String>,
     pub source_repo_url: Option<String>,
+    /// `env.parameter-store` and `env.secrets-manager`, resolved: variable → value.
+    pub secrets: Vec<(String, Secret)>,
     /// The project file's `build.variables` (they override the buildspec's).
     pub project_variables: Vec<(String, String)>,
     /// `--env` / `--env-file` overrides, already validated, in order (later wins).
@@ -50,15 +53,6 @@ pub struct PlanInput {
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PlanError {
-    #[error(
-        "{file}: {key} needs a secrets provider, which this runner does not have yet; \
-         set the variables with --env instead: {names}"
-    )]
-    SecretsUnsupported {
-        file: String,
-        key: &'static str,
-        names: String,
-    },
     #[error("{file}: exported variable {name} names a reserved variable ({why})")]
     BadExport {
         file: String,
@@ -93,8 +87,11 @@ pub struct BuildPlan {
     pub src_dir: String,
     pub source_dir_host: String,
     pub source_mode: SourceMode,
-    /// The build's environment, in order, names unique.
+    /// The build's environment, in order, names unique. Passed to the engine openly.
     pub env: Vec<(String, String)>,
+    /// Secret variables: never passed through the engine's API (where `docker inspect`
+    /// would show them) but exported over the build shell's standard input.
+    pub secret_env: Vec<(String, Secret)>,
     pub phases: Vec<PlannedPhase>,
     pub exported_variables: Vec<String>,
     pub artifacts: Option<Artifacts>,
@@ -129,26 +126,25 @@ fn src_dir_for(uuid: &str) -> String {
 
 pub fn plan(spec: &BuildSpec, input: &PlanInput) -> Result<BuildPlan, PlanError> {
     let file = &input.buildspec_display;
-    if !spec.env.parameter_store.is_empty() {
-        return Err(PlanError::SecretsUnsupported {
-            file: file.clone(),
-            key: "env.parameter-store",
-            names: names(&spec.env.parameter_store),
-        });
-    }
-    if !spec.env.secrets_manager.is_empty() {
-        return Err(PlanError::SecretsUnsupported {
-            file: file.clone(),
-            key: "env.secrets-manager",
-            names: names(&spec.env.secrets_manager),
-        });
-    }
     for name in &spec.env.exported_variables {
         if name.starts_with("AWS_") {
             return Err(PlanError::BadExport {
                 file: file.clone(),
                 name: name.clone(),
                 why: "names starting with AWS_ cannot be exported",
+            });
+        }
+        let secret = spec
+            .env
+            .parameter_store
+            .iter()
+            .chain(&spec.env.secrets_manager)
+            .any(|v| &v.name == name);
+        if secret {
+            return Err(PlanError::BadExport {
+                file: file.clone(),
+                name: name.clone(),
+                why: "it comes from parameter-store or secrets-manager, and secrets cannot be exported",
             });
         }
     }
@@ -167,8 +163,17 @@ pub fn plan(spec: &BuildSpec, input: &PlanInput) -> Result<BuildPlan, PlanError>
     for v in &spec.env.variables {
         upsert(&mut env, &v.name, &v.value);
     }
+    // Secrets are buildspec-level variables too: they replace a plain buildspec variable
+    // of the same name, and the project's and the command line's variables replace them.
+    let mut secret_env: Vec<(String, Secret)> = Vec::new();
+    for (name, value) in &input.secrets {
+        env.retain(|(n, _)| n != name);
+        secret_env.retain(|(n, _)| n != name);
+        secret_env.push((name.clone(), value.clone()));
+    }
     // CodeBuild's precedence: start-build overrides > project > buildspec.
     for (n, v) in input.project_variables.iter().chain(&input.overrides) {
+        secret_env.retain(|(name, _)| name != n);
         upsert(&mut env, n, v);
     }
     let account = "000000000000";
@@ -256,6 +261,7 @@ pub fn plan(spec: &BuildSpec, input: &PlanInput) -> Result<BuildPlan, PlanError>
         source_dir_host: input.source_dir.clone(),
         source_mode: input.source_mode,
         env,
+        secret_env,
         phases,
         exported_variables: spec.env.exported_variables.clone(),
         artifacts: spec.artifacts.clone(),
@@ -268,12 +274,6 @@ pub fn plan(spec: &BuildSpec, input: &PlanInput) -> Result<BuildPlan, PlanError>
     })
 }
 
-fn names(vars: &[crate::buildspec::model::EnvVar]) -> String {
-    vars.iter()
-        .map(|v| v.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 #[cfg(test)]
 mod tests {
@@ -342,12 +342,24 @@ mod tests {
     }
 
     #[test]
-    fn secrets_are_refused_until_a_provider_exists() {
+    fn secrets_stay_out_of_the_open_environment_and_cannot_be_exported() {
         let mut spec = BuildSpec::default();
-        spec.env.parameter_store = vec![var("TOKEN", "/app/token")];
-        assert!(matches!(
-            plan(&spec, &input()),
-            Err(PlanError::SecretsUnsupported { .. })
-        ));
+        spec.env.variables = vec![var("TOKEN", "plain"), var("KEEP", "x")];
+        spec.env.parameter_store = vec![var("TOKEN", "/app/token"), var("DB", "/app/db")];
+        let mut inp = input();
+        inp.secrets = vec![
+            ("TOKEN".into(), Secret::new("s3cret-token")),
+            ("DB".into(), Secret::new("s3cret-db")),
+        ];
+        inp.overrides = vec![("DB".into(), "from-cli".into())];
+        let p = plan(&spec, &inp).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(get(&p, "TOKEN"), None, "a secret is not in the open environment");
+        assert_eq!(get(&p, "DB"), Some("from-cli"), "the command line wins over a secret");
+        let secret_names: Vec<&str> = p.secret_env.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(secret_names, ["TOKEN"]);
+        assert!(!format!("{p:?}").contains("s3cret"), "Debug never shows a value");
+
+        spec.env.exported_variables = vec!["TOKEN".into()];
+        assert!(matches!(plan(&spec, &inp), Err(PlanError::BadExport { .. })));
     }
 }

@@ -4,9 +4,11 @@
 mod format;
 mod json;
 mod logfile;
+mod mask;
 mod terminal;
 
 pub use format::{codebuild_line, timestamp};
 pub use json::JsonReporter;
 pub use logfile::LogFileReporter;
+pub use mask::{mask_event, MaskingReporter};
 pub use terminal::{TerminalOptions, TerminalReporter};

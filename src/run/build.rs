@@ -344,8 +344,11 @@ impl Shells<'_> {
             }
             // A fresh shell starts with the plan's CODEBUILD_BUILD_SUCCEEDING=1.
             let succeeding = if carried.is_none() { Some("1") } else { None };
-            if let Some(state) = carried {
-                shell.capture(&state).await?;
+            match carried {
+                Some(state) => {
+                    shell.capture(&state).await?;
+                }
+                None => inject_secrets(&mut shell, plan).await?,
             }
             self.current = Some(OpenShell {
                 shell,
@@ -358,6 +361,26 @@ impl Shells<'_> {
             None => Err(DockerError::Shell("no build shell".into())),
         }
     }
+}
+
+/// Exports the secret variables in a fresh shell, over its standard input: unlike the
+/// engine's `Env`, nothing of it shows in `docker inspect`, and nothing is logged.
+async fn inject_secrets(shell: &mut DockerShell, plan: &BuildPlan) -> Result<(), DockerError> {
+    if plan.secret_env.is_empty() {
+        return Ok(());
+    }
+    let mut script = String::new();
+    for (name, value) in &plan.secret_env {
+        let quoted = value.expose().replace('\'', "'\\''");
+        script.push_str(&format!("export {name}='{quoted}'\n"));
+    }
+    let (code, _) = shell.capture(&script).await?;
+    if code != 0 {
+        return Err(DockerError::Shell(
+            "could not set the secret variables in the build shell".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A script that recreates `shell`'s exported variables and working directory.
@@ -510,6 +533,7 @@ async fn run_phase(
                         .container
                         .open_shell(&plan.shell, phase.run_as.as_deref(), &env, &plan.src_dir)
                         .await?;
+                    inject_secrets(&mut shell, plan).await?;
                     let exit =
                         run_logged(ctx, &mut shell, &cmd.text, record.as_deref_mut()).await?;
                     shell.close().await;

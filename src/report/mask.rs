@@ -1,0 +1,97 @@
+use crate::event::{Event, Reporter, SharedReporter};
+use crate::secrets::Masker;
+
+/// Masks every secret value in every event before any other reporter sees it.
+///
+/// Architecture invariant: all reporters of a build that has secrets sit behind this one,
+/// so the terminal, `--json` and the log file get the same masked text.
+pub struct MaskingReporter {
+    masker: Masker,
+    inner: SharedReporter,
+}
+
+impl MaskingReporter {
+    pub fn new(masker: Masker, inner: SharedReporter) -> Self {
+        Self { masker, inner }
+    }
+}
+
+fn m(masker: &Masker, s: &mut String) {
+    if let std::borrow::Cow::Owned(masked) = masker.mask(s) {
+        *s = masked;
+    }
+}
+
+/// A copy of `event` with every string masked.
+pub fn mask_event(masker: &Masker, event: &Event) -> Event {
+    let mut e = event.clone();
+    match &mut e {
+        Event::BuildStarted {
+            build_id,
+            project,
+            image,
+            buildspec,
+            source,
+            batch_identifier,
+            ..
+        } => {
+            for s in [build_id, project, image, buildspec, source] {
+                m(masker, s);
+            }
+            if let Some(b) = batch_identifier {
+                m(masker, b);
+            }
+        }
+        Event::PhaseStarted { .. } | Event::CommandEnded { .. } => {}
+        Event::PhaseEnded { context, .. } => {
+            if let Some(c) = context {
+                m(masker, c);
+            }
+        }
+        Event::CommandStarted { command, .. } => m(masker, command),
+        Event::Log { line, .. } => m(masker, line),
+        Event::Notice { message, .. } => m(masker, message),
+        Event::Artifact(a) => {
+            m(masker, &mut a.identifier);
+            m(masker, &mut a.path);
+        }
+        Event::Report(r) => {
+            m(masker, &mut r.group);
+            for f in &mut r.failures {
+                m(masker, &mut f.suite);
+                m(masker, &mut f.name);
+                m(masker, &mut f.message);
+            }
+            if let Some(n) = &mut r.note {
+                m(masker, n);
+            }
+            for err in &mut r.errors {
+                m(masker, &mut err.message);
+            }
+        }
+        Event::BuildEnded(r) => {
+            for (_, v) in &mut r.exported_variables {
+                m(masker, v);
+            }
+            for p in &mut r.phases {
+                if let Some(c) = &mut p.context {
+                    m(masker, c);
+                }
+            }
+            for a in &mut r.artifacts {
+                m(masker, &mut a.path);
+            }
+        }
+    }
+    e
+}
+
+impl Reporter for MaskingReporter {
+    fn event(&self, event: &Event) {
+        if self.masker.is_empty() {
+            self.inner.event(event);
+        } else {
+            self.inner.event(&mask_event(&self.masker, event));
+        }
+    }
+}

@@ -1,0 +1,1341 @@
+//! [`Masker`] and [`StreamMasker`]: replace secret values (and their common encodings) with
+//! `***` in everything runner prints or stores.
+//!
+//! What is masked and how: see [`Masker`].
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, Anchored, Input, MatchKind, StartKind};
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::Engine;
+use serde::Serialize;
+use zeroize::Zeroize;
+
+use super::Secret;
+
+/// What a masked secret is replaced with.
+pub const MASK: &str = "***";
+
+/// Secret values shorter than this many characters (after trimming surrounding whitespace)
+/// are **not** masked; [`Masker::skipped`] names them so the caller can warn.
+///
+/// Why 4: masking a 1–3 character value (`1`, `on`, `dev`, `us`, `123`) would replace that
+/// substring everywhere — in numbers, words, paths and timestamps — which destroys the log
+/// and, worse, gives the value away by where the `***` appear (every `***` in
+/// `20***-01-01` is a `24`). Four characters is where a value stops being a common
+/// fragment of ordinary text, and it is the threshold CircleCI uses for the same reason
+/// (GitLab goes further and refuses to mask variables under 8). Values that short are
+/// guessable anyway; the warning tells the user so. For the same reason the boolean/null
+/// words `true`, `false`, `null` and `none` (any case) are never masked: see
+/// [`SkipReason::Trivial`].
+pub const MIN_SECRET_LEN: usize = 4;
+
+/// Values never masked even though they are long enough: they are configuration flags, not
+/// secrets, and masking them would blank every `true` in the log (CircleCI exempts them too).
+const TRIVIAL_VALUES: [&str; 4] = ["true", "false", "null", "none"];
+
+/// Why a secret is not masked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// Shorter than [`MIN_SECRET_LEN`] characters (after trimming whitespace), empty included.
+    TooShort,
+    /// `true`, `false`, `null` or `none` in any case.
+    Trivial,
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::TooShort => {
+                write!(f, "shorter than {MIN_SECRET_LEN} characters")
+            }
+            SkipReason::Trivial => f.write_str("a boolean or null word"),
+        }
+    }
+}
+
+/// A secret that [`Masker`] will not mask. Holds its name only, never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct SkippedSecret {
+    /// The name the secret was given to [`Masker::new`] (an environment variable name).
+    pub name: String,
+    /// Why it is not masked.
+    pub reason: SkipReason,
+}
+
+/// Replaces every occurrence of the build's secret values, and of their common encodings,
+/// with `***`.
+///
+/// Built once from all resolved secrets; cheap to clone (an `Arc` inside) and `Send + Sync`,
+/// so every task that prints can hold one. Its `Debug` shows counts only.
+///
+/// # What is masked
+///
+/// For every secret value `v` that passes the length check (see [`MIN_SECRET_LEN`]), the
+/// masker looks for each of these *base forms*: `v` itself and, if different, `v` with
+/// surrounding whitespace trimmed (secrets files often end values with a newline). For each
+/// base form `b` it masks:
+///
+/// 1. `b` verbatim.
+/// 2. Base64 of `b`, in the standard (`+/`) and URL-safe (`-_`) alphabets, with and without
+///    `=` padding.
+/// 3. Base64 of `b` *inside a larger encoded string* (`user:password`, `password\n` ...): for
+///    each of the 3 byte offsets `b` can start at modulo 3, the run of base64 characters that
+///    depends only on `b` (not on the unknown bytes before or after it), in both alphabets.
+/// 4. Percent-encoding (RFC 3986: everything but `A-Z a-z 0-9 - . _ ~` as `%XX`), with spaces
+///    as `%20` and as `+` (form encoding), each with upper- and lower-case hex digits.
+/// 5. JSON string escaping without the quotes: what `serde_json` produces, the ASCII-only form
+///    with `\uXXXX` for non-ASCII characters (Python's `json.dumps` default), and the form
+///    with `/` escaped as `\/` (PHP's `json_encode` default).
+///
+/// Forms identical to `b` are not repeated. Then, for multi-line values (PEM keys, JSON or
+/// `.env` blobs), every line of `v` with whitespace (including `\r`) trimmed, so that output
+/// processed line by line still masks every line; lines starting with `-----BEGIN` or
+/// `-----END` (PEM armor, not secret) are left alone.
+///
+/// Any form (of any kind) shorter than [`MIN_SECRET_LEN`] characters after trimming
+/// whitespace is dropped.
+///
+/// # How matches are replaced
+///
+/// Matching is case-sensitive. *Every* occurrence of every pattern is found, overlapping ones
+/// included, and each maximal group of overlapping occurrences becomes a single `***`: with
+/// secrets `abcd1234` and `1234wxyz`, `abcd1234wxyz` becomes `***`, and a secret nested in a
+/// longer one is masked with it. (Leftmost-longest non-overlapping matching is not enough:
+/// it would take `abcd1234` and leave `wxyz`, the tail of the other secret, visible.)
+/// Occurrences that merely touch stay separate: `s3cr3ts3cr3t` becomes `******`.
+/// (Internally: at each position where some pattern starts, an anchored leftmost-longest
+/// Aho-Corasick search gives the longest one; the union of those is the union of all
+/// occurrences.)
+///
+/// Not covered: shell quoting (`printf %q`), base64 wrapped over several lines (`base64`
+/// without `-w0` on values over 57 bytes), hex, hashes, other encodings. Values are masked as
+/// the build printed them; one transformed some other way can still leak.
+#[derive(Clone)]
+pub struct Masker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// `None` when there is nothing to mask, so [`Masker::mask`] is a no-op.
+    search: Option<Search>,
+    /// The search could not be built: every non-empty output becomes `***`.
+    fail_closed: bool,
+    pattern_count: usize,
+    max_pattern_len: usize,
+    skipped: Vec<SkippedSecret>,
+}
+
+impl Default for Masker {
+    fn default() -> Self {
+        Masker::empty()
+    }
+}
+
+impl fmt::Debug for Masker {
+    // Never show the search structures: their Debug output could contain the patterns.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Masker")
+            .field("patterns", &self.inner.pattern_count)
+            .field("max_pattern_len", &self.inner.max_pattern_len)
+            .field("skipped", &self.inner.skipped)
+            .finish()
+    }
+}
+
+impl Masker {
+    /// A masker that masks nothing: [`Masker::mask`] always returns `Cow::Borrowed`.
+    pub fn empty() -> Self {
+        Masker {
+            inner: Arc::new(Inner {
+                search: None,
+                fail_closed: false,
+                pattern_count: 0,
+                max_pattern_len: 0,
+                skipped: Vec::new(),
+            }),
+        }
+    }
+
+    /// Builds a masker from `(name, secret)` pairs; names are only used to report skipped
+    /// secrets (see [`Masker::skipped`]). Works directly on `HashMap<String, Secret>::iter()`.
+    pub fn new<'a, N>(secrets: impl IntoIterator<Item = (N, &'a Secret)>) -> Self
+    where
+        N: AsRef<str>,
+    {
+        let mut patterns: HashSet<String> = HashSet::new();
+        let mut skipped = Vec::new();
+        for (name, secret) in secrets {
+            let value = secret.expose();
+            let trimmed = value.trim();
+            let reason = if char_len(trimmed) < MIN_SECRET_LEN {
+                Some(SkipReason::TooShort)
+            } else if TRIVIAL_VALUES
+                .iter()
+                .any(|t| trimmed.eq_ignore_ascii_case(t))
+            {
+                Some(SkipReason::Trivial)
+            } else {
+                None
+            };
+            match reason {
+                Some(reason) => skipped.push(SkippedSecret {
+                    name: name.as_ref().to_owned(),
+                    reason,
+                }),
+                None => add_patterns(value, &mut patterns),
+            }
+        }
+        let mut patterns: Vec<String> = patterns.into_iter().collect();
+        let masker = Masker::from_patterns(&patterns, skipped);
+        patterns.iter_mut().for_each(Zeroize::zeroize);
+        masker
+    }
+
+    fn from_patterns(patterns: &[String], skipped: Vec<SkippedSecret>) -> Self {
+        let mut inner = Inner {
+            search: None,
+            fail_closed: false,
+            pattern_count: patterns.len(),
+            max_pattern_len: patterns.iter().map(String::len).max().unwrap_or(0),
+            skipped,
+        };
+        if !patterns.is_empty() {
+            match Search::new(patterns) {
+                Some(search) => inner.search = Some(search),
+                None => inner.fail_closed = true,
+            }
+        }
+        Masker {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Replaces every occurrence of a secret (or of one of its encodings) in `text` with
+    /// `***`. Returns `Cow::Borrowed` when nothing matched. Never splits a UTF-8 character:
+    /// all patterns are whole UTF-8 strings, so matches in valid UTF-8 start and end on
+    /// character boundaries.
+    pub fn mask<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        match self.mask_bytes(text.as_bytes()) {
+            Cow::Borrowed(_) => Cow::Borrowed(text),
+            Cow::Owned(bytes) => Cow::Owned(match String::from_utf8(bytes) {
+                Ok(s) => s,
+                // Unreachable (see above), but never panic on output paths.
+                Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            }),
+        }
+    }
+
+    /// [`Masker::mask`] for bytes that may not be UTF-8.
+    pub fn mask_bytes<'t>(&self, bytes: &'t [u8]) -> Cow<'t, [u8]> {
+        if self.is_empty() || bytes.is_empty() {
+            return Cow::Borrowed(bytes);
+        }
+        let Some(occurrences) = self.occurrences(bytes, bytes.len()) else {
+            return Cow::Owned(MASK.as_bytes().to_vec());
+        };
+        if occurrences.is_empty() {
+            return Cow::Borrowed(bytes);
+        }
+        let mut out = Vec::with_capacity(bytes.len());
+        let tail = replace_runs(bytes, &occurrences, 0, bytes.len(), &mut out);
+        // With every position final (`safe == len`) no run can be open.
+        out.extend_from_slice(&bytes[tail.pos..]);
+        Cow::Owned(out)
+    }
+
+    /// For every position before `limit` where a pattern starts, `(start, end)` of the
+    /// longest one, in order of `start`. Their union is the union of all occurrences,
+    /// overlapping ones included. `None` when this masker fails closed.
+    fn occurrences(&self, bytes: &[u8], limit: usize) -> Option<Vec<(usize, usize)>> {
+        let search = self.inner.search.as_ref()?;
+        let mut found = Vec::new();
+        // Candidate starts: `p < limit` with a whole prefix in `bytes`.
+        let p_end = limit.min(bytes.len().saturating_sub(PREFIX_LEN - 1));
+        // Every pattern's first 4 bytes contain its bigrams at offsets 0, 1 and 2, and one of
+        // `p`, `p + 1`, `p + 2` is a multiple of 3: looking at the bigram at every third
+        // position finds every start. Hits are rare; then the starts it may belong to get the
+        // 4-byte filter, and the few that pass it the automaton. `next` keeps starts in order
+        // and checked once.
+        let mut next = 0;
+        let mut q = 0;
+        while q < p_end + 2 {
+            let (Some(&b0), Some(&b1)) = (bytes.get(q), bytes.get(q + 1)) else {
+                break;
+            };
+            if search.filter.bigram_hit(u16::from_le_bytes([b0, b1])) {
+                let hi = (q + 1).min(p_end);
+                for start in q.saturating_sub(2).max(next)..hi {
+                    let Some(&[a, b, c, d]) = bytes.get(start..start + PREFIX_LEN) else {
+                        continue;
+                    };
+                    if !search.filter.may_start(u32::from_le_bytes([a, b, c, d])) {
+                        continue;
+                    }
+                    let input = Input::new(bytes)
+                        .span(start..bytes.len())
+                        .anchored(Anchored::Yes);
+                    if let Some(m) = search.longest.try_find(input).ok()? {
+                        found.push((start, m.end()));
+                    }
+                }
+                next = next.max(hi);
+            }
+            q += 3;
+        }
+        Some(found)
+    }
+
+    /// The secrets that are not masked, by name, with the reason; never their values.
+    pub fn skipped(&self) -> &[SkippedSecret] {
+        &self.inner.skipped
+    }
+
+    /// Whether this masker masks nothing.
+    pub fn is_empty(&self) -> bool {
+        self.inner.search.is_none() && !self.inner.fail_closed
+    }
+
+    /// How many distinct patterns (values, lines and encodings) are searched for.
+    pub fn pattern_count(&self) -> usize {
+        self.inner.pattern_count
+    }
+
+    /// Heap memory used by the search structures, in bytes.
+    pub fn memory_usage(&self) -> usize {
+        self.inner.search.as_ref().map_or(0, |search| {
+            search.longest.memory_usage() + (1024 + search.filter.prefixes.len()) * 8
+        })
+    }
+
+    /// Length in bytes of the longest pattern; 0 for an empty masker.
+    pub fn max_pattern_len(&self) -> usize {
+        self.inner.max_pattern_len
+    }
+
+    /// A [`StreamMasker`] sharing this masker's patterns.
+    pub fn stream(&self) -> StreamMasker {
+        StreamMasker::new(self.clone())
+    }
+}
+
+/// Patterns are found in steps: bitmaps of the pattern's first [`PREFIX_LEN`] bytes rule
+/// out almost every position with one L1-resident lookup per 3 bytes (see
+/// [`Masker::occurrences`]), and at the rare remaining positions an anchored
+/// leftmost-longest automaton yields the longest pattern starting there. On a few hundred
+/// patterns that is several times faster than an overlapping Aho-Corasick DFA, whose hot
+/// states do not fit in L1.
+struct Search {
+    filter: PrefixFilter,
+    longest: AhoCorasick,
+}
+
+/// Length of the prefixes in [`PrefixFilter`]; every pattern is at least this long.
+const PREFIX_LEN: usize = 4;
+const _: () = assert!(MIN_SECRET_LEN >= PREFIX_LEN);
+
+impl Search {
+    /// `None` only if the automaton cannot be built at all (its IDs would overflow, i.e.
+    /// gigabytes of patterns).
+    fn new(patterns: &[String]) -> Option<Self> {
+        let mut filter = PrefixFilter::new(patterns.len());
+        for pattern in patterns {
+            if let Some(&[a, b, c, d]) = pattern.as_bytes().get(..PREFIX_LEN) {
+                filter.insert([a, b, c, d]);
+            }
+        }
+        let build = |kind| {
+            AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .start_kind(StartKind::Anchored)
+                .kind(kind)
+                .build(patterns)
+        };
+        let longest = build(None)
+            .or_else(|_| build(Some(AhoCorasickKind::NoncontiguousNFA)))
+            .ok()?;
+        Some(Search { filter, longest })
+    }
+}
+
+/// The pattern prefixes, as two sets with false positives: their bigrams at offsets 0, 1
+/// and 2 (a bit per possible bigram, 8 KiB), and the 4-byte prefixes themselves (a bit per
+/// hash slot).
+struct PrefixFilter {
+    bigrams: Box<[u64; 1024]>,
+    prefixes: Vec<u64>,
+    shift: u32,
+}
+
+impl PrefixFilter {
+    /// At least 64 prefix slots per pattern (false positive rate under 1/64 even if every
+    /// prefix lands in its own slot), between 2^16 bits (8 KiB, fits L1) and 2^24.
+    fn new(patterns: usize) -> Self {
+        let slots_log2 = patterns
+            .saturating_mul(64)
+            .next_power_of_two()
+            .trailing_zeros()
+            .clamp(16, 24);
+        PrefixFilter {
+            bigrams: Box::new([0; 1024]),
+            prefixes: vec![0; (1usize << slots_log2) / 64],
+            shift: 32 - slots_log2,
+        }
+    }
+
+    fn slot(&self, prefix: u32) -> usize {
+        // Fibonacci hashing: the top bits of the product mix all four bytes.
+        (prefix.wrapping_mul(0x9E37_79B1) >> self.shift) as usize
+    }
+
+    fn insert(&mut self, prefix: [u8; PREFIX_LEN]) {
+        for pair in prefix.windows(2) {
+            if let &[a, b] = pair {
+                let bigram = usize::from(u16::from_le_bytes([a, b]));
+                self.bigrams[bigram / 64] |= 1 << (bigram % 64);
+            }
+        }
+        let slot = self.slot(u32::from_le_bytes(prefix));
+        if let Some(word) = self.prefixes.get_mut(slot / 64) {
+            *word |= 1 << (slot % 64);
+        }
+    }
+
+    #[inline]
+    fn bigram_hit(&self, bigram: u16) -> bool {
+        let bigram = usize::from(bigram);
+        self.bigrams[bigram / 64] & (1 << (bigram % 64)) != 0
+    }
+
+    #[inline]
+    fn may_start(&self, prefix: u32) -> bool {
+        let slot = self.slot(prefix);
+        self.prefixes
+            .get(slot / 64)
+            .is_some_and(|word| word & (1 << (slot % 64)) != 0)
+    }
+}
+
+fn char_len(s: &str) -> usize {
+    s.chars().count()
+}
+
+fn add_pattern(pattern: String, out: &mut HashSet<String>) {
+    let mut pattern = pattern;
+    if char_len(pattern.trim()) >= MIN_SECRET_LEN && !out.contains(&pattern) {
+        out.insert(pattern);
+    } else {
+        pattern.zeroize();
+    }
+}
+
+/// Adds every form of `value` listed in the module docs.
+fn add_patterns(value: &str, out: &mut HashSet<String>) {
+    let trimmed = value.trim();
+    let mut bases = vec![value];
+    if trimmed != value {
+        bases.push(trimmed);
+    }
+    for base in bases {
+        add_pattern(base.to_owned(), out);
+        add_base64(base.as_bytes(), out);
+        add_percent_encoded(base, out);
+        add_json_escaped(base, out);
+    }
+    if value.contains('\n') {
+        for line in value.lines() {
+            let line = line.trim();
+            if !line.starts_with("-----BEGIN") && !line.starts_with("-----END") {
+                add_pattern(line.to_owned(), out);
+            }
+        }
+    }
+}
+
+fn add_base64(bytes: &[u8], out: &mut HashSet<String>) {
+    add_pattern(STANDARD.encode(bytes), out);
+    add_pattern(STANDARD_NO_PAD.encode(bytes), out);
+    add_pattern(URL_SAFE.encode(bytes), out);
+    add_pattern(URL_SAFE_NO_PAD.encode(bytes), out);
+    for core in base64_cores(bytes) {
+        let url_safe: String = core
+            .chars()
+            .map(|c| match c {
+                '+' => '-',
+                '/' => '_',
+                c => c,
+            })
+            .collect();
+        add_pattern(url_safe, out);
+        add_pattern(core, out);
+    }
+}
+
+/// For each offset `k` in 0..3 at which `bytes` can start within a larger base64-encoded
+/// input, the standard-alphabet characters that depend on `bytes` alone.
+///
+/// Character `i` of an encoding covers bits `6i..6i+6`. With `k` unknown bytes before the
+/// value, the value's bits are `8k..8(k+len)`, so the characters fully inside are
+/// `ceil(8k/6) .. floor(8(k+len)/6)`: from 0, 2 or 3 to `floor(8(k+len)/6)`.
+fn base64_cores(bytes: &[u8]) -> Vec<String> {
+    let mut cores = Vec::with_capacity(3);
+    for (offset, first_char) in [(0usize, 0usize), (1, 2), (2, 3)] {
+        let mut padded = vec![0u8; offset];
+        padded.extend_from_slice(bytes);
+        let mut encoded = STANDARD_NO_PAD.encode(&padded);
+        let end = padded.len() * 8 / 6;
+        if let Some(core) = encoded.get(first_char..end) {
+            cores.push(core.to_owned());
+        }
+        padded.zeroize();
+        encoded.zeroize();
+    }
+    cores
+}
+
+fn add_percent_encoded(value: &str, out: &mut HashSet<String>) {
+    if value.bytes().all(is_unreserved) {
+        return;
+    }
+    for space_as_plus in [false, true] {
+        for lower_hex in [false, true] {
+            add_pattern(percent_encode(value, space_as_plus, lower_hex), out);
+        }
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn percent_encode(value: &str, space_as_plus: bool, lower_hex: bool) -> String {
+    const UPPER: &[u8; 16] = b"0123456789ABCDEF";
+    const LOWER: &[u8; 16] = b"0123456789abcdef";
+    let digits = if lower_hex { LOWER } else { UPPER };
+    let mut out = String::with_capacity(value.len() * 3);
+    for b in value.bytes() {
+        if is_unreserved(b) {
+            out.push(char::from(b));
+        } else if b == b' ' && space_as_plus {
+            out.push('+');
+        } else {
+            out.push('%');
+            out.push(char::from(digits[usize::from(b >> 4)]));
+            out.push(char::from(digits[usize::from(b & 0xf)]));
+        }
+    }
+    out
+}
+
+fn add_json_escaped(value: &str, out: &mut HashSet<String>) {
+    let Ok(quoted) = serde_json::to_string(value) else {
+        return;
+    };
+    let mut quoted = quoted;
+    let escaped = quoted
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(&quoted)
+        .to_owned();
+    quoted.zeroize();
+    if !value.is_ascii() {
+        let mut ascii = String::with_capacity(escaped.len() * 2);
+        let mut units = [0u16; 2];
+        for c in escaped.chars() {
+            if c.is_ascii() {
+                ascii.push(c);
+            } else {
+                for unit in c.encode_utf16(&mut units) {
+                    ascii.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+        add_pattern(ascii, out);
+    }
+    if escaped.contains('/') {
+        add_pattern(escaped.replace('/', "\\/"), out);
+    }
+    if escaped != value {
+        add_pattern(escaped, out);
+    }
+}
+
+/// Masks a raw byte stream whose line boundaries are unknown (a secret may be split across
+/// any number of chunks).
+///
+/// [`push`](StreamMasker::push) returns the bytes that are safe to emit now and holds back the
+/// trailing bytes that could still be the start of a secret: at most
+/// `max_pattern_len - 1` bytes, plus at most 3 more so that an emitted chunk never ends in the
+/// middle of a UTF-8 character (consumers may decode each chunk on its own).
+/// [`finish`](StreamMasker::finish) flushes the rest. The concatenated output is exactly
+/// `masker.mask_bytes(whole input)`.
+pub struct StreamMasker {
+    masker: Masker,
+    /// Bytes not emitted yet (the search restarts at their start).
+    pending: Vec<u8>,
+    /// How many leading bytes of `pending` belong to a group of occurrences whose `***` was
+    /// already emitted and that a later occurrence may still extend.
+    covered: usize,
+}
+
+impl fmt::Debug for StreamMasker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamMasker")
+            .field("masker", &self.masker)
+            .field("pending_len", &self.pending.len())
+            .finish()
+    }
+}
+
+impl StreamMasker {
+    /// A stream masker using `masker`'s patterns.
+    pub fn new(masker: Masker) -> Self {
+        StreamMasker {
+            masker,
+            pending: Vec::new(),
+            covered: 0,
+        }
+    }
+
+    /// Feeds the next chunk; returns the masked bytes that can be emitted now.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        self.pending.extend_from_slice(chunk);
+        // Every occurrence starting before `safe` ends inside `pending`, so whether a position
+        // before `safe` is covered by a secret is final; later ones may still be.
+        let hold = self.masker.max_pattern_len().saturating_sub(1);
+        let safe = self.pending.len().saturating_sub(hold);
+        self.process(safe, false)
+    }
+
+    /// Flushes and masks whatever is still held back.
+    pub fn finish(mut self) -> Vec<u8> {
+        let out = self.process(self.pending.len(), true);
+        self.pending.zeroize();
+        out
+    }
+
+    /// Emits what is final given that positions before `safe` are; `at_end` when no more
+    /// input will come.
+    fn process(&mut self, safe: usize, at_end: bool) -> Vec<u8> {
+        let buf = &self.pending;
+        if buf.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(buf.len());
+        let occurrences = if self.masker.is_empty() {
+            Vec::new()
+        } else {
+            match self.masker.occurrences(buf, safe) {
+                Some(found) => found,
+                None => {
+                    // Fail closed: nothing of the input comes out.
+                    self.pending.zeroize();
+                    self.covered = 0;
+                    return MASK.as_bytes().to_vec();
+                }
+            }
+        };
+        let tail = replace_runs(buf, &occurrences, self.covered, safe, &mut out);
+        let keep_from = match tail.open_until {
+            // The last group may still grow: its `***` is out, keep its bytes from `safe` on
+            // so occurrences starting there can be found.
+            Some(end) => {
+                self.covered = end - safe;
+                safe
+            }
+            // No occurrence starts in `pos..safe`, so the search can resume anywhere in it:
+            // stop before a UTF-8 character cut by the chunk boundary, if any.
+            None => {
+                self.covered = 0;
+                let end = if at_end {
+                    safe
+                } else {
+                    tail.pos + complete_utf8_prefix(&buf[tail.pos..safe])
+                };
+                out.extend_from_slice(&buf[tail.pos..end]);
+                end
+            }
+        };
+        // Shift the held-back tail to the front and wipe the stale bytes behind it.
+        let keep = self.pending.len() - keep_from;
+        self.pending.copy_within(keep_from.., 0);
+        self.pending[keep..].zeroize();
+        self.pending.truncate(keep);
+        out
+    }
+
+    /// How many bytes are currently held back.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// Where [`replace_runs`] stopped.
+struct RunsTail {
+    /// First byte not yet emitted nor masked (when no group is open).
+    pos: usize,
+    /// The last group covers up to here and reaches past `safe`, so it may still grow.
+    open_until: Option<usize>,
+}
+
+/// Writes `buf` with every group of overlapping occurrences (sorted by start, all starting
+/// before `safe`) replaced by one `***` into `out`, up to the end of the last group; the
+/// caller writes the rest. `covered` leading bytes belong to a group whose `***` was already
+/// written.
+fn replace_runs(
+    buf: &[u8],
+    occurrences: &[(usize, usize)],
+    covered: usize,
+    safe: usize,
+    out: &mut Vec<u8>,
+) -> RunsTail {
+    let mut pos = 0;
+    let mut run_end = (covered > 0).then_some(covered);
+    for &(start, end) in occurrences {
+        match run_end {
+            Some(current) if start < current => run_end = Some(current.max(end)),
+            _ => {
+                if let Some(current) = run_end {
+                    pos = current;
+                }
+                out.extend_from_slice(&buf[pos..start]);
+                out.extend_from_slice(MASK.as_bytes());
+                run_end = Some(end);
+            }
+        }
+    }
+    match run_end {
+        Some(end) if end > safe => RunsTail {
+            pos: end,
+            open_until: Some(end),
+        },
+        Some(end) => RunsTail {
+            pos: end,
+            open_until: None,
+        },
+        None => RunsTail {
+            pos,
+            open_until: None,
+        },
+    }
+}
+
+impl Drop for StreamMasker {
+    fn drop(&mut self) {
+        self.pending.zeroize();
+    }
+}
+
+/// Length of the longest prefix of `bytes` that does not end inside a UTF-8 multi-byte
+/// sequence (looking at the last 3 bytes only; bytes that are not UTF-8 pass through).
+fn complete_utf8_prefix(bytes: &[u8]) -> usize {
+    let n = bytes.len();
+    for back in 1..=n.min(3) {
+        let b = bytes[n - back];
+        if b & 0xC0 == 0x80 {
+            continue; // continuation byte: look further back for the lead byte
+        }
+        let needed = match b {
+            0xF0..=0xFF => 4,
+            0xE0..=0xEF => 3,
+            0xC0..=0xDF => 2,
+            _ => 1,
+        };
+        return if needed > back { n - back } else { n };
+    }
+    n
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    fn masker(values: &[&str]) -> Masker {
+        let secrets: Vec<(String, Secret)> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("SECRET_{i}"), Secret::new(*v)))
+            .collect();
+        Masker::new(secrets.iter().map(|(n, s)| (n.as_str(), s)))
+    }
+
+    fn assert_masked(m: &Masker, text: &str, expected: &str) {
+        assert_eq!(m.mask(text), expected, "input: {text:?}");
+        assert_eq!(
+            m.mask_bytes(text.as_bytes()).as_ref(),
+            expected.as_bytes(),
+            "bytes input: {text:?}"
+        );
+    }
+
+    #[test]
+    fn masks_every_occurrence() {
+        let m = masker(&["hunter22"]);
+        assert_masked(&m, "pw=hunter22 again hunter22.", "pw=*** again ***.");
+        assert_masked(&m, "hunter22", "***");
+        assert_masked(&m, "hunter22hunter22", "******");
+        assert_masked(&m, "HUNTER22 hunter2", "HUNTER22 hunter2");
+    }
+
+    #[test]
+    fn secret_at_line_start_and_end() {
+        let m = masker(&["s3cr3t-value"]);
+        assert_masked(&m, "s3cr3t-value is here", "*** is here");
+        assert_masked(&m, "here is s3cr3t-value", "here is ***");
+        assert_masked(&m, "s3cr3t-value\n", "***\n");
+        assert_masked(&m, "\r\ns3cr3t-value\r\n", "\r\n***\r\n");
+    }
+
+    #[test]
+    fn secret_at_every_offset() {
+        // Exercises the every-third-position candidate scan at all alignments and ends.
+        let m = masker(&["wxyz", "0123456789"]);
+        for secret in ["wxyz", "0123456789"] {
+            for pad in 0..8 {
+                for tail in 0..8 {
+                    let text = format!("{}{secret}{}", ".".repeat(pad), "-".repeat(tail));
+                    let expected = format!("{}***{}", ".".repeat(pad), "-".repeat(tail));
+                    assert_masked(&m, &text, &expected);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn empty_masker_borrows() {
+        let m = Masker::empty();
+        assert!(m.is_empty());
+        assert!(matches!(m.mask("anything"), Cow::Borrowed(_)));
+        assert!(matches!(m.mask_bytes(b"anything"), Cow::Borrowed(_)));
+        assert!(matches!(Masker::default().mask(""), Cow::Borrowed(_)));
+        let none: [(&str, &Secret); 0] = [];
+        assert!(Masker::new(none).is_empty());
+    }
+
+    #[test]
+    fn no_match_borrows() {
+        let m = masker(&["hunter22"]);
+        assert!(matches!(m.mask("nothing to see"), Cow::Borrowed(_)));
+        assert!(matches!(m.mask_bytes(b"nothing"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn min_length_and_skipped() {
+        let short = Secret::new("abc");
+        let padded = Secret::new("  ab \n");
+        let empty = Secret::new("");
+        let flag = Secret::new("TRUE");
+        let ok = Secret::new("abcd");
+        let secrets = vec![
+            ("SHORT", &short),
+            ("PADDED", &padded),
+            ("EMPTY", &empty),
+            ("FLAG", &flag),
+            ("OK", &ok),
+        ];
+        let m = Masker::new(secrets);
+        assert_eq!(
+            m.skipped(),
+            &[
+                SkippedSecret {
+                    name: "SHORT".into(),
+                    reason: SkipReason::TooShort
+                },
+                SkippedSecret {
+                    name: "PADDED".into(),
+                    reason: SkipReason::TooShort
+                },
+                SkippedSecret {
+                    name: "EMPTY".into(),
+                    reason: SkipReason::TooShort
+                },
+                SkippedSecret {
+                    name: "FLAG".into(),
+                    reason: SkipReason::Trivial
+                },
+            ]
+        );
+        assert_masked(&m, "abc ab TRUE abcd", "abc ab TRUE ***");
+        // Skipped entries carry names only.
+        let dbg = format!("{m:?} {:?}", m.skipped());
+        assert!(!dbg.contains("abc\"") && !dbg.contains("abcd"), "{dbg}");
+        let json = serde_json::to_string(m.skipped()).unwrap();
+        assert_eq!(
+            json,
+            r#"[{"name":"SHORT","reason":"too_short"},{"name":"PADDED","reason":"too_short"},{"name":"EMPTY","reason":"too_short"},{"name":"FLAG","reason":"trivial"}]"#
+        );
+        assert_eq!(
+            SkipReason::TooShort.to_string(),
+            "shorter than 4 characters"
+        );
+    }
+
+    #[test]
+    fn min_length_counts_characters_not_bytes() {
+        // 4 characters, 8+ bytes: masked. 3 multi-byte characters: skipped.
+        let m = masker(&["ключ", "日本語"]);
+        assert_eq!(m.skipped().len(), 1);
+        assert_eq!(m.skipped()[0].name, "SECRET_1");
+        assert_masked(&m, "k=ключ 日本語", "k=*** 日本語");
+    }
+
+    #[test]
+    fn trimmed_value_is_masked_too() {
+        // A value read from a file with its trailing newline.
+        let m = masker(&["tok3n-value\n"]);
+        assert_masked(&m, "got tok3n-value here", "got *** here");
+        assert_masked(&m, "tok3n-value\nnext", "***next");
+        let b64 = STANDARD.encode("tok3n-value");
+        assert_masked(&m, &format!("b64 {b64} end"), "b64 *** end");
+    }
+
+    #[test]
+    fn overlapping_secrets_mask_fully() {
+        let m = masker(&["abcd1234", "1234wxyz"]);
+        assert_masked(&m, "abcd1234wxyz", "***");
+        assert!(!m.mask("abcd1234wxyz").contains("1234"));
+        assert!(!m.mask("abcd1234wxyz").contains("wxyz"));
+        assert!(!m.mask("abcd1234wxyz").contains("abcd"));
+        assert_masked(&m, "xx1234wxyz abcd1234", "xx*** ***");
+    }
+
+    #[test]
+    fn nested_secrets_prefer_longest() {
+        let m = masker(&["pass", "password123"]);
+        assert_masked(&m, "password123", "***");
+        assert_masked(&m, "password12", "***word12");
+    }
+
+    #[test]
+    fn base64_whole_value_all_variants() {
+        // Chosen so the standard and URL-safe alphabets differ and padding is needed.
+        let value = "s3cr3t>>??~~!";
+        let m = masker(&[value]);
+        for engine in [STANDARD, URL_SAFE] {
+            let enc = engine.encode(value);
+            assert_masked(&m, &format!("x {enc} y"), "x *** y");
+        }
+        for engine in [STANDARD_NO_PAD, URL_SAFE_NO_PAD] {
+            let enc = engine.encode(value);
+            assert_masked(&m, &format!("x {enc} y"), "x *** y");
+        }
+        assert_ne!(STANDARD.encode(value), URL_SAFE.encode(value));
+        assert!(STANDARD.encode(value).ends_with('='));
+    }
+
+    #[test]
+    fn base64_inside_larger_encoded_string() {
+        let value = "correct-horse-battery";
+        let m = masker(&[value]);
+        for prefix in ["", "u", "us", "user:", "admin:", "ab:"] {
+            for suffix in ["", "\n", ":x", "@host:5432/db"] {
+                let plain = format!("{prefix}{value}{suffix}");
+                for engine in [STANDARD, URL_SAFE, STANDARD_NO_PAD, URL_SAFE_NO_PAD] {
+                    let enc = engine.encode(&plain);
+                    let masked = m.mask(&enc);
+                    assert!(masked.contains(MASK), "{plain:?} -> {enc} not masked");
+                    // What remains visible is at most the bytes around the value: decoding
+                    // can't reveal it. At most 3 + 4 + 3 chars of context-dependent residue.
+                    let visible = masked.replace(MASK, "");
+                    let prefix_chars = (prefix.len() * 8).div_ceil(6) + 1;
+                    let suffix_chars = (suffix.len() * 8).div_ceil(6) + 3;
+                    assert!(
+                        visible.len() <= prefix_chars + suffix_chars,
+                        "{plain:?}: {enc} -> {masked}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn base64_cores_are_value_only() {
+        // Cores must not depend on the surrounding bytes: compute with two different
+        // prefixes/suffixes and check each core appears in both encodings.
+        let value = b"0123456789abcdef";
+        let cores = base64_cores(value);
+        assert_eq!(cores.len(), 3);
+        for (k, core) in cores.iter().enumerate() {
+            for fill in [0u8, 0xff, b'x'] {
+                let mut input = vec![fill; k];
+                input.extend_from_slice(value);
+                input.extend_from_slice(&[fill, fill ^ 0x55, 7]);
+                let enc = STANDARD.encode(&input);
+                assert!(enc.contains(core.as_str()), "k={k} fill={fill}");
+            }
+        }
+    }
+
+    #[test]
+    fn short_base64_cores_are_dropped() {
+        // A 4-byte value has cores of 5, 4 and 5 characters (kept); a 3-byte one (only reachable
+        // through these helpers) has 4, 2 and 1 (the last two dropped).
+        let lens: Vec<usize> = base64_cores(b"abcd").iter().map(String::len).collect();
+        assert_eq!(lens, [5, 4, 5]);
+        let mut out = HashSet::new();
+        add_base64(b"abc", &mut out);
+        assert!(out.iter().all(|p| p.len() >= MIN_SECRET_LEN));
+        assert!(!out.is_empty());
+    }
+
+    #[test]
+    fn percent_encoding_variants() {
+        let value = "p@ss word/ü?";
+        let m = masker(&[value]);
+        for enc in [
+            "p%40ss%20word%2F%C3%BC%3F",
+            "p%40ss+word%2F%C3%BC%3F",
+            "p%40ss%20word%2f%c3%bc%3f",
+            "p%40ss+word%2f%c3%bc%3f",
+        ] {
+            assert_masked(
+                &m,
+                &format!("https://u:{enc}@host/x"),
+                "https://u:***@host/x",
+            );
+        }
+        // Only unreserved characters: no extra patterns.
+        let mut out = HashSet::new();
+        add_percent_encoded("abc-DEF_1.2~", &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn json_escaping_variants() {
+        let value = "quo\"te\\back/slash\ttab\nnl é😀";
+        let m = masker(&[value]);
+        let serde = serde_json::to_string(value).unwrap();
+        assert_masked(&m, &format!("{{\"pw\":{serde}}}"), "{\"pw\":\"***\"}");
+        let ascii = r#"quo\"te\\back/slash\ttab\nnl \u00e9\ud83d\ude00"#;
+        assert_masked(&m, &format!("{{\"pw\":\"{ascii}\"}}"), "{\"pw\":\"***\"}");
+        let php = r#"quo\"te\\back\/slash\ttab\nnl é😀"#;
+        assert_masked(&m, &format!("{{\"pw\":\"{php}\"}}"), "{\"pw\":\"***\"}");
+    }
+
+    #[test]
+    fn pattern_list_is_as_documented() {
+        let mut out = HashSet::new();
+        add_patterns("abc def", &mut out);
+        let expected: HashSet<String> = [
+            "abc def",
+            // base64 std/url padded and unpadded (no +/ in this one, no padding needed)
+            "YWJjIGRlZg==",
+            "YWJjIGRlZg",
+            // cores at offsets 0, 1, 2
+            "YWJjIGRlZ",
+            "FiYyBkZW",
+            "hYmMgZGVm",
+            // percent-encoded
+            "abc%20def",
+            "abc+def",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        assert_eq!(out, expected);
+    }
+
+    const PEM: &str = "-----BEGIN RSA PRIVATE KEY-----\r
+MIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\r
+KUpRKfFLfRYC9AIKjbJTWit+CqvjWYzvQwECAwEAAQJAIJLixBy2qpFoS4DSmoEm\r
+o3qGy0t6z09AIJtH+5OeRV1be+N4cDYJKffGzDa88vQENZiRm0GRq6a+HPGQMd2k\r
+TQ==\r
+-----END RSA PRIVATE KEY-----\r
+";
+
+    #[test]
+    fn pem_masked_whole_and_line_by_line() {
+        let m = masker(&[PEM]);
+        // Whole value.
+        assert_masked(&m, &format!("key: {PEM}"), "key: ***");
+        // Line by line (as the executor delivers it), with either line ending.
+        for line in PEM.lines() {
+            let line = line.trim_end_matches('\r');
+            let masked = m.mask(line);
+            if line.starts_with("-----") {
+                assert_eq!(masked, line, "armor is not secret");
+            } else {
+                assert_eq!(masked, "***", "line {line:?}");
+            }
+        }
+        // Indented in YAML.
+        assert_eq!(m.mask("    TQ==\n"), "    ***\n");
+        // The armor itself is never a pattern: other keys' headers survive.
+        assert_masked(
+            &m,
+            "-----BEGIN RSA PRIVATE KEY-----",
+            "-----BEGIN RSA PRIVATE KEY-----",
+        );
+        // The whole value, JSON-escaped (e.g. inside a --json event).
+        let json = serde_json::to_string(PEM).unwrap();
+        assert_eq!(m.mask(&json), "\"***\"");
+    }
+
+    #[test]
+    fn multibyte_secrets_and_boundaries() {
+        let values = ["пароль", "密码密码", "🔑🔑key", "é-acute"];
+        let m = masker(&values);
+        assert!(m.skipped().is_empty());
+        assert_masked(&m, "мой пароль: пароль!", "мой ***: ***!");
+        // Overlapping occurrences (at characters 0 and 2) form one group.
+        assert_masked(&m, "密码密码密码", "***");
+        assert_masked(&m, "密码密码 密码密码", "*** ***");
+        assert_masked(&m, "🔑🔑🔑key🔑", "🔑***🔑");
+        assert_masked(&m, "cafe\u{301}-acute é-acute", "cafe\u{301}-acute ***");
+        // Secrets that share bytes with the text's multi-byte chars never split them.
+        let m = masker(&["\u{80}\u{80}xx", "ab\u{e9}\u{e9}"]);
+        assert!(m.skipped().is_empty());
+        assert_masked(&m, "\u{80}\u{80}xx\u{e9}", "***\u{e9}");
+        assert_masked(&m, "xab\u{e9}\u{e9}\u{e9}", "x***\u{e9}");
+        assert_masked(&m, "\u{e9}\u{e9}\u{e9}b\u{e9}", "\u{e9}\u{e9}\u{e9}b\u{e9}");
+        // Random UTF-8 text with random multibyte secrets: never panics, stays valid.
+        let mut rng = StdRng::seed_from_u64(7);
+        let alphabet: Vec<char> = "aé€😀b\u{301}ж ".chars().collect();
+        let rand_str = |rng: &mut StdRng, n: usize| -> String {
+            (0..n)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect()
+        };
+        for _ in 0..200 {
+            let secrets: Vec<String> = (0..3).map(|_| rand_str(&mut rng, 4)).collect();
+            let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+            let m = masker(&refs);
+            let text = rand_str(&mut rng, 200);
+            let masked = m.mask(&text);
+            for s in &secrets {
+                if char_len(s.trim()) >= MIN_SECRET_LEN {
+                    assert!(!masked.contains(s.as_str()), "{s:?} in {masked:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn mask_bytes_handles_invalid_utf8() {
+        let m = masker(&["secret-1"]);
+        let mut input = vec![0xff, 0xfe];
+        input.extend_from_slice(b"secret-1");
+        input.push(0xc3);
+        assert_eq!(m.mask_bytes(&input).as_ref(), b"\xff\xfe***\xc3");
+    }
+
+    #[test]
+    fn masker_is_send_sync_clone_and_debug_hides_values() {
+        fn assert_send_sync<T: Send + Sync + Clone>() {}
+        assert_send_sync::<Masker>();
+        fn assert_send<T: Send>() {}
+        assert_send::<StreamMasker>();
+        let m = masker(&["topsecret-1", "-----BEGIN X-----\nline-two-secret\n"]);
+        let m2 = m.clone();
+        assert!(Arc::ptr_eq(&m.inner, &m2.inner));
+        let mut s = m.stream();
+        let _ = s.push(b"topsec");
+        for dbg in [format!("{m:?}"), format!("{m:#?}"), format!("{s:?}")] {
+            assert!(!dbg.contains("topsec"), "{dbg}");
+            assert!(!dbg.contains("line-two"), "{dbg}");
+            assert!(!dbg.contains("dG9wc2VjcmV0"), "{dbg}");
+        }
+        let handle = std::thread::spawn(move || m2.mask("x topsecret-1").into_owned());
+        assert_eq!(handle.join().unwrap(), "x ***");
+    }
+
+    /// Reference implementation: mark every byte covered by an occurrence of a raw value,
+    /// then replace each group of overlapping occurrences with one `***`.
+    fn naive_mask(values: &[String], text: &[u8]) -> Vec<u8> {
+        let mut occ: Vec<(usize, usize)> = Vec::new();
+        for v in values {
+            let v = v.as_bytes();
+            for start in 0..text.len() {
+                if text[start..].starts_with(v) {
+                    occ.push((start, start + v.len()));
+                }
+            }
+        }
+        occ.sort();
+        let mut out = Vec::new();
+        let mut pos = 0;
+        let mut i = 0;
+        while i < occ.len() {
+            let (start, mut end) = occ[i];
+            i += 1;
+            while i < occ.len() && occ[i].0 < end {
+                end = end.max(occ[i].1);
+                i += 1;
+            }
+            out.extend_from_slice(&text[pos..start]);
+            out.extend_from_slice(b"***");
+            pos = end;
+        }
+        out.extend_from_slice(&text[pos..]);
+        out
+    }
+
+    fn random_case(rng: &mut StdRng) -> (Vec<String>, Vec<u8>) {
+        // A small alphabet makes partial, nested and overlapping matches frequent.
+        let alphabet = b"abcd12 \n\xc3\xa9=";
+        let n_secrets = rng.random_range(1..5);
+        let secrets: Vec<String> = (0..n_secrets)
+            .map(|_| {
+                let len = rng.random_range(4..12);
+                (0..len)
+                    .map(|_| char::from(b"abcd12"[rng.random_range(0..6)]))
+                    .collect()
+            })
+            .collect();
+        let len = rng.random_range(0..400);
+        let mut input: Vec<u8> = (0..len)
+            .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+            .collect();
+        for _ in 0..rng.random_range(0..6) {
+            let s = &secrets[rng.random_range(0..secrets.len())];
+            let at = rng.random_range(0..=input.len());
+            input.splice(at..at, s.bytes());
+        }
+        (secrets, input)
+    }
+
+    #[test]
+    fn mask_equals_reference_for_random_inputs() {
+        let mut rng = StdRng::seed_from_u64(0xc0ffee);
+        for round in 0..500 {
+            let (secrets, input) = random_case(&mut rng);
+            let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+            let m = masker(&refs);
+            assert_eq!(
+                m.mask_bytes(&input).as_ref(),
+                naive_mask(&secrets, &input).as_slice(),
+                "round {round}, secrets {secrets:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn fail_closed_masks_everything() {
+        let m = Masker {
+            inner: Arc::new(Inner {
+                search: None,
+                fail_closed: true,
+                pattern_count: 1,
+                max_pattern_len: 10,
+                skipped: Vec::new(),
+            }),
+        };
+        assert!(!m.is_empty());
+        assert_eq!(m.mask("anything at all"), "***");
+        assert_eq!(m.mask(""), "");
+        let mut s = m.stream();
+        assert_eq!(s.push(b"abc"), b"***");
+        assert_eq!(s.pending_len(), 0);
+        assert_eq!(s.finish(), b"");
+    }
+
+    // ---- StreamMasker ----
+
+    fn stream_chunks(m: &Masker, chunks: &[&[u8]]) -> Vec<u8> {
+        let mut s = m.stream();
+        let mut out = Vec::new();
+        let hold = m.max_pattern_len().saturating_sub(1) + 3;
+        for c in chunks {
+            out.extend(s.push(c));
+            assert!(s.pending_len() <= hold.max(3));
+        }
+        out.extend(s.finish());
+        out
+    }
+
+    #[test]
+    fn stream_secret_split_in_two_and_three() {
+        let m = masker(&["stream-secret-xyz"]);
+        let input = b"before stream-secret-xyz after";
+        let expected = m.mask_bytes(input).into_owned();
+        assert_eq!(expected, b"before *** after");
+        for i in 0..=input.len() {
+            let (a, b) = input.split_at(i);
+            assert_eq!(stream_chunks(&m, &[a, b]), expected, "split at {i}");
+            for j in i..=input.len() {
+                let (b1, c) = input.split_at(j);
+                let b1 = &b1[i..];
+                assert_eq!(stream_chunks(&m, &[a, b1, c]), expected, "split {i},{j}");
+            }
+        }
+    }
+
+    #[test]
+    fn stream_secret_split_in_n_chunks() {
+        let m = masker(&["abcd1234", "1234wxyz", "stream-secret-xyz"]);
+        let input = b"..abcd1234wxyz..stream-secret-xyzstream-secret-xyz..1234wxy";
+        let expected = m.mask_bytes(input).into_owned();
+        for size in 1..=input.len() {
+            let chunks: Vec<&[u8]> = input.chunks(size).collect();
+            assert_eq!(stream_chunks(&m, &chunks), expected, "chunk size {size}");
+        }
+        // One byte at a time, with empty pushes in between.
+        let mut chunks: Vec<&[u8]> = Vec::new();
+        for c in input.chunks(1) {
+            chunks.push(c);
+            chunks.push(b"");
+        }
+        assert_eq!(stream_chunks(&m, &chunks), expected);
+    }
+
+    #[test]
+    fn stream_with_empty_masker_passes_through() {
+        let m = Masker::empty();
+        let mut s = m.stream();
+        assert_eq!(s.push(b"hello "), b"hello ");
+        assert_eq!(s.push("wörld".as_bytes()), "wörld".as_bytes());
+        assert_eq!(s.pending_len(), 0);
+        // Split UTF-8 char is held back until complete.
+        assert_eq!(s.push(&"ö".as_bytes()[..1]), b"");
+        assert_eq!(s.push(&"ö".as_bytes()[1..]), "ö".as_bytes());
+        assert_eq!(s.finish(), b"");
+    }
+
+    #[test]
+    fn stream_chunks_never_end_mid_utf8() {
+        let m = masker(&["секрет-ключ", "🔑🔑🔑🔑"]);
+        let text = "лог: секрет-ключ и 🔑🔑🔑🔑🔑 конец строки ".repeat(20);
+        let expected = m.mask(&text).into_owned().into_bytes();
+        for size in [1, 2, 3, 5, 7, 13, 64] {
+            let mut s = m.stream();
+            let mut out = Vec::new();
+            for c in text.as_bytes().chunks(size) {
+                let piece = s.push(c);
+                assert!(std::str::from_utf8(&piece).is_ok(), "size {size}");
+                out.extend(piece);
+            }
+            out.extend(s.finish());
+            assert_eq!(out, expected, "size {size}");
+        }
+    }
+
+    #[test]
+    fn stream_equals_mask_for_random_inputs() {
+        let mut rng = StdRng::seed_from_u64(0x5eed);
+        for round in 0..1000 {
+            let (secrets, input) = random_case(&mut rng);
+            let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+            let m = masker(&refs);
+            let expected = m.mask_bytes(&input).into_owned();
+            let mut s = m.stream();
+            let mut out = Vec::new();
+            let mut rest = input.as_slice();
+            while !rest.is_empty() {
+                let n = rng.random_range(0..=rest.len().min(40));
+                let (chunk, tail) = rest.split_at(n);
+                out.extend(s.push(chunk));
+                assert!(s.pending_len() < m.max_pattern_len() + 3);
+                rest = tail;
+            }
+            out.extend(s.finish());
+            assert_eq!(out, expected, "round {round}, secrets {secrets:?}");
+        }
+    }
+}
