@@ -2,7 +2,8 @@
 # Prepare a machine to run the runner and its tests:
 #   1. make sure a Docker daemon is reachable (install Debian's docker.io and
 #      start dockerd if needed — works without systemd, e.g. in CI containers);
-#   2. build the local base images (scripts/images.sh; arguments are passed on,
+#   2. install moto[server] from PyPI (the AWS stand-in the tests talk to);
+#   3. build the local base images (scripts/images.sh; arguments are passed on,
 #      e.g. `scripts/setup.sh --debian`).
 # Idempotent and quiet: prints short `setup: ...` lines to stderr, and details
 # only when something fails.
@@ -241,6 +242,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 ensure_docker
+
+# moto in server mode stands in for AWS (SSM, Secrets Manager, S3, ECR, STS) in the tests.
+if ! python3 -c 'import moto.server, boto3' >/dev/null 2>&1; then
+	log "installing moto[server] (AWS stand-in for the tests)"
+	python3 -m pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6' >/dev/null ||
+		die "pip install 'moto[server]' failed"
+fi
 
 log "building base images"
 bash "$ROOT/scripts/images.sh" "$@"

@@ -87,6 +87,14 @@ pub struct BuildArgs {
     /// Read variables from a dotenv file (KEY=VALUE lines); --env wins over it.
     #[arg(long, value_name = "FILE")]
     pub env_file: Vec<PathBuf>,
+    /// Resolve env.parameter-store and env.secrets-manager from this JSON file instead of
+    /// AWS (for working without AWS access):
+    /// {"parameters": {"/app/token": "…"}, "secrets": {"prod/db": {"password": "…"}}}.
+    /// Without it, references are resolved through the AWS SDK's standard credential
+    /// chain, region and endpoint settings (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_SSM,
+    /// AWS_ENDPOINT_URL_SECRETS_MANAGER).
+    #[arg(long, value_name = "FILE")]
+    pub secrets_file: Option<PathBuf>,
     /// How the source reaches the container [default: mount, or the project file's].
     #[arg(long, value_enum)]
     pub source_mode: Option<SourceMode>,

@@ -8,8 +8,11 @@ use crate::docker::DockerEngine;
 use crate::event::{Event, Fanout, Level, SharedReporter};
 use crate::plan::{self, BuildPlan, PlanInput};
 use crate::project::{parse_project, ProjectConfig, PROJECT_FILE};
+use crate::report::MaskingReporter;
 use crate::report::{JsonReporter, LogFileReporter, TerminalOptions, TerminalReporter};
 use crate::run::{self, BatchOptions, BatchTaskPlan, Cancel, CancelReason, Canceller, RunOptions};
+use crate::secrets::local::LocalSecrets;
+use crate::secrets::{Masker, Secret};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,6 +130,58 @@ fn gather(args: &BuildArgs) -> Result<Facts, SetupError> {
     })
 }
 
+/// Resolved secret variables: name → value.
+type Secrets = Vec<(String, Secret)>;
+
+/// Resolves the buildspec's parameter-store and secrets-manager references before anything
+/// runs: from `--secrets-file`, else through AWS. Errors name references, never values.
+async fn resolve_secrets(
+    args: &BuildArgs,
+    spec: &BuildSpec,
+    buildspec: &Path,
+) -> Result<Vec<(String, Secret)>, SetupError> {
+    if spec.env.parameter_store.is_empty() && spec.env.secrets_manager.is_empty() {
+        return Ok(Vec::new());
+    }
+    let resolved = match &args.secrets_file {
+        Some(file) => LocalSecrets::load(file)?.resolve(&spec.env),
+        None => crate::secrets::aws::resolve_aws(&spec.env).await,
+    };
+    resolved.map_err(|e| {
+        SetupError(format!(
+            "{}: the build needs secrets that could not be resolved, so nothing ran:\n{e}",
+            buildspec.display()
+        ))
+    })
+}
+
+/// Masks the build's secrets and the AWS credentials runner itself holds; warns about
+/// values too short to mask.
+fn masker_for(secrets: &[(String, Secret)]) -> Masker {
+    let own: Vec<(String, Secret)> = ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]
+        .iter()
+        .filter_map(|n| {
+            std::env::var(n)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(|v| (n.to_string(), Secret::new(v)))
+        })
+        .collect();
+    let masker = Masker::new(
+        secrets
+            .iter()
+            .chain(own.iter())
+            .map(|(n, s)| (n.as_str(), s)),
+    );
+    for skipped in masker.skipped() {
+        eprintln!(
+            "warning: secret {} is not masked in the output ({})",
+            skipped.name, skipped.reason
+        );
+    }
+    masker
+}
+
 fn privileged(args: &BuildArgs, facts: &Facts) -> bool {
     args.privileged || facts.config.privileged.unwrap_or(false)
 }
@@ -159,6 +214,7 @@ fn load_project(args: &BuildArgs, source: &Path) -> Result<ProjectConfig, SetupE
 
 struct PlanRequest<'a> {
     spec: &'a BuildSpec,
+    secrets: Vec<(String, Secret)>,
     buildspec_display: String,
     image: String,
     extra_overrides: &'a [(String, String)],
@@ -200,7 +256,7 @@ fn make_plan(
             .clone()
             .or_else(|| facts.git.commit.clone()),
         source_repo_url: facts.git.origin.clone(),
-        secrets: Vec::new(),
+        secrets: req.secrets,
         project_variables: facts.config.variables.clone(),
         overrides: merged,
         trust_host_ca: facts.host_ca.clone(),
@@ -236,7 +292,11 @@ fn log_path(facts: &Facts, plan: &BuildPlan) -> PathBuf {
         .join(format!("{}-{uuid}.log", plan.build_number))
 }
 
-fn reporters(args: &BuildArgs, log: Option<Arc<LogFileReporter>>) -> SharedReporter {
+fn reporters(
+    args: &BuildArgs,
+    log: Option<Arc<LogFileReporter>>,
+    masker: &Masker,
+) -> SharedReporter {
     let mut list: Vec<SharedReporter> = Vec::new();
     if args.json {
         list.push(Arc::new(JsonReporter::new(std::io::stdout())));
@@ -248,7 +308,8 @@ fn reporters(args: &BuildArgs, log: Option<Arc<LogFileReporter>>) -> SharedRepor
     if let Some(l) = log {
         list.push(l);
     }
-    Arc::new(Fanout(list))
+    // Every reporter sits behind the masker.
+    Arc::new(MaskingReporter::new(masker.clone(), Arc::new(Fanout(list))))
 }
 
 /// Ctrl-C or SIGTERM → cancel the build(s).
@@ -289,6 +350,11 @@ async fn run_inner(args: BuildArgs) -> Result<ExitStatus, SetupError> {
             .join(facts.config.buildspec.as_deref().unwrap_or("buildspec.yml"))
     });
     let spec = load_buildspec(&buildspec_path, args.strict)?;
+    let secrets = if args.batch {
+        Vec::new()
+    } else {
+        resolve_secrets(&args, &spec, &buildspec_path).await?
+    };
     let image = args.image.clone().or_else(|| facts.config.image.clone()).ok_or_else(|| {
         SetupError(
             "no build image: pass --image IMAGE, set RUNNER_IMAGE, or set build.image in runner.yml; `bash scripts/images.sh` builds runner/busybox:latest locally"
@@ -325,11 +391,13 @@ async fn run_inner(args: BuildArgs) -> Result<ExitStatus, SetupError> {
         eprintln!("note: the buildspec has a batch section; pass --batch to run it as a batch");
     }
 
+    let masker = masker_for(&secrets);
     let plan = make_plan(
         &args,
         &facts,
         PlanRequest {
             spec: &spec,
+            secrets,
             buildspec_display: buildspec_path.display().to_string(),
             image,
             extra_overrides: &[],
@@ -347,7 +415,7 @@ async fn run_inner(args: BuildArgs) -> Result<ExitStatus, SetupError> {
     };
     let mut run_opts = run_opts;
     run_opts.log_file = log.as_ref().map(|l| l.path().display().to_string());
-    let reporter = reporters(&args, log);
+    let reporter = reporters(&args, log, &masker);
     let result = run::run_build(&engine, &plan, &run_opts, reporter.as_ref(), cancel).await;
     Ok(ExitStatus::from_build(result.status))
 }
@@ -376,7 +444,9 @@ async fn run_batch(
         }
     }
     let mut tasks = Vec::new();
-    let mut specs: Vec<(PathBuf, BuildSpec)> = Vec::new();
+    // Each distinct buildspec is read, and its secrets resolved, once.
+    let mut specs: Vec<(PathBuf, BuildSpec, Secrets)> = Vec::new();
+    let mut all_secrets: Vec<(String, Secret)> = Vec::new();
     for def in &defs {
         let path = match &def.buildspec {
             Some(rel) => {
@@ -390,12 +460,14 @@ async fn run_batch(
             }
             None => buildspec_path.to_path_buf(),
         };
-        let task_spec = match specs.iter().find(|(p, _)| *p == path) {
-            Some((_, s)) => s.clone(),
+        let (task_spec, task_secrets) = match specs.iter().find(|(p, ..)| *p == path) {
+            Some((_, s, sec)) => (s.clone(), sec.clone()),
             None => {
                 let s = load_buildspec(&path, args.strict)?;
-                specs.push((path.clone(), s.clone()));
-                s
+                let sec = resolve_secrets(args, &s, &path).await?;
+                all_secrets.extend(sec.iter().cloned());
+                specs.push((path.clone(), s.clone(), sec.clone()));
+                (s, sec)
             }
         };
         let plan = make_plan(
@@ -403,6 +475,7 @@ async fn run_batch(
             facts,
             PlanRequest {
                 spec: &task_spec,
+                secrets: task_secrets,
                 buildspec_display: path.display().to_string(),
                 image: def.image.clone().unwrap_or_else(|| image.to_string()),
                 extra_overrides: &def.variables,
@@ -417,7 +490,7 @@ async fn run_batch(
             ignore_failure: def.ignore_failure,
         });
     }
-    let reporter = reporters(args, None);
+    let reporter = reporters(args, None, &masker_for(&all_secrets));
     reporter.event(&Event::Notice {
         level: Level::Info,
         message: format!(

@@ -18,8 +18,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 type Output = Pin<Box<dyn FStream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
 
-/// A line longer than this is passed on in pieces (a progress bar without newlines).
-const MAX_LINE: usize = 64 * 1024;
+/// A line longer than this is passed on in pieces. Secrets are masked per piece, so the
+/// limit is large: a secret could only escape masking by straddling a 4 MiB boundary of
+/// one newline-free line.
+const MAX_LINE: usize = 4 * 1024 * 1024;
 
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,10 +1,10 @@
 //! `BuildSpec` + options → `BuildPlan`: everything the executor needs, decided up front.
 
 use super::env::{CA_BUNDLE_MOUNT, CA_VARIABLES};
-use crate::secrets::Secret;
 use crate::buildspec::model::{
     Artifacts, BuildSpec, Command, OnFailure, PhaseName, ReportGroup, Version,
 };
+use crate::secrets::Secret;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -274,7 +274,6 @@ pub fn plan(spec: &BuildSpec, input: &PlanInput) -> Result<BuildPlan, PlanError>
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,13 +352,27 @@ mod tests {
         ];
         inp.overrides = vec![("DB".into(), "from-cli".into())];
         let p = plan(&spec, &inp).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(get(&p, "TOKEN"), None, "a secret is not in the open environment");
-        assert_eq!(get(&p, "DB"), Some("from-cli"), "the command line wins over a secret");
+        assert_eq!(
+            get(&p, "TOKEN"),
+            None,
+            "a secret is not in the open environment"
+        );
+        assert_eq!(
+            get(&p, "DB"),
+            Some("from-cli"),
+            "the command line wins over a secret"
+        );
         let secret_names: Vec<&str> = p.secret_env.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(secret_names, ["TOKEN"]);
-        assert!(!format!("{p:?}").contains("s3cret"), "Debug never shows a value");
+        assert!(
+            !format!("{p:?}").contains("s3cret"),
+            "Debug never shows a value"
+        );
 
         spec.env.exported_variables = vec!["TOKEN".into()];
-        assert!(matches!(plan(&spec, &inp), Err(PlanError::BadExport { .. })));
+        assert!(matches!(
+            plan(&spec, &inp),
+            Err(PlanError::BadExport { .. })
+        ));
     }
 }

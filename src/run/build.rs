@@ -614,7 +614,18 @@ async fn expand_artifact_names(
         let quoted = raw.replace('\\', "\\\\").replace('"', "\\\"");
         let (code, value) = shell.capture(&format!("printf '%s' \"{quoted}\"")).await?;
         let value = String::from_utf8_lossy(&value).into_owned();
-        if code == 0 && !value.is_empty() {
+        // A name is written to disk and reported: it must not carry a secret.
+        let leaks = ctx
+            .plan
+            .secret_env
+            .iter()
+            .any(|(_, v)| !v.is_empty() && value.contains(v.expose()));
+        if leaks {
+            ctx.notice(
+                Level::Warning,
+                format!("artifact name {raw:?} would contain a secret value; using it as written"),
+            );
+        } else if code == 0 && !value.is_empty() {
             **name = Some(value);
         } else {
             ctx.notice(

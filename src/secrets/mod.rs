@@ -6,8 +6,13 @@
 //! lines, events, error messages and reports; [`StreamMasker`] does the same for raw byte
 //! streams whose line boundaries are unknown.
 
+pub mod aws;
+pub mod error;
+pub mod local;
 mod mask;
+pub mod reference;
 mod secret;
 
+pub use error::{Problem, ResolveError};
 pub use mask::{Masker, SkipReason, SkippedSecret, StreamMasker, MASK, MIN_SECRET_LEN};
 pub use secret::Secret;

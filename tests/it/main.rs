@@ -7,3 +7,6 @@ mod batch;
 mod build_semantics;
 mod buildspec_corpus;
 mod reports_e2e;
+mod secrets_aws;
+mod secrets_leak;
+mod support_moto;

@@ -1,0 +1,267 @@
+//! The leak suite: a build prints its secrets every way a shell can, and no value may appear
+//! in anything runner prints or stores, while the build itself receives the real values.
+
+use crate::support::{Project, Run};
+
+const TOKEN: &str = "tok-8f3Kq9ZpL2mNw4";
+const DB_PASSWORD: &str = "pw-X7!v$9'q\"Lm#2";
+const PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj\nMVpOjBXdEKmYRtuSFNmWJlaZ09PaNd3\n-----END PRIVATE KEY-----";
+
+fn secrets_file() -> String {
+    serde_json::json!({
+        "parameters": { "/app/token": TOKEN },
+        "secrets": {
+            "prod/db": { "user": "admin", "password": DB_PASSWORD },
+            "tls/key": PEM,
+        }
+    })
+    .to_string()
+}
+
+const BUILDSPEC: &str = r#"version: 0.2
+env:
+  parameter-store:
+    TOKEN: /app/token
+  secrets-manager:
+    DB_PASSWORD: prod/db:password
+    TLS_KEY: tls/key
+phases:
+  install:
+    commands:
+      - echo "token is $TOKEN"
+      - echo "password is $DB_PASSWORD" >&2
+  build:
+    commands:
+      - printf 'split:%s' "${TOKEN%????????}"; sleep 0.3; printf '%s\n' "${TOKEN#${TOKEN%????????}}"
+      - printf '%s' "${TOKEN%????????}" >&2; echo "${TOKEN#${TOKEN%????????}}"
+      - env | sort
+      - set -x; echo "$TOKEN"; test -n "$DB_PASSWORD"; set +x
+      - printf '{"password":"%s","token":"%s"}\n' "$DB_PASSWORD" "$TOKEN"
+      - |
+        cat <<EOF
+        heredoc: $TOKEN
+        $TLS_KEY
+        EOF
+      - echo "$TLS_KEY"
+      - printf '%s' "$TOKEN" | base64
+      - printf 'admin:%s' "$DB_PASSWORD" | base64
+      - echo "failing with $TOKEN" && false
+    finally:
+      - printf '%s' "$TOKEN" | sha256sum
+      - printf '%s' "$DB_PASSWORD" | sha256sum
+      - printf '%s' "$TLS_KEY" | sha256sum
+      - mkdir -p out && echo "$TOKEN" > out/token.txt
+artifacts:
+  name: out-$TOKEN
+  files:
+    - out/token.txt
+"#;
+
+fn sha256(text: &str) -> String {
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("sha256sum: {e}"));
+    use std::io::Write;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(text.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Every form of every secret that must never appear.
+fn forbidden() -> Vec<String> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut v = vec![
+        TOKEN.to_string(),
+        DB_PASSWORD.to_string(),
+        PEM.to_string(),
+        b64.encode(TOKEN),
+        b64.encode(format!("admin:{DB_PASSWORD}")),
+        serde_json::to_string(DB_PASSWORD)
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_string(),
+    ];
+    for line in PEM.lines().filter(|l| !l.starts_with("-----")) {
+        v.push(line.to_string());
+    }
+    v
+}
+
+fn assert_clean(what: &str, text: &str) {
+    for f in forbidden() {
+        assert!(
+            !text.contains(&f),
+            "{what} leaks a secret form {:?}…",
+            f.get(..6).unwrap_or("")
+        );
+    }
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect()
+}
+
+#[test]
+fn no_secret_value_reaches_any_output_or_file() {
+    let p = Project::new();
+    p.write("buildspec.yml", BUILDSPEC);
+    p.write("secrets.json", &secrets_file());
+    let out = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let secrets_path = p.path().join("secrets.json").display().to_string();
+    let artifacts = out.path().display().to_string();
+
+    let json = p.build(&["--secrets-file", &secrets_path, "--artifacts", &artifacts]);
+    let human = Run::from(
+        p.runner()
+            .args(["build", "--image", crate::support::IMAGE, "--source"])
+            .arg(p.path())
+            .args(["--secrets-file", &secrets_path])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+
+    for run in [&json, &human] {
+        // The build ran and failed where the buildspec says so, not before.
+        assert_eq!(run.code, 1, "{}", run.debug());
+        assert_clean("stdout", &run.stdout);
+        assert_clean("stderr", &run.stderr);
+        // The build itself received the real values.
+        for value in [TOKEN, DB_PASSWORD, PEM] {
+            assert!(
+                run.stdout.contains(&sha256(value)),
+                "the build did not see the real value"
+            );
+        }
+        assert!(run.stdout.contains("***"));
+    }
+    let logs = json.logs();
+    assert!(logs.iter().any(|l| l == "token is ***"), "{logs:?}");
+    assert!(logs.iter().any(|l| l == "split:***"), "{logs:?}");
+    assert!(logs.iter().any(|l| l == "TOKEN=***"), "{logs:?}");
+    assert!(logs.iter().any(|l| l == "heredoc: ***"), "{logs:?}");
+
+    let mut checked = 0;
+    for file in files_under(p.data.path()) {
+        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap_or_default()).into_owned();
+        assert_clean(&file.display().to_string(), &text);
+        checked += 1;
+    }
+    assert!(checked >= 2, "the data directory holds the build logs");
+    // The artifact itself is the build's output and holds what the build wrote; its name,
+    // which runner reports, does not.
+    for file in files_under(out.path()) {
+        assert_clean("artifact path", &file.display().to_string());
+    }
+}
+
+#[test]
+fn a_missing_secret_stops_the_build_before_anything_runs_naming_only_references() {
+    let p = Project::new();
+    p.write("buildspec.yml", BUILDSPEC);
+    p.write(
+        "secrets.json",
+        &serde_json::json!({ "parameters": { "/app/token": TOKEN } }).to_string(),
+    );
+    let before = crate::support::runner_containers(None);
+    let run = p.build(&[
+        "--secrets-file",
+        &p.path().join("secrets.json").display().to_string(),
+    ]);
+    assert_eq!(run.code, 2, "{}", run.debug());
+    assert!(run.events.is_empty(), "nothing ran: {}", run.stdout);
+    assert!(run.stderr.contains("prod/db"), "{}", run.stderr);
+    assert!(run.stderr.contains("tls/key"), "{}", run.stderr);
+    assert!(run.stderr.contains("DB_PASSWORD"), "{}", run.stderr);
+    assert_clean("stderr", &run.stderr);
+    assert!(crate::support::runner_containers(None) <= before);
+}
+
+/// `runner build` end to end against moto: values reach the build, never the output; a
+/// missing reference stops the build before a container starts.
+#[test]
+fn runner_build_resolves_through_aws_endpoints_and_masks() {
+    let moto = crate::support_moto::moto();
+    let p = Project::new();
+    p.write(
+        "buildspec.yml",
+        r#"version: 0.2
+env:
+  parameter-store:
+    SECURE: /t/secure
+  secrets-manager:
+    DB_PASSWORD: t/db:password
+    DB_USER: t/db:username
+phases:
+  build:
+    commands:
+      - echo "secure=$SECURE user=$DB_USER password=$DB_PASSWORD"
+      - printf '%s' "$SECURE" | sha256sum
+"#,
+    );
+    let with_aws = |cmd: &mut std::process::Command| {
+        cmd.env("AWS_ENDPOINT_URL", &moto.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test-secret-key-of-runner")
+            .env("AWS_REGION", "us-east-1");
+    };
+    let mut cmd = p.runner();
+    cmd.args([
+        "build",
+        "--json",
+        "--image",
+        crate::support::IMAGE,
+        "--source",
+    ])
+    .arg(p.path());
+    with_aws(&mut cmd);
+    let run = Run::from(cmd.output().unwrap_or_else(|e| panic!("{e}")));
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert!(
+        run.has_line("secure=*** user=*** password=***"),
+        "{}",
+        run.debug()
+    );
+    assert!(run.stdout.contains(&sha256("secure-value")));
+    for v in ["secure-value", "pw-1"] {
+        assert!(!run.stdout.contains(v) && !run.stderr.contains(v));
+    }
+
+    p.write(
+        "buildspec.yml",
+        "version: 0.2\nenv:\n  parameter-store:\n    A: /t/does-not-exist\n  secrets-manager:\n    B: t/nope:key\nphases:\n  build:\n    commands:\n      - echo never\n",
+    );
+    let mut cmd = p.runner();
+    cmd.args([
+        "build",
+        "--json",
+        "--image",
+        crate::support::IMAGE,
+        "--source",
+    ])
+    .arg(p.path());
+    with_aws(&mut cmd);
+    let missing = Run::from(cmd.output().unwrap_or_else(|e| panic!("{e}")));
+    assert_eq!(missing.code, 2, "{}", missing.debug());
+    assert!(missing.events.is_empty());
+    assert!(
+        missing.stderr.contains("/t/does-not-exist") && missing.stderr.contains("t/nope"),
+        "{}",
+        missing.stderr
+    );
+}
