@@ -93,6 +93,29 @@ pub struct ArtifactSummary {
     pub bytes: u64,
 }
 
+/// A cache restore or save (`cache:` in the buildspec).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CacheSummary {
+    /// `restore` or `save`.
+    pub action: &'static str,
+    /// The key asked for (after shell expansion).
+    pub key: String,
+    /// Restore: whether an entry was found. Save: whether an entry was written.
+    pub hit: bool,
+    /// Restore: the key of the entry used (the key itself or a fallback match).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched_key: Option<String>,
+    pub files: u64,
+    /// Uncompressed bytes restored or saved.
+    pub bytes: u64,
+    /// Compressed size of the entry.
+    pub compressed_bytes: u64,
+    pub duration_ms: u64,
+    /// Why nothing happened, or what went wrong (a cache problem never fails a build).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BuildResult {
     pub build_id: String,
@@ -105,6 +128,7 @@ pub struct BuildResult {
     /// `env.exported-variables` with their values at the end of POST_BUILD.
     pub exported_variables: Vec<(String, String)>,
     pub artifacts: Vec<ArtifactSummary>,
+    pub cache: Vec<CacheSummary>,
     pub duration_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_file: Option<String>,
@@ -154,6 +178,7 @@ pub enum Event {
         message: String,
     },
     Artifact(ArtifactSummary),
+    Cache(CacheSummary),
     Report(crate::reports::ReportResult),
     BuildEnded(BuildResult),
 }

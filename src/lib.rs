@@ -6,6 +6,7 @@
 //! ARCHITECTURE.md has the map.
 
 pub mod buildspec;
+pub mod cache;
 pub mod event;
 pub mod plan;
 

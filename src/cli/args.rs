@@ -111,6 +111,15 @@ pub struct BuildArgs {
     /// CARGO_HTTP_CAINFO, GIT_SSL_CAINFO, CURL_CA_BUNDLE and AWS_CA_BUNDLE at it.
     #[arg(long, value_enum, default_value_t = HostCa::Auto)]
     pub host_ca: HostCa,
+    /// Where the buildspec's `cache:` entries are kept [default: <data dir>/cache].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Size limit of the local cache in MiB; least recently used entries are evicted.
+    #[arg(long, value_name = "MIB", default_value_t = 5120)]
+    pub cache_size: u64,
+    /// Neither restore nor save the buildspec's cache.
+    #[arg(long)]
+    pub no_cache: bool,
     /// Run the container privileged (for buildspecs that run docker themselves).
     #[arg(long)]
     pub privileged: bool,

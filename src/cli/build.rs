@@ -3,6 +3,7 @@
 use super::args::{BuildArgs, HostCa};
 use super::exit::ExitStatus;
 use crate::buildspec::{self, model::BuildSpec};
+use crate::cache::{CacheStore, LocalStore};
 use crate::datadir;
 use crate::docker::DockerEngine;
 use crate::event::{Event, Fanout, Level, SharedReporter};
@@ -180,6 +181,26 @@ fn masker_for(secrets: &[(String, Secret)]) -> Masker {
         );
     }
     masker
+}
+
+/// The local cache store (`--cache-dir`, else the data directory), unless `--no-cache`.
+fn cache_store(args: &BuildArgs, facts: &Facts) -> Option<Arc<dyn CacheStore>> {
+    if args.no_cache {
+        return None;
+    }
+    let dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| facts.data.join("cache"));
+    match LocalStore::new(dir.clone()) {
+        Ok(store) => Some(Arc::new(
+            store.with_max_bytes(args.cache_size.saturating_mul(1024 * 1024)),
+        )),
+        Err(e) => {
+            eprintln!("warning: the build cache is off: {e}");
+            None
+        }
+    }
 }
 
 fn privileged(args: &BuildArgs, facts: &Facts) -> bool {
@@ -372,6 +393,7 @@ async fn run_inner(args: BuildArgs) -> Result<ExitStatus, SetupError> {
         log_file: None,
         // The default image is checked just above, batch tasks' own images in run_batch.
         image_checked: true,
+        cache_store: cache_store(&args, &facts),
     };
 
     if args.batch {

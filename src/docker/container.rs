@@ -176,6 +176,48 @@ impl BuildContainer {
             .map_err(api("copy source into container"))
     }
 
+    /// Extracts a tar archive (`bytes`) at `dest` in the container.
+    pub async fn upload_tar(&self, dest: &str, bytes: Vec<u8>) -> Result<(), DockerError> {
+        let opts = UploadToContainerOptionsBuilder::default()
+            .path(dest)
+            .build();
+        self.engine
+            .docker
+            .upload_to_container(&self.id, Some(opts), bollard::body_full(bytes.into()))
+            .await
+            .map_err(api("copy files into container"))
+    }
+
+    /// Streams a tar of `path` in the container into `out`. `Ok(false)`: no such path.
+    pub async fn download_tar(
+        &self,
+        path: &str,
+        out: &mut (impl std::io::Write + Send),
+    ) -> Result<bool, DockerError> {
+        let opts = DownloadFromContainerOptions {
+            path: path.to_string(),
+        };
+        let mut stream = self
+            .engine
+            .docker
+            .download_from_container(&self.id, Some(opts));
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => out
+                    .write_all(&bytes)
+                    .map_err(|source| DockerError::Source {
+                        path: path.to_string(),
+                        source,
+                    })?,
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return Ok(false),
+                Err(e) => return Err(api("copy files out of container")(e)),
+            }
+        }
+        Ok(true)
+    }
+
     /// Copies `path` out of the container into `host_dest`; the result is
     /// `host_dest/<basename of path>`. Entries that would land outside `host_dest` are
     /// refused by the tar reader.

@@ -4,6 +4,7 @@ use super::env::{CA_BUNDLE_MOUNT, CA_VARIABLES};
 use crate::buildspec::model::{
     Artifacts, BuildSpec, Command, OnFailure, PhaseName, ReportGroup, Version,
 };
+use crate::cache::{default_key, CachePath};
 use crate::secrets::Secret;
 use std::time::Duration;
 use thiserror::Error;
@@ -53,6 +54,14 @@ pub struct PlanInput {
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PlanError {
+    #[error("{file}:{line}:{col}: cache path {pattern:?} cannot be used: {reason}")]
+    BadCachePath {
+        file: String,
+        line: u32,
+        col: u32,
+        pattern: String,
+        reason: String,
+    },
     #[error("{file}: exported variable {name} names a reserved variable ({why})")]
     BadExport {
         file: String,
@@ -98,6 +107,8 @@ pub struct BuildPlan {
     pub reports: Vec<ReportGroup>,
     /// Host file to mount read-only at `CA_BUNDLE_MOUNT`.
     pub host_ca_bundle: Option<String>,
+    /// `cache:` when the buildspec has cache paths.
+    pub cache: Option<CachePlan>,
     pub timeout: Duration,
     pub privileged: bool,
     /// Things to tell the user before the build starts (e.g. runtime-versions skipped).
@@ -113,15 +124,76 @@ fn upsert(env: &mut Vec<(String, String)>, name: &str, value: &str) {
     }
 }
 
-/// CodeBuild's source directory looks like `/codebuild/output/src123456789/src`.
-fn src_dir_for(uuid: &str) -> String {
-    let digits: String = uuid
-        .bytes()
-        .filter(u8::is_ascii_hexdigit)
-        .map(|b| char::from(b'0' + (b % 10)))
-        .take(9)
-        .collect();
-    format!("/codebuild/output/src{digits}/src")
+/// CodeBuild's source directory looks like `/codebuild/output/src123456789/src`. The
+/// digits come from the project name, so they stay the same from build to build: cached
+/// paths below the source directory (`node_modules/**/*`) restore to the same place.
+fn src_dir_for(project: &str) -> String {
+    // FNV-1a: stable across runner versions and platforms (std's hasher is not).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in project.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("/codebuild/output/src{:09}/src", h % 1_000_000_000)
+}
+
+/// The planned `cache:` section.
+#[derive(Debug, Clone)]
+pub struct CachePlan {
+    /// Parsed `cache.paths`, resolved against the source directory.
+    pub paths: Vec<CachePath>,
+    /// `cache.key` as written (shell syntax is expanded in the build container), or the
+    /// stable default for the project and buildspec.
+    pub key: String,
+    /// Whether `key` is the user's (immutable once saved) or the default (refreshed).
+    pub user_key: bool,
+    pub fallback_keys: Vec<String>,
+    pub restore: bool,
+    pub save: bool,
+}
+
+fn plan_cache(
+    spec: &BuildSpec,
+    input: &PlanInput,
+    src_dir: &str,
+) -> Result<Option<CachePlan>, PlanError> {
+    let Some(cache) = &spec.cache else {
+        return Ok(None);
+    };
+    if cache.paths.is_empty() {
+        return Ok(None);
+    }
+    let mut paths = Vec::new();
+    for pattern in &cache.paths {
+        match CachePath::parse(pattern, src_dir) {
+            Ok(p) => paths.push(p),
+            Err(e) => {
+                let reason = match e {
+                    crate::cache::CacheError::BadPath { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                return Err(PlanError::BadCachePath {
+                    file: input.buildspec_display.clone(),
+                    line: cache.pos.line,
+                    col: cache.pos.col,
+                    pattern: pattern.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+    let action = cache.action.as_deref().map(str::to_ascii_lowercase);
+    Ok(Some(CachePlan {
+        paths,
+        user_key: cache.key.is_some(),
+        key: cache
+            .key
+            .clone()
+            .unwrap_or_else(|| default_key(&input.project, &input.buildspec_display)),
+        fallback_keys: cache.fallback_keys.clone(),
+        restore: action.as_deref() != Some("save"),
+        save: action.as_deref() != Some("restore"),
+    }))
 }
 
 pub fn plan(spec: &BuildSpec, input: &PlanInput) -> Result<BuildPlan, PlanError> {
@@ -150,7 +222,8 @@ pub fn plan(spec: &BuildSpec, input: &PlanInput) -> Result<BuildPlan, PlanError>
     }
 
     let build_id = format!("{}:{}", input.project, input.build_uuid);
-    let src_dir = src_dir_for(&input.build_uuid);
+    let src_dir = src_dir_for(&input.project);
+    let cache = plan_cache(spec, input, &src_dir)?;
 
     let mut env: Vec<(String, String)> = Vec::new();
     if input.trust_host_ca.is_some() {
@@ -267,6 +340,7 @@ pub fn plan(spec: &BuildSpec, input: &PlanInput) -> Result<BuildPlan, PlanError>
         artifacts: spec.artifacts.clone(),
         reports: spec.reports.clone(),
         host_ca_bundle: input.trust_host_ca.clone(),
+        cache,
         timeout: input.timeout,
         privileged: input.privileged,
         notices,

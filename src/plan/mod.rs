@@ -8,5 +8,5 @@ mod build_plan;
 mod env;
 
 pub use batch::{expand as expand_batch, TaskDef};
-pub use build_plan::{plan, BuildPlan, PlanError, PlanInput, PlannedPhase, SourceMode};
+pub use build_plan::{plan, BuildPlan, CachePlan, PlanError, PlanInput, PlannedPhase, SourceMode};
 pub use env::{parse_env_assignment, parse_env_file, EnvError, CA_BUNDLE_MOUNT, CA_VARIABLES};

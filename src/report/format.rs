@@ -57,6 +57,30 @@ pub fn codebuild_line(event: &Event) -> Option<String> {
             a.identifier, a.files, a.bytes, a.path
         ),
         Event::Report(r) => crate::reports::render_summary(r),
+        Event::Cache(c) => {
+            let mib = c.bytes as f64 / (1024.0 * 1024.0);
+            let secs = c.duration_ms as f64 / 1000.0;
+            let rate = if secs > 0.0 { mib / secs } else { 0.0 };
+            let what = match (c.action, c.hit) {
+                ("restore", true) => format!(
+                    "Cache restored from {}: {} files, {mib:.1} MiB in {secs:.2}s ({rate:.0} MiB/s)",
+                    c.matched_key.as_deref().unwrap_or(&c.key),
+                    c.files
+                ),
+                ("restore", false) => format!("Cache miss for key {}", c.key),
+                (_, true) => format!(
+                    "Cache saved as {}: {} files, {mib:.1} MiB ({:.1} MiB compressed) in {secs:.2}s",
+                    c.key,
+                    c.files,
+                    c.compressed_bytes as f64 / (1024.0 * 1024.0)
+                ),
+                (_, false) => format!("Cache not saved for key {}", c.key),
+            };
+            match &c.note {
+                Some(n) => format!("[Container] {ts} {what} ({n})"),
+                None => format!("[Container] {ts} {what}"),
+            }
+        }
         Event::BuildEnded(r) => format!(
             "[Container] {ts} Build {} finished: {}",
             r.build_id,

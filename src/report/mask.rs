@@ -51,6 +51,15 @@ pub fn mask_event(masker: &Masker, event: &Event) -> Event {
         Event::CommandStarted { command, .. } => m(masker, command),
         Event::Log { line, .. } => m(masker, line),
         Event::Notice { message, .. } => m(masker, message),
+        Event::Cache(c) => {
+            m(masker, &mut c.key);
+            if let Some(k) = &mut c.matched_key {
+                m(masker, k);
+            }
+            if let Some(n) = &mut c.note {
+                m(masker, n);
+            }
+        }
         Event::Artifact(a) => {
             m(masker, &mut a.identifier);
             m(masker, &mut a.path);

@@ -1,23 +1,26 @@
 //! One build: provision a container, run the phases with CodeBuild's semantics, collect
 //! artifacts and reports, and always remove the container.
 
+use super::cache_steps;
 use super::cancel::{Cancel, CancelReason};
 use crate::artifacts::{self, CollectOptions};
 use crate::buildspec::model::{Artifacts, Command, OnFailure, PhaseName, Version};
+use crate::cache::CacheStore;
 use crate::docker::{
     BuildContainer, CommandExit, ContainerSpec, DockerEngine, DockerError, DockerShell,
 };
 use crate::event::{
-    ArtifactSummary, BuildResult, BuildStatus, Event, Level, PhaseStatus, PhaseSummary, Reporter,
-    Stream,
+    ArtifactSummary, BuildResult, BuildStatus, CacheSummary, Event, Level, PhaseStatus,
+    PhaseSummary, Reporter, Stream,
 };
 use crate::plan::{BuildPlan, PlannedPhase, SourceMode, CA_BUNDLE_MOUNT};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Instant;
 
 /// Options that are about where results go, not about the build itself.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// Write artifacts here (a directory per artifact identifier).
     pub artifacts_dir: Option<PathBuf>,
@@ -26,6 +29,8 @@ pub struct RunOptions {
     /// Where to put temporary files (copies of the source in copy mode).
     pub scratch_dir: Option<PathBuf>,
     pub log_file: Option<String>,
+    /// Where `cache:` entries are kept; `None` turns the cache off.
+    pub cache_store: Option<Arc<dyn CacheStore>>,
     /// The caller already made sure the image is on the engine (the CLI does, to exit 2
     /// before a build starts); skip the check in PROVISIONING.
     pub image_checked: bool,
@@ -37,10 +42,11 @@ struct Progress {
     current: Option<(PhaseName, Instant)>,
     exported: Vec<(String, String)>,
     artifacts: Vec<ArtifactSummary>,
+    cache: Vec<CacheSummary>,
     failed: bool,
 }
 
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     plan: &'a BuildPlan,
     reporter: &'a dyn Reporter,
     progress: &'a Mutex<Progress>,
@@ -51,7 +57,14 @@ impl Ctx<'_> {
         self.reporter.event(&e);
     }
 
-    fn notice(&self, level: Level, message: impl Into<String>) {
+    pub(super) fn record_cache(&self, summary: CacheSummary) {
+        if let Ok(mut p) = self.progress.lock() {
+            p.cache.push(summary.clone());
+        }
+        self.emit(Event::Cache(summary));
+    }
+
+    pub(super) fn notice(&self, level: Level, message: impl Into<String>) {
         self.emit(Event::Notice {
             level,
             message: message.into(),
@@ -110,6 +123,7 @@ pub async fn run_build(
         current: None,
         exported: Vec::new(),
         artifacts: Vec::new(),
+        cache: Vec::new(),
         failed: false,
     });
     let ctx = Ctx {
@@ -191,8 +205,8 @@ pub async fn run_build(
         None if ctx.failed() => BuildStatus::Failed,
         None => BuildStatus::Succeeded,
     };
-    let (phases, exported, artifacts) = match progress.into_inner() {
-        Ok(p) => (p.phases, p.exported, p.artifacts),
+    let (phases, exported, artifacts, cache) = match progress.into_inner() {
+        Ok(p) => (p.phases, p.exported, p.artifacts, p.cache),
         Err(_) => Default::default(),
     };
     let result = BuildResult {
@@ -203,6 +217,7 @@ pub async fn run_build(
         phases,
         exported_variables: exported,
         artifacts,
+        cache,
         duration_ms: started.elapsed().as_millis() as u64,
         log_file: opts.log_file.clone(),
     };
@@ -252,12 +267,20 @@ async fn drive(
         c.upload_dir(std::path::Path::new(&plan.source_dir_host), &plan.src_dir)
             .await?;
     }
-    ctx.phase_end(PhaseName::DownloadSource, PhaseStatus::Succeeded, None);
-
     let mut shells = Shells {
         container: c,
         current: None,
     };
+    // The cache is restored before INSTALL, as on CodeBuild.
+    let cache = match (&plan.cache, &opts.cache_store) {
+        (Some(cache), Some(store)) => {
+            let state = cache_steps::restore(ctx, &mut shells, c, store, cache).await?;
+            Some((cache, store, state))
+        }
+        _ => None,
+    };
+    ctx.phase_end(PhaseName::DownloadSource, PhaseStatus::Succeeded, None);
+
     let upload = run_phases(ctx, &mut shells).await?;
     // CodeBuild evaluates artifact names in the build's shell (`name: app-$(date +%F)`).
     let artifacts = match (&plan.artifacts, upload) {
@@ -271,6 +294,27 @@ async fn drive(
     if upload {
         ctx.phase_start(PhaseName::UploadArtifacts);
         let (status, context) = upload_artifacts(ctx, c, opts, artifacts.as_ref()).await;
+        // Only a successful build saves its cache: a failed one may have left it half made.
+        if let Some((cache, store, state)) = &cache {
+            if ctx.failed() || status != PhaseStatus::Succeeded {
+                ctx.record_cache(CacheSummary {
+                    action: "save",
+                    key: state.key.clone(),
+                    hit: false,
+                    matched_key: None,
+                    files: 0,
+                    bytes: 0,
+                    compressed_bytes: 0,
+                    duration_ms: 0,
+                    note: Some(
+                        "the build failed; the cache is saved only after a successful build".into(),
+                    ),
+                });
+            } else {
+                let scratch = opts.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
+                cache_steps::save(ctx, c, store, cache, state, &scratch).await;
+            }
+        }
         ctx.phase_end(PhaseName::UploadArtifacts, status, context);
     }
     Ok(())
@@ -301,12 +345,32 @@ struct OpenShell {
     succeeding: Option<&'static str>,
 }
 
-struct Shells<'c> {
+pub(super) struct Shells<'c> {
     container: &'c BuildContainer,
     current: Option<OpenShell>,
 }
 
 impl Shells<'_> {
+    /// Expands shell syntax (`$VAR`, `$(cmd)`) in `text` in the build shell.
+    pub(super) async fn expand(
+        &mut self,
+        ctx: &Ctx<'_>,
+        text: &str,
+    ) -> Result<String, DockerError> {
+        if !text.contains('$') && !text.contains('`') {
+            return Ok(text.to_string());
+        }
+        let user = self
+            .current
+            .as_ref()
+            .map(|s| s.user.clone())
+            .unwrap_or_else(|| ctx.plan.run_as.clone());
+        let shell = &mut self.for_user(ctx, user.as_deref()).await?.shell;
+        let quoted = text.replace('\\', "\\\\").replace('"', "\\\"");
+        let (_, value) = shell.capture(&format!("printf '%s' \"{quoted}\"")).await?;
+        Ok(String::from_utf8_lossy(&value).into_owned())
+    }
+
     /// The version 0.2 shell for `user`, carrying the environment and working directory
     /// over from the previous shell when the user changes.
     async fn for_user(

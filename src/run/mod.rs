@@ -5,6 +5,7 @@
 
 mod batch;
 mod build;
+mod cache_steps;
 mod cancel;
 
 pub use batch::{run_batch, BatchOptions, BatchTaskPlan};

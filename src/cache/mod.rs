@@ -1,0 +1,15 @@
+//! `cache:` — CodeBuild-compatible build caches: cache path patterns, content-addressed
+//! zstd tar entries built from Docker archive streams, validated restore tars, and the
+//! key → entry store.
+
+mod archive;
+mod error;
+mod key;
+mod paths;
+mod store;
+
+pub use archive::{build_entry, validated_restore_tar, EntryStats, RestoreStats};
+pub use error::CacheError;
+pub use key::{default_key, HASH_FILES_SCRIPT};
+pub use paths::CachePath;
+pub use store::{CacheStore, EntryHandle, EvictStats, LocalStore, DEFAULT_MAX_BYTES};

@@ -1,0 +1,217 @@
+//! The build cache inside a build: restore before INSTALL, save after a successful build.
+//!
+//! A cache problem never fails a build: a corrupt entry is removed and reported as a miss,
+//! a store that cannot be written is a warning.
+
+use super::build::{Ctx, Shells};
+use crate::cache::{build_entry, validated_restore_tar, CacheError, CacheStore, HASH_FILES_SCRIPT};
+use crate::docker::{BuildContainer, DockerError};
+use crate::event::{CacheSummary, Level};
+use crate::plan::CachePlan;
+use std::io::{Seek, SeekFrom};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What restoring decided, for saving later.
+pub(super) struct CacheState {
+    /// The key after shell expansion.
+    pub key: String,
+    /// An entry with exactly this key was restored.
+    pub exact_hit: bool,
+}
+
+/// Installs `codebuild-hash-files`, expands the keys in the build shell, and restores the
+/// newest matching entry.
+pub(super) async fn restore(
+    ctx: &Ctx<'_>,
+    shells: &mut Shells<'_>,
+    container: &BuildContainer,
+    store: &Arc<dyn CacheStore>,
+    cache: &CachePlan,
+) -> Result<CacheState, DockerError> {
+    if let Err(e) = container.upload_tar("/", helper_tar()).await {
+        ctx.notice(
+            Level::Warning,
+            format!("codebuild-hash-files could not be installed: {e}"),
+        );
+    }
+    let key = shells.expand(ctx, &cache.key).await?;
+    let mut fallbacks = Vec::new();
+    for f in &cache.fallback_keys {
+        fallbacks.push(shells.expand(ctx, f).await?);
+    }
+    let mut state = CacheState {
+        key: key.clone(),
+        exact_hit: false,
+    };
+    if !cache.restore {
+        return Ok(state);
+    }
+    let started = Instant::now();
+    let mut summary = CacheSummary {
+        action: "restore",
+        key: key.clone(),
+        hit: false,
+        matched_key: None,
+        files: 0,
+        bytes: 0,
+        compressed_bytes: 0,
+        duration_ms: 0,
+        note: None,
+    };
+    let store2 = store.clone();
+    let paths = cache.paths.clone();
+    let (k, fb) = (key.clone(), fallbacks.clone());
+    // Find, verify and validate off the async threads; nothing reaches the container
+    // unless the whole entry checked out.
+    let found = tokio::task::spawn_blocking(move || {
+        let Some(handle) = store2.find(&k, &fb)? else {
+            return Ok(None);
+        };
+        let restored = store2.open(&handle).and_then(|reader| {
+            let mut tar = Vec::new();
+            validated_restore_tar(reader, &paths, &mut tar).map(|stats| (tar, stats))
+        });
+        match restored {
+            Ok((tar, stats)) => Ok(Some((handle, tar, stats))),
+            Err(e) if e.is_corrupt() => {
+                let _ = store2.remove(&handle);
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(CacheError::Stream {
+            action: "restore the cache",
+            source: std::io::Error::other(e.to_string()),
+        })
+    });
+    match found {
+        Ok(Some((handle, tar, stats))) => {
+            container.upload_tar("/", tar).await?;
+            state.exact_hit = handle.key == key;
+            summary.hit = true;
+            summary.matched_key = Some(handle.key.clone());
+            summary.files = stats.files;
+            summary.bytes = stats.file_bytes;
+            summary.compressed_bytes = handle.size;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            let what = if e.is_corrupt() {
+                "the cache entry was damaged and has been removed"
+            } else {
+                "the cache entry could not be restored"
+            };
+            summary.note = Some(format!("{what}: {e}"));
+        }
+    }
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    ctx.record_cache(summary);
+    Ok(state)
+}
+
+/// Saves the cache paths under the key (skipped when an entry with the user's own key was
+/// restored: such keys are immutable, as with CodeBuild's and GitHub's caches).
+pub(super) async fn save(
+    ctx: &Ctx<'_>,
+    container: &BuildContainer,
+    store: &Arc<dyn CacheStore>,
+    cache: &CachePlan,
+    state: &CacheState,
+    scratch: &Path,
+) {
+    if !cache.save {
+        return;
+    }
+    let started = Instant::now();
+    let mut summary = CacheSummary {
+        action: "save",
+        key: state.key.clone(),
+        hit: false,
+        matched_key: None,
+        files: 0,
+        bytes: 0,
+        compressed_bytes: 0,
+        duration_ms: 0,
+        note: None,
+    };
+    if cache.user_key && state.exact_hit {
+        summary.note = Some("an entry with this key exists; keys are immutable".into());
+        ctx.record_cache(summary);
+        return;
+    }
+    match save_entry(container, store, cache, &state.key, scratch).await {
+        Ok(Some(stats)) => {
+            summary.hit = true;
+            summary.files = stats.files;
+            summary.bytes = stats.file_bytes;
+            summary.compressed_bytes = stats.bytes_compressed;
+        }
+        Ok(None) => summary.note = Some("none of the cache paths exist".into()),
+        Err(e) => summary.note = Some(format!("the cache could not be saved: {e}")),
+    }
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    ctx.record_cache(summary);
+}
+
+async fn save_entry(
+    container: &BuildContainer,
+    store: &Arc<dyn CacheStore>,
+    cache: &CachePlan,
+    key: &str,
+    scratch: &Path,
+) -> Result<Option<crate::cache::EntryStats>, String> {
+    std::fs::create_dir_all(scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    let mut inputs = Vec::new();
+    for path in &cache.paths {
+        let mut file = tempfile::tempfile_in(scratch).map_err(|e| e.to_string())?;
+        if !container
+            .download_tar(path.prefix(), &mut file)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            continue;
+        }
+        file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+        inputs.push((path.clone(), file));
+    }
+    if inputs.is_empty() {
+        return Ok(None);
+    }
+    let store = store.clone();
+    let key = key.to_string();
+    let scratch = scratch.to_path_buf();
+    tokio::task::spawn_blocking(move || -> Result<_, CacheError> {
+        let mut entry = tempfile::tempfile_in(&scratch)
+            .map_err(|e| CacheError::io("create a temporary file in", &scratch, e))?;
+        let stats = build_entry(inputs, &mut entry)?;
+        entry
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| CacheError::io("rewind", &scratch, e))?;
+        store.save(&key, &stats.sha256, &mut entry)?;
+        Ok(Some(stats))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())
+}
+
+/// A tar holding `usr/local/bin/codebuild-hash-files` (mode 0755).
+fn helper_tar() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(HASH_FILES_SCRIPT.len() as u64);
+    header.set_mode(0o755);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    let _ = b.append_data(
+        &mut header,
+        "usr/local/bin/codebuild-hash-files",
+        HASH_FILES_SCRIPT.as_bytes(),
+    );
+    b.into_inner().unwrap_or_default()
+}
