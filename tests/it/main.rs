@@ -6,6 +6,7 @@ mod artifacts_e2e;
 mod batch;
 mod build_semantics;
 mod buildspec_corpus;
+mod cache_e2e;
 mod reports_e2e;
 mod secrets_aws;
 mod secrets_leak;
