@@ -251,6 +251,16 @@ async fn drive(
     if let Some(ca) = &plan.host_ca_bundle {
         binds.push((ca.clone(), CA_BUNDLE_MOUNT.to_string(), true));
     }
+    if plan.privileged && opts.cache_store.is_some() {
+        // Docker layer cache for buildspecs that run their own dockerd (privileged mode,
+        // as on CodeBuild): /var/lib/docker lives in a volume per project, so the next
+        // build's `docker build` reuses the layers.
+        binds.push((
+            docker_volume(&plan.project),
+            "/var/lib/docker".to_string(),
+            false,
+        ));
+    }
     let spec = ContainerSpec {
         image: plan.image.clone(),
         name: container_name(plan),
@@ -318,6 +328,22 @@ async fn drive(
         ctx.phase_end(PhaseName::UploadArtifacts, status, context);
     }
     Ok(())
+}
+
+/// The engine volume that keeps a privileged project's /var/lib/docker between builds.
+pub fn docker_volume(project: &str) -> String {
+    let safe: String = project
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(60)
+        .collect();
+    format!("runner-docker-cache-{safe}")
 }
 
 fn container_name(plan: &BuildPlan) -> String {

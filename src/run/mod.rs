@@ -9,5 +9,5 @@ mod cache_steps;
 mod cancel;
 
 pub use batch::{run_batch, BatchOptions, BatchTaskPlan};
-pub use build::{run_build, RunOptions};
+pub use build::{docker_volume, run_build, RunOptions};
 pub use cancel::{Cancel, CancelReason, Canceller};
