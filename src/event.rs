@@ -116,6 +116,23 @@ pub struct CacheSummary {
     pub note: Option<String>,
 }
 
+impl CacheSummary {
+    /// A summary of `action` for `key` with nothing done yet.
+    pub fn new(action: &'static str, key: &str) -> Self {
+        Self {
+            action,
+            key: key.to_string(),
+            hit: false,
+            matched_key: None,
+            files: 0,
+            bytes: 0,
+            compressed_bytes: 0,
+            duration_ms: 0,
+            note: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BuildResult {
     pub build_id: String,

@@ -49,17 +49,7 @@ pub(super) async fn restore(
         return Ok(state);
     }
     let started = Instant::now();
-    let mut summary = CacheSummary {
-        action: "restore",
-        key: key.clone(),
-        hit: false,
-        matched_key: None,
-        files: 0,
-        bytes: 0,
-        compressed_bytes: 0,
-        duration_ms: 0,
-        note: None,
-    };
+    let mut summary = CacheSummary::new("restore", &key);
     let store2 = store.clone();
     let paths = cache.paths.clone();
     let (k, fb) = (key.clone(), fallbacks.clone());
@@ -128,17 +118,7 @@ pub(super) async fn save(
         return;
     }
     let started = Instant::now();
-    let mut summary = CacheSummary {
-        action: "save",
-        key: state.key.clone(),
-        hit: false,
-        matched_key: None,
-        files: 0,
-        bytes: 0,
-        compressed_bytes: 0,
-        duration_ms: 0,
-        note: None,
-    };
+    let mut summary = CacheSummary::new("save", &state.key);
     if cache.user_key && state.exact_hit {
         summary.note = Some("an entry with this key exists; keys are immutable".into());
         ctx.record_cache(summary);
