@@ -166,14 +166,7 @@ impl BuildContainer {
             path: host_dir.display().to_string(),
             source,
         })?;
-        let opts = UploadToContainerOptionsBuilder::default()
-            .path(dest)
-            .build();
-        self.engine
-            .docker
-            .upload_to_container(&self.id, Some(opts), bollard::body_full(tar.into()))
-            .await
-            .map_err(api("copy source into container"))
+        self.upload_tar(dest, tar).await
     }
 
     /// Extracts a tar archive (`bytes`) at `dest` in the container.
