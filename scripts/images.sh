@@ -6,22 +6,30 @@
 #   runner/debian:bookworm  only with --debian or RUNNER_DEBIAN_IMAGE=1; a
 #                           debootstrap minbase (~2 min the first time, then
 #                           re-imported from a cached rootfs tarball).
+#   runner/python:bookworm  only with --python or RUNNER_PYTHON_IMAGE=1 (implies
+#                           --debian): runner/debian plus Debian's python3,
+#                           python3-venv, python3-pip and ca-certificates from the
+#                           apt mirror (HTTP; no PyPI access needed).
 #
 # Idempotent: an image that already exists is left alone unless --rebuild.
-# (runner/busybox is also rebuilt when its fixture or the host busybox changed.)
+# (runner/busybox is also rebuilt when its fixture or the host busybox changed;
+# runner/python when its Dockerfile or the runner/debian image it is FROM changed.)
 set -euo pipefail
 
 usage() {
 	cat <<'EOF'
-usage: scripts/images.sh [--debian] [--rebuild] [--refresh-cache]
+usage: scripts/images.sh [--debian] [--python] [--rebuild] [--refresh-cache]
 
   --debian         also build runner/debian:bookworm (or RUNNER_DEBIAN_IMAGE=1)
+  --python         also build runner/python:bookworm, FROM runner/debian:bookworm
+                   (implies --debian; or RUNNER_PYTHON_IMAGE=1)
   --rebuild        rebuild images even if they already exist
   --refresh-cache  re-run debootstrap instead of reusing the cached rootfs tarball
                    (implies --rebuild for the Debian image)
 
 environment:
   RUNNER_DEBIAN_IMAGE=1             same as --debian
+  RUNNER_PYTHON_IMAGE=1             same as --python
   RUNNER_BUSYBOX=/path/to/busybox   static busybox to use (default: /bin/busybox)
   RUNNER_DEBIAN_MIRROR=URL          Debian mirror (default: the host's apt sources)
   RUNNER_DEBIAN_SECURITY_MIRROR=URL security mirror for the image's apt sources
@@ -42,15 +50,19 @@ CACHE_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/runner
 BUSYBOX_IMAGE=runner/busybox:latest
 DEBIAN_IMAGE=runner/debian:bookworm
 DEBIAN_SUITE=bookworm
+PYTHON_IMAGE=runner/python:bookworm
 
 rebuild=0
 refresh_cache=0
 want_debian=0
+want_python=0
 case ${RUNNER_DEBIAN_IMAGE:-0} in 1 | true | yes) want_debian=1 ;; esac
+case ${RUNNER_PYTHON_IMAGE:-0} in 1 | true | yes) want_python=1 ;; esac
 
 while [ $# -gt 0 ]; do
 	case $1 in
 	--debian) want_debian=1 ;;
+	--python) want_python=1 ;;
 	--rebuild) rebuild=1 ;;
 	--refresh-cache) refresh_cache=1 ;;
 	-h | --help)
@@ -384,8 +396,66 @@ build_debian() {
 }
 
 # ---------------------------------------------------------------------------
+# runner/python:bookworm
+
+# The Dockerfile, kept here so the image needs no build context at all (it is
+# piped to `docker build -`). apt only: the mirror is plain HTTP, which
+# `docker build` containers reach without the host's CA bundle.
+python_dockerfile() {
+	cat <<EOF
+FROM $DEBIAN_IMAGE
+RUN apt-get update -qq \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \\
+      python3 python3-venv python3-pip ca-certificates \\
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /var/cache/apt/*.bin \\
+      /var/log/apt/* /var/log/dpkg.log /var/log/alternatives.log \\
+ && mkdir -p /var/lib/apt/lists/partial
+LABEL org.opencontainers.image.title=runner/python dev.runner.image=python-$DEBIAN_SUITE
+CMD ["/bin/bash"]
+EOF
+}
+
+build_python() {
+	local fixture_sha have_sha t0 old_id logfile out
+	image_exists "$DEBIAN_IMAGE" || die "$DEBIAN_IMAGE is missing (build it with --debian)"
+	# Identity: the Dockerfile text and the exact base image it is FROM.
+	fixture_sha=$({
+		python_dockerfile
+		image_id "$DEBIAN_IMAGE"
+	} | sha256sum | cut -c1-16)
+
+	if image_exists "$PYTHON_IMAGE" && [ "$rebuild" = 0 ]; then
+		have_sha=$(image_label "$PYTHON_IMAGE" dev.runner.fixture-sha)
+		if [ "$have_sha" = "$fixture_sha" ]; then
+			log "$PYTHON_IMAGE exists ($(image_size "$PYTHON_IMAGE")), skipping (--rebuild to force)"
+			return 0
+		fi
+		log "$PYTHON_IMAGE is stale (its Dockerfile or $DEBIAN_IMAGE changed), rebuilding"
+	fi
+
+	t0=$(now)
+	old_id=$(image_id "$PYTHON_IMAGE")
+	log "building $PYTHON_IMAGE (apt-get install python3 python3-venv python3-pip ca-certificates)"
+	logfile=$(mktemp "${TMPDIR:-/tmp}/runner-python-build.XXXXXX")
+	TMP_PATHS+=("$logfile")
+	run_logged "$logfile" docker build --force-rm \
+		--label "dev.runner.fixture-sha=$fixture_sha" \
+		-t "$PYTHON_IMAGE" - < <(python_dockerfile)
+
+	out=$(docker run --rm "$PYTHON_IMAGE" bash -c \
+		'python3 --version && python3 -m venv /tmp/venv && /tmp/venv/bin/pip --version >/dev/null &&
+		 python3 -m pip --version >/dev/null && test -s /etc/ssl/certs/ca-certificates.crt && id -u builder' 2>&1) ||
+		die "$PYTHON_IMAGE smoke test failed: $out"
+	drop_replaced "$old_id" "$PYTHON_IMAGE"
+	log "built $PYTHON_IMAGE ($(image_size "$PYTHON_IMAGE"), $(head -n 1 <<<"$out")) in $(($(now) - t0))s"
+}
+
+# ---------------------------------------------------------------------------
 
 build_busybox
-if [ "$want_debian" = 1 ]; then
+if [ "$want_debian" = 1 ] || [ "$want_python" = 1 ]; then
 	build_debian
+fi
+if [ "$want_python" = 1 ]; then
+	build_python
 fi
