@@ -126,6 +126,12 @@ pub(super) async fn save(
     }
     match save_entry(container, store, cache, &state.key, scratch).await {
         Ok(Some(stats)) => {
+            if stats.skipped > 0 {
+                summary.note = Some(format!(
+                    "{} entries left out: devices, fifos, sockets, or links a restore would refuse",
+                    stats.skipped
+                ));
+            }
             summary.hit = true;
             summary.files = stats.files;
             summary.bytes = stats.file_bytes;
