@@ -197,7 +197,11 @@ impl<'a> Guard<'a> {
                         "is a symlink to `{target}`, which climbs above the root"
                     ));
                 }
-                if self.allowed.iter().any(|c| c.prefix().trim_start_matches('/') == path) {
+                if self
+                    .allowed
+                    .iter()
+                    .any(|c| c.prefix().trim_start_matches('/') == path)
+                {
                     return Err(format!(
                         "replaces the cache path {} with a symlink to `{target}`",
                         as_display(path)
@@ -1130,7 +1134,10 @@ mod tests {
         );
         assert_unsafe(&[E::Sym("root/.cache/pip/x", "")], "empty target");
         // The prefix itself replaced by a symlink.
-        assert_unsafe(&[E::Sym("root/.cache/pip", "/etc")], "replaces the cache path");
+        assert_unsafe(
+            &[E::Sym("root/.cache/pip", "/etc")],
+            "replaces the cache path",
+        );
         // A link leading out is fine by itself (a venv's bin/python -> /usr/bin/python3);
         // writing through it is what refuses_writes_through_symlinks covers.
         assert_unsafe(

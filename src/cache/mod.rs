@@ -5,11 +5,13 @@
 mod archive;
 mod error;
 mod key;
+mod mounts;
 mod paths;
 mod store;
 
 pub use archive::{build_entry, validated_restore_tar, EntryStats, RestoreStats};
 pub use error::CacheError;
 pub use key::{default_key, HASH_FILES_SCRIPT};
+pub use mounts::{covered, extract_to_mounts, tar_from_mounts, HostMount};
 pub use paths::CachePath;
 pub use store::{CacheStore, EntryHandle, EvictStats, LocalStore, DEFAULT_MAX_BYTES};

@@ -993,6 +993,14 @@ mod tests {
             .unwrap()
             .with_max_bytes(2000);
         std::fs::write(s.blob_path(&sha(&blob(6))), blob(6)).unwrap();
+        // Ten seconds older than what follows (file times can tie within a test), and
+        // still inside the 60 s grace period.
+        std::fs::File::options()
+            .write(true)
+            .open(s.blob_path(&sha(&blob(6))))
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(10))
+            .unwrap();
         save(&s, "x", &blob(1));
         save(&s, "y", &blob(2));
         // Over the limit: the fresh orphan is spared, so key `x` goes (its blob, fresh

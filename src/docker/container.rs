@@ -26,6 +26,9 @@ pub struct ContainerSpec {
     pub working_dir: String,
     /// `(host path, container path, read_only)`.
     pub binds: Vec<(String, String, bool)>,
+    /// Container paths that get an anonymous volume (filled from the image's content at
+    /// that path, removed with the container).
+    pub volumes: Vec<String>,
     pub privileged: bool,
 }
 
@@ -67,6 +70,7 @@ impl BuildContainer {
             attach_stdin: Some(true),
             working_dir: Some(spec.working_dir.clone()),
             labels: Some(labels),
+            volumes: (!spec.volumes.is_empty()).then(|| spec.volumes.clone()),
             host_config: Some(HostConfig {
                 binds: Some(binds),
                 auto_remove: Some(true),
@@ -126,6 +130,27 @@ impl BuildContainer {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// `(container path, host path)` of the container's volumes, when the engine's host
+    /// paths are reachable from here (a local engine).
+    pub async fn volume_sources(&self) -> Result<Vec<(String, std::path::PathBuf)>, DockerError> {
+        let info = self
+            .engine
+            .docker
+            .inspect_container(&self.id, None)
+            .await
+            .map_err(api("inspect container"))?;
+        Ok(info
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.typ.as_deref() == Some("volume"))
+            .filter_map(|m| {
+                let host = std::path::PathBuf::from(m.source?);
+                host.is_dir().then_some((m.destination?, host))
+            })
+            .collect())
     }
 
     /// Starts a shell that reads commands on its standard input.

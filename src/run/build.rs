@@ -261,12 +261,17 @@ async fn drive(
             false,
         ));
     }
+    let volumes = match (&plan.cache, &opts.cache_store) {
+        (Some(cache), Some(_)) => cache_steps::volume_paths(plan, cache),
+        _ => Vec::new(),
+    };
     let spec = ContainerSpec {
         image: plan.image.clone(),
         name: container_name(plan),
         build_id: plan.build_id.clone(),
         working_dir: plan.src_dir.clone(),
         binds,
+        volumes,
         privileged: plan.privileged,
     };
     let c = container.insert(BuildContainer::start(engine, &spec).await?);
@@ -284,8 +289,9 @@ async fn drive(
     // The cache is restored before INSTALL, as on CodeBuild.
     let cache = match (&plan.cache, &opts.cache_store) {
         (Some(cache), Some(store)) => {
-            let state = cache_steps::restore(ctx, &mut shells, c, store, cache).await?;
-            Some((cache, store, state))
+            let mounts = cache_steps::host_mounts(plan, c).await?;
+            let state = cache_steps::restore(ctx, &mut shells, c, store, cache, &mounts).await?;
+            Some((cache, store, state, mounts))
         }
         _ => None,
     };
@@ -305,7 +311,7 @@ async fn drive(
         ctx.phase_start(PhaseName::UploadArtifacts);
         let (status, context) = upload_artifacts(ctx, c, opts, artifacts.as_ref()).await;
         // Only a successful build saves its cache: a failed one may have left it half made.
-        if let Some((cache, store, state)) = &cache {
+        if let Some((cache, store, state, mounts)) = &cache {
             if ctx.failed() || status != PhaseStatus::Succeeded {
                 ctx.record_cache(CacheSummary {
                     action: "save",
@@ -322,7 +328,7 @@ async fn drive(
                 });
             } else {
                 let scratch = opts.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
-                cache_steps::save(ctx, c, store, cache, state, &scratch).await;
+                cache_steps::save(ctx, c, store, cache, state, mounts, &scratch).await;
             }
         }
         ctx.phase_end(PhaseName::UploadArtifacts, status, context);

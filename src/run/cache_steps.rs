@@ -4,14 +4,62 @@
 //! a store that cannot be written is a warning.
 
 use super::build::{Ctx, Shells};
-use crate::cache::{build_entry, validated_restore_tar, CacheError, CacheStore, HASH_FILES_SCRIPT};
+use crate::cache::{
+    build_entry, covered, extract_to_mounts, tar_from_mounts, validated_restore_tar, CacheError,
+    CacheStore, HostMount, HASH_FILES_SCRIPT,
+};
 use crate::docker::{BuildContainer, DockerError};
 use crate::event::{CacheSummary, Level};
 use crate::plan::CachePlan;
+use crate::plan::{BuildPlan, SourceMode};
 use std::io::{Seek, SeekFrom};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// The container paths that get a volume: the cache paths' prefixes, outermost only,
+/// except those inside a bind-mounted source directory (written on the host directly).
+pub(super) fn volume_paths(plan: &BuildPlan, cache: &CachePlan) -> Vec<String> {
+    let in_src = |p: &str| p == plan.src_dir || p.starts_with(&format!("{}/", plan.src_dir));
+    let mut prefixes: Vec<String> = cache
+        .paths
+        .iter()
+        .map(|p| p.prefix().to_string())
+        .filter(|p| !(plan.source_mode == SourceMode::Mount && in_src(p)))
+        .collect();
+    prefixes.sort();
+    let mut out: Vec<String> = Vec::new();
+    for p in prefixes {
+        if !out
+            .iter()
+            .any(|o| p == *o || p.starts_with(&format!("{o}/")))
+        {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Host directories behind the cache paths: the container's volumes and, in mount mode,
+/// the source directory. Empty when the engine's paths are not reachable from here.
+pub(super) async fn host_mounts(
+    plan: &BuildPlan,
+    container: &BuildContainer,
+) -> Result<Vec<HostMount>, DockerError> {
+    let mut mounts: Vec<HostMount> = container
+        .volume_sources()
+        .await?
+        .into_iter()
+        .map(|(prefix, host)| HostMount { prefix, host })
+        .collect();
+    if plan.source_mode == SourceMode::Mount {
+        mounts.push(HostMount {
+            prefix: plan.src_dir.clone(),
+            host: Path::new(&plan.source_dir_host).to_path_buf(),
+        });
+    }
+    Ok(mounts)
+}
 
 /// What restoring decided, for saving later.
 pub(super) struct CacheState {
@@ -29,6 +77,7 @@ pub(super) async fn restore(
     container: &BuildContainer,
     store: &Arc<dyn CacheStore>,
     cache: &CachePlan,
+    mounts: &[HostMount],
 ) -> Result<CacheState, DockerError> {
     if let Err(e) = container.upload_tar("/", helper_tar()).await {
         ctx.notice(
@@ -81,7 +130,17 @@ pub(super) async fn restore(
     });
     match found {
         Ok(Some((handle, tar, stats))) => {
-            container.upload_tar("/", tar).await?;
+            // Straight into the volumes' host directories when every cache path has one
+            // (much faster than extracting through the engine), else through the engine.
+            if cache.paths.iter().all(|p| covered(mounts, p.prefix())) {
+                let mounts = mounts.to_vec();
+                tokio::task::spawn_blocking(move || extract_to_mounts(&tar[..], &mounts))
+                    .await
+                    .map_err(|e| DockerError::Shell(e.to_string()))?
+                    .map_err(|e| DockerError::Shell(format!("restoring the cache: {e}")))?;
+            } else {
+                container.upload_tar("/", tar).await?;
+            }
             state.exact_hit = handle.key == key;
             summary.hit = true;
             summary.matched_key = Some(handle.key.clone());
@@ -112,6 +171,7 @@ pub(super) async fn save(
     store: &Arc<dyn CacheStore>,
     cache: &CachePlan,
     state: &CacheState,
+    mounts: &[HostMount],
     scratch: &Path,
 ) {
     if !cache.save {
@@ -124,7 +184,7 @@ pub(super) async fn save(
         ctx.record_cache(summary);
         return;
     }
-    match save_entry(container, store, cache, &state.key, scratch).await {
+    match save_entry(container, store, cache, &state.key, mounts, scratch).await {
         Ok(Some(stats)) => {
             if stats.skipped > 0 {
                 summary.note = Some(format!(
@@ -149,17 +209,22 @@ async fn save_entry(
     store: &Arc<dyn CacheStore>,
     cache: &CachePlan,
     key: &str,
+    mounts: &[HostMount],
     scratch: &Path,
 ) -> Result<Option<crate::cache::EntryStats>, String> {
     std::fs::create_dir_all(scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
     let mut inputs = Vec::new();
     for path in &cache.paths {
         let mut file = tempfile::tempfile_in(scratch).map_err(|e| e.to_string())?;
-        if !container
-            .download_tar(path.prefix(), &mut file)
-            .await
-            .map_err(|e| e.to_string())?
-        {
+        let found = if covered(mounts, path.prefix()) {
+            tar_from_mounts(path, mounts, &mut file).map_err(|e| e.to_string())?
+        } else {
+            container
+                .download_tar(path.prefix(), &mut file)
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        if !found {
             continue;
         }
         file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;

@@ -1,0 +1,299 @@
+//! Restoring into, and saving from, host directories that back cache paths in the build
+//! container (the engine's volumes for the cache paths). Writing a volume's directory on the
+//! host is several times faster than extracting the same tar through the engine into the
+//! container's layered file system.
+//!
+//! Architecture invariant: nothing is ever written through a symlink on the host. Volumes
+//! may hold links copied from the image (`bin/python -> /usr/bin/python3`), which on the
+//! host would lead into the host's own file system: every ancestor of every write is checked
+//! to be a real directory, and an existing file or link at the destination is removed, not
+//! written through.
+
+use super::error::CacheError;
+use super::paths::CachePath;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+/// A host directory backing the container path `prefix` (absolute, no trailing `/`).
+#[derive(Debug, Clone)]
+pub struct HostMount {
+    pub prefix: String,
+    pub host: PathBuf,
+}
+
+/// The mount holding container path `abs` and the remainder of `abs` below it.
+fn locate<'m>(mounts: &'m [HostMount], abs: &str) -> Option<(&'m HostMount, String)> {
+    mounts.iter().find_map(|m| {
+        if abs == m.prefix {
+            Some((m, String::new()))
+        } else {
+            abs.strip_prefix(&m.prefix)
+                .and_then(|r| r.strip_prefix('/'))
+                .map(|r| (m, r.to_string()))
+        }
+    })
+}
+
+fn unsafe_entry(path: &str, reason: &str) -> CacheError {
+    CacheError::Unsafe {
+        path: format!("/{path}"),
+        reason: reason.to_string(),
+    }
+}
+
+fn io_err(action: &'static str, path: &Path, e: io::Error) -> CacheError {
+    CacheError::io(action, path, e)
+}
+
+/// Makes sure every directory between `root` and `dest`'s parent exists and is a real
+/// directory (never a symlink), creating missing ones.
+fn real_parent_dirs(root: &Path, rel: &Path, shown: &str) -> Result<(), CacheError> {
+    let mut p = root.to_path_buf();
+    let comps: Vec<Component<'_>> = rel.components().collect();
+    for c in comps.iter().take(comps.len().saturating_sub(1)) {
+        let Component::Normal(name) = c else {
+            return Err(unsafe_entry(
+                shown,
+                "has a path component that is not a plain name",
+            ));
+        };
+        p.push(name);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(unsafe_entry(
+                    shown,
+                    "would be written through a symlink already in the volume",
+                ))
+            }
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => fs::remove_file(&p)
+                .and_then(|_| fs::create_dir(&p))
+                .map_err(|e| io_err("replace a file by a directory at", &p, e))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&p).map_err(|e| io_err("create directory", &p, e))?
+            }
+            Err(e) => return Err(io_err("inspect", &p, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Extracts a validated restore tar (names are container paths without the leading `/`)
+/// into the host directories of `mounts`. Directory entries above every mount (the parents
+/// the tar carries) are skipped; any other entry outside the mounts is refused.
+pub fn extract_to_mounts(tar: impl Read, mounts: &[HostMount]) -> Result<(), CacheError> {
+    let mut archive = tar::Archive::new(tar);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_mtime(true);
+    archive.set_preserve_ownerships(true);
+    archive.set_overwrite(true);
+    let entries = archive.entries().map_err(|e| CacheError::Stream {
+        action: "read the restore tar",
+        source: e,
+    })?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| CacheError::Stream {
+            action: "read the restore tar",
+            source: e,
+        })?;
+        let name = entry.path_bytes();
+        let name = String::from_utf8_lossy(&name)
+            .trim_end_matches('/')
+            .to_string();
+        let abs = format!("/{}", name.trim_start_matches('/'));
+        let kind = entry.header().entry_type();
+        let Some((mount, rest)) = locate(mounts, &abs) else {
+            let above = mounts
+                .iter()
+                .any(|m| m.prefix.starts_with(&format!("{abs}/")));
+            if kind.is_dir() && above {
+                continue;
+            }
+            return Err(unsafe_entry(&name, "lies outside every cache volume"));
+        };
+        if rest.is_empty() {
+            // The mount root itself: the volume's directory already exists.
+            continue;
+        }
+        if kind.is_hard_link() {
+            return Err(unsafe_entry(
+                &name,
+                "is a hard link (runner's entries never hold one)",
+            ));
+        }
+        let rel = PathBuf::from(&rest);
+        real_parent_dirs(&mount.host, &rel, &name)?;
+        let dest = mount.host.join(&rel);
+        match fs::symlink_metadata(&dest) {
+            Ok(m) if m.is_dir() && !m.file_type().is_symlink() => {
+                if !kind.is_dir() {
+                    fs::remove_dir_all(&dest).map_err(|e| io_err("remove", &dest, e))?;
+                }
+            }
+            Ok(_) => fs::remove_file(&dest).map_err(|e| io_err("remove", &dest, e))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("inspect", &dest, e)),
+        }
+        entry
+            .unpack(&dest)
+            .map_err(|e| io_err("restore", &dest, e))?;
+    }
+    Ok(())
+}
+
+/// Writes, for `path`, the tar stream the engine's archive API would give for its prefix
+/// (entries named `<basename of prefix>/…`), read from the host directory of its mount.
+/// `Ok(false)`: the prefix does not exist.
+pub fn tar_from_mounts(
+    path: &CachePath,
+    mounts: &[HostMount],
+    out: &mut impl Write,
+) -> Result<bool, CacheError> {
+    let Some((mount, rest)) = locate(mounts, path.prefix()) else {
+        return Ok(false);
+    };
+    let dir = if rest.is_empty() {
+        mount.host.clone()
+    } else {
+        mount.host.join(&rest)
+    };
+    match fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err("inspect", &dir, e)),
+    }
+    let mut b = tar::Builder::new(out);
+    b.follow_symlinks(false);
+    b.mode(tar::HeaderMode::Complete);
+    b.append_dir_all(path.archive_root(), &dir)
+        .map_err(|e| io_err("read the cache volume", &dir, e))?;
+    b.finish().map_err(|e| io_err("write a tar of", &dir, e))?;
+    Ok(true)
+}
+
+/// Whether container path `abs` lies in one of `mounts`.
+pub fn covered(mounts: &[HostMount], abs: &str) -> bool {
+    locate(mounts, abs).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_of(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, data, link) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+            h.set_size(data.len() as u64);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            if let Some(l) = link {
+                h.set_link_name(l).unwrap_or_else(|e| panic!("{e}"));
+            }
+            h.set_cksum();
+            b.append_data(&mut h, name, *data)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        b.into_inner().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn extracts_below_mounts_and_skips_parents() {
+        let vol = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mounts = [HostMount {
+            prefix: "/opt/venv".into(),
+            host: vol.path().to_path_buf(),
+        }];
+        let tar = tar_of(&[
+            ("opt", tar::EntryType::Directory, b"", None),
+            ("opt/venv", tar::EntryType::Directory, b"", None),
+            ("opt/venv/bin", tar::EntryType::Directory, b"", None),
+            (
+                "opt/venv/bin/python",
+                tar::EntryType::Symlink,
+                b"",
+                Some("/usr/bin/python3"),
+            ),
+            (
+                "opt/venv/lib/x.py",
+                tar::EntryType::Regular,
+                b"print(1)",
+                None,
+            ),
+        ]);
+        extract_to_mounts(&tar[..], &mounts).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            fs::read_link(vol.path().join("bin/python")).unwrap_or_default(),
+            PathBuf::from("/usr/bin/python3")
+        );
+        assert_eq!(
+            fs::read(vol.path().join("lib/x.py")).unwrap_or_default(),
+            b"print(1)"
+        );
+    }
+
+    #[test]
+    fn never_writes_through_a_symlink_already_in_the_volume() {
+        let vol = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let outside = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        // As a volume copied up from an image could hold: links leading out of it.
+        std::os::unix::fs::symlink(outside.path(), vol.path().join("lib"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink(outside.path().join("victim"), vol.path().join("file"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mounts = [HostMount {
+            prefix: "/opt/venv".into(),
+            host: vol.path().to_path_buf(),
+        }];
+        let through = tar_of(&[("opt/venv/lib/evil", tar::EntryType::Regular, b"x", None)]);
+        let err = extract_to_mounts(&through[..], &mounts).err();
+        assert!(matches!(err, Some(CacheError::Unsafe { .. })), "{err:?}");
+        // A file entry where a link stands replaces the link; the target is untouched.
+        let over = tar_of(&[("opt/venv/file", tar::EntryType::Regular, b"new", None)]);
+        extract_to_mounts(&over[..], &mounts).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!outside.path().join("victim").exists());
+        assert_eq!(
+            fs::read(vol.path().join("file")).unwrap_or_default(),
+            b"new"
+        );
+        assert_eq!(
+            fs::read_dir(outside.path()).map(|d| d.count()).unwrap_or(1),
+            0
+        );
+        // Outside every mount, and hard links, are refused.
+        let stray = tar_of(&[("etc/passwd", tar::EntryType::Regular, b"x", None)]);
+        assert!(extract_to_mounts(&stray[..], &mounts).is_err());
+        let hard = tar_of(&[("opt/venv/h", tar::EntryType::Link, b"", Some("etc/shadow"))]);
+        assert!(extract_to_mounts(&hard[..], &mounts).is_err());
+    }
+
+    #[test]
+    fn tars_a_mounted_path_like_the_engine_does() {
+        let vol = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        fs::create_dir_all(vol.path().join("pip/http")).unwrap_or_else(|e| panic!("{e}"));
+        fs::write(vol.path().join("pip/http/a"), b"a").unwrap_or_else(|e| panic!("{e}"));
+        let mounts = [HostMount {
+            prefix: "/root/.cache".into(),
+            host: vol.path().to_path_buf(),
+        }];
+        let path =
+            CachePath::parse("/root/.cache/pip/**/*", "/src").unwrap_or_else(|e| panic!("{e}"));
+        let mut out = Vec::new();
+        assert!(tar_from_mounts(&path, &mounts, &mut out).unwrap_or(false));
+        let names: Vec<String> = tar::Archive::new(&out[..])
+            .entries()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .filter_map(Result::ok)
+            .map(|e| String::from_utf8_lossy(&e.path_bytes()).into_owned())
+            .collect();
+        assert!(names.iter().any(|n| n == "pip/http/a"), "{names:?}");
+        let missing =
+            CachePath::parse("/root/.cache/none/**/*", "/src").unwrap_or_else(|e| panic!("{e}"));
+        assert!(!tar_from_mounts(&missing, &mounts, &mut Vec::new()).unwrap_or(true));
+    }
+}
