@@ -5,6 +5,7 @@
 //! (`artifacts`, `reports`), the consumers (`report`) and the entry point (`cli`).
 //! ARCHITECTURE.md has the map.
 
+pub mod aws_config;
 pub mod buildspec;
 pub mod cache;
 pub mod event;

@@ -13,6 +13,10 @@ pub enum CacheError {
     #[error("cache key `{key}` is not usable: {reason}; use printable text such as `deps-<hash>`")]
     BadKey { key: String, reason: &'static str },
 
+    /// A remote cache location (`s3://bucket/prefix`) that cannot be used.
+    #[error("cache location `{location}` is not usable: {reason}")]
+    BadLocation { location: String, reason: String },
+
     /// A Docker archive stream handed to `build_entry` that does not look like the
     /// archive of its cache path.
     #[error("the archive of cache path `{pattern}` is not usable: {reason}")]

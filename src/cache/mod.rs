@@ -7,6 +7,7 @@ mod error;
 mod key;
 mod mounts;
 mod paths;
+mod s3;
 mod store;
 
 pub use archive::{build_entry, validated_restore_tar, EntryStats, RestoreStats};
@@ -14,4 +15,5 @@ pub use error::CacheError;
 pub use key::{default_key, HASH_FILES_SCRIPT};
 pub use mounts::{covered, extract_to_mounts, tar_from_mounts, HostMount};
 pub use paths::CachePath;
+pub use s3::{S3Location, S3Store};
 pub use store::{CacheStore, EntryHandle, EvictStats, LocalStore, DEFAULT_MAX_BYTES};

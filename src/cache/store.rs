@@ -136,7 +136,8 @@ pub struct LocalStore {
     grace: Duration,
 }
 
-fn now_ns() -> u64 {
+/// Now, in nanoseconds since the Unix epoch; strictly increasing within the process.
+pub(crate) fn now_ns() -> u64 {
     static LAST: AtomicU64 = AtomicU64::new(0);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -153,7 +154,7 @@ fn now_ns() -> u64 {
     }
 }
 
-fn is_sha256_hex(s: &str) -> bool {
+pub(crate) fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
@@ -192,7 +193,7 @@ fn cut_encoded(encoded: &str, max: usize) -> &str {
 /// The file name (without `.json`) of a key: percent-encoded (only `A-Z a-z 0-9 - _ .`
 /// kept), so no key can name a path outside `keys/`; keys whose encoding is long are cut
 /// and completed with `~` and a hash of the whole key (`~` is always encoded otherwise).
-fn key_stem(key: &str) -> String {
+pub(crate) fn key_stem(key: &str) -> String {
     let encoded = percent_encode(key);
     if encoded.len() <= MAX_ENCODED {
         return encoded;
@@ -201,7 +202,23 @@ fn key_stem(key: &str) -> String {
     format!("{}~{}", cut_encoded(&encoded, MAX_ENCODED), &digest[..32])
 }
 
-fn check_key(key: &str) -> Result<(), CacheError> {
+/// A prefix of the stem of every key starting with `prefix` (cuts happen at or after
+/// `MAX_ENCODED - 2` bytes), for listing the candidates of a prefix lookup; the records
+/// found still need the `key.starts_with(prefix)` check.
+pub(crate) fn key_stem_prefix(prefix: &str) -> String {
+    let encoded = percent_encode(prefix);
+    cut_encoded(&encoded, MAX_ENCODED - 2).to_string()
+}
+
+/// A key record from its JSON; `None` (treated as absent) when it does not parse or
+/// names something that is not a sha256.
+pub(crate) fn parse_record(bytes: &[u8]) -> Option<EntryHandle> {
+    serde_json::from_slice::<EntryHandle>(bytes)
+        .ok()
+        .filter(|rec| is_sha256_hex(&rec.blob))
+}
+
+pub(crate) fn check_key(key: &str) -> Result<(), CacheError> {
     if key.is_empty() {
         return Err(CacheError::BadKey {
             key: key.to_string(),
@@ -236,11 +253,8 @@ fn read_record(path: &Path) -> io::Result<Option<EntryHandle>> {
         Err(e) if not_found(&e) => return Ok(None),
         Err(e) => return Err(e),
     };
-    match serde_json::from_slice::<EntryHandle>(&bytes) {
-        Ok(rec) if is_sha256_hex(&rec.blob) => Ok(Some(rec)),
-        // A record that does not parse is ignored (treated as absent).
-        _ => Ok(None),
-    }
+    // A record that does not parse is ignored (treated as absent).
+    Ok(parse_record(&bytes))
 }
 
 /// Removes the key record at `key_path` if it still names `blob`, and the blob file.
@@ -587,12 +601,8 @@ impl CacheStore for LocalStore {
     }
 
     fn lookup_prefix(&self, prefix: &str) -> Result<Option<EntryHandle>, CacheError> {
-        // Every stem of a key starting with `prefix` starts with this (cuts happen at or
-        // after MAX_ENCODED - 2 bytes).
-        let encoded = percent_encode(prefix);
-        let stem_prefix = cut_encoded(&encoded, MAX_ENCODED - 2);
         let newest = self
-            .records_with_stem_prefix(stem_prefix)?
+            .records_with_stem_prefix(&key_stem_prefix(prefix))?
             .into_iter()
             .map(|(_, rec)| rec)
             .filter(|rec| rec.key.starts_with(prefix))

@@ -114,6 +114,11 @@ pub struct BuildArgs {
     /// Where the buildspec's `cache:` entries are kept [default: <data dir>/cache].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Keep `cache:` entries in S3 instead (s3://bucket/prefix), shared by a pool of
+    /// runners; uses the AWS SDK's credential chain, region and endpoint settings
+    /// (AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).
+    #[arg(long, value_name = "S3_URL", conflicts_with = "cache_dir")]
+    pub cache_s3: Option<String>,
     /// Size limit of the local cache in MiB; least recently used entries are evicted.
     #[arg(long, value_name = "MIB", default_value_t = 5120)]
     pub cache_size: u64,

@@ -2,8 +2,9 @@
 
 use super::args::{BuildArgs, HostCa};
 use super::exit::ExitStatus;
+use crate::aws_config::AwsSettings;
 use crate::buildspec::{self, model::BuildSpec};
-use crate::cache::{CacheStore, LocalStore};
+use crate::cache::{CacheStore, LocalStore, S3Location, S3Store};
 use crate::datadir;
 use crate::docker::DockerEngine;
 use crate::event::{Event, Fanout, Level, SharedReporter};
@@ -186,11 +187,27 @@ fn masker_for(secrets: &[(String, Secret)]) -> Masker {
     masker
 }
 
-/// The local cache store (`--cache-dir`, else the data directory), unless `--no-cache`.
-fn cache_store(args: &BuildArgs, facts: &Facts) -> Option<Arc<dyn CacheStore>> {
+/// The cache store: S3 with `--cache-s3`, else local (`--cache-dir`, else the data
+/// directory); none with `--no-cache`. A bad S3 location is a setup error.
+async fn cache_store(
+    args: &BuildArgs,
+    facts: &Facts,
+) -> Result<Option<Arc<dyn CacheStore>>, SetupError> {
     if args.no_cache {
-        return None;
+        return Ok(None);
     }
+    if let Some(url) = &args.cache_s3 {
+        let location = S3Location::parse(url)?;
+        let store = S3Store::connect(location, AwsSettings::default()).await?;
+        let store = tokio::task::spawn_blocking(move || store.check().map(|()| store))
+            .await
+            .map_err(|e| SetupError(e.to_string()))??;
+        return Ok(Some(Arc::new(store)));
+    }
+    Ok(local_cache_store(args, facts))
+}
+
+fn local_cache_store(args: &BuildArgs, facts: &Facts) -> Option<Arc<dyn CacheStore>> {
     let dir = args
         .cache_dir
         .clone()
@@ -396,7 +413,7 @@ async fn run_inner(args: BuildArgs) -> Result<ExitStatus, SetupError> {
         log_file: None,
         // The default image is checked just above, batch tasks' own images in run_batch.
         image_checked: true,
-        cache_store: cache_store(&args, &facts),
+        cache_store: cache_store(&args, &facts).await?,
     };
 
     if args.batch {

@@ -11,12 +11,8 @@
 //! base delay so an unreachable endpoint fails within a few seconds.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
+use aws_config::SdkConfig;
 use futures_util::stream::{self, StreamExt};
 
 use crate::buildspec::model::Env;
@@ -27,8 +23,11 @@ use crate::secrets::reference::{
 };
 use crate::secrets::secret::Secret;
 
-/// Static credentials for [`AwsSettings`] (its `Debug` redacts the secret key).
-pub use aws_sdk_ssm::config::Credentials;
+use crate::aws_config::{classify as classify_with_hint, effective_endpoint, Failure};
+pub use crate::aws_config::{AwsSettings, Credentials};
+
+/// Appended to setup failures that mention credentials.
+const CREDENTIALS_HINT: &str = "set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, run `aws sso login`, or use --secrets-file";
 
 /// `GetParameters` accepts at most 10 names per call.
 const SSM_BATCH: usize = 10;
@@ -37,22 +36,6 @@ const CONCURRENCY: usize = 4;
 
 const SSM: &str = "Parameter Store";
 const SECRETS_MANAGER: &str = "Secrets Manager";
-
-/// Explicit overrides of the SDK's standard configuration chain; `Default` = none.
-#[derive(Debug, Clone, Default)]
-pub struct AwsSettings {
-    /// Endpoint for both services; wins over `AWS_ENDPOINT_URL*` and the profile.
-    pub endpoint_url: Option<String>,
-    pub region: Option<String>,
-    /// Skip the credential chain and use these.
-    pub credentials: Option<Credentials>,
-    /// Total attempts per request, first one included (default 5).
-    pub max_attempts: Option<u32>,
-    /// TCP/TLS connect timeout (default 3 s).
-    pub connect_timeout: Option<Duration>,
-    /// Base delay of the exponential backoff (default 200 ms, capped at 5 s).
-    pub initial_backoff: Option<Duration>,
-}
 
 /// Clients for SSM and Secrets Manager, plus the endpoints they talk to (for messages).
 #[derive(Debug, Clone)]
@@ -84,32 +67,7 @@ impl AwsSecrets {
 
     /// The SDK's standard configuration chain with `settings` applied on top.
     pub async fn load(settings: AwsSettings) -> Self {
-        let retry = RetryConfig::standard()
-            .with_max_attempts(settings.max_attempts.unwrap_or(5).max(1))
-            .with_initial_backoff(
-                settings
-                    .initial_backoff
-                    .unwrap_or(Duration::from_millis(200)),
-            )
-            .with_max_backoff(Duration::from_secs(5));
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(settings.connect_timeout.unwrap_or(Duration::from_secs(3)))
-            .operation_attempt_timeout(Duration::from_secs(30))
-            .build();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(https_client())
-            .retry_config(retry)
-            .timeout_config(timeouts);
-        if let Some(url) = settings.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        if let Some(region) = settings.region {
-            loader = loader.region(Region::new(region));
-        }
-        if let Some(credentials) = settings.credentials {
-            loader = loader.credentials_provider(credentials);
-        }
-        Self::from_sdk_config(&loader.load().await)
+        Self::from_sdk_config(&crate::aws_config::load_sdk_config(&settings).await)
     }
 
     /// Clients from an already loaded configuration (its retry/timeout settings are used
@@ -410,143 +368,11 @@ fn is_access_denied(code: &str) -> bool {
     )
 }
 
-/// The SDK's HTTPS client: hyper 1 + rustls with the `ring` provider (no aws-lc build),
-/// trusting the platform's root store (`/etc/ssl/certs/ca-certificates.crt` on Debian).
-fn https_client() -> aws_sdk_ssm::config::SharedHttpClient {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https()
-}
-
-/// The endpoint URL a client built from `config` sends requests to, computed the way the
-/// generated `Config::from(&SdkConfig)` does: an explicit `endpoint_url` wins, then
-/// `AWS_ENDPOINT_URL_<SERVICE>` / the profile's service section, then `AWS_ENDPOINT_URL`
-/// / profile `endpoint_url`, else the regional AWS endpoint.
-fn effective_endpoint(config: &SdkConfig, service_id: &str, prefix: &str) -> String {
-    let explicit = config.get_origin("endpoint_url").is_client_config();
-    let service_specific = if explicit {
-        None
-    } else {
-        config.service_config().and_then(|conf| {
-            let key = aws_types::service_config::ServiceConfigKey::builder()
-                .service_id(service_id)
-                .env("AWS_ENDPOINT_URL")
-                .profile("endpoint_url")
-                .build()
-                .ok()?;
-            conf.load_config(key)
-        })
-    };
-    if let Some(url) = service_specific.or_else(|| config.endpoint_url().map(str::to_string)) {
-        return url;
-    }
-    match config.region() {
-        Some(region) => {
-            let suffix = if region.as_ref().starts_with("cn-") {
-                "amazonaws.com.cn"
-            } else {
-                "amazonaws.com"
-            };
-            format!("https://{prefix}.{region}.{suffix}")
-        }
-        None => format!("https://{prefix}.<region>.amazonaws.com"),
-    }
-}
-
-/// What went wrong with one SDK call, reduced to text that cannot contain a secret value.
-#[derive(Debug, Clone)]
-enum Failure {
-    /// Connection refused, DNS failure, timeout...
-    Unreachable(String),
-    /// The request could not be built or signed (no credentials, no region...).
-    Setup(String),
-    /// The service answered with an error code.
-    Service {
-        /// The error code; `None` if the body could not be parsed (moto answers IAM
-        /// denials of JSON-protocol services with an XML body).
-        code: Option<String>,
-        message: Option<String>,
-        status: u16,
-    },
-    /// The service answered with something the SDK could not parse (HTTP status).
-    Response(u16),
-}
-
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(err: &SdkError<E>) -> Failure {
-    match err {
-        SdkError::TimeoutError(_) => Failure::Unreachable("timed out".to_string()),
-        SdkError::DispatchFailure(d) if d.is_timeout() => {
-            Failure::Unreachable("timed out".to_string())
-        }
-        SdkError::DispatchFailure(d) if d.is_io() => Failure::Unreachable(
-            d.as_connector_error()
-                .map(|c| network_detail(c))
-                .unwrap_or_else(|| "network error".to_string()),
-        ),
-        // Construction and non-network dispatch failures (credentials, signing, endpoint
-        // resolution) never carry request or response data.
-        SdkError::DispatchFailure(d) => Failure::Setup(setup_detail(
-            d.as_connector_error()
-                .and_then(std::error::Error::source)
-                .unwrap_or(err),
-        )),
-        SdkError::ConstructionFailure(_) => {
-            Failure::Setup(setup_detail(std::error::Error::source(err).unwrap_or(err)))
-        }
-        SdkError::ServiceError(e) => Failure::Service {
-            code: e.err().code().map(str::to_string),
-            message: e.err().message().map(str::to_string),
-            status: e.raw().status().as_u16(),
-        },
-        // Parse errors can quote the response body, which may hold the secret.
-        SdkError::ResponseError(r) => Failure::Response(r.raw().status().as_u16()),
-        _ => Failure::Setup("unexpected SDK error".to_string()),
-    }
-}
-
-/// A one-line description of why a request could not be built or sent (no credentials,
-/// a failing credential provider...): the error chain's messages joined with `: `.
-fn setup_detail(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut current = Some(err);
-    while let Some(e) = current {
-        let text = e
-            .to_string()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        current = e.source();
-    }
-    let mut detail = parts.join(": ");
-    if detail.contains("credential") {
-        detail.push_str(
-            " — set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, run `aws sso login`, or use --secrets-file",
-        );
-    }
-    detail
-}
-
-/// The most specific description of a network failure: `connection refused`, or the
-/// innermost error's text (DNS, TLS...).
-fn network_detail(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut current: &(dyn std::error::Error + 'static) = err;
-    loop {
-        if let Some(io) = current.downcast_ref::<std::io::Error>() {
-            match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => return "connection refused".into(),
-                std::io::ErrorKind::TimedOut => return "timed out".into(),
-                _ => {}
-            }
-        }
-        match current.source() {
-            Some(next) => current = next,
-            None => return current.to_string(),
-        }
-    }
+fn classify<E>(err: &aws_sdk_ssm::error::SdkError<E>) -> Failure
+where
+    E: aws_sdk_ssm::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    classify_with_hint(err, CREDENTIALS_HINT)
 }
 
 /// What one parameter request produced.

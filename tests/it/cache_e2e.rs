@@ -273,3 +273,73 @@ fn an_entry_that_would_write_outside_its_paths_is_refused() {
     assert!(r["note"].as_str().unwrap_or("").contains("refused"), "{r}");
     assert!(run.has_line("clean"), "{}", run.debug());
 }
+
+/// `--cache-s3`: the same cache kept in S3 (moto), as a pool of runners shares it.
+#[test]
+fn the_cache_round_trips_through_s3() {
+    let moto = crate::support_moto::moto_s3();
+    let url = format!(
+        "s3://{}/runner-e2e-{}",
+        moto.fixture("bucket"),
+        std::process::id()
+    );
+    let run = |p: &Project| {
+        let out = p
+            .runner()
+            .args([
+                "build",
+                "--json",
+                "--image",
+                crate::support::IMAGE,
+                "--source-mode",
+                "copy",
+                "--project",
+                "pooled",
+                "--cache-s3",
+                &url,
+                "--source",
+            ])
+            .arg(p.path())
+            .env("AWS_ENDPOINT_URL", &moto.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        Run::from(out)
+    };
+    // Two "machines": separate data directories, one shared bucket.
+    let first = project("v1");
+    let cold = run(&first);
+    assert_eq!(cold.code, 0, "{}", cold.debug());
+    assert_eq!(restore(&cold)["hit"], false);
+    assert_eq!(save(&cold)["hit"], true, "{}", save(&cold));
+    let second = project("v1");
+    let warm = run(&second);
+    assert_eq!(warm.code, 0, "{}", warm.debug());
+    assert_eq!(restore(&warm)["hit"], true, "{}", restore(&warm));
+    assert!(warm.has_line("deps: restored lib-v1"));
+
+    let missing = Project::new();
+    missing.write("buildspec.yml", BUILDSPEC);
+    missing.write("lock.txt", "v1");
+    let out = missing
+        .runner()
+        .args([
+            "build",
+            "--image",
+            crate::support::IMAGE,
+            "--cache-s3",
+            "s3://no-such-bucket-here/x",
+            "--source",
+        ])
+        .arg(missing.path())
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-bucket-here"));
+}

@@ -1,12 +1,13 @@
 """Start a moto server on a free loopback port, seed it, print one JSON line, then
 serve until stdin closes (i.e. until the test process that spawned us exits).
 
-usage: python3 moto_helper.py plain|auth
+usage: python3 moto_helper.py plain|auth|s3
 
 plain: SSM parameters and Secrets Manager secrets for the resolution tests.
 auth:  the same server kind with IAM enforcement switched on after seeding; the JSON
        carries the keys of a user allowed ssm:GetParameters but not
        secretsmanager:GetSecretValue.
+s3:    an empty S3 bucket (`bucket` in the JSON) for the S3 cache store tests.
 """
 
 import json
@@ -83,15 +84,25 @@ def seed_auth(endpoint, ssm, sm, out):
     settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
 
 
+S3_BUCKET = "runner-cache-tests"
+
+
+def seed_s3(out, kw):
+    boto3.client("s3", **kw).create_bucket(Bucket=S3_BUCKET)
+    out["bucket"] = S3_BUCKET
+
+
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else "plain"
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     _, port = server.get_host_and_port()
     endpoint = f"http://127.0.0.1:{port}"
-    ssm, sm, _ = clients(endpoint)
+    ssm, sm, kw = clients(endpoint)
     out = {"endpoint": endpoint}
-    if mode == "auth":
+    if mode == "s3":
+        seed_s3(out, kw)
+    elif mode == "auth":
         seed_auth(endpoint, ssm, sm, out)
     else:
         seed_plain(ssm, sm, out)

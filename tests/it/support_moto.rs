@@ -1,10 +1,10 @@
-//! A moto server (AWS mock) for the secrets tests: started once per test process by
-//! `moto_helper.py` on a free loopback port, seeded, and stopped when this process exits
-//! (the helper serves until its stdin closes).
+//! Moto servers (AWS mock) for the AWS tests (secrets, S3 cache): each started once per
+//! test process by `moto_helper.py` on a free loopback port, seeded, and stopped when
+//! this process exits (the helper serves until its stdin closes).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -41,6 +41,34 @@ impl Moto {
     pub fn settings(&self) -> AwsSettings {
         self.settings_with("test", "test")
     }
+
+    /// Runs a boto3 S3 call against this server: `script` is Python with `s3` (a
+    /// client), `bucket`, `key` and `data` (stdin's bytes) defined; what it prints is
+    /// returned.
+    pub fn boto3_s3(&self, script: &str, bucket: &str, key: &str, data: &[u8]) -> String {
+        let prelude = "import sys, boto3\n\
+            s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
+            aws_access_key_id='test', aws_secret_access_key='test')\n\
+            bucket, key = sys.argv[2], sys.argv[3]\n\
+            data = sys.stdin.buffer.read()\n";
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(format!("{prelude}{script}"))
+            .args([&self.endpoint, bucket, key])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn python3");
+        child.stdin.take().unwrap().write_all(data).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "boto3 script failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
 }
 
 /// The plain server: parameters and secrets of `moto_helper.py seed_plain`.
@@ -53,6 +81,12 @@ pub fn moto() -> &'static Moto {
 pub fn moto_with_auth() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
     MOTO.get_or_init(|| start("auth"))
+}
+
+/// A server with one empty bucket (`moto_helper.py s3`; fixture `bucket`).
+pub fn moto_s3() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(|| start("s3"))
 }
 
 fn start(mode: &str) -> Moto {
