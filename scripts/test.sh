@@ -10,4 +10,4 @@ cargo fmt --check
 echo "test: cargo clippy" >&2
 cargo clippy --all-targets --quiet -- -D warnings
 echo "test: cargo test" >&2
-cargo test --all-targets
+cargo test --lib --bins --tests
