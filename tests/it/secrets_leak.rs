@@ -214,23 +214,27 @@ phases:
       - printf '%s' "$SECURE" | sha256sum
 "#,
     );
-    let with_aws = |cmd: &mut std::process::Command| {
-        cmd.env("AWS_ENDPOINT_URL", &moto.endpoint)
+    // `runner build --json` against moto, as a developer with AWS settings would run it.
+    let build_with_aws = |p: &Project| {
+        let out = p
+            .runner()
+            .args([
+                "build",
+                "--json",
+                "--image",
+                crate::support::IMAGE,
+                "--source",
+            ])
+            .arg(p.path())
+            .env("AWS_ENDPOINT_URL", &moto.endpoint)
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test-secret-key-of-runner")
-            .env("AWS_REGION", "us-east-1");
+            .env("AWS_REGION", "us-east-1")
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        Run::from(out)
     };
-    let mut cmd = p.runner();
-    cmd.args([
-        "build",
-        "--json",
-        "--image",
-        crate::support::IMAGE,
-        "--source",
-    ])
-    .arg(p.path());
-    with_aws(&mut cmd);
-    let run = Run::from(cmd.output().unwrap_or_else(|e| panic!("{e}")));
+    let run = build_with_aws(&p);
     assert_eq!(run.code, 0, "{}", run.debug());
     assert!(
         run.has_line("secure=*** user=*** password=***"),
@@ -246,17 +250,7 @@ phases:
         "buildspec.yml",
         "version: 0.2\nenv:\n  parameter-store:\n    A: /t/does-not-exist\n  secrets-manager:\n    B: t/nope:key\nphases:\n  build:\n    commands:\n      - echo never\n",
     );
-    let mut cmd = p.runner();
-    cmd.args([
-        "build",
-        "--json",
-        "--image",
-        crate::support::IMAGE,
-        "--source",
-    ])
-    .arg(p.path());
-    with_aws(&mut cmd);
-    let missing = Run::from(cmd.output().unwrap_or_else(|e| panic!("{e}")));
+    let missing = build_with_aws(&p);
     assert_eq!(missing.code, 2, "{}", missing.debug());
     assert!(missing.events.is_empty());
     assert!(
