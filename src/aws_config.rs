@@ -149,6 +149,29 @@ pub enum Failure {
     Response(u16),
 }
 
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Unreachable(d) => write!(f, "endpoint unreachable: {d}"),
+            Failure::Setup(d) => write!(f, "{d}"),
+            Failure::Service {
+                code,
+                message,
+                status,
+            } => write!(
+                f,
+                "{} (HTTP {status}){}",
+                code.as_deref().unwrap_or("error"),
+                message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ),
+            Failure::Response(status) => write!(f, "unexpected answer (HTTP {status})"),
+        }
+    }
+}
+
 impl Failure {
     /// The service's error code, if it sent one.
     pub fn code(&self) -> Option<&str> {

@@ -46,6 +46,107 @@ pub enum Command {
     /// Example:
     ///   runner validate buildspec.yml ci/*.yml
     Validate(ValidateArgs),
+    /// Cosign-compatible signing keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Push a local image to a registry (ECR or any OCI registry); prints the digest.
+    ///
+    /// Layers already in the registry are not uploaded again; an interrupted upload is
+    /// resumed. ECR hosts (<account>.dkr.ecr.<region>.amazonaws.com) are authorized with
+    /// the AWS SDK's credential chain (AWS_ENDPOINT_URL_ECR / AWS_ENDPOINT_URL apply).
+    /// Registries on loopback are spoken to over plain HTTP, all others over TLS.
+    /// Example:
+    ///   runner push app:dev 123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1.4.0
+    Push(PushArgs),
+    /// Sign the digest an image reference resolves to (cosign's format and layout).
+    ///
+    /// The key's password is read from COSIGN_PASSWORD.
+    /// Example:
+    ///   runner sign 127.0.0.1:5000/app:1.4.0 --key cosign.key
+    Sign(SignArgs),
+    /// Check that an image carries a valid signature by a key (and attestations).
+    ///
+    /// Exits 0 only when a signature by the key is attached to the digest the reference
+    /// resolves to (and every --attestation type asked for is there, signed by it);
+    /// 1 with the reason otherwise; 2 when the registry or key cannot be read.
+    /// Example:
+    ///   runner verify 127.0.0.1:5000/app@sha256:... --key cosign.pub --attestation slsaprovenance1
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Write a new key pair: cosign.key (encrypted with COSIGN_PASSWORD) and cosign.pub.
+    ///
+    /// The files are those `cosign generate-key-pair` writes; cosign reads them and
+    /// runner reads cosign's. Existing files are never overwritten.
+    /// Example:
+    ///   COSIGN_PASSWORD=... runner key generate --output-dir keys/
+    Generate {
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        output_dir: PathBuf,
+    },
+}
+
+/// Where registries are and how to reach them (shared by push, sign, verify).
+#[derive(Debug, Args, Clone, Default)]
+pub struct RegistryArgs {
+    /// Send a registry host's traffic to another address (tests, VPC endpoints, proxies),
+    /// e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com=http://127.0.0.1:5001.
+    /// Repeatable; also RUNNER_REGISTRY_ENDPOINTS (comma-separated).
+    #[arg(long = "registry-endpoint", value_name = "HOST=URL")]
+    pub registry_endpoint: Vec<String>,
+    /// AWS region for ECR (default: the one in the registry host).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// One JSON object on standard output instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The image on the local engine (name:tag or ID).
+    pub local_image: String,
+    /// Where it goes: REGISTRY/REPOSITORY[:TAG].
+    pub repository: String,
+    /// Create the ECR repository when it does not exist.
+    #[arg(long)]
+    pub create_repository: bool,
+    /// gzip level of the layers, 1 (fast) to 9 (small).
+    #[arg(long, default_value_t = 6)]
+    pub compression_level: u32,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The image: REGISTRY/REPOSITORY:TAG or @sha256:DIGEST.
+    pub image: String,
+    /// The private key (cosign.key).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Annotation in the signed payload's `optional` section. Repeatable.
+    #[arg(long = "annotation", short = 'a', value_name = "KEY=VALUE")]
+    pub annotations: Vec<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The image: REGISTRY/REPOSITORY:TAG or @sha256:DIGEST.
+    pub image: String,
+    /// The public key (cosign.pub).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Also require an attestation of this predicate type, signed by the key:
+    /// slsaprovenance1, slsaprovenance, cyclonedx, spdxjson or a URI. Repeatable.
+    #[arg(long = "attestation", value_name = "TYPE")]
+    pub attestations: Vec<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -6,6 +6,7 @@
 mod args;
 mod build;
 mod exit;
+mod image;
 mod validate;
 
 pub use args::{Cli, Command};
@@ -18,19 +19,25 @@ pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let status = match cli.command {
         Command::Validate(args) => validate::run(&args),
-        Command::Build(args) => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build();
-            match rt {
-                Ok(rt) => rt.block_on(build::run(*args)),
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    ExitStatus::Setup
-                }
-            }
-        }
+        Command::Key(cmd) => image::key(&cmd),
+        Command::Build(args) => block_on(build::run(*args)),
+        Command::Push(args) => block_on(image::push(args)),
+        Command::Sign(args) => block_on(image::sign(args)),
+        Command::Verify(args) => block_on(image::verify(args)),
     };
     status.into()
+}
+
+fn block_on(fut: impl std::future::Future<Output = ExitStatus>) -> ExitStatus {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build();
+    match rt {
+        Ok(rt) => rt.block_on(fut),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitStatus::Setup
+        }
+    }
 }

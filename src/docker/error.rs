@@ -21,6 +21,8 @@ pub enum DockerError {
         #[source]
         source: bollard::errors::Error,
     },
+    #[error("docker build failed: {0}")]
+    Build(String),
     #[error("the build shell could not be started: {0}")]
     Shell(String),
     #[error(

@@ -7,9 +7,11 @@
 mod client;
 mod container;
 mod error;
+mod image;
 mod shell;
 
 pub use client::DockerEngine;
 pub use container::{BuildContainer, ContainerSpec, LABEL_BUILD_ID, LABEL_OWNER};
 pub use error::DockerError;
+pub use image::{ImageBuildSpec, ImageInfo};
 pub use shell::{CommandExit, DockerShell};

@@ -1,0 +1,85 @@
+//! Registry credentials: anonymous, basic (user and password), or a source that can
+//! refresh them (ECR's authorization token). Values are `Secret`s: never printed.
+
+use super::error::PublishError;
+use crate::secrets::Secret;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    Anonymous,
+    Basic {
+        username: String,
+        password: Arc<Secret>,
+    },
+}
+
+pub type CredentialFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Credentials, PublishError>> + Send + 'a>>;
+
+/// Where a registry client gets its credentials. `refresh` is true after the registry
+/// refused the last ones (an expired token): the source must not answer from a cache.
+pub trait CredentialSource: Send + Sync {
+    fn credentials(&self, refresh: bool) -> CredentialFuture<'_>;
+}
+
+/// Fixed credentials.
+pub struct Static(pub Credentials);
+
+impl CredentialSource for Static {
+    fn credentials(&self, _refresh: bool) -> CredentialFuture<'_> {
+        let c = self.0.clone();
+        Box::pin(async move { Ok(c) })
+    }
+}
+
+/// Credentials for a non-ECR registry: `RUNNER_REGISTRY_USER` / `RUNNER_REGISTRY_PASSWORD`,
+/// else the `auths` entry for the host in `~/.docker/config.json` (what `docker login`
+/// writes), else anonymous.
+pub fn from_environment(registry: &str) -> Credentials {
+    if let (Ok(user), Ok(password)) = (
+        std::env::var("RUNNER_REGISTRY_USER"),
+        std::env::var("RUNNER_REGISTRY_PASSWORD"),
+    ) {
+        return Credentials::Basic {
+            username: user,
+            password: Arc::new(Secret::new(password)),
+        };
+    }
+    docker_config_auth(registry).unwrap_or(Credentials::Anonymous)
+}
+
+fn docker_config_auth(registry: &str) -> Option<Credentials> {
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".docker"))
+        })?;
+    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let auths = json.get("auths")?.as_object()?;
+    let entry = auths.iter().find(|(k, _)| {
+        let k = k
+            .trim_start_matches("https://")
+            .trim_start_matches("http://");
+        k.split('/').next() == Some(registry)
+    })?;
+    let encoded = entry.1.get("auth")?.as_str()?;
+    decode_basic(encoded)
+}
+
+/// Decodes `base64(user:password)`, the shape of docker's `auth` and ECR's token.
+pub fn decode_basic(encoded: &str) -> Option<Credentials> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some(Credentials::Basic {
+        username: user.to_string(),
+        password: Arc::new(Secret::new(password)),
+    })
+}

@@ -1,0 +1,82 @@
+//! Errors of building, pushing and addressing images.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Reference(#[from] super::reference::BadReference),
+
+    /// The registry refused the credentials (after one refresh).
+    #[error("registry {registry} refused the credentials ({status}); for ECR check the AWS credentials and region, for other registries RUNNER_REGISTRY_USER/RUNNER_REGISTRY_PASSWORD or `docker login`")]
+    Unauthorized { registry: String, status: u16 },
+
+    /// The registry could not be reached after all retries.
+    #[error("cannot reach registry {registry} at {url} after {attempts} attempts: {detail}; is it running? (for a registry on another address, use --registry-endpoint HOST=URL)")]
+    Unreachable {
+        registry: String,
+        url: String,
+        attempts: u32,
+        detail: String,
+    },
+
+    /// The registry answered, but not as the distribution API says it should.
+    #[error("registry {registry} answered {status} to {what}: {detail}")]
+    Protocol {
+        registry: String,
+        what: String,
+        status: u16,
+        detail: String,
+    },
+
+    /// The manifest or tag does not exist.
+    #[error("{reference} was not found in the registry")]
+    NotFound { reference: String },
+
+    /// An ECR repository with tag immutability already holds this tag.
+    #[error("tag `{tag}` already exists in {repository} and the repository's tags are immutable; push with a new tag, or by digest only (--no-tag)")]
+    TagImmutable { repository: String, tag: String },
+
+    /// An ECR API call failed.
+    #[error("ECR {operation} failed: {detail}")]
+    Ecr {
+        operation: &'static str,
+        detail: String,
+    },
+
+    /// The local image cannot be read from the engine.
+    #[error("cannot read image `{image}` from the Docker engine: {detail}")]
+    LocalImage { image: String, detail: String },
+
+    /// A blob's bytes did not hash to its digest.
+    #[error("blob {digest} does not match its content (got {actual}); the registry or the download is corrupt")]
+    DigestMismatch { digest: String, actual: String },
+
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("bad --registry-endpoint `{0}`: write HOST=URL, e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com=http://127.0.0.1:5001")]
+    BadEndpoint(String),
+
+    #[error("image build failed: {0}")]
+    Build(String),
+}
+
+impl PublishError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

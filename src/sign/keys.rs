@@ -1,0 +1,190 @@
+//! Cosign-compatible key pairs: `cosign.key` is an ECDSA P-256 PKCS#8 key encrypted with
+//! scrypt + nacl/secretbox (PEM `ENCRYPTED SIGSTORE PRIVATE KEY`; the older
+//! `ENCRYPTED COSIGN PRIVATE KEY` is read too), `cosign.pub` a PEM SPKI public key.
+
+use super::error::SignError;
+use sigstore::crypto::signing_key::SigStoreKeyPair;
+use sigstore::crypto::{CosignVerificationKey, SigStoreSigner, Signature, SigningScheme};
+use std::path::Path;
+
+pub struct SigningKey {
+    signer: SigStoreSigner,
+}
+
+impl SigningKey {
+    /// A fresh ECDSA P-256 key.
+    pub fn generate() -> Result<Self, SignError> {
+        let signer = SigningScheme::ECDSA_P256_SHA256_ASN1
+            .create_signer()
+            .map_err(|e| SignError::Crypto(e.to_string()))?;
+        Ok(Self { signer })
+    }
+
+    pub fn from_encrypted_pem(pem: &[u8], password: &[u8], path: &str) -> Result<Self, SignError> {
+        let pair = SigStoreKeyPair::from_encrypted_pem(pem, password).map_err(|e| {
+            let text = e.to_string();
+            if text.contains("ecrypt") || text.contains("kdf") || text.contains("secretbox") {
+                SignError::Decrypt {
+                    path: path.to_string(),
+                }
+            } else {
+                SignError::Key {
+                    path: path.to_string(),
+                    detail: text,
+                }
+            }
+        })?;
+        let signer = pair
+            .to_sigstore_signer(&SigningScheme::ECDSA_P256_SHA256_ASN1)
+            .map_err(|e| SignError::Key {
+                path: path.to_string(),
+                detail: format!("{e}; runner signs with ECDSA P-256 keys"),
+            })?;
+        Ok(Self { signer })
+    }
+
+    pub fn load(path: &Path, password: &[u8]) -> Result<Self, SignError> {
+        let pem = std::fs::read(path).map_err(|source| SignError::Io {
+            action: "read",
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_encrypted_pem(&pem, password, &path.display().to_string())
+    }
+
+    pub fn to_encrypted_pem(&self, password: &[u8]) -> Result<String, SignError> {
+        let pair = self
+            .signer
+            .to_sigstore_keypair()
+            .map_err(|e| SignError::Crypto(e.to_string()))?;
+        let pem = pair
+            .private_key_to_encrypted_pem(password)
+            .map_err(|e| SignError::Crypto(e.to_string()))?;
+        Ok(pem.to_string())
+    }
+
+    pub fn public_pem(&self) -> Result<String, SignError> {
+        self.signer
+            .to_sigstore_keypair()
+            .and_then(|p| p.public_key_to_pem())
+            .map_err(|e| SignError::Crypto(e.to_string()))
+    }
+
+    pub fn verifying_key(&self) -> Result<VerifyingKey, SignError> {
+        self.signer
+            .to_verification_key()
+            .map(VerifyingKey)
+            .map_err(|e| SignError::Crypto(e.to_string()))
+    }
+
+    /// ASN.1 DER ECDSA signature over SHA-256 of `msg`.
+    pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, SignError> {
+        self.signer
+            .sign(msg)
+            .map_err(|e| SignError::Crypto(e.to_string()))
+    }
+}
+
+pub struct VerifyingKey(CosignVerificationKey);
+
+impl VerifyingKey {
+    pub fn from_pem(pem: &[u8], path: &str) -> Result<Self, SignError> {
+        CosignVerificationKey::try_from_pem(pem)
+            .map(Self)
+            .map_err(|e| SignError::Key {
+                path: path.to_string(),
+                detail: format!("{e}; expected a PEM public key such as cosign.pub"),
+            })
+    }
+
+    pub fn load(path: &Path) -> Result<Self, SignError> {
+        let pem = std::fs::read(path).map_err(|source| SignError::Io {
+            action: "read",
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_pem(&pem, &path.display().to_string())
+    }
+
+    pub fn verify(&self, msg: &[u8], der_signature: &[u8]) -> bool {
+        self.0
+            .verify_signature(Signature::Raw(der_signature), msg)
+            .is_ok()
+    }
+}
+
+/// Writes `cosign.key` (encrypted with `password`) and `cosign.pub` into `dir`, refusing
+/// to overwrite either. The private key file is created with mode 0600.
+pub fn generate_key_pair(
+    dir: &Path,
+    password: &[u8],
+) -> Result<(std::path::PathBuf, std::path::PathBuf), SignError> {
+    let key_path = dir.join("cosign.key");
+    let pub_path = dir.join("cosign.pub");
+    for p in [&key_path, &pub_path] {
+        if p.exists() {
+            return Err(SignError::Exists {
+                path: p.display().to_string(),
+            });
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|source| SignError::Io {
+        action: "create",
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let key = SigningKey::generate()?;
+    let private = key.to_encrypted_pem(password)?;
+    let public = key.public_pem()?;
+    write_new(&key_path, private.as_bytes(), 0o600)?;
+    write_new(&pub_path, public.as_bytes(), 0o644)?;
+    Ok((key_path, pub_path))
+}
+
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SignError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| SignError::Io {
+        action: "write",
+        path: path.display().to_string(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(bytes).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_round_trip_and_sign() {
+        let dir = tempfile::tempdir().unwrap();
+        let (k, p) = generate_key_pair(dir.path(), b"pw").unwrap();
+        let pem = std::fs::read_to_string(&k).unwrap();
+        assert!(
+            pem.starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----"),
+            "{pem}"
+        );
+        assert!(
+            generate_key_pair(dir.path(), b"pw").is_err(),
+            "overwrote a key"
+        );
+        let key = SigningKey::load(&k, b"pw").unwrap();
+        assert!(matches!(
+            SigningKey::load(&k, b"wrong"),
+            Err(SignError::Decrypt { .. })
+        ));
+        let sig = key.sign(b"hello").unwrap();
+        let pubkey = VerifyingKey::load(&p).unwrap();
+        assert!(pubkey.verify(b"hello", &sig));
+        assert!(!pubkey.verify(b"hellO", &sig));
+        let other = SigningKey::generate().unwrap();
+        assert!(!other.verifying_key().unwrap().verify(b"hello", &sig));
+    }
+}
