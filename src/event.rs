@@ -151,6 +151,18 @@ pub struct BuildResult {
     pub log_file: Option<String>,
 }
 
+/// One stage after the phases (image build and push, scans, signing, GitOps): what it
+/// did, in one line for people and in `detail` for machines.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageSummary {
+    /// `image`, `scan`, `sign`, `gitops`.
+    pub stage: &'static str,
+    pub ok: bool,
+    pub message: String,
+    pub detail: serde_json::Value,
+    pub duration_ms: u64,
+}
+
 /// One thing that happened. Serialized as one JSON object per line with an `event` tag.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -198,6 +210,8 @@ pub enum Event {
     Cache(CacheSummary),
     Report(crate::reports::ReportResult),
     BuildEnded(BuildResult),
+    /// A stage after the build's phases (after `build_ended`).
+    Stage(StageSummary),
 }
 
 /// Consumes events. Implementations use interior mutability so one reporter can be

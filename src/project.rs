@@ -12,6 +12,18 @@
 //!   source-mode: copy        # mount (default) | copy
 //!   variables:               # between the buildspec's env.variables and --env
 //!     STAGE: test
+//! image:                   # after the phases succeed: build, push, sign (see README)
+//!   repository: 123456789012.dkr.ecr.us-east-1.amazonaws.com/sample-app
+//!   dockerfile: Dockerfile   # relative to context
+//!   context: .
+//!   tags: ["{short-revision}", latest]
+//!   build-args: {PYTHON_VERSION: "3.11"}
+//!   target: runtime
+//!   create-repository: true
+//!   cache-from: [123456789012.dkr.ecr.us-east-1.amazonaws.com/sample-app:latest]
+//! sign:
+//!   key: keys/cosign.key     # password from COSIGN_PASSWORD
+//!   attest: [provenance, sbom]
 //! ```
 //!
 //! Parsing is pure (text → config + diagnostics); unknown top-level sections are warnings,
@@ -33,9 +45,48 @@ pub struct ProjectConfig {
     pub timeout_minutes: Option<f64>,
     pub source_mode: Option<SourceMode>,
     pub variables: Vec<(String, String)>,
+    /// The `image:` section.
+    pub publish: Option<ImageConfig>,
+    pub sign: Option<SignConfig>,
 }
 
-const TOP_KEYS: &[&str] = &["name", "build"];
+/// `image:`: the container image built after the phases succeed, and where it goes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageConfig {
+    /// REGISTRY/REPOSITORY, without tag.
+    pub repository: String,
+    pub dockerfile: String,
+    pub context: String,
+    /// Tags, with `{revision}`, `{short-revision}`, `{branch}`, `{build-number}`
+    /// placeholders. Default: `{short-revision}` (or `build-{build-number}` without git).
+    pub tags: Vec<String>,
+    pub build_args: Vec<(String, String)>,
+    pub target: Option<String>,
+    pub create_repository: bool,
+    pub cache_from: Vec<String>,
+}
+
+/// `sign:`: how pushed images are signed and attested.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SignConfig {
+    /// A cosign.key; its password comes from COSIGN_PASSWORD.
+    pub key: String,
+    /// `provenance` (SLSA v1) and/or `sbom` (CycloneDX 1.5).
+    pub attest: Vec<String>,
+}
+
+const TOP_KEYS: &[&str] = &["name", "build", "image", "sign"];
+const IMAGE_KEYS: &[&str] = &[
+    "repository",
+    "dockerfile",
+    "context",
+    "tags",
+    "build-args",
+    "target",
+    "create-repository",
+    "cache-from",
+];
+const SIGN_KEYS: &[&str] = &["key", "attest"];
 const BUILD_KEYS: &[&str] = &[
     "buildspec",
     "image",
@@ -57,6 +108,8 @@ pub fn parse_project(text: &str) -> (Option<ProjectConfig>, Vec<Diagnostic>) {
                 match k.as_str() {
                     Some("name") => cfg.name = string(v, "name", &mut diags),
                     Some("build") => build_section(v, &mut cfg, &mut diags),
+                    Some("image") => cfg.publish = image_section(v, &mut diags),
+                    Some("sign") => cfg.sign = sign_section(v, &mut diags),
                     Some(other) => unknown(k, other, "", TOP_KEYS, &mut diags),
                     None => diags.push(Diagnostic::error(k.pos(), "keys must be strings")),
                 }
@@ -159,6 +212,153 @@ fn build_section(node: &Node, cfg: &mut ProjectConfig, diags: &mut Vec<Diagnosti
     }
 }
 
+fn mapping<'a>(
+    node: &'a Node,
+    path: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<&'a [(Node, Node)]> {
+    match node {
+        Node::Map { entries, .. } => Some(entries),
+        Node::Null { .. } => None,
+        other => {
+            diags.push(Diagnostic::error(
+                other.pos(),
+                format!("{path} must be a mapping, found {}", other.kind()),
+            ));
+            None
+        }
+    }
+}
+
+/// A list of strings; a single string is a list of one.
+fn string_list(node: &Node, path: &str, diags: &mut Vec<Diagnostic>) -> Vec<String> {
+    match node {
+        Node::Seq { items, .. } => items
+            .iter()
+            .filter_map(|i| string(i, path, diags))
+            .collect(),
+        other => string(other, path, diags).into_iter().collect(),
+    }
+}
+
+fn bool_value(node: &Node, path: &str, diags: &mut Vec<Diagnostic>) -> Option<bool> {
+    string(node, path, diags).and_then(|s| match boolean(&s) {
+        Some(b) => Some(b),
+        None => {
+            diags.push(Diagnostic::error(
+                node.pos(),
+                format!("{path} must be true or false, found {s:?}"),
+            ));
+            None
+        }
+    })
+}
+
+fn image_section(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<ImageConfig> {
+    let entries = mapping(node, "image", diags)?;
+    let mut cfg = ImageConfig {
+        dockerfile: "Dockerfile".into(),
+        context: ".".into(),
+        ..Default::default()
+    };
+    let mut repository = None;
+    for (k, v) in entries {
+        let Some(key) = k.as_str() else {
+            diags.push(Diagnostic::error(k.pos(), "keys must be strings"));
+            continue;
+        };
+        let path = format!("image.{key}");
+        match key {
+            "repository" => {
+                if let Some(r) = string(v, &path, diags) {
+                    match crate::publish::ImageRef::parse(&r) {
+                        Ok(parsed) if parsed.tag.is_none() && parsed.digest.is_none() => repository = Some(r),
+                        Ok(_) => diags.push(Diagnostic::error(v.pos(), "image.repository is REGISTRY/REPOSITORY without a tag; put tags in image.tags")),
+                        Err(e) => diags.push(Diagnostic::error(v.pos(), e.to_string())),
+                    }
+                }
+            }
+            "dockerfile" => cfg.dockerfile = string(v, &path, diags).unwrap_or(cfg.dockerfile),
+            "context" => cfg.context = string(v, &path, diags).unwrap_or(cfg.context),
+            "tags" => cfg.tags = string_list(v, &path, diags),
+            "target" => cfg.target = string(v, &path, diags),
+            "create-repository" => {
+                cfg.create_repository = bool_value(v, &path, diags).unwrap_or(false)
+            }
+            "cache-from" => cfg.cache_from = string_list(v, &path, diags),
+            "build-args" => {
+                for (name, value) in mapping(v, &path, diags).unwrap_or_default() {
+                    match (name.as_str(), string(value, &path, diags)) {
+                        (Some(n), Some(val)) => cfg.build_args.push((n.to_string(), val)),
+                        _ => diags.push(Diagnostic::error(
+                            name.pos(),
+                            "image.build-args entries must be NAME: value",
+                        )),
+                    }
+                }
+            }
+            other => unknown(k, other, "image.", IMAGE_KEYS, diags),
+        }
+    }
+    for p in [&cfg.dockerfile, &cfg.context] {
+        if p.starts_with('/') || p.split('/').any(|c| c == "..") {
+            diags.push(Diagnostic::error(
+                node.pos(),
+                format!("image: {p:?} must be a path inside the source directory"),
+            ));
+        }
+    }
+    match repository {
+        Some(r) => {
+            cfg.repository = r;
+            Some(cfg)
+        }
+        None => {
+            diags.push(Diagnostic::error(
+                node.pos(),
+                "image.repository is required (REGISTRY/REPOSITORY)",
+            ));
+            None
+        }
+    }
+}
+
+fn sign_section(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<SignConfig> {
+    let entries = mapping(node, "sign", diags)?;
+    let mut cfg = SignConfig::default();
+    for (k, v) in entries {
+        let Some(key) = k.as_str() else {
+            diags.push(Diagnostic::error(k.pos(), "keys must be strings"));
+            continue;
+        };
+        let path = format!("sign.{key}");
+        match key {
+            "key" => cfg.key = string(v, &path, diags).unwrap_or_default(),
+            "attest" => {
+                for a in string_list(v, &path, diags) {
+                    if a == "provenance" || a == "sbom" {
+                        cfg.attest.push(a);
+                    } else {
+                        diags.push(Diagnostic::error(
+                            v.pos(),
+                            format!("sign.attest: {a:?} is not provenance or sbom"),
+                        ));
+                    }
+                }
+            }
+            other => unknown(k, other, "sign.", SIGN_KEYS, diags),
+        }
+    }
+    if cfg.key.is_empty() {
+        diags.push(Diagnostic::error(
+            node.pos(),
+            "sign.key is required (a cosign.key; `runner key generate` writes one)",
+        ));
+        return None;
+    }
+    Some(cfg)
+}
+
 fn string(node: &Node, path: &str, diags: &mut Vec<Diagnostic>) -> Option<String> {
     match node {
         Node::Scalar { text, .. } => Some(text.clone()),
@@ -226,6 +426,7 @@ mod tests {
                 timeout_minutes: Some(15.0),
                 source_mode: Some(SourceMode::Copy),
                 variables: vec![("A".into(), "1".into())],
+                ..Default::default()
             })
         );
     }
@@ -233,15 +434,32 @@ mod tests {
     #[test]
     fn errors_are_located_and_unknown_keys_warn() {
         assert_eq!(
-            rendered("build:\n  imgae: x\n  timeout-minutes: forever\n  variables:\n    CODEBUILD_X: 1\nscan: {}\n"),
+            rendered("build:\n  imgae: x\n  timeout-minutes: forever\n  variables:\n    CODEBUILD_X: 1\nscna: {}\n"),
             vec![
                 "runner.yml:2:3: warning: unknown key \"build.imgae\" (this version of runner ignores it)\n  = help: did you mean \"build.image\"?",
                 "runner.yml:3:20: error: build.timeout-minutes must be a number of minutes from 1 to 2160 (CodeBuild's limit), found \"forever\"",
                 "runner.yml:5:5: error: build.variables: \"CODEBUILD_X\" is not a usable variable name (CODEBUILD_* are reserved)",
-                "runner.yml:6:1: warning: unknown key \"scan\" (this version of runner ignores it)",
+                "runner.yml:6:1: warning: unknown key \"scna\" (this version of runner ignores it)",
             ]
         );
         assert!(parse_project("- a\n").0.is_none());
+        let (cfg, diags) = parse_project("image:\n  repository: 127.0.0.1:5000/app\n  tags: [latest, \"{short-revision}\"]\n  build-args: {A: b}\nsign:\n  key: k/cosign.key\n  attest: [provenance, sbom]\n");
+        assert!(diags.is_empty(), "{diags:?}");
+        let cfg = cfg.unwrap();
+        let image = cfg.publish.unwrap();
+        assert_eq!(image.tags, ["latest", "{short-revision}"]);
+        assert_eq!(image.dockerfile, "Dockerfile");
+        assert_eq!(image.build_args, [("A".to_string(), "b".to_string())]);
+        assert_eq!(cfg.sign.unwrap().attest, ["provenance", "sbom"]);
+        assert_eq!(
+            rendered("image:\n  repository: 127.0.0.1:5000/app:v1\n  context: ../x\nsign: {}\n"),
+            vec![
+                "runner.yml:2:15: error: image.repository is REGISTRY/REPOSITORY without a tag; put tags in image.tags",
+                "runner.yml:2:3: error: image: \"../x\" must be a path inside the source directory",
+                "runner.yml:2:3: error: image.repository is required (REGISTRY/REPOSITORY)",
+                "runner.yml:4:7: error: sign.key is required (a cosign.key; `runner key generate` writes one)",
+            ]
+        );
         assert!(parse_project("").0.is_some());
     }
 }

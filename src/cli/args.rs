@@ -229,6 +229,10 @@ pub struct BuildArgs {
     /// Run the container privileged (for buildspecs that run docker themselves).
     #[arg(long)]
     pub privileged: bool,
+    /// Send a registry host's traffic to another address when pushing the project's
+    /// image (see `runner push --help`). Repeatable; also RUNNER_REGISTRY_ENDPOINTS.
+    #[arg(long = "registry-endpoint", value_name = "HOST=URL")]
+    pub registry_endpoint: Vec<String>,
     /// Run the buildspec's `batch` section (each task in its own container).
     #[arg(long)]
     pub batch: bool,

@@ -458,8 +458,50 @@ async fn run_inner(args: BuildArgs) -> Result<ExitStatus, SetupError> {
     let mut run_opts = run_opts;
     run_opts.log_file = log.as_ref().map(|l| l.path().display().to_string());
     let reporter = reporters(&args, log, &masker);
+    let started_on = run::now_rfc3339();
     let result = run::run_build(&engine, &plan, &run_opts, reporter.as_ref(), cancel).await;
-    Ok(ExitStatus::from_build(result.status))
+    let status = ExitStatus::from_build(result.status);
+    if status != ExitStatus::Success {
+        return Ok(status);
+    }
+    let Some(image_cfg) = &facts.config.publish else {
+        return Ok(status);
+    };
+    let connect = crate::publish::connect::ConnectOptions {
+        endpoints: crate::publish::registry::Endpoints::from_args(&args.registry_endpoint)?,
+        // ECR's region is the one in the repository's host.
+        aws: AwsSettings::default(),
+        create_repository: image_cfg.create_repository,
+        ..Default::default()
+    };
+    let buildspec_rel = buildspec_path
+        .strip_prefix(&facts.source)
+        .unwrap_or(&buildspec_path)
+        .display()
+        .to_string();
+    let input = run::ReleaseInput {
+        source: &facts.source,
+        image: image_cfg,
+        sign: facts.config.sign.as_ref(),
+        key_password: std::env::var("COSIGN_PASSWORD").ok().map(Secret::new),
+        project: &facts.project,
+        build_id: &plan.build_id,
+        build_number: plan.build_number,
+        revision: facts.git.commit.as_deref(),
+        branch: facts.git.branch.as_deref(),
+        source_uri: facts.git.origin.as_deref(),
+        buildspec: &buildspec_rel,
+        build_image: &plan.image,
+        started_on,
+        connect,
+        layer_map: facts.data.join("publish").join("layers.json"),
+        work_dir: facts.data.join("tmp"),
+        sbom: None,
+    };
+    match run::release(&engine, &input, reporter.as_ref()).await {
+        Ok(_) => Ok(ExitStatus::Success),
+        Err(_) => Ok(ExitStatus::Failed),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

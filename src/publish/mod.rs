@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod connect;
+pub mod context;
 pub mod ecr;
 mod error;
 pub mod push;

@@ -201,6 +201,8 @@ pub async fn push_image(
             .export_image(local)
             .map(|r| r.map_err(std::io::Error::other));
         let reader = tokio_util::io::StreamReader::new(stream);
+        std::fs::create_dir_all(&opts.work_dir)
+            .map_err(|e| PublishError::io("create", &opts.work_dir, e))?;
         let work = tempfile::Builder::new()
             .prefix("runner-push-")
             .tempdir_in(&opts.work_dir)

@@ -57,6 +57,11 @@ pub fn codebuild_line(event: &Event) -> Option<String> {
             a.identifier, a.files, a.bytes, a.path
         ),
         Event::Report(r) => crate::reports::render_summary(r),
+        Event::Stage(st) => format!(
+            "[Container] {ts} {}{}",
+            if st.ok { "" } else { "Error: " },
+            st.message
+        ),
         Event::Cache(c) => {
             let mib = c.bytes as f64 / (1024.0 * 1024.0);
             let secs = c.duration_ms as f64 / 1000.0;

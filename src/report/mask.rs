@@ -22,6 +22,15 @@ fn m(masker: &Masker, s: &mut String) {
     }
 }
 
+fn mask_value(masker: &Masker, v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) => m(masker, s),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|i| mask_value(masker, i)),
+        serde_json::Value::Object(map) => map.values_mut().for_each(|i| mask_value(masker, i)),
+        _ => {}
+    }
+}
+
 /// A copy of `event` with every string masked.
 pub fn mask_event(masker: &Masker, event: &Event) -> Event {
     let mut e = event.clone();
@@ -59,6 +68,10 @@ pub fn mask_event(masker: &Masker, event: &Event) -> Event {
             if let Some(n) = &mut c.note {
                 m(masker, n);
             }
+        }
+        Event::Stage(st) => {
+            m(masker, &mut st.message);
+            mask_value(masker, &mut st.detail);
         }
         Event::Artifact(a) => {
             m(masker, &mut a.identifier);

@@ -7,7 +7,9 @@ mod batch;
 mod build;
 mod cache_steps;
 mod cancel;
+mod release;
 
 pub use batch::{run_batch, BatchOptions, BatchTaskPlan};
 pub use build::{docker_volume, run_build, RunOptions};
 pub use cancel::{Cancel, CancelReason, Canceller};
+pub use release::{expand_tag, now_rfc3339, release, ReleaseInput, Released};

@@ -1,0 +1,425 @@
+//! The stages after a successful build: build the project's image, push it, sign and
+//! attest it. Each stage reports one `Event::Stage`; the first failure stops the rest.
+//! Used by every entry point (`runner build`, agents, the GitHub Actions step).
+
+use crate::docker::{DockerEngine, ImageBuildSpec};
+use crate::event::{Event, Level, Reporter, StageSummary};
+use crate::project::{ImageConfig, SignConfig};
+use crate::publish::connect::{connect, ConnectOptions};
+use crate::publish::push::{push_image, PushOptions};
+use crate::publish::registry::OCI_MANIFEST;
+use crate::publish::ImageRef;
+use crate::sign::{cosign, provenance, SigningKey};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Everything the release stages need, gathered by the entry point.
+pub struct ReleaseInput<'a> {
+    pub source: &'a Path,
+    pub image: &'a ImageConfig,
+    pub sign: Option<&'a SignConfig>,
+    /// The password of the signing key (COSIGN_PASSWORD), read at the edge.
+    pub key_password: Option<crate::secrets::Secret>,
+    pub project: &'a str,
+    pub build_id: &'a str,
+    pub build_number: u64,
+    pub revision: Option<&'a str>,
+    pub branch: Option<&'a str>,
+    pub source_uri: Option<&'a str>,
+    pub buildspec: &'a str,
+    pub build_image: &'a str,
+    pub started_on: String,
+    pub connect: ConnectOptions,
+    /// Where the push remembers layer → blob (the data directory).
+    pub layer_map: PathBuf,
+    pub work_dir: PathBuf,
+    /// A CycloneDX SBOM of the built image, when a scanner made one (attested with `sbom`).
+    pub sbom: Option<&'a (dyn Fn(&str) -> Option<serde_json::Value> + Sync)>,
+}
+
+/// What the release produced.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Released {
+    /// `registry/repository@sha256:...`
+    pub reference: String,
+    pub digest: String,
+    pub tags: Vec<String>,
+    pub local_image: String,
+    pub signed: bool,
+    pub attestations: Vec<String>,
+}
+
+/// `{short-revision}` and friends in a tag.
+pub fn expand_tag(template: &str, input: &ReleaseInput<'_>) -> String {
+    let rev = input.revision.unwrap_or("");
+    let short = &rev[..rev.len().min(12)];
+    let branch: String = input
+        .branch
+        .unwrap_or("")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    template
+        .replace("{revision}", rev)
+        .replace("{short-revision}", short)
+        .replace("{branch}", &branch)
+        .replace("{build-number}", &input.build_number.to_string())
+}
+
+fn stage(
+    reporter: &dyn Reporter,
+    name: &'static str,
+    ok: bool,
+    message: String,
+    detail: serde_json::Value,
+    started: Instant,
+) {
+    reporter.event(&Event::Stage(StageSummary {
+        stage: name,
+        ok,
+        message,
+        detail,
+        duration_ms: started.elapsed().as_millis() as u64,
+    }));
+}
+
+fn notice(reporter: &dyn Reporter, message: String) {
+    reporter.event(&Event::Notice {
+        level: Level::Info,
+        message,
+    });
+}
+
+/// Runs the stages; `Err` carries the message already reported as a failed stage.
+pub async fn release(
+    engine: &DockerEngine,
+    input: &ReleaseInput<'_>,
+    reporter: &dyn Reporter,
+) -> Result<Released, String> {
+    let cfg = input.image;
+    let mut tags: Vec<String> = cfg
+        .tags
+        .iter()
+        .map(|t| expand_tag(t, input))
+        .filter(|t| !t.is_empty())
+        .collect();
+    if tags.is_empty() {
+        tags.push(match input.revision {
+            Some(r) => r[..r.len().min(12)].to_string(),
+            None => format!("build-{}", input.build_number),
+        });
+    }
+    let repo = ImageRef::parse(&cfg.repository).map_err(|e| e.to_string())?;
+    let first = ImageRef::parse(&format!("{}:{}", cfg.repository, tags[0])).map_err(|e| {
+        let msg = format!("image tag {:?}: {e}", tags[0]);
+        stage(
+            reporter,
+            "image",
+            false,
+            msg.clone(),
+            serde_json::Value::Null,
+            Instant::now(),
+        );
+        msg
+    })?;
+
+    // Build.
+    let started = Instant::now();
+    let context = input.source.join(&cfg.context);
+    let local = format!("{}:{}", repo.name(), tags[0]);
+    notice(
+        reporter,
+        format!(
+            "Building image {local} from {}/{}",
+            cfg.context, cfg.dockerfile
+        ),
+    );
+    let tar = {
+        let context = context.clone();
+        let dockerfile = cfg.dockerfile.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::publish::context::context_tar(&context, &dockerfile)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+    };
+    let tar = match tar {
+        Ok(t) => t,
+        Err(e) => {
+            stage(
+                reporter,
+                "image",
+                false,
+                format!("Image build failed: {e}"),
+                serde_json::Value::Null,
+                started,
+            );
+            return Err(e);
+        }
+    };
+    let mut labels = HashMap::new();
+    if let Some(uri) = input.source_uri {
+        labels.insert(
+            "org.opencontainers.image.source".to_string(),
+            uri.to_string(),
+        );
+    }
+    if let Some(rev) = input.revision {
+        labels.insert(
+            "org.opencontainers.image.revision".to_string(),
+            rev.to_string(),
+        );
+    }
+    labels.insert("dev.runner.project".to_string(), input.project.to_string());
+    let spec = ImageBuildSpec {
+        dockerfile: cfg.dockerfile.clone(),
+        tag: local.clone(),
+        build_args: cfg.build_args.iter().cloned().collect(),
+        labels: labels.clone(),
+        target: cfg.target.clone(),
+        cache_from: cfg.cache_from.clone(),
+        no_cache: false,
+    };
+    let mut cached_steps = 0usize;
+    let built = engine
+        .build_image(&spec, bytes::Bytes::from(tar), |line| {
+            if line.contains("Using cache") {
+                cached_steps += 1;
+            }
+            reporter.event(&Event::Log {
+                stream: crate::event::Stream::Stdout,
+                line: line.to_string(),
+            });
+        })
+        .await;
+    let image_id = match built {
+        Ok(id) => id,
+        Err(e) => {
+            let msg = format!("Image build failed: {e}");
+            stage(
+                reporter,
+                "image",
+                false,
+                msg.clone(),
+                serde_json::Value::Null,
+                started,
+            );
+            return Err(msg);
+        }
+    };
+    stage(
+        reporter,
+        "image",
+        true,
+        format!("Image built: {local} ({image_id}; {cached_steps} steps from the layer cache)"),
+        serde_json::json!({"image": local, "id": image_id, "cached_steps": cached_steps}),
+        started,
+    );
+
+    // Push.
+    let started = Instant::now();
+    let fail = |msg: String, started: Instant| {
+        stage(
+            reporter,
+            "push",
+            false,
+            msg.clone(),
+            serde_json::Value::Null,
+            started,
+        );
+        msg
+    };
+    let connected = connect(&first, &input.connect, true)
+        .await
+        .map_err(|e| fail(format!("Push failed: {e}"), started))?;
+    let mut annotations = BTreeMap::new();
+    annotations.extend(
+        labels
+            .iter()
+            .filter(|(k, _)| k.starts_with("org.opencontainers"))
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    let opts = PushOptions {
+        layer_map: Some(input.layer_map.clone()),
+        work_dir: input.work_dir.clone(),
+        immutable_tags: connected.immutable_tags,
+        annotations,
+        ..Default::default()
+    };
+    let registry = connected.registry.clone();
+    let progress = |line: &str| notice(reporter, line.to_string());
+    let pushed = push_image(engine, &local, &first, registry.clone(), &opts, &progress)
+        .await
+        .map_err(|e| fail(format!("Push failed: {e}"), started))?;
+    // The other tags name the same manifest.
+    if tags.len() > 1 {
+        let manifest = registry
+            .get_manifest(&repo.repository, &pushed.digest)
+            .await
+            .map_err(|e| fail(format!("Push failed: {e}"), started))?
+            .ok_or_else(|| {
+                fail(
+                    format!("Push failed: {} vanished from the registry", pushed.digest),
+                    started,
+                )
+            })?;
+        for tag in &tags[1..] {
+            if connected.immutable_tags {
+                if let Ok(Some(m)) = registry.get_manifest(&repo.repository, tag).await {
+                    if m.digest != pushed.digest {
+                        return Err(fail(format!("Push failed: tag {tag} already exists and the repository's tags are immutable"), started));
+                    }
+                }
+            }
+            registry
+                .put_manifest(&repo.repository, tag, OCI_MANIFEST, &manifest.bytes)
+                .await
+                .map_err(|e| fail(format!("Push failed: {e}"), started))?;
+        }
+    }
+    stage(
+        reporter,
+        "push",
+        true,
+        format!(
+            "Image pushed: {} (tags {}; {} blobs, {} bytes uploaded; {} already in the registry)",
+            pushed.reference,
+            tags.join(", "),
+            pushed.blobs_uploaded,
+            pushed.bytes_uploaded,
+            pushed.blobs_skipped
+        ),
+        serde_json::json!({"reference": pushed.reference, "digest": pushed.digest, "tags": tags, "push": pushed}),
+        started,
+    );
+
+    let mut out = Released {
+        reference: pushed.reference.clone(),
+        digest: pushed.digest.clone(),
+        tags,
+        local_image: local,
+        signed: false,
+        attestations: Vec::new(),
+    };
+
+    // Sign and attest.
+    let Some(sign_cfg) = input.sign else {
+        return Ok(out);
+    };
+    let started = Instant::now();
+    let fail = |msg: String| {
+        stage(
+            reporter,
+            "sign",
+            false,
+            msg.clone(),
+            serde_json::Value::Null,
+            started,
+        );
+        msg
+    };
+    let key_path = if Path::new(&sign_cfg.key).is_absolute() {
+        PathBuf::from(&sign_cfg.key)
+    } else {
+        input.source.join(&sign_cfg.key)
+    };
+    let password = input
+        .key_password
+        .as_ref()
+        .map(|p| p.expose().as_bytes().to_vec())
+        .unwrap_or_default();
+    let key =
+        SigningKey::load(&key_path, &password).map_err(|e| fail(format!("Signing failed: {e}")))?;
+    cosign::sign(&registry, &repo, &pushed.digest, &key, &BTreeMap::new())
+        .await
+        .map_err(|e| fail(format!("Signing failed: {e}")))?;
+    out.signed = true;
+    for what in &sign_cfg.attest {
+        match what.as_str() {
+            "provenance" => {
+                let predicate = provenance::slsa_v1(&provenance::ProvenanceInput {
+                    source_uri: input
+                        .source_uri
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("file://{}", input.source.display())),
+                    revision: input.revision.map(str::to_string),
+                    buildspec: input.buildspec.to_string(),
+                    build_id: input.build_id.to_string(),
+                    builder_id: format!(
+                        "https://github.com/runner-build/runner@v{}",
+                        env!("CARGO_PKG_VERSION")
+                    ),
+                    build_image: Some(input.build_image.to_string()),
+                    started_on: input.started_on.clone(),
+                    finished_on: now_rfc3339(),
+                });
+                cosign::attest(
+                    &registry,
+                    &repo,
+                    &pushed.digest,
+                    &key,
+                    provenance::SLSA_PROVENANCE_V1,
+                    predicate,
+                )
+                .await
+                .map_err(|e| fail(format!("Attestation failed: {e}")))?;
+                out.attestations
+                    .push(provenance::SLSA_PROVENANCE_V1.to_string());
+            }
+            "sbom" => match input.sbom.and_then(|f| f(&out.local_image)) {
+                Some(bom) => {
+                    cosign::attest(
+                        &registry,
+                        &repo,
+                        &pushed.digest,
+                        &key,
+                        "https://cyclonedx.org/bom",
+                        bom,
+                    )
+                    .await
+                    .map_err(|e| fail(format!("Attestation failed: {e}")))?;
+                    out.attestations
+                        .push("https://cyclonedx.org/bom".to_string());
+                }
+                None => notice(
+                    reporter,
+                    "No SBOM of the image is available; the sbom attestation was skipped".into(),
+                ),
+            },
+            _ => {}
+        }
+    }
+    stage(
+        reporter,
+        "sign",
+        true,
+        format!(
+            "Image signed: {}@{} with {}{}",
+            repo.name(),
+            pushed.digest,
+            sign_cfg.key,
+            if out.attestations.is_empty() {
+                String::new()
+            } else {
+                format!("; attested: {}", out.attestations.join(", "))
+            }
+        ),
+        serde_json::json!({"digest": pushed.digest, "key": sign_cfg.key, "attestations": out.attestations}),
+        started,
+    );
+    Ok(out)
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
