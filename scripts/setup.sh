@@ -63,7 +63,7 @@ apt_install() {
 		apt_updated=1
 	fi
 	log "apt-get install $*"
-	if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >"$logfile" 2>&1; then
+	if ! as_root env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y "$@" >"$logfile" 2>&1; then
 		tail -n 20 "$logfile" | sed 's/^/  | /' >&2
 		die "apt-get install $* failed (log: $logfile)"
 	fi
@@ -233,6 +233,9 @@ if ! docker_ok && ! { command -v dockerd >/dev/null 2>&1 && command -v docker >/
 fi
 have_static_busybox || missing+=(busybox-static)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+# The registry that stands in for ECR's data plane in the tests, and htpasswd for its auth.
+[ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
+command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
 if [ ${#missing[@]} -gt 0 ]; then
 	if [ "$(id -u)" != 0 ] && { [ ${#SUDO[@]} = 0 ] || ! "${SUDO[@]}" true 2>/dev/null; }; then
 		log "warning: not root, cannot install: ${missing[*]}"
@@ -248,6 +251,14 @@ if ! python3 -c 'import moto.server, boto3' >/dev/null 2>&1; then
 	log "installing moto[server] (AWS stand-in for the tests)"
 	python3 -m pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6' >/dev/null ||
 		die "pip install 'moto[server]' failed"
+fi
+
+# The independent cosign verifier of the tests (cryptography, PyNaCl) and the schema
+# checks of SARIF and CycloneDX output (jsonschema).
+if ! python3 -c 'import cryptography, nacl, jsonschema' >/dev/null 2>&1; then
+	log "installing cryptography, PyNaCl, jsonschema (test verifiers)"
+	python3 -m pip install --quiet --disable-pip-version-check cryptography PyNaCl jsonschema >/dev/null ||
+		die "pip install cryptography PyNaCl jsonschema failed"
 fi
 
 log "building base images"

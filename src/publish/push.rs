@@ -41,7 +41,12 @@ impl Default for PushOptions {
     fn default() -> Self {
         Self {
             compression_level: 6,
-            concurrency: 3,
+            // RUNNER_PUSH_CONCURRENCY tunes it (1 uploads one blob at a time).
+            concurrency: std::env::var("RUNNER_PUSH_CONCURRENCY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(3),
             work_dir: std::env::temp_dir(),
             layer_map: None,
             annotations: BTreeMap::new(),
@@ -62,6 +67,7 @@ pub struct PushOutcome {
     pub blobs_skipped: u64,
     pub bytes_uploaded: u64,
     pub uploads_resumed: u64,
+    pub uploads_restarted: u64,
     /// Whether the image had to be read from the engine (false: nothing new).
     pub exported: bool,
 }
@@ -321,6 +327,7 @@ pub async fn push_image(
             + u64::from(config_present),
         bytes_uploaded: s.bytes_uploaded.load(Relaxed),
         uploads_resumed: s.uploads_resumed.load(Relaxed),
+        uploads_restarted: s.uploads_restarted.load(Relaxed),
         exported,
     })
 }

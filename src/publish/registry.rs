@@ -17,6 +17,8 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Bytes per PATCH of a blob upload: what an interruption can cost.
+pub const CHUNK: u64 = 8 << 20;
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// Where each registry host is reached. Loopback hosts over plain HTTP, as Docker does;
@@ -95,6 +97,8 @@ pub struct Stats {
     pub bytes_uploaded: AtomicU64,
     pub blobs_skipped: AtomicU64,
     pub uploads_resumed: AtomicU64,
+    /// Uploads the registry no longer accepted after an interruption, started over.
+    pub uploads_restarted: AtomicU64,
     pub credential_refreshes: AtomicU64,
 }
 
@@ -399,10 +403,12 @@ impl Registry {
         Ok(digest)
     }
 
-    /// Uploads a blob from a file, unless the registry already has it. The upload
-    /// streams with PATCH; after a broken connection (a registry restart) it asks the
-    /// registry how much arrived and resumes from there, or starts over when the registry
-    /// forgot the upload. Returns whether bytes were sent.
+    /// Uploads a blob from a file, unless the registry already has it, in chunks of
+    /// `CHUNK` bytes (one PATCH each). After a broken connection or a registry restart it
+    /// asks the registry how much arrived (the distribution API's upload status) and
+    /// resumes from there; when the registry no longer accepts the upload (distribution
+    /// refuses one whose last chunk was cut), the blob starts over. Blobs that completed
+    /// are never sent again. Returns whether bytes were sent.
     pub async fn push_blob_file(
         &self,
         repo: &str,
@@ -417,11 +423,13 @@ impl Registry {
         let mut loc = self.start_upload(repo).await?;
         let mut offset = 0u64;
         let mut failures = 0u32;
-        while offset < size || size == 0 {
-            match self.patch_from(&loc, path, offset, size).await {
+        while offset < size {
+            let end = (offset + CHUNK).min(size);
+            match self.patch_range(&loc, path, offset, end).await {
                 Ok(next) => {
                     loc = next;
-                    break;
+                    offset = end;
+                    failures = 0;
                 }
                 Err(detail) => {
                     failures += 1;
@@ -435,19 +443,17 @@ impl Registry {
                     }
                     tokio::time::sleep(self.retry.delay(failures)).await;
                     match self.upload_status(&loc).await {
-                        Ok(Some((next, received))) => {
+                        Ok(Some((next, received))) if received <= size => {
                             loc = next;
                             offset = received;
                             self.stats.uploads_resumed.fetch_add(1, Ordering::Relaxed);
                         }
-                        Ok(None) => {
+                        Ok(_) => {
                             loc = self.start_upload(repo).await?;
                             offset = 0;
+                            self.stats.uploads_restarted.fetch_add(1, Ordering::Relaxed);
                         }
-                        Err(_) => {} // still down: try the same offset again after a pause
-                    }
-                    if offset >= size {
-                        break;
+                        Err(_) => {} // still unreachable: try the same chunk after a pause
                     }
                 }
             }
@@ -468,13 +474,13 @@ impl Registry {
         Ok(true)
     }
 
-    /// One PATCH of `path[offset..size]`. Errors are strings: the caller decides.
-    async fn patch_from(
+    /// One PATCH of `path[offset..end]`. Errors are strings: the caller decides.
+    async fn patch_range(
         &self,
         loc: &str,
         path: &Path,
         offset: u64,
-        size: u64,
+        end: u64,
     ) -> Result<String, String> {
         let mut file = tokio::fs::File::open(path)
             .await
@@ -482,7 +488,7 @@ impl Registry {
         file.seek(std::io::SeekFrom::Start(offset))
             .await
             .map_err(|e| e.to_string())?;
-        let len = size - offset;
+        let len = end - offset;
         let reader = tokio::io::AsyncReadExt::take(file, len);
         let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
             reader,
@@ -496,7 +502,7 @@ impl Registry {
             .header("Content-Length", len.to_string())
             .body(body);
         if len > 0 {
-            req = req.header("Content-Range", format!("{}-{}", offset, size - 1));
+            req = req.header("Content-Range", format!("{}-{}", offset, end - 1));
         }
         let req = self.authorize(req).await.map_err(|e| e.to_string())?;
         let resp = req

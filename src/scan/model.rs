@@ -17,7 +17,7 @@ pub enum Severity {
 
 /// Where a finding is: a file (relative to the scanned root, `/`-separated) and a
 /// 1-based line/column, or a package inside an image layer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub struct Location {
     pub path: String,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,6 +1,7 @@
 //! The one integration-test binary: one module per feature.
 
 mod support;
+mod support_registry;
 
 mod artifacts_e2e;
 mod batch;
@@ -8,6 +9,7 @@ mod build_semantics;
 mod buildspec_corpus;
 mod cache_e2e;
 mod cache_s3;
+mod image_e2e;
 mod reports_e2e;
 mod secrets_aws;
 mod secrets_leak;
