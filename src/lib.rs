@@ -17,9 +17,11 @@ pub mod project;
 pub mod source;
 
 pub mod artifacts;
+pub mod gitops;
 pub mod publish;
 pub mod reports;
 pub mod run;
+pub mod scan;
 pub mod secrets;
 pub mod sign;
 

@@ -48,6 +48,46 @@ pub struct ProjectConfig {
     /// The `image:` section.
     pub publish: Option<ImageConfig>,
     pub sign: Option<SignConfig>,
+    pub scan: Option<ScanConfig>,
+    /// `gitops:`: one target or a list.
+    pub gitops: Vec<GitopsTarget>,
+}
+
+/// `scan:`: scans that gate the build (see scanners/policy.yml).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanConfig {
+    /// Secrets in the source, before the phases run.
+    pub secrets: bool,
+    /// Lockfiles in the source, before the phases run.
+    pub deps: bool,
+    /// The built image (packages and secrets in its layers), before it is pushed.
+    pub image: bool,
+    /// A policy file (relative to the source); default: the built-in scanners/policy.yml.
+    pub policy: Option<String>,
+    /// OSV dumps (`<ecosystem>/all.zip`); default: RUNNER_ADVISORIES, else
+    /// `<data dir>/advisories` (`runner db update` fills it).
+    pub advisories: Option<String>,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        Self {
+            secrets: true,
+            deps: true,
+            image: true,
+            policy: None,
+            advisories: None,
+        }
+    }
+}
+
+/// One `gitops:` target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GitopsTarget {
+    pub config: crate::gitops::GitopsConfig,
+    /// Refuse to open the pull request for a digest without a valid signature by the
+    /// project's key (default: true when `sign:` is set).
+    pub require_signature: Option<bool>,
 }
 
 /// `image:`: the container image built after the phases succeed, and where it goes.
@@ -75,7 +115,8 @@ pub struct SignConfig {
     pub attest: Vec<String>,
 }
 
-const TOP_KEYS: &[&str] = &["name", "build", "image", "sign"];
+const TOP_KEYS: &[&str] = &["name", "build", "image", "sign", "scan", "gitops"];
+const SCAN_KEYS: &[&str] = &["secrets", "deps", "image", "policy", "advisories"];
 const IMAGE_KEYS: &[&str] = &[
     "repository",
     "dockerfile",
@@ -110,6 +151,8 @@ pub fn parse_project(text: &str) -> (Option<ProjectConfig>, Vec<Diagnostic>) {
                     Some("build") => build_section(v, &mut cfg, &mut diags),
                     Some("image") => cfg.publish = image_section(v, &mut diags),
                     Some("sign") => cfg.sign = sign_section(v, &mut diags),
+                    Some("scan") => cfg.scan = scan_section(v, &mut diags),
+                    Some("gitops") => cfg.gitops = gitops_section(v, &mut diags),
                     Some(other) => unknown(k, other, "", TOP_KEYS, &mut diags),
                     None => diags.push(Diagnostic::error(k.pos(), "keys must be strings")),
                 }
@@ -359,6 +402,92 @@ fn sign_section(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<SignConfig> 
     Some(cfg)
 }
 
+fn scan_section(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<ScanConfig> {
+    let mut cfg = ScanConfig::default();
+    if node.is_null() {
+        return Some(cfg);
+    }
+    let entries = mapping(node, "scan", diags)?;
+    for (k, v) in entries {
+        let Some(key) = k.as_str() else {
+            diags.push(Diagnostic::error(k.pos(), "keys must be strings"));
+            continue;
+        };
+        let path = format!("scan.{key}");
+        match key {
+            "secrets" => cfg.secrets = bool_value(v, &path, diags).unwrap_or(true),
+            "deps" => cfg.deps = bool_value(v, &path, diags).unwrap_or(true),
+            "image" => cfg.image = bool_value(v, &path, diags).unwrap_or(true),
+            "policy" => cfg.policy = string(v, &path, diags),
+            "advisories" => cfg.advisories = string(v, &path, diags),
+            other => unknown(k, other, "scan.", SCAN_KEYS, diags),
+        }
+    }
+    Some(cfg)
+}
+
+/// A node as JSON, for sections read with serde: plain `true`/`false` and numbers
+/// become JSON booleans and numbers, everything else strings.
+fn node_json(node: &Node) -> serde_json::Value {
+    use serde_json::Value;
+    match node {
+        Node::Scalar { text, .. } => match text.as_str() {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            t => t
+                .parse::<u64>()
+                .map(Value::from)
+                .unwrap_or_else(|_| Value::String(t.to_string())),
+        },
+        Node::Null { .. } => Value::Null,
+        Node::Seq { items, .. } => Value::Array(items.iter().map(node_json).collect()),
+        Node::Map { entries, .. } => Value::Object(
+            entries
+                .iter()
+                .filter_map(|(k, v)| k.as_str().map(|k| (k.to_string(), node_json(v))))
+                .collect(),
+        ),
+    }
+}
+
+fn gitops_section(node: &Node, diags: &mut Vec<Diagnostic>) -> Vec<GitopsTarget> {
+    let items: Vec<&Node> = match node {
+        Node::Seq { items, .. } => items.iter().collect(),
+        Node::Null { .. } => Vec::new(),
+        other => vec![other],
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let serde_json::Value::Object(mut obj) = node_json(item) else {
+            diags.push(Diagnostic::error(
+                item.pos(),
+                "gitops entries are mappings with at least `repo`",
+            ));
+            continue;
+        };
+        let require_signature = match obj.remove("require-signature") {
+            None => None,
+            Some(serde_json::Value::Bool(b)) => Some(b),
+            Some(_) => {
+                diags.push(Diagnostic::error(
+                    item.pos(),
+                    "gitops.require-signature must be true or false",
+                ));
+                None
+            }
+        };
+        match serde_json::from_value::<crate::gitops::GitopsConfig>(serde_json::Value::Object(obj))
+        {
+            Ok(config) => out.push(GitopsTarget {
+                config,
+                require_signature,
+            }),
+            Err(e) => diags.push(Diagnostic::error(item.pos(), format!("gitops: {e}"))),
+        }
+    }
+    out
+}
+
 fn string(node: &Node, path: &str, diags: &mut Vec<Diagnostic>) -> Option<String> {
     match node {
         Node::Scalar { text, .. } => Some(text.clone()),
@@ -399,6 +528,7 @@ fn unknown(key: &Node, name: &str, prefix: &str, known: &[&str], diags: &mut Vec
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::buildspec::render;
 
@@ -451,6 +581,19 @@ mod tests {
         assert_eq!(image.dockerfile, "Dockerfile");
         assert_eq!(image.build_args, [("A".to_string(), "b".to_string())]);
         assert_eq!(cfg.sign.unwrap().attest, ["provenance", "sbom"]);
+        let (cfg, diags) = parse_project("gitops:\n  repo: https://example.com/deploy.git\n  files: [k8s/kustomization.yaml]\n  force-push: true\n  require-signature: false\nscan:\n  deps: false\n");
+        assert!(diags.is_empty(), "{diags:?}");
+        let cfg = cfg.unwrap();
+        assert_eq!(cfg.gitops.len(), 1);
+        assert!(cfg.gitops[0].config.force_push);
+        assert_eq!(cfg.gitops[0].require_signature, Some(false));
+        assert!(!cfg.scan.unwrap().deps);
+        let (cfg, diags) = parse_project("gitops:\n  - repo: x\n    colour: blue\n");
+        assert!(cfg.is_none());
+        assert!(
+            diags[0].message.contains("unknown field `colour`"),
+            "{diags:?}"
+        );
         assert_eq!(
             rendered("image:\n  repository: 127.0.0.1:5000/app:v1\n  context: ../x\nsign: {}\n"),
             vec![

@@ -72,6 +72,186 @@ pub enum Command {
     /// Example:
     ///   runner verify 127.0.0.1:5000/app@sha256:... --key cosign.pub --attestation slsaprovenance1
     Verify(VerifyArgs),
+    /// Scan for leaked secrets and vulnerable dependencies, offline.
+    ///
+    /// Exit codes: 0 clean or within the policy, 1 the policy is violated, 2 could not
+    /// scan. Vulnerabilities are matched against OSV dumps (<ecosystem>/all.zip) in
+    /// --advisories, RUNNER_ADVISORIES or <data dir>/advisories (`runner db update`).
+    #[command(subcommand)]
+    Scan(ScanCommand),
+    /// The offline vulnerability database.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Deploy through a config repository (Argo CD, Flux): move an image to a new digest.
+    #[command(subcommand)]
+    Gitops(GitopsCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScanFormat {
+    Table,
+    Json,
+    Sarif,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SbomFormat {
+    Cyclonedx,
+    Spdx,
+}
+
+/// Options every scan takes.
+#[derive(Debug, Args, Clone)]
+pub struct ScanCommon {
+    /// Output: a table for people, JSON, or SARIF 2.1.0 for GitHub code scanning.
+    #[arg(long, value_enum, default_value_t = ScanFormat::Table)]
+    pub format: ScanFormat,
+    /// The policy that decides pass or fail [default: the built-in scanners/policy.yml].
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Write the report here instead of standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScanCommand {
+    /// Secrets in a directory: 34 rule kinds (cloud keys, tokens, private keys, generic
+    /// high-entropy assignments), .gitignore honoured, findings redacted.
+    ///
+    /// `gitleaks:allow` or `runner:allow` on a line accepts it; --baseline accepts the
+    /// findings listed in a file (write one with --write-baseline).
+    /// Example:
+    ///   runner scan secrets . --format sarif -o secrets.sarif
+    Secrets {
+        path: PathBuf,
+        /// Accept the findings in this baseline file.
+        #[arg(long, value_name = "FILE")]
+        baseline: Option<PathBuf>,
+        /// Write the current findings as a baseline and exit 0.
+        #[arg(long, value_name = "FILE")]
+        write_baseline: Option<PathBuf>,
+        /// Rules in gitleaks' TOML format instead of the built-in pack.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        common: ScanCommon,
+    },
+    /// Vulnerable packages in lockfiles (Cargo.lock, package-lock.json, yarn.lock,
+    /// pnpm-lock.yaml, requirements.txt, poetry.lock, Pipfile.lock, uv.lock, go.mod,
+    /// Gemfile.lock, composer.lock).
+    /// Example:
+    ///   runner scan deps . --advisories ../osv
+    Deps {
+        path: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        advisories: Option<PathBuf>,
+        #[command(flatten)]
+        common: ScanCommon,
+    },
+    /// OS and language packages and secrets in an image on the engine (or a `docker
+    /// save` tarball), with whiteouts applied.
+    /// Example:
+    ///   runner scan image app:dev --sbom cyclonedx -o sbom.json
+    Image {
+        /// An image on the engine, or a path to a `docker save` tar / OCI layout.
+        image: String,
+        #[arg(long, value_name = "DIR")]
+        advisories: Option<PathBuf>,
+        /// Print an SBOM instead of findings.
+        #[arg(long, value_enum)]
+        sbom: Option<SbomFormat>,
+        #[command(flatten)]
+        common: ScanCommon,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Download fresh OSV dumps (<base-url>/<ecosystem>/all.zip) into the advisory directory.
+    ///
+    /// Each file is checked and replaced atomically; a failed download keeps the old one.
+    /// Example:
+    ///   runner db update --ecosystem crates.io --ecosystem PyPI
+    Update {
+        /// [default: RUNNER_ADVISORIES, else <data dir>/advisories]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        #[arg(
+            long,
+            default_value = "https://osv-vulnerabilities.storage.googleapis.com"
+        )]
+        base_url: String,
+        /// Repeatable [default: crates.io, PyPI, npm, Go, RubyGems, Packagist, Debian, Alpine].
+        #[arg(long = "ecosystem")]
+        ecosystems: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GitopsCommand {
+    /// Pin IMAGE to DIGEST in a config repository and open (or update) a pull request.
+    ///
+    /// Edits kustomize `images:`, Helm values, raw manifests (containers and
+    /// initContainers), Flux `$imagepolicy` setters and Argo CD Image Updater's
+    /// `.argocd-source-*.yaml`, changing only the value (comments, quoting and order
+    /// stay). One branch per target, so a later bump updates the same pull request; no
+    /// change, no commit. The token comes from RUNNER_GITOPS_TOKEN, else GITHUB_TOKEN /
+    /// GITLAB_TOKEN / GITEA_TOKEN; it is never printed.
+    /// Example:
+    ///   runner gitops bump --repo https://github.com/org/deploy.git --image 123456789012.dkr.ecr.us-east-1.amazonaws.com/app --digest sha256:... --file apps/app/kustomization.yaml
+    Bump(GitopsBumpArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ForgeArg {
+    Github,
+    Gitlab,
+    Gitea,
+    None,
+}
+
+#[derive(Debug, Args)]
+pub struct GitopsBumpArgs {
+    /// Config repository: URL or local path.
+    #[arg(long)]
+    pub repo: String,
+    /// Image repository to move (e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com/app).
+    #[arg(long)]
+    pub image: String,
+    /// New digest (sha256:...).
+    #[arg(long)]
+    pub digest: String,
+    /// New tag (default: keep the tag already written).
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// File to edit, relative to the repository root (repeatable; default: every YAML file).
+    #[arg(long = "file")]
+    pub files: Vec<String>,
+    /// Head branch (default: runner/bump/<image>-<hash>; equal to --base: push directly).
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// The branch the pull request targets.
+    #[arg(long, default_value = "main")]
+    pub base: String,
+    /// Forge to open the pull request on (default: guessed from the repository host).
+    #[arg(long, value_enum)]
+    pub forge: Option<ForgeArg>,
+    /// Forge API base URL (GitHub Enterprise: https://HOST/api/v3).
+    #[arg(long)]
+    pub forge_url: Option<String>,
+    /// Extra Helm value path holding the image (repeatable), e.g. api.image.
+    #[arg(long = "key")]
+    pub helm_keys: Vec<String>,
+    /// Label for the pull request (repeatable).
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Rebuild the bump branch from the base and force-push it (with lease).
+    #[arg(long)]
+    pub force_push: bool,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -459,12 +459,66 @@ async fn run_inner(args: BuildArgs) -> Result<ExitStatus, SetupError> {
     run_opts.log_file = log.as_ref().map(|l| l.path().display().to_string());
     let reporter = reporters(&args, log, &masker);
     let started_on = run::now_rfc3339();
+
+    // Scans of the source gate the build: nothing runs when the policy fails.
+    let scan_cfg = facts.config.scan.clone();
+    let (policy, advisories) = match &scan_cfg {
+        Some(cfg) => {
+            let policy_path = cfg.policy.as_ref().map(|p| facts.source.join(p));
+            let (policy, warnings) =
+                run::scans::load_policy(policy_path.as_deref()).map_err(SetupError)?;
+            for w in warnings {
+                eprintln!("{w}");
+            }
+            let explicit = cfg.advisories.as_ref().map(|a| facts.source.join(a));
+            let dir = run::scans::advisories_dir(explicit.as_deref(), &facts.data);
+            let (db, note) = run::scans::open_advisories(dir.as_deref());
+            if let Some(n) = note {
+                reporter.event(&Event::Notice {
+                    level: Level::Warning,
+                    message: n,
+                });
+            }
+            (policy, db)
+        }
+        None => (Default::default(), crate::scan::osv::AdvisoryDb::empty()),
+    };
+    if let Some(cfg) = &scan_cfg {
+        let started = std::time::Instant::now();
+        let mut findings = run::scans::Findings::default();
+        let source = facts.source.clone();
+        let (secrets, deps) = (cfg.secrets, cfg.deps);
+        let db = &advisories;
+        if secrets {
+            let src = source.clone();
+            let f = tokio::task::spawn_blocking(move || run::scans::scan_secrets(&src))
+                .await
+                .map_err(|e| SetupError(e.to_string()))?
+                .map_err(SetupError)?;
+            findings.extend(f);
+        }
+        if deps {
+            findings.extend(run::scans::scan_deps(&source, db).map_err(SetupError)?);
+        }
+        if (secrets || deps)
+            && run::scans::judge(reporter.as_ref(), "source", &findings, &policy, started).is_err()
+        {
+            return Ok(ExitStatus::Failed);
+        }
+    }
+
     let result = run::run_build(&engine, &plan, &run_opts, reporter.as_ref(), cancel).await;
     let status = ExitStatus::from_build(result.status);
     if status != ExitStatus::Success {
         return Ok(status);
     }
     let Some(image_cfg) = &facts.config.publish else {
+        if !facts.config.gitops.is_empty() {
+            reporter.event(&Event::Notice {
+                level: Level::Warning,
+                message: "runner.yml has gitops: but no image: section; nothing to deploy".into(),
+            });
+        }
         return Ok(status);
     };
     let connect = crate::publish::connect::ConnectOptions {
@@ -479,10 +533,17 @@ async fn run_inner(args: BuildArgs) -> Result<ExitStatus, SetupError> {
         .unwrap_or(&buildspec_path)
         .display()
         .to_string();
+    // RUNNER_SIGN_KEY points at the key from outside the source tree (CI secrets, demos).
+    let sign_cfg = facts.config.sign.clone().map(|mut s| {
+        if let Ok(k) = std::env::var("RUNNER_SIGN_KEY") {
+            s.key = k;
+        }
+        s
+    });
     let input = run::ReleaseInput {
         source: &facts.source,
         image: image_cfg,
-        sign: facts.config.sign.as_ref(),
+        sign: sign_cfg.as_ref(),
         key_password: std::env::var("COSIGN_PASSWORD").ok().map(Secret::new),
         project: &facts.project,
         build_id: &plan.build_id,
@@ -496,7 +557,10 @@ async fn run_inner(args: BuildArgs) -> Result<ExitStatus, SetupError> {
         connect,
         layer_map: facts.data.join("publish").join("layers.json"),
         work_dir: facts.data.join("tmp"),
-        sbom: None,
+        scan_image: scan_cfg.as_ref().is_some_and(|c| c.image),
+        policy: &policy,
+        advisories: &advisories,
+        gitops: &facts.config.gitops,
     };
     match run::release(&engine, &input, reporter.as_ref()).await {
         Ok(_) => Ok(ExitStatus::Success),

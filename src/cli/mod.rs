@@ -6,7 +6,9 @@
 mod args;
 mod build;
 mod exit;
+mod gitops;
 mod image;
+mod scan;
 mod validate;
 
 pub use args::{Cli, Command};
@@ -24,6 +26,9 @@ pub fn main() -> std::process::ExitCode {
         Command::Push(args) => block_on(image::push(args)),
         Command::Sign(args) => block_on(image::sign(args)),
         Command::Verify(args) => block_on(image::verify(args)),
+        Command::Gitops(cmd) => block_on(gitops::run(cmd)),
+        Command::Scan(cmd) => block_on(scan::run(cmd)),
+        Command::Db(cmd) => block_on(scan::db(cmd)),
     };
     status.into()
 }

@@ -98,6 +98,7 @@ pub fn context_tar(dir: &Path, dockerfile: &str) -> Result<Vec<u8>, PublishError
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     #[test]

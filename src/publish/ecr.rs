@@ -161,6 +161,7 @@ impl CredentialSource for EcrCredentials {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     #[test]

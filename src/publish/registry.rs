@@ -683,6 +683,7 @@ fn parse_challenge(params: &str) -> BTreeMap<String, String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     #[test]

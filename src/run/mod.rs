@@ -8,6 +8,7 @@ mod build;
 mod cache_steps;
 mod cancel;
 mod release;
+pub mod scans;
 
 pub use batch::{run_batch, BatchOptions, BatchTaskPlan};
 pub use build::{docker_volume, run_build, RunOptions};

@@ -34,8 +34,12 @@ pub struct ReleaseInput<'a> {
     /// Where the push remembers layer → blob (the data directory).
     pub layer_map: PathBuf,
     pub work_dir: PathBuf,
-    /// A CycloneDX SBOM of the built image, when a scanner made one (attested with `sbom`).
-    pub sbom: Option<&'a (dyn Fn(&str) -> Option<serde_json::Value> + Sync)>,
+    /// Scan the image before pushing it (`scan.image`), judged by `policy`.
+    pub scan_image: bool,
+    pub policy: &'a crate::scan::policy::Policy,
+    pub advisories: &'a crate::scan::osv::AdvisoryDb,
+    /// GitOps targets to bump once the image is pushed (and signed).
+    pub gitops: &'a [crate::project::GitopsTarget],
 }
 
 /// What the release produced.
@@ -48,6 +52,7 @@ pub struct Released {
     pub local_image: String,
     pub signed: bool,
     pub attestations: Vec<String>,
+    pub pull_requests: Vec<String>,
 }
 
 /// `{short-revision}` and friends in a tag.
@@ -224,6 +229,55 @@ pub async fn release(
         started,
     );
 
+    // Inventory: for the image scan and the SBOM.
+    let wants_sbom = input
+        .sign
+        .is_some_and(|s| s.attest.iter().any(|a| a == "sbom"));
+    let mut inventory = None;
+    if input.scan_image || wants_sbom {
+        let started = Instant::now();
+        match super::scans::image_inventory(engine, &local, &input.work_dir).await {
+            Ok(saved) => {
+                let inv = &saved.inventory;
+                if input.scan_image {
+                    let findings =
+                        super::scans::scan_inventory(inv, input.advisories).map_err(|e| {
+                            let msg = format!("Image scan failed: {e}");
+                            stage(
+                                reporter,
+                                "scan",
+                                false,
+                                msg.clone(),
+                                serde_json::Value::Null,
+                                started,
+                            );
+                            msg
+                        })?;
+                    super::scans::judge(
+                        reporter,
+                        &format!("image {local}"),
+                        &findings,
+                        input.policy,
+                        started,
+                    )?;
+                }
+                inventory = Some(saved);
+            }
+            Err(e) => {
+                let msg = format!("Image scan failed: cannot read {local}: {e}");
+                stage(
+                    reporter,
+                    "scan",
+                    false,
+                    msg.clone(),
+                    serde_json::Value::Null,
+                    started,
+                );
+                return Err(msg);
+            }
+        }
+    }
+
     // Push.
     let started = Instant::now();
     let fail = |msg: String, started: Instant| {
@@ -308,6 +362,7 @@ pub async fn release(
         local_image: local,
         signed: false,
         attestations: Vec::new(),
+        pull_requests: Vec::new(),
     };
 
     // Sign and attest.
@@ -374,7 +429,10 @@ pub async fn release(
                 out.attestations
                     .push(provenance::SLSA_PROVENANCE_V1.to_string());
             }
-            "sbom" => match input.sbom.and_then(|f| f(&out.local_image)) {
+            "sbom" => match inventory
+                .as_ref()
+                .map(|saved| crate::scan::image::sbom::cyclonedx(&saved.inventory.sbom_subject()))
+            {
                 Some(bom) => {
                     cosign::attest(
                         &registry,
@@ -415,7 +473,88 @@ pub async fn release(
         serde_json::json!({"digest": pushed.digest, "key": sign_cfg.key, "attestations": out.attestations}),
         started,
     );
+    let verifying = key.verifying_key().map_err(|e| e.to_string())?;
+    gitops(
+        input,
+        &registry,
+        &repo,
+        &mut out,
+        Some(&verifying),
+        reporter,
+    )
+    .await?;
     Ok(out)
+}
+
+/// Opens (or updates) the deployment pull requests. With `require-signature` (the
+/// default when the project signs), the digest must carry a valid signature by the
+/// project's key in the registry first.
+async fn gitops(
+    input: &ReleaseInput<'_>,
+    registry: &crate::publish::registry::Registry,
+    repo: &ImageRef,
+    out: &mut Released,
+    key: Option<&crate::sign::VerifyingKey>,
+    reporter: &dyn Reporter,
+) -> Result<(), String> {
+    for target in input.gitops {
+        let started = Instant::now();
+        let fail = |msg: String| {
+            stage(
+                reporter,
+                "gitops",
+                false,
+                msg.clone(),
+                serde_json::Value::Null,
+                started,
+            );
+            msg
+        };
+        if target.require_signature.unwrap_or(input.sign.is_some()) {
+            let Some(key) = key else {
+                return Err(fail(format!(
+                    "GitOps refused for {}: require-signature is set but the project has no sign: key",
+                    target.config.repo
+                )));
+            };
+            cosign::verify(registry, repo, &out.digest, key)
+                .await
+                .map_err(|e| fail(format!("GitOps refused: {e}")))?;
+        }
+        let req = crate::gitops::BumpRequest {
+            config: target.config.clone(),
+            image: repo.name(),
+            digest: out.digest.clone(),
+            tag: out.tags.first().cloned(),
+            token: target
+                .config
+                .token_from_env()
+                .map(crate::secrets::Secret::new),
+        };
+        let o = crate::gitops::bump(&req)
+            .await
+            .map_err(|e| fail(format!("GitOps bump of {} failed: {e}", target.config.repo)))?;
+        let pr = o.pull_request.as_ref().map(|p| p.url.clone());
+        if let Some(url) = &pr {
+            out.pull_requests.push(url.clone());
+        }
+        stage(
+            reporter,
+            "gitops",
+            true,
+            format!(
+                "GitOps: {} {:?} on {}{}",
+                o.repository,
+                o.status,
+                o.branch,
+                pr.map(|u| format!(", pull request {u}"))
+                    .unwrap_or_default()
+            ),
+            serde_json::to_value(&o).unwrap_or_default(),
+            started,
+        );
+    }
+    Ok(())
 }
 
 pub fn now_rfc3339() -> String {

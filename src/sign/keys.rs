@@ -160,6 +160,7 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SignError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     #[test]

@@ -9,6 +9,8 @@ mod build_semantics;
 mod buildspec_corpus;
 mod cache_e2e;
 mod cache_s3;
+mod gitops_corpus;
+mod gitops_e2e;
 mod image_e2e;
 mod reports_e2e;
 mod secrets_aws;

@@ -1,0 +1,259 @@
+//! The scans of a build, shared by `runner build` and `runner scan`: secrets and
+//! lockfiles in the source, packages and secrets in an image; the policy judges them.
+
+use crate::event::{Event, Reporter, StageSummary};
+use crate::scan::image::{scan_image_archive, ImageInventory};
+use crate::scan::model::{SecretFinding, VulnFinding};
+use crate::scan::osv::AdvisoryDb;
+use crate::scan::policy::{self, Policy, Verdict};
+use crate::scan::secrets::{ScanOptions, SecretScanner};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What the scans found.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Findings {
+    pub secrets: Vec<SecretFinding>,
+    pub vulnerabilities: Vec<VulnFinding>,
+    /// Packages looked up (lockfile entries or image packages).
+    pub packages: usize,
+    pub files_scanned: u64,
+    /// Why a part could not be scanned (no advisory data, an unreadable lockfile...).
+    pub notes: Vec<String>,
+}
+
+impl Findings {
+    pub fn extend(&mut self, other: Findings) {
+        self.secrets.extend(other.secrets);
+        self.vulnerabilities.extend(other.vulnerabilities);
+        self.packages += other.packages;
+        self.files_scanned += other.files_scanned;
+        self.notes.extend(other.notes);
+    }
+}
+
+/// Where the OSV dumps are: `explicit`, else RUNNER_ADVISORIES, else
+/// `<data>/advisories`. `None` when the directory does not exist.
+pub fn advisories_dir(explicit: Option<&Path>, data: &Path) -> Option<PathBuf> {
+    let dir = explicit
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("RUNNER_ADVISORIES").map(PathBuf::from))
+        .unwrap_or_else(|| data.join("advisories"));
+    dir.is_dir().then_some(dir)
+}
+
+/// Opens the advisory database, or an empty one with a note saying how to get data.
+pub fn open_advisories(dir: Option<&Path>) -> (AdvisoryDb, Option<String>) {
+    match dir {
+        Some(d) => match AdvisoryDb::open(d) {
+            Ok(db) => (db, None),
+            Err(e) => (AdvisoryDb::empty(), Some(format!("advisory data unusable ({e}); vulnerabilities were not checked"))),
+        },
+        None => (
+            AdvisoryDb::empty(),
+            Some("no advisory data: run `runner db update` (or set RUNNER_ADVISORIES); vulnerabilities were not checked".into()),
+        ),
+    }
+}
+
+/// Secrets in a directory (honouring .gitignore).
+pub fn scan_secrets(dir: &Path) -> Result<Findings, String> {
+    let scanner = SecretScanner::default_rules().map_err(|e| e.to_string())?;
+    let out = scanner
+        .scan_dir(dir, &ScanOptions::default())
+        .map_err(|e| e.to_string())?;
+    Ok(Findings {
+        secrets: out.findings,
+        files_scanned: out.files_scanned,
+        notes: out.warnings,
+        ..Default::default()
+    })
+}
+
+/// Vulnerable packages in the lockfiles under `dir`.
+pub fn scan_deps(dir: &Path, db: &AdvisoryDb) -> Result<Findings, String> {
+    let out = crate::scan::deps::scan_dir(dir, db).map_err(|e| e.to_string())?;
+    Ok(Findings {
+        vulnerabilities: out.findings,
+        packages: out.lockfiles.iter().map(|l| l.packages.len()).sum(),
+        files_scanned: out.lockfiles.len() as u64,
+        notes: out
+            .skipped
+            .iter()
+            .map(|s| format!("{}: {}", s.path, s.reason))
+            .collect(),
+        ..Default::default()
+    })
+}
+
+/// Packages (matched against advisories) and secrets in an image's files.
+pub fn scan_inventory(inv: &ImageInventory, db: &AdvisoryDb) -> Result<Findings, String> {
+    let mut f = Findings::default();
+    for p in &inv.packages {
+        match db.query(p) {
+            Ok(v) => f.vulnerabilities.extend(v),
+            Err(e) => {
+                f.notes.push(format!("{}: {e}", p.ecosystem));
+                break;
+            }
+        }
+    }
+    f.packages = inv.packages.len();
+    let scanner = SecretScanner::default_rules().map_err(|e| e.to_string())?;
+    let stats = inv
+        .for_each_file(
+            crate::scan::secrets::DEFAULT_MAX_FILE_SIZE,
+            |path, layer, bytes| {
+                if scanner.path_allowed(path) {
+                    f.secrets
+                        .extend(scanner.scan_bytes(path, bytes, Some(layer)));
+                }
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    f.files_scanned = stats.files;
+    f.notes.extend(inv.warnings.iter().cloned());
+    Ok(f)
+}
+
+/// An image's inventory and the saved archive it reads file contents from (deleted when
+/// this is dropped).
+pub struct SavedImage {
+    pub inventory: ImageInventory,
+    _archive: tempfile::TempPath,
+}
+
+/// Saves an image from the engine to a file and reads its inventory.
+pub async fn image_inventory(
+    engine: &crate::docker::DockerEngine,
+    image: &str,
+    work: &Path,
+) -> Result<SavedImage, String> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    std::fs::create_dir_all(work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("runner-image-")
+        .suffix(".tar")
+        .tempfile_in(work)
+        .map_err(|e| format!("cannot create a file in {}: {e}", work.display()))?;
+    let archive = tmp.into_temp_path();
+    let path = archive.to_path_buf();
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut stream = engine.export_image(image);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        file.write_all(&chunk).await.map_err(|e| e.to_string())?;
+    }
+    file.flush().await.map_err(|e| e.to_string())?;
+    drop(file);
+    let inventory =
+        tokio::task::spawn_blocking(move || scan_image_archive(&path).map_err(|e| e.to_string()))
+            .await
+            .map_err(|e| e.to_string())??;
+    Ok(SavedImage {
+        inventory,
+        _archive: archive,
+    })
+}
+
+/// Today as `YYYY-MM-DD` (UTC), for allow-list expiry.
+pub fn today() -> String {
+    let d = time::OffsetDateTime::now_utc().date();
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+/// Judges `findings` and reports one `scan` stage; `Err` when the policy fails.
+pub fn judge(
+    reporter: &dyn Reporter,
+    what: &str,
+    findings: &Findings,
+    policy: &Policy,
+    started: Instant,
+) -> Result<Verdict, String> {
+    let verdict = policy::evaluate(
+        policy,
+        &findings.secrets,
+        &findings.vulnerabilities,
+        &today(),
+    );
+    for note in &findings.notes {
+        reporter.event(&Event::Notice {
+            level: crate::event::Level::Warning,
+            message: format!("scan {what}: {note}"),
+        });
+    }
+    for e in &verdict.expired {
+        reporter.event(&Event::Notice {
+            level: crate::event::Level::Warning,
+            message: format!("scan policy: allow entry {e} no longer applies"),
+        });
+    }
+    let mut message = format!(
+        "Scan of {what}: {} secrets, {} vulnerabilities in {} packages, {} files; {} accepted by the allow-list",
+        findings.secrets.len(),
+        findings.vulnerabilities.len(),
+        findings.packages,
+        findings.files_scanned,
+        verdict.allowed.len()
+    );
+    if !verdict.passed() {
+        message.push_str(&format!(
+            "; policy violated by {}",
+            verdict
+                .violations
+                .iter()
+                .map(|v| format!("{} ({}, {:?})", v.id, v.subject, v.severity))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    reporter.event(&Event::Stage(StageSummary {
+        stage: "scan",
+        ok: verdict.passed(),
+        message: message.clone(),
+        detail: serde_json::json!({
+            "target": what,
+            "secrets": findings.secrets,
+            "vulnerabilities": findings.vulnerabilities,
+            "verdict": verdict,
+        }),
+        duration_ms: started.elapsed().as_millis() as u64,
+    }));
+    if verdict.passed() {
+        Ok(verdict)
+    } else {
+        Err(message)
+    }
+}
+
+/// Loads a policy file (or the built-in one) with its warnings; errors name the file
+/// and position.
+pub fn load_policy(path: Option<&Path>) -> Result<(Policy, Vec<String>), String> {
+    let (text, name) = match path {
+        Some(p) => (
+            std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read policy {}: {e}", p.display()))?,
+            p.display().to_string(),
+        ),
+        None => (
+            policy::DEFAULT_POLICY.to_string(),
+            "scanners/policy.yml".to_string(),
+        ),
+    };
+    let (p, diags) = policy::parse(&text);
+    let rendered: Vec<String> = diags
+        .iter()
+        .map(|d| crate::buildspec::render(&name, d))
+        .collect();
+    match p {
+        Some(p) => Ok((p, rendered)),
+        None => Err(format!(
+            "{name} is not a valid policy:\n{}",
+            rendered.join("\n")
+        )),
+    }
+}

@@ -1,0 +1,206 @@
+//! What a lockfile parser returns, the lockfile kinds, and helpers shared by parsers.
+
+use crate::scan::deps::purl::purl;
+use crate::scan::model::{Location, Package};
+use serde::Serialize;
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LockfileKind {
+    CargoLock,
+    PackageLock,
+    YarnLock,
+    PnpmLock,
+    Requirements,
+    PoetryLock,
+    PipfileLock,
+    UvLock,
+    GoMod,
+    GemfileLock,
+    ComposerLock,
+}
+
+impl LockfileKind {
+    /// The kind of a file by its name, `None` if it is not a lockfile we read.
+    pub fn detect(file_name: &str) -> Option<LockfileKind> {
+        Some(match file_name {
+            "Cargo.lock" => LockfileKind::CargoLock,
+            "package-lock.json" | "npm-shrinkwrap.json" => LockfileKind::PackageLock,
+            "yarn.lock" => LockfileKind::YarnLock,
+            "pnpm-lock.yaml" => LockfileKind::PnpmLock,
+            "poetry.lock" => LockfileKind::PoetryLock,
+            "Pipfile.lock" => LockfileKind::PipfileLock,
+            "uv.lock" => LockfileKind::UvLock,
+            "go.mod" => LockfileKind::GoMod,
+            "Gemfile.lock" | "gems.locked" => LockfileKind::GemfileLock,
+            "composer.lock" => LockfileKind::ComposerLock,
+            n if n.starts_with("requirements") && n.ends_with(".txt") => LockfileKind::Requirements,
+            _ => return None,
+        })
+    }
+
+    /// The OSV ecosystem of the packages in this kind of lockfile.
+    pub fn ecosystem(self) -> &'static str {
+        match self {
+            LockfileKind::CargoLock => "crates.io",
+            LockfileKind::PackageLock | LockfileKind::YarnLock | LockfileKind::PnpmLock => "npm",
+            LockfileKind::Requirements
+            | LockfileKind::PoetryLock
+            | LockfileKind::PipfileLock
+            | LockfileKind::UvLock => "PyPI",
+            LockfileKind::GoMod => "Go",
+            LockfileKind::GemfileLock => "RubyGems",
+            LockfileKind::ComposerLock => "Packagist",
+        }
+    }
+
+    /// Parses a lockfile of this kind; `path` is its path relative to the scanned root.
+    pub fn parse(self, text: &str, path: &str) -> Result<Parsed, ParseError> {
+        use crate::scan::deps::*;
+        match self {
+            LockfileKind::CargoLock => cargo_lock::parse(text, path),
+            LockfileKind::PackageLock => package_lock::parse(text, path),
+            LockfileKind::YarnLock => yarn_lock::parse(text, path),
+            LockfileKind::PnpmLock => pnpm_lock::parse(text, path),
+            LockfileKind::Requirements => requirements::parse(text, path),
+            LockfileKind::PoetryLock => poetry_lock::parse(text, path),
+            LockfileKind::PipfileLock => pipfile_lock::parse(text, path),
+            LockfileKind::UvLock => uv_lock::parse(text, path),
+            LockfileKind::GoMod => go_mod::parse(text, path),
+            LockfileKind::GemfileLock => gemfile_lock::parse(text, path),
+            LockfileKind::ComposerLock => composer_lock::parse(text, path),
+        }
+    }
+}
+
+/// The packages of one lockfile, and the entries that were not usable.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Parsed {
+    pub packages: Vec<Package>,
+    pub skipped: Vec<SkippedEntry>,
+}
+
+/// An entry a parser could not turn into a package (unpinned requirement, git or path
+/// dependency, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedEntry {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    pub entry: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot parse {path}{}: {message} (is it a valid, unmodified lockfile? regenerate it with its package manager)", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+pub struct ParseError {
+    pub path: String,
+    pub line: Option<u32>,
+    pub message: String,
+}
+
+impl ParseError {
+    pub fn new(path: &str, line: Option<u32>, message: impl Into<String>) -> Self {
+        ParseError {
+            path: path.to_string(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+impl Parsed {
+    /// Adds a package unless the same name and version is already there.
+    pub fn push(
+        &mut self,
+        ecosystem: &str,
+        name: &str,
+        version: &str,
+        path: &str,
+        line: Option<u32>,
+    ) {
+        if name.is_empty() || version.is_empty() {
+            return;
+        }
+        if self
+            .packages
+            .iter()
+            .any(|p| p.name == name && p.version == version)
+        {
+            return;
+        }
+        self.packages.push(Package {
+            ecosystem: ecosystem.to_string(),
+            name: name.to_string(),
+            version: version.to_string(),
+            source_name: None,
+            purl: purl(ecosystem, name, version),
+            location: Location {
+                path: path.to_string(),
+                line,
+                column: None,
+                layer: None,
+            },
+        });
+    }
+
+    pub fn skip(&mut self, line: Option<u32>, entry: impl Into<String>, reason: impl Into<String>) {
+        self.skipped.push(SkippedEntry {
+            line,
+            entry: entry.into(),
+            reason: reason.into(),
+        });
+    }
+}
+
+/// 1-based line numbers of every line equal (after trimming) to `header`, in order.
+pub fn header_lines(text: &str, header: &str) -> Vec<u32> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim() == header)
+        .map(|(i, _)| line_no(i))
+        .collect()
+}
+
+pub fn line_no(index: usize) -> u32 {
+    u32::try_from(index + 1).unwrap_or(u32::MAX)
+}
+
+/// For JSON lockfiles: the lines on which each object key `"key": {` opens, by key.
+pub fn json_object_key_lines(text: &str) -> HashMap<&str, Vec<u32>> {
+    let mut out: HashMap<&str, Vec<u32>> = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        let Some(rest) = t.strip_prefix('"') else {
+            continue;
+        };
+        let Some(end) = rest.find("\":") else {
+            continue;
+        };
+        let after = rest[end + 2..].trim_start();
+        if after.starts_with('{') {
+            out.entry(&rest[..end]).or_default().push(line_no(i));
+        }
+    }
+    out
+}
+
+/// Picks, among the lines where `key` opens an object, the one whose object has
+/// `"version": "<version>"` within the next few lines (else the first).
+pub fn pick_line(lines: &[&str], candidates: Option<&Vec<u32>>, version: &str) -> Option<u32> {
+    let candidates = candidates?;
+    let needle = format!("\"{version}\"");
+    for &c in candidates {
+        let start = c as usize;
+        let found = lines
+            .iter()
+            .skip(start)
+            .take(12)
+            .take_while(|l| !l.trim_start().starts_with('}'))
+            .any(|l| l.contains("\"version\"") && l.contains(&needle));
+        if found {
+            return Some(c);
+        }
+    }
+    candidates.first().copied()
+}
