@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # The main job end to end on the embedded defaults: sets up the local stack (Docker engine,
-# base images, moto as the AWS stand-in), builds runner, validates the example buildspecs,
-# then runs the sample app's buildspec twice in a Python container:
+# base images, moto as the AWS stand-in, a registry standing in for ECR's data plane, a
+# git remote and a strict GitHub stand-in), builds runner, validates the example
+# buildspecs, then runs the sample app's buildspec twice in a Python container:
+#   - secrets and lockfiles in the source scanned against the policy first;
 #   - secrets from Parameter Store and Secrets Manager (moto), masked in every output;
 #   - pytest from PyPI over HTTPS (the container trusts the host's CA bundle);
 #   - a JUnit report, a tarball artifact and an exported variable;
-#   - the second run restores the virtualenv from the build cache.
+#   - the image built from the Dockerfile, scanned (packages, secrets in its layers),
+#     pushed to "ECR" with moto's token, signed and attested (SLSA provenance, SBOM);
+#   - a pull request on the config repository pinning the new digest;
+#   - the second run restores the virtualenv from the build cache, reuses the engine's
+#     layer cache and uploads no blob the registry already has, and updates the same PR.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -13,22 +19,72 @@ bash scripts/setup.sh --debian --python
 echo "demo: cargo build --release" >&2
 cargo build --release --quiet
 runner=$PWD/target/release/runner
-out=${RUNNER_DEMO_OUT:-$(mktemp -d)}
+work=$(mktemp -d)
+out=${RUNNER_DEMO_OUT:-$work/artifacts}
 # A fresh data directory, so the first build is a cache miss and the second a hit.
-export RUNNER_DATA_DIR=${RUNNER_DEMO_DATA:-$(mktemp -d)}
+export RUNNER_DATA_DIR=${RUNNER_DEMO_DATA:-$work/data}
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	bash scripts/registry.sh stop --port 5001 >/dev/null 2>&1 || true
+	bash scripts/moto.sh stop
+}
+trap cleanup EXIT
 
-echo "demo: local AWS stand-in" >&2
+echo "demo: local AWS stand-in (moto) and the registry behind ECR's token" >&2
 eval "$(bash scripts/moto.sh start)"
-trap 'bash scripts/moto.sh stop' EXIT
+bash scripts/registry.sh start --htpasswd --port 5001 >/dev/null
+ecr=123456789012.dkr.ecr.us-east-1.amazonaws.com
+export RUNNER_REGISTRY_ENDPOINTS=$ecr=http://127.0.0.1:5001
+
+echo "demo: signing key (runner key generate)" >&2
+export COSIGN_PASSWORD=demo-password
+"$runner" key generate --output-dir "$work/keys" >/dev/null
+export RUNNER_SIGN_KEY=$work/keys/cosign.key
+
+# Offline advisory data: the shared OSV dumps when present, else `runner db update`.
+if [ -d ../shared/advisories ]; then export RUNNER_ADVISORIES=$PWD/../shared/advisories; fi
+
+echo "demo: config repository and GitHub stand-in" >&2
+token=demo-$RANDOM$RANDOM
+export RUNNER_GITOPS_TOKEN=$token
+git -c init.defaultBranch=main init -q --bare "$work/git/acme/sample-app-deploy.git"
+git -c init.defaultBranch=main init -q "$work/seed"
+cp -r fixtures/sample-app-deploy/. "$work/seed/"
+git -C "$work/seed" add -A
+git -C "$work/seed" -c user.name=demo -c user.email=demo@localhost commit -qm "sample-app deployment"
+git -C "$work/seed" push -q "$work/git/acme/sample-app-deploy.git" HEAD:main
+python3 tests/it/git_http.py --root "$work/git" --token "$token" --port 18080 >"$work/git_http.out" 2>&1 &
+pids+=($!)
+python3 tests/it/forge_github.py --spec "$(bash scripts/octokit-openapi.sh)" --token "$token" \
+	--port 18081 --git-root "$work/git" --record "$work/forge.jsonl" >"$work/forge.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+	grep -q PORT "$work/git_http.out" 2>/dev/null && grep -q PORT "$work/forge.out" 2>/dev/null && break
+	sleep 0.1
+done
 
 echo "demo: runner validate" >&2
 "$runner" validate buildspecs/*.yml fixtures/sample-app/buildspec.yml
 
-# The image, source mode and timeout come from fixtures/sample-app/runner.yml.
+# The image, source mode, scans, image, signing and GitOps come from
+# fixtures/sample-app/runner.yml.
 for run in cold warm; do
-	echo "demo: runner build (sample app, $run cache)" >&2
+	echo "demo: runner build (sample app, $run)" >&2
 	"$runner" build --source fixtures/sample-app --artifacts "$out"
 done
+
+echo "demo: runner verify (signature and attestations, by the public key)" >&2
+"$runner" verify "$ecr/sample-app:latest" --key "$work/keys/cosign.pub" \
+	--attestation slsaprovenance1 --attestation cyclonedx
+
+echo "demo: the pull request on the config repository" >&2
+curl -fsS "http://127.0.0.1:18081/_pulls" | python3 -c '
+import json, sys
+for pr in json.load(sys.stdin):
+    print(f"  #{pr.get(\"number\")} {pr.get(\"state\")}: {pr.get(\"title\")} ({pr.get(\"head\", {}).get(\"ref\", pr.get(\"head\"))} -> {pr.get(\"base\", {}).get(\"ref\", pr.get(\"base\"))})")' >&2 || true
+git -C "$work/seed" fetch -q "$work/git/acme/sample-app-deploy.git" '+refs/heads/*:refs/remotes/demo/*'
+git -C "$work/seed" diff main "$(git -C "$work/seed" for-each-ref --format='%(refname)' 'refs/remotes/demo/runner/*' | head -n1)" >&2
 
 echo "demo: artifacts in $out:" >&2
 find "$out" -type f | sort >&2

@@ -261,6 +261,14 @@ if ! python3 -c 'import cryptography, nacl, jsonschema' >/dev/null 2>&1; then
 		die "pip install cryptography PyNaCl jsonschema failed"
 fi
 
+# GitHub's published OpenAPI description, which the strict forge stand-in of the GitOps
+# tests validates every request against (npm package @octokit/openapi, cached).
+if command -v npm >/dev/null 2>&1; then
+	bash "$ROOT/scripts/octokit-openapi.sh" >/dev/null || log "warning: could not fetch @octokit/openapi (the GitOps tests need it)"
+else
+	log "warning: no npm; the GitOps tests need it to fetch @octokit/openapi"
+fi
+
 log "building base images"
 bash "$ROOT/scripts/images.sh" "$@"
 log "done in $((SECONDS - t0))s"

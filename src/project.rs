@@ -564,12 +564,12 @@ mod tests {
     #[test]
     fn errors_are_located_and_unknown_keys_warn() {
         assert_eq!(
-            rendered("build:\n  imgae: x\n  timeout-minutes: forever\n  variables:\n    CODEBUILD_X: 1\nscna: {}\n"),
+            rendered("build:\n  imgae: x\n  timeout-minutes: forever\n  variables:\n    CODEBUILD_X: 1\nzzz: {}\n"),
             vec![
                 "runner.yml:2:3: warning: unknown key \"build.imgae\" (this version of runner ignores it)\n  = help: did you mean \"build.image\"?",
                 "runner.yml:3:20: error: build.timeout-minutes must be a number of minutes from 1 to 2160 (CodeBuild's limit), found \"forever\"",
                 "runner.yml:5:5: error: build.variables: \"CODEBUILD_X\" is not a usable variable name (CODEBUILD_* are reserved)",
-                "runner.yml:6:1: warning: unknown key \"scna\" (this version of runner ignores it)",
+                "runner.yml:6:1: warning: unknown key \"zzz\" (this version of runner ignores it)",
             ]
         );
         assert!(parse_project("- a\n").0.is_none());

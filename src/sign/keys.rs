@@ -21,16 +21,18 @@ impl SigningKey {
     }
 
     pub fn from_encrypted_pem(pem: &[u8], password: &[u8], path: &str) -> Result<Self, SignError> {
+        // sigstore reports a wrong password as whatever the garbage fails to parse as;
+        // for an encrypted PEM that is what it almost always means.
+        let encrypted = String::from_utf8_lossy(pem).contains("-----BEGIN ENCRYPTED ");
         let pair = SigStoreKeyPair::from_encrypted_pem(pem, password).map_err(|e| {
-            let text = e.to_string();
-            if text.contains("ecrypt") || text.contains("kdf") || text.contains("secretbox") {
+            if encrypted {
                 SignError::Decrypt {
                     path: path.to_string(),
                 }
             } else {
                 SignError::Key {
                     path: path.to_string(),
-                    detail: text,
+                    detail: format!("{e}; expected an encrypted cosign key (cosign.key)"),
                 }
             }
         })?;
@@ -177,10 +179,12 @@ mod tests {
             "overwrote a key"
         );
         let key = SigningKey::load(&k, b"pw").unwrap();
-        assert!(matches!(
-            SigningKey::load(&k, b"wrong"),
-            Err(SignError::Decrypt { .. })
-        ));
+        let wrong = SigningKey::load(&k, b"wrong");
+        assert!(
+            matches!(wrong, Err(SignError::Decrypt { .. })),
+            "{:?}",
+            wrong.err()
+        );
         let sig = key.sign(b"hello").unwrap();
         let pubkey = VerifyingKey::load(&p).unwrap();
         assert!(pubkey.verify(b"hello", &sig));
