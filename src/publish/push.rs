@@ -356,51 +356,87 @@ fn read_export(
     let mut config = None;
     let mut legacy_config_name = format!("{}.json", config_id.trim_start_matches("sha256:"));
     let entries = archive.entries().map_err(|e| bad(e.to_string()))?;
-    for (n, entry) in entries.enumerate() {
-        let mut entry = entry.map_err(|e| bad(format!("reading the export: {e}")))?;
-        let path = entry
-            .path()
-            .map_err(|e| bad(e.to_string()))?
-            .to_string_lossy()
-            .into_owned();
-        let name = path.trim_start_matches("./");
-        let blob_id = name
-            .strip_prefix("blobs/sha256/")
-            .map(|h| format!("sha256:{h}"));
-        let is_legacy_layer = name.ends_with("/layer.tar");
-        if blob_id.as_deref() == Some(config_id) || name == legacy_config_name {
-            let mut bytes = Vec::new();
-            entry
-                .read_to_end(&mut bytes)
-                .map_err(|e| bad(e.to_string()))?;
-            config = Some(bytes);
-            legacy_config_name.clear();
-            continue;
-        }
-        let is_needed_blob = blob_id.as_ref().is_some_and(|id| needed.contains(id));
-        if !(is_needed_blob || is_legacy_layer) || entry.header().entry_type().is_symlink() {
-            continue;
-        }
-        let out_path = work.join(format!("layer{n}.tar.gz"));
-        let (diff_id, blob) = compress(&mut entry, &out_path, level)?;
-        if !needed.contains(&diff_id) {
-            let _ = std::fs::remove_file(&out_path);
-            continue;
-        }
-        if let Some(expected) = &blob_id {
-            if *expected != diff_id {
-                return Err(bad(format!("layer {expected} hashed to {diff_id}")));
+    // Layers are copied out of the (sequential) export stream as they come and compressed
+    // on their own threads, one per core, so a multi-layer image uses every core.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (permit_tx, permit_rx) = std::sync::mpsc::sync_channel::<()>(cores);
+    let permits = std::sync::Mutex::new(permit_rx);
+    std::thread::scope(|scope| -> Result<(), PublishError> {
+        let mut workers = Vec::new();
+        for (n, entry) in entries.enumerate() {
+            let mut entry = entry.map_err(|e| bad(format!("reading the export: {e}")))?;
+            let path = entry
+                .path()
+                .map_err(|e| bad(e.to_string()))?
+                .to_string_lossy()
+                .into_owned();
+            let name = path.trim_start_matches("./");
+            let blob_id = name
+                .strip_prefix("blobs/sha256/")
+                .map(|h| format!("sha256:{h}"));
+            let is_legacy_layer = name.ends_with("/layer.tar");
+            if blob_id.as_deref() == Some(config_id) || name == legacy_config_name {
+                let mut bytes = Vec::new();
+                entry
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| bad(e.to_string()))?;
+                config = Some(bytes);
+                legacy_config_name.clear();
+                continue;
             }
+            let is_needed_blob = blob_id.as_ref().is_some_and(|id| needed.contains(id));
+            if !(is_needed_blob || is_legacy_layer) || entry.header().entry_type().is_symlink() {
+                continue;
+            }
+            let raw_path = work.join(format!("layer{n}.tar"));
+            let mut raw = std::fs::File::create(&raw_path)
+                .map_err(|e| PublishError::io("create", &raw_path, e))?;
+            std::io::copy(&mut entry, &mut raw)
+                .map_err(|e| PublishError::io("write", &raw_path, e))?;
+            drop(raw);
+            // Wait for a free core.
+            permit_tx.send(()).map_err(|e| bad(e.to_string()))?;
+            let tx = tx.clone();
+            let permits = &permits;
+            workers.push(scope.spawn(move || -> Result<(), PublishError> {
+                let out_path = raw_path.with_extension("tar.gz");
+                let result = std::fs::File::open(&raw_path)
+                    .map_err(|e| PublishError::io("read", &raw_path, e))
+                    .and_then(|mut f| compress(&mut f, &out_path, level));
+                let _ = std::fs::remove_file(&raw_path);
+                if let Ok(rx) = permits.lock() {
+                    let _ = rx.try_recv();
+                }
+                let (diff_id, blob) = result?;
+                if !needed.contains(&diff_id) {
+                    let _ = std::fs::remove_file(&out_path);
+                    return Ok(());
+                }
+                if let Some(expected) = &blob_id {
+                    if *expected != diff_id {
+                        return Err(PublishError::LocalImage {
+                            image: config_id.to_string(),
+                            detail: format!("layer {expected} hashed to {diff_id}"),
+                        });
+                    }
+                }
+                // A closed channel means the uploader stopped (an upload failed): its
+                // error is the one reported.
+                let _ = tx.blocking_send(Compressed {
+                    diff_id,
+                    blob,
+                    path: out_path,
+                });
+                Ok(())
+            }));
         }
-        let c = Compressed {
-            diff_id,
-            blob,
-            path: out_path,
-        };
-        if tx.blocking_send(c).is_err() {
-            break; // the uploader stopped (an upload failed): its error is reported
+        for w in workers {
+            w.join()
+                .map_err(|_| bad("a compression thread panicked".into()))??;
         }
-    }
+        Ok(())
+    })?;
+    drop(tx);
     Ok(config)
 }
 

@@ -420,6 +420,42 @@ impl Registry {
             self.stats.blobs_skipped.fetch_add(1, Ordering::Relaxed);
             return Ok(false);
         }
+        // The registry may forget an upload whole (a restart while the last chunk or the
+        // final PUT was in flight): then the blob starts over, a few times at most.
+        let mut restarts = 0u32;
+        loop {
+            match self.upload_once(repo, digest, path, size).await? {
+                true => break,
+                false if restarts < 3 => {
+                    restarts += 1;
+                    self.stats.uploads_restarted.fetch_add(1, Ordering::Relaxed);
+                    if self.blob_exists(repo, digest).await? {
+                        break;
+                    }
+                }
+                false => {
+                    return Err(self.protocol(
+                        &format!("PUT blob {digest}"),
+                        404,
+                        "the registry kept refusing the finished upload (BLOB_UPLOAD_INVALID)",
+                    ))
+                }
+            }
+        }
+        self.stats.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes_uploaded.fetch_add(size, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// One upload session: chunks, then the final PUT. `Ok(false)` when the registry no
+    /// longer knows the session at the final PUT.
+    async fn upload_once(
+        &self,
+        repo: &str,
+        digest: &str,
+        path: &Path,
+        size: u64,
+    ) -> Result<bool, PublishError> {
         let mut loc = self.start_upload(repo).await?;
         let mut offset = 0u64;
         let mut failures = 0u32;
@@ -464,14 +500,14 @@ impl Registry {
                 c.put(u).header("Content-Length", "0")
             })
             .await?;
-        if resp.status() != StatusCode::CREATED {
-            let s = resp.status().as_u16();
-            let body = resp.text().await.unwrap_or_default();
-            return Err(self.protocol(&format!("PUT blob {digest}"), s, snippet(&body)));
+        match resp.status() {
+            StatusCode::CREATED => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            s => {
+                let body = resp.text().await.unwrap_or_default();
+                Err(self.protocol(&format!("PUT blob {digest}"), s.as_u16(), snippet(&body)))
+            }
         }
-        self.stats.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
-        self.stats.bytes_uploaded.fetch_add(size, Ordering::Relaxed);
-        Ok(true)
     }
 
     /// One PATCH of `path[offset..end]`. Errors are strings: the caller decides.
