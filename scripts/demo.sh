@@ -81,10 +81,15 @@ echo "demo: runner verify (signature and attestations, by the public key)" >&2
 echo "demo: the pull request on the config repository" >&2
 curl -fsS "http://127.0.0.1:18081/_pulls" | python3 -c '
 import json, sys
-for pr in json.load(sys.stdin):
-    print(f"  #{pr.get(\"number\")} {pr.get(\"state\")}: {pr.get(\"title\")} ({pr.get(\"head\", {}).get(\"ref\", pr.get(\"head\"))} -> {pr.get(\"base\", {}).get(\"ref\", pr.get(\"base\"))})")' >&2 || true
+for repo, prs in json.load(sys.stdin).items():
+  for pr in prs:
+    head, base = pr.get("head", {}), pr.get("base", {})
+    print("  %s #%s %s: %s (%s -> %s) %s" % (repo, pr.get("number"), pr.get("state"), pr.get("title"),
+          head.get("ref") if isinstance(head, dict) else head,
+          base.get("ref") if isinstance(base, dict) else base, pr.get("html_url", "")))' >&2
 git -C "$work/seed" fetch -q "$work/git/acme/sample-app-deploy.git" '+refs/heads/*:refs/remotes/demo/*'
-git -C "$work/seed" diff main "$(git -C "$work/seed" for-each-ref --format='%(refname)' 'refs/remotes/demo/runner/*' | head -n1)" >&2
+branch=$(git -C "$work/seed" for-each-ref --format='%(refname)' refs/remotes/demo/runner | head -n1)
+git -C "$work/seed" --no-pager diff main "$branch" >&2
 
 echo "demo: artifacts in $out:" >&2
 find "$out" -type f | sort >&2

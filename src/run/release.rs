@@ -367,6 +367,7 @@ pub async fn release(
 
     // Sign and attest.
     let Some(sign_cfg) = input.sign else {
+        gitops(input, &registry, &repo, &mut out, None, reporter).await?;
         return Ok(out);
     };
     let started = Instant::now();

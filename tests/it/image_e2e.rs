@@ -532,3 +532,126 @@ fn a_push_interrupted_by_killing_the_registry_completes_after_restart() {
         "more than one push's worth was sent again: {through} bytes for {blobs}"
     );
 }
+
+/// A bare config repository seeded with a kustomization that deploys `image-app`.
+fn config_repo() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let bare = dir.path().join("deploy.git");
+    let seed = dir.path().join("seed");
+    let git = |args: &[&str], cwd: &Path| {
+        let o = Command::new("git")
+            .args([
+                "-c",
+                "init.defaultBranch=main",
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@localhost",
+            ])
+            .args(args)
+            .current_dir(cwd)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    git(
+        &["init", "-q", "--bare", &bare.display().to_string()],
+        dir.path(),
+    );
+    git(&["init", "-q", &seed.display().to_string()], dir.path());
+    std::fs::write(
+        seed.join("kustomization.yaml"),
+        format!("# deployed by Argo CD\nresources: []\nimages:\n  - name: image-app\n    newName: {ECR_HOST}/image-app\n    newTag: \"0.0.0\"  # moved by runner\n"),
+    )
+    .unwrap();
+    git(&["add", "-A"], &seed);
+    git(&["commit", "-qm", "seed"], &seed);
+    git(
+        &["push", "-q", &bare.display().to_string(), "HEAD:main"],
+        &seed,
+    );
+    let head = git(&["rev-parse", "main"], &bare);
+    (dir, head)
+}
+
+fn main_of(dir: &Path) -> String {
+    let o = Command::new("git")
+        .args(["rev-parse", "main"])
+        .current_dir(dir.join("deploy.git"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn gitops_is_refused_for_an_unsigned_digest_and_done_for_a_signed_one() {
+    let env = Env::new();
+    let reg = Registry::start(true);
+    let (repo_dir, seeded) = config_repo();
+    let gitops = format!(
+        "gitops:\n  repo: {}\n  forge: none\n  files: [kustomization.yaml]\n  require-signature: true\n",
+        repo_dir.path().join("deploy.git").display()
+    );
+    let app = tempfile::tempdir().unwrap();
+    copy_dir(&repo_root().join("fixtures/image-app"), app.path());
+    let base = "name: image-app\nbuild:\n  image: runner/busybox:latest\nimage:\n  repository: 123456789012.dkr.ecr.us-east-1.amazonaws.com/image-app\n  tags: [gated]\n  create-repository: true\n";
+    let build = || {
+        env.runner()
+            .args(["build", "--json", "--source"])
+            .arg(app.path())
+            .args(["--registry-endpoint", &reg.ecr_endpoint()])
+            .output()
+            .unwrap()
+    };
+    let gitops_stage = |o: &Output| -> Value {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|e| e["event"] == "stage" && e["stage"] == "gitops")
+            .unwrap_or_else(|| panic!("no gitops stage: {}", text(o)))
+    };
+
+    // No signing key: the pushed digest is unsigned, so no deployment.
+    std::fs::write(app.path().join("runner.yml"), format!("{base}{gitops}")).unwrap();
+    let out = build();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let st = gitops_stage(&out);
+    assert_eq!(st["ok"], false);
+    assert!(
+        st["message"]
+            .as_str()
+            .unwrap()
+            .contains("require-signature"),
+        "{st}"
+    );
+    assert_eq!(
+        main_of(repo_dir.path()),
+        seeded,
+        "the config repository moved"
+    );
+
+    // Signed by the project's key: verified in the registry, then deployed.
+    std::fs::copy(env.key(), app.path().join("cosign.key")).unwrap();
+    std::fs::write(
+        app.path().join("runner.yml"),
+        format!("{base}sign:\n  key: cosign.key\n{gitops}"),
+    )
+    .unwrap();
+    let out = build();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let st = gitops_stage(&out);
+    assert_eq!(st["ok"], true, "{st}");
+    assert_ne!(main_of(repo_dir.path()), seeded);
+    let show = Command::new("git")
+        .args(["show", "main:kustomization.yaml"])
+        .current_dir(repo_dir.path().join("deploy.git"))
+        .output()
+        .unwrap();
+    let file = String::from_utf8_lossy(&show.stdout);
+    assert!(file.contains("# deployed by Argo CD"), "{file}");
+    assert!(
+        file.contains("@sha256:") || file.contains("digest: sha256:"),
+        "{file}"
+    );
+}
