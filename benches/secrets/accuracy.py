@@ -5,7 +5,7 @@
                 [--keep DIR] [--no-detect-secrets]
 
 Generates a labelled corpus with make_corpus.py (fresh random tokens unless --seed),
-runs OUR scanner (its JSON output: {"findings": [{"location": {"path", "line"}}]}) and
+runs OUR scanner (its JSON output: {"secrets" or "findings": [{"location": {"path", "line"}}]}) and
 `detect-secrets scan --all-files` on it, and prints precision and recall for both,
 matching findings to labels by (path, line). `{path}` in the command is replaced by the
 corpus directory (appended when absent). Exit status 1 when ours is below --min (0.95).
@@ -34,7 +34,8 @@ def ours(cmd, corpus):
         sys.exit(f"scanner failed ({proc.returncode}): {proc.stderr.strip()}")
     doc = json.loads(proc.stdout)
     found = set()
-    for f in doc["findings"]:
+    # `runner scan secrets --format json` puts them under "secrets"; the raw scanner under "findings".
+    for f in doc.get("secrets", doc.get("findings", [])):
         loc = f["location"]
         found.add((loc["path"], loc.get("line") or 1))
     return found, elapsed
