@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{api_base, repo_path_of, Created, Forge, Http, PrSpec, PullRequest};
+use super::{api_base, owner_and_repo, pr_from_json, Created, Forge, Http, PrSpec, PullRequest};
 use crate::gitops::error::GitopsError;
 
 pub struct Gitea {
@@ -11,30 +11,14 @@ pub struct Gitea {
     repo: String,
 }
 
-fn pr_of(v: &serde_json::Value) -> Option<PullRequest> {
-    Some(PullRequest {
-        number: v.get("number")?.as_u64()?,
-        url: v
-            .get("html_url")
-            .and_then(|u| u.as_str())
-            .unwrap_or_default()
-            .to_string(),
-    })
-}
-
 impl Gitea {
     pub fn new(repo_url: &str, api_url: Option<&str>, token: &str) -> Result<Gitea, GitopsError> {
-        let bad = || GitopsError::ForgeRepo {
-            forge: "Gitea",
-            url: crate::gitops::git::strip_userinfo(repo_url),
-        };
-        let path = repo_path_of(repo_url).ok_or_else(bad)?;
-        let comps: Vec<&str> = path.rsplitn(3, '/').collect();
-        let (repo, owner) = match comps.as_slice() {
-            [r, o, ..] => (r.to_string(), o.to_string()),
-            _ => return Err(bad()),
-        };
-        let base = api_base(repo_url, api_url, "/api/v1").ok_or_else(bad)?;
+        let (owner, repo) = owner_and_repo(repo_url, "Gitea")?;
+        let base =
+            api_base(repo_url, api_url, "/api/v1").ok_or_else(|| GitopsError::ForgeRepo {
+                forge: "Gitea",
+                url: crate::gitops::git::strip_userinfo(repo_url),
+            })?;
         Ok(Gitea {
             http: Http::new("Gitea", base, ("Authorization", format!("token {token}")))?,
             owner,
@@ -57,7 +41,7 @@ impl Forge for Gitea {
         let path = format!("{}/{base}/{head}", self.pulls());
         let (status, body) = self.http.send("GET", &path, &[], None, &[]).await?;
         match status {
-            200 => Ok(pr_of(&body)
+            200 => Ok(pr_from_json(&body)
                 .filter(|_| body.get("state").and_then(|s| s.as_str()) != Some("closed"))),
             404 => Ok(None),
             _ => Err(self.http.api_error("GET", &path, status, &body)),
@@ -70,7 +54,7 @@ impl Forge for Gitea {
             json!({"title": spec.title, "head": spec.head, "base": spec.base, "body": spec.body});
         let (status, body) = self.http.send("POST", &path, &[], Some(&b), &[]).await?;
         if status == 201 {
-            return pr_of(&body)
+            return pr_from_json(&body)
                 .map(Created::Created)
                 .ok_or_else(|| self.http.api_error("POST", &path, status, &body));
         }
@@ -85,7 +69,8 @@ impl Forge for Gitea {
         let b = json!({"title": spec.title, "body": spec.body});
         let (status, body) = self.http.send("PATCH", &path, &[], Some(&b), &[]).await?;
         if status == 200 || status == 201 {
-            return pr_of(&body).ok_or_else(|| self.http.api_error("PATCH", &path, status, &body));
+            return pr_from_json(&body)
+                .ok_or_else(|| self.http.api_error("PATCH", &path, status, &body));
         }
         Err(self.http.api_error("PATCH", &path, status, &body))
     }

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{api_base, repo_path_of, Created, Forge, Http, PrSpec, PullRequest};
+use super::{api_base, owner_and_repo, pr_from_json, Created, Forge, Http, PrSpec, PullRequest};
 use crate::gitops::error::GitopsError;
 
 const EXTRA: &[(&str, &str)] = &[
@@ -18,30 +18,14 @@ pub struct GitHub {
     repo: String,
 }
 
-fn pr_of(v: &serde_json::Value) -> Option<PullRequest> {
-    Some(PullRequest {
-        number: v.get("number")?.as_u64()?,
-        url: v
-            .get("html_url")
-            .and_then(|u| u.as_str())
-            .unwrap_or_default()
-            .to_string(),
-    })
-}
-
 impl GitHub {
     pub fn new(repo_url: &str, api_url: Option<&str>, token: &str) -> Result<GitHub, GitopsError> {
-        let bad = || GitopsError::ForgeRepo {
-            forge: "GitHub",
-            url: crate::gitops::git::strip_userinfo(repo_url),
-        };
-        let path = repo_path_of(repo_url).ok_or_else(bad)?;
-        let comps: Vec<&str> = path.rsplitn(3, '/').collect();
-        let (repo, owner) = match comps.as_slice() {
-            [r, o, ..] => (r.to_string(), o.to_string()),
-            _ => return Err(bad()),
-        };
-        let base = api_base(repo_url, api_url, "/api/v3").ok_or_else(bad)?;
+        let (owner, repo) = owner_and_repo(repo_url, "GitHub")?;
+        let base =
+            api_base(repo_url, api_url, "/api/v3").ok_or_else(|| GitopsError::ForgeRepo {
+                forge: "GitHub",
+                url: crate::gitops::git::strip_userinfo(repo_url),
+            })?;
         Ok(GitHub {
             http: Http::new("GitHub", base, ("Authorization", format!("Bearer {token}")))?,
             owner,
@@ -75,7 +59,10 @@ impl Forge for GitHub {
         if status != 200 {
             return Err(self.http.api_error("GET", &path, status, &body));
         }
-        Ok(body.as_array().and_then(|a| a.first()).and_then(pr_of))
+        Ok(body
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(pr_from_json))
     }
 
     async fn create_pr(&self, spec: &PrSpec) -> Result<Created, GitopsError> {
@@ -83,7 +70,7 @@ impl Forge for GitHub {
         let b = json!({"title": spec.title, "head": spec.head, "base": spec.base, "body": spec.body, "maintainer_can_modify": true});
         let (status, body) = self.http.send("POST", &path, &[], Some(&b), EXTRA).await?;
         if status == 201 {
-            return pr_of(&body)
+            return pr_from_json(&body)
                 .map(Created::Created)
                 .ok_or_else(|| self.http.api_error("POST", &path, status, &body));
         }
@@ -98,7 +85,8 @@ impl Forge for GitHub {
         let b = json!({"title": spec.title, "body": spec.body});
         let (status, body) = self.http.send("PATCH", &path, &[], Some(&b), EXTRA).await?;
         if status == 200 {
-            return pr_of(&body).ok_or_else(|| self.http.api_error("PATCH", &path, status, &body));
+            return pr_from_json(&body)
+                .ok_or_else(|| self.http.api_error("PATCH", &path, status, &body));
         }
         Err(self.http.api_error("PATCH", &path, status, &body))
     }

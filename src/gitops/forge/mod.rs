@@ -91,6 +91,35 @@ pub fn host_of(url: &str) -> Option<String> {
     None
 }
 
+/// `(owner, repo)` of a GitHub- or Gitea-style repository URL (`.../owner/repo[.git]`).
+pub(super) fn owner_and_repo(
+    repo_url: &str,
+    forge: &'static str,
+) -> Result<(String, String), GitopsError> {
+    let bad = || GitopsError::ForgeRepo {
+        forge,
+        url: crate::gitops::git::strip_userinfo(repo_url),
+    };
+    let path = repo_path_of(repo_url).ok_or_else(bad)?;
+    let comps: Vec<&str> = path.rsplitn(3, '/').collect();
+    match comps.as_slice() {
+        [r, o, ..] => Ok((o.to_string(), r.to_string())),
+        _ => Err(bad()),
+    }
+}
+
+/// A pull request in the JSON GitHub and Gitea answer with (`number`, `html_url`).
+pub(super) fn pr_from_json(v: &serde_json::Value) -> Option<PullRequest> {
+    Some(PullRequest {
+        number: v.get("number")?.as_u64()?,
+        url: v
+            .get("html_url")
+            .and_then(|u| u.as_str())
+            .unwrap_or_default()
+            .to_string(),
+    })
+}
+
 /// Repository path on the forge (`owner/repo`, or `group/sub/project` on GitLab).
 pub fn repo_path_of(url: &str) -> Option<String> {
     let path = if let Some((_, rest)) = url.split_once("://") {
