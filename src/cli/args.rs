@@ -134,6 +134,9 @@ pub enum ScanCommand {
         /// Rules in gitleaks' TOML format instead of the built-in pack.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Scan files .gitignore excludes too.
+        #[arg(long)]
+        no_gitignore: bool,
         #[command(flatten)]
         common: ScanCommon,
     },

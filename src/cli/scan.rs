@@ -32,6 +32,7 @@ fn render(
                 "vulnerabilities": findings.vulnerabilities,
                 "packages": findings.packages,
                 "files_scanned": findings.files_scanned,
+                "bytes_scanned": findings.bytes_scanned,
                 "verdict": verdict,
                 "notes": findings.notes,
             });
@@ -157,6 +158,7 @@ pub async fn run(cmd: ScanCommand) -> ExitStatus {
             baseline,
             write_baseline,
             config,
+            no_gitignore,
             common,
         } => {
             let scanner = match &config {
@@ -175,7 +177,10 @@ pub async fn run(cmd: ScanCommand) -> ExitStatus {
             for w in scanner.warnings() {
                 eprintln!("warning: {w}");
             }
-            let mut opts = ScanOptions::default();
+            let mut opts = ScanOptions {
+                respect_gitignore: !no_gitignore,
+                ..ScanOptions::default()
+            };
             if let Some(b) = &baseline {
                 match Baseline::load(b) {
                     Ok(b) => opts.baseline = Some(b),
@@ -207,6 +212,7 @@ pub async fn run(cmd: ScanCommand) -> ExitStatus {
             let findings = Findings {
                 secrets: out.findings,
                 files_scanned: out.files_scanned,
+                bytes_scanned: out.bytes_scanned,
                 notes: out.warnings,
                 ..Default::default()
             };

@@ -19,6 +19,7 @@ pub struct Findings {
     /// Packages looked up (lockfile entries or image packages).
     pub packages: usize,
     pub files_scanned: u64,
+    pub bytes_scanned: u64,
     /// Why a part could not be scanned (no advisory data, an unreadable lockfile...).
     pub notes: Vec<String>,
 }
@@ -29,6 +30,7 @@ impl Findings {
         self.vulnerabilities.extend(other.vulnerabilities);
         self.packages += other.packages;
         self.files_scanned += other.files_scanned;
+        self.bytes_scanned += other.bytes_scanned;
         self.notes.extend(other.notes);
     }
 }
@@ -66,6 +68,7 @@ pub fn scan_secrets(dir: &Path) -> Result<Findings, String> {
     Ok(Findings {
         secrets: out.findings,
         files_scanned: out.files_scanned,
+        bytes_scanned: out.bytes_scanned,
         notes: out.warnings,
         ..Default::default()
     })
@@ -113,6 +116,7 @@ pub fn scan_inventory(inv: &ImageInventory, db: &AdvisoryDb) -> Result<Findings,
         )
         .map_err(|e| e.to_string())?;
     f.files_scanned = stats.files;
+    f.bytes_scanned = stats.bytes;
     f.notes.extend(inv.warnings.iter().cloned());
     Ok(f)
 }
