@@ -483,15 +483,22 @@ async fn run_inner(args: BuildArgs) -> Result<ExitStatus, SetupError> {
         }
         None => (Default::default(), crate::scan::osv::AdvisoryDb::empty()),
     };
-    if let Some(cfg) = &scan_cfg {
+    // The secret rules are compiled once, for the source and the image.
+    let secret_scanner = match &scan_cfg {
+        Some(_) => Some(Arc::new(
+            crate::scan::secrets::SecretScanner::default_rules().map_err(SetupError::from)?,
+        )),
+        None => None,
+    };
+    if let (Some(cfg), Some(scanner)) = (&scan_cfg, &secret_scanner) {
         let started = std::time::Instant::now();
         let mut findings = run::scans::Findings::default();
         let source = facts.source.clone();
         let (secrets, deps) = (cfg.secrets, cfg.deps);
         let db = &advisories;
         if secrets {
-            let src = source.clone();
-            let f = tokio::task::spawn_blocking(move || run::scans::scan_secrets(&src))
+            let (src, scanner) = (source.clone(), scanner.clone());
+            let f = tokio::task::spawn_blocking(move || run::scans::scan_secrets(&src, &scanner))
                 .await
                 .map_err(|e| SetupError(e.to_string()))?
                 .map_err(SetupError)?;
@@ -557,7 +564,9 @@ async fn run_inner(args: BuildArgs) -> Result<ExitStatus, SetupError> {
         connect,
         layer_map: facts.data.join("publish").join("layers.json"),
         work_dir: facts.data.join("tmp"),
-        scan_image: scan_cfg.as_ref().is_some_and(|c| c.image),
+        image_scanner: secret_scanner
+            .as_deref()
+            .filter(|_| scan_cfg.as_ref().is_some_and(|c| c.image)),
         policy: &policy,
         advisories: &advisories,
         gitops: &facts.config.gitops,

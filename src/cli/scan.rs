@@ -297,13 +297,15 @@ pub async fn run(cmd: ScanCommand) -> ExitStatus {
                 };
             }
             let db = advisories(adv.as_deref());
-            match scans::scan_inventory(inv, &db) {
-                Ok(f) => {
-                    let rules = SecretScanner::default_rules()
-                        .map(|s| s.rule_meta())
-                        .unwrap_or_default();
-                    finish(&common, &f, &rules)
+            let scanner = match SecretScanner::default_rules() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitStatus::Setup;
                 }
+            };
+            match scans::scan_inventory(inv, &db, &scanner) {
+                Ok(f) => finish(&common, &f, &scanner.rule_meta()),
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitStatus::Setup

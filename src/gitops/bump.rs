@@ -571,8 +571,7 @@ fn vars<'a>(
 }
 
 fn short_digest(d: &str) -> String {
-    let hex = d.split_once(':').map_or(d, |(_, h)| h);
-    hex[..hex.len().min(12)].to_string()
+    crate::publish::reference::short_digest(d).to_string()
 }
 
 fn message(

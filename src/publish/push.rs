@@ -6,7 +6,7 @@
 //! which compressed blob each layer became, and the registry already has them all.
 
 use super::error::PublishError;
-use super::reference::ImageRef;
+use super::reference::{short_digest, ImageRef};
 use super::registry::{Registry, OCI_MANIFEST};
 use crate::docker::DockerEngine;
 use futures_util::StreamExt;
@@ -254,8 +254,8 @@ pub async fn push_image(
         for c in done {
             on_progress(&format!(
                 "layer {} -> {} ({} bytes)",
-                short(&c.diff_id),
-                short(&digest_text(&c.blob.digest)),
+                short_digest(&c.diff_id),
+                short_digest(&digest_text(&c.blob.digest)),
                 c.blob.size
             ));
             map.layers.insert(LayerMap::key(&c.diff_id, level), c.blob);
@@ -330,11 +330,6 @@ pub async fn push_image(
         uploads_restarted: s.uploads_restarted.load(Relaxed),
         exported,
     })
-}
-
-fn short(d: &str) -> &str {
-    let hex = d.strip_prefix("sha256:").unwrap_or(d);
-    &hex[..hex.len().min(12)]
 }
 
 /// Reads a `docker save` stream (OCI layout of Docker 25+, or the legacy

@@ -167,6 +167,12 @@ pub fn is_digest(text: &str) -> bool {
     })
 }
 
+/// The first 12 hex digits of a digest (`sha256:abc...` → `abc...`), for messages.
+pub fn short_digest(d: &str) -> &str {
+    let hex = d.split_once(':').map_or(d, |(_, h)| h);
+    &hex[..hex.len().min(12)]
+}
+
 /// `sha256:<hex>` of some bytes.
 pub fn sha256_digest(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};

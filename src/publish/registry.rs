@@ -278,12 +278,7 @@ impl Registry {
                         });
                     }
                     refreshed = true;
-                    let challenge = resp
-                        .headers()
-                        .get(reqwest::header::WWW_AUTHENTICATE)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string);
-                    self.reauthorize(challenge).await?;
+                    self.reauthorize(challenge(&resp)).await?;
                 }
                 Ok(resp)
                     if resp.status().is_server_error()
@@ -548,12 +543,7 @@ impl Registry {
         if resp.status() == StatusCode::ACCEPTED {
             location(&resp).ok_or_else(|| "no Location header after PATCH".to_string())
         } else if resp.status() == StatusCode::UNAUTHORIZED {
-            let challenge = resp
-                .headers()
-                .get(reqwest::header::WWW_AUTHENTICATE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            self.reauthorize(challenge)
+            self.reauthorize(challenge(&resp))
                 .await
                 .map_err(|e| e.to_string())?;
             Err("credentials refreshed".into())
@@ -666,6 +656,14 @@ impl Registry {
             }
         }
     }
+}
+
+/// The `WWW-Authenticate` challenge of a 401.
+fn challenge(resp: &Response) -> Option<String> {
+    resp.headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 fn location(resp: &Response) -> Option<String> {

@@ -35,7 +35,8 @@ pub struct ReleaseInput<'a> {
     pub layer_map: PathBuf,
     pub work_dir: PathBuf,
     /// Scan the image before pushing it (`scan.image`), judged by `policy`.
-    pub scan_image: bool,
+    /// `None`: no image scan. The rules are compiled once per build by the caller.
+    pub image_scanner: Option<&'a crate::scan::secrets::SecretScanner>,
     pub policy: &'a crate::scan::policy::Policy,
     pub advisories: &'a crate::scan::osv::AdvisoryDb,
     /// GitOps targets to bump once the image is pushed (and signed).
@@ -234,14 +235,14 @@ pub async fn release(
         .sign
         .is_some_and(|s| s.attest.iter().any(|a| a == "sbom"));
     let mut inventory = None;
-    if input.scan_image || wants_sbom {
+    if input.image_scanner.is_some() || wants_sbom {
         let started = Instant::now();
         match super::scans::image_inventory(engine, &local, &input.work_dir).await {
             Ok(saved) => {
                 let inv = &saved.inventory;
-                if input.scan_image {
-                    let findings =
-                        super::scans::scan_inventory(inv, input.advisories).map_err(|e| {
+                if let Some(scanner) = input.image_scanner {
+                    let findings = super::scans::scan_inventory(inv, input.advisories, scanner)
+                        .map_err(|e| {
                             let msg = format!("Image scan failed: {e}");
                             stage(
                                 reporter,

@@ -60,8 +60,7 @@ pub fn open_advisories(dir: Option<&Path>) -> (AdvisoryDb, Option<String>) {
 }
 
 /// Secrets in a directory (honouring .gitignore).
-pub fn scan_secrets(dir: &Path) -> Result<Findings, String> {
-    let scanner = SecretScanner::default_rules().map_err(|e| e.to_string())?;
+pub fn scan_secrets(dir: &Path, scanner: &SecretScanner) -> Result<Findings, String> {
     let out = scanner
         .scan_dir(dir, &ScanOptions::default())
         .map_err(|e| e.to_string())?;
@@ -91,7 +90,11 @@ pub fn scan_deps(dir: &Path, db: &AdvisoryDb) -> Result<Findings, String> {
 }
 
 /// Packages (matched against advisories) and secrets in an image's files.
-pub fn scan_inventory(inv: &ImageInventory, db: &AdvisoryDb) -> Result<Findings, String> {
+pub fn scan_inventory(
+    inv: &ImageInventory,
+    db: &AdvisoryDb,
+    scanner: &SecretScanner,
+) -> Result<Findings, String> {
     let mut f = Findings::default();
     for p in &inv.packages {
         match db.query(p) {
@@ -103,7 +106,6 @@ pub fn scan_inventory(inv: &ImageInventory, db: &AdvisoryDb) -> Result<Findings,
         }
     }
     f.packages = inv.packages.len();
-    let scanner = SecretScanner::default_rules().map_err(|e| e.to_string())?;
     let stats = inv
         .for_each_file(
             crate::scan::secrets::DEFAULT_MAX_FILE_SIZE,

@@ -6,7 +6,7 @@
 
 use super::error::SignError;
 use super::keys::{SigningKey, VerifyingKey};
-use crate::publish::reference::ImageRef;
+use crate::publish::reference::{short_digest, ImageRef};
 use crate::publish::registry::{Registry, OCI_MANIFEST};
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -240,7 +240,7 @@ pub async fn verify(
         if !key.verify(&l.blob, &sig) {
             reasons.push(format!(
                 "signature on layer {} does not verify with this public key",
-                short(&l.digest)
+                short_digest(&l.digest)
             ));
             continue;
         }
@@ -251,14 +251,14 @@ pub async fn verify(
         if claimed != digest {
             reasons.push(format!(
                 "payload of layer {} is for {claimed}, not {digest}",
-                short(&l.digest)
+                short_digest(&l.digest)
             ));
             continue;
         }
         if p["critical"]["type"] != "cosign container image signature" {
             reasons.push(format!(
                 "payload of layer {} has the wrong type",
-                short(&l.digest)
+                short_digest(&l.digest)
             ));
             continue;
         }
@@ -341,7 +341,10 @@ pub async fn verify_attestations(
         let env: Value = serde_json::from_slice(&l.blob).unwrap_or(Value::Null);
         let payload_type = env["payloadType"].as_str().unwrap_or("");
         let Some(statement) = env["payload"].as_str().and_then(|p| B64.decode(p).ok()) else {
-            reasons.push(format!("layer {} is not a DSSE envelope", short(&l.digest)));
+            reasons.push(format!(
+                "layer {} is not a DSSE envelope",
+                short_digest(&l.digest)
+            ));
             continue;
         };
         let signed = env["signatures"].as_array().into_iter().flatten().any(|s| {
@@ -353,7 +356,7 @@ pub async fn verify_attestations(
         if !signed {
             reasons.push(format!(
                 "envelope in layer {} is not signed by this key",
-                short(&l.digest)
+                short_digest(&l.digest)
             ));
             continue;
         }
@@ -366,7 +369,7 @@ pub async fn verify_attestations(
         if !about_this {
             reasons.push(format!(
                 "statement in layer {} is about another image",
-                short(&l.digest)
+                short_digest(&l.digest)
             ));
             continue;
         }
@@ -374,7 +377,7 @@ pub async fn verify_attestations(
         if predicate_type.is_some_and(|want| want != pt) {
             reasons.push(format!(
                 "attestation in layer {} is of type {pt}",
-                short(&l.digest)
+                short_digest(&l.digest)
             ));
             continue;
         }
@@ -391,11 +394,6 @@ pub async fn verify_attestations(
         });
     }
     Ok(out)
-}
-
-fn short(d: &str) -> &str {
-    let hex = d.strip_prefix("sha256:").unwrap_or(d);
-    &hex[..hex.len().min(12)]
 }
 
 /// cosign's short names for predicate types.

@@ -353,13 +353,7 @@ fn unchanged_push_uploads_nothing_and_tag_immutability_is_honoured() {
         "{}",
         text(&moved)
     );
-    let v = indep(&[
-        "verify",
-        "--key",
-        &env.public(),
-        &format!("{}/immut:v1", reg.addr()),
-    ]);
-    let _ = v; // unsigned; what matters is which digest the tag names:
+    // Which digest does the tag name now?
     let rt = tokio::runtime::Runtime::new().unwrap();
     let registry = runner::publish::registry::Registry::new(
         ECR_HOST,
