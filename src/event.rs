@@ -111,6 +111,10 @@ pub struct CacheSummary {
     /// Compressed size of the entry.
     pub compressed_bytes: u64,
     pub duration_ms: u64,
+    /// Restore: where the files came from, `volume` (the local cache volumes held them
+    /// already) or `archive` (extracted from the store's entry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<&'static str>,
     /// Why nothing happened, or what went wrong (a cache problem never fails a build).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -127,6 +131,7 @@ impl CacheSummary {
             files: 0,
             bytes: 0,
             compressed_bytes: 0,
+            source: None,
             duration_ms: 0,
             note: None,
         }

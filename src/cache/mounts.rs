@@ -83,6 +83,24 @@ fn real_parent_dirs(root: &Path, rel: &Path, shown: &str) -> Result<(), CacheErr
 /// into the host directories of `mounts`. Directory entries above every mount (the parents
 /// the tar carries) are skipped; any other entry outside the mounts is refused.
 pub fn extract_to_mounts(tar: impl Read, mounts: &[HostMount]) -> Result<(), CacheError> {
+    extract_below(tar, "", mounts)
+}
+
+/// Extracts the engine's tar of container path `prefix` (entries named `<basename>/…`,
+/// as `image_path_tar` gives) into the mount holding it: how a reset volume gets the
+/// image's content back. Same checks as `extract_to_mounts`.
+pub fn extract_engine_tar(
+    tar: impl Read,
+    prefix: &str,
+    mounts: &[HostMount],
+) -> Result<(), CacheError> {
+    let parent = prefix.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+    extract_below(tar, parent.trim_start_matches('/'), mounts)
+}
+
+/// Extracts `tar`, whose names are relative to container directory `base` (no leading
+/// or trailing `/`; empty for the root).
+fn extract_below(tar: impl Read, base: &str, mounts: &[HostMount]) -> Result<(), CacheError> {
     let mut archive = tar::Archive::new(tar);
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
@@ -101,6 +119,11 @@ pub fn extract_to_mounts(tar: impl Read, mounts: &[HostMount]) -> Result<(), Cac
         let name = String::from_utf8_lossy(&name)
             .trim_end_matches('/')
             .to_string();
+        let name = if base.is_empty() {
+            name
+        } else {
+            format!("{base}/{}", name.trim_start_matches('/'))
+        };
         let abs = format!("/{}", name.trim_start_matches('/'));
         let kind = entry.header().entry_type();
         let Some((mount, rest)) = locate(mounts, &abs) else {
@@ -270,6 +293,27 @@ mod tests {
         assert!(extract_to_mounts(&stray[..], &mounts).is_err());
         let hard = tar_of(&[("opt/venv/h", tar::EntryType::Link, b"", Some("etc/shadow"))]);
         assert!(extract_to_mounts(&hard[..], &mounts).is_err());
+    }
+
+    #[test]
+    fn seeds_a_volume_from_the_engine_tar_of_its_path() {
+        let vol = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mounts = [HostMount {
+            prefix: "/root/.cache/pip".into(),
+            host: vol.path().to_path_buf(),
+        }];
+        let tar = tar_of(&[
+            ("pip", tar::EntryType::Directory, b"", None),
+            ("pip/wheels", tar::EntryType::Directory, b"", None),
+            ("pip/wheels/a.whl", tar::EntryType::Regular, b"w", None),
+        ]);
+        extract_engine_tar(&tar[..], "/root/.cache/pip", &mounts).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            fs::read(vol.path().join("wheels/a.whl")).unwrap_or_default(),
+            b"w"
+        );
+        // The same names under another prefix lie outside the mount.
+        assert!(extract_engine_tar(&tar[..], "/opt/pip", &mounts).is_err());
     }
 
     #[test]

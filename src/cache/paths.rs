@@ -127,6 +127,13 @@ impl CachePath {
         self.matcher.as_ref().map(|m| m.glob().glob()).unwrap_or("")
     }
 
+    /// Whether the pattern selects everything at and below its prefix (`/root/.m2`,
+    /// `node_modules/**/*`, `vendor/*`): a volume at the prefix then holds exactly what
+    /// the cache keeps.
+    pub fn whole_tree(&self) -> bool {
+        matches!(self.tail(), "" | "*" | "**" | "**/*")
+    }
+
     /// The name Docker's archive API gives the top entry of the prefix's archive (its
     /// last component): `pip` for `/root/.cache/pip`.
     pub fn archive_root(&self) -> &str {

@@ -409,6 +409,12 @@ pub struct BuildArgs {
     /// Neither restore nor save the buildspec's cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Restore `cache:` from its archive on every build. By default the cache paths live
+    /// in engine volumes kept per project on this machine (CodeBuild's LOCAL_CUSTOM_CACHE):
+    /// a build whose key matches what they hold uses them as they are, with nothing to
+    /// extract. The archive is saved either way (for other machines, and --cache-s3).
+    #[arg(long)]
+    pub no_cache_volumes: bool,
     /// Run the container privileged (for buildspecs that run docker themselves).
     #[arg(long)]
     pub privileged: bool,

@@ -9,6 +9,7 @@ mod container;
 mod error;
 mod image;
 mod shell;
+mod volume;
 
 pub use client::DockerEngine;
 pub use container::{BuildContainer, ContainerSpec, LABEL_BUILD_ID, LABEL_OWNER};

@@ -31,6 +31,10 @@ pub struct RunOptions {
     pub log_file: Option<String>,
     /// Where `cache:` entries are kept; `None` turns the cache off.
     pub cache_store: Option<Arc<dyn CacheStore>>,
+    /// Where the locks and state of the local cache volumes are kept (runner's
+    /// `<data dir>/cache-volumes`); `None`: restore from the archive every time. Also
+    /// guards a privileged project's /var/lib/docker volume.
+    pub cache_volumes: Option<PathBuf>,
     /// The caller already made sure the image is on the engine (the CLI does, to exit 2
     /// before a build starts); skip the check in PROVISIONING.
     pub image_checked: bool,
@@ -47,7 +51,7 @@ struct Progress {
 }
 
 pub(super) struct Ctx<'a> {
-    plan: &'a BuildPlan,
+    pub(super) plan: &'a BuildPlan,
     reporter: &'a dyn Reporter,
     progress: &'a Mutex<Progress>,
 }
@@ -147,8 +151,10 @@ pub async fn run_build(
     }
 
     let mut container: Option<BuildContainer> = None;
+    // Dropped after FINALIZING, once the container no longer uses what they guard.
+    let mut leases = cache_steps::Leases::default();
     let interrupted = tokio::select! {
-        r = drive(&ctx, engine, opts, &mut container) => match r {
+        r = drive(&ctx, engine, opts, &mut container, &mut leases) => match r {
             Ok(()) => None,
             Err(e) => Some(Interruption::Fault(e)),
         },
@@ -196,6 +202,7 @@ pub async fn run_build(
     if let Some(c) = container.as_mut() {
         c.remove().await;
     }
+    drop(leases);
     ctx.phase_end(PhaseName::Finalizing, PhaseStatus::Succeeded, None);
     ctx.phase_start(PhaseName::Completed);
     ctx.phase_end(PhaseName::Completed, PhaseStatus::Succeeded, None);
@@ -238,6 +245,7 @@ async fn drive(
     engine: &DockerEngine,
     opts: &RunOptions,
     container: &mut Option<BuildContainer>,
+    leases: &mut cache_steps::Leases,
 ) -> Result<(), DockerError> {
     let plan = ctx.plan;
     ctx.phase_start(PhaseName::Provisioning);
@@ -254,17 +262,41 @@ async fn drive(
     if plan.privileged && opts.cache_store.is_some() {
         // Docker layer cache for buildspecs that run their own dockerd (privileged mode,
         // as on CodeBuild): /var/lib/docker lives in a volume per project, so the next
-        // build's `docker build` reuses the layers.
-        binds.push((
-            docker_volume(&plan.project),
-            "/var/lib/docker".to_string(),
-            false,
-        ));
+        // build's `docker build` reuses the layers. One build at a time: two daemons
+        // must never share a data root.
+        leases.docker = match &opts.cache_volumes {
+            Some(dir) => cache_steps::take_docker_volume(ctx, dir),
+            None => None,
+        };
+        if leases.docker.is_some() {
+            binds.push((
+                docker_volume(&plan.project),
+                "/var/lib/docker".to_string(),
+                false,
+            ));
+        }
     }
-    let volumes = match (&plan.cache, &opts.cache_store) {
-        (Some(cache), Some(_)) => cache_steps::volume_paths(plan, cache),
-        _ => Vec::new(),
-    };
+    let mut volumes = Vec::new();
+    if let (Some(cache), Some(_)) = (&plan.cache, &opts.cache_store) {
+        let paths = cache_steps::volume_paths(plan, cache);
+        leases.volumes = match &opts.cache_volumes {
+            Some(dir) if !paths.is_empty() => {
+                cache_steps::take_volumes(ctx, engine, dir, cache, &paths).await
+            }
+            _ => None,
+        };
+        match &leases.volumes {
+            // Named volumes that outlive the container (CodeBuild's LOCAL_CUSTOM_CACHE).
+            Some(lease) => binds.extend(
+                lease
+                    .volumes()
+                    .iter()
+                    .map(|(path, name)| (name.clone(), path.clone(), false)),
+            ),
+            // Anonymous volumes, removed with the container.
+            None => volumes = paths,
+        }
+    }
     let spec = ContainerSpec {
         image: plan.image.clone(),
         name: container_name(plan),
@@ -290,7 +322,16 @@ async fn drive(
     let cache = match (&plan.cache, &opts.cache_store) {
         (Some(cache), Some(store)) => {
             let mounts = cache_steps::host_mounts(plan, c).await?;
-            let state = cache_steps::restore(ctx, &mut shells, c, store, cache, &mounts).await?;
+            let state = cache_steps::restore(
+                ctx,
+                &mut shells,
+                (engine, c),
+                store,
+                cache,
+                &mounts,
+                leases.volumes.as_mut(),
+            )
+            .await?;
             Some((cache, store, state, mounts))
         }
         _ => None,
@@ -321,6 +362,7 @@ async fn drive(
                     files: 0,
                     bytes: 0,
                     compressed_bytes: 0,
+                    source: None,
                     duration_ms: 0,
                     note: Some(
                         "the build failed; the cache is saved only after a successful build".into(),
@@ -329,6 +371,7 @@ async fn drive(
             } else {
                 let scratch = opts.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
                 cache_steps::save(ctx, c, store, cache, state, mounts, &scratch).await;
+                cache_steps::commit_volumes(ctx, leases.volumes.as_ref(), state);
             }
         }
         ctx.phase_end(PhaseName::UploadArtifacts, status, context);

@@ -5,10 +5,11 @@
 
 use super::build::{Ctx, Shells};
 use crate::cache::{
-    build_entry, covered, extract_to_mounts, tar_from_mounts, validated_restore_tar, CacheError,
-    CacheStore, HostMount, HASH_FILES_SCRIPT,
+    build_entry, covered, empty_dir, extract_engine_tar, extract_to_mounts, tar_from_mounts,
+    tree_size, try_lock, validated_restore_tar, CacheError, CacheStore, EntryHandle, HostMount,
+    VolumeLease, VolumeUse, HASH_FILES_SCRIPT,
 };
-use crate::docker::{BuildContainer, DockerError};
+use crate::docker::{BuildContainer, DockerEngine, DockerError};
 use crate::event::{CacheSummary, Level};
 use crate::plan::CachePlan;
 use crate::plan::{BuildPlan, SourceMode};
@@ -38,6 +39,102 @@ pub(super) fn volume_paths(plan: &BuildPlan, cache: &CachePlan) -> Vec<String> {
         }
     }
     out
+}
+
+/// What a build holds on the machine's shared state until its container is gone.
+#[derive(Default)]
+pub(super) struct Leases {
+    /// The project's local cache volumes.
+    pub volumes: Option<VolumeLease>,
+    /// The project's /var/lib/docker volume (privileged builds).
+    pub docker: Option<std::fs::File>,
+}
+
+/// Takes the project's local cache volumes for this build, when they can serve it: the
+/// cache is both restored and saved, every cache path selects its whole directory and
+/// lies in a volume, and no other build of the project holds them. Volumes whose content
+/// cannot be trusted (the last build that used them did not end well) are removed first,
+/// so the engine fills them from the image again.
+pub(super) async fn take_volumes(
+    ctx: &Ctx<'_>,
+    engine: &DockerEngine,
+    dir: &Path,
+    cache: &CachePlan,
+    volume_paths: &[String],
+) -> Option<VolumeLease> {
+    let in_volume = |p: &str| {
+        volume_paths
+            .iter()
+            .any(|v| p == v || p.starts_with(&format!("{v}/")))
+    };
+    if !(cache.restore && cache.save)
+        || !cache
+            .paths
+            .iter()
+            .all(|p| p.whole_tree() && in_volume(p.prefix()))
+    {
+        return None;
+    }
+    let plan = ctx.plan;
+    let lease = match VolumeLease::acquire(dir, &plan.project, &plan.image, volume_paths) {
+        Ok(Some(lease)) => lease,
+        Ok(None) => {
+            ctx.notice(
+                Level::Info,
+                format!(
+                    "another build of {} is using its cache volumes; this one restores from the archive",
+                    plan.project
+                ),
+            );
+            return None;
+        }
+        Err(e) => {
+            ctx.notice(
+                Level::Warning,
+                format!("the cache volumes cannot be used: {e}"),
+            );
+            return None;
+        }
+    };
+    if lease.held().is_none() {
+        for (_, name) in lease.volumes() {
+            if let Err(e) = engine.remove_volume(name).await {
+                ctx.notice(
+                    Level::Warning,
+                    format!(
+                        "cache volume {name} could not be reset ({e}); restoring from the archive"
+                    ),
+                );
+                return None;
+            }
+        }
+    }
+    Some(lease)
+}
+
+/// Takes the lock on a privileged project's /var/lib/docker volume; `None` (the build
+/// gets a throwaway one) when another build of the project holds it.
+pub(super) fn take_docker_volume(ctx: &Ctx<'_>, dir: &Path) -> Option<std::fs::File> {
+    match try_lock(dir, &ctx.plan.project, "docker") {
+        Ok(Some(lock)) => Some(lock),
+        Ok(None) => {
+            ctx.notice(
+                Level::Info,
+                format!(
+                    "another build of {} is using its Docker layer cache; this one starts without it",
+                    ctx.plan.project
+                ),
+            );
+            None
+        }
+        Err(e) => {
+            ctx.notice(
+                Level::Warning,
+                format!("the Docker layer cache cannot be used: {e}"),
+            );
+            None
+        }
+    }
 }
 
 /// Host directories behind the cache paths: the container's volumes and, in mount mode,
@@ -74,10 +171,11 @@ pub(super) struct CacheState {
 pub(super) async fn restore(
     ctx: &Ctx<'_>,
     shells: &mut Shells<'_>,
-    container: &BuildContainer,
+    (engine, container): (&DockerEngine, &BuildContainer),
     store: &Arc<dyn CacheStore>,
     cache: &CachePlan,
     mounts: &[HostMount],
+    lease: Option<&mut VolumeLease>,
 ) -> Result<CacheState, DockerError> {
     if let Err(e) = container.upload_tar("/", helper_tar()).await {
         ctx.notice(
@@ -99,6 +197,48 @@ pub(super) async fn restore(
     }
     let started = Instant::now();
     let mut summary = CacheSummary::new("restore", &key);
+    if let Some(lease) = lease {
+        let found = {
+            let (store, k, fb) = (store.clone(), key.clone(), fallbacks.clone());
+            tokio::task::spawn_blocking(move || store.find(&k, &fb))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten()
+        };
+        match lease.decide(
+            &key,
+            &fallbacks,
+            found.as_ref().map(|h| (h.key.as_str(), h.created)),
+        ) {
+            VolumeUse::Reuse { matched_key } => {
+                // An exact hit skips the save only when the store has the entry too.
+                state.exact_hit = matched_key == key
+                    && found.as_ref().is_some_and(|h: &EntryHandle| h.key == key);
+                let (files, bytes) = mounts
+                    .iter()
+                    .map(|m| tree_size(&m.host))
+                    .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+                summary.hit = true;
+                summary.matched_key = Some(matched_key);
+                summary.source = Some("volume");
+                summary.files = files;
+                summary.bytes = bytes;
+                summary.duration_ms = started.elapsed().as_millis() as u64;
+                ctx.record_cache(summary);
+                return Ok(state);
+            }
+            VolumeUse::Reset if lease.held().is_some() => {
+                if let Err(e) = reset_volumes(ctx, engine, lease, mounts).await {
+                    summary.note = Some(format!("the cache volumes could not be reset: {e}"));
+                    summary.duration_ms = started.elapsed().as_millis() as u64;
+                    ctx.record_cache(summary);
+                    return Err(e);
+                }
+            }
+            VolumeUse::Reset => {}
+        }
+    }
     let store2 = store.clone();
     let paths = cache.paths.clone();
     let (k, fb) = (key.clone(), fallbacks.clone());
@@ -143,6 +283,7 @@ pub(super) async fn restore(
             }
             state.exact_hit = handle.key == key;
             summary.hit = true;
+            summary.source = Some("archive");
             summary.matched_key = Some(handle.key.clone());
             summary.files = stats.files;
             summary.bytes = stats.file_bytes;
@@ -161,6 +302,50 @@ pub(super) async fn restore(
     summary.duration_ms = started.elapsed().as_millis() as u64;
     ctx.record_cache(summary);
     Ok(state)
+}
+
+/// Puts the volumes back to the image's content at their paths: they held another key's
+/// state, which must not leak into this build.
+async fn reset_volumes(
+    ctx: &Ctx<'_>,
+    engine: &DockerEngine,
+    lease: &mut VolumeLease,
+    mounts: &[HostMount],
+) -> Result<(), DockerError> {
+    lease.forget();
+    for (prefix, _) in lease.volumes() {
+        let Some(mount) = mounts.iter().find(|m| &m.prefix == prefix) else {
+            continue;
+        };
+        let host = mount.host.clone();
+        tokio::task::spawn_blocking(move || empty_dir(&host))
+            .await
+            .map_err(|e| DockerError::Shell(e.to_string()))?
+            .map_err(|e| DockerError::Shell(format!("resetting a cache volume: {e}")))?;
+        if let Some(tar) = engine
+            .image_path_tar(&ctx.plan.image, prefix, &ctx.plan.build_id)
+            .await?
+        {
+            let (prefix, mounts) = (prefix.clone(), mounts.to_vec());
+            tokio::task::spawn_blocking(move || extract_engine_tar(&tar[..], &prefix, &mounts))
+                .await
+                .map_err(|e| DockerError::Shell(e.to_string()))?
+                .map_err(|e| DockerError::Shell(format!("resetting a cache volume: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Records that the volumes hold what a successful build left under the key.
+pub(super) fn commit_volumes(ctx: &Ctx<'_>, lease: Option<&VolumeLease>, state: &CacheState) {
+    if let Some(lease) = lease {
+        if let Err(e) = lease.commit(&state.key) {
+            ctx.notice(
+                Level::Warning,
+                format!("the cache volumes' state could not be written ({e}); the next build restores from the archive"),
+            );
+        }
+    }
 }
 
 /// Saves the cache paths under the key (skipped when an entry with the user's own key was

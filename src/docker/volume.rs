@@ -1,0 +1,89 @@
+//! Named engine volumes (the local cache volumes of `cache.paths`) and reading a path of
+//! an image without running it.
+
+use super::client::DockerEngine;
+use super::container::{LABEL_BUILD_ID, LABEL_OWNER};
+use super::error::{api, DockerError};
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{
+    DownloadFromContainerOptions, RemoveContainerOptionsBuilder, RemoveVolumeOptions,
+};
+use futures_util::StreamExt;
+use std::collections::HashMap;
+
+impl DockerEngine {
+    /// Removes the volume `name`. `Ok(false)`: there was none. A volume still used by a
+    /// container is an error (the engine's 409).
+    pub async fn remove_volume(&self, name: &str) -> Result<bool, DockerError> {
+        match self
+            .docker
+            .remove_volume(name, Some(RemoveVolumeOptions { force: false }))
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(api("remove volume")(e)),
+        }
+    }
+
+    /// The engine's tar of `path` in `image` (entries named `<basename of path>/…`), read
+    /// from a container that is created and never started. `Ok(None)`: no such path.
+    pub async fn image_path_tar(
+        &self,
+        image: &str,
+        path: &str,
+        build_id: &str,
+    ) -> Result<Option<Vec<u8>>, DockerError> {
+        let mut labels = HashMap::new();
+        labels.insert(LABEL_BUILD_ID.to_string(), build_id.to_string());
+        labels.insert(LABEL_OWNER.to_string(), "runner:image-path".to_string());
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            cmd: Some(vec!["/bin/sh".into()]),
+            entrypoint: Some(vec![]),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        let id = self
+            .docker
+            .create_container(
+                None::<bollard::query_parameters::CreateContainerOptions>,
+                body,
+            )
+            .await
+            .map_err(api("create container"))?
+            .id;
+        let mut stream = self.docker.download_from_container(
+            &id,
+            Some(DownloadFromContainerOptions {
+                path: path.to_string(),
+            }),
+        );
+        let mut out = Vec::new();
+        let mut result = Ok(Some(()));
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => out.extend_from_slice(&bytes),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {
+                    result = Ok(None);
+                    break;
+                }
+                Err(e) => {
+                    result = Err(api("copy files out of image")(e));
+                    break;
+                }
+            }
+        }
+        drop(stream);
+        let opts = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        let _ = self.docker.remove_container(&id, Some(opts)).await;
+        result.map(|found| found.map(|()| out))
+    }
+}
