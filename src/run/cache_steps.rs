@@ -67,12 +67,13 @@ pub(super) async fn take_volumes(
             .iter()
             .any(|v| p == v || p.starts_with(&format!("{v}/")))
     };
-    if !(cache.restore && cache.save)
-        || !cache
+    let usable = cache.restore
+        && cache.save
+        && cache
             .paths
             .iter()
-            .all(|p| p.whole_tree() && in_volume(p.prefix()))
-    {
+            .all(|p| p.whole_tree() && in_volume(p.prefix()));
+    if !usable {
         return None;
     }
     let plan = ctx.plan;

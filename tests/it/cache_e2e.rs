@@ -70,8 +70,22 @@ fn build(p: &Project, extra: &[&str]) -> Run {
     run
 }
 
+/// With the local cache volumes (the default) and with the archive alone.
 #[test]
 fn miss_then_hit_then_fallback_after_a_key_change() {
+    for (mode, source) in [
+        (&[][..], "volume"),
+        (&["--no-cache-volumes"][..], "archive"),
+    ] {
+        miss_hit_fallback(mode, source);
+    }
+}
+
+fn miss_hit_fallback(mode: &[&str], source: &str) {
+    let build = |p: &Project, extra: &[&str]| {
+        let args: Vec<&str> = mode.iter().chain(extra).copied().collect();
+        build(p, &args)
+    };
     let p = project("v1");
     let cold = build(&p, &[]);
     assert!(cold.has_line("deps: downloaded") && cold.has_line("home: fresh"));
@@ -93,6 +107,8 @@ fn miss_then_hit_then_fallback_after_a_key_change() {
         (r["hit"].clone(), r["matched_key"].clone()),
         (Value::Bool(true), Value::String(key.clone()))
     );
+    assert_eq!(r["source"], source, "{r}");
+    assert_eq!(r["files"], 3, "{r}");
     assert_eq!(save(&warm)["hit"], false, "an exact hit is not saved again");
 
     // A new lockfile: a new key, restored from the newest `deps-` entry, then saved.
@@ -102,8 +118,153 @@ fn miss_then_hit_then_fallback_after_a_key_change() {
     assert_eq!(r["hit"], true);
     assert_eq!(r["matched_key"], Value::String(key.clone()));
     assert_ne!(r["key"], Value::String(key));
+    assert_eq!(r["source"], source, "{r}");
     assert!(changed.has_line("deps: restored lib-v1"));
     assert_eq!(save(&changed)["hit"], true);
+}
+
+/// A small image with content at a cache path, so that a reset volume can be seen to get
+/// the image's content back. Built once per test run.
+fn seeded_image() -> &'static str {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    const TAG: &str = "runner-test/cache-seed:1";
+    BUILT.get_or_init(|| {
+        crate::support::stack();
+        let ctx = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            ctx.path().join("Dockerfile"),
+            format!(
+                "FROM {}\nRUN mkdir -p /opt/tool && echo from-image > /opt/tool/seed\n",
+                crate::support::IMAGE
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let out = std::process::Command::new("docker")
+            .args(["build", "-q", "-t", TAG])
+            .arg(ctx.path())
+            .env("DOCKER_BUILDKIT", "0")
+            .output()
+            .unwrap_or_else(|e| panic!("docker build: {e}"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    TAG
+}
+
+const VOLUME_BUILDSPEC: &str = r#"version: 0.2
+phases:
+  install:
+    commands:
+      - |
+        echo "listing: $(ls /opt/tool | tr '\n' ' ')"
+      - |
+        if [ -f /opt/tool/dep-$LOCK ]; then echo "dep: restored"; else
+          echo "dep: fetched"; echo $LOCK > /opt/tool/dep-$LOCK
+        fi
+  build:
+    commands:
+      - |
+        if [ -n "$POISON" ]; then echo bad > /opt/tool/poison; false; fi
+cache:
+  key: tool-$LOCK
+  paths:
+    - /opt/tool/**/*
+"#;
+
+/// The local cache volumes: used as they are when they hold the key; reset to the image's
+/// content (never another key's files) on a key change; not trusted after a failed build.
+#[test]
+fn cache_volumes_are_reused_for_their_key_and_reset_otherwise() {
+    let image = seeded_image();
+    let p = Project::new();
+    p.write("buildspec.yml", VOLUME_BUILDSPEC);
+    let run = |lock: &str, extra: &[&str]| {
+        let out = p
+            .runner()
+            .args(["build", "--json", "--image", image, "--env"])
+            .arg(format!("LOCK={lock}"))
+            .args(extra)
+            .arg("--source")
+            .arg(p.path())
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        Run::from(out)
+    };
+    let ok = |r: Run| {
+        assert_eq!(r.code, 0, "{}", r.debug());
+        r
+    };
+    let listing = |r: &Run| {
+        r.events
+            .iter()
+            .filter(|e| e["event"] == "log")
+            .filter_map(|e| e["line"].as_str())
+            .find_map(|l| l.strip_prefix("listing: "))
+            .unwrap_or_else(|| panic!("no listing: {}", r.debug()))
+            .trim()
+            .to_string()
+    };
+
+    let cold = ok(run("a", &[]));
+    assert_eq!(
+        listing(&cold),
+        "seed",
+        "a new volume has the image's content"
+    );
+    assert!(cold.has_line("dep: fetched"));
+    let warm = ok(run("a", &[]));
+    let r = restore(&warm);
+    assert_eq!(
+        (r["hit"].as_bool(), r["source"].as_str()),
+        (Some(true), Some("volume")),
+        "{r}"
+    );
+    assert_eq!(listing(&warm), "dep-a seed");
+    assert!(warm.has_line("dep: restored"));
+
+    // Another key and no fallback: the volume is put back to the image's content.
+    let other = ok(run("b", &[]));
+    assert_eq!(restore(&other)["hit"], false, "{}", other.debug());
+    assert_eq!(listing(&other), "seed", "nothing of key a is left");
+    assert!(other.has_line("dep: fetched"));
+
+    // Back to key a: the volume holds b, the archive of a is extracted into it (reset).
+    let back = ok(run("a", &[]));
+    let r = restore(&back);
+    assert_eq!(
+        (r["hit"].as_bool(), r["source"].as_str()),
+        (Some(true), Some("archive")),
+        "{r}"
+    );
+    assert_eq!(listing(&back), "dep-a seed");
+
+    // A failed build leaves a poisoned volume behind: the next build does not trust it.
+    let failed = run("a", &["--env", "POISON=1"]);
+    assert_eq!(failed.code, 1, "{}", failed.debug());
+    let after = ok(run("a", &[]));
+    let r = restore(&after);
+    assert_eq!(
+        (r["hit"].as_bool(), r["source"].as_str()),
+        (Some(true), Some("archive")),
+        "{r}"
+    );
+    assert_eq!(listing(&after), "dep-a seed", "the poison is gone");
+
+    // One volume (one cache path), kept by the engine between builds.
+    let name = p
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let prefix = runner::cache::volume_prefix(&name);
+    let out = std::process::Command::new("docker")
+        .args(["volume", "ls", "-q", "--filter", &format!("name={prefix}")])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
 }
 
 #[test]
@@ -150,6 +311,15 @@ fn a_corrupt_entry_is_a_miss_with_a_warning_and_is_removed() {
     let p = project("v1");
     let cache_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let dir = cache_dir.path().display().to_string();
+    // The archive alone: the volumes would serve the next build without reading it.
+    let build = |p: &Project, extra: &[&str]| {
+        let args: Vec<&str> = ["--no-cache-volumes"]
+            .iter()
+            .chain(extra)
+            .copied()
+            .collect();
+        build(p, &args)
+    };
     build(&p, &["--cache-dir", &dir]);
     let stored = blobs(cache_dir.path());
     assert_eq!(stored.len(), 1);
@@ -228,8 +398,10 @@ fn concurrent_builds_saving_one_key_leave_a_valid_entry() {
         let run = Run::from(child.wait_with_output().unwrap_or_else(|e| panic!("{e}")));
         assert_eq!(run.code, 0, "{}", run.debug());
     }
-    let next = build(&p, &["--cache-dir", &dir]);
+    // The entry itself, not the volumes that one of the two builds kept.
+    let next = build(&p, &["--cache-dir", &dir, "--no-cache-volumes"]);
     assert_eq!(restore(&next)["hit"], true);
+    assert_eq!(restore(&next)["source"], "archive");
     assert!(next.has_line("deps: restored lib-v1"));
 }
 
@@ -267,7 +439,7 @@ fn an_entry_that_would_write_outside_its_paths_is_refused() {
             "      - cat deps/link\n      - test ! -e /etc/evil && echo clean\n",
         ),
     );
-    let run = build(&p, &["--cache-dir", &dir]);
+    let run = build(&p, &["--cache-dir", &dir, "--no-cache-volumes"]);
     let r = restore(&run);
     assert_eq!(r["hit"], false, "{r}");
     assert!(r["note"].as_str().unwrap_or("").contains("refused"), "{r}");
@@ -308,6 +480,7 @@ fn the_cache_round_trips_through_s3() {
             .unwrap_or_else(|e| panic!("{e}"));
         Run::from(out)
     };
+    let _volumes = crate::support::CacheVolumes("pooled".into());
     // Two "machines": separate data directories, one shared bucket.
     let first = project("v1");
     let cold = run(&first);
@@ -318,6 +491,11 @@ fn the_cache_round_trips_through_s3() {
     let warm = run(&second);
     assert_eq!(warm.code, 0, "{}", warm.debug());
     assert_eq!(restore(&warm)["hit"], true, "{}", restore(&warm));
+    assert_eq!(
+        restore(&warm)["source"],
+        "archive",
+        "another data directory never trusts the first one's volumes"
+    );
     assert!(warm.has_line("deps: restored lib-v1"));
 
     let missing = Project::new();

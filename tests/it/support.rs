@@ -115,6 +115,46 @@ impl Project {
     }
 }
 
+/// Removes the local cache volumes `runner build` kept for `project` (named after it).
+pub fn remove_cache_volumes(project: &str) {
+    let prefix = runner::cache::volume_prefix(project);
+    let Ok(out) = Command::new("docker")
+        .args(["volume", "ls", "-q", "--filter", &format!("name={prefix}")])
+        .output()
+    else {
+        return;
+    };
+    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|n| n.starts_with(&prefix))
+        .map(str::to_string)
+        .collect();
+    if !names.is_empty() {
+        let _ = Command::new("docker")
+            .args(["volume", "rm", "-f"])
+            .args(&names)
+            .output();
+    }
+}
+
+/// Removes a project's cache volumes when dropped (for builds run with `--project NAME`).
+pub struct CacheVolumes(pub String);
+
+impl Drop for CacheVolumes {
+    fn drop(&mut self) {
+        remove_cache_volumes(&self.0);
+    }
+}
+
+impl Drop for Project {
+    /// Builds keep cache volumes named after the project (the directory's name).
+    fn drop(&mut self) {
+        if let Some(name) = self.dir.path().file_name() {
+            remove_cache_volumes(&name.to_string_lossy());
+        }
+    }
+}
+
 /// The outcome of one `runner` invocation with `--json`.
 pub struct Run {
     pub code: i32,
