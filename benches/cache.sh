@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Build cache benchmark: a cold versus a warm build of fixtures/cache-app.
 #
-# Part 1, runner's `cache:`: each pair gets a fresh, empty RUNNER_DATA_DIR (so its
-# cache is empty), then runs `runner build --json --source fixtures/cache-app` twice:
-# COLD (cache miss: a new venv, ~20 MB of wheels from PyPI) and WARM (cache hit:
-# .venv restored, `pip install` finds every pin satisfied). Reports the median wall
-# times, the ratio cold/warm (target >= 5x), each phase's median, and the cache
+# Part 1, runner's `cache:`: each round gets a fresh, empty RUNNER_DATA_DIR (so its
+# cache is empty), then runs `runner build --json --source fixtures/cache-app` three
+# times: COLD (cache miss: a new venv, ~20 MB of wheels from PyPI), WARM (the default:
+# the local cache volumes hold the key, nothing is extracted) and ARCHIVE (the same
+# warm build with --no-cache-volumes: the entry is extracted from the store, as on a
+# machine that has only the store, e.g. S3). Reports the median wall times, the ratios
+# cold/warm (target >= 5x) and cold/archive, each phase's median, and the archive
 # restore throughput from runner's `cache` JSON events.
 #
 # Part 2, Docker's layer cache for the same dependencies as an image
@@ -35,6 +37,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 FIXTURE=$ROOT/fixtures/cache-app
 IMAGE=runner/python:bookworm
 BENCH_TAG="runner-bench/cache-app:latest"
+# The project name the builds run under: the cache volumes are named after it.
+PROJECT=runner-bench-cache-app
 HOST_CA=/etc/ssl/certs/ca-certificates.crt
 
 pairs=3
@@ -95,8 +99,14 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/runner-cache-bench.XXXXXX")
 manifest=$work/manifest.tsv
 : >"$manifest"
 image_ids=()
+remove_volumes() {
+	local names
+	names=$(docker volume ls -q --filter "name=runner-cache-$PROJECT-" 2>/dev/null | grep "^runner-cache-$PROJECT-" || true)
+	[ -z "$names" ] || echo "$names" | xargs docker volume rm -f >/dev/null 2>&1 || true
+}
 cleanup() {
 	local id
+	remove_volumes
 	if [ "${#image_ids[@]}" -gt 0 ]; then
 		docker rmi "$BENCH_TAG" >/dev/null 2>&1 || true
 		for id in "${image_ids[@]}"; do
@@ -144,11 +154,12 @@ PY
 
 # --- part 1: runner's cache -------------------------------------------------
 
-run_runner() { # KIND PAIR DATA_DIR
+run_runner() { # KIND PAIR DATA_DIR [EXTRA_ARGS...]
 	local kind=$1 pair=$2 data=$3 out t0 t1 rc=0
+	shift 3
 	out=$work/runner-$kind-$pair.jsonl
 	t0=$(now_ns)
-	RUNNER_DATA_DIR=$data "$runner" build --json --source "$FIXTURE" >"$out" 2>"$out.stderr" || rc=$?
+	RUNNER_DATA_DIR=$data "$runner" build --json --project "$PROJECT" --source "$FIXTURE" "$@" >"$out" 2>"$out.stderr" || rc=$?
 	t1=$(now_ns)
 	if [ "$rc" != 0 ]; then
 		log "runner $kind build (pair $pair) failed with exit code $rc:"
@@ -161,15 +172,18 @@ run_runner() { # KIND PAIR DATA_DIR
 
 record_load start
 if [ "$do_runner" = 1 ]; then
-	log "runner: $pairs cold/warm pairs of fixtures/cache-app on $IMAGE, a fresh data dir per pair"
+	log "runner: $pairs rounds of cold / warm / warm --no-cache-volumes builds of fixtures/cache-app on $IMAGE, a fresh data dir per round"
+	ms_of() { awk -F'\t' -v k="$1" -v p="$2" '$1 == "runner" && $2 == k && $3 == p { print $4 }' "$manifest"; }
 	for ((i = 1; i <= pairs; i++)); do
 		data=$work/data-$i
 		mkdir "$data"
 		run_runner cold "$i" "$data"
 		run_runner warm "$i" "$data"
-		log "runner pair $i/$pairs: cold $(awk -F'\t' -v p="$i" '$1 == "runner" && $2 == "cold" && $3 == p { print $4 }' "$manifest") ms, warm $(awk -F'\t' -v p="$i" '$1 == "runner" && $2 == "warm" && $3 == p { print $4 }' "$manifest") ms"
+		run_runner archive "$i" "$data" --no-cache-volumes
+		log "runner round $i/$pairs: cold $(ms_of cold "$i") ms, warm $(ms_of warm "$i") ms, archive $(ms_of archive "$i") ms"
 		# The cache itself is not needed any more; the JSON logs are.
 		[ "$keep" = 1 ] || rm -rf "$data"
+		remove_volumes
 	done
 fi
 
@@ -347,13 +361,13 @@ warnings = []
 
 runner_rows = [r for r in rows if r[0] == "runner"]
 if runner_rows:
-    runs = {"cold": [], "warm": []}
+    runs = {"cold": [], "warm": [], "archive": []}
     for part, kind, pair, ms, path in runner_rows:
         a = analyse_run(path)
         a.update(pair=int(pair), wall_ms=float(ms))
         runs[kind].append(a)
     res = {"image": image}
-    for kind in ("cold", "warm"):
+    for kind in ("cold", "warm", "archive"):
         rs = runs[kind]
         res[f"{kind}_ms"] = [r["wall_ms"] for r in rs]
         res[f"{kind}_median_ms"] = med(res[f"{kind}_ms"])
@@ -373,9 +387,17 @@ if runner_rows:
             warnings.append(f"a {kind} build did not succeed")
     cw, ww = res["cold_median_ms"], res["warm_median_ms"]
     res["ratio"] = round(cw / ww, 2) if cw and ww else None
+    aw = res["archive_median_ms"]
+    res["ratio_archive"] = round(cw / aw, 2) if cw and aw else None
     res["target_ratio"] = 5
-    warm_restores = [c for r in runs["warm"] for c in r["cache"] if is_restore(c) and c.get("hit") is not False]
-    res["restore"] = throughput(warm_restores)
+    archive_restores = [c for r in runs["archive"] for c in r["cache"] if is_restore(c) and c.get("hit") is not False]
+    res["restore"] = throughput(archive_restores)
+    res["warm_restore_sources"] = [c.get("source") for r in runs["warm"] for c in r["cache"] if is_restore(c)]
+    res["archive_restore_sources"] = [c.get("source") for r in runs["archive"] for c in r["cache"] if is_restore(c)]
+    if any(src != "volume" for src in res["warm_restore_sources"]):
+        warnings.append(f"warm restores did not all come from the cache volumes: {res['warm_restore_sources']}")
+    if any(src != "archive" for src in res["archive_restore_sources"]):
+        warnings.append(f"--no-cache-volumes restores did not all come from the archive: {res['archive_restore_sources']}")
     res["save"] = throughput([c for r in runs["cold"] for c in r["cache"] if is_save(c)])
     if not any(r["cache"] for r in runs["cold"] + runs["warm"]):
         warnings.append("no cache events in runner's JSON output: does this runner support `cache:`?")
@@ -383,7 +405,7 @@ if runner_rows:
         warnings.append(f"{res['cold_restore_hits']} cold build(s) reported a cache hit: not cold")
     if res["warm_restore_hits"] < len(runs["warm"]):
         warnings.append(f"only {res['warm_restore_hits']} of {len(runs['warm'])} warm builds reported a cache hit")
-    if any(n for n in res["warm_pip_downloads"]):
+    if any(n for n in res["warm_pip_downloads"] + res["archive_pip_downloads"]):
         warnings.append("warm builds still downloaded wheels from PyPI")
     venv = [v for c, v in res["warm_commands_median_ms"].items() if "python3 -m venv" in c]
     if venv and venv[0] is not None and venv[0] > 1000:
@@ -436,21 +458,24 @@ def spread(xs):
 
 if "runner" in out:
     r = out["runner"]
-    print(f"runner cache: fixtures/cache-app on {r['image']}, {out['pairs']} cold/warm pairs "
-          "(fresh data dir per pair)")
+    print(f"runner cache: fixtures/cache-app on {r['image']}, {out['pairs']} rounds "
+          "(fresh data dir per round)")
     print(f"  cold (miss):  median {s(r['cold_median_ms']):>9}  ({spread(r['cold_ms'])}); "
           f"pip downloads per run {r['cold_pip_downloads']}")
-    print(f"  warm (hit):   median {s(r['warm_median_ms']):>9}  ({spread(r['warm_ms'])}); "
+    print(f"  warm (hit, cache volumes): median {s(r['warm_median_ms']):>9}  ({spread(r['warm_ms'])}); "
           f"pip downloads per run {r['warm_pip_downloads']}")
+    print(f"  warm (hit, --no-cache-volumes, archive extracted): median {s(r['archive_median_ms']):>9}  "
+          f"({spread(r['archive_ms'])}); pip downloads per run {r['archive_pip_downloads']}")
     ratio = r["ratio"]
     verdict = "" if ratio is None else ("  meets the >= 5x target" if ratio >= 5 else "  below the 5x target")
     print(f"  ratio cold/warm (medians): {ratio}x{verdict}")
-    print("  phase medians (cold -> warm):")
+    print(f"  ratio cold/archive (medians): {r['ratio_archive']}x")
+    print("  phase medians (cold -> warm -> archive):")
     for p in PHASES:
-        c, w = r["cold_phases_median_ms"].get(p), r["warm_phases_median_ms"].get(p)
-        if c is None and w is None:
+        c, w, a = (r[f"{k}_phases_median_ms"].get(p) for k in ("cold", "warm", "archive"))
+        if c is None and w is None and a is None:
             continue
-        print(f"    {p:<17} {s(c):>9} -> {s(w):>9}")
+        print(f"    {p:<17} {s(c):>9} -> {s(w):>9} -> {s(a):>9}")
     print("  install commands, warm medians:")
     for c, v in r["warm_commands_median_ms"].items():
         if c.startswith("INSTALL"):
@@ -458,7 +483,7 @@ if "runner" in out:
     rs = r["restore"]
     if rs:
         cb = rs["compressed_bytes_median"]
-        print(f"  cache restore: {rs['bytes_median'] / MIB:.1f} MiB"
+        print(f"  cache restore from the archive: {rs['bytes_median'] / MIB:.1f} MiB"
               + (f" ({cb / MIB:.1f} MiB compressed)" if cb else "")
               + (f", {rs['files_median']:.0f} files" if rs["files_median"] else "")
               + f" in {s(rs['duration_ms_median'])} -> {rs['mib_per_s_median']} MiB/s (median of {rs['count']})")
@@ -468,7 +493,7 @@ if "runner" in out:
     if sv:
         print(f"  cache save (cold): {sv['bytes_median'] / MIB:.1f} MiB in {s(sv['duration_ms_median'])} "
               f"-> {sv['mib_per_s_median']} MiB/s")
-    for kind in ("cold", "warm"):
+    for kind in ("cold", "warm", "archive"):
         evs = r[f"{kind}_cache_events"]
         if evs and evs[0]:
             print(f"  {kind} cache events (pair 1): " + "; ".join(

@@ -1,4 +1,5 @@
-//! Images on the engine: inspect, export (`docker save`), build (classic builder), tag.
+//! Images on the engine: inspect, export (`docker save`), load (`docker load`), build
+//! (classic builder), tag.
 
 use super::client::DockerEngine;
 use super::error::{api, DockerError};
@@ -132,6 +133,42 @@ impl DockerEngine {
             Some(id) => Ok(id),
             None => Ok(self.image_info(&spec.tag).await?.id),
         }
+    }
+
+    /// Loads a `docker save` archive into the engine (`docker load`). Layers the engine
+    /// already has (by chain) may be left out of the archive; compressed layers are fine.
+    pub async fn load_image(&self, archive: Bytes) -> Result<(), DockerError> {
+        let opts = bollard::query_parameters::ImportImageOptions {
+            quiet: true,
+            ..Default::default()
+        };
+        let mut stream = self
+            .docker
+            .import_image(opts, bollard::body_full(archive), None);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(api("load image"))?;
+            if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                return Err(DockerError::Build(err));
+            }
+        }
+        Ok(())
+    }
+
+    /// The layer chains (uncompressed layer digests, bottom first) of the engine's
+    /// tagged images: a layer whose chain is here need not be loaded again.
+    pub async fn local_layer_chains(&self) -> Result<Vec<Vec<String>>, DockerError> {
+        let images = self
+            .docker
+            .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+            .await
+            .map_err(api("list images"))?;
+        let mut chains = Vec::new();
+        for image in images {
+            if let Ok(info) = self.image_info(&image.id).await {
+                chains.push(info.diff_ids);
+            }
+        }
+        Ok(chains)
     }
 
     pub async fn tag_image(&self, image: &str, repo: &str, tag: &str) -> Result<(), DockerError> {

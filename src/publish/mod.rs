@@ -9,6 +9,7 @@ pub mod connect;
 pub mod context;
 pub mod ecr;
 mod error;
+pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod registry;

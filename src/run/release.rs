@@ -103,6 +103,74 @@ fn notice(reporter: &dyn Reporter, message: String) {
     });
 }
 
+/// The local names of the `cache-from` images, pulled from their registry when the engine
+/// does not have them (a cold agent). A missing or unreachable image only loses the layer
+/// cache, never the build: it is reported and left out.
+async fn cache_from_images(
+    engine: &DockerEngine,
+    refs: &[String],
+    connect_opts: &ConnectOptions,
+    reporter: &dyn Reporter,
+) -> Vec<String> {
+    let mut names = Vec::new();
+    for text in refs {
+        if engine.image_info(text).await.is_ok() {
+            names.push(text.clone());
+            continue;
+        }
+        let image = match ImageRef::parse(text) {
+            Ok(i) => i,
+            Err(e) => {
+                notice(reporter, format!("cache-from {text} left out: {e}"));
+                continue;
+            }
+        };
+        // A digest cannot be a local tag: such an image is tagged `cache-<digest>`.
+        let tag = match (&image.tag, &image.digest) {
+            (_, Some(d)) => format!("cache-{}", crate::publish::reference::short_digest(d)),
+            (Some(t), None) => t.clone(),
+            (None, None) => "latest".to_string(),
+        };
+        let started = Instant::now();
+        let pulled = match connect(&image, connect_opts, false).await {
+            Ok(c) => {
+                crate::publish::pull::pull_into_engine(
+                    engine,
+                    &c.registry,
+                    &image,
+                    (&image.name(), &tag),
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        match pulled {
+            Ok(Some(p)) => {
+                notice(
+                    reporter,
+                    format!(
+                        "cache-from {text}: pulled {} of {} layers ({:.1} MB) in {:.1} s",
+                        p.layers_fetched,
+                        p.layers,
+                        p.bytes_fetched as f64 / 1e6,
+                        started.elapsed().as_secs_f64()
+                    ),
+                );
+                names.push(format!("{}:{tag}", image.name()));
+            }
+            Ok(None) => notice(
+                reporter,
+                format!("cache-from {text}: not in the registry yet (a first build); building without it"),
+            ),
+            Err(e) => notice(
+                reporter,
+                format!("cache-from {text} could not be pulled ({e}); building without it"),
+            ),
+        }
+    }
+    names
+}
+
 /// Runs the stages; `Err` carries the message already reported as a failed stage.
 pub async fn release(
     engine: &DockerEngine,
@@ -185,13 +253,14 @@ pub async fn release(
         );
     }
     labels.insert("dev.runner.project".to_string(), input.project.to_string());
+    let cache_from = cache_from_images(engine, &cfg.cache_from, &input.connect, reporter).await;
     let spec = ImageBuildSpec {
         dockerfile: cfg.dockerfile.clone(),
         tag: local.clone(),
         build_args: cfg.build_args.iter().cloned().collect(),
         labels: labels.clone(),
         target: cfg.target.clone(),
-        cache_from: cfg.cache_from.clone(),
+        cache_from,
         no_cache: false,
     };
     let mut cached_steps = 0usize;

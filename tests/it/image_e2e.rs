@@ -301,6 +301,113 @@ fn an_image_signed_independently_with_runners_key_is_accepted_and_unsigned_is_no
     assert_eq!(v.status.code(), Some(0), "{}", text(&v));
 }
 
+/// Docker layer cache for a cold agent: `cache-from` an image in the registry. The first
+/// build pushes `latest`; its layers are then removed from the engine (a fresh agent), and
+/// the second build pulls them through runner's registry client and reuses them.
+#[test]
+fn a_cold_engine_reuses_layers_from_the_registry_through_cache_from() {
+    let env = Env::new();
+    let reg = Registry::start(true);
+    let app = tempfile::tempdir().unwrap();
+    let nonce = format!("{}-{}", std::process::id(), reg.addr().replace(':', "-"));
+    let repo = format!("{ECR_HOST}/cache-from-{}", std::process::id());
+    std::fs::write(
+        app.path().join("buildspec.yml"),
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo built\n",
+    )
+    .unwrap();
+    std::fs::write(app.path().join("app.sh"), "#!/bin/sh\necho app\n").unwrap();
+    std::fs::write(
+        app.path().join("Dockerfile"),
+        format!("FROM runner/busybox:latest\nCOPY app.sh /app/app.sh\nRUN echo {nonce} > /app/nonce\nRUN echo step-two > /app/two\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        app.path().join("runner.yml"),
+        format!("name: cache-from-app\nbuild:\n  image: runner/busybox:latest\nimage:\n  repository: {repo}\n  tags: [\"build-{{build-number}}\", latest]\n  cache-from: [\"{repo}:latest\"]\n  create-repository: true\n"),
+    )
+    .unwrap();
+    let build = || {
+        let out = env
+            .runner()
+            .args(["build", "--json", "--source"])
+            .arg(app.path())
+            .args(["--registry-endpoint", &reg.ecr_endpoint()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect();
+        let image = events
+            .iter()
+            .find(|e| e["event"] == "stage" && e["stage"] == "image")
+            .cloned()
+            .unwrap_or_else(|| panic!("no image stage: {}", text(&out)));
+        let notes: Vec<String> = events
+            .iter()
+            .filter(|e| e["event"] == "notice")
+            .filter_map(|e| e["message"].as_str().map(str::to_string))
+            .filter(|m| m.starts_with("cache-from"))
+            .collect();
+        (image, notes)
+    };
+    let remove = |id: &str| {
+        let o = Command::new("docker")
+            .args(["rmi", "-f", id])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        let gone = Command::new("docker")
+            .args(["image", "inspect", id])
+            .output()
+            .unwrap();
+        assert!(!gone.status.success(), "image {id} is still on the engine");
+    };
+
+    let (first, notes) = build();
+    assert_eq!(first["detail"]["cached_steps"], 0, "a cold engine: {first}");
+    assert!(
+        notes.iter().any(|n| n.contains("not in the registry yet")),
+        "{notes:?}"
+    );
+    let first_id = first["detail"]["id"].as_str().unwrap().to_string();
+    remove(&first_id);
+
+    let base = Command::new("docker")
+        .args([
+            "image",
+            "inspect",
+            "runner/busybox:latest",
+            "--format",
+            "{{len .RootFS.Layers}}",
+        ])
+        .output()
+        .unwrap();
+    let base: usize = String::from_utf8_lossy(&base.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    let (second, notes) = build();
+    let pulled = format!("pulled 3 of {} layers", base + 3);
+    assert!(
+        notes.iter().any(|n| n.contains(&pulled)),
+        "the base layers were on the engine, the three built ones came from the registry: {notes:?}"
+    );
+    // COPY, both RUNs and the LABEL step the build's labels add.
+    assert!(
+        second["detail"]["cached_steps"].as_u64().unwrap_or(0) >= 3,
+        "COPY and both RUNs reused: {second}"
+    );
+    assert_eq!(
+        second["detail"]["id"].as_str(),
+        Some(first_id.as_str()),
+        "the same image"
+    );
+    remove(&first_id);
+}
+
 #[test]
 fn unchanged_push_uploads_nothing_and_tag_immutability_is_honoured() {
     let env = Env::new();

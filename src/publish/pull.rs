@@ -1,0 +1,203 @@
+//! Pulls an image from a registry into the engine: how a cold agent gets the layers that
+//! `cache-from` names, so the classic builder can reuse them (`docker pull X || true;
+//! docker build --cache-from X`, done through runner's registry client so ECR tokens and
+//! endpoint overrides apply as for the push).
+//!
+//! The engine gets a `docker save` archive (`docker load`): the manifest, the config, and
+//! the compressed layers it does not already have (a layer whose chain is on the engine is
+//! left out; `docker load` only reads the layers it lacks). The engine checks every layer
+//! against the config's diff IDs, and every blob here is checked against its digest.
+
+use super::error::PublishError;
+use super::reference::ImageRef;
+use super::registry::Registry;
+use crate::docker::DockerEngine;
+use bytes::Bytes;
+use serde_json::Value;
+
+/// What a pull did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Pulled {
+    /// The image ID (`sha256:` of the config).
+    pub id: String,
+    /// The engine had the image already (only tagged).
+    pub already_local: bool,
+    pub layers: usize,
+    /// Layers downloaded (the others were on the engine).
+    pub layers_fetched: usize,
+    /// Compressed bytes downloaded.
+    pub bytes_fetched: u64,
+}
+
+fn bad(reference: &str, reason: impl std::fmt::Display) -> PublishError {
+    PublishError::Protocol {
+        registry: reference.split('/').next().unwrap_or_default().to_string(),
+        what: format!("read the manifest of {reference}"),
+        status: 200,
+        detail: reason.to_string(),
+    }
+}
+
+/// The platform's name in image indexes.
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// Pulls `image` (tag or digest) into the engine and tags it `image`'s name as written,
+/// so that `cache-from: [image]` finds it. `Ok(None)`: the registry has no such image
+/// (a project's first build).
+pub async fn pull_into_engine(
+    engine: &DockerEngine,
+    registry: &Registry,
+    image: &ImageRef,
+    local_tag: (&str, &str),
+) -> Result<Option<Pulled>, PublishError> {
+    let shown = image.to_string();
+    let Some(mut manifest) = registry
+        .get_manifest(&image.repository, image.manifest_reference())
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut doc: Value = serde_json::from_slice(&manifest.bytes).map_err(|e| bad(&shown, e))?;
+    if let Some(list) = doc.get("manifests").and_then(Value::as_array) {
+        // An index: this host's platform, else the first.
+        let pick = list
+            .iter()
+            .find(|m| {
+                m["platform"]["os"] == "linux" && m["platform"]["architecture"] == host_arch()
+            })
+            .or_else(|| list.first())
+            .and_then(|m| m["digest"].as_str())
+            .ok_or_else(|| bad(&shown, "an index without manifests"))?
+            .to_string();
+        manifest = registry
+            .get_manifest(&image.repository, &pick)
+            .await?
+            .ok_or_else(|| PublishError::NotFound {
+                reference: format!("{}@{pick}", image.name()),
+            })?;
+        doc = serde_json::from_slice(&manifest.bytes).map_err(|e| bad(&shown, e))?;
+    }
+    let config_digest = doc["config"]["digest"]
+        .as_str()
+        .ok_or_else(|| bad(&shown, "no config digest"))?
+        .to_string();
+    let layers: Vec<String> = doc["layers"]
+        .as_array()
+        .ok_or_else(|| bad(&shown, "no layers"))?
+        .iter()
+        .map(|l| l["digest"].as_str().map(str::to_string))
+        .collect::<Option<_>>()
+        .ok_or_else(|| bad(&shown, "a layer without a digest"))?;
+    let mut pulled = Pulled {
+        id: config_digest.clone(),
+        layers: layers.len(),
+        ..Default::default()
+    };
+    let tag = |engine: &DockerEngine| {
+        let id = config_digest.clone();
+        let (repo, t) = (local_tag.0.to_string(), local_tag.1.to_string());
+        let engine = engine.clone();
+        async move {
+            engine
+                .tag_image(&id, &repo, &t)
+                .await
+                .map_err(|e| PublishError::LocalImage {
+                    image: id,
+                    detail: e.to_string(),
+                })
+        }
+    };
+    if engine.image_info(&config_digest).await.is_ok() {
+        pulled.already_local = true;
+        tag(engine).await?;
+        return Ok(Some(pulled));
+    }
+
+    let config = registry.get_blob(&image.repository, &config_digest).await?;
+    let cfg: Value = serde_json::from_slice(&config).map_err(|e| bad(&shown, e))?;
+    let diff_ids: Vec<String> = cfg["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if diff_ids.len() != layers.len() {
+        return Err(bad(
+            &shown,
+            format!(
+                "{} layers but {} diff IDs in the config",
+                layers.len(),
+                diff_ids.len()
+            ),
+        ));
+    }
+    // The longest bottom run of layers whose chain the engine has.
+    let chains = engine
+        .local_layer_chains()
+        .await
+        .map_err(|e| PublishError::LocalImage {
+            image: shown.clone(),
+            detail: e.to_string(),
+        })?;
+    let present = chains
+        .iter()
+        .map(|c| c.iter().zip(&diff_ids).take_while(|(a, b)| a == b).count())
+        .max()
+        .unwrap_or(0);
+
+    let hex = |d: &str| d.trim_start_matches("sha256:").to_string();
+    let layer_names: Vec<String> = diff_ids
+        .iter()
+        .map(|d| format!("{}/layer.tar", hex(d)))
+        .collect();
+    let save_manifest = serde_json::json!([{
+        "Config": format!("{}.json", hex(&config_digest)),
+        "RepoTags": [],
+        "Layers": layer_names,
+    }]);
+    let mut archive = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8]| -> Result<(), PublishError> {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        archive
+            .append_data(&mut h, name, data)
+            .map_err(|e| PublishError::Io {
+                action: "write an image archive for",
+                path: std::path::PathBuf::from(name),
+                source: e,
+            })
+    };
+    add("manifest.json", save_manifest.to_string().as_bytes())?;
+    add(&format!("{}.json", hex(&config_digest)), &config)?;
+    for (i, blob) in layers.iter().enumerate().skip(present) {
+        let bytes = registry.get_blob(&image.repository, blob).await?;
+        pulled.layers_fetched += 1;
+        pulled.bytes_fetched += bytes.len() as u64;
+        add(&layer_names[i], &bytes)?;
+    }
+    let archive = archive.into_inner().map_err(|e| PublishError::Io {
+        action: "write an image archive for",
+        path: std::path::PathBuf::from(&shown),
+        source: e,
+    })?;
+    engine
+        .load_image(Bytes::from(archive))
+        .await
+        .map_err(|e| PublishError::LocalImage {
+            image: shown.clone(),
+            detail: e.to_string(),
+        })?;
+    tag(engine).await?;
+    Ok(Some(pulled))
+}
