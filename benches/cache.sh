@@ -10,16 +10,25 @@
 # cold/warm (target >= 5x) and cold/archive, each phase's median, and the archive
 # restore throughput from runner's `cache` JSON events.
 #
+# Part 3, a cold agent: the same Dockerfile built by `runner build` (runner.yml `image:`)
+# and pushed to a local registry (Debian's docker-registry, scripts/registry.sh). Each
+# round builds on an engine without the project's layers, first with nothing in the
+# registry (COLD), then, after removing the image from the engine again, with
+# `cache-from: [<registry>/…:latest]` (CACHE-FROM: runner pulls the layers the engine
+# lacks and the classic builder reuses them). Reports the image stage's time (pull +
+# build) and the whole build's, and their ratio.
+#
 # Part 2, Docker's layer cache for the same dependencies as an image
 # (fixtures/cache-app/Dockerfile, temp context with the host CA bundle as ca.crt):
 # `docker build --no-cache` versus a rebuild after editing only app.py, interleaved.
 #
-#   benches/cache.sh [-n PAIRS] [--json] [--skip-runner] [--skip-docker] [--keep]
+#   benches/cache.sh [-n PAIRS] [--json] [--skip-runner] [--skip-docker] [--skip-cache-from] [--keep]
 #
 #   -n PAIRS       cold/warm pairs per part (default 3)
 #   --json         one JSON object on standard output instead of the text summary
 #   --skip-runner  only the Docker layer-cache part
-#   --skip-docker  only runner's cache part
+#   --skip-docker  leave out part 2 (Docker's local layer cache)
+#   --skip-cache-from  leave out part 3 (cold agent, cache-from a registry)
 #   --keep         keep the work directory (JSON event logs, build logs) and say where
 #
 #   RUNNER=path/to/runner   binary to benchmark (default target/release/runner, brought
@@ -45,6 +54,8 @@ pairs=3
 json=0
 do_runner=1
 do_docker=1
+do_cache_from=1
+REGISTRY_PORT=${RUNNER_BENCH_REGISTRY_PORT:-5077}
 keep=0
 
 while [ $# -gt 0 ]; do
@@ -57,6 +68,7 @@ while [ $# -gt 0 ]; do
 	--json) json=1 ;;
 	--skip-runner) do_runner=0 ;;
 	--skip-docker) do_docker=0 ;;
+	--skip-cache-from) do_cache_from=0 ;;
 	--keep) keep=1 ;;
 	-h | --help)
 		usage
@@ -67,7 +79,7 @@ while [ $# -gt 0 ]; do
 	shift
 done
 case $pairs in '' | *[!0-9]* | 0) die "-n wants a positive integer" ;; esac
-[ "$do_runner" = 1 ] || [ "$do_docker" = 1 ] || die "--skip-runner and --skip-docker leave nothing to do"
+[ "$do_runner" = 1 ] || [ "$do_docker" = 1 ] || [ "$do_cache_from" = 1 ] || die "every part is skipped: nothing to do"
 
 # --- prerequisites ----------------------------------------------------------
 
@@ -79,7 +91,7 @@ for f in buildspec.yml runner.yml requirements.txt app.py Dockerfile; do
 done
 
 runner=
-if [ "$do_runner" = 1 ]; then
+if [ "$do_runner" = 1 ] || [ "$do_cache_from" = 1 ]; then
 	if [ -n "${RUNNER:-}" ]; then
 		runner=$RUNNER
 		[ -x "$runner" ] || command -v "$runner" >/dev/null 2>&1 || die "RUNNER=$runner is not executable"
@@ -104,9 +116,11 @@ remove_volumes() {
 	names=$(docker volume ls -q --filter "name=runner-cache-$PROJECT-" 2>/dev/null | grep "^runner-cache-$PROJECT-" || true)
 	[ -z "$names" ] || echo "$names" | xargs docker volume rm -f >/dev/null 2>&1 || true
 }
+registry_started=0
 cleanup() {
 	local id
 	remove_volumes
+	[ "$registry_started" = 0 ] || bash "$ROOT/scripts/registry.sh" stop --port "$REGISTRY_PORT" >/dev/null 2>&1 || true
 	if [ "${#image_ids[@]}" -gt 0 ]; then
 		docker rmi "$BENCH_TAG" >/dev/null 2>&1 || true
 		for id in "${image_ids[@]}"; do
@@ -224,6 +238,56 @@ if [ "$do_docker" = 1 ]; then
 	done
 	image_size=$(docker image inspect --format '{{.Size}}' "$BENCH_TAG" 2>/dev/null || echo 0)
 	record docker-image size 0 "$image_size" -
+fi
+
+# --- part 3: a cold agent, cache-from the registry ---------------------------
+
+# cf_build KIND PAIR APP DATA: one `runner build` of the image app; records its wall time
+# and prints the image ID it built.
+cf_build() {
+	local kind=$1 pair=$2 app=$3 data=$4 out t0 t1 rc=0
+	out=$work/cachefrom-$kind-$pair.jsonl
+	t0=$(now_ns)
+	RUNNER_DATA_DIR=$data "$runner" build --json --source "$app" >"$out" 2>"$out.stderr" || rc=$?
+	t1=$(now_ns)
+	if [ "$rc" != 0 ]; then
+		cat "$out.stderr" >&2
+		show_failure "$out"
+		die "runner build ($kind, round $pair) failed with exit code $rc"
+	fi
+	record cachefrom "$kind" "$pair" "$(elapsed_ms "$t0" "$t1")" "$out"
+	python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    try: e = json.loads(l)
+    except ValueError: continue
+    if e.get("event") == "stage" and e.get("stage") == "image": print(e["detail"]["id"])' "$out"
+}
+
+if [ "$do_cache_from" = 1 ]; then
+	[ -s "$HOST_CA" ] || die "$HOST_CA is missing: docker build needs it to reach PyPI over HTTPS"
+	bash "$ROOT/scripts/registry.sh" start --port "$REGISTRY_PORT" --dir "$work/registry" >/dev/null ||
+		die "scripts/registry.sh start --port $REGISTRY_PORT failed"
+	registry_started=1
+	repo=127.0.0.1:$REGISTRY_PORT/runner-bench-cache-app
+	log "cache-from: $pairs rounds of a cold engine without, then with, cache-from $repo:latest"
+	for ((i = 1; i <= pairs; i++)); do
+		app=$work/cf-app-$i
+		mkdir -p "$app" "$work/cf-data-$i"
+		cp "$FIXTURE/Dockerfile" "$FIXTURE/requirements.txt" "$FIXTURE/app.py" "$app/"
+		cp "$HOST_CA" "$app/ca.crt"
+		printf '# bench round %d\n' "$i" >>"$app/app.py"
+		printf 'version: 0.2\nphases:\n  build:\n    commands:\n      - echo ok\n' >"$app/buildspec.yml"
+		# A repository per round, so that COLD finds nothing to pull.
+		printf 'name: runner-bench-cache-from\nbuild:\n  image: runner/busybox:latest\nimage:\n  repository: %s-%d\n  tags: [latest]\n  cache-from: ["%s-%d:latest"]\n' \
+			"$repo" "$i" "$repo" "$i" >"$app/runner.yml"
+		id=$(cf_build cold "$i" "$app" "$work/cf-data-$i")
+		# A fresh agent: the image and its layers leave the engine (the base image stays).
+		docker rmi -f "$id" >/dev/null 2>&1 || die "could not remove $id from the engine"
+		id=$(cf_build cachefrom "$i" "$app" "$work/cf-data-$i")
+		image_ids+=("$id")
+		log "cache-from round $i/$pairs: cold $(awk -F'\t' -v p="$i" '$1 == "cachefrom" && $2 == "cold" && $3 == p { print $4 }' "$manifest") ms, cache-from $(awk -F'\t' -v p="$i" '$1 == "cachefrom" && $2 == "cachefrom" && $3 == p { print $4 }' "$manifest") ms"
+		docker rmi -f "$id" >/dev/null 2>&1 || true
+	done
 fi
 
 record_load end
@@ -356,7 +420,7 @@ def throughput(records):
 
 
 rows = [l.rstrip("\n").split("\t") for l in open(manifest, encoding="utf-8") if l.strip()]
-out = {"pairs": max([int(r[2]) for r in rows if r[0] in ("runner", "docker")] or [0])}
+out = {"pairs": max([int(r[2]) for r in rows if r[0] in ("runner", "docker", "cachefrom")] or [0])}
 warnings = []
 
 runner_rows = [r for r in rows if r[0] == "runner"]
@@ -439,6 +503,37 @@ if docker_rows:
         warnings.append("a --no-cache docker build used cached steps")
     out["docker"] = res
 
+cf_rows = [r for r in rows if r[0] == "cachefrom"]
+if cf_rows:
+    res = {}
+    for kind in ("cold", "cachefrom"):
+        walls, stages, cached, pulls = [], [], [], []
+        for part, k, pair, m, path in cf_rows:
+            if k != kind:
+                continue
+            walls.append(float(m))
+            for e in read_events(path):
+                if e.get("event") == "stage" and e.get("stage") == "image":
+                    stages.append(num(e.get("duration_ms")))
+                    cached.append((e.get("detail") or {}).get("cached_steps"))
+                if e.get("event") == "notice" and str(e.get("message", "")).startswith("cache-from"):
+                    pulls.append(e["message"])
+        res[f"{kind}_ms"] = walls
+        res[f"{kind}_median_ms"] = med(walls)
+        res[f"{kind}_image_stage_ms"] = stages
+        res[f"{kind}_image_stage_median_ms"] = med(stages)
+        res[f"{kind}_cached_steps"] = cached
+        res[f"{kind}_notices"] = pulls
+    a, b = res["cold_image_stage_median_ms"], res["cachefrom_image_stage_median_ms"]
+    res["image_stage_ratio"] = round(a / b, 2) if a and b else None
+    a, b = res["cold_median_ms"], res["cachefrom_median_ms"]
+    res["build_ratio"] = round(a / b, 2) if a and b else None
+    if any(c for c in res["cold_cached_steps"]):
+        warnings.append("a cold cache-from build used cached steps: the engine was not cold")
+    if not all(res["cachefrom_cached_steps"]):
+        warnings.append("a cache-from build reused no step")
+    out["cache_from"] = res
+
 out["loadavg_1min"] = {r[1]: float(r[3]) for r in rows if r[0] == "load"}
 out["cpus"] = os.cpu_count()
 out["warnings"] = warnings
@@ -508,6 +603,17 @@ if "docker" in out:
           f"cached steps per run {d['warm_cached_steps']}")
     print(f"  ratio no-cache/cached (medians): {d['ratio']}x"
           + (f"; image {d['image_bytes'] / 1e6:.1f} MB" if d["image_bytes"] else ""))
+
+if "cache_from" in out:
+    c = out["cache_from"]
+    print(f"cold agent, cache-from a registry: fixtures/cache-app/Dockerfile through runner build, {out['pairs']} rounds")
+    print(f"  cold engine, nothing to pull:  image stage median {s(c['cold_image_stage_median_ms']):>9}, "
+          f"whole build {s(c['cold_median_ms'])}; cached steps {c['cold_cached_steps']}")
+    print(f"  cold engine, cache-from:       image stage median {s(c['cachefrom_image_stage_median_ms']):>9}, "
+          f"whole build {s(c['cachefrom_median_ms'])}; cached steps {c['cachefrom_cached_steps']}")
+    print(f"  ratio cold/cache-from (medians): image stage {c['image_stage_ratio']}x, whole build {c['build_ratio']}x")
+    if c["cachefrom_notices"]:
+        print(f"  e.g. {c['cachefrom_notices'][0]}")
 
 load = out["loadavg_1min"]
 print(f"host: {out['cpus']} CPUs, 1-min load average {load.get('start')} at start, {load.get('end')} at end")

@@ -10,8 +10,9 @@
 #   - the image built from the Dockerfile, scanned (packages, secrets in its layers),
 #     pushed to "ECR" with moto's token, signed and attested (SLSA provenance, SBOM);
 #   - a pull request on the config repository pinning the new digest;
-#   - the second run restores the virtualenv from the build cache, reuses the engine's
-#     layer cache and uploads no blob the registry already has, and updates the same PR.
+#   - the second run finds the virtualenv in the project's cache volumes (nothing to
+#     download or extract), takes the image's layers from `cache-from` (the engine's
+#     layer cache), uploads no blob the registry already has, and updates the same PR.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -24,8 +25,15 @@ out=${RUNNER_DEMO_OUT:-$work/artifacts}
 # A fresh data directory, so the first build is a cache miss and the second a hit.
 export RUNNER_DATA_DIR=${RUNNER_DEMO_DATA:-$work/data}
 pids=()
+# The cache volumes this demo's builds create (runner keeps them between builds; the
+# demo's data directory goes away, so they go too).
+volumes_before=$(docker volume ls -q 2>/dev/null | grep '^runner-cache-sample-app-' || true)
 cleanup() {
+	local v
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for v in $(docker volume ls -q 2>/dev/null | grep '^runner-cache-sample-app-' || true); do
+		grep -qx "$v" <<<"$volumes_before" || docker volume rm -f "$v" >/dev/null 2>&1 || true
+	done
 	bash scripts/registry.sh stop --port 5001 >/dev/null 2>&1 || true
 	bash scripts/moto.sh stop
 }
@@ -71,8 +79,10 @@ echo "demo: runner validate" >&2
 # fixtures/sample-app/runner.yml.
 for run in cold warm; do
 	echo "demo: runner build (sample app, $run)" >&2
-	"$runner" build --source fixtures/sample-app --artifacts "$out"
+	"$runner" build --source fixtures/sample-app --artifacts "$out" | tee "$work/build-$run.log"
 done
+echo "demo: the build cache, cold then warm" >&2
+grep -h -e 'Cache ' -e 'cache-from' -e 'Image built' "$work/build-cold.log" "$work/build-warm.log" | sed 's/^/  /' >&2
 
 echo "demo: runner verify (signature and attestations, by the public key)" >&2
 "$runner" verify "$ecr/sample-app:latest" --key "$work/keys/cosign.pub" \

@@ -67,6 +67,11 @@ pub fn codebuild_line(event: &Event) -> Option<String> {
             let secs = c.duration_ms as f64 / 1000.0;
             let rate = if secs > 0.0 { mib / secs } else { 0.0 };
             let what = match (c.action, c.hit) {
+                ("restore", true) if c.source == Some("volume") => format!(
+                    "Cache {} found in the local cache volumes: {} files, {mib:.1} MiB, nothing to extract ({secs:.2}s)",
+                    c.matched_key.as_deref().unwrap_or(&c.key),
+                    c.files
+                ),
                 ("restore", true) => format!(
                     "Cache restored from {}: {} files, {mib:.1} MiB in {secs:.2}s ({rate:.0} MiB/s)",
                     c.matched_key.as_deref().unwrap_or(&c.key),
