@@ -120,6 +120,21 @@ pub fn try_lock(dir: &Path, project: &str, what: &str) -> Result<Option<File>, C
     Ok(None)
 }
 
+/// For `runner cache invalidate`: takes the project's volume lock and forgets what the
+/// volumes hold. `Ok(None)`: a build of the project holds them. Keep the returned lock
+/// while removing the volumes.
+pub fn invalidate(dir: &Path, project: &str) -> Result<Option<File>, CacheError> {
+    let Some(lock) = try_lock(dir, project, "volumes")? else {
+        return Ok(None);
+    };
+    let state_path = dir.join(format!("{}.volumes.json", stem(project)));
+    match fs::remove_file(&state_path) {
+        Ok(()) => Ok(Some(lock)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Some(lock)),
+        Err(e) => Err(CacheError::io("remove", &state_path, e)),
+    }
+}
+
 impl VolumeLease {
     /// Takes the lease on `project`'s volumes for the container paths `prefixes`, in
     /// `dir` (runner's `<data dir>/cache/volumes`). `Ok(None)`: another build of the
@@ -329,6 +344,24 @@ mod tests {
         assert_eq!(l.held().map(|s| s.key.as_str()), Some("pip-1"));
         // Taken and dropped without a commit (a failed build): not trusted any more.
         drop(l);
+        assert!(lease(dir.path()).held().is_none());
+    }
+
+    #[test]
+    fn invalidating_forgets_the_state_and_waits_for_no_build() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        lease(dir.path())
+            .commit("k")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let running = lease(dir.path());
+        assert!(invalidate(dir.path(), "app")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_none());
+        running.commit("k").unwrap_or_else(|e| panic!("{e}"));
+        drop(running);
+        let lock = invalidate(dir.path(), "app").unwrap_or_else(|e| panic!("{e}"));
+        assert!(lock.is_some());
+        drop(lock);
         assert!(lease(dir.path()).held().is_none());
     }
 

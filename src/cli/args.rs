@@ -85,6 +85,29 @@ pub enum Command {
     /// Deploy through a config repository (Argo CD, Flux): move an image to a new digest.
     #[command(subcommand)]
     Gitops(GitopsCommand),
+    /// The build cache kept on this machine.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Reset a project's local caches, as CodeBuild's InvalidateProjectCache does: its
+    /// cache volumes (the `cache.paths` kept between builds) and its Docker layer cache
+    /// volume (privileged builds). The next build restores from the archive, or starts
+    /// cold. Archives in the store are kept (they are shared, by key).
+    ///
+    /// Exit codes: 0 reset (or nothing to reset), 1 a build of the project is running
+    /// (nothing was removed), 2 the engine cannot be reached.
+    /// Example:
+    ///   runner cache invalidate sample-app
+    Invalidate {
+        /// The project's name (runner.yml `name:`, `--project`, or the source directory's name).
+        project: String,
+        /// One JSON object on standard output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -5,6 +5,7 @@
 
 mod args;
 mod build;
+mod cache;
 mod exit;
 mod gitops;
 mod image;
@@ -29,6 +30,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Gitops(cmd) => block_on(gitops::run(cmd)),
         Command::Scan(cmd) => block_on(scan::run(cmd)),
         Command::Db(cmd) => block_on(scan::db(cmd)),
+        Command::Cache(cmd) => block_on(cache::run(cmd)),
     };
     status.into()
 }

@@ -28,6 +28,30 @@ impl DockerEngine {
         }
     }
 
+    /// The names of the engine's volumes that start with `prefix`.
+    pub async fn list_volumes(&self, prefix: &str) -> Result<Vec<String>, DockerError> {
+        let mut filters = HashMap::new();
+        filters.insert("name".to_string(), vec![prefix.to_string()]);
+        let opts = bollard::query_parameters::ListVolumesOptions {
+            filters: Some(filters),
+        };
+        let list = self
+            .docker
+            .list_volumes(Some(opts))
+            .await
+            .map_err(api("list volumes"))?;
+        // The engine's name filter matches anywhere in the name.
+        let mut names: Vec<String> = list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .filter(|n| n.starts_with(prefix))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// The engine's tar of `path` in `image` (entries named `<basename of path>/…`), read
     /// from a container that is created and never started. `Ok(None)`: no such path.
     pub async fn image_path_tar(

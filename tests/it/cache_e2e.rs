@@ -260,11 +260,39 @@ fn cache_volumes_are_reused_for_their_key_and_reset_otherwise() {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let prefix = runner::cache::volume_prefix(&name);
-    let out = std::process::Command::new("docker")
-        .args(["volume", "ls", "-q", "--filter", &format!("name={prefix}")])
+    let volumes = || {
+        let out = std::process::Command::new("docker")
+            .args(["volume", "ls", "-q", "--filter", &format!("name={prefix}")])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let kept = volumes();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+
+    // `runner cache invalidate` (CodeBuild's InvalidateProjectCache) removes them; the
+    // next build restores from the archive.
+    let out = p
+        .runner()
+        .args(["cache", "invalidate", &name, "--json"])
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    let inv = Run::from(out);
+    assert_eq!(inv.code, 0, "{}", inv.debug());
+    assert_eq!(
+        inv.events[0]["removed"],
+        serde_json::json!(kept),
+        "{}",
+        inv.debug()
+    );
+    assert!(volumes().is_empty());
+    let fresh = ok(run("a", &[]));
+    let r = restore(&fresh);
+    assert_eq!(r["source"], "archive", "{r}");
+    assert_eq!(listing(&fresh), "dep-a seed");
 }
 
 #[test]
