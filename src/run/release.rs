@@ -103,9 +103,11 @@ fn notice(reporter: &dyn Reporter, message: String) {
     });
 }
 
-/// The local names of the `cache-from` images, pulled from their registry when the engine
-/// does not have them (a cold agent). A missing or unreachable image only loses the layer
-/// cache, never the build: it is reported and left out.
+/// The local names of the `cache-from` images, brought up to date from their registry:
+/// a cold agent pulls them (only the layers its engine lacks), a warm one checks that its
+/// copy is still what the tag names (one manifest request). A missing or unreachable
+/// image only loses the layer cache, never the build: it is reported and left out, or
+/// the engine's own copy is used.
 async fn cache_from_images(
     engine: &DockerEngine,
     refs: &[String],
@@ -114,12 +116,13 @@ async fn cache_from_images(
 ) -> Vec<String> {
     let mut names = Vec::new();
     for text in refs {
-        if engine.image_info(text).await.is_ok() {
-            names.push(text.clone());
-            continue;
-        }
+        let local = engine.image_info(text).await.is_ok();
         let image = match ImageRef::parse(text) {
             Ok(i) => i,
+            Err(_) if local => {
+                names.push(text.clone());
+                continue;
+            }
             Err(e) => {
                 notice(reporter, format!("cache-from {text} left out: {e}"));
                 continue;
@@ -144,29 +147,35 @@ async fn cache_from_images(
             }
             Err(e) => Err(e),
         };
-        match pulled {
-            Ok(Some(p)) => {
-                notice(
-                    reporter,
-                    format!(
-                        "cache-from {text}: pulled {} of {} layers ({:.1} MB) in {:.1} s",
-                        p.layers_fetched,
-                        p.layers,
-                        p.bytes_fetched as f64 / 1e6,
-                        started.elapsed().as_secs_f64()
-                    ),
-                );
+        let message = match pulled {
+            Ok(Some(p)) if p.already_local => {
                 names.push(format!("{}:{tag}", image.name()));
+                format!("cache-from {text}: the engine has it already")
             }
-            Ok(None) => notice(
-                reporter,
-                format!("cache-from {text}: not in the registry yet (a first build); building without it"),
+            Ok(Some(p)) => {
+                names.push(format!("{}:{tag}", image.name()));
+                format!(
+                    "cache-from {text}: pulled {} of {} layers ({:.1} MB) in {:.1} s",
+                    p.layers_fetched,
+                    p.layers,
+                    p.bytes_fetched as f64 / 1e6,
+                    started.elapsed().as_secs_f64()
+                )
+            }
+            Ok(None) if local => {
+                names.push(text.clone());
+                format!("cache-from {text}: not in the registry; using the engine's copy")
+            }
+            Ok(None) => format!(
+                "cache-from {text}: not in the registry yet (a first build); building without it"
             ),
-            Err(e) => notice(
-                reporter,
-                format!("cache-from {text} could not be pulled ({e}); building without it"),
-            ),
-        }
+            Err(e) if local => {
+                names.push(text.clone());
+                format!("cache-from {text}: the registry could not be asked ({e}); using the engine's copy")
+            }
+            Err(e) => format!("cache-from {text} could not be pulled ({e}); building without it"),
+        };
+        notice(reporter, message);
     }
     names
 }

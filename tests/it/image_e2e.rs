@@ -405,6 +405,14 @@ fn a_cold_engine_reuses_layers_from_the_registry_through_cache_from() {
         Some(first_id.as_str()),
         "the same image"
     );
+    // A warm agent only checks that its copy is what the tag names.
+    let (_, notes) = build();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("the engine has it already")),
+        "{notes:?}"
+    );
     remove(&first_id);
 }
 
