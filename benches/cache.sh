@@ -238,6 +238,12 @@ if [ "$do_docker" = 1 ]; then
 	done
 	image_size=$(docker image inspect --format '{{.Size}}' "$BENCH_TAG" 2>/dev/null || echo 0)
 	record docker-image size 0 "$image_size" -
+	# Part 3 needs an engine without these layers.
+	docker rmi "$BENCH_TAG" >/dev/null 2>&1 || true
+	for id in "${image_ids[@]}"; do
+		docker rmi "$id" >/dev/null 2>&1 || true
+	done
+	image_ids=()
 fi
 
 # --- part 3: a cold agent, cache-from the registry ---------------------------
