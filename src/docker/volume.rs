@@ -28,6 +28,33 @@ impl DockerEngine {
         }
     }
 
+    /// Creates the volume `name` with `labels` unless it exists, and returns its
+    /// directory when that is reachable from here (a local engine); `None` otherwise.
+    /// An empty volume is filled from the image when a container first mounts it.
+    pub async fn ensure_volume(
+        &self,
+        name: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<Option<std::path::PathBuf>, DockerError> {
+        let volume = match self.docker.inspect_volume(name).await {
+            Ok(v) => v,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => self
+                .docker
+                .create_volume(bollard::models::VolumeCreateRequest {
+                    name: Some(name.to_string()),
+                    labels: Some(labels),
+                    ..Default::default()
+                })
+                .await
+                .map_err(api("create volume"))?,
+            Err(e) => return Err(api("inspect volume")(e)),
+        };
+        let dir = std::path::PathBuf::from(volume.mountpoint);
+        Ok(dir.is_dir().then_some(dir))
+    }
+
     /// The names of the engine's volumes that start with `prefix`.
     pub async fn list_volumes(&self, prefix: &str) -> Result<Vec<String>, DockerError> {
         let mut filters = HashMap::new();

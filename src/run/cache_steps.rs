@@ -97,14 +97,36 @@ pub(super) async fn take_volumes(
             return None;
         }
     };
-    if lease.held().is_none() {
-        for (_, name) in lease.volumes() {
+    for (path, name) in lease.volumes() {
+        if lease.held().is_none() {
             if let Err(e) = engine.remove_volume(name).await {
                 ctx.notice(
                     Level::Warning,
                     format!(
                         "cache volume {name} could not be reset ({e}); restoring from the archive"
                     ),
+                );
+                return None;
+            }
+        }
+        // Resetting a volume later needs its directory: an engine on another machine
+        // gets throwaway volumes and the archive.
+        let labels = [
+            ("io.runner.project".to_string(), plan.project.clone()),
+            ("io.runner.cache-path".to_string(), path.clone()),
+        ]
+        .into_iter()
+        .collect();
+        match engine.ensure_volume(name, labels).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                let _ = engine.remove_volume(name).await;
+                return None;
+            }
+            Err(e) => {
+                ctx.notice(
+                    Level::Warning,
+                    format!("cache volume {name} could not be created ({e}); restoring from the archive"),
                 );
                 return None;
             }
@@ -314,9 +336,11 @@ async fn reset_volumes(
     mounts: &[HostMount],
 ) -> Result<(), DockerError> {
     lease.forget();
-    for (prefix, _) in lease.volumes() {
+    for (prefix, name) in lease.volumes() {
         let Some(mount) = mounts.iter().find(|m| &m.prefix == prefix) else {
-            continue;
+            return Err(DockerError::Shell(format!(
+                "cache volume {name} has no directory on this machine to reset"
+            )));
         };
         let host = mount.host.clone();
         tokio::task::spawn_blocking(move || empty_dir(&host))
