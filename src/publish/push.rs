@@ -35,6 +35,9 @@ pub struct PushOptions {
     pub annotations: BTreeMap<String, String>,
     /// Refuse to move an existing tag (ECR tag immutability).
     pub immutable_tags: bool,
+    /// A `docker save` archive of this very image already on disk (the image scan made
+    /// one): layers are read from it instead of exporting the image again.
+    pub saved_archive: Option<PathBuf>,
 }
 
 impl Default for PushOptions {
@@ -51,6 +54,7 @@ impl Default for PushOptions {
             layer_map: None,
             annotations: BTreeMap::new(),
             immutable_tags: false,
+            saved_archive: None,
         }
     }
 }
@@ -68,8 +72,10 @@ pub struct PushOutcome {
     pub bytes_uploaded: u64,
     pub uploads_resumed: u64,
     pub uploads_restarted: u64,
-    /// Whether the image had to be read from the engine (false: nothing new).
+    /// Whether the image had to be read (false: nothing new).
     pub exported: bool,
+    /// It was read from `saved_archive`, not exported from the engine again.
+    pub from_saved_archive: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -203,10 +209,19 @@ pub async fn push_image(
             info.diff_ids.len()
         ));
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Compressed>(4);
-        let stream = engine
-            .export_image(local)
-            .map(|r| r.map_err(std::io::Error::other));
-        let reader = tokio_util::io::StreamReader::new(stream);
+        let reader: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>> = match &opts.saved_archive
+        {
+            Some(path) => Box::pin(
+                tokio::fs::File::open(path)
+                    .await
+                    .map_err(|e| PublishError::io("open", path, e))?,
+            ),
+            None => Box::pin(tokio_util::io::StreamReader::new(
+                engine
+                    .export_image(local)
+                    .map(|r| r.map_err(std::io::Error::other)),
+            )),
+        };
         std::fs::create_dir_all(&opts.work_dir)
             .map_err(|e| PublishError::io("create", &opts.work_dir, e))?;
         let work = tempfile::Builder::new()
@@ -329,6 +344,7 @@ pub async fn push_image(
         uploads_resumed: s.uploads_resumed.load(Relaxed),
         uploads_restarted: s.uploads_restarted.load(Relaxed),
         exported,
+        from_saved_archive: exported && opts.saved_archive.is_some(),
     })
 }
 

@@ -385,6 +385,10 @@ pub async fn release(
         work_dir: input.work_dir.clone(),
         immutable_tags: connected.immutable_tags,
         annotations,
+        // The image scan saved this image already: no second export from the engine.
+        saved_archive: inventory
+            .as_ref()
+            .map(|saved| saved.archive().to_path_buf()),
         ..Default::default()
     };
     let registry = connected.registry.clone();

@@ -127,7 +127,14 @@ pub fn scan_inventory(
 /// this is dropped).
 pub struct SavedImage {
     pub inventory: ImageInventory,
-    _archive: tempfile::TempPath,
+    archive: tempfile::TempPath,
+}
+
+impl SavedImage {
+    /// The `docker save` archive the inventory was read from (removed with this value).
+    pub fn archive(&self) -> &Path {
+        &self.archive
+    }
 }
 
 /// Saves an image from the engine to a file and reads its inventory.
@@ -160,10 +167,7 @@ pub async fn image_inventory(
         tokio::task::spawn_blocking(move || scan_image_archive(&path).map_err(|e| e.to_string()))
             .await
             .map_err(|e| e.to_string())??;
-    Ok(SavedImage {
-        inventory,
-        _archive: archive,
-    })
+    Ok(SavedImage { inventory, archive })
 }
 
 /// Today as `YYYY-MM-DD` (UTC), for allow-list expiry.

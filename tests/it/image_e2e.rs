@@ -301,6 +301,61 @@ fn an_image_signed_independently_with_runners_key_is_accepted_and_unsigned_is_no
     assert_eq!(v.status.code(), Some(0), "{}", text(&v));
 }
 
+/// With an SBOM to attest, the image is saved once for the inventory and the push reads
+/// its layers from that archive: the same manifest digest as an export from the engine.
+#[test]
+fn the_push_reuses_the_archive_saved_for_the_sbom() {
+    let env = Env::new();
+    let reg = Registry::start(true);
+    let app = tempfile::tempdir().unwrap();
+    copy_dir(&repo_root().join("fixtures/image-app"), app.path());
+    std::fs::copy(env.key(), app.path().join("cosign.key")).unwrap();
+    let yml = std::fs::read_to_string(app.path().join("runner.yml")).unwrap();
+    std::fs::write(
+        app.path().join("runner.yml"),
+        yml.replace("attest: [provenance]", "attest: [provenance, sbom]"),
+    )
+    .unwrap();
+    let out = env
+        .runner()
+        .args(["build", "--json", "--source"])
+        .arg(app.path())
+        .args(["--registry-endpoint", &reg.ecr_endpoint()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let push = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["event"] == "stage" && e["stage"] == "push")
+        .unwrap_or_else(|| panic!("no push stage: {}", text(&out)));
+    let detail = &push["detail"]["push"];
+    assert_eq!(detail["exported"], true, "{push}");
+    assert_eq!(detail["from_saved_archive"], true, "{push}");
+    let local = format!("{ECR_HOST}/image-app:build-1");
+
+    // `runner push` of the same image, exported from the engine on a fresh data dir.
+    let fresh = tempfile::tempdir().unwrap();
+    let again = env
+        .runner()
+        .env("RUNNER_DATA_DIR", fresh.path())
+        .args([
+            "push",
+            &local,
+            &format!("{ECR_HOST}/image-app:again"),
+            "--json",
+        ])
+        .args(["--registry-endpoint", &reg.ecr_endpoint()])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    let again = json_line(&again);
+    assert_eq!(again["from_saved_archive"], false, "{again}");
+    let digest = push["detail"]["digest"].as_str().unwrap_or_default();
+    assert!(digest.starts_with("sha256:"), "{push}");
+    assert_eq!(again["digest"].as_str(), Some(digest), "{again}");
+}
+
 /// Docker layer cache for a cold agent: `cache-from` an image in the registry. The first
 /// build pushes `latest`; its layers are then removed from the engine (a fresh agent), and
 /// the second build pulls them through runner's registry client and reuses them.
