@@ -79,21 +79,42 @@ pub fn expand_tag(template: &str, input: &ReleaseInput<'_>) -> String {
         .replace("{build-number}", &input.build_number.to_string())
 }
 
-fn stage(
-    reporter: &dyn Reporter,
+/// One stage in progress: reports its end once, as a success with a detail or as a
+/// failure whose message is also the `Err` the release returns.
+struct Stage<'r> {
+    reporter: &'r dyn Reporter,
     name: &'static str,
-    ok: bool,
-    message: String,
-    detail: serde_json::Value,
     started: Instant,
-) {
-    reporter.event(&Event::Stage(StageSummary {
-        stage: name,
-        ok,
-        message,
-        detail,
-        duration_ms: started.elapsed().as_millis() as u64,
-    }));
+}
+
+impl<'r> Stage<'r> {
+    fn start(reporter: &'r dyn Reporter, name: &'static str) -> Self {
+        Self {
+            reporter,
+            name,
+            started: Instant::now(),
+        }
+    }
+
+    fn report(&self, ok: bool, message: String, detail: serde_json::Value) {
+        self.reporter.event(&Event::Stage(StageSummary {
+            stage: self.name,
+            ok,
+            message,
+            detail,
+            duration_ms: self.started.elapsed().as_millis() as u64,
+        }));
+    }
+
+    fn ok(&self, message: String, detail: serde_json::Value) {
+        self.report(true, message, detail);
+    }
+
+    /// Reports the failure and hands the message back for the `Err`.
+    fn fail(&self, message: String) -> String {
+        self.report(false, message.clone(), serde_json::Value::Null);
+        message
+    }
 }
 
 fn notice(reporter: &dyn Reporter, message: String) {
@@ -200,21 +221,10 @@ pub async fn release(
         });
     }
     let repo = ImageRef::parse(&cfg.repository).map_err(|e| e.to_string())?;
-    let first = ImageRef::parse(&format!("{}:{}", cfg.repository, tags[0])).map_err(|e| {
-        let msg = format!("image tag {:?}: {e}", tags[0]);
-        stage(
-            reporter,
-            "image",
-            false,
-            msg.clone(),
-            serde_json::Value::Null,
-            Instant::now(),
-        );
-        msg
-    })?;
-
     // Build.
-    let started = Instant::now();
+    let st = Stage::start(reporter, "image");
+    let first = ImageRef::parse(&format!("{}:{}", cfg.repository, tags[0]))
+        .map_err(|e| st.fail(format!("image tag {:?}: {e}", tags[0])))?;
     let context = input.source.join(&cfg.context);
     let local = format!("{}:{}", repo.name(), tags[0]);
     notice(
@@ -234,20 +244,7 @@ pub async fn release(
         .map_err(|e| e.to_string())
         .and_then(|r| r.map_err(|e| e.to_string()))
     };
-    let tar = match tar {
-        Ok(t) => t,
-        Err(e) => {
-            stage(
-                reporter,
-                "image",
-                false,
-                format!("Image build failed: {e}"),
-                serde_json::Value::Null,
-                started,
-            );
-            return Err(e);
-        }
-    };
+    let tar = tar.map_err(|e| st.fail(format!("Image build failed: {e}")))?;
     let mut labels = HashMap::new();
     if let Some(uri) = input.source_uri {
         labels.insert(
@@ -284,28 +281,10 @@ pub async fn release(
             });
         })
         .await;
-    let image_id = match built {
-        Ok(id) => id,
-        Err(e) => {
-            let msg = format!("Image build failed: {e}");
-            stage(
-                reporter,
-                "image",
-                false,
-                msg.clone(),
-                serde_json::Value::Null,
-                started,
-            );
-            return Err(msg);
-        }
-    };
-    stage(
-        reporter,
-        "image",
-        true,
+    let image_id = built.map_err(|e| st.fail(format!("Image build failed: {e}")))?;
+    st.ok(
         format!("Image built: {local} ({image_id}; {cached_steps} steps from the layer cache)"),
         serde_json::json!({"image": local, "id": image_id, "cached_steps": cached_steps}),
-        started,
     );
 
     // Inventory: for the image scan and the SBOM.
@@ -314,65 +293,30 @@ pub async fn release(
         .is_some_and(|s| s.attest.iter().any(|a| a == "sbom"));
     let mut inventory = None;
     if input.image_scanner.is_some() || wants_sbom {
-        let started = Instant::now();
-        match super::scans::image_inventory(engine, &local, &input.work_dir).await {
-            Ok(saved) => {
-                let inv = &saved.inventory;
-                if let Some(scanner) = input.image_scanner {
-                    let findings = super::scans::scan_inventory(inv, input.advisories, scanner)
-                        .map_err(|e| {
-                            let msg = format!("Image scan failed: {e}");
-                            stage(
-                                reporter,
-                                "scan",
-                                false,
-                                msg.clone(),
-                                serde_json::Value::Null,
-                                started,
-                            );
-                            msg
-                        })?;
-                    super::scans::judge(
-                        reporter,
-                        &format!("image {local}"),
-                        &findings,
-                        input.policy,
-                        started,
-                    )?;
-                }
-                inventory = Some(saved);
-            }
-            Err(e) => {
-                let msg = format!("Image scan failed: cannot read {local}: {e}");
-                stage(
-                    reporter,
-                    "scan",
-                    false,
-                    msg.clone(),
-                    serde_json::Value::Null,
-                    started,
-                );
-                return Err(msg);
-            }
+        let st = Stage::start(reporter, "scan");
+        let saved = super::scans::image_inventory(engine, &local, &input.work_dir)
+            .await
+            .map_err(|e| st.fail(format!("Image scan failed: cannot read {local}: {e}")))?;
+        if let Some(scanner) = input.image_scanner {
+            let findings =
+                super::scans::scan_inventory(&saved.inventory, input.advisories, scanner)
+                    .map_err(|e| st.fail(format!("Image scan failed: {e}")))?;
+            super::scans::judge(
+                reporter,
+                &format!("image {local}"),
+                &findings,
+                input.policy,
+                st.started,
+            )?;
         }
+        inventory = Some(saved);
     }
 
     // Push.
-    let started = Instant::now();
-    let fail = |msg: String, started: Instant| {
-        stage(
-            reporter,
-            "push",
-            false,
-            msg.clone(),
-            serde_json::Value::Null,
-            started,
-        );
-        msg
-    };
+    let st = Stage::start(reporter, "push");
     let connected = connect(&first, &input.connect, true)
         .await
-        .map_err(|e| fail(format!("Push failed: {e}"), started))?;
+        .map_err(|e| st.fail(format!("Push failed: {e}")))?;
     let mut annotations = BTreeMap::new();
     annotations.extend(
         labels
@@ -395,37 +339,34 @@ pub async fn release(
     let progress = |line: &str| notice(reporter, line.to_string());
     let pushed = push_image(engine, &local, &first, registry.clone(), &opts, &progress)
         .await
-        .map_err(|e| fail(format!("Push failed: {e}"), started))?;
+        .map_err(|e| st.fail(format!("Push failed: {e}")))?;
     // The other tags name the same manifest.
     if tags.len() > 1 {
         let manifest = registry
             .get_manifest(&repo.repository, &pushed.digest)
             .await
-            .map_err(|e| fail(format!("Push failed: {e}"), started))?
+            .map_err(|e| st.fail(format!("Push failed: {e}")))?
             .ok_or_else(|| {
-                fail(
-                    format!("Push failed: {} vanished from the registry", pushed.digest),
-                    started,
-                )
+                st.fail(format!(
+                    "Push failed: {} vanished from the registry",
+                    pushed.digest
+                ))
             })?;
         for tag in &tags[1..] {
             if connected.immutable_tags {
                 if let Ok(Some(m)) = registry.get_manifest(&repo.repository, tag).await {
                     if m.digest != pushed.digest {
-                        return Err(fail(format!("Push failed: tag {tag} already exists and the repository's tags are immutable"), started));
+                        return Err(st.fail(format!("Push failed: tag {tag} already exists and the repository's tags are immutable")));
                     }
                 }
             }
             registry
                 .put_manifest(&repo.repository, tag, OCI_MANIFEST, &manifest.bytes)
                 .await
-                .map_err(|e| fail(format!("Push failed: {e}"), started))?;
+                .map_err(|e| st.fail(format!("Push failed: {e}")))?;
         }
     }
-    stage(
-        reporter,
-        "push",
-        true,
+    st.ok(
         format!(
             "Image pushed: {} (tags {}; {} blobs, {} bytes uploaded; {} already in the registry)",
             pushed.reference,
@@ -435,7 +376,6 @@ pub async fn release(
             pushed.blobs_skipped
         ),
         serde_json::json!({"reference": pushed.reference, "digest": pushed.digest, "tags": tags, "push": pushed}),
-        started,
     );
 
     let mut out = Released {
@@ -453,18 +393,7 @@ pub async fn release(
         gitops(input, &registry, &repo, &mut out, None, reporter).await?;
         return Ok(out);
     };
-    let started = Instant::now();
-    let fail = |msg: String| {
-        stage(
-            reporter,
-            "sign",
-            false,
-            msg.clone(),
-            serde_json::Value::Null,
-            started,
-        );
-        msg
-    };
+    let st = Stage::start(reporter, "sign");
     let key_path = if Path::new(&sign_cfg.key).is_absolute() {
         PathBuf::from(&sign_cfg.key)
     } else {
@@ -475,11 +404,11 @@ pub async fn release(
         .as_ref()
         .map(|p| p.expose().as_bytes().to_vec())
         .unwrap_or_default();
-    let key =
-        SigningKey::load(&key_path, &password).map_err(|e| fail(format!("Signing failed: {e}")))?;
+    let key = SigningKey::load(&key_path, &password)
+        .map_err(|e| st.fail(format!("Signing failed: {e}")))?;
     cosign::sign(&registry, &repo, &pushed.digest, &key, &BTreeMap::new())
         .await
-        .map_err(|e| fail(format!("Signing failed: {e}")))?;
+        .map_err(|e| st.fail(format!("Signing failed: {e}")))?;
     out.signed = true;
     for what in &sign_cfg.attest {
         match what.as_str() {
@@ -509,7 +438,7 @@ pub async fn release(
                     predicate,
                 )
                 .await
-                .map_err(|e| fail(format!("Attestation failed: {e}")))?;
+                .map_err(|e| st.fail(format!("Attestation failed: {e}")))?;
                 out.attestations
                     .push(provenance::SLSA_PROVENANCE_V1.to_string());
             }
@@ -527,7 +456,7 @@ pub async fn release(
                         bom,
                     )
                     .await
-                    .map_err(|e| fail(format!("Attestation failed: {e}")))?;
+                    .map_err(|e| st.fail(format!("Attestation failed: {e}")))?;
                     out.attestations
                         .push("https://cyclonedx.org/bom".to_string());
                 }
@@ -539,10 +468,7 @@ pub async fn release(
             _ => {}
         }
     }
-    stage(
-        reporter,
-        "sign",
-        true,
+    st.ok(
         format!(
             "Image signed: {}@{} with {}{}",
             repo.name(),
@@ -555,7 +481,6 @@ pub async fn release(
             }
         ),
         serde_json::json!({"digest": pushed.digest, "key": sign_cfg.key, "attestations": out.attestations}),
-        started,
     );
     let verifying = key.verifying_key().map_err(|e| e.to_string())?;
     gitops(
@@ -582,28 +507,17 @@ async fn gitops(
     reporter: &dyn Reporter,
 ) -> Result<(), String> {
     for target in input.gitops {
-        let started = Instant::now();
-        let fail = |msg: String| {
-            stage(
-                reporter,
-                "gitops",
-                false,
-                msg.clone(),
-                serde_json::Value::Null,
-                started,
-            );
-            msg
-        };
+        let st = Stage::start(reporter, "gitops");
         if target.require_signature.unwrap_or(input.sign.is_some()) {
             let Some(key) = key else {
-                return Err(fail(format!(
+                return Err(st.fail(format!(
                     "GitOps refused for {}: require-signature is set but the project has no sign: key",
                     target.config.repo
                 )));
             };
             cosign::verify(registry, repo, &out.digest, key)
                 .await
-                .map_err(|e| fail(format!("GitOps refused: {e}")))?;
+                .map_err(|e| st.fail(format!("GitOps refused: {e}")))?;
         }
         let req = crate::gitops::BumpRequest {
             config: target.config.clone(),
@@ -617,15 +531,12 @@ async fn gitops(
         };
         let o = crate::gitops::bump(&req)
             .await
-            .map_err(|e| fail(format!("GitOps bump of {} failed: {e}", target.config.repo)))?;
+            .map_err(|e| st.fail(format!("GitOps bump of {} failed: {e}", target.config.repo)))?;
         let pr = o.pull_request.as_ref().map(|p| p.url.clone());
         if let Some(url) = &pr {
             out.pull_requests.push(url.clone());
         }
-        stage(
-            reporter,
-            "gitops",
-            true,
+        st.ok(
             format!(
                 "GitOps: {} {:?} on {}{}",
                 o.repository,
@@ -635,7 +546,6 @@ async fn gitops(
                     .unwrap_or_default()
             ),
             serde_json::to_value(&o).unwrap_or_default(),
-            started,
         );
     }
     Ok(())
