@@ -10,9 +10,10 @@
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::KillOnDrop;
 use runner::gitops::bump::{BumpStatus, Secret};
 use runner::gitops::edit::{edit_content, Target};
 use runner::gitops::forge::{ForgeKind, PrAction};
@@ -87,14 +88,7 @@ struct Remote {
     bare: PathBuf,
     root: PathBuf,
     url: String,
-    daemon: Child,
-}
-
-impl Drop for Remote {
-    fn drop(&mut self) {
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
-    }
+    _daemon: KillOnDrop,
 }
 
 impl Remote {
@@ -150,7 +144,7 @@ impl Remote {
             bare,
             root,
             url: format!("git://127.0.0.1:{port}/acme/config.git"),
-            daemon,
+            _daemon: KillOnDrop(daemon),
         }
     }
 
@@ -194,15 +188,8 @@ impl Remote {
 
 /// The strict GitHub stand-in.
 struct GitHub {
-    child: Child,
+    _child: KillOnDrop,
     api: String,
-}
-
-impl Drop for GitHub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl GitHub {
@@ -237,7 +224,7 @@ impl GitHub {
             .parse()
             .unwrap();
         GitHub {
-            child,
+            _child: KillOnDrop(child),
             api: format!("http://127.0.0.1:{port}"),
         }
     }
@@ -844,16 +831,9 @@ async fn explicit_missing_file_and_bad_input_are_errors_not_panics() {
 
 /// `git http-backend` behind Basic auth (tests/it/git_http.py).
 struct HttpRemote {
-    child: Child,
+    _child: KillOnDrop,
     url: String,
     log: PathBuf,
-}
-
-impl Drop for HttpRemote {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl HttpRemote {
@@ -875,7 +855,7 @@ impl HttpRemote {
             .unwrap();
         let port = line.trim().trim_start_matches("PORT ").to_string();
         HttpRemote {
-            child,
+            _child: KillOnDrop(child),
             url: format!("http://127.0.0.1:{port}/acme/config.git"),
             log,
         }

@@ -137,6 +137,16 @@ pub fn remove_cache_volumes(project: &str) {
     }
 }
 
+/// A helper process (a git server, a forge stand-in) killed and reaped when dropped.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Removes a project's cache volumes when dropped (for builds run with `--project NAME`).
 pub struct CacheVolumes(pub String);
 
