@@ -19,6 +19,6 @@ pub use paths::CachePath;
 pub use s3::{S3Location, S3Store};
 pub use store::{CacheStore, EntryHandle, EvictStats, LocalStore, DEFAULT_MAX_BYTES};
 pub use volumes::{
-    empty_dir, invalidate, tree_size, try_lock, volume_name, volume_prefix, VolumeLease,
-    VolumeState, VolumeUse,
+    empty_dir, fingerprint, invalidate, tree_size, try_lock, volume_name, volume_prefix,
+    VolumeLease, VolumeState, VolumeUse,
 };

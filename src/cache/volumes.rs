@@ -34,6 +34,10 @@ pub struct VolumeState {
     pub prefixes: Vec<String>,
     /// When the state was written (ns since the epoch), to compare with store entries.
     pub saved_ns: u64,
+    /// `fingerprint` of the volumes when their content was last saved to the store under
+    /// `key`: the same fingerprint at the end of a build means there is nothing new to save.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved_fingerprint: Option<String>,
 }
 
 /// How the volumes serve a build's restore.
@@ -229,13 +233,15 @@ impl VolumeLease {
         }
     }
 
-    /// Records, after a successful build, that the volumes now hold `key`'s state.
-    pub fn commit(&self, key: &str) -> Result<(), CacheError> {
+    /// Records, after a successful build, that the volumes now hold `key`'s state, and
+    /// the fingerprint of what the store holds under `key` when it is theirs.
+    pub fn commit(&self, key: &str, saved_fingerprint: Option<String>) -> Result<(), CacheError> {
         let state = VolumeState {
             key: key.to_string(),
             image: self.image.clone(),
             prefixes: self.volumes.iter().map(|(p, _)| p.clone()).collect(),
             saved_ns: now_ns(),
+            saved_fingerprint,
         };
         let bytes = serde_json::to_vec_pretty(&state).map_err(|e| CacheError::Stream {
             action: "write the cache volumes' state",
@@ -255,6 +261,50 @@ impl VolumeLease {
             .map_err(|e| CacheError::io("write", &self.state_path, e.error))?;
         Ok(())
     }
+}
+
+/// A digest of the trees below `dirs`: every entry's path, type, mode, size, and
+/// modification and change times, without following links. Any write to a file changes
+/// its change time, which no tool can set back.
+pub fn fingerprint(dirs: &[PathBuf]) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let mut h = Sha256::new();
+    for (i, root) in dirs.iter().enumerate() {
+        let mut entries: Vec<(PathBuf, fs::Metadata)> = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(d) = stack.pop() {
+            let Ok(list) = fs::read_dir(&d) else {
+                continue;
+            };
+            for entry in list.flatten() {
+                let Ok(meta) = entry.metadata() else {
+                    continue;
+                };
+                if meta.is_dir() {
+                    stack.push(entry.path());
+                }
+                entries.push((entry.path(), meta));
+            }
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        h.update((i as u64).to_le_bytes());
+        for (path, m) in entries {
+            let rel = path.strip_prefix(root).unwrap_or(&path);
+            h.update(rel.as_os_str().as_encoded_bytes());
+            h.update([0]);
+            for n in [
+                u64::from(m.mode()),
+                m.size(),
+                m.mtime() as u64,
+                m.mtime_nsec() as u64,
+                m.ctime() as u64,
+                m.ctime_nsec() as u64,
+            ] {
+                h.update(n.to_le_bytes());
+            }
+        }
+    }
+    hex(&h.finalize())
 }
 
 /// Removes everything inside `dir` (a volume's host directory), never following a link.
@@ -338,7 +388,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let l = lease(dir.path());
         assert!(l.held().is_none());
-        l.commit("pip-1").unwrap_or_else(|e| panic!("{e}"));
+        l.commit("pip-1", None).unwrap_or_else(|e| panic!("{e}"));
         drop(l);
         let l = lease(dir.path());
         assert_eq!(l.held().map(|s| s.key.as_str()), Some("pip-1"));
@@ -351,13 +401,13 @@ mod tests {
     fn invalidating_forgets_the_state_and_waits_for_no_build() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         lease(dir.path())
-            .commit("k")
+            .commit("k", None)
             .unwrap_or_else(|e| panic!("{e}"));
         let running = lease(dir.path());
         assert!(invalidate(dir.path(), "app")
             .unwrap_or_else(|e| panic!("{e}"))
             .is_none());
-        running.commit("k").unwrap_or_else(|e| panic!("{e}"));
+        running.commit("k", None).unwrap_or_else(|e| panic!("{e}"));
         drop(running);
         let lock = invalidate(dir.path(), "app").unwrap_or_else(|e| panic!("{e}"));
         assert!(lock.is_some());
@@ -369,13 +419,13 @@ mod tests {
     fn another_image_or_other_paths_are_not_trusted() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         lease(dir.path())
-            .commit("k")
+            .commit("k", None)
             .unwrap_or_else(|e| panic!("{e}"));
         let other = VolumeLease::acquire(dir.path(), "app", "img2", &prefixes())
             .unwrap_or_else(|e| panic!("{e}"))
             .unwrap_or_else(|| panic!("busy"));
         assert!(other.held().is_none());
-        other.commit("k").unwrap_or_else(|e| panic!("{e}"));
+        other.commit("k", None).unwrap_or_else(|e| panic!("{e}"));
         drop(other);
         let fewer = VolumeLease::acquire(dir.path(), "app", "img2", &prefixes()[..1])
             .unwrap_or_else(|e| panic!("{e}"))
@@ -387,7 +437,7 @@ mod tests {
     fn decides_reuse_for_the_key_or_a_fallback_the_store_has_nothing_newer_for() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         lease(dir.path())
-            .commit("pip-aaa")
+            .commit("pip-aaa", None)
             .unwrap_or_else(|e| panic!("{e}"));
         let l = lease(dir.path());
         let saved = l.held().map(|s| s.saved_ns).unwrap_or(0);
@@ -438,6 +488,32 @@ mod tests {
         assert!(a
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
+    }
+
+    #[test]
+    fn the_fingerprint_changes_with_any_write_and_is_kept_in_the_state() {
+        let vol = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        fs::create_dir_all(vol.path().join("lib")).unwrap_or_else(|e| panic!("{e}"));
+        fs::write(vol.path().join("lib/a.py"), b"one").unwrap_or_else(|e| panic!("{e}"));
+        let dirs = [vol.path().to_path_buf()];
+        let first = fingerprint(&dirs);
+        assert_eq!(first, fingerprint(&dirs), "stable");
+        // Same size, content rewritten.
+        fs::write(vol.path().join("lib/a.py"), b"two").unwrap_or_else(|e| panic!("{e}"));
+        let second = fingerprint(&dirs);
+        assert_ne!(first, second);
+        fs::write(vol.path().join("lib/b.py"), b"").unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(second, fingerprint(&dirs));
+
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        lease(dir.path())
+            .commit("k", Some(second.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let l = lease(dir.path());
+        assert_eq!(
+            l.held().and_then(|s| s.saved_fingerprint.clone()),
+            Some(second)
+        );
     }
 
     #[test]

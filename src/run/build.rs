@@ -370,8 +370,10 @@ async fn drive(
                 });
             } else {
                 let scratch = opts.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
-                cache_steps::save(ctx, c, store, cache, state, mounts, &scratch).await;
-                cache_steps::commit_volumes(ctx, leases.volumes.as_ref(), state);
+                let lease = leases.volumes.as_ref();
+                let saved =
+                    cache_steps::save(ctx, c, store, cache, state, (mounts, lease), &scratch).await;
+                cache_steps::commit_volumes(ctx, lease, state, saved);
             }
         }
         ctx.phase_end(PhaseName::UploadArtifacts, status, context);

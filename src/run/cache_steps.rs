@@ -5,9 +5,9 @@
 
 use super::build::{Ctx, Shells};
 use crate::cache::{
-    build_entry, covered, empty_dir, extract_engine_tar, extract_to_mounts, tar_from_mounts,
-    tree_size, try_lock, validated_restore_tar, CacheError, CacheStore, EntryHandle, HostMount,
-    VolumeLease, VolumeUse, HASH_FILES_SCRIPT,
+    build_entry, covered, empty_dir, extract_engine_tar, extract_to_mounts, fingerprint,
+    tar_from_mounts, tree_size, try_lock, validated_restore_tar, CacheError, CacheStore,
+    EntryHandle, HostMount, VolumeLease, VolumeUse, HASH_FILES_SCRIPT,
 };
 use crate::docker::{BuildContainer, DockerEngine, DockerError};
 use crate::event::{CacheSummary, Level};
@@ -361,10 +361,16 @@ async fn reset_volumes(
     Ok(())
 }
 
-/// Records that the volumes hold what a successful build left under the key.
-pub(super) fn commit_volumes(ctx: &Ctx<'_>, lease: Option<&VolumeLease>, state: &CacheState) {
+/// Records that the volumes hold what a successful build left under the key, and the
+/// fingerprint of what the store holds for it when that came from these volumes.
+pub(super) fn commit_volumes(
+    ctx: &Ctx<'_>,
+    lease: Option<&VolumeLease>,
+    state: &CacheState,
+    saved_fingerprint: Option<String>,
+) {
     if let Some(lease) = lease {
-        if let Err(e) = lease.commit(&state.key) {
+        if let Err(e) = lease.commit(&state.key, saved_fingerprint) {
             ctx.notice(
                 Level::Warning,
                 format!("the cache volumes' state could not be written ({e}); the next build restores from the archive"),
@@ -374,28 +380,69 @@ pub(super) fn commit_volumes(ctx: &Ctx<'_>, lease: Option<&VolumeLease>, state: 
 }
 
 /// Saves the cache paths under the key (skipped when an entry with the user's own key was
-/// restored: such keys are immutable, as with CodeBuild's and GitHub's caches).
+/// restored: such keys are immutable, as with CodeBuild's and GitHub's caches; and when
+/// the cache volumes are exactly as they were when the store's entry for the key was
+/// saved from them). Returns the volumes' fingerprint when the store's entry for the key
+/// is now theirs.
 pub(super) async fn save(
     ctx: &Ctx<'_>,
     container: &BuildContainer,
     store: &Arc<dyn CacheStore>,
     cache: &CachePlan,
     state: &CacheState,
-    mounts: &[HostMount],
+    (mounts, lease): (&[HostMount], Option<&VolumeLease>),
     scratch: &Path,
-) {
+) -> Option<String> {
     if !cache.save {
-        return;
+        return None;
     }
     let started = Instant::now();
     let mut summary = CacheSummary::new("save", &state.key);
     if cache.user_key && state.exact_hit {
         summary.note = Some("an entry with this key exists; keys are immutable".into());
         ctx.record_cache(summary);
-        return;
+        return None;
     }
+    // The volumes' directories, fingerprinted before they are read for the entry.
+    let current = match lease {
+        Some(lease) => {
+            let dirs: Vec<std::path::PathBuf> = lease
+                .volumes()
+                .iter()
+                .filter_map(|(prefix, _)| mounts.iter().find(|m| &m.prefix == prefix))
+                .map(|m| m.host.clone())
+                .collect();
+            tokio::task::spawn_blocking(move || fingerprint(&dirs))
+                .await
+                .ok()
+        }
+        None => None,
+    };
+    let unchanged = match (lease.and_then(VolumeLease::held), &current) {
+        (Some(held), Some(now)) => {
+            held.key == state.key && held.saved_fingerprint.as_deref() == Some(now.as_str())
+        }
+        _ => false,
+    };
+    if unchanged {
+        let (store2, key) = (store.clone(), state.key.clone());
+        let stored = tokio::task::spawn_blocking(move || store2.lookup(&key))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
+        if stored.is_some() {
+            summary.note =
+                Some("unchanged since the entry was saved from the cache volumes".into());
+            summary.duration_ms = started.elapsed().as_millis() as u64;
+            ctx.record_cache(summary);
+            return current;
+        }
+    }
+    let mut saved = None;
     match save_entry(container, store, cache, &state.key, mounts, scratch).await {
         Ok(Some(stats)) => {
+            saved = current;
             if stats.skipped > 0 {
                 summary.note = Some(format!(
                     "{} entries left out: devices, fifos, sockets, or links a restore would refuse",
@@ -412,6 +459,7 @@ pub(super) async fn save(
     }
     summary.duration_ms = started.elapsed().as_millis() as u64;
     ctx.record_cache(summary);
+    saved
 }
 
 async fn save_entry(

@@ -549,3 +549,50 @@ fn the_cache_round_trips_through_s3() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-bucket-here"));
 }
+
+/// Without a `cache.key` the entry is refreshed after each build; with the cache volumes
+/// that is skipped while they are exactly as they were saved, and done again once a build
+/// changes them.
+#[test]
+fn a_default_key_is_saved_again_only_when_the_volumes_changed() {
+    let p = Project::new();
+    p.write(
+        "buildspec.yml",
+        r#"version: 0.2
+phases:
+  build:
+    commands:
+      - mkdir -p deps && [ -f deps/lib ] || echo lib > deps/lib
+      - if [ -n "$BUMP" ]; then echo "$BUMP" > deps/extra; fi
+      - echo "have: $(ls deps | tr '\n' ' ')"
+cache:
+  paths:
+    - deps/**/*
+"#,
+    );
+    let run = |extra: &[&str]| build(&p, extra);
+    let cold = run(&[]);
+    assert_eq!(save(&cold)["hit"], true, "{}", cold.debug());
+
+    let warm = run(&[]);
+    assert_eq!(restore(&warm)["source"], "volume", "{}", warm.debug());
+    let s = save(&warm);
+    assert_eq!(s["hit"], false, "{s}");
+    assert!(
+        s["note"].as_str().unwrap_or("").contains("unchanged"),
+        "{s}"
+    );
+
+    // A build that changes the cache paths saves again...
+    let changed = run(&["--env", "BUMP=1"]);
+    assert_eq!(save(&changed)["hit"], true, "{}", changed.debug());
+    assert_eq!(save(&changed)["files"], 2);
+    // ... and what it saved is what another machine restores.
+    let elsewhere = run(&["--no-cache-volumes"]);
+    assert_eq!(restore(&elsewhere)["source"], "archive");
+    assert!(
+        elsewhere.has_line("have: extra lib "),
+        "{}",
+        elsewhere.debug()
+    );
+}
