@@ -28,6 +28,17 @@ impl DockerEngine {
         }
     }
 
+    /// Whether the volume `name` exists.
+    pub async fn volume_exists(&self, name: &str) -> Result<bool, DockerError> {
+        match self.docker.inspect_volume(name).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(api("inspect volume")(e)),
+        }
+    }
+
     /// Creates the volume `name` with `labels` unless it exists, and returns its
     /// directory when that is reachable from here (a local engine); `None` otherwise.
     /// An empty volume is filled from the image when a container first mounts it.

@@ -97,6 +97,17 @@ pub(super) async fn take_volumes(
             return None;
         }
     };
+    // A volume removed behind runner's back (`docker volume rm`, a prune): what the
+    // state says no longer holds, for any of them.
+    let mut lease = lease;
+    if lease.held().is_some() {
+        for (_, name) in lease.volumes() {
+            if !matches!(engine.volume_exists(name).await, Ok(true)) {
+                lease.forget();
+                break;
+            }
+        }
+    }
     for (path, name) in lease.volumes() {
         if lease.held().is_none() {
             if let Err(e) = engine.remove_volume(name).await {

@@ -273,6 +273,23 @@ fn cache_volumes_are_reused_for_their_key_and_reset_otherwise() {
     let kept = volumes();
     assert_eq!(kept.len(), 1, "{kept:?}");
 
+    // A volume removed behind runner's back is not taken for the key it held.
+    let rm = std::process::Command::new("docker")
+        .args(["volume", "rm", &kept[0]])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        rm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rm.stderr)
+    );
+    let again = ok(run("a", &[]));
+    let r = restore(&again);
+    assert_eq!(r["source"], "archive", "{r}");
+    assert_eq!(listing(&again), "dep-a seed");
+    let kept = volumes();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+
     // `runner cache invalidate` (CodeBuild's InvalidateProjectCache) removes them; the
     // next build restores from the archive.
     let out = p
