@@ -204,7 +204,12 @@ pub async fn push_image(
 
     if exported {
         on_progress(&format!(
-            "exporting {local} ({} of {} layers to upload)",
+            "{} {local} ({} of {} layers to upload)",
+            if opts.saved_archive.is_some() {
+                "reading the saved archive of"
+            } else {
+                "exporting"
+            },
             needed.len(),
             info.diff_ids.len()
         ));
