@@ -35,21 +35,23 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a buildspec in a container, as CodeBuild would.
+    /// Run a buildspec in a container, as CodeBuild would
     ///
     /// Example:
     ///   runner build --buildspec buildspec.yml --source . --image runner/debian:bookworm --artifacts out/
+    #[command(verbatim_doc_comment)]
     Build(Box<BuildArgs>),
-    /// Check buildspecs without running anything; prints file:line:col diagnostics.
+    /// Check buildspecs without running anything; prints file:line:col diagnostics
     ///
     /// Unknown keys are warnings (CodeBuild ignores them) unless --strict is given.
     /// Example:
     ///   runner validate buildspec.yml ci/*.yml
+    #[command(verbatim_doc_comment)]
     Validate(ValidateArgs),
     /// Cosign-compatible signing keys.
     #[command(subcommand)]
     Key(KeyCommand),
-    /// Push a local image to a registry (ECR or any OCI registry); prints the digest.
+    /// Push a local image to a registry (ECR or any OCI registry); prints the digest
     ///
     /// Layers already in the registry are not uploaded again; an interrupted upload is
     /// resumed. ECR hosts (<account>.dkr.ecr.<region>.amazonaws.com) are authorized with
@@ -57,20 +59,23 @@ pub enum Command {
     /// Registries on loopback are spoken to over plain HTTP, all others over TLS.
     /// Example:
     ///   runner push app:dev 123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1.4.0
+    #[command(verbatim_doc_comment)]
     Push(PushArgs),
-    /// Sign the digest an image reference resolves to (cosign's format and layout).
+    /// Sign the digest an image reference resolves to (cosign's format and layout)
     ///
     /// The key's password is read from COSIGN_PASSWORD.
     /// Example:
     ///   runner sign 127.0.0.1:5000/app:1.4.0 --key cosign.key
+    #[command(verbatim_doc_comment)]
     Sign(SignArgs),
-    /// Check that an image carries a valid signature by a key (and attestations).
+    /// Check that an image carries a valid signature by a key (and attestations)
     ///
     /// Exits 0 only when a signature by the key is attached to the digest the reference
     /// resolves to (and every --attestation type asked for is there, signed by it);
     /// 1 with the reason otherwise; 2 when the registry or key cannot be read.
     /// Example:
     ///   runner verify 127.0.0.1:5000/app@sha256:... --key cosign.pub --attestation slsaprovenance1
+    #[command(verbatim_doc_comment)]
     Verify(VerifyArgs),
     /// Scan for leaked secrets and vulnerable dependencies, offline.
     ///
@@ -101,6 +106,7 @@ pub enum CacheCommand {
     /// (nothing was removed), 2 the engine cannot be reached.
     /// Example:
     ///   runner cache invalidate sample-app
+    #[command(verbatim_doc_comment)]
     Invalidate {
         /// The project's name (runner.yml `name:`, `--project`, or the source directory's name).
         project: String,
@@ -140,12 +146,13 @@ pub struct ScanCommon {
 #[derive(Debug, Subcommand)]
 pub enum ScanCommand {
     /// Secrets in a directory: 34 rule kinds (cloud keys, tokens, private keys, generic
-    /// high-entropy assignments), .gitignore honoured, findings redacted.
+    /// high-entropy assignments), .gitignore honoured, findings redacted
     ///
     /// `gitleaks:allow` or `runner:allow` on a line accepts it; --baseline accepts the
     /// findings listed in a file (write one with --write-baseline).
     /// Example:
     ///   runner scan secrets . --format sarif -o secrets.sarif
+    #[command(verbatim_doc_comment)]
     Secrets {
         path: PathBuf,
         /// Accept the findings in this baseline file.
@@ -165,9 +172,11 @@ pub enum ScanCommand {
     },
     /// Vulnerable packages in lockfiles (Cargo.lock, package-lock.json, yarn.lock,
     /// pnpm-lock.yaml, requirements.txt, poetry.lock, Pipfile.lock, uv.lock, go.mod,
-    /// Gemfile.lock, composer.lock).
+    /// Gemfile.lock, composer.lock)
+    ///
     /// Example:
     ///   runner scan deps . --advisories ../osv
+    #[command(verbatim_doc_comment)]
     Deps {
         path: PathBuf,
         #[arg(long, value_name = "DIR")]
@@ -176,9 +185,11 @@ pub enum ScanCommand {
         common: ScanCommon,
     },
     /// OS and language packages and secrets in an image on the engine (or a `docker
-    /// save` tarball), with whiteouts applied.
+    /// save` tarball), with whiteouts applied
+    ///
     /// Example:
     ///   runner scan image app:dev --sbom cyclonedx -o sbom.json
+    #[command(verbatim_doc_comment)]
     Image {
         /// An image on the engine, or a path to a `docker save` tar / OCI layout.
         image: String,
@@ -194,11 +205,12 @@ pub enum ScanCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
-    /// Download fresh OSV dumps (<base-url>/<ecosystem>/all.zip) into the advisory directory.
+    /// Download fresh OSV dumps (<base-url>/<ecosystem>/all.zip) into the advisory directory
     ///
     /// Each file is checked and replaced atomically; a failed download keeps the old one.
     /// Example:
     ///   runner db update --ecosystem crates.io --ecosystem PyPI
+    #[command(verbatim_doc_comment)]
     Update {
         /// [default: RUNNER_ADVISORIES, else <data dir>/advisories]
         #[arg(long, value_name = "DIR")]
@@ -216,7 +228,7 @@ pub enum DbCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum GitopsCommand {
-    /// Pin IMAGE to DIGEST in a config repository and open (or update) a pull request.
+    /// Pin IMAGE to DIGEST in a config repository and open (or update) a pull request
     ///
     /// Edits kustomize `images:`, Helm values, raw manifests (containers and
     /// initContainers), Flux `$imagepolicy` setters and Argo CD Image Updater's
@@ -226,6 +238,7 @@ pub enum GitopsCommand {
     /// GITLAB_TOKEN / GITEA_TOKEN; it is never printed.
     /// Example:
     ///   runner gitops bump --repo https://github.com/org/deploy.git --image 123456789012.dkr.ecr.us-east-1.amazonaws.com/app --digest sha256:... --file apps/app/kustomization.yaml
+    #[command(verbatim_doc_comment)]
     Bump(GitopsBumpArgs),
 }
 
@@ -282,12 +295,13 @@ pub struct GitopsBumpArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
-    /// Write a new key pair: cosign.key (encrypted with COSIGN_PASSWORD) and cosign.pub.
+    /// Write a new key pair: cosign.key (encrypted with COSIGN_PASSWORD) and cosign.pub
     ///
     /// The files are those `cosign generate-key-pair` writes; cosign reads them and
     /// runner reads cosign's. Existing files are never overwritten.
     /// Example:
     ///   COSIGN_PASSWORD=... runner key generate --output-dir keys/
+    #[command(verbatim_doc_comment)]
     Generate {
         #[arg(long, value_name = "DIR", default_value = ".")]
         output_dir: PathBuf,
