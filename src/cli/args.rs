@@ -97,11 +97,11 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
-    /// Reset a project's local caches, as CodeBuild's InvalidateProjectCache does: its
-    /// cache volumes (the `cache.paths` kept between builds) and its Docker layer cache
-    /// volume (privileged builds). The next build restores from the archive, or starts
-    /// cold. Archives in the store are kept (they are shared, by key).
+    /// Reset a project's local caches (CodeBuild's InvalidateProjectCache)
     ///
+    /// Removes its cache volumes (the `cache.paths` kept between builds) and its Docker
+    /// layer cache volume (privileged builds). The next build restores from the archive,
+    /// or starts cold. Archives in the store are kept (they are shared, by key).
     /// Exit codes: 0 reset (or nothing to reset), 1 a build of the project is running
     /// (nothing was removed), 2 the engine cannot be reached.
     /// Example:
