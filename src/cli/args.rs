@@ -102,6 +102,7 @@ pub enum CacheCommand {
     /// Removes its cache volumes (the `cache.paths` kept between builds) and its Docker
     /// layer cache volume (privileged builds). The next build restores from the archive,
     /// or starts cold. Archives in the store are kept (they are shared, by key).
+    ///
     /// Exit codes: 0 reset (or nothing to reset), 1 a build of the project is running
     /// (nothing was removed), 2 the engine cannot be reached.
     /// Example:
