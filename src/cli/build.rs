@@ -414,7 +414,8 @@ async fn run_inner(args: BuildArgs) -> Result<ExitStatus, SetupError> {
         // The default image is checked just above, batch tasks' own images in run_batch.
         image_checked: true,
         cache_store: cache_store(&args, &facts).await?,
-        cache_volumes: (!args.no_cache_volumes).then(|| facts.data.join("cache-volumes")),
+        local_cache_dir: Some(facts.data.join("cache-volumes")),
+        cache_volumes: !args.no_cache_volumes,
     };
 
     if args.batch {

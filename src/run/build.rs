@@ -31,10 +31,13 @@ pub struct RunOptions {
     pub log_file: Option<String>,
     /// Where `cache:` entries are kept; `None` turns the cache off.
     pub cache_store: Option<Arc<dyn CacheStore>>,
-    /// Where the locks and state of the local cache volumes are kept (runner's
-    /// `<data dir>/cache-volumes`); `None`: restore from the archive every time. Also
-    /// guards a privileged project's /var/lib/docker volume.
-    pub cache_volumes: Option<PathBuf>,
+    /// Where the per-project locks and the cache volumes' state are kept (runner's
+    /// `<data dir>/cache-volumes`). `None`: no state on this machine, so neither cache
+    /// volumes nor a privileged project's /var/lib/docker volume.
+    pub local_cache_dir: Option<PathBuf>,
+    /// Keep the cache paths in engine volumes between builds (CodeBuild's
+    /// LOCAL_CUSTOM_CACHE); `false`: restore from the archive every time.
+    pub cache_volumes: bool,
     /// The caller already made sure the image is on the engine (the CLI does, to exit 2
     /// before a build starts); skip the check in PROVISIONING.
     pub image_checked: bool,
@@ -264,7 +267,7 @@ async fn drive(
         // as on CodeBuild): /var/lib/docker lives in a volume per project, so the next
         // build's `docker build` reuses the layers. One build at a time: two daemons
         // must never share a data root.
-        leases.docker = match &opts.cache_volumes {
+        leases.docker = match &opts.local_cache_dir {
             Some(dir) => cache_steps::take_docker_volume(ctx, dir),
             None => None,
         };
@@ -279,8 +282,8 @@ async fn drive(
     let mut volumes = Vec::new();
     if let (Some(cache), Some(_)) = (&plan.cache, &opts.cache_store) {
         let paths = cache_steps::volume_paths(plan, cache);
-        leases.volumes = match &opts.cache_volumes {
-            Some(dir) if !paths.is_empty() => {
+        leases.volumes = match &opts.local_cache_dir {
+            Some(dir) if opts.cache_volumes && !paths.is_empty() => {
                 cache_steps::take_volumes(ctx, engine, dir, cache, &paths).await
             }
             _ => None,
