@@ -135,16 +135,22 @@ impl DockerEngine {
         }
     }
 
-    /// Loads a `docker save` archive into the engine (`docker load`). Layers the engine
-    /// already has (by chain) may be left out of the archive; compressed layers are fine.
-    pub async fn load_image(&self, archive: Bytes) -> Result<(), DockerError> {
+    /// Loads a `docker save` archive file into the engine (`docker load`), streamed.
+    /// Layers the engine already has (by chain) may be left out of the archive;
+    /// compressed layers are fine.
+    pub async fn load_image(&self, archive: &std::path::Path) -> Result<(), DockerError> {
         let opts = bollard::query_parameters::ImportImageOptions {
             quiet: true,
             ..Default::default()
         };
-        let mut stream = self
-            .docker
-            .import_image(opts, bollard::body_full(archive), None);
+        let file = tokio::fs::File::open(archive)
+            .await
+            .map_err(|source| DockerError::Source {
+                path: archive.display().to_string(),
+                source,
+            })?;
+        let body = bollard::body_try_stream(tokio_util::io::ReaderStream::new(file));
+        let mut stream = self.docker.import_image(opts, body, None);
         while let Some(item) = stream.next().await {
             let info = item.map_err(api("load image"))?;
             if let Some(err) = info.error_detail.and_then(|d| d.message) {

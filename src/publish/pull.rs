@@ -12,8 +12,9 @@ use super::error::PublishError;
 use super::reference::ImageRef;
 use super::registry::Registry;
 use crate::docker::DockerEngine;
-use bytes::Bytes;
 use serde_json::Value;
+use std::io::Write;
+use std::path::Path;
 
 /// What a pull did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -47,6 +48,29 @@ fn host_arch() -> &'static str {
     }
 }
 
+/// Appends one file to the archive, off the async threads.
+async fn add(
+    mut archive: tar::Builder<std::fs::File>,
+    name: String,
+    data: Vec<u8>,
+    path: &Path,
+) -> Result<tar::Builder<std::fs::File>, PublishError> {
+    let shown = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        archive
+            .append_data(&mut h, &name, &data[..])
+            .map(|()| archive)
+    })
+    .await
+    .map_err(|e| PublishError::io("write", &shown, std::io::Error::other(e)))?
+    .map_err(|e| PublishError::io("write", &shown, e))
+}
+
 /// Pulls `image` (tag or digest) into the engine and tags it `image`'s name as written,
 /// so that `cache-from: [image]` finds it. `Ok(None)`: the registry has no such image
 /// (a project's first build).
@@ -55,6 +79,7 @@ pub async fn pull_into_engine(
     registry: &Registry,
     image: &ImageRef,
     local_tag: (&str, &str),
+    work_dir: &Path,
 ) -> Result<Option<Pulled>, PublishError> {
     let shown = image.to_string();
     let Some(mut manifest) = registry
@@ -163,36 +188,45 @@ pub async fn pull_into_engine(
         "RepoTags": [],
         "Layers": layer_names,
     }]);
-    let mut archive = tar::Builder::new(Vec::new());
-    let mut add = |name: &str, data: &[u8]| -> Result<(), PublishError> {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_cksum();
-        archive
-            .append_data(&mut h, name, data)
-            .map_err(|e| PublishError::Io {
-                action: "write an image archive for",
-                path: std::path::PathBuf::from(name),
-                source: e,
-            })
-    };
-    add("manifest.json", save_manifest.to_string().as_bytes())?;
-    add(&format!("{}.json", hex(&config_digest)), &config)?;
+    // The archive goes to a file, one blob in memory at a time.
+    std::fs::create_dir_all(work_dir).map_err(|e| PublishError::io("create", work_dir, e))?;
+    let file = tempfile::Builder::new()
+        .prefix("runner-pull-")
+        .suffix(".tar")
+        .tempfile_in(work_dir)
+        .map_err(|e| PublishError::io("create a file in", work_dir, e))?;
+    let path = file.path().to_path_buf();
+    let mut archive = tar::Builder::new(
+        file.as_file()
+            .try_clone()
+            .map_err(|e| PublishError::io("open", &path, e))?,
+    );
+    archive = add(
+        archive,
+        "manifest.json".into(),
+        save_manifest.to_string().into_bytes(),
+        &path,
+    )
+    .await?;
+    archive = add(
+        archive,
+        format!("{}.json", hex(&config_digest)),
+        config,
+        &path,
+    )
+    .await?;
     for (i, blob) in layers.iter().enumerate().skip(present) {
         let bytes = registry.get_blob(&image.repository, blob).await?;
         pulled.layers_fetched += 1;
         pulled.bytes_fetched += bytes.len() as u64;
-        add(&layer_names[i], &bytes)?;
+        archive = add(archive, layer_names[i].clone(), bytes, &path).await?;
     }
-    let archive = archive.into_inner().map_err(|e| PublishError::Io {
-        action: "write an image archive for",
-        path: std::path::PathBuf::from(&shown),
-        source: e,
-    })?;
+    tokio::task::spawn_blocking(move || archive.into_inner().and_then(|mut f| f.flush()))
+        .await
+        .map_err(|e| PublishError::io("write", &path, std::io::Error::other(e)))?
+        .map_err(|e| PublishError::io("write", &path, e))?;
     engine
-        .load_image(Bytes::from(archive))
+        .load_image(&path)
         .await
         .map_err(|e| PublishError::LocalImage {
             image: shown.clone(),

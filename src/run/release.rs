@@ -132,7 +132,7 @@ fn notice(reporter: &dyn Reporter, message: String) {
 async fn cache_from_images(
     engine: &DockerEngine,
     refs: &[String],
-    connect_opts: &ConnectOptions,
+    (connect_opts, work_dir): (&ConnectOptions, &Path),
     reporter: &dyn Reporter,
 ) -> Vec<String> {
     let mut names = Vec::new();
@@ -163,6 +163,7 @@ async fn cache_from_images(
                     &c.registry,
                     &image,
                     (&image.name(), &tag),
+                    work_dir,
                 )
                 .await
             }
@@ -259,7 +260,13 @@ pub async fn release(
         );
     }
     labels.insert("dev.runner.project".to_string(), input.project.to_string());
-    let cache_from = cache_from_images(engine, &cfg.cache_from, &input.connect, reporter).await;
+    let cache_from = cache_from_images(
+        engine,
+        &cfg.cache_from,
+        (&input.connect, &input.work_dir),
+        reporter,
+    )
+    .await;
     let spec = ImageBuildSpec {
         dockerfile: cfg.dockerfile.clone(),
         tag: local.clone(),
