@@ -46,6 +46,16 @@ impl Env {
         self.keys.path().join("cosign.key").display().to_string()
     }
 
+    /// `runner build --json` of `app`, with the registry standing in for ECR.
+    fn build(&self, app: &Path, reg: &Registry) -> Output {
+        self.runner()
+            .args(["build", "--json", "--source"])
+            .arg(app)
+            .args(["--registry-endpoint", &reg.ecr_endpoint()])
+            .output()
+            .unwrap()
+    }
+
     fn public(&self) -> String {
         self.keys.path().join("cosign.pub").display().to_string()
     }
@@ -109,6 +119,22 @@ fn import_image(name: &str, files: &[(&str, &[u8])]) {
     assert!(child.wait().unwrap().success(), "docker import {name}");
 }
 
+/// The JSON events of a `--json` run.
+fn events(o: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect()
+}
+
+/// The `stage` event called `name` of a `runner build --json` run.
+fn stage(o: &Output, name: &str) -> Value {
+    events(o)
+        .into_iter()
+        .find(|e| e["event"] == "stage" && e["stage"] == name)
+        .unwrap_or_else(|| panic!("no {name} stage: {}", text(o)))
+}
+
 fn json_line(o: &Output) -> Value {
     let s = String::from_utf8_lossy(&o.stdout);
     serde_json::from_str(s.lines().last().unwrap_or(""))
@@ -135,17 +161,10 @@ fn build_push_sign_attest_and_verify_both_ways() {
     copy_dir(&repo_root().join("fixtures/image-app"), app.path());
     std::fs::copy(env.key(), app.path().join("cosign.key")).unwrap();
 
-    let out = env
-        .runner()
-        .args(["build", "--json", "--source"])
-        .arg(app.path())
-        .args(["--registry-endpoint", &reg.ecr_endpoint()])
-        .output()
-        .unwrap();
+    let out = env.build(app.path(), &reg);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let stages: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    let stages: Vec<Value> = events(&out)
+        .into_iter()
         .filter(|e| e["event"] == "stage")
         .collect();
     let names: Vec<&str> = stages
@@ -316,19 +335,9 @@ fn the_push_reuses_the_archive_saved_for_the_sbom() {
         yml.replace("attest: [provenance]", "attest: [provenance, sbom]"),
     )
     .unwrap();
-    let out = env
-        .runner()
-        .args(["build", "--json", "--source"])
-        .arg(app.path())
-        .args(["--registry-endpoint", &reg.ecr_endpoint()])
-        .output()
-        .unwrap();
+    let out = env.build(app.path(), &reg);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let push = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|e| e["event"] == "stage" && e["stage"] == "push")
-        .unwrap_or_else(|| panic!("no push stage: {}", text(&out)));
+    let push = stage(&out, "push");
     let detail = &push["detail"]["push"];
     assert_eq!(detail["exported"], true, "{push}");
     assert_eq!(detail["from_saved_archive"], true, "{push}");
@@ -383,24 +392,10 @@ fn a_cold_engine_reuses_layers_from_the_registry_through_cache_from() {
     )
     .unwrap();
     let build = || {
-        let out = env
-            .runner()
-            .args(["build", "--json", "--source"])
-            .arg(app.path())
-            .args(["--registry-endpoint", &reg.ecr_endpoint()])
-            .output()
-            .unwrap();
+        let out = env.build(app.path(), &reg);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .collect();
-        let image = events
-            .iter()
-            .find(|e| e["event"] == "stage" && e["stage"] == "image")
-            .cloned()
-            .unwrap_or_else(|| panic!("no image stage: {}", text(&out)));
-        let notes: Vec<String> = events
+        let image = stage(&out, "image");
+        let notes: Vec<String> = events(&out)
             .iter()
             .filter(|e| e["event"] == "notice")
             .filter_map(|e| e["message"].as_str().map(str::to_string))
@@ -760,21 +755,8 @@ fn gitops_is_refused_for_an_unsigned_digest_and_done_for_a_signed_one() {
     let app = tempfile::tempdir().unwrap();
     copy_dir(&repo_root().join("fixtures/image-app"), app.path());
     let base = "name: image-app\nbuild:\n  image: runner/busybox:latest\nimage:\n  repository: 123456789012.dkr.ecr.us-east-1.amazonaws.com/image-app\n  tags: [gated]\n  create-repository: true\n";
-    let build = || {
-        env.runner()
-            .args(["build", "--json", "--source"])
-            .arg(app.path())
-            .args(["--registry-endpoint", &reg.ecr_endpoint()])
-            .output()
-            .unwrap()
-    };
-    let gitops_stage = |o: &Output| -> Value {
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|e| e["event"] == "stage" && e["stage"] == "gitops")
-            .unwrap_or_else(|| panic!("no gitops stage: {}", text(o)))
-    };
+    let build = || env.build(app.path(), &reg);
+    let gitops_stage = |o: &Output| stage(o, "gitops");
 
     // No signing key: the pushed digest is unsigned, so no deployment.
     std::fs::write(app.path().join("runner.yml"), format!("{base}{gitops}")).unwrap();
