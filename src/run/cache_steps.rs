@@ -231,15 +231,20 @@ pub(super) async fn restore(
     }
     let started = Instant::now();
     let mut summary = CacheSummary::new("restore", &key);
+    // The store's lookup, when the volumes' decision needed it first (done once).
+    let mut looked_up: Option<Result<Option<EntryHandle>, CacheError>> = None;
     if let Some(lease) = lease {
-        let found = {
-            let (store, k, fb) = (store.clone(), key.clone(), fallbacks.clone());
-            tokio::task::spawn_blocking(move || store.find(&k, &fb))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .flatten()
-        };
+        let (store2, k, fb) = (store.clone(), key.clone(), fallbacks.clone());
+        let lookup = tokio::task::spawn_blocking(move || store2.find(&k, &fb))
+            .await
+            .unwrap_or_else(|e| {
+                Err(CacheError::Stream {
+                    action: "look up the cache",
+                    source: std::io::Error::other(e.to_string()),
+                })
+            });
+        let found = lookup.as_ref().ok().and_then(Option::clone);
+        looked_up = Some(lookup);
         match lease.decide(
             &key,
             &fallbacks,
@@ -279,7 +284,11 @@ pub(super) async fn restore(
     // Find, verify and validate off the async threads; nothing reaches the container
     // unless the whole entry checked out.
     let found = tokio::task::spawn_blocking(move || {
-        let Some(handle) = store2.find(&k, &fb)? else {
+        let found = match looked_up {
+            Some(lookup) => lookup?,
+            None => store2.find(&k, &fb)?,
+        };
+        let Some(handle) = found else {
             return Ok(None);
         };
         let restored = store2.open(&handle).and_then(|reader| {
