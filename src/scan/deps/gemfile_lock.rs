@@ -56,11 +56,7 @@ mod tests {
     fn gem_specs() {
         let text = "GIT\n  remote: https://example.com/x.git\n  specs:\n    x (0.1.0)\n\nGEM\n  remote: https://rubygems.org/\n  specs:\n    nokogiri (1.10.4-x86_64-linux)\n      mini_portile2 (~> 2.4.0)\n    rack (2.0.1)\n\nPLATFORMS\n  ruby\n\nBUNDLED WITH\n   2.1.4\n";
         let p = parse(text, "Gemfile.lock").unwrap();
-        let got: Vec<_> = p
-            .packages
-            .iter()
-            .map(|p| (p.name.as_str(), p.version.as_str(), p.location.line))
-            .collect();
+        let got = p.triples();
         assert_eq!(
             got,
             [("nokogiri", "1.10.4", Some(9)), ("rack", "2.0.1", Some(11))]

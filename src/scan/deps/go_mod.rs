@@ -126,11 +126,7 @@ mod tests {
     fn requires_and_replaces() {
         let text = "module example.com/app\n\ngo 1.21\n\nrequire github.com/gin-gonic/gin v1.6.0\n\nrequire (\n\tgolang.org/x/text v0.3.2 // indirect\n\tgithub.com/old/mod v1.0.0\n\texample.com/local v0.0.0\n)\n\nreplace github.com/old/mod => github.com/new/mod v1.2.0\nreplace example.com/local => ./local\n";
         let p = parse(text, "go.mod").unwrap();
-        let got: Vec<_> = p
-            .packages
-            .iter()
-            .map(|p| (p.name.as_str(), p.version.as_str(), p.location.line))
-            .collect();
+        let got = p.triples();
         assert_eq!(
             got,
             [

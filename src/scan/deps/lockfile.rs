@@ -81,6 +81,17 @@ pub struct Parsed {
     pub skipped: Vec<SkippedEntry>,
 }
 
+#[cfg(test)]
+impl Parsed {
+    /// `(name, version, line)` of every package, for parser tests.
+    pub fn triples(&self) -> Vec<(&str, &str, Option<u32>)> {
+        self.packages
+            .iter()
+            .map(|p| (p.name.as_str(), p.version.as_str(), p.location.line))
+            .collect()
+    }
+}
+
 /// An entry a parser could not turn into a package (unpinned requirement, git or path
 /// dependency, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -151,6 +162,28 @@ impl Parsed {
             reason: reason.into(),
         });
     }
+}
+
+/// The `[[package]]` tables of a TOML lockfile (Cargo.lock, poetry.lock, uv.lock), each
+/// with the line of its header.
+pub fn toml_packages<P: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &str,
+) -> Result<Vec<(P, Option<u32>)>, ParseError> {
+    #[derive(serde::Deserialize)]
+    struct Lock<P> {
+        #[serde(default = "Vec::new")]
+        package: Vec<P>,
+    }
+    let lock: Lock<P> =
+        toml::from_str(text).map_err(|e| ParseError::new(path, None, e.message().to_string()))?;
+    let lines = header_lines(text, "[[package]]");
+    Ok(lock
+        .package
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (p, lines.get(i).copied()))
+        .collect())
 }
 
 /// 1-based line numbers of every line equal (after trimming) to `header`, in order.

@@ -132,11 +132,7 @@ mod tests {
   }
 }"#;
         let p = parse(text, "package-lock.json").unwrap();
-        let got: Vec<_> = p
-            .packages
-            .iter()
-            .map(|p| (p.name.as_str(), p.version.as_str(), p.location.line))
-            .collect();
+        let got = p.triples();
         assert_eq!(
             got,
             [

@@ -1,14 +1,8 @@
 //! `poetry.lock`: `[[package]]` tables with `name` and `version`; packages whose
 //! `[package.source]` is git, a directory, a file or a URL are skipped.
 
-use crate::scan::deps::lockfile::{header_lines, ParseError, Parsed};
+use crate::scan::deps::lockfile::{toml_packages, ParseError, Parsed};
 use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct Lock {
-    #[serde(default)]
-    package: Vec<Pkg>,
-}
 
 #[derive(Deserialize)]
 struct Pkg {
@@ -26,12 +20,8 @@ struct Source {
 }
 
 pub fn parse(text: &str, path: &str) -> Result<Parsed, ParseError> {
-    let lock: Lock =
-        toml::from_str(text).map_err(|e| ParseError::new(path, None, e.message().to_string()))?;
-    let lines = header_lines(text, "[[package]]");
     let mut out = Parsed::default();
-    for (i, p) in lock.package.iter().enumerate() {
-        let line = lines.get(i).copied();
+    for (p, line) in toml_packages::<Pkg>(text, path)? {
         match p.source.as_ref().map(|s| s.kind.as_str()) {
             None | Some("legacy") | Some("") => out.push("PyPI", &p.name, &p.version, path, line),
             Some(kind) => out.skip(

@@ -77,11 +77,7 @@ mod tests {
     fn pins_and_skips() {
         let text = "# comment\n-r base.txt\nJinja2==2.10 # old\nrequests[security]==2.19.0 ; python_version < \"3.8\"\nflask>=1.0\nnumpy\ndjango==2.2.0 \\\n    --hash=sha256:abc\n-e git+https://x/y.git#egg=y\nurllib3==1.24.*\npkg @ https://example.com/pkg.whl\n";
         let p = parse(text, "requirements.txt").unwrap();
-        let got: Vec<_> = p
-            .packages
-            .iter()
-            .map(|p| (p.name.as_str(), p.version.as_str(), p.location.line))
-            .collect();
+        let got = p.triples();
         assert_eq!(
             got,
             [

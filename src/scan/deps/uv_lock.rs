@@ -1,14 +1,8 @@
 //! `uv.lock`: `[[package]]` tables; only packages with a `registry` source are
 //! reported (editable/virtual/path/git projects are skipped).
 
-use crate::scan::deps::lockfile::{header_lines, ParseError, Parsed};
+use crate::scan::deps::lockfile::{toml_packages, ParseError, Parsed};
 use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct Lock {
-    #[serde(default)]
-    package: Vec<Pkg>,
-}
 
 #[derive(Deserialize)]
 struct Pkg {
@@ -21,12 +15,8 @@ struct Pkg {
 }
 
 pub fn parse(text: &str, path: &str) -> Result<Parsed, ParseError> {
-    let lock: Lock =
-        toml::from_str(text).map_err(|e| ParseError::new(path, None, e.message().to_string()))?;
-    let lines = header_lines(text, "[[package]]");
     let mut out = Parsed::default();
-    for (i, p) in lock.package.iter().enumerate() {
-        let line = lines.get(i).copied();
+    for (p, line) in toml_packages::<Pkg>(text, path)? {
         let registry = p
             .source
             .as_ref()

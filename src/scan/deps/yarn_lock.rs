@@ -113,11 +113,7 @@ mod tests {
     fn classic() {
         let text = "# yarn lockfile v1\n\n\n\"@babel/code-frame@^7.0.0\", \"@babel/code-frame@^7.10.4\":\n  version \"7.12.13\"\n  resolved \"https://registry.yarnpkg.com/x\"\n  dependencies:\n    \"@babel/highlight\" \"^7.12.13\"\n\nlodash@^4.17.4:\n  version \"4.17.4\"\n";
         let p = parse(text, "yarn.lock").unwrap();
-        let got: Vec<_> = p
-            .packages
-            .iter()
-            .map(|p| (p.name.as_str(), p.version.as_str(), p.location.line))
-            .collect();
+        let got = p.triples();
         assert_eq!(
             got,
             [
