@@ -179,6 +179,20 @@ impl Remote {
         git(&self.bare, &["show", &format!("{r}:{file}")])
     }
 
+    /// `main` is `other` plus exactly one commit: re-applied on top, nothing forced.
+    fn assert_one_commit_on_top_of(&self, other: &str) {
+        let other = self.rev(other);
+        git(
+            &self.bare,
+            &["merge-base", "--is-ancestor", &other, "refs/heads/main"],
+        );
+        assert_eq!(
+            self.count(&format!("{other}..main")),
+            1,
+            "re-applied on top, nothing forced"
+        );
+    }
+
     fn count(&self, range: &str) -> usize {
         git(&self.bare, &["rev-list", "--count", range])
             .parse()
@@ -482,28 +496,13 @@ async fn push_rejected_once_as_non_fast_forward_then_reapplied() {
     let out = run(&request(cfg, SHOP, D1, None)).await;
     assert_eq!(out.status, BumpStatus::Pushed);
     assert_eq!(out.push_attempts, 2, "{out:?}");
-    println!("notes: {:?}", out.notes);
     assert!(
         out.notes.iter().any(|n| n.contains("[rejected]")
             && (n.contains("fetch first") || n.contains("non-fast-forward"))),
         "{:?}",
         out.notes
     );
-    let competitor = remote.rev("refs/heads/competitor");
-    git(
-        &remote.bare,
-        &[
-            "merge-base",
-            "--is-ancestor",
-            &competitor,
-            "refs/heads/main",
-        ],
-    );
-    assert_eq!(
-        remote.count(&format!("{competitor}..main")),
-        1,
-        "re-applied on top, nothing forced"
-    );
+    remote.assert_one_commit_on_top_of("refs/heads/competitor");
     assert!(remote
         .show("main", "flux/deployment.yaml")
         .contains("ghcr.io/acme/shop:1.0.0@sha256:1a1a"));
@@ -528,24 +527,13 @@ async fn push_rejected_once_as_another_client_wins_then_reapplied() {
         "{:?}",
         out.notes
     );
-    println!("notes: {:?}", out.notes);
-    let competitor = remote.rev("refs/heads/competitor");
-    git(
-        &remote.bare,
-        &[
-            "merge-base",
-            "--is-ancestor",
-            &competitor,
-            "refs/heads/main",
-        ],
-    );
+    remote.assert_one_commit_on_top_of("refs/heads/competitor");
     assert_eq!(remote.show("main", "NOTES.md"), "edited by someone else");
     let d = remote.show("main", "apps/shop/base/deployment.yaml");
     assert!(
         d.contains("image: ghcr.io/acme/shop:1.0.0@sha256:1a1a"),
         "{d}"
     );
-    assert_eq!(remote.count(&format!("{competitor}..main")), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
