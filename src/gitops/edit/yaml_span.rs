@@ -124,11 +124,21 @@ struct Builder<'a> {
 pub fn parse(src: &str) -> Result<YamlDocs, YamlError> {
     let mut char_to_byte: Vec<usize> = src.char_indices().map(|(b, _)| b).collect();
     char_to_byte.push(src.len());
+    // The limits every YAML reader shares (size here, nesting per event).
+    let limit = |line, col, e: crate::buildspec::yaml::LimitError| YamlError {
+        line,
+        col,
+        info: e.to_string(),
+    };
+    let mut guard = crate::buildspec::yaml::Guard::start(src).map_err(|e| limit(1, 1, e))?;
     let mut parser = Parser::new_from_str(src);
     let mut events = Vec::new();
     loop {
         match parser.next_token() {
             Ok((ev, mark)) => {
+                guard
+                    .check(&ev)
+                    .map_err(|e| limit(mark.line(), mark.col() + 1, e))?;
                 let end = matches!(ev, Event::StreamEnd);
                 let byte = char_to_byte.get(mark.index()).copied().unwrap_or(src.len());
                 events.push((ev, byte));
