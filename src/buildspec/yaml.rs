@@ -564,6 +564,29 @@ impl MarkedEventReceiver for Builder {
     }
 }
 
+/// The text of a YAML file's bytes; invalid UTF-8 is an error diagnostic at the first bad
+/// byte (1-based line, column in characters), naming the byte, never quoting the text.
+pub fn utf8_text(bytes: &[u8]) -> Result<&str, Diagnostic> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let good = bytes.get(..e.valid_up_to()).unwrap_or_default();
+        let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+        let col = String::from_utf8_lossy(good.get(line_start..).unwrap_or_default())
+            .chars()
+            .count()
+            + 1;
+        let byte = bytes.get(e.valid_up_to()).copied().unwrap_or(0);
+        Diagnostic::error(
+            Pos {
+                line: u32::try_from(line).unwrap_or(u32::MAX),
+                col: u32::try_from(col).unwrap_or(u32::MAX),
+            },
+            format!("invalid UTF-8 (byte 0x{byte:02X}); yaml files must be UTF-8 text"),
+        )
+        .with_hint("re-save the file as UTF-8")
+    })
+}
+
 /// Reads `text` into a [`Node`] tree. Never panics; syntax errors and texts beyond
 /// [`LIMITS`] become diagnostics.
 pub fn load(text: &str) -> Loaded {
@@ -879,6 +902,15 @@ mod tests {
         if let Node::Map { entries, .. } = m {
             assert_eq!(entries.len(), 2001);
         }
+    }
+
+    #[test]
+    fn invalid_utf8_has_a_position() {
+        assert_eq!(utf8_text(b"a: 1\n").ok(), Some("a: 1\n"));
+        let d = utf8_text(b"a: 1\nb: \xc3\xa9\xff\xfe\n").unwrap_err();
+        assert!(d.is_error());
+        assert_eq!((d.line, d.col), (2, 5));
+        assert!(d.message.contains("0xFF"), "{}", d.message);
     }
 
     #[test]

@@ -41,7 +41,13 @@ pub fn parse(text: &str, path: &str) -> Result<Parsed, ParseError> {
     let doc = loaded
         .root
         .ok_or_else(|| ParseError::new(path, None, "empty document"))?;
-    let version = scalar(get(&doc, "lockfileVersion")).unwrap_or_default();
+    let Some(version) = scalar(get(&doc, "lockfileVersion")) else {
+        return Err(ParseError::new(
+            path,
+            Some(doc.pos().line),
+            "no lockfileVersion: not a pnpm lockfile",
+        ));
+    };
     let major: u32 = version
         .split('.')
         .next()
