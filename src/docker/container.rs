@@ -164,6 +164,32 @@ impl BuildContainer {
         DockerShell::open(&self.engine, &self.id, argv, user, env, working_dir).await
     }
 
+    /// Ends every process of the build except the container's main one (the shell loop
+    /// that keeps the container alive), and returns once none is left: from then on,
+    /// nothing of the build can change the source tree or the volumes while the host
+    /// reads them. The container itself stays up (cache saving and copy mode still read
+    /// through it) until `remove`.
+    ///
+    /// A root shell sends SIGKILL to every process it may signal (`kill -9 -1`: all but
+    /// itself and the namespace's init; fork cannot outrun it, the kernel sends it under
+    /// the task list lock) and repeats until only zombies remain, which the main loop
+    /// never reaps and which can no longer run. Only shell builtins are used.
+    pub async fn stop_build_processes(&self) -> Result<(), DockerError> {
+        let mut shell = self
+            .open_shell(&["/bin/sh".into(), "-s".into()], Some("0"), &[], "/")
+            .await?;
+        let result = shell.capture(STOP_PROCESSES_SCRIPT).await;
+        shell.close().await;
+        match result? {
+            (0, _) => Ok(()),
+            (code, _) => Err(DockerError::Shell(format!(
+                "the build's processes could not be stopped before collecting its \
+                 results (exit status {code}); nothing was collected: check for processes \
+                 stuck in the kernel (state D) in the build"
+            ))),
+        }
+    }
+
     /// Copies a host directory into the container at `dest` (created if missing).
     pub async fn upload_dir(&self, host_dir: &Path, dest: &str) -> Result<(), DockerError> {
         let mut shell = self
@@ -305,6 +331,27 @@ impl BuildContainer {
             .await;
     }
 }
+
+/// See `stop_build_processes`. Its status is 1 when processes were still there after
+/// many rounds (stuck in the kernel).
+const STOP_PROCESSES_SCRIPT: &str = r#"__rc=1; __n=0
+while [ "$__n" -lt 2000 ]; do
+  kill -9 -1 2>/dev/null
+  __left=0
+  for __d in /proc/[0-9]*; do
+    __p=${__d#/proc/}
+    [ "$__p" = 1 ] && continue
+    [ "$__p" = "$$" ] && continue
+    __s=Z
+    { while read -r __k __v __r; do
+        if [ "$__k" = State: ]; then __s=$__v; break; fi
+      done < "$__d/status"; } 2>/dev/null
+    [ "$__s" = Z ] || __left=$((__left+1))
+  done
+  if [ "$__left" = 0 ]; then __rc=0; break; fi
+  __n=$((__n+1))
+done
+[ "$__rc" = 0 ]"#;
 
 fn owner() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")

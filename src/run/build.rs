@@ -353,6 +353,10 @@ async fn drive(
 
     if upload {
         ctx.phase_start(PhaseName::UploadArtifacts);
+        // The host reads what the build left (source tree, cache volumes) only once no
+        // process of the build is left to change it under the reader: a background
+        // process swapping files for links to host paths must find nobody reading.
+        c.stop_build_processes().await?;
         let (status, context) = upload_artifacts(ctx, c, opts, artifacts.as_ref()).await;
         // Only a successful build saves its cache: a failed one may have left it half made.
         if let Some((cache, store, state, mounts)) = &cache {

@@ -11,6 +11,7 @@ mod cache_e2e;
 mod cache_s3;
 mod gitops_corpus;
 mod gitops_e2e;
+mod hostile_build;
 mod image_e2e;
 mod image_inventory;
 mod reports_e2e;
