@@ -252,6 +252,14 @@ async fn drive(
 ) -> Result<(), DockerError> {
     let plan = ctx.plan;
     ctx.phase_start(PhaseName::Provisioning);
+    // Containers of this project that an earlier runner left behind (stopped between
+    // creating and starting one) and that no live runner owns.
+    if let Err(e) = engine.remove_stale_containers(&plan.project).await {
+        ctx.notice(
+            Level::Warning,
+            format!("could not remove containers left behind by earlier builds: {e}"),
+        );
+    }
     if !opts.image_checked {
         engine.ensure_image(&plan.image).await?;
     }
@@ -304,6 +312,7 @@ async fn drive(
         image: plan.image.clone(),
         name: container_name(plan),
         build_id: plan.build_id.clone(),
+        project: plan.project.clone(),
         working_dir: plan.src_dir.clone(),
         binds,
         volumes,

@@ -183,3 +183,174 @@ artifacts:
         "the counter moved on after the artifact was collected: a build process was still running"
     );
 }
+
+/// Containers whose build id belongs to `project` (any state).
+fn project_containers(project: &str) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            "label=io.runner.build-id",
+            "--format",
+            "{{.ID}} {{.Label \"io.runner.build-id\"}}",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("docker ps: {e}"));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, id)| id.starts_with(&format!("{project}:")))
+        .map(|(c, _)| c.to_string())
+        .collect()
+}
+
+/// A container as runner labels its own, never started.
+fn create_labelled(project: &str, owner: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["create", "--label"])
+        .arg(format!("io.runner.build-id={project}:left-behind"))
+        .args(["--label", &format!("io.runner.owner={owner}")])
+        .args(["--label", &format!("io.runner.project={project}")])
+        .args([crate::support::IMAGE, "true"])
+        .output()
+        .unwrap_or_else(|e| panic!("docker create: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn remove_containers(ids: &[String]) {
+    if !ids.is_empty() {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f"])
+            .args(ids)
+            .output();
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// `runner build` stopped (SIGTERM) right after it starts can leave a container that was
+/// created and never started; the project's next build removes it, and any container of
+/// the project whose runner is gone, but never one a live runner owns.
+#[test]
+fn the_next_build_removes_containers_left_behind_but_not_a_live_builds() {
+    let project = format!("stale-{:08x}", rand::random::<u32>());
+    let p = Project::new();
+    p.write(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo built\n",
+    );
+    let build_args = [
+        "build",
+        "--json",
+        "--image",
+        crate::support::IMAGE,
+        "--project",
+    ];
+    // SIGTERM at several short delays after start (CodeBuild-like stop of a CLI run).
+    for delay_ms in [10u64, 25, 40, 55, 70, 90, 120, 160, 220, 300] {
+        let mut child = p
+            .runner()
+            .args(build_args)
+            .arg(&project)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn runner: {e}"));
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
+    // Left behind for certain: a never-started container of a runner that is gone (a
+    // reaped child's pid), and one of a runner that lives (this test process).
+    let mut dead = std::process::Command::new("true")
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dead_pid = dead.id();
+    let _ = dead.wait();
+    let orphan = create_labelled(&project, &format!("{}:{dead_pid}", hostname()));
+    let live = create_labelled(&project, &format!("{}:{}", hostname(), std::process::id()));
+
+    let run = build_project(&p, &project);
+    assert_eq!(run.status(), "SUCCEEDED", "{}", run.debug());
+    let left = project_containers(&project);
+    remove_containers(&left);
+    assert_eq!(
+        left,
+        vec![live.chars().take(12).collect::<String>()],
+        "only the live runner's container may remain (orphan {orphan})"
+    );
+}
+
+/// Two builds of one project at once: the second never removes the first's container.
+#[test]
+fn a_concurrent_build_of_the_project_keeps_its_container() {
+    let project = format!("conc-{:08x}", rand::random::<u32>());
+    let slow = Project::new();
+    slow.write(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - while [ ! -f go ]; do sleep 0.1; done\n      - echo slow done\n",
+    );
+    let first = slow
+        .runner()
+        .args([
+            "build",
+            "--json",
+            "--image",
+            crate::support::IMAGE,
+            "--project",
+        ])
+        .arg(&project)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn runner: {e}"));
+    // Wait (bounded) until the first build's container exists.
+    let mut waited = 0;
+    while project_containers(&project).is_empty() {
+        assert!(waited < 600, "the first build's container never appeared");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        waited += 1;
+    }
+    let fast = Project::new();
+    fast.write(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo fast\n",
+    );
+    let second = build_project(&fast, &project);
+    assert_eq!(second.status(), "SUCCEEDED", "{}", second.debug());
+    // Let the first build finish: it must still have its container to do so.
+    std::fs::write(slow.path().join("go"), "").unwrap_or_else(|e| panic!("{e}"));
+    let out = first.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let run = crate::support::Run::from(out);
+    assert_eq!(run.status(), "SUCCEEDED", "{}", run.debug());
+    assert!(run.has_line("slow done"), "{}", run.debug());
+}
+
+/// `runner build --json --project NAME` on the project's buildspec.
+fn build_project(p: &Project, project: &str) -> crate::support::Run {
+    let out = p
+        .runner()
+        .args([
+            "build",
+            "--json",
+            "--image",
+            crate::support::IMAGE,
+            "--project",
+            project,
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("run runner: {e}"));
+    crate::support::Run::from(out)
+}
