@@ -1064,18 +1064,25 @@ async fn links_in_the_config_repository_are_never_followed() {
 async fn a_file_that_cannot_be_read_is_an_error_never_already_at() {
     let remote = Remote::start();
     remote.commit(|w| {
-        // A byte order mark is valid YAML: edited, and kept.
-        std::fs::write(w.join("apps/bom.yaml"), format!("\u{feff}{DEPLOYMENT}")).unwrap();
+        // A byte order mark is valid YAML: edited, and kept (the parser would read the
+        // first key as "\u{feff}images").
+        std::fs::create_dir_all(w.join("apps/bom")).unwrap();
+        std::fs::write(
+            w.join("apps/bom/kustomization.yaml"),
+            "\u{feff}images:\n  - name: ghcr.io/acme/shop\n    newTag: 1.0.0\n",
+        )
+        .unwrap();
         // A broken file that does not mention the image: walking skips it with a note.
         std::fs::write(w.join("apps/junk.yaml"), "a: [\n").unwrap();
     });
-    let (ok, stdout, stderr) = cli(&bump_args(&remote, &["apps/bom.yaml"]), &[]);
-    assert!(ok, "{stdout}{stderr}");
-    let bom = remote.show("main", "apps/bom.yaml");
-    assert!(bom.starts_with('\u{feff}'), "{bom}");
-    assert!(
-        bom.contains(&format!("image: ghcr.io/acme/shop:1.0.0@{D1}")),
-        "{bom}"
+    let bom = "apps/bom/kustomization.yaml";
+    let (ok, stdout, stderr) = cli(&bump_args(&remote, &[bom]), &[]);
+    assert!(ok && stdout.contains("pushed"), "{stdout}{stderr}");
+    assert_eq!(
+        remote.show("main", bom),
+        format!(
+            "\u{feff}images:\n  - name: ghcr.io/acme/shop\n    newTag: 1.0.0\n    digest: {D1}"
+        )
     );
 
     // The image after a NUL byte, and under 10,000 levels of nesting (block and flow).
@@ -1134,7 +1141,7 @@ async fn a_file_that_cannot_be_read_is_an_error_never_already_at() {
     });
     let out = run(&request(config(&remote, None), SHOP, D2, None)).await;
     assert_eq!(out.status, BumpStatus::Pushed);
-    assert!(out.changed_files.contains(&"apps/bom.yaml".to_string()));
+    assert!(out.changed_files.contains(&bom.to_string()));
     assert!(
         out.notes
             .iter()
