@@ -128,6 +128,25 @@ const IMAGE_KEYS: &[&str] = &[
     "cache-from",
 ];
 const SIGN_KEYS: &[&str] = &["key", "attest"];
+/// The keys of a `gitops:` entry: [`crate::gitops::GitopsConfig`]'s, and `require-signature`.
+const GITOPS_KEYS: &[&str] = &[
+    "repo",
+    "base",
+    "files",
+    "branch",
+    "forge",
+    "forge-url",
+    "token-env",
+    "helm-keys",
+    "author-name",
+    "author-email",
+    "commit-message",
+    "pr-title",
+    "labels",
+    "force-push",
+    "max-push-attempts",
+    "require-signature",
+];
 const BUILD_KEYS: &[&str] = &[
     "buildspec",
     "image",
@@ -465,6 +484,15 @@ fn gitops_section(node: &Node, diags: &mut Vec<Diagnostic>) -> Vec<GitopsTarget>
             ));
             continue;
         };
+        // Unknown keys warn, like in every other section (the config itself refuses them).
+        if let Node::Map { entries, .. } = item {
+            for (k, _) in entries {
+                if let Some(name) = k.as_str().filter(|n| !GITOPS_KEYS.contains(n)) {
+                    unknown(k, name, "gitops.", GITOPS_KEYS, diags);
+                    obj.remove(name);
+                }
+            }
+        }
         let require_signature = match obj.remove("require-signature") {
             None => None,
             Some(serde_json::Value::Bool(b)) => Some(b),
@@ -541,6 +569,17 @@ mod tests {
     }
 
     #[test]
+    fn gitops_keys_are_the_configs() {
+        let value = serde_json::to_value(crate::gitops::GitopsConfig::new("x")).unwrap();
+        let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+        keys.push("require-signature".into());
+        keys.sort();
+        let mut known: Vec<String> = GITOPS_KEYS.iter().map(|k| k.to_string()).collect();
+        known.sort();
+        assert_eq!(keys, known);
+    }
+
+    #[test]
     fn reads_every_key() {
         let (cfg, diags) = parse_project(
             "name: demo\nbuild:\n  buildspec: ci/bs.yml\n  image: img:1\n  privileged: yes\n  timeout-minutes: 15\n  source-mode: copy\n  variables:\n    A: 1\n",
@@ -588,11 +627,17 @@ mod tests {
         assert!(cfg.gitops[0].config.force_push);
         assert_eq!(cfg.gitops[0].require_signature, Some(false));
         assert!(!cfg.scan.unwrap().deps);
-        let (cfg, diags) = parse_project("gitops:\n  - repo: x\n    colour: blue\n");
-        assert!(cfg.is_none());
-        assert!(
-            diags[0].message.contains("unknown field `colour`"),
-            "{diags:?}"
+        assert_eq!(
+            rendered("gitops:\n  - repo: x\n    colour: blue\n    force-pushh: true\n"),
+            vec![
+                "runner.yml:3:5: warning: unknown key \"gitops.colour\" (this version of runner ignores it)",
+                "runner.yml:4:5: warning: unknown key \"gitops.force-pushh\" (this version of runner ignores it)\n  = help: did you mean \"gitops.force-push\"?",
+            ]
+        );
+        let (cfg, _) = parse_project("gitops:\n  repo: x\n  colour: blue\n");
+        assert_eq!(
+            cfg.map(|c| c.gitops[0].config.repo.clone()).as_deref(),
+            Some("x")
         );
         assert_eq!(
             rendered("image:\n  repository: 127.0.0.1:5000/app:v1\n  context: ../x\nsign: {}\n"),
