@@ -112,13 +112,19 @@ pub async fn pull_into_engine(
         .as_str()
         .ok_or_else(|| bad(&shown, "no config digest"))?
         .to_string();
-    let layers: Vec<String> = doc["layers"]
+    // The config is read whole (its descriptor's size, within a limit); each layer at
+    // most its descriptor's size (the digest check refuses anything else anyway).
+    let config_size = doc["config"]["size"]
+        .as_u64()
+        .unwrap_or(registry.limits().max_config)
+        .min(registry.limits().max_config);
+    let layers: Vec<(String, u64)> = doc["layers"]
         .as_array()
         .ok_or_else(|| bad(&shown, "no layers"))?
         .iter()
-        .map(|l| l["digest"].as_str().map(str::to_string))
+        .map(|l| Some((l["digest"].as_str()?.to_string(), l["size"].as_u64()?)))
         .collect::<Option<_>>()
-        .ok_or_else(|| bad(&shown, "a layer without a digest"))?;
+        .ok_or_else(|| bad(&shown, "a layer without a digest or a size"))?;
     let mut pulled = Pulled {
         id: config_digest.clone(),
         layers: layers.len(),
@@ -144,7 +150,9 @@ pub async fn pull_into_engine(
         return Ok(Some(pulled));
     }
 
-    let config = registry.get_blob(&image.repository, &config_digest).await?;
+    let config = registry
+        .get_blob(&image.repository, &config_digest, config_size)
+        .await?;
     let cfg: Value = serde_json::from_slice(&config).map_err(|e| bad(&shown, e))?;
     let diff_ids: Vec<String> = cfg["rootfs"]["diff_ids"]
         .as_array()
@@ -215,8 +223,8 @@ pub async fn pull_into_engine(
         &path,
     )
     .await?;
-    for (i, blob) in layers.iter().enumerate().skip(present) {
-        let bytes = registry.get_blob(&image.repository, blob).await?;
+    for (i, (blob, size)) in layers.iter().enumerate().skip(present) {
+        let bytes = registry.get_blob(&image.repository, blob, *size).await?;
         pulled.layers_fetched += 1;
         pulled.bytes_fetched += bytes.len() as u64;
         archive = add(archive, layer_names[i].clone(), bytes, &path).await?;
