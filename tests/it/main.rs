@@ -13,6 +13,7 @@ mod gitops_corpus;
 mod gitops_e2e;
 mod image_e2e;
 mod image_inventory;
+mod registry_limits;
 mod reports_e2e;
 mod scan_gate;
 mod secrets_aws;
