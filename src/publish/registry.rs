@@ -200,6 +200,22 @@ fn chunked_body(bytes: &bytes::Bytes, progress: &Arc<Progress>) -> reqwest::Body
     progress_body(futures_util::stream::iter(pieces), progress)
 }
 
+/// Why one PATCH of an upload failed.
+struct PatchFailure {
+    detail: String,
+    /// The registry went silent (rather than refusing or breaking the connection).
+    timed_out: bool,
+}
+
+impl PatchFailure {
+    fn other(detail: impl ToString) -> Self {
+        Self {
+            detail: detail.to_string(),
+            timed_out: false,
+        }
+    }
+}
+
 /// Why a request got no (complete) answer.
 enum SendError {
     Http(reqwest::Error),
@@ -785,6 +801,9 @@ impl Registry {
         let mut loc = self.start_upload(repo).await?;
         let mut offset = 0u64;
         let mut failures = 0u32;
+        // Failures in a row that were silences: a registry that stalls twice is not
+        // waited for any longer.
+        let mut stalls = 0u32;
         while offset < size {
             let end = (offset + CHUNK).min(size);
             match self.patch_range(&loc, path, offset, end).await {
@@ -792,9 +811,14 @@ impl Registry {
                     loc = next;
                     offset = end;
                     failures = 0;
+                    stalls = 0;
                 }
-                Err(detail) => {
+                Err(PatchFailure { detail, timed_out }) => {
                     failures += 1;
+                    stalls += u32::from(timed_out);
+                    if stalls >= TIMEOUT_ATTEMPTS {
+                        return Err(self.timed_out("PATCH blob upload", &self.url(&loc), failures));
+                    }
                     if failures >= self.retry.attempts {
                         return Err(PublishError::Unreachable {
                             registry: self.registry.clone(),
@@ -814,6 +838,16 @@ impl Registry {
                             loc = self.start_upload(repo).await?;
                             offset = 0;
                             self.stats.uploads_restarted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(PublishError::Timeout { .. }) => {
+                            stalls += 1;
+                            if stalls >= TIMEOUT_ATTEMPTS {
+                                return Err(self.timed_out(
+                                    "GET upload status",
+                                    &self.url(&loc),
+                                    failures,
+                                ));
+                            }
                         }
                         Err(_) => {} // still unreachable: try the same chunk after a pause
                     }
@@ -836,20 +870,20 @@ impl Registry {
         }
     }
 
-    /// One PATCH of `path[offset..end]`. Errors are strings: the caller decides.
+    /// One PATCH of `path[offset..end]`. Errors are described: the caller decides.
     async fn patch_range(
         &self,
         loc: &str,
         path: &Path,
         offset: u64,
         end: u64,
-    ) -> Result<String, String> {
+    ) -> Result<String, PatchFailure> {
         let mut file = tokio::fs::File::open(path)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(PatchFailure::other)?;
         file.seek(std::io::SeekFrom::Start(offset))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(PatchFailure::other)?;
         let len = end - offset;
         let reader = tokio::io::AsyncReadExt::take(file, len);
         let progress = Progress::new();
@@ -867,26 +901,26 @@ impl Registry {
         if len > 0 {
             req = req.header("Content-Range", format!("{}-{}", offset, end - 1));
         }
-        let req = self.authorize(req).await.map_err(|e| e.to_string())?;
+        let req = self.authorize(req).await.map_err(PatchFailure::other)?;
         progress.touch();
         let resp = send_watched(req, Some(&progress), self.limits.idle_timeout)
             .await
-            .map_err(|e| match e {
-                SendError::Stalled => format!(
-                    "the registry took no bytes for {} s",
-                    self.limits.idle_timeout.as_secs_f64()
-                ),
-                SendError::Http(e) => crate::aws_config::error_chain(&e),
+            .map_err(|e| PatchFailure {
+                detail: e.detail(),
+                timed_out: e.is_timeout(),
             })?;
         if resp.status() == StatusCode::ACCEPTED {
-            location(&resp).ok_or_else(|| "no Location header after PATCH".to_string())
+            location(&resp).ok_or_else(|| PatchFailure::other("no Location header after PATCH"))
         } else if resp.status() == StatusCode::UNAUTHORIZED {
             self.reauthorize(challenge(&resp))
                 .await
-                .map_err(|e| e.to_string())?;
-            Err("credentials refreshed".into())
+                .map_err(PatchFailure::other)?;
+            Err(PatchFailure::other("credentials refreshed"))
         } else {
-            Err(format!("PATCH answered {}", resp.status()))
+            Err(PatchFailure::other(format!(
+                "PATCH answered {}",
+                resp.status()
+            )))
         }
     }
 

@@ -43,6 +43,9 @@ enum Mode {
     Silent,
     /// Answers the headers, then one body byte every 250 ms.
     Trickle,
+    /// Has no blobs, opens upload sessions, then never answers a PATCH (nor anything
+    /// else).
+    StallUpload,
 }
 
 struct Hostile {
@@ -112,8 +115,12 @@ fn live(stop: &AtomicBool, born: Instant) -> bool {
     !stop.load(Ordering::Relaxed) && born.elapsed() < SERVER_LIFE
 }
 
-/// The path of the next request on `conn`, its head read whole (bounded).
-fn read_request(conn: &mut TcpStream, stop: &AtomicBool, born: Instant) -> Option<String> {
+/// The method and path of the next request on `conn`, its head read whole (bounded).
+fn read_request(
+    conn: &mut TcpStream,
+    stop: &AtomicBool,
+    born: Instant,
+) -> Option<(String, String)> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -130,7 +137,14 @@ fn read_request(conn: &mut TcpStream, stop: &AtomicBool, born: Instant) -> Optio
         }
     }
     let text = String::from_utf8_lossy(&head);
-    text.split_whitespace().nth(1).map(str::to_string)
+    let mut words = text.split_whitespace();
+    Some((words.next()?.to_string(), words.next()?.to_string()))
+}
+
+fn silence(stop: &AtomicBool, born: Instant) {
+    while live(stop, born) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn answer(conn: &mut TcpStream, content_type: &str, body: &[u8]) -> bool {
@@ -173,7 +187,7 @@ fn serve(mut conn: TcpStream, mode: Mode, stop: &AtomicBool, sent: &AtomicU64, b
     );
     // A keep-alive connection serves a few requests at most.
     for _ in 0..16 {
-        let Some(path) = read_request(&mut conn, stop, born) else {
+        let Some((method, path)) = read_request(&mut conn, stop, born) else {
             return;
         };
         let endless_head = |length: &str| {
@@ -206,11 +220,20 @@ fn serve(mut conn: TcpStream, mode: Mode, stop: &AtomicBool, sent: &AtomicU64, b
                     return endless(&mut conn, head, sent, stop, born);
                 }
             }
-            Mode::Silent => {
-                while live(stop, born) {
-                    std::thread::sleep(Duration::from_millis(50));
+            Mode::Silent => return silence(stop, born),
+            Mode::StallUpload => {
+                let reply = match (method.as_str(), path.as_str()) {
+                    ("HEAD", p) if p.contains("/blobs/") => {
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+                    }
+                    ("POST", p) if p.ends_with("/blobs/uploads/") => {
+                        "HTTP/1.1 202 Accepted\r\nLocation: /v2/app/blobs/uploads/stalled\r\nContent-Length: 0\r\n\r\n"
+                    }
+                    _ => return silence(stop, born),
+                };
+                if conn.write_all(reply.as_bytes()).is_err() {
+                    return;
                 }
-                return;
             }
             Mode::Trickle => {
                 let head = format!(
@@ -372,6 +395,26 @@ fn a_bad_registry_timeout_is_refused() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("bad RUNNER_REGISTRY_TIMEOUT=`soon`"), "{err}");
+}
+
+#[test]
+fn a_registry_that_stops_taking_an_upload_times_out() {
+    crate::support::stack();
+    let server = Hostile::start(Mode::StallUpload);
+    let target = server.image();
+    let out = runner(
+        &["push", crate::support::IMAGE, &target],
+        &[("RUNNER_REGISTRY_TIMEOUT", "2")],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "registry 127.0.0.1:{} did not answer",
+            server.port
+        )) && err.contains("RUNNER_REGISTRY_TIMEOUT"),
+        "{err}"
+    );
 }
 
 fn mkfifo(path: &Path) {
