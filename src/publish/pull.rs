@@ -15,6 +15,7 @@ use crate::docker::DockerEngine;
 use serde_json::Value;
 use std::io::Write;
 use std::path::Path;
+use tokio::io::AsyncWriteExt as _;
 
 /// What a pull did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -223,11 +224,34 @@ pub async fn pull_into_engine(
         &path,
     )
     .await?;
+    // Layers are streamed into the archive behind their entry's header (the size is the
+    // descriptor's, which the download must match): never a whole layer in memory.
+    let mut out = tokio::fs::File::from_std(
+        file.as_file()
+            .try_clone()
+            .map_err(|e| PublishError::io("open", &path, e))?,
+    );
     for (i, (blob, size)) in layers.iter().enumerate().skip(present) {
-        let bytes = registry.get_blob(&image.repository, blob, *size).await?;
+        let mut h = tar::Header::new_gnu();
+        h.set_path(&layer_names[i])
+            .map_err(|e| PublishError::io("write", &path, e))?;
+        h.set_size(*size);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        let io = |e| PublishError::io("write", &path, e);
+        out.write_all(h.as_bytes()).await.map_err(io)?;
+        registry
+            .get_blob_into(&image.repository, blob, *size, &mut out)
+            .await?;
+        let padding = (512 - size % 512) % 512;
+        let zeros = [0u8; 512];
+        out.write_all(&zeros[..usize::try_from(padding).unwrap_or(0)])
+            .await
+            .map_err(io)?;
+        out.flush().await.map_err(io)?;
         pulled.layers_fetched += 1;
-        pulled.bytes_fetched += bytes.len() as u64;
-        archive = add(archive, layer_names[i].clone(), bytes, &path).await?;
+        pulled.bytes_fetched += size;
     }
     tokio::task::spawn_blocking(move || archive.into_inner().and_then(|mut f| f.flush()))
         .await

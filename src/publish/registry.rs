@@ -668,6 +668,71 @@ impl Registry {
         }
     }
 
+    /// Streams a blob of exactly `size` bytes (its descriptor's) into `out`, one chunk in
+    /// memory at a time, checked against its digest (what `out` received is garbage when
+    /// this fails). More or fewer bytes than `size` are an error.
+    pub async fn get_blob_into<W>(
+        &self,
+        repo: &str,
+        digest: &str,
+        size: u64,
+        out: &mut W,
+    ) -> Result<(), PublishError>
+    where
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        use sha2::Digest as _;
+        use tokio::io::AsyncWriteExt as _;
+        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
+        let mut resp = self
+            .send_kind("GET blob", &url, Kind::Download, |c, u, _| c.get(u))
+            .await?;
+        match resp.status() {
+            s if s.is_success() => {}
+            StatusCode::NOT_FOUND => {
+                return Err(PublishError::NotFound {
+                    reference: format!("{}/{repo}@{digest}", self.registry),
+                })
+            }
+            s => return Err(self.protocol(&format!("GET blob {digest}"), s.as_u16(), "")),
+        }
+        let what = format!("blob {}/{repo}@{digest}", self.registry);
+        let too_large = || PublishError::TooLarge {
+            registry: self.registry.clone(),
+            what: what.clone(),
+            limit: size,
+        };
+        if resp.content_length().is_some_and(|n| n > size) {
+            return Err(too_large());
+        }
+        let mut hasher = sha2::Sha256::new();
+        let mut received = 0u64;
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    received += chunk.len() as u64;
+                    if received > size {
+                        return Err(too_large());
+                    }
+                    hasher.update(&chunk);
+                    out.write_all(&chunk).await.map_err(|e| {
+                        PublishError::io("write", format!("the download of {what}"), e)
+                    })?;
+                }
+                Ok(None) => break,
+                Err(e) => return Err(self.transfer_error(&what, &url, &e)),
+            }
+        }
+        let actual = format!("sha256:{:x}", hasher.finalize());
+        if actual != digest || received != size {
+            return Err(PublishError::DigestMismatch {
+                digest: digest.to_string(),
+                actual: format!("{actual}, {received} of {size} bytes"),
+            });
+        }
+        Ok(())
+    }
+
     /// A blob of at most `max_size` bytes (its descriptor's size, or a limit), in memory,
     /// checked against its digest.
     pub async fn get_blob(

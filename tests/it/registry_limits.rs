@@ -450,3 +450,35 @@ fn a_key_that_is_a_device_a_fifo_or_too_large_is_refused() {
         }
     }
 }
+
+/// What a `cache-from` pull uses for layers: a blob is streamed within its descriptor's
+/// size, never more.
+#[test]
+fn a_layer_longer_than_its_descriptor_is_refused_while_streaming() {
+    use runner::publish::registry::{Endpoints, Registry};
+    let server = Hostile::start(Mode::EndlessSignature);
+    let registry = Registry::new(
+        &format!("127.0.0.1:{}", server.port),
+        &Endpoints::default(),
+        Arc::new(runner::publish::auth::Static(
+            runner::publish::auth::Credentials::Anonymous,
+        )),
+        Default::default(),
+    )
+    .unwrap_or_else(|e| panic!("client: {e}"));
+    let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("runtime: {e}"));
+    let mut out: Vec<u8> = Vec::new();
+    let r = rt.block_on(registry.get_blob_into("app", ZERO_DIGEST, 3 << 20, &mut out));
+    let err = match r {
+        Err(e) => e.to_string(),
+        Ok(()) => panic!("an endless blob was accepted"),
+    };
+    assert!(
+        err.contains("larger than the limit of 3145728 bytes (3 MiB)"),
+        "{err}"
+    );
+    assert!(out.len() <= 3 << 20, "{} bytes written", out.len());
+    drop(rt);
+    let sent = server.sent.load(Ordering::Relaxed);
+    assert!(sent < READ_BOUND, "the client took {sent} bytes");
+}
