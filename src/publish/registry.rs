@@ -420,18 +420,22 @@ impl Registry {
         }
     }
 
-    /// The start of an error answer's body (at most `max_error_body` bytes are read),
-    /// trimmed for a message. Whatever goes wrong reading it gives an empty string.
+    /// The start of an error answer's body (at most `max_error_body` bytes, for at most
+    /// `request_timeout`: an upload's answer has no deadline of its own), trimmed for a
+    /// message. Whatever goes wrong reading it gives what arrived until then.
     async fn error_text(&self, mut resp: Response) -> String {
         let cap = usize::try_from(self.limits.max_error_body).unwrap_or(usize::MAX);
         let mut out: Vec<u8> = Vec::new();
-        while let Ok(Some(chunk)) = resp.chunk().await {
-            let room = cap - out.len();
-            out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if out.len() >= cap {
-                break;
+        let read = async {
+            while let Ok(Some(chunk)) = resp.chunk().await {
+                let room = cap - out.len();
+                out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if out.len() >= cap {
+                    break;
+                }
             }
-        }
+        };
+        let _ = tokio::time::timeout(self.limits.request_timeout, read).await;
         snippet(&String::from_utf8_lossy(&out))
     }
 

@@ -482,3 +482,17 @@ fn a_layer_longer_than_its_descriptor_is_refused_while_streaming() {
     let sent = server.sent.load(Ordering::Relaxed);
     assert!(sent < READ_BOUND, "the client took {sent} bytes");
 }
+
+#[test]
+fn a_docker_config_that_is_a_fifo_gives_no_credentials_instead_of_a_hang() {
+    let keys = Keys::new();
+    let docker = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    mkfifo(&docker.path().join("config.json"));
+    let server = Hostile::start(Mode::EndlessSignature);
+    let dir = docker.path().display().to_string();
+    let out = verify(&server, &keys, &[("DOCKER_CONFIG", &dir)]);
+    let err = stderr(&out);
+    // Past the credentials, to the registry (whose signature layer is refused).
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("larger than the limit"), "{err}");
+}
