@@ -142,14 +142,20 @@ impl Limits {
     }
 }
 
-/// What kind of request, for its timeouts: small ones have a total deadline; blob
-/// transfers only the idle timeout (an upload's through a watchdog on its body).
+/// What kind of request, for its timeouts: small ones have a total deadline (`Small`:
+/// `request_timeout`; `Fetch`: a blob read into memory, its own); blob transfers only
+/// the idle timeout (an upload's through a watchdog on its body).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Small,
+    Fetch(Duration),
     Download,
     Upload,
 }
+
+/// The slowest transfer a blob read into memory is given time for, beyond
+/// `request_timeout`: its deadline grows by a second per MiB of its limit.
+const MIN_FETCH_RATE: u64 = 1 << 20;
 
 /// When an upload's body last gave bytes to the connection.
 struct Progress {
@@ -586,11 +592,13 @@ impl Registry {
             let progress = Progress::new();
             let (client, watched) = match kind {
                 Kind::Upload => (&self.upload_http, Some(&progress)),
-                Kind::Small | Kind::Download => (&self.http, None),
+                Kind::Small | Kind::Fetch(_) | Kind::Download => (&self.http, None),
             };
             let mut req = build(client, url, &progress);
-            if kind == Kind::Small {
-                req = req.timeout(self.limits.request_timeout);
+            match kind {
+                Kind::Small => req = req.timeout(self.limits.request_timeout),
+                Kind::Fetch(deadline) => req = req.timeout(deadline),
+                Kind::Download | Kind::Upload => {}
             }
             let req = self.authorize(req).await?;
             progress.touch();
@@ -738,7 +746,8 @@ impl Registry {
     }
 
     /// A blob of at most `max_size` bytes (its descriptor's size, or a limit), in memory,
-    /// checked against its digest.
+    /// checked against its digest; within `request_timeout` plus a second per MiB of
+    /// `max_size` (a trickle cannot hold it for long).
     pub async fn get_blob(
         &self,
         repo: &str,
@@ -746,8 +755,12 @@ impl Registry {
         max_size: u64,
     ) -> Result<Vec<u8>, PublishError> {
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
+        let deadline = self
+            .limits
+            .request_timeout
+            .saturating_add(Duration::from_secs(max_size / MIN_FETCH_RATE));
         let resp = self
-            .send_kind("GET blob", &url, Kind::Download, |c, u, _| c.get(u))
+            .send_kind("GET blob", &url, Kind::Fetch(deadline), |c, u, _| c.get(u))
             .await?;
         match resp.status() {
             s if s.is_success() => {

@@ -39,6 +39,8 @@ enum Mode {
     /// A small image manifest, a `.sig` manifest naming one layer, and that layer's blob
     /// without end.
     EndlessSignature,
+    /// The same, the signature layer's blob trickled (a byte every 250 ms).
+    TrickleSignature,
     /// Reads the request, never answers.
     Silent,
     /// Answers the headers, then one body byte every 250 ms.
@@ -174,6 +176,20 @@ fn endless(conn: &mut TcpStream, head: &str, sent: &AtomicU64, stop: &AtomicBool
     }
 }
 
+/// Sends `head`, then a byte every 250 ms while the client listens.
+fn trickle(conn: &mut TcpStream, head: &str, sent: &AtomicU64, stop: &AtomicBool, born: Instant) {
+    if conn.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    while live(stop, born) {
+        if conn.write_all(b" ").is_err() {
+            return;
+        }
+        sent.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 fn sha256(bytes: &[u8]) -> String {
     runner::publish::reference::sha256_digest(bytes)
 }
@@ -201,7 +217,7 @@ fn serve(mut conn: TcpStream, mode: Mode, stop: &AtomicBool, sent: &AtomicU64, b
                 let head = endless_head("Content-Length: 4294967296\r\n");
                 return endless(&mut conn, &head, sent, stop, born);
             }
-            Mode::EndlessSignature => {
+            Mode::EndlessSignature | Mode::TrickleSignature => {
                 if path.ends_with("/manifests/v1") || path.contains("/manifests/sha256:") {
                     if !answer(&mut conn, OCI_MANIFEST, image_manifest.as_bytes()) {
                         return;
@@ -215,6 +231,9 @@ fn serve(mut conn: TcpStream, mode: Mode, stop: &AtomicBool, sent: &AtomicU64, b
                     if !answer(&mut conn, OCI_MANIFEST, sig.as_bytes()) {
                         return;
                     }
+                } else if mode == Mode::TrickleSignature {
+                    let head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n";
+                    return trickle(&mut conn, head, sent, stop, born);
                 } else {
                     let head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n";
                     return endless(&mut conn, head, sent, stop, born);
@@ -239,17 +258,7 @@ fn serve(mut conn: TcpStream, mode: Mode, stop: &AtomicBool, sent: &AtomicU64, b
                 let head = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: {OCI_MANIFEST}\r\nContent-Length: 100000\r\n\r\n"
                 );
-                if conn.write_all(head.as_bytes()).is_err() {
-                    return;
-                }
-                while live(stop, born) {
-                    if conn.write_all(b" ").is_err() {
-                        return;
-                    }
-                    sent.fetch_add(1, Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(250));
-                }
-                return;
+                return trickle(&mut conn, &head, sent, stop, born);
             }
         }
     }
@@ -372,7 +381,7 @@ fn a_signature_layer_without_end_is_refused_at_the_limit() {
 #[test]
 fn a_registry_that_never_answers_or_trickles_times_out() {
     let keys = Keys::new();
-    for mode in [Mode::Silent, Mode::Trickle] {
+    for mode in [Mode::Silent, Mode::Trickle, Mode::TrickleSignature] {
         let server = Hostile::start(mode);
         let out = verify(&server, &keys, &[("RUNNER_REGISTRY_TIMEOUT", "2")]);
         let err = stderr(&out);
