@@ -41,6 +41,8 @@ enum Mode {
     EndlessSignature,
     /// The same, the signature layer's blob trickled (a byte every 250 ms).
     TrickleSignature,
+    /// The same with 101 signature layers in the `.sig` manifest.
+    ManySignatures,
     /// Reads the request, never answers.
     Silent,
     /// Answers the headers, then one body byte every 250 ms.
@@ -217,16 +219,21 @@ fn serve(mut conn: TcpStream, mode: Mode, stop: &AtomicBool, sent: &AtomicU64, b
                 let head = endless_head("Content-Length: 4294967296\r\n");
                 return endless(&mut conn, &head, sent, stop, born);
             }
-            Mode::EndlessSignature | Mode::TrickleSignature => {
+            Mode::EndlessSignature | Mode::TrickleSignature | Mode::ManySignatures => {
                 if path.ends_with("/manifests/v1") || path.contains("/manifests/sha256:") {
                     if !answer(&mut conn, OCI_MANIFEST, image_manifest.as_bytes()) {
                         return;
                     }
                 } else if path.contains("/manifests/sha256-") {
-                    // One signature layer, no size declared: only the limit bounds it.
+                    // Signature layers, no size declared: only the limit bounds them.
+                    let layer = format!(
+                        r#"{{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","digest":"{ZERO_DIGEST}","annotations":{{"dev.cosignproject.cosign/signature":"AAAA"}}}}"#
+                    );
+                    let count = if mode == Mode::ManySignatures { 101 } else { 1 };
                     let sig = format!(
-                        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","size":2,"digest":"{}"}},"layers":[{{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","digest":"{ZERO_DIGEST}","annotations":{{"dev.cosignproject.cosign/signature":"AAAA"}}}}]}}"#,
-                        sha256(b"{}")
+                        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","size":2,"digest":"{}"}},"layers":[{}]}}"#,
+                        sha256(b"{}"),
+                        vec![layer; count].join(",")
                     );
                     if !answer(&mut conn, OCI_MANIFEST, sig.as_bytes()) {
                         return;
@@ -375,6 +382,20 @@ fn a_signature_layer_without_end_is_refused_at_the_limit() {
     assert!(
         sent < READ_BOUND,
         "the client took {sent} bytes of a signature layer limited to 1 MiB"
+    );
+}
+
+#[test]
+fn a_signature_manifest_with_too_many_layers_is_refused() {
+    let keys = Keys::new();
+    let server = Hostile::start(Mode::ManySignatures);
+    let out = verify(&server, &keys, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{}/app:sha256-", server.port))
+            && err.contains(".sig lists 101 layers, more than the limit of 100"),
+        "{err}"
     );
 }
 
