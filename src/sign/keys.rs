@@ -11,6 +11,8 @@ use std::path::Path;
 /// certificate chain a few KiB.
 pub const MAX_KEY_FILE: u64 = 64 << 10;
 
+const NOT_REGULAR: &str = "not a regular file (a device, FIFO, socket or directory); pass the key file itself (cosign.key or cosign.pub)";
+
 /// Reads a key file: only a regular file (not a device such as /dev/zero, a FIFO or a
 /// directory), and at most `MAX_KEY_FILE` bytes.
 pub fn read_key_file(path: &Path) -> Result<Vec<u8>, SignError> {
@@ -21,11 +23,9 @@ pub fn read_key_file(path: &Path) -> Result<Vec<u8>, SignError> {
         path: shown.clone(),
         source,
     };
-    let not_regular = || {
-        SignError::Key {
+    let not_regular = || SignError::Key {
         path: shown.clone(),
-        detail: "not a regular file (a device, FIFO, socket or directory); pass the path of the key file, e.g. cosign.pub".into(),
-    }
+        detail: NOT_REGULAR.into(),
     };
     // Checked before opening (opening a FIFO would wait for a writer), and again on
     // what was opened.
@@ -44,7 +44,7 @@ pub fn read_key_file(path: &Path) -> Result<Vec<u8>, SignError> {
         return Err(SignError::Key {
             path: shown.clone(),
             detail: format!(
-                "larger than {} KiB, too large for a key; pass the path of the key file, e.g. cosign.pub",
+                "larger than {} KiB, too large for a key; pass the key file itself (cosign.key or cosign.pub)",
                 MAX_KEY_FILE >> 10
             ),
         });
