@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
+use super::beneath::Tree;
 use super::error::ArtifactError;
 use super::glob::{self, Entry, EntryKind, Query};
 use super::{write, zip};
@@ -199,17 +200,21 @@ pub fn collect(
     }
     let warnings = sel.warnings.clone();
     let planned = plan(spec, sel.entries)?;
+    // Every file is read relative to a handle on the source directory, never through a
+    // link leading out of it, whatever the build did to the tree since it was walked.
+    let tree = Tree::open(src_root)
+        .map_err(|e| ArtifactError::io("open the source directory", src_root, e))?;
 
     let (dest, bytes) = if opts.zip {
         let dest = out_canon.join(format!("{identifier}.zip"));
         let tmp = write::TempPath::new(&out_canon, identifier);
-        let bytes = zip::write_zip(tmp.path(), &planned)?;
+        let bytes = zip::write_zip(tmp.path(), &tree, &planned)?;
         tmp.commit(&dest)?;
         (dest, bytes)
     } else {
         let dest = out_canon.join(identifier);
         let tmp = write::TempPath::new(&out_canon, identifier);
-        let bytes = write::write_tree(tmp.path(), &planned)?;
+        let bytes = write::write_tree(tmp.path(), &tree, &planned)?;
         tmp.commit(&dest)?;
         (dest, bytes)
     };
@@ -726,5 +731,43 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left, ["a"]);
+    }
+
+    /// A build process swapping a matched file for a link to a host file (and back) while
+    /// the host collects: the host file never reaches the artifact, whatever the timing.
+    #[test]
+    fn a_file_swapped_for_a_link_out_of_the_tree_is_never_read() {
+        let (_t, src, out) = setup();
+        let secret_dir = tempfile::tempdir().unwrap();
+        let secret = secret_dir.path().join("secret");
+        fs::write(&secret, "HOST-SECRET").unwrap();
+        // Files copied between the walk and the swapped one: time for the swap.
+        for i in 0..50 {
+            write(&src, &format!("dist/a{i:02}.js"), "bulk");
+        }
+        let _swap = super::super::beneath::Swapper::start(&src.join("dist/app.js"), &secret, "app");
+        let mut read = 0;
+        for i in 0..300 {
+            let opts = if i % 2 == 0 { DIR } else { ZIP };
+            let Ok(r) = collect(&spec(&["dist/*.js"]), "a", &src, &out, &opts) else {
+                continue;
+            };
+            read += 1;
+            let bytes = if opts.zip {
+                let mut z = ::zip::ZipArchive::new(fs::File::open(&r.path).unwrap()).unwrap();
+                let mut s = String::new();
+                if let Ok(mut f) = z.by_name("dist/app.js") {
+                    f.read_to_string(&mut s).unwrap();
+                }
+                s
+            } else {
+                fs::read_to_string(r.path.join("dist/app.js")).unwrap_or_default()
+            };
+            assert!(
+                !bytes.contains("HOST-SECRET"),
+                "round {i}: the host file was read"
+            );
+        }
+        assert!(read > 0, "no collection got through");
     }
 }

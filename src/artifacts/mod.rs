@@ -2,6 +2,7 @@
 //! the build's source directory and write each artifact below an output directory, as a
 //! directory tree or a zip file.
 
+pub(crate) mod beneath;
 mod collect;
 mod error;
 pub(crate) mod glob;

@@ -2,9 +2,12 @@
 //! makes replacing an artifact all-or-nothing.
 
 use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::beneath::Tree;
 use super::collect::Planned;
 use super::error::ArtifactError;
 use super::glob::EntryKind;
@@ -84,7 +87,12 @@ impl Drop for TempPath {
 }
 
 /// Writes the planned entries below the new directory `root`; returns the bytes copied.
-pub(super) fn write_tree(root: &Path, planned: &[Planned]) -> Result<u64, ArtifactError> {
+/// Files are read from `tree` (never through a link leading out of it).
+pub(super) fn write_tree(
+    root: &Path,
+    tree: &Tree,
+    planned: &[Planned],
+) -> Result<u64, ArtifactError> {
     fs::create_dir(root).map_err(|e| ArtifactError::io("create", root, e))?;
     let mut bytes = 0u64;
     for p in planned {
@@ -99,14 +107,22 @@ pub(super) fn write_tree(root: &Path, planned: &[Planned]) -> Result<u64, Artifa
         }
         match &p.entry.kind {
             EntryKind::File { .. } => {
-                bytes += fs::copy(&p.entry.abs, &dest)
+                let (mut src, meta) = tree
+                    .open_file(&p.entry.abs)
+                    .map_err(|e| ArtifactError::io("read", &p.entry.abs, e))?;
+                let mut out = File::options()
+                    .write(true)
+                    .create_new(true)
+                    .mode(meta.mode)
+                    .open(&dest)
+                    .map_err(|e| ArtifactError::io("create", &dest, e))?;
+                bytes += io::copy(&mut src, &mut out)
                     .map_err(|e| ArtifactError::io("copy", &p.entry.abs, e))?;
-                if let Ok(mtime) = fs::metadata(&p.entry.abs).and_then(|m| m.modified()) {
+                // The mode as the source has it (not narrowed by the umask), as `cp -p`.
+                let _ = out.set_permissions(fs::Permissions::from_mode(meta.mode));
+                if let Some(mtime) = meta.modified() {
                     // Keeping the mtime is best effort (some file systems refuse it).
-                    let _ = File::options()
-                        .write(true)
-                        .open(&dest)
-                        .and_then(|f| f.set_modified(mtime));
+                    let _ = out.set_modified(mtime);
                 }
             }
             EntryKind::Symlink { target } => make_symlink(target, &dest)?,

@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ::zip::write::SimpleFileOptions;
 use ::zip::{CompressionMethod, DateTime, ZipWriter};
 
+use super::beneath::Tree;
 use super::collect::Planned;
 use super::error::ArtifactError;
 use super::glob::EntryKind;
@@ -70,24 +71,14 @@ pub(super) fn zip_time(t: SystemTime) -> DateTime {
     DateTime::from_date_and_time(year, month, day, hour, minute, second).unwrap_or_default()
 }
 
-#[cfg(unix)]
-fn mode_of(meta: &std::fs::Metadata) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    meta.permissions().mode() & 0o7777
-}
-
-#[cfg(not(unix))]
-fn mode_of(meta: &std::fs::Metadata) -> u32 {
-    if meta.permissions().readonly() {
-        0o444
-    } else {
-        0o644
-    }
-}
-
 /// Writes the planned entries to a new zip file at `path`; returns the bytes stored
-/// (uncompressed file contents).
-pub(super) fn write_zip(path: &Path, planned: &[Planned]) -> Result<u64, ArtifactError> {
+/// (uncompressed file contents). Files are read from `tree` (never through a link
+/// leading out of it).
+pub(super) fn write_zip(
+    path: &Path,
+    tree: &Tree,
+    planned: &[Planned],
+) -> Result<u64, ArtifactError> {
     let zip_err = |source| ArtifactError::Zip {
         path: path.to_path_buf(),
         source,
@@ -99,16 +90,14 @@ pub(super) fn write_zip(path: &Path, planned: &[Planned]) -> Result<u64, Artifac
         let name = entry_name(&p.dest)?;
         match &p.entry.kind {
             EntryKind::File { .. } => {
-                let mut src = File::open(&p.entry.abs)
-                    .map_err(|e| ArtifactError::io("open", &p.entry.abs, e))?;
-                let meta = src
-                    .metadata()
-                    .map_err(|e| ArtifactError::io("read metadata of", &p.entry.abs, e))?;
+                let (mut src, meta) = tree
+                    .open_file(&p.entry.abs)
+                    .map_err(|e| ArtifactError::io("read", &p.entry.abs, e))?;
                 let mut options = SimpleFileOptions::default()
                     .compression_method(CompressionMethod::Deflated)
-                    .unix_permissions(mode_of(&meta))
-                    .large_file(meta.len() >= u64::from(u32::MAX));
-                if let Ok(mtime) = meta.modified() {
+                    .unix_permissions(meta.mode)
+                    .large_file(meta.size >= u64::from(u32::MAX));
+                if let Some(mtime) = meta.modified() {
                     options = options.last_modified_time(zip_time(mtime));
                 }
                 zip.start_file(name, options).map_err(zip_err)?;

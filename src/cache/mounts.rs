@@ -11,6 +11,7 @@
 
 use super::error::CacheError;
 use super::paths::CachePath;
+use crate::artifacts::beneath::{Child, Dir, Meta, Tree};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
@@ -168,6 +169,11 @@ fn extract_below(tar: impl Read, base: &str, mounts: &[HostMount]) -> Result<(),
 /// Writes, for `path`, the tar stream the engine's archive API would give for its prefix
 /// (entries named `<basename of prefix>/…`), read from the host directory of its mount.
 /// `Ok(false)`: the prefix does not exist.
+///
+/// The volume's content is the build's: every entry is opened relative to a handle on
+/// its directory, without following links (a link is stored as a link), and what is read
+/// is checked on that handle, so no swap of a file for a link can make the host read
+/// outside the volume.
 pub fn tar_from_mounts(
     path: &CachePath,
     mounts: &[HostMount],
@@ -176,24 +182,73 @@ pub fn tar_from_mounts(
     let Some((mount, rest)) = locate(mounts, path.prefix()) else {
         return Ok(false);
     };
-    let dir = if rest.is_empty() {
-        mount.host.clone()
-    } else {
-        mount.host.join(&rest)
-    };
-    match fs::symlink_metadata(&dir) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => return Ok(false),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(io_err("inspect", &dir, e)),
+    let vol = Tree::open(&mount.host).map_err(|e| io_err("open", &mount.host, e))?;
+    let mut dir = vol.root_dir().map_err(|e| io_err("open", &mount.host, e))?;
+    let mut shown = mount.host.clone();
+    for name in Path::new(&rest).components() {
+        let Component::Normal(name) = name else {
+            return Ok(false);
+        };
+        shown.push(name);
+        match dir.child(name) {
+            Ok(Some(Child::Dir(d))) => dir = d,
+            Ok(_) => return Ok(false),
+            Err(e) => return Err(io_err("inspect", &shown, e)),
+        }
     }
     let mut b = tar::Builder::new(out);
-    b.follow_symlinks(false);
-    b.mode(tar::HeaderMode::Complete);
-    b.append_dir_all(path.archive_root(), &dir)
-        .map_err(|e| io_err("read the cache volume", &dir, e))?;
-    b.finish().map_err(|e| io_err("write a tar of", &dir, e))?;
+    append_tree(&mut b, &dir, PathBuf::from(path.archive_root()), &shown)
+        .map_err(|e| io_err("read the cache volume", &shown, e))?;
+    b.finish()
+        .map_err(|e| io_err("write a tar of", &shown, e))?;
     Ok(true)
+}
+
+fn header(kind: tar::EntryType, meta: &Meta, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(meta.mode);
+    h.set_uid(meta.uid);
+    h.set_gid(meta.gid);
+    h.set_mtime(u64::try_from(meta.mtime).unwrap_or(0));
+    h.set_size(size);
+    h
+}
+
+/// Appends `dir` (named `name`) and everything below it, depth first in name order.
+fn append_tree<W: Write>(
+    b: &mut tar::Builder<W>,
+    dir: &Dir,
+    name: PathBuf,
+    shown: &Path,
+) -> io::Result<()> {
+    let meta = dir.meta()?;
+    let mut h = header(tar::EntryType::Directory, &meta, 0);
+    b.append_data(&mut h, &name, io::empty())?;
+    for child_name in dir.names()? {
+        let child_path = name.join(&child_name);
+        match dir.child(&child_name)? {
+            None => {}
+            Some(Child::Dir(d)) => append_tree(b, &d, child_path, &shown.join(&child_name))?,
+            Some(Child::File(file, meta)) => {
+                // Exactly the size taken from the handle, padded if the file shrank.
+                let size = meta.size;
+                let data = file.take(size).chain(io::repeat(0)).take(size);
+                let mut h = header(tar::EntryType::Regular, &meta, size);
+                b.append_data(&mut h, &child_path, data)?;
+            }
+            Some(Child::Symlink { target, meta }) => {
+                let mut h = header(tar::EntryType::Symlink, &meta, 0);
+                b.append_link(&mut h, &child_path, &target)?;
+            }
+            Some(Child::Special(meta)) => {
+                // Kept as an entry (reading the entry counts it as left out), never opened.
+                let mut h = header(tar::EntryType::Fifo, &meta, 0);
+                b.append_data(&mut h, &child_path, io::empty())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether container path `abs` lies in one of `mounts`.
@@ -314,6 +369,38 @@ mod tests {
         );
         // The same names under another prefix lie outside the mount.
         assert!(extract_engine_tar(&tar[..], "/opt/pip", &mounts).is_err());
+    }
+
+    /// A file of the volume swapped for a link to a host file (and back) while the host
+    /// saves the cache: the link is stored as a link, the host file is never read.
+    #[test]
+    fn a_file_swapped_for_a_link_out_of_the_volume_is_never_read() {
+        let vol = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        fs::create_dir_all(vol.path().join("pip")).unwrap_or_else(|e| panic!("{e}"));
+        // Many files read between listing the directory and reading the swapped one.
+        for i in 0..200 {
+            fs::write(vol.path().join(format!("pip/b{i}")), [b'x'; 4096])
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let secret_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let secret = secret_dir.path().join("secret");
+        fs::write(&secret, "HOST-SECRET").unwrap_or_else(|e| panic!("{e}"));
+        let _swap =
+            crate::artifacts::beneath::Swapper::start(&vol.path().join("pip/a"), &secret, "a");
+        let mounts = [HostMount {
+            prefix: "/root/.cache".into(),
+            host: vol.path().to_path_buf(),
+        }];
+        let path =
+            CachePath::parse("/root/.cache/pip/**/*", "/src").unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..300 {
+            let mut out = Vec::new();
+            if tar_from_mounts(&path, &mounts, &mut out).is_err() {
+                continue;
+            }
+            let leaked = out.windows(11).any(|w| w == b"HOST-SECRET");
+            assert!(!leaked, "round {i}: the host file was read into the cache");
+        }
     }
 
     #[test]

@@ -16,6 +16,10 @@ use tokio::io::AsyncWrite;
 pub const LABEL_BUILD_ID: &str = "io.runner.build-id";
 /// `hostname:pid` of the runner process that owns the container.
 pub const LABEL_OWNER: &str = "io.runner.owner";
+/// The project the build belongs to: a build removes the containers of its project that
+/// no live runner owns (left behind when runner was stopped between creating and
+/// starting one, where AutoRemove never fires).
+pub const LABEL_PROJECT: &str = "io.runner.project";
 
 /// What the build container looks like.
 #[derive(Debug, Clone, Default)]
@@ -23,6 +27,8 @@ pub struct ContainerSpec {
     pub image: String,
     pub name: String,
     pub build_id: String,
+    /// The project (label `io.runner.project`).
+    pub project: String,
     pub working_dir: String,
     /// `(host path, container path, read_only)`.
     pub binds: Vec<(String, String, bool)>,
@@ -51,6 +57,7 @@ impl BuildContainer {
         let mut labels = HashMap::new();
         labels.insert(LABEL_BUILD_ID.to_string(), spec.build_id.clone());
         labels.insert(LABEL_OWNER.to_string(), owner());
+        labels.insert(LABEL_PROJECT.to_string(), spec.project.clone());
         let binds = spec
             .binds
             .iter()
@@ -162,6 +169,32 @@ impl BuildContainer {
         working_dir: &str,
     ) -> Result<DockerShell, DockerError> {
         DockerShell::open(&self.engine, &self.id, argv, user, env, working_dir).await
+    }
+
+    /// Ends every process of the build except the container's main one (the shell loop
+    /// that keeps the container alive), and returns once none is left: from then on,
+    /// nothing of the build can change the source tree or the volumes while the host
+    /// reads them. The container itself stays up (cache saving and copy mode still read
+    /// through it) until `remove`.
+    ///
+    /// A root shell sends SIGKILL to every process it may signal (`kill -9 -1`: all but
+    /// itself and the namespace's init; fork cannot outrun it, the kernel sends it under
+    /// the task list lock) and repeats until only zombies remain, which the main loop
+    /// never reaps and which can no longer run. Only shell builtins are used.
+    pub async fn stop_build_processes(&self) -> Result<(), DockerError> {
+        let mut shell = self
+            .open_shell(&["/bin/sh".into(), "-s".into()], Some("0"), &[], "/")
+            .await?;
+        let result = shell.capture(STOP_PROCESSES_SCRIPT).await;
+        shell.close().await;
+        match result? {
+            (0, _) => Ok(()),
+            (code, _) => Err(DockerError::Shell(format!(
+                "the build's processes could not be stopped before collecting its \
+                 results (exit status {code}); nothing was collected: check for processes \
+                 stuck in the kernel (state D) in the build"
+            ))),
+        }
     }
 
     /// Copies a host directory into the container at `dest` (created if missing).
@@ -306,9 +339,120 @@ impl BuildContainer {
     }
 }
 
-fn owner() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+/// See `stop_build_processes`. Its status is 1 when processes were still there after
+/// many rounds (stuck in the kernel).
+const STOP_PROCESSES_SCRIPT: &str = r#"__rc=1; __n=0
+while [ "$__n" -lt 2000 ]; do
+  kill -9 -1 2>/dev/null
+  __left=0
+  for __d in /proc/[0-9]*; do
+    __p=${__d#/proc/}
+    [ "$__p" = 1 ] && continue
+    [ "$__p" = "$$" ] && continue
+    __s=Z
+    { while read -r __k __v __r; do
+        if [ "$__k" = State: ]; then __s=$__v; break; fi
+      done < "$__d/status"; } 2>/dev/null
+    [ "$__s" = Z ] || __left=$((__left+1))
+  done
+  if [ "$__left" = 0 ]; then __rc=0; break; fi
+  __n=$((__n+1))
+done
+[ "$__rc" = 0 ]"#;
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
-        .unwrap_or_default();
-    format!("{host}:{}", std::process::id())
+        .unwrap_or_default()
+}
+
+/// The `io.runner.owner` label of containers this process creates.
+pub(crate) fn owner() -> String {
+    format!("{}:{}", hostname(), std::process::id())
+}
+
+/// Whether a container with `owner` label and engine `state` is left over: its runner
+/// process (on this machine) is gone, or it is a container that stopped and was not
+/// removed. A container whose owner lives — a concurrent build of the same project,
+/// perhaps between creating and starting it — never is; nor is a running one whose
+/// owner cannot be checked (another machine using the same engine).
+fn is_stale(owner: Option<&str>, state: Option<&str>, host: &str) -> bool {
+    let stopped = matches!(state, Some("exited" | "dead"));
+    let Some((owner_host, pid)) = owner.and_then(|o| o.rsplit_once(':')) else {
+        return stopped;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return stopped;
+    };
+    if owner_host != host {
+        return stopped;
+    }
+    stopped || !Path::new("/proc").join(pid.to_string()).exists()
+}
+
+impl DockerEngine {
+    /// Removes the containers of `project` that no live runner owns (see `is_stale`),
+    /// build containers and the never-started helpers alike. Returns how many.
+    pub async fn remove_stale_containers(&self, project: &str) -> Result<usize, DockerError> {
+        let mut filters = HashMap::new();
+        filters.insert(
+            "label".to_string(),
+            vec![format!("{LABEL_PROJECT}={project}")],
+        );
+        let opts = bollard::query_parameters::ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(api("list containers"))?;
+        let host = hostname();
+        let mut removed = 0;
+        for c in list {
+            let labels = c.labels.unwrap_or_default();
+            let state = c.state.map(|s| s.to_string());
+            if !is_stale(
+                labels.get(LABEL_OWNER).map(String::as_str),
+                state.as_deref(),
+                &host,
+            ) {
+                continue;
+            }
+            let Some(id) = c.id else { continue };
+            let opts = RemoveContainerOptionsBuilder::default()
+                .force(true)
+                .v(true)
+                .build();
+            // 404: already gone; 409: its removal is under way.
+            if self.docker.remove_container(&id, Some(opts)).await.is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_stale;
+
+    #[test]
+    fn only_containers_no_live_runner_owns_are_stale() {
+        let me = std::process::id();
+        let live = format!("h:{me}");
+        // A live owner's container is never stale while it runs or waits to start.
+        assert!(!is_stale(Some(&live), Some("created"), "h"));
+        assert!(!is_stale(Some(&live), Some("running"), "h"));
+        // A dead owner's container is, whatever its state (pid 0 never names a process).
+        assert!(is_stale(Some("h:0"), Some("created"), "h"));
+        assert!(is_stale(Some("h:0"), Some("running"), "h"));
+        // Another machine's: only when stopped.
+        assert!(!is_stale(Some("other:1"), Some("created"), "h"));
+        assert!(is_stale(Some("other:1"), Some("exited"), "h"));
+        assert!(!is_stale(None, Some("created"), "h"));
+        assert!(is_stale(None, Some("dead"), "h"));
+    }
 }

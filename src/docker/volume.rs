@@ -2,7 +2,7 @@
 //! an image without running it.
 
 use super::client::DockerEngine;
-use super::container::{LABEL_BUILD_ID, LABEL_OWNER};
+use super::container::{owner, LABEL_BUILD_ID, LABEL_OWNER, LABEL_PROJECT};
 use super::error::{api, DockerError};
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
@@ -100,7 +100,11 @@ impl DockerEngine {
     ) -> Result<Option<Vec<u8>>, DockerError> {
         let mut labels = HashMap::new();
         labels.insert(LABEL_BUILD_ID.to_string(), build_id.to_string());
-        labels.insert(LABEL_OWNER.to_string(), "runner:image-path".to_string());
+        // Owned like a build container, so that one left behind (runner stopped before
+        // removing it) is swept by the project's next build.
+        labels.insert(LABEL_OWNER.to_string(), owner());
+        let project = build_id.rsplit_once(':').map_or(build_id, |(p, _)| p);
+        labels.insert(LABEL_PROJECT.to_string(), project.to_string());
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             cmd: Some(vec!["/bin/sh".into()]),

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::junit::{self, TestCaseFailure};
+use crate::artifacts::beneath::Tree;
 use crate::artifacts::glob::{self, Query};
 use crate::buildspec::model::ReportGroup;
 
@@ -121,8 +122,24 @@ fn collect_group(group: &ReportGroup, src_root: &Path, skip_dir: Option<&Path>) 
         return result;
     }
 
+    // Each file is read relative to a handle on the source directory, never through a
+    // link leading out of it, whatever the build did to the tree since it was walked.
+    let tree = match Tree::open(src_root) {
+        Ok(t) => t,
+        Err(e) => {
+            result.errors.push(ReportFileError {
+                file: None,
+                message: format!("cannot open the source directory: {e}"),
+            });
+            return result;
+        }
+    };
     for entry in &selection.entries {
-        match junit::parse_junit_file(&entry.abs) {
+        let parsed = tree
+            .open_file(&entry.abs)
+            .map_err(|e| format!("cannot read the file: {e}"))
+            .and_then(|(file, _)| junit::parse_junit(std::io::BufReader::new(file)));
+        match parsed {
             Ok(c) => {
                 result.total += c.total;
                 result.passed += c.passed;
@@ -263,6 +280,37 @@ mod tests {
         // Without it, the copy counts twice.
         let r = collect_reports(&[g], src);
         assert_eq!(r[0].total, 4);
+    }
+
+    /// A report file swapped for a link to a host file (and back) while the host reads
+    /// the reports: the host file is never parsed.
+    #[test]
+    fn a_report_swapped_for_a_link_out_of_the_tree_is_never_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        // Many files read before the swapped one: time for the swap after the walk.
+        for i in 0..100 {
+            write(&src, &format!("reports/a-{i:03}.xml"), SKIP);
+        }
+        write(&src, "reports/z.xml", OK);
+        let secret_dir = tempfile::tempdir().unwrap();
+        let secret = secret_dir.path().join("secret.xml");
+        fs::write(
+            &secret,
+            r#"<testsuite><testcase name="x"><failure message="HOST-SECRET"/></testcase></testsuite>"#,
+        )
+        .unwrap();
+        let _swap =
+            crate::artifacts::beneath::Swapper::start(&src.join("reports/z.xml"), &secret, OK);
+        let g = group("unit", &["reports/*.xml"], None);
+        for i in 0..300 {
+            let r = collect_reports(std::slice::from_ref(&g), &src);
+            let leaked = r[0]
+                .failures
+                .iter()
+                .any(|f| f.message.contains("HOST-SECRET"));
+            assert!(!leaked, "round {i}: the host file was parsed");
+        }
     }
 
     #[test]

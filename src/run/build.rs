@@ -252,6 +252,14 @@ async fn drive(
 ) -> Result<(), DockerError> {
     let plan = ctx.plan;
     ctx.phase_start(PhaseName::Provisioning);
+    // Containers of this project that an earlier runner left behind (stopped between
+    // creating and starting one) and that no live runner owns.
+    if let Err(e) = engine.remove_stale_containers(&plan.project).await {
+        ctx.notice(
+            Level::Warning,
+            format!("could not remove containers left behind by earlier builds: {e}"),
+        );
+    }
     if !opts.image_checked {
         engine.ensure_image(&plan.image).await?;
     }
@@ -304,6 +312,7 @@ async fn drive(
         image: plan.image.clone(),
         name: container_name(plan),
         build_id: plan.build_id.clone(),
+        project: plan.project.clone(),
         working_dir: plan.src_dir.clone(),
         binds,
         volumes,
@@ -353,6 +362,10 @@ async fn drive(
 
     if upload {
         ctx.phase_start(PhaseName::UploadArtifacts);
+        // The host reads what the build left (source tree, cache volumes) only once no
+        // process of the build is left to change it under the reader: a background
+        // process swapping files for links to host paths must find nobody reading.
+        c.stop_build_processes().await?;
         let (status, context) = upload_artifacts(ctx, c, opts, artifacts.as_ref()).await;
         // Only a successful build saves its cache: a failed one may have left it half made.
         if let Some((cache, store, state, mounts)) = &cache {
