@@ -122,9 +122,9 @@ struct Builder<'a> {
     depth: usize,
 }
 
-/// Deepest nesting of collections accepted (the parser's own limit for flow collections;
-/// block collections have none there, and the tree is built recursively).
-pub const MAX_DEPTH: usize = 256;
+/// Deepest nesting of collections accepted (block collections have no limit in the
+/// parser, and the tree is built recursively): the one limit every YAML reader shares.
+pub const MAX_DEPTH: usize = crate::buildspec::yaml::LIMITS.max_depth;
 
 /// 1-based line and column (in characters) of byte offset `at`.
 fn line_col(src: &str, at: usize) -> (usize, usize) {
@@ -145,23 +145,19 @@ pub fn parse(src: &str) -> Result<YamlDocs, YamlError> {
             info: "a NUL byte, which YAML text cannot hold (is it a binary file?)".into(),
         });
     }
+    // The size limit every YAML reader shares (nesting: MAX_DEPTH below).
+    crate::buildspec::yaml::Guard::start(src).map_err(|e| YamlError {
+        line: 1,
+        col: 1,
+        info: e.to_string(),
+    })?;
     let mut char_to_byte: Vec<usize> = src.char_indices().map(|(b, _)| b).collect();
     char_to_byte.push(src.len());
-    // The limits every YAML reader shares (size here, nesting per event).
-    let limit = |line, col, e: crate::buildspec::yaml::LimitError| YamlError {
-        line,
-        col,
-        info: e.to_string(),
-    };
-    let mut guard = crate::buildspec::yaml::Guard::start(src).map_err(|e| limit(1, 1, e))?;
     let mut parser = Parser::new_from_str(src);
     let mut events = Vec::new();
     loop {
         match parser.next_token() {
             Ok((ev, mark)) => {
-                guard
-                    .check(&ev)
-                    .map_err(|e| limit(mark.line(), mark.col() + 1, e))?;
                 let end = matches!(ev, Event::StreamEnd);
                 let byte = char_to_byte.get(mark.index()).copied().unwrap_or(src.len());
                 events.push((ev, byte));
@@ -570,7 +566,8 @@ mod tests {
         // Block nesting has no limit in the parser; building the tree must not overflow.
         let deep = "- ".repeat(10_000) + "x\n";
         let e = parse(&deep).err().map(|e| e.info);
-        assert_eq!(e.as_deref(), Some("nested more than 256 levels deep"));
+        let expected = format!("nested more than {MAX_DEPTH} levels deep");
+        assert_eq!(e.as_deref(), Some(expected.as_str()));
         let ok = "- ".repeat(MAX_DEPTH) + "x\n";
         assert!(parse(&ok).is_ok());
         let flow = "[".repeat(10_000) + &"]".repeat(10_000);
