@@ -1,5 +1,6 @@
 //! Errors of building, pushing and addressing images.
 
+use crate::http_limits::human;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -91,16 +92,6 @@ pub enum PublishError {
 }
 
 /// `4194304` → `4 MiB`.
-fn human(bytes: u64) -> String {
-    const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
-    for (name, size) in UNITS {
-        if bytes >= size && bytes.is_multiple_of(size) {
-            return format!("{} {name}", bytes / size);
-        }
-    }
-    format!("{bytes} B")
-}
-
 impl PublishError {
     pub(crate) fn io(
         action: &'static str,

@@ -5,6 +5,7 @@
 use super::auth::{CredentialSource, Credentials};
 use super::error::PublishError;
 use super::reference::{is_loopback_host, sha256_digest};
+use crate::http_limits::CappedReadError;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -400,48 +401,28 @@ impl Registry {
         what: &str,
         limit: u64,
     ) -> Result<Vec<u8>, PublishError> {
-        let too_large = || PublishError::TooLarge {
-            registry: self.registry.clone(),
-            what: what.to_string(),
-            limit,
-        };
-        if resp.content_length().is_some_and(|n| n > limit) {
-            return Err(too_large());
-        }
-        let url = resp.url().to_string();
-        let cap = usize::try_from(limit).unwrap_or(usize::MAX);
-        let hint = resp.content_length().map_or(0, |n| n.min(1 << 20));
-        let mut out = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
-        loop {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => {
-                    if chunk.len() > cap - out.len() {
-                        return Err(too_large());
-                    }
-                    out.extend_from_slice(&chunk);
-                }
-                Ok(None) => return Ok(out),
-                Err(e) => return Err(self.transfer_error(what, &url, &e)),
-            }
-        }
+        crate::http_limits::read_capped(&mut resp, limit)
+            .await
+            .map_err(|e| match e {
+                CappedReadError::TooLarge => PublishError::TooLarge {
+                    registry: self.registry.clone(),
+                    what: what.to_string(),
+                    limit,
+                },
+                CappedReadError::Transfer(e) => self.transfer_error(what, resp.url().as_str(), &e),
+            })
     }
 
     /// The start of an error answer's body (at most `max_error_body` bytes, for at most
     /// `request_timeout`: an upload's answer has no deadline of its own), trimmed for a
     /// message. Whatever goes wrong reading it gives what arrived until then.
     async fn error_text(&self, mut resp: Response) -> String {
-        let cap = usize::try_from(self.limits.max_error_body).unwrap_or(usize::MAX);
-        let mut out: Vec<u8> = Vec::new();
-        let read = async {
-            while let Ok(Some(chunk)) = resp.chunk().await {
-                let room = cap - out.len();
-                out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                if out.len() >= cap {
-                    break;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(self.limits.request_timeout, read).await;
+        let out = crate::http_limits::read_prefix(
+            &mut resp,
+            self.limits.max_error_body,
+            self.limits.request_timeout,
+        )
+        .await;
         snippet(&String::from_utf8_lossy(&out))
     }
 
