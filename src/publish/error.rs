@@ -81,8 +81,13 @@ pub enum PublishError {
         source: std::io::Error,
     },
 
-    #[error("bad --registry-endpoint `{0}`: write HOST=URL, e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com=http://127.0.0.1:5001")]
-    BadEndpoint(String),
+    #[error("bad {origin} `{item}`: {reason}")]
+    BadEndpoint {
+        /// Where the item came from: a flag or a variable.
+        origin: String,
+        item: String,
+        reason: super::registry::BadEndpoint,
+    },
 
     #[error("bad {name}=`{value}`: write a number of seconds (at most a day), e.g. {name}=60")]
     BadTimeout { name: &'static str, value: String },
