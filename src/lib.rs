@@ -9,6 +9,7 @@ pub mod aws_config;
 pub mod buildspec;
 pub mod cache;
 pub mod event;
+mod http_limits;
 pub mod plan;
 
 pub mod datadir;

@@ -1,5 +1,6 @@
 use crate::plan::SourceMode;
-use crate::project::{host_port, registry_port, timeout_minutes, BadValue};
+use crate::project::{registry_port, timeout_minutes, BadValue};
+use crate::publish::registry::{check_http_url, parse_endpoint, BadEndpoint};
 use clap::builder::RangedU64ValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -9,39 +10,19 @@ use std::path::PathBuf;
 pub enum BadFlag {
     #[error(transparent)]
     Value(#[from] BadValue),
-    #[error("expected HOST=URL, e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com=http://127.0.0.1:5001")]
-    Endpoint,
-    #[error("`{url}` is not an http:// or https:// URL with a host: {reason}")]
-    Url { url: String, reason: String },
+    #[error(transparent)]
+    Endpoint(#[from] BadEndpoint),
 }
 
-/// `--registry-endpoint HOST=URL`: a host (with a TCP port, if any) and an HTTP(S) URL.
+/// `--registry-endpoint HOST=URL`: checked as RUNNER_REGISTRY_ENDPOINTS's items are.
 fn endpoint(s: &str) -> Result<String, BadFlag> {
-    let (host, url) = s.split_once('=').ok_or(BadFlag::Endpoint)?;
-    if host.is_empty() || host.contains('/') {
-        return Err(BadFlag::Endpoint);
-    }
-    host_port(host)?;
-    http_url(url)?;
+    parse_endpoint(s)?;
     Ok(s.to_string())
 }
 
 /// An http:// or https:// URL with a host and a TCP port.
 fn http_url(s: &str) -> Result<String, BadFlag> {
-    let bad = |reason: String| BadFlag::Url {
-        url: s.to_string(),
-        reason,
-    };
-    let url = reqwest::Url::parse(s).map_err(|e| bad(e.to_string()))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad(format!("the scheme is {}", url.scheme())));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(bad("no host".into()));
-    }
-    if url.port() == Some(0) {
-        return Err(bad("port 0".into()));
-    }
+    check_http_url(s)?;
     Ok(s.to_string())
 }
 

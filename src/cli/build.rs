@@ -384,6 +384,7 @@ fn watch_signals() -> Cancel {
 }
 
 async fn run_inner(args: BuildArgs) -> Result<ExitStatus, SetupError> {
+    let endpoints = super::image::registry_endpoints(&args.registry_endpoint)?;
     let facts = gather(&args)?;
     let buildspec_path = args.buildspec.clone().unwrap_or_else(|| {
         facts
@@ -531,7 +532,7 @@ async fn run_inner(args: BuildArgs) -> Result<ExitStatus, SetupError> {
         return Ok(status);
     };
     let connect = crate::publish::connect::ConnectOptions {
-        endpoints: crate::publish::registry::Endpoints::from_args(&args.registry_endpoint)?,
+        endpoints,
         // ECR's region is the one in the repository's host.
         aws: AwsSettings::default(),
         create_repository: image_cfg.create_repository,

@@ -49,9 +49,26 @@ fn registry_limits() -> Result<Limits, PublishError> {
         })
 }
 
+/// More registry endpoint overrides, `HOST=URL,HOST=URL`.
+const ENDPOINTS_VAR: &str = "RUNNER_REGISTRY_ENDPOINTS";
+
+/// Where registries are reached: the items of RUNNER_REGISTRY_ENDPOINTS, then the
+/// `--registry-endpoint` flags (which win for the same host), all checked alike.
+pub(super) fn registry_endpoints(flags: &[String]) -> Result<Endpoints, PublishError> {
+    let var = std::env::var_os(ENDPOINTS_VAR).unwrap_or_default();
+    let var = var.to_string_lossy();
+    let from_var = var
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| (ENDPOINTS_VAR, s));
+    let from_flags = flags.iter().map(|s| ("--registry-endpoint", s.as_str()));
+    Endpoints::from_items(from_var.chain(from_flags))
+}
+
 fn options(args: &RegistryArgs, create_repository: bool) -> Result<ConnectOptions, PublishError> {
     Ok(ConnectOptions {
-        endpoints: Endpoints::from_args(&args.registry_endpoint)?,
+        endpoints: registry_endpoints(&args.registry_endpoint)?,
         aws: AwsSettings {
             region: args.region.clone(),
             ..Default::default()
@@ -94,12 +111,12 @@ pub async fn push(args: PushArgs) -> ExitStatus {
         }
         Err(e) => return fail(json, ExitStatus::Setup, &e.to_string()),
     };
-    let engine = match crate::docker::DockerEngine::connect().await {
-        Ok(e) => e,
-        Err(e) => return fail(json, ExitStatus::Setup, &e.to_string()),
-    };
     let opts = match options(&args.registry, args.create_repository) {
         Ok(o) => o,
+        Err(e) => return fail(json, ExitStatus::Setup, &e.to_string()),
+    };
+    let engine = match crate::docker::DockerEngine::connect().await {
+        Ok(e) => e,
         Err(e) => return fail(json, ExitStatus::Setup, &e.to_string()),
     };
     let connected = match connect(&target, &opts, true).await {

@@ -1,5 +1,6 @@
 //! Errors of building, pushing and addressing images.
 
+use crate::http_limits::human;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -80,8 +81,13 @@ pub enum PublishError {
         source: std::io::Error,
     },
 
-    #[error("bad --registry-endpoint `{0}`: write HOST=URL, e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com=http://127.0.0.1:5001")]
-    BadEndpoint(String),
+    #[error("bad {origin} `{item}`: {reason}")]
+    BadEndpoint {
+        /// Where the item came from: a flag or a variable.
+        origin: String,
+        item: String,
+        reason: super::registry::BadEndpoint,
+    },
 
     #[error("bad {name}=`{value}`: write a number of seconds (at most a day), e.g. {name}=60")]
     BadTimeout { name: &'static str, value: String },
@@ -91,16 +97,6 @@ pub enum PublishError {
 }
 
 /// `4194304` → `4 MiB`.
-fn human(bytes: u64) -> String {
-    const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
-    for (name, size) in UNITS {
-        if bytes >= size && bytes.is_multiple_of(size) {
-            return format!("{} {name}", bytes / size);
-        }
-    }
-    format!("{bytes} B")
-}
-
 impl PublishError {
     pub(crate) fn io(
         action: &'static str,

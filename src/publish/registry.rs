@@ -5,6 +5,7 @@
 use super::auth::{CredentialSource, Credentials};
 use super::error::PublishError;
 use super::reference::{is_loopback_host, sha256_digest};
+use crate::http_limits::CappedReadError;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -30,19 +31,24 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
-    /// From `HOST=URL` items (flags) plus `RUNNER_REGISTRY_ENDPOINTS` (comma-separated).
+    /// From `--registry-endpoint HOST=URL` items; a later item for a host wins.
     pub fn from_args(items: &[String]) -> Result<Self, PublishError> {
+        Self::from_items(items.iter().map(|i| ("--registry-endpoint", i.as_str())))
+    }
+
+    /// From `(origin, HOST=URL)` items, each checked by [`parse_endpoint`]; a later item
+    /// for a host wins. `origin` says where an item came from (a flag, a variable) for the
+    /// error about it.
+    pub fn from_items<'a>(
+        items: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, PublishError> {
         let mut overrides = BTreeMap::new();
-        let env = std::env::var("RUNNER_REGISTRY_ENDPOINTS").unwrap_or_default();
-        let env_items = env.split(',').map(str::trim).filter(|s| !s.is_empty());
-        for item in env_items.chain(items.iter().map(String::as_str)) {
-            let (host, url) = item
-                .split_once('=')
-                .ok_or_else(|| PublishError::BadEndpoint(item.to_string()))?;
-            let url = url.trim_end_matches('/');
-            if host.is_empty() || !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(PublishError::BadEndpoint(item.to_string()));
-            }
+        for (origin, item) in items {
+            let (host, url) = parse_endpoint(item).map_err(|reason| PublishError::BadEndpoint {
+                origin: origin.to_string(),
+                item: item.to_string(),
+                reason,
+            })?;
             overrides.insert(host.to_string(), url.to_string());
         }
         Ok(Self { overrides })
@@ -63,6 +69,49 @@ impl Endpoints {
             format!("https://{host}")
         }
     }
+}
+
+/// Why a `HOST=URL` registry endpoint is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BadEndpoint {
+    #[error("expected HOST=URL, e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com=http://127.0.0.1:5001")]
+    Form,
+    #[error(transparent)]
+    Host(#[from] crate::project::BadValue),
+    #[error("`{url}` is not an http:// or https:// URL with a host: {reason}")]
+    Url { url: String, reason: String },
+}
+
+/// One `HOST=URL` endpoint: a registry host (with a TCP port, if any) and an http:// or
+/// https:// URL (with a host and a TCP port) to send its traffic to. Gives the host and
+/// the URL without a trailing `/`.
+pub fn parse_endpoint(item: &str) -> Result<(&str, &str), BadEndpoint> {
+    let (host, url) = item.split_once('=').ok_or(BadEndpoint::Form)?;
+    if host.is_empty() || host.contains('/') {
+        return Err(BadEndpoint::Form);
+    }
+    crate::project::host_port(host)?;
+    check_http_url(url)?;
+    Ok((host, url.trim_end_matches('/')))
+}
+
+/// `s` is an http:// or https:// URL with a host and a TCP port.
+pub fn check_http_url(s: &str) -> Result<(), BadEndpoint> {
+    let bad = |reason: String| BadEndpoint::Url {
+        url: s.to_string(),
+        reason,
+    };
+    let url = reqwest::Url::parse(s).map_err(|e| bad(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad(format!("the scheme is {}", url.scheme())));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("no host".into()));
+    }
+    if url.port() == Some(0) {
+        return Err(bad("port 0".into()));
+    }
+    Ok(())
 }
 
 /// How long to wait for a registry and how much of its answers to read. A registry is
@@ -400,48 +449,28 @@ impl Registry {
         what: &str,
         limit: u64,
     ) -> Result<Vec<u8>, PublishError> {
-        let too_large = || PublishError::TooLarge {
-            registry: self.registry.clone(),
-            what: what.to_string(),
-            limit,
-        };
-        if resp.content_length().is_some_and(|n| n > limit) {
-            return Err(too_large());
-        }
-        let url = resp.url().to_string();
-        let cap = usize::try_from(limit).unwrap_or(usize::MAX);
-        let hint = resp.content_length().map_or(0, |n| n.min(1 << 20));
-        let mut out = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
-        loop {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => {
-                    if chunk.len() > cap - out.len() {
-                        return Err(too_large());
-                    }
-                    out.extend_from_slice(&chunk);
-                }
-                Ok(None) => return Ok(out),
-                Err(e) => return Err(self.transfer_error(what, &url, &e)),
-            }
-        }
+        crate::http_limits::read_capped(&mut resp, limit)
+            .await
+            .map_err(|e| match e {
+                CappedReadError::TooLarge => PublishError::TooLarge {
+                    registry: self.registry.clone(),
+                    what: what.to_string(),
+                    limit,
+                },
+                CappedReadError::Transfer(e) => self.transfer_error(what, resp.url().as_str(), &e),
+            })
     }
 
     /// The start of an error answer's body (at most `max_error_body` bytes, for at most
     /// `request_timeout`: an upload's answer has no deadline of its own), trimmed for a
     /// message. Whatever goes wrong reading it gives what arrived until then.
     async fn error_text(&self, mut resp: Response) -> String {
-        let cap = usize::try_from(self.limits.max_error_body).unwrap_or(usize::MAX);
-        let mut out: Vec<u8> = Vec::new();
-        let read = async {
-            while let Ok(Some(chunk)) = resp.chunk().await {
-                let room = cap - out.len();
-                out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                if out.len() >= cap {
-                    break;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(self.limits.request_timeout, read).await;
+        let out = crate::http_limits::read_prefix(
+            &mut resp,
+            self.limits.max_error_body,
+            self.limits.request_timeout,
+        )
+        .await;
         snippet(&String::from_utf8_lossy(&out))
     }
 
@@ -1200,6 +1229,15 @@ mod tests {
         assert_eq!(e.base_url("ghcr.io"), "https://ghcr.io");
         assert!(Endpoints::from_args(&["nohost".into()]).is_err());
         assert!(Endpoints::from_args(&["h=ftp://x".into()]).is_err());
+        assert!(Endpoints::from_args(&["h:99999=http://x".into()]).is_err());
+        assert!(Endpoints::from_args(&["h=http://x:99999".into()]).is_err());
+        let e = Endpoints::from_items([("V", "h=http://a:1"), ("--f", "h=http://b:2")]).unwrap();
+        assert_eq!(e.base_url("h"), "http://b:2");
+        let err = Endpoints::from_items([("V", "h=http://a:0")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "bad V `h=http://a:0`: `http://a:0` is not an http:// or https:// URL with a host: port 0"
+        );
     }
 
     #[test]

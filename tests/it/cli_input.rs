@@ -133,3 +133,59 @@ fn good_values_pass_the_parser() {
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn bad_endpoints_in_the_variable_are_refused_up_front_as_the_flag_is() {
+    // A real project and image, so that a build the variable did not stop would run (and
+    // succeed: there is nothing to publish).
+    let src = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        src.path().join("buildspec.yml"),
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - true\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let src = src.path().to_string_lossy().to_string();
+    let build: &[&str] = &[
+        "build",
+        "--source",
+        &src,
+        "--image",
+        "runner/busybox:latest",
+    ];
+    let push: &[&str] = &["push", "runner/busybox:latest", "127.0.0.1:5000/app"];
+    let cases: &[(&str, &[&str], &str)] = &[
+        (
+            "127.0.0.1:5000=http://127.0.0.1:99999",
+            push,
+            "`http://127.0.0.1:99999` is not an http:// or https:// URL with a host: invalid port number",
+        ),
+        (
+            "h.io=http://127.0.0.1:5000, 127.0.0.1:99999=http://127.0.0.1:5000",
+            push,
+            "`127.0.0.1:99999`: port `99999` is not a TCP port",
+        ),
+        (
+            "127.0.0.1:5000=http://127.0.0.1:0",
+            build,
+            "`http://127.0.0.1:0` is not an http:// or https:// URL with a host: port 0",
+        ),
+        ("127.0.0.1:5000", build, "expected HOST=URL"),
+    ];
+    for (var, args, rule) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+            .args(*args)
+            .env("RUNNER_REGISTRY_ENDPOINTS", var)
+            .env_remove("RUNNER_IMAGE")
+            .output()
+            .unwrap_or_else(|e| panic!("runner: {e}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var} {args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error: bad RUNNER_REGISTRY_ENDPOINTS `") && stderr.contains(rule),
+            "{var} {args:?}: {stderr}"
+        );
+        // Refused before any build or push: nothing else was said.
+        assert_eq!(stderr.lines().count(), 1, "{var} {args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{var} {args:?}: {stderr}");
+    }
+}

@@ -10,6 +10,7 @@ mod buildspec_corpus;
 mod cache_e2e;
 mod cache_s3;
 mod cli_input;
+mod forge_limits;
 mod gitops_corpus;
 mod gitops_e2e;
 mod hostile_build;

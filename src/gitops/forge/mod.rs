@@ -9,8 +9,10 @@ pub mod github;
 pub mod gitlab;
 
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 use crate::gitops::error::GitopsError;
+use crate::http_limits::{human, read_capped, read_prefix, CappedReadError};
 
 /// Which forge hosts the config repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -317,7 +319,19 @@ pub fn api_base(repo_url: &str, api_url: Option<&str>, default_path: &str) -> Op
     Some(format!("https://{host}{default_path}"))
 }
 
-/// Shared HTTP plumbing.
+/// The most of a successful answer that is read (a pull-request list, a pull request).
+pub const MAX_ANSWER: u64 = 8 << 20;
+/// The most of an error answer that is read (to quote it in a message).
+pub const MAX_ERROR_BODY: u64 = 64 << 10;
+/// How long connecting may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest silence while waiting for an answer or reading a body.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+/// The whole of one request, answer included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Shared HTTP plumbing. A forge is input like any other: its answers are read up to
+/// [`MAX_ANSWER`] (error answers [`MAX_ERROR_BODY`]), within the timeouts above.
 pub(crate) struct Http {
     pub forge: &'static str,
     pub base: String,
@@ -333,7 +347,9 @@ impl Http {
     ) -> Result<Http, GitopsError> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("runner-gitops/", env!("CARGO_PKG_VERSION")))
-            .timeout(std::time::Duration::from_secs(30))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(IDLE_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|e| GitopsError::ForgeHttp {
                 forge,
@@ -373,16 +389,37 @@ impl Http {
         if let Some(b) = body {
             rb = rb.json(b);
         }
-        let resp = rb.send().await.map_err(|e| GitopsError::ForgeHttp {
+        let http_error = |message: String| GitopsError::ForgeHttp {
             forge: self.forge,
             method,
             path: path.to_string(),
-            message: e.without_url().to_string(),
-        })?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
-        Ok((status, json))
+            message,
+        };
+        let mut resp = rb
+            .send()
+            .await
+            .map_err(|e| http_error(e.without_url().to_string()))?;
+        let status = resp.status();
+        let bytes = if status.is_success() {
+            read_capped(&mut resp, MAX_ANSWER)
+                .await
+                .map_err(|e| match e {
+                    CappedReadError::TooLarge => http_error(format!(
+                        "the answer is larger than the limit of {} ({MAX_ANSWER} bytes); refusing to read it (a broken or hostile forge?)",
+                        human(MAX_ANSWER)
+                    )),
+                    CappedReadError::Transfer(e) => http_error(format!(
+                        "reading the answer failed: {}",
+                        e.without_url()
+                    )),
+                })?
+        } else {
+            read_prefix(&mut resp, MAX_ERROR_BODY, REQUEST_TIMEOUT).await
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|_| serde_json::Value::String(text.into_owned()));
+        Ok((status.as_u16(), json))
     }
 
     pub fn api_error(
