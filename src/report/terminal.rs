@@ -1,5 +1,5 @@
 use super::format::codebuild_line;
-use crate::event::{BuildStatus, Event, Level, PhaseStatus, Reporter};
+use crate::event::{BatchSummary, BuildStatus, Event, Level, PhaseStatus, Reporter};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
 use std::sync::Mutex;
@@ -30,6 +30,33 @@ impl TerminalOptions {
     }
 }
 
+/// The batch's summary: every planned build with how it ended.
+///
+/// ```text
+/// Batch:
+///   a                        FAILED
+///   b                        NOT STARTED
+/// ```
+pub fn batch_table(b: &BatchSummary) -> String {
+    let mut s = String::from("Batch:");
+    for entry in &b.builds {
+        let line = match entry.status {
+            Some(status) => format!(
+                "{}{}",
+                status.as_str(),
+                if entry.ignore_failure {
+                    " (ignore-failure)"
+                } else {
+                    ""
+                }
+            ),
+            None => "NOT STARTED".to_string(),
+        };
+        s.push_str(&format!("\n  {:<24} {line}", entry.identifier));
+    }
+    s
+}
+
 /// CodeBuild-style lines on standard output, a spinner on a terminal, a summary at the end.
 pub struct TerminalReporter {
     opts: TerminalOptions,
@@ -57,6 +84,19 @@ impl TerminalReporter {
         let write = || {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{text}");
+        };
+        match bar {
+            Some(b) => b.suspend(write),
+            None => write(),
+        }
+    }
+
+    /// Diagnostics go to standard error, as a compiler's would.
+    fn print_err(&self, text: &str) {
+        let bar = self.bar.lock().ok().and_then(|b| b.clone());
+        let write = || {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{text}");
         };
         match bar {
             Some(b) => b.suspend(write),
@@ -176,6 +216,11 @@ impl Reporter for TerminalReporter {
             Event::BuildEnded(r) => {
                 self.set_spinner(None);
                 self.print(&self.summary(r));
+            }
+            Event::Diagnostic(d) => self.print_err(&d.render()),
+            Event::BatchEnded(b) => {
+                self.set_spinner(None);
+                self.print(&format!("\n{}", batch_table(b)));
             }
             Event::CommandStarted { phase, command } => {
                 self.set_spinner(Some(format!(
