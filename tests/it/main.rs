@@ -14,6 +14,7 @@ mod gitops_e2e;
 mod hostile_build;
 mod image_e2e;
 mod image_inventory;
+mod pipeline;
 mod reports_e2e;
 mod scan_gate;
 mod secrets_aws;
