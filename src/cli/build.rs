@@ -15,7 +15,7 @@ pub async fn run(args: BuildArgs) -> ExitStatus {
     let reporter: SharedReporter = if args.json {
         Arc::new(JsonReporter::new(std::io::stdout()))
     } else {
-        Arc::new(TerminalReporter::new(TerminalOptions::detect(args.quiet)))
+        Arc::new(TerminalReporter::new(terminal_options(args.quiet)))
     };
     let request = match request(args) {
         Ok(r) => r,
@@ -35,6 +35,19 @@ pub async fn run(args: BuildArgs) -> ExitStatus {
         Verdict::Fault => ExitStatus::Fault,
         Verdict::Stopped => ExitStatus::Stopped,
         Verdict::NotStarted => ExitStatus::Setup,
+    }
+}
+
+/// Colour and progress from the environment, the way users expect.
+fn terminal_options(quiet: bool) -> TerminalOptions {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+    TerminalOptions {
+        color: std::io::stdout().is_terminal() && !no_color && !dumb,
+        progress: std::io::stderr().is_terminal() && !ci && !dumb,
+        quiet,
     }
 }
 

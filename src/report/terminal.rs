@@ -5,6 +5,8 @@ use std::io::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// How the terminal is written to; the caller decides from its environment (a TTY,
+/// `NO_COLOR`, `TERM=dumb`, `CI`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TerminalOptions {
     /// ANSI colours (only on a terminal, and never with `NO_COLOR`).
@@ -13,21 +15,6 @@ pub struct TerminalOptions {
     pub progress: bool,
     /// Leave out the build's own output (phase lines and the summary remain).
     pub quiet: bool,
-}
-
-impl TerminalOptions {
-    /// Decides colour and progress from the environment the way users expect.
-    pub fn detect(quiet: bool) -> Self {
-        use std::io::IsTerminal;
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
-        let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
-        Self {
-            color: std::io::stdout().is_terminal() && !no_color && !dumb,
-            progress: std::io::stderr().is_terminal() && !ci && !dumb,
-            quiet,
-        }
-    }
 }
 
 /// The batch's summary: every planned build with how it ended.
