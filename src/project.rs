@@ -128,6 +128,25 @@ const IMAGE_KEYS: &[&str] = &[
     "cache-from",
 ];
 const SIGN_KEYS: &[&str] = &["key", "attest"];
+/// The keys of a `gitops:` entry: [`crate::gitops::GitopsConfig`]'s, and `require-signature`.
+const GITOPS_KEYS: &[&str] = &[
+    "repo",
+    "base",
+    "files",
+    "branch",
+    "forge",
+    "forge-url",
+    "token-env",
+    "helm-keys",
+    "author-name",
+    "author-email",
+    "commit-message",
+    "pr-title",
+    "labels",
+    "force-push",
+    "max-push-attempts",
+    "require-signature",
+];
 const BUILD_KEYS: &[&str] = &[
     "buildspec",
     "image",
@@ -136,6 +155,63 @@ const BUILD_KEYS: &[&str] = &[
     "source-mode",
     "variables",
 ];
+
+/// A value that runner.yml and the command line share, refused the same way in both.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BadValue {
+    #[error("must be a number of minutes above 0 and at most 2160 (CodeBuild's limit), e.g. 30 or 0.5; found {0:?}")]
+    Timeout(String),
+    #[error("`{value}`: port `{port}` is not a TCP port (1 to 65535)")]
+    Port { value: String, port: String },
+}
+
+/// Longest build timeout, in minutes (CodeBuild's).
+pub const MAX_TIMEOUT_MINUTES: f64 = 2160.0;
+
+/// A build timeout in minutes: a finite number above 0 and at most 2160.
+pub fn timeout_minutes(s: &str) -> Result<f64, BadValue> {
+    match s.trim().parse::<f64>() {
+        Ok(m) if m.is_finite() && m > 0.0 && m <= MAX_TIMEOUT_MINUTES => Ok(m),
+        _ => Err(BadValue::Timeout(s.to_string())),
+    }
+}
+
+/// An image reference whose registry port, if it has one, is a TCP port. (Its other rules
+/// are [`crate::publish::ImageRef::parse`]'s.)
+pub fn registry_port(reference: &str) -> Result<(), BadValue> {
+    match reference.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            host_port(first).map_err(|e| match e {
+                BadValue::Port { port, .. } => BadValue::Port {
+                    value: reference.to_string(),
+                    port,
+                },
+                other => other,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `HOST[:PORT]` (`[v6]:PORT` too) whose port, if it has one, is a TCP port.
+pub fn host_port(host: &str) -> Result<(), BadValue> {
+    let port = match host.strip_prefix('[') {
+        Some(v6) => v6.split_once("]:").map(|(_, p)| p),
+        None => host.rsplit_once(':').map(|(_, p)| p),
+    };
+    match port {
+        None => Ok(()),
+        Some(p)
+            if p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|n| n > 0) =>
+        {
+            Ok(())
+        }
+        Some(p) => Err(BadValue::Port {
+            value: host.to_string(),
+            port: p.to_string(),
+        }),
+    }
+}
 
 /// Reads a project file. `None` when there are errors (all of them are in the list).
 pub fn parse_project(text: &str) -> (Option<ProjectConfig>, Vec<Diagnostic>) {
@@ -200,13 +276,10 @@ fn build_section(node: &Node, cfg: &mut ProjectConfig, diags: &mut Vec<Diagnosti
             }
             "timeout-minutes" => {
                 cfg.timeout_minutes =
-                    string(v, &path, diags).and_then(|s| match s.parse::<f64>() {
-                        Ok(m) if m > 0.0 && m <= 2160.0 => Some(m),
-                        _ => {
-                            diags.push(Diagnostic::error(
-                                v.pos(),
-                                format!("{path} must be a number of minutes from 1 to 2160 (CodeBuild's limit), found {s:?}"),
-                            ));
+                    string(v, &path, diags).and_then(|s| match timeout_minutes(&s) {
+                        Ok(m) => Some(m),
+                        Err(e) => {
+                            diags.push(Diagnostic::error(v.pos(), format!("{path} {e}")));
                             None
                         }
                     })
@@ -234,7 +307,9 @@ fn build_section(node: &Node, cfg: &mut ProjectConfig, diags: &mut Vec<Diagnosti
                             ));
                             continue;
                         };
-                        if crate::plan::parse_env_assignment("runner.yml", &format!("{n}=")).is_err() {
+                        if crate::plan::parse_env_assignment("runner.yml", &format!("{n}="))
+                            .is_err()
+                        {
                             diags.push(Diagnostic::error(
                                 name.pos(),
                                 format!("build.variables: {n:?} is not a usable variable name (CODEBUILD_* are reserved)"),
@@ -314,10 +389,17 @@ fn image_section(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<ImageConfig
         match key {
             "repository" => {
                 if let Some(r) = string(v, &path, diags) {
-                    match crate::publish::ImageRef::parse(&r) {
+                    let checked = crate::publish::ImageRef::parse(&r)
+                        .map_err(|e| e.to_string())
+                        .and_then(|p| {
+                            registry_port(&r)
+                                .map(|()| p)
+                                .map_err(|e| format!("image.repository {e}"))
+                        });
+                    match checked {
                         Ok(parsed) if parsed.tag.is_none() && parsed.digest.is_none() => repository = Some(r),
                         Ok(_) => diags.push(Diagnostic::error(v.pos(), "image.repository is REGISTRY/REPOSITORY without a tag; put tags in image.tags")),
-                        Err(e) => diags.push(Diagnostic::error(v.pos(), e.to_string())),
+                        Err(e) => diags.push(Diagnostic::error(v.pos(), e)),
                     }
                 }
             }
@@ -328,7 +410,14 @@ fn image_section(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<ImageConfig
             "create-repository" => {
                 cfg.create_repository = bool_value(v, &path, diags).unwrap_or(false)
             }
-            "cache-from" => cfg.cache_from = string_list(v, &path, diags),
+            "cache-from" => {
+                cfg.cache_from = string_list(v, &path, diags);
+                for r in &cfg.cache_from {
+                    if let Err(e) = registry_port(r) {
+                        diags.push(Diagnostic::error(v.pos(), format!("{path}: {e}")));
+                    }
+                }
+            }
             "build-args" => {
                 for (name, value) in mapping(v, &path, diags).unwrap_or_default() {
                     match (name.as_str(), string(value, &path, diags)) {
@@ -465,6 +554,15 @@ fn gitops_section(node: &Node, diags: &mut Vec<Diagnostic>) -> Vec<GitopsTarget>
             ));
             continue;
         };
+        // Unknown keys warn, like in every other section (the config itself refuses them).
+        if let Node::Map { entries, .. } = item {
+            for (k, _) in entries {
+                if let Some(name) = k.as_str().filter(|n| !GITOPS_KEYS.contains(n)) {
+                    unknown(k, name, "gitops.", GITOPS_KEYS, diags);
+                    obj.remove(name);
+                }
+            }
+        }
         let require_signature = match obj.remove("require-signature") {
             None => None,
             Some(serde_json::Value::Bool(b)) => Some(b),
@@ -541,6 +639,70 @@ mod tests {
     }
 
     #[test]
+    fn shared_values_are_checked() {
+        for ok in ["30", "0.05", "2160", " 15 "] {
+            assert!(timeout_minutes(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "0", "-1", "nan", "NaN", "inf", "-inf", "1e30", "2160.5", "", "soon",
+        ] {
+            assert_eq!(
+                timeout_minutes(bad),
+                Err(BadValue::Timeout(bad.into())),
+                "{bad}"
+            );
+        }
+        for ok in [
+            "app:1",
+            "team/app",
+            "127.0.0.1:5000/app",
+            "[::1]:5000/a",
+            "localhost/a",
+            "ghcr.io/a/b:1",
+        ] {
+            assert_eq!(registry_port(ok), Ok(()), "{ok}");
+        }
+        for (bad, port) in [
+            ("127.0.0.1:99999/app", "99999"),
+            ("localhost:0/a", "0"),
+            ("h.io:+80/a", "+80"),
+            ("[::1]:70000/a", "70000"),
+            ("h.io:/a", ""),
+        ] {
+            assert_eq!(
+                registry_port(bad),
+                Err(BadValue::Port {
+                    value: bad.into(),
+                    port: port.into()
+                }),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            rendered("image:\n  repository: 127.0.0.1:99999/app\n"),
+            [
+                "runner.yml:2:15: error: image.repository `127.0.0.1:99999/app`: port `99999` is not a TCP port (1 to 65535)",
+                "runner.yml:2:3: error: image.repository is required (REGISTRY/REPOSITORY)"
+            ]
+        );
+        assert_eq!(
+            rendered("build:\n  timeout-minutes: .inf\n"),
+            ["runner.yml:2:20: error: build.timeout-minutes must be a number of minutes above 0 and at most 2160 (CodeBuild's limit), e.g. 30 or 0.5; found \".inf\""]
+        );
+    }
+
+    #[test]
+    fn gitops_keys_are_the_configs() {
+        let value = serde_json::to_value(crate::gitops::GitopsConfig::new("x")).unwrap();
+        let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+        keys.push("require-signature".into());
+        keys.sort();
+        let mut known: Vec<String> = GITOPS_KEYS.iter().map(|k| k.to_string()).collect();
+        known.sort();
+        assert_eq!(keys, known);
+    }
+
+    #[test]
     fn reads_every_key() {
         let (cfg, diags) = parse_project(
             "name: demo\nbuild:\n  buildspec: ci/bs.yml\n  image: img:1\n  privileged: yes\n  timeout-minutes: 15\n  source-mode: copy\n  variables:\n    A: 1\n",
@@ -567,7 +729,7 @@ mod tests {
             rendered("build:\n  imgae: x\n  timeout-minutes: forever\n  variables:\n    CODEBUILD_X: 1\nzzz: {}\n"),
             vec![
                 "runner.yml:2:3: warning: unknown key \"build.imgae\" (this version of runner ignores it)\n  = help: did you mean \"build.image\"?",
-                "runner.yml:3:20: error: build.timeout-minutes must be a number of minutes from 1 to 2160 (CodeBuild's limit), found \"forever\"",
+                "runner.yml:3:20: error: build.timeout-minutes must be a number of minutes above 0 and at most 2160 (CodeBuild's limit), e.g. 30 or 0.5; found \"forever\"",
                 "runner.yml:5:5: error: build.variables: \"CODEBUILD_X\" is not a usable variable name (CODEBUILD_* are reserved)",
                 "runner.yml:6:1: warning: unknown key \"zzz\" (this version of runner ignores it)",
             ]
@@ -588,11 +750,17 @@ mod tests {
         assert!(cfg.gitops[0].config.force_push);
         assert_eq!(cfg.gitops[0].require_signature, Some(false));
         assert!(!cfg.scan.unwrap().deps);
-        let (cfg, diags) = parse_project("gitops:\n  - repo: x\n    colour: blue\n");
-        assert!(cfg.is_none());
-        assert!(
-            diags[0].message.contains("unknown field `colour`"),
-            "{diags:?}"
+        assert_eq!(
+            rendered("gitops:\n  - repo: x\n    colour: blue\n    force-pushh: true\n"),
+            vec![
+                "runner.yml:3:5: warning: unknown key \"gitops.colour\" (this version of runner ignores it)",
+                "runner.yml:4:5: warning: unknown key \"gitops.force-pushh\" (this version of runner ignores it)\n  = help: did you mean \"gitops.force-push\"?",
+            ]
+        );
+        let (cfg, _) = parse_project("gitops:\n  repo: x\n  colour: blue\n");
+        assert_eq!(
+            cfg.map(|c| c.gitops[0].config.repo.clone()).as_deref(),
+            Some("x")
         );
         assert_eq!(
             rendered("image:\n  repository: 127.0.0.1:5000/app:v1\n  context: ../x\nsign: {}\n"),

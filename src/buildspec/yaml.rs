@@ -7,6 +7,10 @@
 //!   and the copy keeps the positions of the *anchored* node (where the text was written), so a
 //!   problem inside a reused block points at the block itself. Copies are budgeted so an
 //!   "alias bomb" is reported instead of eating memory.
+//! - Every YAML reader in runner goes through this module and its one set of [`LIMITS`]
+//!   (input size, nesting depth, what anchors and aliases may copy): buildspecs, project
+//!   files, scan policies, pnpm lockfiles, Alpine secdb files here, and the GitOps editor
+//!   through [`Guard`].
 //! - Merge keys (`<<: *base`, `<<: [*a, *b]`) are expanded: keys written in the mapping win
 //!   over merged ones, earlier merge sources win over later ones.
 //! - Duplicate keys produce a warning; like CodeBuild's parser, the last value wins.
@@ -14,7 +18,9 @@
 //! - Nesting deeper than [`MAX_DEPTH`] is reported as an error instead of risking the stack.
 //! - A plain empty scalar, `~` and `null` (any case) are [`Node::Null`].
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
@@ -22,10 +28,99 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 use super::diagnostic::Diagnostic;
 use super::model::Pos;
 
+/// The limits of every YAML reader in runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest text accepted, in bytes.
+    pub max_bytes: usize,
+    /// Deepest nesting of sequences and mappings (aliased copies included).
+    pub max_depth: usize,
+    /// Most nodes that anchors and aliases may copy in one document.
+    pub max_copied_nodes: usize,
+    /// Most scalar bytes that anchors and aliases may copy in one document.
+    pub max_copied_bytes: usize,
+}
+
+/// The one set of limits: no real buildspec, policy, project file, lockfile or manifest
+/// comes close, and the tree of a text this large stays within a few hundred MiB.
+pub const LIMITS: Limits = Limits {
+    max_bytes: 64 << 20,
+    max_depth: 200,
+    max_copied_nodes: 100_000,
+    max_copied_bytes: 16 << 20,
+};
+
 /// Deepest nesting of sequences and mappings accepted.
-pub const MAX_DEPTH: usize = 200;
-/// Most nodes that alias expansion may copy in one document.
-const ALIAS_BUDGET: usize = 100_000;
+pub const MAX_DEPTH: usize = LIMITS.max_depth;
+
+/// A YAML text that exceeds [`LIMITS`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    #[error("the yaml text is {size} bytes, more than the {max} bytes runner reads; is this the right file?")]
+    TooLarge { size: usize, max: usize },
+    #[error("yaml nesting is deeper than {max} levels")]
+    TooDeep { max: usize },
+    #[error("anchors and aliases expand to more than {nodes} nodes or {bytes} bytes (alias bomb?); write the repeated content out or use fewer aliases")]
+    AliasBomb { nodes: usize, bytes: usize },
+}
+
+impl LimitError {
+    fn alias_bomb() -> Self {
+        LimitError::AliasBomb {
+            nodes: LIMITS.max_copied_nodes,
+            bytes: LIMITS.max_copied_bytes,
+        }
+    }
+}
+
+/// The size and depth limits for a reader that walks yaml-rust2's events itself (the
+/// GitOps editor): [`Guard::start`] checks the text's size, [`Guard::check`] each event's
+/// nesting. Aliases are not expanded by such readers, so they need no copy budget.
+#[derive(Debug)]
+pub struct Guard {
+    depth: usize,
+}
+
+impl Guard {
+    pub fn start(text: &str) -> Result<Guard, LimitError> {
+        if text.len() > LIMITS.max_bytes {
+            return Err(LimitError::TooLarge {
+                size: text.len(),
+                max: LIMITS.max_bytes,
+            });
+        }
+        Ok(Guard { depth: 0 })
+    }
+
+    pub fn check(&mut self, ev: &Event) -> Result<(), LimitError> {
+        match ev {
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                if self.depth >= LIMITS.max_depth {
+                    return Err(LimitError::TooDeep {
+                        max: LIMITS.max_depth,
+                    });
+                }
+                self.depth += 1;
+            }
+            Event::SequenceEnd | Event::MappingEnd => self.depth = self.depth.saturating_sub(1),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Current nesting depth.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+}
+
+/// What copying a node costs: nodes, scalar bytes, nesting depth.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cost {
+    nodes: usize,
+    bytes: usize,
+    depth: usize,
+}
 
 /// How a scalar was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,18 +188,35 @@ impl Node {
         }
     }
 
-    /// Number of nodes in this subtree (for the alias budget).
-    fn size(&self) -> usize {
+    /// What a copy of this subtree costs (for the copy budget).
+    fn cost(&self) -> Cost {
+        let mut c = Cost {
+            nodes: 1,
+            bytes: 0,
+            depth: 0,
+        };
+        let mut add = |n: &Node| {
+            let sub = n.cost();
+            c.nodes = c.nodes.saturating_add(sub.nodes);
+            c.bytes = c.bytes.saturating_add(sub.bytes);
+            c.depth = c.depth.max(sub.depth + 1);
+        };
         match self {
-            Node::Scalar { .. } | Node::Null { .. } => 1,
-            Node::Seq { items, .. } => 1 + items.iter().map(Node::size).sum::<usize>(),
-            Node::Map { entries, .. } => {
-                1 + entries
-                    .iter()
-                    .map(|(k, v)| k.size() + v.size())
-                    .sum::<usize>()
+            Node::Scalar { text, .. } => {
+                return Cost {
+                    nodes: 1,
+                    bytes: text.len(),
+                    depth: 0,
+                }
             }
+            Node::Null { .. } => {}
+            Node::Seq { items, .. } => items.iter().for_each(&mut add),
+            Node::Map { entries, .. } => entries.iter().for_each(|(k, v)| {
+                add(k);
+                add(v);
+            }),
         }
+        c
     }
 }
 
@@ -147,13 +259,34 @@ enum Frame {
     },
     Map {
         entries: Vec<(Node, Node)>,
-        /// String key → index in `entries`.
-        index: HashMap<String, usize>,
+        index: KeyIndex,
         key: Option<Node>,
         merges: Vec<Node>,
         pos: Pos,
         anchor: usize,
     },
+}
+
+/// A mapping's string keys → their index in `entries`, by a hash of the key (the keys
+/// are not copied: a hit is confirmed against `entries`).
+#[derive(Default)]
+struct KeyIndex {
+    by_hash: HashMap<u64, usize>,
+}
+
+impl KeyIndex {
+    fn find(&self, hasher: &RandomState, entries: &[(Node, Node)], name: &str) -> Option<usize> {
+        let &i = self.by_hash.get(&hasher.hash_one(name))?;
+        if entries.get(i).and_then(|(k, _)| k.as_str()) == Some(name) {
+            return Some(i);
+        }
+        // Two keys with one hash: look the long way.
+        entries.iter().position(|(k, _)| k.as_str() == Some(name))
+    }
+
+    fn insert(&mut self, hasher: &RandomState, name: &str, i: usize) {
+        self.by_hash.entry(hasher.hash_one(name)).or_insert(i);
+    }
 }
 
 /// Turns parser events into [`Node`]s without recursion.
@@ -167,19 +300,41 @@ struct Builder {
     diagnostics: Vec<Diagnostic>,
     /// Set when building must stop (too deep, alias bomb).
     fatal: bool,
-    alias_budget: usize,
+    /// What anchors and aliases copied so far in this document.
+    copied: Cost,
+    hasher: RandomState,
 }
 
 impl Builder {
     fn new() -> Self {
-        Builder {
-            alias_budget: ALIAS_BUDGET,
-            ..Builder::default()
-        }
+        Builder::default()
+    }
+
+    /// Charges a copy of `node` (placed at the current depth) to the budget; `false`
+    /// (with an error) when it does not fit.
+    fn charge(&mut self, node: &Node, pos: Pos) -> bool {
+        let c = node.cost();
+        self.copied.nodes = self.copied.nodes.saturating_add(c.nodes);
+        self.copied.bytes = self.copied.bytes.saturating_add(c.bytes);
+        let err = if self.copied.nodes > LIMITS.max_copied_nodes
+            || self.copied.bytes > LIMITS.max_copied_bytes
+        {
+            LimitError::alias_bomb()
+        } else if self.stack.len() + c.depth > LIMITS.max_depth {
+            LimitError::TooDeep {
+                max: LIMITS.max_depth,
+            }
+        } else {
+            return true;
+        };
+        self.diagnostics
+            .push(Diagnostic::error(pos, err.to_string()));
+        self.fatal = true;
+        false
     }
 
     fn remember(&mut self, anchor: usize, node: &Node) {
-        if anchor == 0 {
+        if anchor == 0 || !self.charge(node, node.pos()) {
             return;
         }
         // A later anchor with the same name replaces the earlier one.
@@ -188,6 +343,9 @@ impl Builder {
 
     fn finish_node(&mut self, node: Node, anchor: usize) {
         self.remember(anchor, &node);
+        if self.fatal {
+            return;
+        }
         match self.stack.last_mut() {
             None => {
                 self.documents += 1;
@@ -228,7 +386,8 @@ impl Builder {
                         entries.push((k, node));
                         return;
                     };
-                    match index.get(name).and_then(|&i| entries.get_mut(i)) {
+                    let found = index.find(&self.hasher, entries, name);
+                    match found.and_then(|i| entries.get_mut(i)) {
                         Some(slot) => {
                             // Like a Java LinkedHashMap: the entry keeps its place, the
                             // later key and value win.
@@ -248,7 +407,7 @@ impl Builder {
                             *slot = (k, node);
                         }
                         None => {
-                            index.insert(name.to_string(), entries.len());
+                            index.insert(&self.hasher, name, entries.len());
                             entries.push((k, node));
                         }
                     }
@@ -260,7 +419,7 @@ impl Builder {
     fn end_map(
         &mut self,
         mut entries: Vec<(Node, Node)>,
-        mut index: HashMap<String, usize>,
+        mut index: KeyIndex,
         merges: Vec<Node>,
         pos: Pos,
         anchor: usize,
@@ -277,9 +436,10 @@ impl Builder {
                     } => {
                         for (k, v) in merged {
                             match k.as_str() {
-                                Some(name) if index.contains_key(name) => {}
+                                Some(name)
+                                    if index.find(&self.hasher, &entries, name).is_some() => {}
                                 Some(name) => {
-                                    index.insert(name.to_string(), entries.len());
+                                    index.insert(&self.hasher, name, entries.len());
                                     entries.push((k, v));
                                 }
                                 None => entries.push((k, v)),
@@ -293,15 +453,17 @@ impl Builder {
                 }
             }
         }
+        entries.shrink_to_fit();
         self.finish_node(Node::Map { entries, pos }, anchor);
     }
 
     fn push_frame(&mut self, frame: Frame, pos: Pos) {
-        if self.stack.len() >= MAX_DEPTH {
-            self.diagnostics.push(Diagnostic::error(
-                pos,
-                format!("yaml nesting is deeper than {MAX_DEPTH} levels"),
-            ));
+        if self.stack.len() >= LIMITS.max_depth {
+            let err = LimitError::TooDeep {
+                max: LIMITS.max_depth,
+            };
+            self.diagnostics
+                .push(Diagnostic::error(pos, err.to_string()));
             self.fatal = true;
             return;
         }
@@ -316,10 +478,11 @@ impl MarkedEventReceiver for Builder {
         }
         let pos = pos_of(&mark);
         match ev {
-            Event::Scalar(text, style, anchor, _tag) => {
+            Event::Scalar(mut text, style, anchor, _tag) => {
                 let node = if style == TScalarStyle::Plain && is_null_plain(&text) {
                     Node::Null { pos }
                 } else {
+                    text.shrink_to_fit();
                     Node::Scalar {
                         text,
                         style: convert_style(style),
@@ -329,20 +492,16 @@ impl MarkedEventReceiver for Builder {
                 self.finish_node(node, anchor);
             }
             Event::Alias(id) => {
-                let found = self.anchors.get(&id).cloned();
-                match found {
+                // Charged before it is copied.
+                let anchored = self.anchors.remove(&id);
+                match anchored {
                     Some(node) => {
-                        let size = node.size();
-                        if size > self.alias_budget {
-                            self.diagnostics.push(Diagnostic::error(
-                                pos,
-                                "aliases expand to too many nodes (alias bomb?)",
-                            ));
-                            self.fatal = true;
-                            return;
+                        let fits = self.charge(&node, pos);
+                        let copy = fits.then(|| node.clone());
+                        self.anchors.insert(id, node);
+                        if let Some(copy) = copy {
+                            self.finish_node(copy, 0);
                         }
-                        self.alias_budget -= size;
-                        self.finish_node(node, 0);
                     }
                     None => {
                         // yaml-rust2 rejects unknown aliases itself; be safe anyway.
@@ -363,7 +522,7 @@ impl MarkedEventReceiver for Builder {
             Event::MappingStart(anchor, _) => self.push_frame(
                 Frame::Map {
                     entries: Vec::new(),
-                    index: HashMap::new(),
+                    index: KeyIndex::default(),
                     key: None,
                     merges: Vec::new(),
                     pos,
@@ -372,7 +531,13 @@ impl MarkedEventReceiver for Builder {
                 pos,
             ),
             Event::SequenceEnd => {
-                if let Some(Frame::Seq { items, pos, anchor }) = self.stack.pop() {
+                if let Some(Frame::Seq {
+                    mut items,
+                    pos,
+                    anchor,
+                }) = self.stack.pop()
+                {
+                    items.shrink_to_fit();
                     self.finish_node(Node::Seq { items, pos }, anchor);
                 }
             }
@@ -390,16 +555,48 @@ impl MarkedEventReceiver for Builder {
                 }
             }
             Event::DocumentStart => {
-                // Anchors are per document.
+                // Anchors, and so the copy budget, are per document.
                 self.anchors.clear();
+                self.copied = Cost::default();
             }
             Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
         }
     }
 }
 
-/// Reads `text` into a [`Node`] tree. Never panics; syntax errors become diagnostics.
+/// The text of a YAML file's bytes; invalid UTF-8 is an error diagnostic at the first bad
+/// byte (1-based line, column in characters), naming the byte, never quoting the text.
+pub fn utf8_text(bytes: &[u8]) -> Result<&str, Diagnostic> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let good = bytes.get(..e.valid_up_to()).unwrap_or_default();
+        let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+        let col = String::from_utf8_lossy(good.get(line_start..).unwrap_or_default())
+            .chars()
+            .count()
+            + 1;
+        let byte = bytes.get(e.valid_up_to()).copied().unwrap_or(0);
+        Diagnostic::error(
+            Pos {
+                line: u32::try_from(line).unwrap_or(u32::MAX),
+                col: u32::try_from(col).unwrap_or(u32::MAX),
+            },
+            format!("invalid UTF-8 (byte 0x{byte:02X}); yaml files must be UTF-8 text"),
+        )
+        .with_hint("re-save the file as UTF-8")
+    })
+}
+
+/// Reads `text` into a [`Node`] tree. Never panics; syntax errors and texts beyond
+/// [`LIMITS`] become diagnostics.
 pub fn load(text: &str) -> Loaded {
+    if let Err(e) = Guard::start(text) {
+        return Loaded {
+            root: None,
+            diagnostics: vec![Diagnostic::error(Pos { line: 1, col: 1 }, e.to_string())
+                .with_hint("runner reads yaml files up to 64 MiB")],
+        };
+    }
     let mut builder = Builder::new();
     let result =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drive(text, &mut builder)));
@@ -456,6 +653,7 @@ fn drive(text: &str, builder: &mut Builder) -> Result<(), Diagnostic> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     fn root(text: &str) -> Node {
@@ -630,6 +828,89 @@ mod tests {
         let l = load(&text);
         assert!(l.root.is_none());
         assert!(l.diagnostics.iter().any(Diagnostic::is_error));
+    }
+
+    /// One long scalar aliased many times: few nodes, many bytes.
+    #[test]
+    fn alias_bomb_of_bytes_is_an_error() {
+        let long = "x".repeat(1 << 20);
+        let text = format!("a: &a \"{long}\"\nb: [{}]\n", vec!["*a"; 20].join(", "));
+        let l = load(&text);
+        assert!(l.root.is_none());
+        let e = l.diagnostics.iter().find(|d| d.is_error()).unwrap();
+        assert!(e.message.contains("alias bomb"), "{e:?}");
+        assert_eq!(e.line, 2);
+    }
+
+    /// Aliases of deep nodes placed deep: the copy counts towards the nesting limit.
+    #[test]
+    fn aliases_cannot_nest_past_the_depth_limit() {
+        let deep = |n: usize, inner: &str| format!("{}{inner}{}", "[".repeat(n), "]".repeat(n));
+        let text = format!("a: &a {}\nb: {}\n", deep(150, "x"), deep(150, "*a"));
+        let l = load(&text);
+        assert!(l.root.is_none());
+        assert!(l
+            .diagnostics
+            .iter()
+            .any(|d| d.is_error() && d.message.contains("deeper than 200")));
+    }
+
+    #[test]
+    fn texts_beyond_the_size_limit_are_refused_unread() {
+        let text = "#".repeat(LIMITS.max_bytes + 1);
+        let l = load(&text);
+        assert!(l.root.is_none());
+        assert_eq!(l.diagnostics.len(), 1);
+        assert!(
+            l.diagnostics[0].message.contains("bytes"),
+            "{:?}",
+            l.diagnostics
+        );
+        assert!(Guard::start(&text).is_err());
+    }
+
+    #[test]
+    fn the_event_guard_limits_depth() {
+        let text = "- ".repeat(300) + "x\n";
+        let mut g = Guard::start(&text).unwrap();
+        let mut p = Parser::new_from_str(&text);
+        let mut refused = None;
+        while let Ok((ev, _)) = p.next_token() {
+            if let Err(e) = g.check(&ev) {
+                refused = Some(e);
+                break;
+            }
+        }
+        assert_eq!(refused, Some(LimitError::TooDeep { max: 200 }));
+        assert_eq!(g.depth(), 200);
+    }
+
+    #[test]
+    fn large_maps_find_duplicates_and_merge_without_copying_keys() {
+        let mut text = String::from("base: &b {k1: merged, extra: e}\nm:\n  <<: *b\n");
+        for i in 0..2000 {
+            text.push_str(&format!("  k{i}: v{i}\n"));
+        }
+        text.push_str("  k7: last\n");
+        let l = load(&text);
+        assert_eq!(l.diagnostics.len(), 1, "{:?}", l.diagnostics);
+        let n = l.root.unwrap();
+        let m = get(&n, "m");
+        assert_eq!(get(m, "k7").as_str(), Some("last"));
+        assert_eq!(get(m, "k1").as_str(), Some("v1"));
+        assert_eq!(get(m, "extra").as_str(), Some("e"));
+        if let Node::Map { entries, .. } = m {
+            assert_eq!(entries.len(), 2001);
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_has_a_position() {
+        assert_eq!(utf8_text(b"a: 1\n").ok(), Some("a: 1\n"));
+        let d = utf8_text(b"a: 1\nb: \xc3\xa9\xff\xfe\n").unwrap_err();
+        assert!(d.is_error());
+        assert_eq!((d.line, d.col), (2, 5));
+        assert!(d.message.contains("0xFF"), "{}", d.message);
     }
 
     #[test]

@@ -1,6 +1,60 @@
 use crate::plan::SourceMode;
+use crate::project::{host_port, registry_port, timeout_minutes, BadValue};
+use clap::builder::RangedU64ValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+
+/// Why a flag's value is refused (clap prints it and exits 2).
+#[derive(Debug, thiserror::Error)]
+pub enum BadFlag {
+    #[error(transparent)]
+    Value(#[from] BadValue),
+    #[error("expected HOST=URL, e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com=http://127.0.0.1:5001")]
+    Endpoint,
+    #[error("`{url}` is not an http:// or https:// URL with a host: {reason}")]
+    Url { url: String, reason: String },
+}
+
+/// `--registry-endpoint HOST=URL`: a host (with a TCP port, if any) and an HTTP(S) URL.
+fn endpoint(s: &str) -> Result<String, BadFlag> {
+    let (host, url) = s.split_once('=').ok_or(BadFlag::Endpoint)?;
+    if host.is_empty() || host.contains('/') {
+        return Err(BadFlag::Endpoint);
+    }
+    host_port(host)?;
+    http_url(url)?;
+    Ok(s.to_string())
+}
+
+/// An http:// or https:// URL with a host and a TCP port.
+fn http_url(s: &str) -> Result<String, BadFlag> {
+    let bad = |reason: String| BadFlag::Url {
+        url: s.to_string(),
+        reason,
+    };
+    let url = reqwest::Url::parse(s).map_err(|e| bad(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad(format!("the scheme is {}", url.scheme())));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("no host".into()));
+    }
+    if url.port() == Some(0) {
+        return Err(bad("port 0".into()));
+    }
+    Ok(s.to_string())
+}
+
+/// An image reference whose registry port is a TCP port.
+fn image_reference(s: &str) -> Result<String, BadFlag> {
+    registry_port(s)?;
+    Ok(s.to_string())
+}
+
+/// `--timeout`: minutes, above 0 and at most 2160.
+fn timeout(s: &str) -> Result<f64, BadFlag> {
+    Ok(timeout_minutes(s)?)
+}
 
 /// Run AWS CodeBuild buildspecs on your own machine, in Docker containers.
 ///
@@ -218,7 +272,8 @@ pub enum DbCommand {
         dir: Option<PathBuf>,
         #[arg(
             long,
-            default_value = "https://osv-vulnerabilities.storage.googleapis.com"
+            default_value = "https://osv-vulnerabilities.storage.googleapis.com",
+            value_parser = http_url
         )]
         base_url: String,
         /// Repeatable [default: crates.io, PyPI, npm, Go, RubyGems, Packagist, Debian, Alpine].
@@ -278,7 +333,7 @@ pub struct GitopsBumpArgs {
     #[arg(long, value_enum)]
     pub forge: Option<ForgeArg>,
     /// Forge API base URL (GitHub Enterprise: https://HOST/api/v3).
-    #[arg(long)]
+    #[arg(long, value_parser = http_url)]
     pub forge_url: Option<String>,
     /// Extra Helm value path holding the image (repeatable), e.g. api.image.
     #[arg(long = "key")]
@@ -315,7 +370,7 @@ pub struct RegistryArgs {
     /// Send a registry host's traffic to another address (tests, VPC endpoints, proxies),
     /// e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com=http://127.0.0.1:5001.
     /// Repeatable; also RUNNER_REGISTRY_ENDPOINTS (comma-separated).
-    #[arg(long = "registry-endpoint", value_name = "HOST=URL")]
+    #[arg(long = "registry-endpoint", value_name = "HOST=URL", value_parser = endpoint)]
     pub registry_endpoint: Vec<String>,
     /// AWS region for ECR (default: the one in the registry host).
     #[arg(long)]
@@ -330,12 +385,13 @@ pub struct PushArgs {
     /// The image on the local engine (name:tag or ID).
     pub local_image: String,
     /// Where it goes: REGISTRY/REPOSITORY[:TAG].
+    #[arg(value_parser = image_reference)]
     pub repository: String,
     /// Create the ECR repository when it does not exist.
     #[arg(long)]
     pub create_repository: bool,
     /// gzip level of the layers, 1 (fast) to 9 (small).
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 6, value_parser = RangedU64ValueParser::<u32>::new().range(1..=9))]
     pub compression_level: u32,
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -344,6 +400,7 @@ pub struct PushArgs {
 #[derive(Debug, Args)]
 pub struct SignArgs {
     /// The image: REGISTRY/REPOSITORY:TAG or @sha256:DIGEST.
+    #[arg(value_parser = image_reference)]
     pub image: String,
     /// The private key (cosign.key).
     #[arg(long, value_name = "FILE")]
@@ -358,6 +415,7 @@ pub struct SignArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The image: REGISTRY/REPOSITORY:TAG or @sha256:DIGEST.
+    #[arg(value_parser = image_reference)]
     pub image: String,
     /// The public key (cosign.pub).
     #[arg(long, value_name = "FILE")]
@@ -422,7 +480,7 @@ pub struct BuildArgs {
     pub source_mode: Option<SourceMode>,
     /// Stop the build after this many minutes [default: 60, CodeBuild's, or the project
     /// file's].
-    #[arg(long, value_name = "MINUTES")]
+    #[arg(long, value_name = "MINUTES", value_parser = timeout)]
     pub timeout: Option<f64>,
     /// The project name (CODEBUILD_BUILD_ID is <project>:<uuid>); default: the project
     /// file's `name`, else the source directory's name.
@@ -441,8 +499,9 @@ pub struct BuildArgs {
     /// (AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).
     #[arg(long, value_name = "S3_URL", conflicts_with = "cache_dir")]
     pub cache_s3: Option<String>,
-    /// Size limit of the local cache in MiB; least recently used entries are evicted.
-    #[arg(long, value_name = "MIB", default_value_t = 5120)]
+    /// Size limit of the local cache in MiB (1 to 16777216, 16 TiB); least recently used
+    /// entries are evicted.
+    #[arg(long, value_name = "MIB", default_value_t = 5120, value_parser = RangedU64ValueParser::<u64>::new().range(1..=16_777_216))]
     pub cache_size: u64,
     /// Neither restore nor save the buildspec's cache.
     #[arg(long)]
@@ -458,13 +517,13 @@ pub struct BuildArgs {
     pub privileged: bool,
     /// Send a registry host's traffic to another address when pushing the project's
     /// image (see `runner push --help`). Repeatable; also RUNNER_REGISTRY_ENDPOINTS.
-    #[arg(long = "registry-endpoint", value_name = "HOST=URL")]
+    #[arg(long = "registry-endpoint", value_name = "HOST=URL", value_parser = endpoint)]
     pub registry_endpoint: Vec<String>,
     /// Run the buildspec's `batch` section (each task in its own container).
     #[arg(long)]
     pub batch: bool,
-    /// With --batch: how many builds run at once.
-    #[arg(long, default_value_t = 2)]
+    /// With --batch: how many builds run at once, 1 to 100 (CodeBuild's most builds in a batch).
+    #[arg(long, default_value_t = 2, value_parser = RangedU64ValueParser::<usize>::new().range(1..=100))]
     pub concurrency: usize,
     /// Treat buildspec warnings (unknown keys) as errors.
     #[arg(long)]

@@ -6,10 +6,11 @@ use super::exit::ExitStatus;
 use crate::aws_config::AwsSettings;
 use crate::publish::connect::{connect, ConnectOptions};
 use crate::publish::push::{push_image, PushOptions};
-use crate::publish::registry::Endpoints;
+use crate::publish::registry::{Endpoints, Limits};
 use crate::publish::{ImageRef, PublishError};
 use crate::sign::{cosign, generate_key_pair, SignError, SigningKey, VerifyingKey};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 fn password() -> Result<Vec<u8>, String> {
     std::env::var("COSIGN_PASSWORD")
@@ -28,6 +29,26 @@ fn fail(json: bool, status: ExitStatus, msg: &str) -> ExitStatus {
     status
 }
 
+/// `RUNNER_REGISTRY_TIMEOUT=SECONDS`: the longest silence from the registry and the
+/// deadline of its small requests (defaults: `Limits::default()`).
+const TIMEOUT_VAR: &str = "RUNNER_REGISTRY_TIMEOUT";
+
+fn registry_limits() -> Result<Limits, PublishError> {
+    let Ok(value) = std::env::var(TIMEOUT_VAR) else {
+        return Ok(Limits::default());
+    };
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
+        .map(|s| Limits::default().with_timeout(Duration::from_secs_f64(s)))
+        .ok_or(PublishError::BadTimeout {
+            name: TIMEOUT_VAR,
+            value,
+        })
+}
+
 fn options(args: &RegistryArgs, create_repository: bool) -> Result<ConnectOptions, PublishError> {
     Ok(ConnectOptions {
         endpoints: Endpoints::from_args(&args.registry_endpoint)?,
@@ -36,6 +57,7 @@ fn options(args: &RegistryArgs, create_repository: bool) -> Result<ConnectOption
             ..Default::default()
         },
         create_repository,
+        limits: registry_limits()?,
         ..Default::default()
     })
 }

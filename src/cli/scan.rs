@@ -30,6 +30,7 @@ fn render(
                 "passed": verdict.passed(),
                 "secrets": findings.secrets,
                 "vulnerabilities": findings.vulnerabilities,
+                "unreadable": findings.unreadable,
                 "packages": findings.packages,
                 "files_scanned": findings.files_scanned,
                 "bytes_scanned": findings.bytes_scanned,
@@ -39,12 +40,13 @@ fn render(
             serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
         }
         ScanFormat::Sarif => {
-            let v = crate::scan::sarif::sarif_log(
+            let mut v = crate::scan::sarif::sarif_log(
                 env!("CARGO_PKG_VERSION"),
                 &findings.secrets,
                 &findings.vulnerabilities,
                 rules,
             );
+            crate::scan::sarif::add_unreadable(&mut v, &findings.unreadable);
             serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
         }
         ScanFormat::Table => {
@@ -77,13 +79,22 @@ fn render(
                     v.package.location.path
                 ));
             }
+            for u in &findings.unreadable {
+                out.push_str(&format!(
+                    "{}  {}  {}\n",
+                    u.path,
+                    crate::scan::model::UNREADABLE_ID,
+                    u.reason
+                ));
+            }
             for n in &findings.notes {
                 out.push_str(&format!("note: {n}\n"));
             }
             out.push_str(&format!(
-                "{} secrets, {} vulnerabilities ({} packages, {} files scanned): policy {}\n",
+                "{} secrets, {} vulnerabilities, {} unreadable ({} packages, {} files scanned): policy {}\n",
                 findings.secrets.len(),
                 findings.vulnerabilities.len(),
+                findings.unreadable.len(),
                 findings.packages,
                 findings.files_scanned,
                 if verdict.passed() {
@@ -125,6 +136,7 @@ fn finish(
         &policy,
         &findings.secrets,
         &findings.vulnerabilities,
+        &findings.unreadable,
         &scans::today(),
     );
     if let Err(e) = write_out(common, &render(common, findings, &verdict, rules)) {

@@ -1,25 +1,47 @@
 use super::args::ValidateArgs;
 use super::exit::ExitStatus;
-use crate::buildspec::{self, Severity};
+use crate::buildspec::yaml::{self, LIMITS};
+use crate::buildspec::{self, Diagnostic, Severity};
 
 pub fn run(args: &ValidateArgs) -> ExitStatus {
     let mut worst = ExitStatus::Success;
     let (mut errors, mut warnings) = (0usize, 0usize);
     for path in &args.files {
         let display = path.display().to_string();
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("error: cannot read {display}: {e}");
-                worst = ExitStatus::Setup;
-                continue;
-            }
+        let start = crate::buildspec::model::Pos { line: 1, col: 1 };
+        let too_large = |size: u64| {
+            Diagnostic::error(
+                start,
+                format!(
+                    "the file is {size} bytes, more than the {} MiB runner reads; is it a buildspec?",
+                    LIMITS.max_bytes >> 20
+                ),
+            )
         };
-        let mut parsed = buildspec::parse(&text);
+        let bytes = match std::fs::metadata(path) {
+            Ok(m) if m.len() > LIMITS.max_bytes as u64 => Err(too_large(m.len())),
+            _ => match std::fs::read(path) {
+                Ok(b) => Ok(b),
+                Err(e) => {
+                    eprintln!("error: cannot read {display}: {e}");
+                    worst = ExitStatus::Setup;
+                    continue;
+                }
+            },
+        };
+        // Invalid UTF-8 or a file too large is an error diagnostic like any other.
+        let mut diagnostics = match bytes
+            .as_deref()
+            .map_err(Clone::clone)
+            .and_then(yaml::utf8_text)
+        {
+            Ok(text) => buildspec::parse(text).diagnostics,
+            Err(d) => vec![d],
+        };
         if args.strict {
-            buildspec::apply_strict(&mut parsed.diagnostics);
+            buildspec::apply_strict(&mut diagnostics);
         }
-        for d in &parsed.diagnostics {
+        for d in &diagnostics {
             match d.severity {
                 Severity::Error => errors += 1,
                 Severity::Warning => warnings += 1,
@@ -28,16 +50,16 @@ pub fn run(args: &ValidateArgs) -> ExitStatus {
         if args.json {
             let obj = serde_json::json!({
                 "file": display,
-                "valid": !buildspec::has_errors(&parsed.diagnostics),
-                "diagnostics": parsed.diagnostics,
+                "valid": !buildspec::has_errors(&diagnostics),
+                "diagnostics": diagnostics,
             });
             println!("{obj}");
         } else {
-            for d in &parsed.diagnostics {
+            for d in &diagnostics {
                 println!("{}", buildspec::render(&display, d));
             }
         }
-        if buildspec::has_errors(&parsed.diagnostics) && worst == ExitStatus::Success {
+        if buildspec::has_errors(&diagnostics) && worst == ExitStatus::Success {
             worst = ExitStatus::Failed;
         }
     }

@@ -13,7 +13,7 @@
 //!   is rebuilt from the base and pushed with `--force-with-lease`).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -23,9 +23,7 @@ use crate::gitops::edit::{self, ImageRef, Target};
 use crate::gitops::error::GitopsError;
 use crate::gitops::forge::{open_or_update, Forge, ForgeClient, ForgeKind, PrAction, PrSpec};
 use crate::gitops::git::{Author, Git, GitAuth, PushResult};
-
-/// Largest YAML file considered when walking the repository.
-const MAX_FILE: u64 = 2 * 1024 * 1024;
+use crate::gitops::worktree::{clean_path, Worktree, MAX_FILE};
 
 fn default_base() -> String {
     "main".into()
@@ -247,66 +245,79 @@ fn io_err(path: &Path, source: std::io::Error) -> GitopsError {
     }
 }
 
-fn walk_yaml(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), GitopsError> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| io_err(dir, e))?
-        .filter_map(Result::ok)
-        .collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let name = e.file_name().to_string_lossy().to_string();
-        let Ok(ft) = e.file_type() else { continue };
-        let path = e.path();
-        if ft.is_dir() {
-            if name.starts_with('.') || name == "node_modules" || name == "vendor" {
-                continue;
-            }
-            walk_yaml(root, &path, out)?;
-        } else if ft.is_file() && edit::is_yaml_name(&name) {
-            if e.metadata().map(|m| m.len() > MAX_FILE).unwrap_or(true) {
-                continue;
-            }
-            if let Ok(rel) = path.strip_prefix(root) {
-                out.push(rel.to_string_lossy().replace('\\', "/"));
-            }
-        }
-    }
-    Ok(())
+/// Does this file mention the image's repository (without its registry, which Helm values
+/// often keep apart)? Decides whether an unreadable file makes the bump incomplete.
+fn mentions(bytes: &[u8], target: &Target) -> bool {
+    let repo = target.repository.as_str();
+    let path = repo.split_once('/').map_or(repo, |(_, p)| p);
+    let path = path.strip_prefix("library/").unwrap_or(path);
+    let needle = path.as_bytes();
+    !needle.is_empty() && bytes.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Edit the working tree of `dir`; returns the changed files.
-fn apply(dir: &Path, files: &[String], target: &Target) -> Result<Applied, GitopsError> {
+/// The file's text, or why it is not YAML text runner can edit (not UTF-8).
+fn text(bytes: Vec<u8>) -> Result<String, edit::YamlError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let before = e.as_bytes().get(..at).unwrap_or_default();
+        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+        let col = at
+            - before
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |i| i + 1)
+            + 1;
+        edit::YamlError {
+            line,
+            col,
+            info: "not UTF-8 text".into(),
+        }
+    })
+}
+
+/// Edit the files of the clone; returns the changed ones.
+///
+/// Named files (`files` not empty) must all be readable YAML: any problem is an error
+/// naming the file. When walking every YAML file, a file that cannot be read or parsed is
+/// skipped with a note, unless it mentions the image: then the bump would be incomplete
+/// (or silently "already at" the digest), so it is an error listing those files.
+fn apply(wt: &Worktree, files: &[String], target: &Target) -> Result<Applied, GitopsError> {
     let explicit = !files.is_empty();
-    let list = if explicit {
-        files.to_vec()
-    } else {
-        let mut v = Vec::new();
-        walk_yaml(dir, dir, &mut v)?;
-        v
-    };
     let mut applied = Applied {
         files: Vec::new(),
         notes: Vec::new(),
         summary: Vec::new(),
     };
+    let list = if explicit {
+        files
+            .iter()
+            .map(|f| clean_path(f))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        let (list, links) = wt.yaml_files()?;
+        for l in links {
+            applied.notes.push(format!(
+                "{l}: a symbolic link, skipped (runner never follows links in a config repository)"
+            ));
+        }
+        list
+    };
+    let mut unreadable = Vec::new();
     for rel in list {
-        let rel = rel.trim_start_matches("./").to_string();
-        if rel.split('/').any(|c| c == "..") || Path::new(&rel).is_absolute() {
-            return Err(GitopsError::InvalidRequest(format!(
-                "file `{rel}` must be a path inside the config repository (relative, no `..`)"
-            )));
-        }
-        let path: PathBuf = dir.join(&rel);
-        if explicit && !path.is_file() {
-            return Err(GitopsError::FileNotFound { file: rel });
-        }
-        let bytes = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
-        let Ok(src) = String::from_utf8(bytes) else {
-            applied.notes.push(format!("{rel}: not UTF-8, skipped"));
-            continue;
+        let bytes = match wt.read(&rel, MAX_FILE) {
+            Ok(b) => b,
+            Err(e @ GitopsError::TooLarge { .. }) if !explicit => {
+                applied.notes.push(format!("{e}; skipped"));
+                continue;
+            }
+            Err(e) => return Err(e),
         };
-        let fe = match edit::edit_content(&rel, &src, target) {
-            Ok(fe) => fe,
+        let parsed = text(bytes.clone()).and_then(|src| {
+            let fe = edit::edit_content(&rel, &src, target)?;
+            Ok((src, fe))
+        });
+        let (src, fe) = match parsed {
+            Ok(p) => p,
             Err(e) if explicit => {
                 return Err(GitopsError::Yaml {
                     file: rel,
@@ -314,13 +325,17 @@ fn apply(dir: &Path, files: &[String], target: &Target) -> Result<Applied, Gitop
                 })
             }
             Err(e) => {
-                applied.notes.push(format!("{rel}: skipped: {e}"));
+                if mentions(&bytes, target) {
+                    unreadable.push(format!("{rel}:{}:{}: {}", e.line, e.col, e.info));
+                } else {
+                    applied.notes.push(format!("{rel}: skipped: {e}"));
+                }
                 continue;
             }
         };
         applied.notes.extend(fe.notes.iter().cloned());
         if fe.changed() && fe.new_content != src {
-            std::fs::write(&path, &fe.new_content).map_err(|e| io_err(&path, e))?;
+            wt.write(&rel, fe.new_content.as_bytes())?;
             for e in &fe.edits {
                 for p in &e.paths {
                     applied
@@ -330,6 +345,12 @@ fn apply(dir: &Path, files: &[String], target: &Target) -> Result<Applied, Gitop
             }
             applied.files.push(rel);
         }
+    }
+    if !unreadable.is_empty() {
+        return Err(GitopsError::Unreadable {
+            image: target.name.clone(),
+            files: unreadable,
+        });
     }
     Ok(applied)
 }
@@ -410,6 +431,7 @@ pub async fn bump(req: &BumpRequest) -> Result<BumpOutcome, GitopsError> {
         token: t,
     });
     let git = Git::clone_repo(&cfg.repo, &tmp.path().join("repo"), &cfg.base, auth).await?;
+    let wt = Worktree::new(&git.dir);
 
     let mut outcome = BumpOutcome {
         status: BumpStatus::UpToDate,
@@ -425,7 +447,7 @@ pub async fn bump(req: &BumpRequest) -> Result<BumpOutcome, GitopsError> {
     };
 
     // 1. Does the base already pin it?
-    let mut applied = apply(&git.dir, &cfg.files, &target)?;
+    let mut applied = apply(&wt, &cfg.files, &target)?;
     outcome.notes = applied.notes.clone();
     if applied.files.is_empty() {
         return Ok(outcome);
@@ -448,7 +470,7 @@ pub async fn bump(req: &BumpRequest) -> Result<BumpOutcome, GitopsError> {
                 }
                 let sha = git.fetch_branch(&branch).await?;
                 git.reset_to(&sha).await?;
-                applied = apply(&git.dir, &cfg.files, &target)?;
+                applied = apply(&wt, &cfg.files, &target)?;
                 if applied.files.is_empty() {
                     outcome.status = BumpStatus::AlreadyProposed;
                     outcome.pull_request = ensure_pr(
@@ -522,7 +544,7 @@ pub async fn bump(req: &BumpRequest) -> Result<BumpOutcome, GitopsError> {
                     }
                 };
                 git.reset_to(&start).await?;
-                applied = apply(&git.dir, &cfg.files, &target)?;
+                applied = apply(&wt, &cfg.files, &target)?;
                 if applied.files.is_empty() {
                     // Someone else pushed the same change meanwhile.
                     outcome.status = BumpStatus::AlreadyProposed;

@@ -18,6 +18,14 @@ pub enum GitopsError {
     },
     #[error("{file}: not found in the config repository at the base branch; check the --file path (relative to the repository root)")]
     FileNotFound { file: String },
+    #[error("{file}: `{link}` is a symbolic link in the config repository; runner never follows links in a config repository (one could point anywhere on this machine): name the real file with --file (gitops.files in runner.yml), or commit a regular file")]
+    Symlink { file: String, link: String },
+    #[error("{file}: not a regular file in the config repository; check the --file path")]
+    NotAFile { file: String },
+    #[error("{file}: larger than {limit} bytes; runner does not edit files this large in a config repository")]
+    TooLarge { file: String, limit: u64 },
+    #[error("cannot read {} that mention{} {image}, so the bump would be incomplete: {}; fix {}, or name the files to edit with --file (gitops.files in runner.yml)", if .files.len() == 1 { "a file" } else { "files" }, if .files.len() == 1 { "s" } else { "" }, .files.join("; "), if .files.len() == 1 { "it" } else { "them" })]
+    Unreadable { image: String, files: Vec<String> },
     #[error("{}: {source}; check the path and its permissions", path.display())]
     Io {
         path: PathBuf,

@@ -57,7 +57,7 @@ fn docker_config_auth(registry: &str) -> Option<Credentials> {
         .or_else(|| {
             std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".docker"))
         })?;
-    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
+    let text = read_small(&dir.join("config.json"))?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
     let auths = json.get("auths")?.as_object()?;
     let entry = auths.iter().find(|(k, _)| {
@@ -68,6 +68,24 @@ fn docker_config_auth(registry: &str) -> Option<Credentials> {
     })?;
     let encoded = entry.1.get("auth")?.as_str()?;
     decode_basic(encoded)
+}
+
+/// The largest docker `config.json` read (one with many registries is a few KiB).
+const MAX_DOCKER_CONFIG: u64 = 1 << 20;
+
+/// A regular file of at most `MAX_DOCKER_CONFIG` bytes, as text; `None` for anything
+/// else (a device, a FIFO, a larger file), which then gives no credentials.
+fn read_small(path: &std::path::Path) -> Option<String> {
+    use std::io::Read;
+    if !std::fs::metadata(path).ok()?.is_file() {
+        return None;
+    }
+    let file = std::fs::File::open(path).ok()?;
+    let mut text = String::new();
+    file.take(MAX_DOCKER_CONFIG + 1)
+        .read_to_string(&mut text)
+        .ok()?;
+    (text.len() as u64 <= MAX_DOCKER_CONFIG).then_some(text)
 }
 
 /// Decodes `base64(user:password)`, the shape of docker's `auth` and ECR's token.

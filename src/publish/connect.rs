@@ -6,7 +6,7 @@ use super::auth::{from_environment, Static};
 use super::ecr::{parse_ecr_host, EcrCredentials};
 use super::error::PublishError;
 use super::reference::ImageRef;
-use super::registry::{Endpoints, Registry, RetryPolicy};
+use super::registry::{Endpoints, Limits, Registry, RetryPolicy};
 use crate::aws_config::AwsSettings;
 use std::sync::Arc;
 
@@ -17,6 +17,8 @@ pub struct ConnectOptions {
     /// Create a missing ECR repository (when pushing).
     pub create_repository: bool,
     pub retry: RetryPolicy,
+    /// Timeouts and size caps of the registry client.
+    pub limits: Limits,
 }
 
 pub struct Connected {
@@ -47,8 +49,13 @@ pub async fn connect(
             } else {
                 false
             };
-            let registry =
-                Registry::new(&image.registry, &opts.endpoints, ecr.clone(), opts.retry)?;
+            let registry = Registry::with_limits(
+                &image.registry,
+                &opts.endpoints,
+                ecr.clone(),
+                opts.retry,
+                opts.limits,
+            )?;
             Ok(Connected {
                 registry: Arc::new(registry),
                 immutable_tags,
@@ -57,7 +64,13 @@ pub async fn connect(
         }
         None => {
             let creds = Arc::new(Static(from_environment(&image.registry)));
-            let registry = Registry::new(&image.registry, &opts.endpoints, creds, opts.retry)?;
+            let registry = Registry::with_limits(
+                &image.registry,
+                &opts.endpoints,
+                creds,
+                opts.retry,
+                opts.limits,
+            )?;
             Ok(Connected {
                 registry: Arc::new(registry),
                 immutable_tags: false,

@@ -29,6 +29,26 @@ pub enum PublishError {
         detail: String,
     },
 
+    /// The registry sent more than runner reads for this kind of answer.
+    #[error("registry {registry} sent {what} larger than the limit of {} bytes ({}); refusing to read it (a broken or hostile registry, or the wrong endpoint?)", limit, human(*limit))]
+    TooLarge {
+        registry: String,
+        what: String,
+        limit: u64,
+    },
+
+    /// The registry stopped answering (nothing for the idle timeout, or a small request
+    /// not done within its deadline).
+    #[error("registry {registry} did not answer {what} at {url} in time ({attempts} attempt(s); limits: {idle} s without a byte, {total} s per request); is it overloaded or on a slow link? raise the limit with RUNNER_REGISTRY_TIMEOUT=SECONDS")]
+    Timeout {
+        registry: String,
+        what: String,
+        url: String,
+        attempts: u32,
+        idle: f64,
+        total: f64,
+    },
+
     /// The manifest or tag does not exist.
     #[error("{reference} was not found in the registry")]
     NotFound { reference: String },
@@ -63,8 +83,22 @@ pub enum PublishError {
     #[error("bad --registry-endpoint `{0}`: write HOST=URL, e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com=http://127.0.0.1:5001")]
     BadEndpoint(String),
 
+    #[error("bad {name}=`{value}`: write a number of seconds (at most a day), e.g. {name}=60")]
+    BadTimeout { name: &'static str, value: String },
+
     #[error("image build failed: {0}")]
     Build(String),
+}
+
+/// `4194304` → `4 MiB`.
+fn human(bytes: u64) -> String {
+    const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    for (name, size) in UNITS {
+        if bytes >= size && bytes.is_multiple_of(size) {
+            return format!("{} {name}", bytes / size);
+        }
+    }
+    format!("{bytes} B")
 }
 
 impl PublishError {

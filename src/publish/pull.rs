@@ -15,6 +15,7 @@ use crate::docker::DockerEngine;
 use serde_json::Value;
 use std::io::Write;
 use std::path::Path;
+use tokio::io::AsyncWriteExt as _;
 
 /// What a pull did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -112,13 +113,19 @@ pub async fn pull_into_engine(
         .as_str()
         .ok_or_else(|| bad(&shown, "no config digest"))?
         .to_string();
-    let layers: Vec<String> = doc["layers"]
+    // The config is read whole (its descriptor's size, within a limit); each layer at
+    // most its descriptor's size (the digest check refuses anything else anyway).
+    let config_size = doc["config"]["size"]
+        .as_u64()
+        .unwrap_or(registry.limits().max_config)
+        .min(registry.limits().max_config);
+    let layers: Vec<(String, u64)> = doc["layers"]
         .as_array()
         .ok_or_else(|| bad(&shown, "no layers"))?
         .iter()
-        .map(|l| l["digest"].as_str().map(str::to_string))
+        .map(|l| Some((l["digest"].as_str()?.to_string(), l["size"].as_u64()?)))
         .collect::<Option<_>>()
-        .ok_or_else(|| bad(&shown, "a layer without a digest"))?;
+        .ok_or_else(|| bad(&shown, "a layer without a digest or a size"))?;
     let mut pulled = Pulled {
         id: config_digest.clone(),
         layers: layers.len(),
@@ -144,7 +151,9 @@ pub async fn pull_into_engine(
         return Ok(Some(pulled));
     }
 
-    let config = registry.get_blob(&image.repository, &config_digest).await?;
+    let config = registry
+        .get_blob(&image.repository, &config_digest, config_size)
+        .await?;
     let cfg: Value = serde_json::from_slice(&config).map_err(|e| bad(&shown, e))?;
     let diff_ids: Vec<String> = cfg["rootfs"]["diff_ids"]
         .as_array()
@@ -215,11 +224,34 @@ pub async fn pull_into_engine(
         &path,
     )
     .await?;
-    for (i, blob) in layers.iter().enumerate().skip(present) {
-        let bytes = registry.get_blob(&image.repository, blob).await?;
+    // Layers are streamed into the archive behind their entry's header (the size is the
+    // descriptor's, which the download must match): never a whole layer in memory.
+    let mut out = tokio::fs::File::from_std(
+        file.as_file()
+            .try_clone()
+            .map_err(|e| PublishError::io("open", &path, e))?,
+    );
+    for (i, (blob, size)) in layers.iter().enumerate().skip(present) {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(&layer_names[i])
+            .map_err(|e| PublishError::io("write", &path, e))?;
+        h.set_size(*size);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        let io = |e| PublishError::io("write", &path, e);
+        out.write_all(h.as_bytes()).await.map_err(io)?;
+        registry
+            .get_blob_into(&image.repository, blob, *size, &mut out)
+            .await?;
+        let padding = (512 - size % 512) % 512;
+        let zeros = [0u8; 512];
+        out.write_all(&zeros[..usize::try_from(padding).unwrap_or(0)])
+            .await
+            .map_err(io)?;
+        out.flush().await.map_err(io)?;
         pulled.layers_fetched += 1;
-        pulled.bytes_fetched += bytes.len() as u64;
-        archive = add(archive, layer_names[i].clone(), bytes, &path).await?;
+        pulled.bytes_fetched += size;
     }
     tokio::task::spawn_blocking(move || archive.into_inner().and_then(|mut f| f.flush()))
         .await

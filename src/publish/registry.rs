@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncSeekExt;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -65,6 +65,211 @@ impl Endpoints {
     }
 }
 
+/// How long to wait for a registry and how much of its answers to read. A registry is
+/// input like any other: it may send a manifest without end, accept a connection and
+/// never answer, or trickle a byte a second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Establishing a TCP (and TLS) connection.
+    pub connect_timeout: Duration,
+    /// The longest silence while waiting for an answer or reading a body, and while
+    /// sending an upload: a stalled or trickling registry is detected after this.
+    pub idle_timeout: Duration,
+    /// The whole of a small request (`/v2/`, manifests, tokens, upload sessions), body
+    /// included. Blob uploads and downloads have no total deadline, only `idle_timeout`.
+    pub request_timeout: Duration,
+    /// A manifest or an index.
+    pub max_manifest: u64,
+    /// A token endpoint's answer.
+    pub max_token: u64,
+    /// What is read of an error answer's body (the rest is left unread).
+    pub max_error_body: u64,
+    /// One signature layer (a simple-signing payload) of a `.sig` manifest.
+    pub max_signature: u64,
+    /// One attestation layer (a DSSE envelope, an SBOM can be large) of a `.att` manifest.
+    pub max_attestation: u64,
+    /// All the layers of one `.sig` or `.att` manifest together, and how many it may have.
+    pub max_attachments_total: u64,
+    pub max_attachment_layers: usize,
+    /// An image configuration blob.
+    pub max_config: u64,
+}
+
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// What the distribution registry and the OCI specification allow for a manifest.
+pub const MAX_MANIFEST: u64 = 4 << 20;
+pub const MAX_TOKEN: u64 = 1 << 20;
+pub const MAX_ERROR_BODY: u64 = 64 << 10;
+pub const MAX_SIGNATURE: u64 = 1 << 20;
+pub const MAX_ATTESTATION: u64 = 32 << 20;
+pub const MAX_ATTACHMENTS_TOTAL: u64 = 128 << 20;
+/// cosign's limit on signatures or attestations per image.
+pub const MAX_ATTACHMENT_LAYERS: usize = 100;
+pub const MAX_CONFIG: u64 = 16 << 20;
+/// How many times a request that timed out is sent in all: once more after a stall.
+const TIMEOUT_ATTEMPTS: u32 = 2;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_manifest: MAX_MANIFEST,
+            max_token: MAX_TOKEN,
+            max_error_body: MAX_ERROR_BODY,
+            max_signature: MAX_SIGNATURE,
+            max_attestation: MAX_ATTESTATION,
+            max_attachments_total: MAX_ATTACHMENTS_TOTAL,
+            max_attachment_layers: MAX_ATTACHMENT_LAYERS,
+            max_config: MAX_CONFIG,
+        }
+    }
+}
+
+impl Limits {
+    /// The same limits with every timeout at most `timeout` (idle and per request set
+    /// to it): what `RUNNER_REGISTRY_TIMEOUT` means.
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        Self {
+            connect_timeout: self.connect_timeout.min(timeout),
+            idle_timeout: timeout,
+            request_timeout: timeout,
+            ..self
+        }
+    }
+}
+
+/// What kind of request, for its timeouts: small ones have a total deadline (`Small`:
+/// `request_timeout`; `Fetch`: a blob read into memory, its own); blob transfers only
+/// the idle timeout (an upload's through a watchdog on its body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Small,
+    Fetch(Duration),
+    Download,
+    Upload,
+}
+
+/// The slowest transfer a blob read into memory is given time for, beyond
+/// `request_timeout`: its deadline grows by a second per MiB of its limit.
+const MIN_FETCH_RATE: u64 = 1 << 20;
+
+/// When an upload's body last gave bytes to the connection.
+struct Progress {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        })
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.start
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// A request body that records its progress, from a stream of chunks.
+fn progress_body<S>(stream: S, progress: &Arc<Progress>) -> reqwest::Body
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + Sync + 'static,
+{
+    use futures_util::StreamExt as _;
+    let p = Arc::clone(progress);
+    reqwest::Body::wrap_stream(stream.inspect(move |_| p.touch()))
+}
+
+/// `bytes` as a body in chunks, so its progress can be watched.
+fn chunked_body(bytes: &bytes::Bytes, progress: &Arc<Progress>) -> reqwest::Body {
+    const PIECE: usize = 256 * 1024;
+    let mut pieces = Vec::with_capacity(bytes.len() / PIECE + 1);
+    let mut at = 0;
+    while at < bytes.len() {
+        let end = (at + PIECE).min(bytes.len());
+        pieces.push(Ok(bytes.slice(at..end)));
+        at = end;
+    }
+    progress_body(futures_util::stream::iter(pieces), progress)
+}
+
+/// Why one PATCH of an upload failed.
+struct PatchFailure {
+    detail: String,
+    /// The registry went silent (rather than refusing or breaking the connection).
+    timed_out: bool,
+}
+
+impl PatchFailure {
+    fn other(detail: impl ToString) -> Self {
+        Self {
+            detail: detail.to_string(),
+            timed_out: false,
+        }
+    }
+}
+
+/// Why a request got no (complete) answer.
+enum SendError {
+    Http(reqwest::Error),
+    /// The upload body made no progress for the idle timeout.
+    Stalled,
+}
+
+impl SendError {
+    fn is_timeout(&self) -> bool {
+        match self {
+            SendError::Http(e) => e.is_timeout(),
+            SendError::Stalled => true,
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            SendError::Http(e) => crate::aws_config::error_chain(e),
+            SendError::Stalled => "the upload made no progress".into(),
+        }
+    }
+}
+
+/// Sends `req`; for an upload, gives up when its body has not advanced for `idle`
+/// (reqwest's read timeout would count the whole upload as one read).
+async fn send_watched(
+    req: RequestBuilder,
+    progress: Option<&Arc<Progress>>,
+    idle: Duration,
+) -> Result<Response, SendError> {
+    let Some(progress) = progress else {
+        return req.send().await.map_err(SendError::Http);
+    };
+    let fut = req.send();
+    tokio::pin!(fut);
+    let tick = (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            r = &mut fut => return r.map_err(SendError::Http),
+            () = tokio::time::sleep(tick) => {
+                if progress.idle_for() >= idle {
+                    return Err(SendError::Stalled);
+                }
+            }
+        }
+    }
+}
+
 /// How often and how patiently to retry: connection errors, 5xx and 429.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -111,10 +316,15 @@ struct AuthState {
 pub struct Registry {
     registry: String,
     base: String,
+    /// Reads time out after `limits.idle_timeout` of silence.
     http: reqwest::Client,
+    /// For uploads: no read timeout (reqwest would count sending the body as waiting for
+    /// the answer); a watchdog on the body's progress instead.
+    upload_http: reqwest::Client,
     source: Arc<dyn CredentialSource>,
     state: tokio::sync::Mutex<AuthState>,
     retry: RetryPolicy,
+    limits: Limits,
     pub stats: Stats,
 }
 
@@ -127,36 +337,132 @@ pub struct Manifest {
 }
 
 impl Registry {
+    /// A client with the default `Limits`.
     pub fn new(
         registry: &str,
         endpoints: &Endpoints,
         source: Arc<dyn CredentialSource>,
         retry: RetryPolicy,
     ) -> Result<Self, PublishError> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("runner/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(120))
+        Self::with_limits(registry, endpoints, source, retry, Limits::default())
+    }
+
+    pub fn with_limits(
+        registry: &str,
+        endpoints: &Endpoints,
+        source: Arc<dyn CredentialSource>,
+        retry: RetryPolicy,
+        limits: Limits,
+    ) -> Result<Self, PublishError> {
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!("runner/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(limits.connect_timeout)
+        };
+        let setup = |e: reqwest::Error| PublishError::Protocol {
+            registry: registry.to_string(),
+            what: "client setup".into(),
+            status: 0,
+            detail: e.to_string(),
+        };
+        let http = builder()
+            .read_timeout(limits.idle_timeout)
             .build()
-            .map_err(|e| PublishError::Protocol {
-                registry: registry.to_string(),
-                what: "client setup".into(),
-                status: 0,
-                detail: e.to_string(),
-            })?;
+            .map_err(setup)?;
+        let upload_http = builder().build().map_err(setup)?;
         Ok(Self {
             registry: registry.to_string(),
             base: endpoints.base_url(registry),
             http,
+            upload_http,
             source,
             state: tokio::sync::Mutex::new(AuthState::default()),
             retry,
+            limits,
             stats: Stats::default(),
         })
     }
 
     pub fn registry(&self) -> &str {
         &self.registry
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Reads a whole body of at most `limit` bytes: refused up front when its
+    /// Content-Length says more, and as soon as more arrives (never trusting the header;
+    /// never holding more than `limit` bytes).
+    async fn read_capped(
+        &self,
+        mut resp: Response,
+        what: &str,
+        limit: u64,
+    ) -> Result<Vec<u8>, PublishError> {
+        let too_large = || PublishError::TooLarge {
+            registry: self.registry.clone(),
+            what: what.to_string(),
+            limit,
+        };
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let url = resp.url().to_string();
+        let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+        let hint = resp.content_length().map_or(0, |n| n.min(1 << 20));
+        let mut out = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if chunk.len() > cap - out.len() {
+                        return Err(too_large());
+                    }
+                    out.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(out),
+                Err(e) => return Err(self.transfer_error(what, &url, &e)),
+            }
+        }
+    }
+
+    /// The start of an error answer's body (at most `max_error_body` bytes, for at most
+    /// `request_timeout`: an upload's answer has no deadline of its own), trimmed for a
+    /// message. Whatever goes wrong reading it gives what arrived until then.
+    async fn error_text(&self, mut resp: Response) -> String {
+        let cap = usize::try_from(self.limits.max_error_body).unwrap_or(usize::MAX);
+        let mut out: Vec<u8> = Vec::new();
+        let read = async {
+            while let Ok(Some(chunk)) = resp.chunk().await {
+                let room = cap - out.len();
+                out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if out.len() >= cap {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(self.limits.request_timeout, read).await;
+        snippet(&String::from_utf8_lossy(&out))
+    }
+
+    /// A body read that failed: a timeout, or the connection broke.
+    fn transfer_error(&self, what: &str, url: &str, e: &reqwest::Error) -> PublishError {
+        if e.is_timeout() {
+            self.timed_out(what, url, 1)
+        } else {
+            self.protocol(what, 200, crate::aws_config::error_chain(e))
+        }
+    }
+
+    fn timed_out(&self, what: &str, url: &str, attempts: u32) -> PublishError {
+        PublishError::Timeout {
+            registry: self.registry.clone(),
+            what: what.to_string(),
+            url: url.to_string(),
+            attempts,
+            idle: self.limits.idle_timeout.as_secs_f64(),
+            total: self.limits.request_timeout.as_secs_f64(),
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -203,7 +509,7 @@ impl Registry {
         let Some(realm) = params.get("realm") else {
             return Ok(());
         };
-        let mut req = self.http.get(realm);
+        let mut req = self.http.get(realm).timeout(self.limits.request_timeout);
         let query: Vec<(&str, &String)> = ["service", "scope"]
             .iter()
             .filter_map(|k| params.get(*k).map(|v| (*k, v)))
@@ -212,20 +518,24 @@ impl Registry {
         if let Credentials::Basic { username, password } = &creds {
             req = req.basic_auth(username, Some(password.expose()));
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| self.unreachable(realm, 1, &e))?;
+        let resp = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                self.timed_out("the token request", realm, 1)
+            } else {
+                self.unreachable(realm, 1, &e)
+            }
+        })?;
         if !resp.status().is_success() {
             return Err(PublishError::Unauthorized {
                 registry: self.registry.clone(),
                 status: resp.status().as_u16(),
             });
         }
-        let body: serde_json::Value = resp
-            .json()
-            .await
-            .map_err(|e| self.protocol("token", 200, e))?;
+        let body = self
+            .read_capped(resp, "the token answer", self.limits.max_token)
+            .await?;
+        let body: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| self.protocol("token", 200, e))?;
         st.bearer = body
             .get("token")
             .or_else(|| body.get("access_token"))
@@ -252,21 +562,62 @@ impl Registry {
         }
     }
 
-    /// Sends a request built by `build`, retrying connection failures, 5xx and 429, and
-    /// refreshing credentials once on 401. `build` is called again for every attempt.
+    /// Sends a small request built by `build` (with the per-request deadline).
     async fn send<F>(&self, what: &str, url: &str, build: F) -> Result<Response, PublishError>
     where
         F: Fn(&reqwest::Client, &str) -> RequestBuilder,
     {
+        self.send_kind(what, url, Kind::Small, |c, u, _| build(c, u))
+            .await
+    }
+
+    /// Sends a request built by `build`, retrying connection failures, 5xx and 429, and
+    /// refreshing credentials once on 401. `build` is called again for every attempt,
+    /// with the progress an upload's body must report (see `progress_body`). A request
+    /// that timed out is sent once more at most.
+    async fn send_kind<F>(
+        &self,
+        what: &str,
+        url: &str,
+        kind: Kind,
+        build: F,
+    ) -> Result<Response, PublishError>
+    where
+        F: Fn(&reqwest::Client, &str, &Arc<Progress>) -> RequestBuilder,
+    {
         let mut refreshed = false;
         let mut attempt = 0;
+        let mut timeouts = 0;
         loop {
-            let req = self.authorize(build(&self.http, url)).await?;
-            match req.send().await {
+            let progress = Progress::new();
+            let (client, watched) = match kind {
+                Kind::Upload => (&self.upload_http, Some(&progress)),
+                Kind::Small | Kind::Fetch(_) | Kind::Download => (&self.http, None),
+            };
+            let mut req = build(client, url, &progress);
+            match kind {
+                Kind::Small => req = req.timeout(self.limits.request_timeout),
+                Kind::Fetch(deadline) => req = req.timeout(deadline),
+                Kind::Download | Kind::Upload => {}
+            }
+            let req = self.authorize(req).await?;
+            progress.touch();
+            match send_watched(req, watched, self.limits.idle_timeout).await {
                 Err(e) => {
                     attempt += 1;
+                    if e.is_timeout() {
+                        timeouts += 1;
+                        if timeouts >= TIMEOUT_ATTEMPTS {
+                            return Err(self.timed_out(what, url, attempt));
+                        }
+                    }
                     if attempt >= self.retry.attempts {
-                        return Err(self.unreachable(url, attempt, &e));
+                        return Err(PublishError::Unreachable {
+                            registry: self.registry.clone(),
+                            url: url.to_string(),
+                            attempts: attempt,
+                            detail: e.detail(),
+                        });
                     }
                     tokio::time::sleep(self.retry.delay(attempt)).await;
                 }
@@ -287,8 +638,8 @@ impl Registry {
                     attempt += 1;
                     if attempt >= self.retry.attempts {
                         let status = resp.status().as_u16();
-                        let body = resp.text().await.unwrap_or_default();
-                        return Err(self.protocol(what, status, snippet(&body)));
+                        let body = self.error_text(resp).await;
+                        return Err(self.protocol(what, status, body));
                     }
                     tokio::time::sleep(self.retry.delay(attempt)).await;
                 }
@@ -329,15 +680,92 @@ impl Registry {
         }
     }
 
-    pub async fn get_blob(&self, repo: &str, digest: &str) -> Result<Vec<u8>, PublishError> {
+    /// Streams a blob of exactly `size` bytes (its descriptor's) into `out`, one chunk in
+    /// memory at a time, checked against its digest (what `out` received is garbage when
+    /// this fails). More or fewer bytes than `size` are an error.
+    pub async fn get_blob_into<W>(
+        &self,
+        repo: &str,
+        digest: &str,
+        size: u64,
+        out: &mut W,
+    ) -> Result<(), PublishError>
+    where
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        use sha2::Digest as _;
+        use tokio::io::AsyncWriteExt as _;
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
-        let resp = self.send("GET blob", &url, |c, u| c.get(u)).await?;
+        let mut resp = self
+            .send_kind("GET blob", &url, Kind::Download, |c, u, _| c.get(u))
+            .await?;
+        match resp.status() {
+            s if s.is_success() => {}
+            StatusCode::NOT_FOUND => {
+                return Err(PublishError::NotFound {
+                    reference: format!("{}/{repo}@{digest}", self.registry),
+                })
+            }
+            s => return Err(self.protocol(&format!("GET blob {digest}"), s.as_u16(), "")),
+        }
+        let what = format!("blob {}/{repo}@{digest}", self.registry);
+        let too_large = || PublishError::TooLarge {
+            registry: self.registry.clone(),
+            what: what.clone(),
+            limit: size,
+        };
+        if resp.content_length().is_some_and(|n| n > size) {
+            return Err(too_large());
+        }
+        let mut hasher = sha2::Sha256::new();
+        let mut received = 0u64;
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    received += chunk.len() as u64;
+                    if received > size {
+                        return Err(too_large());
+                    }
+                    hasher.update(&chunk);
+                    out.write_all(&chunk).await.map_err(|e| {
+                        PublishError::io("write", format!("the download of {what}"), e)
+                    })?;
+                }
+                Ok(None) => break,
+                Err(e) => return Err(self.transfer_error(&what, &url, &e)),
+            }
+        }
+        let actual = format!("sha256:{:x}", hasher.finalize());
+        if actual != digest || received != size {
+            return Err(PublishError::DigestMismatch {
+                digest: digest.to_string(),
+                actual: format!("{actual}, {received} of {size} bytes"),
+            });
+        }
+        Ok(())
+    }
+
+    /// A blob of at most `max_size` bytes (its descriptor's size, or a limit), in memory,
+    /// checked against its digest; within `request_timeout` plus a second per MiB of
+    /// `max_size` (a trickle cannot hold it for long).
+    pub async fn get_blob(
+        &self,
+        repo: &str,
+        digest: &str,
+        max_size: u64,
+    ) -> Result<Vec<u8>, PublishError> {
+        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
+        let deadline = self
+            .limits
+            .request_timeout
+            .saturating_add(Duration::from_secs(max_size / MIN_FETCH_RATE));
+        let resp = self
+            .send_kind("GET blob", &url, Kind::Fetch(deadline), |c, u, _| c.get(u))
+            .await?;
         match resp.status() {
             s if s.is_success() => {
-                let bytes = resp
-                    .bytes()
-                    .await
-                    .map_err(|e| self.protocol("GET blob body", 200, e))?;
+                let what = format!("blob {}/{repo}@{digest}", self.registry);
+                let bytes = self.read_capped(resp, &what, max_size).await?;
                 let actual = sha256_digest(&bytes);
                 if actual != digest {
                     return Err(PublishError::DigestMismatch {
@@ -345,7 +773,7 @@ impl Registry {
                         actual,
                     });
                 }
-                Ok(bytes.to_vec())
+                Ok(bytes)
             }
             StatusCode::NOT_FOUND => Err(PublishError::NotFound {
                 reference: format!("{}/{repo}@{digest}", self.registry),
@@ -363,8 +791,8 @@ impl Registry {
             .await?;
         if resp.status() != StatusCode::ACCEPTED {
             let s = resp.status().as_u16();
-            let body = resp.text().await.unwrap_or_default();
-            return Err(self.protocol("POST blob upload", s, snippet(&body)));
+            let body = self.error_text(resp).await;
+            return Err(self.protocol("POST blob upload", s, body));
         }
         location(&resp).ok_or_else(|| self.protocol("POST blob upload", 202, "no Location header"))
     }
@@ -380,16 +808,17 @@ impl Registry {
         let url = self.url(&with_query(&loc, "digest", &digest));
         let body = bytes::Bytes::copy_from_slice(bytes);
         let resp = self
-            .send("PUT blob", &url, |c, u| {
+            .send_kind("PUT blob", &url, Kind::Upload, |c, u, progress| {
                 c.put(u)
                     .header("Content-Type", "application/octet-stream")
-                    .body(body.clone())
+                    .header("Content-Length", body.len().to_string())
+                    .body(chunked_body(&body, progress))
             })
             .await?;
         if resp.status() != StatusCode::CREATED {
             let s = resp.status().as_u16();
-            let body = resp.text().await.unwrap_or_default();
-            return Err(self.protocol("PUT blob", s, snippet(&body)));
+            let body = self.error_text(resp).await;
+            return Err(self.protocol("PUT blob", s, body));
         }
         self.stats.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
         self.stats
@@ -454,6 +883,9 @@ impl Registry {
         let mut loc = self.start_upload(repo).await?;
         let mut offset = 0u64;
         let mut failures = 0u32;
+        // Failures in a row that were silences: a registry that stalls twice is not
+        // waited for any longer.
+        let mut stalls = 0u32;
         while offset < size {
             let end = (offset + CHUNK).min(size);
             match self.patch_range(&loc, path, offset, end).await {
@@ -461,9 +893,14 @@ impl Registry {
                     loc = next;
                     offset = end;
                     failures = 0;
+                    stalls = 0;
                 }
-                Err(detail) => {
+                Err(PatchFailure { detail, timed_out }) => {
                     failures += 1;
+                    stalls += u32::from(timed_out);
+                    if stalls >= TIMEOUT_ATTEMPTS {
+                        return Err(self.timed_out("PATCH blob upload", &self.url(&loc), failures));
+                    }
                     if failures >= self.retry.attempts {
                         return Err(PublishError::Unreachable {
                             registry: self.registry.clone(),
@@ -484,6 +921,16 @@ impl Registry {
                             offset = 0;
                             self.stats.uploads_restarted.fetch_add(1, Ordering::Relaxed);
                         }
+                        Err(PublishError::Timeout { .. }) => {
+                            stalls += 1;
+                            if stalls >= TIMEOUT_ATTEMPTS {
+                                return Err(self.timed_out(
+                                    "GET upload status",
+                                    &self.url(&loc),
+                                    failures,
+                                ));
+                            }
+                        }
                         Err(_) => {} // still unreachable: try the same chunk after a pause
                     }
                 }
@@ -499,35 +946,36 @@ impl Registry {
             StatusCode::CREATED => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
             s => {
-                let body = resp.text().await.unwrap_or_default();
-                Err(self.protocol(&format!("PUT blob {digest}"), s.as_u16(), snippet(&body)))
+                let body = self.error_text(resp).await;
+                Err(self.protocol(&format!("PUT blob {digest}"), s.as_u16(), body))
             }
         }
     }
 
-    /// One PATCH of `path[offset..end]`. Errors are strings: the caller decides.
+    /// One PATCH of `path[offset..end]`. Errors are described: the caller decides.
     async fn patch_range(
         &self,
         loc: &str,
         path: &Path,
         offset: u64,
         end: u64,
-    ) -> Result<String, String> {
+    ) -> Result<String, PatchFailure> {
         let mut file = tokio::fs::File::open(path)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(PatchFailure::other)?;
         file.seek(std::io::SeekFrom::Start(offset))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(PatchFailure::other)?;
         let len = end - offset;
         let reader = tokio::io::AsyncReadExt::take(file, len);
-        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
-            reader,
-            256 * 1024,
-        ));
+        let progress = Progress::new();
+        let body = progress_body(
+            tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024),
+            &progress,
+        );
         let url = self.url(loc);
         let mut req = self
-            .http
+            .upload_http
             .request(Method::PATCH, &url)
             .header("Content-Type", "application/octet-stream")
             .header("Content-Length", len.to_string())
@@ -535,20 +983,26 @@ impl Registry {
         if len > 0 {
             req = req.header("Content-Range", format!("{}-{}", offset, end - 1));
         }
-        let req = self.authorize(req).await.map_err(|e| e.to_string())?;
-        let resp = req
-            .send()
+        let req = self.authorize(req).await.map_err(PatchFailure::other)?;
+        progress.touch();
+        let resp = send_watched(req, Some(&progress), self.limits.idle_timeout)
             .await
-            .map_err(|e| crate::aws_config::error_chain(&e))?;
+            .map_err(|e| PatchFailure {
+                detail: e.detail(),
+                timed_out: e.is_timeout(),
+            })?;
         if resp.status() == StatusCode::ACCEPTED {
-            location(&resp).ok_or_else(|| "no Location header after PATCH".to_string())
+            location(&resp).ok_or_else(|| PatchFailure::other("no Location header after PATCH"))
         } else if resp.status() == StatusCode::UNAUTHORIZED {
             self.reauthorize(challenge(&resp))
                 .await
-                .map_err(|e| e.to_string())?;
-            Err("credentials refreshed".into())
+                .map_err(PatchFailure::other)?;
+            Err(PatchFailure::other("credentials refreshed"))
         } else {
-            Err(format!("PATCH answered {}", resp.status()))
+            Err(PatchFailure::other(format!(
+                "PATCH answered {}",
+                resp.status()
+            )))
         }
     }
 
@@ -556,11 +1010,16 @@ impl Registry {
     /// when the registry no longer knows the upload.
     async fn upload_status(&self, loc: &str) -> Result<Option<(String, u64)>, PublishError> {
         let url = self.url(loc);
-        let req = self.authorize(self.http.get(&url)).await?;
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&url, 1, &e))?;
+        let req = self
+            .authorize(self.http.get(&url).timeout(self.limits.request_timeout))
+            .await?;
+        let resp = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                self.timed_out("GET upload status", &url, 1)
+            } else {
+                self.unreachable(&url, 1, &e)
+            }
+        })?;
         match resp.status() {
             StatusCode::NO_CONTENT => {
                 let received = resp
@@ -596,14 +1055,14 @@ impl Registry {
             .await?;
         if resp.status() != StatusCode::CREATED {
             let s = resp.status().as_u16();
-            let body = resp.text().await.unwrap_or_default();
+            let body = self.error_text(resp).await;
             if body.contains("TAG_INVALID") || body.contains("ImageTagAlreadyExists") {
                 return Err(PublishError::TagImmutable {
                     repository: format!("{}/{repo}", self.registry),
                     tag: reference.to_string(),
                 });
             }
-            return Err(self.protocol(&format!("PUT manifest {reference}"), s, snippet(&body)));
+            return Err(self.protocol(&format!("PUT manifest {reference}"), s, body));
         }
         Ok(sha256_digest(bytes))
     }
@@ -629,10 +1088,11 @@ impl Registry {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or(OCI_MANIFEST)
                     .to_string();
-                let bytes = resp
-                    .bytes()
-                    .await
-                    .map_err(|e| self.protocol("GET manifest body", 200, e))?;
+                let what = format!("the manifest {}/{repo}:{reference}", self.registry);
+                let what = what.replace(":sha256:", "@sha256:");
+                let bytes = self
+                    .read_capped(resp, &what, self.limits.max_manifest)
+                    .await?;
                 let digest = sha256_digest(&bytes);
                 if reference.starts_with("sha256:") && digest != reference {
                     return Err(PublishError::DigestMismatch {
@@ -642,17 +1102,13 @@ impl Registry {
                 }
                 Ok(Some(Manifest {
                     media_type,
-                    bytes: bytes.to_vec(),
+                    bytes,
                     digest,
                 }))
             }
             s => {
-                let body = resp.text().await.unwrap_or_default();
-                Err(self.protocol(
-                    &format!("GET manifest {reference}"),
-                    s.as_u16(),
-                    snippet(&body),
-                ))
+                let body = self.error_text(resp).await;
+                Err(self.protocol(&format!("GET manifest {reference}"), s.as_u16(), body))
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use crate::event::{Event, Reporter, StageSummary};
 use crate::scan::image::{scan_image_archive, ImageInventory};
-use crate::scan::model::{SecretFinding, VulnFinding};
+use crate::scan::model::{SecretFinding, Unreadable, VulnFinding};
 use crate::scan::osv::AdvisoryDb;
 use crate::scan::policy::{self, Policy, Verdict};
 use crate::scan::secrets::{ScanOptions, SecretScanner};
@@ -16,6 +16,9 @@ use std::time::Instant;
 pub struct Findings {
     pub secrets: Vec<SecretFinding>,
     pub vulnerabilities: Vec<VulnFinding>,
+    /// Inputs that could not be read (lockfiles that do not parse, are too large...):
+    /// the policy judges them (`fail-on-unreadable`).
+    pub unreadable: Vec<Unreadable>,
     /// Packages looked up (lockfile entries or image packages).
     pub packages: usize,
     pub files_scanned: u64,
@@ -28,6 +31,7 @@ impl Findings {
     pub fn extend(&mut self, other: Findings) {
         self.secrets.extend(other.secrets);
         self.vulnerabilities.extend(other.vulnerabilities);
+        self.unreadable.extend(other.unreadable);
         self.packages += other.packages;
         self.files_scanned += other.files_scanned;
         self.bytes_scanned += other.bytes_scanned;
@@ -80,10 +84,13 @@ pub fn scan_deps(dir: &Path, db: &AdvisoryDb) -> Result<Findings, String> {
         vulnerabilities: out.findings,
         packages: out.lockfiles.iter().map(|l| l.packages.len()).sum(),
         files_scanned: out.lockfiles.len() as u64,
-        notes: out
+        unreadable: out
             .skipped
-            .iter()
-            .map(|s| format!("{}: {}", s.path, s.reason))
+            .into_iter()
+            .map(|s| Unreadable {
+                path: s.path,
+                reason: s.reason,
+            })
             .collect(),
         ..Default::default()
     })
@@ -188,8 +195,15 @@ pub fn judge(
         policy,
         &findings.secrets,
         &findings.vulnerabilities,
+        &findings.unreadable,
         &today(),
     );
+    for u in &findings.unreadable {
+        reporter.event(&Event::Notice {
+            level: crate::event::Level::Warning,
+            message: format!("scan {what}: could not read {}: {}", u.path, u.reason),
+        });
+    }
     for note in &findings.notes {
         reporter.event(&Event::Notice {
             level: crate::event::Level::Warning,
@@ -203,11 +217,12 @@ pub fn judge(
         });
     }
     let mut message = format!(
-        "Scan of {what}: {} secrets, {} vulnerabilities in {} packages, {} files; {} accepted by the allow-list",
+        "Scan of {what}: {} secrets, {} vulnerabilities in {} packages, {} files, {} unreadable; {} accepted by the allow-list",
         findings.secrets.len(),
         findings.vulnerabilities.len(),
         findings.packages,
         findings.files_scanned,
+        findings.unreadable.len(),
         verdict.allowed.len()
     );
     if !verdict.passed() {
@@ -229,6 +244,7 @@ pub fn judge(
             "target": what,
             "secrets": findings.secrets,
             "vulnerabilities": findings.vulnerabilities,
+            "unreadable": findings.unreadable,
             "verdict": verdict,
         }),
         duration_ms: started.elapsed().as_millis() as u64,

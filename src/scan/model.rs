@@ -80,3 +80,16 @@ pub struct VulnFinding {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fixed: Option<String>,
 }
+
+/// The id an unreadable input goes by in verdicts, allow entries and SARIF.
+pub const UNREADABLE_ID: &str = "unreadable-input";
+
+/// An input a scanner could not read (a lockfile it could not open, that is too large or
+/// that does not parse): nothing in it was checked, so the policy sees it
+/// (`fail-on-unreadable`). `reason` says what is wrong, never the file's content.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Unreadable {
+    /// Relative to the scanned root, `/`-separated.
+    pub path: String,
+    pub reason: String,
+}

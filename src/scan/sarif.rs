@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::scan::model::{Location, SecretFinding, Severity, VulnFinding};
+use crate::scan::model::{
+    Location, SecretFinding, Severity, Unreadable, VulnFinding, UNREADABLE_ID,
+};
 use crate::scan::secrets::RuleMeta;
 
 pub const SARIF_SCHEMA: &str =
@@ -286,6 +288,52 @@ pub fn sarif_log(
             "results": results,
         }],
     })
+}
+
+/// Adds one `error` result per input that could not be read (rule `unreadable-input`),
+/// at the file, to a log made by [`sarif_log`].
+pub fn add_unreadable(log: &mut Value, unreadable: &[Unreadable]) {
+    if unreadable.is_empty() {
+        return;
+    }
+    let Some(run) = log.pointer_mut("/runs/0") else {
+        return;
+    };
+    let rule_index = match run
+        .pointer_mut("/tool/driver/rules")
+        .and_then(Value::as_array_mut)
+    {
+        Some(rules) => {
+            rules.push(rule_object(
+                UNREADABLE_ID,
+                "An input the scan could not read",
+                "A lockfile that could not be opened or parsed, or is too large: nothing in it was checked for vulnerabilities.",
+                "Fix or regenerate the file with its package manager; or accept it in the scan policy with an allow entry (id: unreadable-input, path, reason), or set fail-on-unreadable: false.",
+                Severity::High,
+                &["security".to_string()],
+                None,
+            ));
+            rules.len() - 1
+        }
+        None => return,
+    };
+    let Some(results) = run.get_mut("results").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for u in unreadable {
+        let location = Location {
+            path: u.path.clone(),
+            ..Location::default()
+        };
+        results.push(json!({
+            "ruleId": UNREADABLE_ID,
+            "ruleIndex": rule_index,
+            "level": "error",
+            "message": { "text": format!("{} could not be scanned: {}", u.path, u.reason) },
+            "locations": [{ "physicalLocation": physical_location(&location) }],
+            "partialFingerprints": { "unreadableFingerprint/v1": sha256_hex(&format!("{UNREADABLE_ID}:{}", u.path)) },
+        }));
+    }
 }
 
 fn is_semver(v: &str) -> bool {

@@ -67,21 +67,38 @@ pub struct Layer {
     pub blob: Vec<u8>,
 }
 
-/// The layers at `tag`, blobs fetched and checked against their digests.
+/// The layers of `media_type` at `tag`, blobs fetched (each within `max_layer` bytes,
+/// all of them within the registry's `max_attachments_total`) and checked against their
+/// digests. Layers of other types are not downloaded.
 pub async fn read_layers(
     registry: &Registry,
     repo: &str,
     tag: &str,
+    media_type: &str,
+    max_layer: u64,
 ) -> Result<Vec<Layer>, SignError> {
     let Some(m) = registry.get_manifest(repo, tag).await? else {
         return Ok(Vec::new());
     };
+    let limits = *registry.limits();
     let manifest: Value = serde_json::from_slice(&m.bytes).unwrap_or(Value::Null);
+    let listed = manifest["layers"].as_array().map_or(0, Vec::len);
+    if listed > limits.max_attachment_layers {
+        return Err(SignError::TooManyLayers {
+            reference: format!("{}/{repo}:{tag}", registry.registry()),
+            layers: listed,
+            limit: limits.max_attachment_layers,
+        });
+    }
+    let mut budget = limits.max_attachments_total;
     let mut out = Vec::new();
     for l in manifest["layers"].as_array().into_iter().flatten() {
         let (Some(mt), Some(digest)) = (l["mediaType"].as_str(), l["digest"].as_str()) else {
             continue;
         };
+        if mt != media_type {
+            continue;
+        }
         let annotations = l["annotations"]
             .as_object()
             .map(|o| {
@@ -90,7 +107,26 @@ pub async fn read_layers(
                     .collect()
             })
             .unwrap_or_default();
-        let blob = registry.get_blob(repo, digest).await?;
+        // Within the layer's declared size, the per-layer limit and what is left of
+        // the manifest's budget; a declared size beyond those is refused unread.
+        let cap = max_layer.min(budget);
+        let max = match l["size"].as_u64() {
+            Some(size) if size > cap => {
+                return Err(crate::publish::PublishError::TooLarge {
+                    registry: registry.registry().to_string(),
+                    what: format!(
+                        "layer {digest} of {}/{repo}:{tag} ({size} bytes declared)",
+                        registry.registry()
+                    ),
+                    limit: cap,
+                }
+                .into())
+            }
+            Some(size) => size,
+            None => cap,
+        };
+        let blob = registry.get_blob(repo, digest, max).await?;
+        budget = budget.saturating_sub(blob.len() as u64);
         out.push(Layer {
             media_type: mt.to_string(),
             digest: digest.to_string(),
@@ -216,7 +252,14 @@ pub async fn verify(
     digest: &str,
     key: &VerifyingKey,
 ) -> Result<usize, SignError> {
-    let layers = read_layers(registry, &image.repository, &tag_for(digest, "sig")).await?;
+    let layers = read_layers(
+        registry,
+        &image.repository,
+        &tag_for(digest, "sig"),
+        SIMPLE_SIGNING,
+        registry.limits().max_signature,
+    )
+    .await?;
     let mut reasons = Vec::new();
     let mut valid = 0;
     if layers.is_empty() {
@@ -327,7 +370,14 @@ pub async fn verify_attestations(
     key: &VerifyingKey,
     predicate_type: Option<&str>,
 ) -> Result<Vec<Attestation>, SignError> {
-    let layers = read_layers(registry, &image.repository, &tag_for(digest, "att")).await?;
+    let layers = read_layers(
+        registry,
+        &image.repository,
+        &tag_for(digest, "att"),
+        DSSE_ENVELOPE,
+        registry.limits().max_attestation,
+    )
+    .await?;
     let mut reasons = Vec::new();
     let mut out = Vec::new();
     if layers.is_empty() {

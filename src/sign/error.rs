@@ -19,6 +19,14 @@ pub enum SignError {
     #[error("{path} already exists; remove it or choose another --output-dir (runner never overwrites a key)")]
     Exists { path: String },
 
+    /// A `.sig` or `.att` manifest lists more layers than runner reads.
+    #[error("{reference} lists {layers} layers, more than the limit of {limit}; refusing to read them (a broken or hostile registry?)")]
+    TooManyLayers {
+        reference: String,
+        layers: usize,
+        limit: usize,
+    },
+
     #[error("signing failed: {0}")]
     Crypto(String),
 

@@ -7,6 +7,51 @@ use sigstore::crypto::signing_key::SigStoreKeyPair;
 use sigstore::crypto::{CosignVerificationKey, SigStoreSigner, Signature, SigningScheme};
 use std::path::Path;
 
+/// The largest key file runner reads: a cosign key is under 1 KiB; a PEM with a
+/// certificate chain a few KiB.
+pub const MAX_KEY_FILE: u64 = 64 << 10;
+
+const NOT_REGULAR: &str = "not a regular file (a device, FIFO, socket or directory); pass the key file itself (cosign.key or cosign.pub)";
+
+/// Reads a key file: only a regular file (not a device such as /dev/zero, a FIFO or a
+/// directory), and at most `MAX_KEY_FILE` bytes.
+pub fn read_key_file(path: &Path) -> Result<Vec<u8>, SignError> {
+    use std::io::Read;
+    let shown = path.display().to_string();
+    let io = |source| SignError::Io {
+        action: "read",
+        path: shown.clone(),
+        source,
+    };
+    let not_regular = || SignError::Key {
+        path: shown.clone(),
+        detail: NOT_REGULAR.into(),
+    };
+    // Checked before opening (opening a FIFO would wait for a writer), and again on
+    // what was opened.
+    if !std::fs::metadata(path).map_err(io)?.is_file() {
+        return Err(not_regular());
+    }
+    let file = std::fs::File::open(path).map_err(io)?;
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(not_regular());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_KEY_FILE {
+        return Err(SignError::Key {
+            path: shown.clone(),
+            detail: format!(
+                "larger than {} KiB, too large for a key; pass the key file itself (cosign.key or cosign.pub)",
+                MAX_KEY_FILE >> 10
+            ),
+        });
+    }
+    Ok(bytes)
+}
+
 pub struct SigningKey {
     signer: SigStoreSigner,
 }
@@ -46,11 +91,7 @@ impl SigningKey {
     }
 
     pub fn load(path: &Path, password: &[u8]) -> Result<Self, SignError> {
-        let pem = std::fs::read(path).map_err(|source| SignError::Io {
-            action: "read",
-            path: path.display().to_string(),
-            source,
-        })?;
+        let pem = read_key_file(path)?;
         Self::from_encrypted_pem(&pem, password, &path.display().to_string())
     }
 
@@ -100,11 +141,7 @@ impl VerifyingKey {
     }
 
     pub fn load(path: &Path) -> Result<Self, SignError> {
-        let pem = std::fs::read(path).map_err(|source| SignError::Io {
-            action: "read",
-            path: path.display().to_string(),
-            source,
-        })?;
+        let pem = read_key_file(path)?;
         Self::from_pem(&pem, &path.display().to_string())
     }
 

@@ -198,6 +198,22 @@ impl Remote {
             .parse()
             .unwrap()
     }
+
+    /// One more commit on `main`, made by `change` in a fresh clone (links are committed
+    /// as links).
+    fn commit(&self, change: impl FnOnce(&Path)) {
+        let tmp = tempfile::tempdir().unwrap();
+        let work = tmp.path().join("work");
+        let bare = self.bare.to_string_lossy().to_string();
+        git(
+            tmp.path(),
+            &["clone", "--quiet", &bare, &work.to_string_lossy()],
+        );
+        change(&work);
+        git(&work, &["add", "-A"]);
+        git(&work, &["commit", "--quiet", "-m", "hostile change"]);
+        git(&work, &["push", "--quiet", "origin", "HEAD:main"]);
+    }
 }
 
 /// The strict GitHub stand-in.
@@ -964,4 +980,173 @@ async fn force_push_rebuilds_the_branch_from_the_base_only_when_configured() {
     assert!(remote
         .show("runner/bump/shop", "flux/deployment.yaml")
         .contains("shop:1.3.0@sha256:1a1a"));
+}
+
+/// A deployment pinning SHOP at 1.0.0 (for files outside the repository and odd encodings).
+const DEPLOYMENT: &str =
+    "kind: Deployment\nspec:\n  template:\n    spec:\n      containers:\n        - name: web\n          image: ghcr.io/acme/shop:1.0.0\n";
+
+fn bump_args<'a>(remote: &'a Remote, files: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--repo",
+        &remote.url,
+        "--image",
+        SHOP,
+        "--digest",
+        D1,
+        "--forge",
+        "none",
+    ];
+    for f in files {
+        args.extend(["--file", f]);
+    }
+    args
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_in_the_config_repository_are_never_followed() {
+    let remote = Remote::start();
+    // A file of "this machine", outside the clone, that the repository links to.
+    let host = tempfile::tempdir().unwrap();
+    let host_file = host.path().join("deployment.yaml");
+    std::fs::write(&host_file, DEPLOYMENT).unwrap();
+    remote.commit(|w| {
+        std::os::unix::fs::symlink(&host_file, w.join("apps/evil.yaml")).unwrap();
+        std::os::unix::fs::symlink(host.path(), w.join("apps/linked")).unwrap();
+    });
+    let main = remote.rev("refs/heads/main");
+    for (file, link) in [
+        ("apps/evil.yaml", "apps/evil.yaml"),
+        ("apps/linked/deployment.yaml", "apps/linked"),
+    ] {
+        // The library: an error naming the file and the link.
+        let mut cfg = config(&remote, None);
+        cfg.files = vec![file.into()];
+        match bump(&request(cfg, SHOP, D1, None)).await {
+            Err(GitopsError::Symlink { file: f, link: l }) => {
+                assert_eq!((f.as_str(), l.as_str()), (file, link))
+            }
+            other => panic!("{file}: {other:?}"),
+        }
+        // The CLI: exits non-zero with that message.
+        let (ok, stdout, stderr) = cli(&bump_args(&remote, &[file]), &[]);
+        assert!(!ok, "{file}: {stdout}");
+        assert!(
+            stderr.contains(&format!("error: {file}: `{link}` is a symbolic link")),
+            "{stderr}"
+        );
+        assert!(!stdout.contains("nothing to do"), "{stdout}");
+        assert_eq!(
+            std::fs::read_to_string(&host_file).unwrap(),
+            DEPLOYMENT,
+            "{file}"
+        );
+        assert_eq!(remote.rev("refs/heads/main"), main, "nothing pushed");
+    }
+    // Walking every YAML file skips the links (and says so) and edits the real files.
+    let out = run(&request(config(&remote, None), SHOP, D1, None)).await;
+    assert_eq!(out.status, BumpStatus::Pushed);
+    assert!(!out
+        .changed_files
+        .iter()
+        .any(|f| f.contains("evil") || f.contains("linked")));
+    assert!(
+        out.notes
+            .iter()
+            .any(|n| n.starts_with("apps/evil.yaml: a symbolic link, skipped")),
+        "{:?}",
+        out.notes
+    );
+    assert_eq!(std::fs::read_to_string(&host_file).unwrap(), DEPLOYMENT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_cannot_be_read_is_an_error_never_already_at() {
+    let remote = Remote::start();
+    remote.commit(|w| {
+        // A byte order mark is valid YAML: edited, and kept (the parser would read the
+        // first key as "\u{feff}images").
+        std::fs::create_dir_all(w.join("apps/bom")).unwrap();
+        std::fs::write(
+            w.join("apps/bom/kustomization.yaml"),
+            "\u{feff}images:\n  - name: ghcr.io/acme/shop\n    newTag: 1.0.0\n",
+        )
+        .unwrap();
+        // A broken file that does not mention the image: walking skips it with a note.
+        std::fs::write(w.join("apps/junk.yaml"), "a: [\n").unwrap();
+    });
+    let bom = "apps/bom/kustomization.yaml";
+    let (ok, stdout, stderr) = cli(&bump_args(&remote, &[bom]), &[]);
+    assert!(ok && stdout.contains("pushed"), "{stdout}{stderr}");
+    assert_eq!(
+        remote.show("main", bom),
+        format!(
+            "\u{feff}images:\n  - name: ghcr.io/acme/shop\n    newTag: 1.0.0\n    digest: {D1}"
+        )
+    );
+
+    // The image after a NUL byte, and under 10,000 levels of nesting (block and flow).
+    remote.commit(|w| {
+        std::fs::write(w.join("apps/nul.yaml"), format!("# \0\n{DEPLOYMENT}")).unwrap();
+        std::fs::write(
+            w.join("apps/deep-block.yaml"),
+            "- ".repeat(10_000) + "ghcr.io/acme/shop:1.0.0\n",
+        )
+        .unwrap();
+        std::fs::write(
+            w.join("apps/deep-flow.yaml"),
+            "[".repeat(10_000) + "ghcr.io/acme/shop:1.0.0" + &"]".repeat(10_000),
+        )
+        .unwrap();
+    });
+    let main = remote.rev("refs/heads/main");
+    for (file, why) in [
+        ("apps/nul.yaml", "line 1, column 3: a NUL byte"),
+        ("apps/deep-block.yaml", "nested more than 256 levels deep"),
+        ("apps/deep-flow.yaml", "recursion limit exceeded"),
+    ] {
+        let (ok, stdout, stderr) = cli(&bump_args(&remote, &[file]), &[]);
+        assert!(!ok, "{file}: {stdout}");
+        assert!(
+            stderr.contains(&format!("error: {file}: ")) && stderr.contains(why),
+            "{file}: {stderr}"
+        );
+    }
+    // Walking: the files that mention the image make it an error naming them, and
+    // nothing is pushed (no half-done bump, no "already at").
+    let (ok, stdout, stderr) = cli(&bump_args(&remote, &[]), &[]);
+    assert!(!ok, "{stdout}");
+    assert!(!stdout.contains("nothing to do"), "{stdout}");
+    for f in [
+        "apps/nul.yaml:1:3: a NUL byte",
+        "apps/deep-block.yaml:",
+        "apps/deep-flow.yaml:",
+    ] {
+        assert!(stderr.contains(f), "{f}: {stderr}");
+    }
+    assert!(!stderr.contains("junk"), "{stderr}");
+    assert_eq!(remote.rev("refs/heads/main"), main, "nothing pushed");
+    let e = bump(&request(config(&remote, None), SHOP, D1, None))
+        .await
+        .unwrap_err();
+    match e {
+        GitopsError::Unreadable { files, .. } => assert_eq!(files.len(), 3, "{files:?}"),
+        other => panic!("{other}"),
+    }
+    // Once fixed, the walk goes through; the unrelated broken file is a note.
+    remote.commit(|w| {
+        for f in ["nul", "deep-block", "deep-flow"] {
+            std::fs::remove_file(w.join(format!("apps/{f}.yaml"))).unwrap();
+        }
+    });
+    let out = run(&request(config(&remote, None), SHOP, D2, None)).await;
+    assert_eq!(out.status, BumpStatus::Pushed);
+    assert!(out.changed_files.contains(&bom.to_string()));
+    assert!(
+        out.notes
+            .iter()
+            .any(|n| n.starts_with("apps/junk.yaml: skipped: YAML syntax error")),
+        "{:?}",
+        out.notes
+    );
 }

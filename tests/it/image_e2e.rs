@@ -667,7 +667,11 @@ fn a_push_interrupted_by_killing_the_registry_completes_after_restart() {
         for l in m["layers"].as_array().unwrap() {
             // get_blob checks the bytes against the digest.
             let blob = client
-                .get_blob("big", l["digest"].as_str().unwrap())
+                .get_blob(
+                    "big",
+                    l["digest"].as_str().unwrap(),
+                    l["size"].as_u64().unwrap(),
+                )
                 .await
                 .unwrap();
             assert_eq!(blob.len() as u64, l["size"].as_u64().unwrap());

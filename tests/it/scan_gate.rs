@@ -220,3 +220,220 @@ fn scan_commands_exit_codes_and_sarif_validates() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// 517 bytes whose aliases expand to hundreds of millions of nodes (issue #17, item 3).
+fn alias_bomb_lockfile() -> String {
+    let mut text = String::from("lockfileVersion: '9.0'\na: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h"]
+        .iter()
+        .zip(["b", "c", "d", "e", "f", "g", "h", "i"])
+    {
+        text.push_str(&format!(
+            "{name}: &{name} [{}]\n",
+            vec![format!("*{prev}"); 9].join(",")
+        ));
+    }
+    text
+}
+
+/// Bytes that are no lockfile (not UTF-8), the same on every run.
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8 | 0x80
+        })
+        .collect()
+}
+
+#[test]
+fn unreadable_lockfiles_fail_closed_in_scan_deps_and_build() {
+    let p = project("scan:\n  secrets: false\n  image: false\n");
+    let bomb = alias_bomb_lockfile();
+    p.write("web/pnpm-lock.yaml", &bomb);
+    std::fs::create_dir_all(p.path().join("py")).unwrap();
+    std::fs::write(p.path().join("py/poetry.lock"), random_bytes(600)).unwrap();
+
+    // `scan deps`: the policy fails, naming both files (the bomb is refused, not expanded).
+    let o = p
+        .runner()
+        .args([
+            "scan",
+            "deps",
+            ".",
+            "--advisories",
+            &advisories(),
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["passed"], false);
+    let unreadable: Vec<&str> = v["unreadable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(unreadable, ["py/poetry.lock", "web/pnpm-lock.yaml"], "{v}");
+    assert!(
+        v["unreadable"][1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("alias"),
+        "{v}"
+    );
+    assert_eq!(v["verdict"]["violations"][0]["id"], "unreadable-input");
+
+    // The table names the file and the policy's verdict.
+    let o = p
+        .runner()
+        .args(["scan", "deps", ".", "--advisories", &advisories()])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{table}");
+    assert!(
+        table.contains("violation: unreadable-input web/pnpm-lock.yaml"),
+        "{table}"
+    );
+
+    // SARIF: one error result per unreadable file, and still valid SARIF 2.1.0.
+    let sarif = p.path().join("out.sarif");
+    let o = p
+        .runner()
+        .args([
+            "scan",
+            "deps",
+            ".",
+            "--advisories",
+            &advisories(),
+            "--format",
+            "sarif",
+            "-o",
+        ])
+        .arg(&sarif)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let log: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&sarif).unwrap()).unwrap();
+    let results = log["runs"][0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{log}");
+    assert!(results
+        .iter()
+        .all(|r| r["ruleId"] == "unreadable-input" && r["level"] == "error"));
+    assert_eq!(
+        results[1]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+        "web/pnpm-lock.yaml"
+    );
+    let check = Command::new("python3")
+        .arg(repo_root().join("benches/secrets/validate_sarif.py"))
+        .arg(&sarif)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+
+    // `runner build` with scan.deps: the gate fails before any phase, naming the file.
+    let run = build(&p);
+    assert_eq!(run.code, 1, "{}", run.debug());
+    let stage = scan_stage(&run);
+    assert_eq!(stage["ok"], false);
+    let message = stage["message"].as_str().unwrap();
+    assert!(
+        message.contains("unreadable-input (web/pnpm-lock.yaml"),
+        "{message}"
+    );
+    assert_eq!(stage["detail"]["unreadable"][0]["path"], "py/poetry.lock");
+    assert!(!run.events.iter().any(|e| e["event"] == "build_started"));
+
+    // A policy may accept one file with a reason; or only report them.
+    p.write(
+        "runner.yml",
+        "scan:\n  secrets: false\n  image: false\n  policy: policy.yml\n",
+    );
+    p.write(
+        "policy.yml",
+        "allow:\n  - id: unreadable-input\n    path: \"web/**\"\n    reason: \"a fuzzing fixture, not a real lockfile\"\n",
+    );
+    let run = build(&p);
+    assert_eq!(
+        run.code,
+        1,
+        "py/poetry.lock is still unreadable: {}",
+        run.debug()
+    );
+    p.write("policy.yml", "fail-on-unreadable: false\n");
+    let run = build(&p);
+    assert_eq!(run.code, 0, "{}", run.debug());
+    assert!(
+        run.stderr.contains("could not read web/pnpm-lock.yaml")
+            || run.stdout.contains("could not read web/pnpm-lock.yaml"),
+        "the unreadable file is still reported: {}",
+        run.debug()
+    );
+}
+
+#[test]
+fn scan_image_of_a_non_archive_names_it_without_quoting_it() {
+    let p = Project::new();
+    let line = "root:$6$Zq8JxHHv$QWERTYsecretHashValue0123456789:19000:0:99999:7:::\n";
+    p.write("shadow", &line.repeat(20));
+    let o = p
+        .runner()
+        .args(["scan", "image", "shadow"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("shadow is not a readable image"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not a tar archive"), "{stderr}");
+    for part in ["root:", "QWERTY", "secretHash", "19000"] {
+        assert!(
+            !stderr.contains(part),
+            "the file's content is in the error: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn validate_reports_invalid_utf8_as_a_positioned_error() {
+    let p = Project::new();
+    std::fs::write(
+        p.path().join("buildspec.yml"),
+        b"version: 0.2\nphases:\n  build:\n    commands:\n      - echo \xff\xfe hi\n",
+    )
+    .unwrap();
+    let o = p
+        .runner()
+        .args(["validate", "buildspec.yml"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("buildspec.yml:5:14: error: invalid UTF-8 (byte 0xFF)"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("1 error(s)"), "{stderr}");
+}

@@ -227,8 +227,23 @@ impl FileEdit {
 }
 
 /// Edit one file's content for `target`. `rel_path` decides file-name based targets
-/// (`.argocd-source-*.yaml`, `kustomization.yaml`).
+/// (`.argocd-source-*.yaml`, `kustomization.yaml`). A byte order mark at the start (valid
+/// YAML, which the parser would take as part of the first key) is kept and not edited.
 pub fn edit_content(rel_path: &str, src: &str, target: &Target) -> Result<FileEdit, YamlError> {
+    const BOM: char = '\u{feff}';
+    let Some(body) = src.strip_prefix(BOM) else {
+        return edit_body(rel_path, src, target);
+    };
+    let mut fe = edit_body(rel_path, body, target)?;
+    fe.new_content.insert(0, BOM);
+    let shift = BOM.len_utf8();
+    for e in &mut fe.edits {
+        e.range = e.range.start + shift..e.range.end + shift;
+    }
+    Ok(fe)
+}
+
+fn edit_body(rel_path: &str, src: &str, target: &Target) -> Result<FileEdit, YamlError> {
     let docs = yaml_span::parse(src)?;
     let mut ctx = Ctx {
         src,
@@ -330,6 +345,20 @@ mod tests {
     fn bump(path: &str, src: &str, image: &str, tag: Option<&str>) -> String {
         let t = Target::new(image, tag, D).unwrap();
         edit_content(path, src, &t).unwrap().new_content
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_kept_and_the_file_still_edited() {
+        let src = "\u{feff}images:\n- name: ghcr.io/a/b\n  newTag: '1'\n";
+        let t = Target::new("ghcr.io/a/b", Some("2"), D).unwrap();
+        let fe = edit_content("kustomization.yaml", src, &t).unwrap();
+        assert_eq!(
+            fe.new_content,
+            format!("\u{feff}images:\n- name: ghcr.io/a/b\n  newTag: '2'\n  digest: {D}\n")
+        );
+        // Ranges are in the file's own offsets.
+        let tag = fe.edits.iter().find(|e| e.text == "'2'").unwrap();
+        assert_eq!(&src[tag.range.clone()], "'1'");
     }
 
     #[test]

@@ -118,10 +118,39 @@ struct Builder<'a> {
     char_to_byte: Vec<usize>,
     events: Vec<(Event, usize)>,
     pos: usize,
+    /// Collections open around the node being built.
+    depth: usize,
+}
+
+/// Deepest nesting of collections accepted (block collections have no limit in the
+/// parser, and the tree is built recursively): the one limit every YAML reader shares.
+pub const MAX_DEPTH: usize = crate::buildspec::yaml::LIMITS.max_depth;
+
+/// 1-based line and column (in characters) of byte offset `at`.
+fn line_col(src: &str, at: usize) -> (usize, usize) {
+    let before = src.get(..at).unwrap_or(src);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
 }
 
 /// Parse `src` into span-carrying documents.
 pub fn parse(src: &str) -> Result<YamlDocs, YamlError> {
+    // The scanner takes NUL for the end of the input: the rest would be silently ignored.
+    if let Some(at) = src.find('\0') {
+        let (line, col) = line_col(src, at);
+        return Err(YamlError {
+            line,
+            col,
+            info: "a NUL byte, which YAML text cannot hold (is it a binary file?)".into(),
+        });
+    }
+    // The size limit every YAML reader shares (nesting: MAX_DEPTH below).
+    crate::buildspec::yaml::Guard::start(src).map_err(|e| YamlError {
+        line: 1,
+        col: 1,
+        info: e.to_string(),
+    })?;
     let mut char_to_byte: Vec<usize> = src.char_indices().map(|(b, _)| b).collect();
     char_to_byte.push(src.len());
     let mut parser = Parser::new_from_str(src);
@@ -150,6 +179,7 @@ pub fn parse(src: &str) -> Result<YamlDocs, YamlError> {
         char_to_byte,
         events,
         pos: 0,
+        depth: 0,
     };
     let _ = &b.char_to_byte;
     let mut docs = Vec::new();
@@ -201,7 +231,16 @@ impl Builder<'_> {
                 start,
                 flow: false,
             }),
+            Event::SequenceStart(..) | Event::MappingStart(..) if self.depth >= MAX_DEPTH => {
+                let (line, col) = line_col(self.src, start);
+                Err(YamlError {
+                    line,
+                    col,
+                    info: format!("nested more than {MAX_DEPTH} levels deep"),
+                })
+            }
             Event::SequenceStart(..) => {
+                self.depth += 1;
                 let mut items = Vec::new();
                 loop {
                     match self.events.get(self.pos).map(|e| &e.0) {
@@ -213,6 +252,7 @@ impl Builder<'_> {
                         _ => items.push(self.node()?),
                     }
                 }
+                self.depth -= 1;
                 Ok(Node {
                     kind: NodeKind::Seq(items),
                     start,
@@ -220,6 +260,7 @@ impl Builder<'_> {
                 })
             }
             Event::MappingStart(..) => {
+                self.depth += 1;
                 let mut entries = Vec::new();
                 loop {
                     match self.events.get(self.pos).map(|e| &e.0) {
@@ -235,6 +276,7 @@ impl Builder<'_> {
                         }
                     }
                 }
+                self.depth -= 1;
                 Ok(Node {
                     kind: NodeKind::Map(entries),
                     start,
@@ -512,6 +554,24 @@ mod tests {
                 .map(|r| &src[r]),
             Some("'y'")
         );
+    }
+
+    #[test]
+    fn nul_bytes_and_deep_nesting_are_errors_with_a_position() {
+        let e = parse("a: 1\nb: x\0y\n").err().map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("YAML syntax error at line 2, column 5: a NUL byte, which YAML text cannot hold (is it a binary file?); fix the file or exclude it from the bump")
+        );
+        // Block nesting has no limit in the parser; building the tree must not overflow.
+        let deep = "- ".repeat(10_000) + "x\n";
+        let e = parse(&deep).err().map(|e| e.info);
+        let expected = format!("nested more than {MAX_DEPTH} levels deep");
+        assert_eq!(e.as_deref(), Some(expected.as_str()));
+        let ok = "- ".repeat(MAX_DEPTH) + "x\n";
+        assert!(parse(&ok).is_ok());
+        let flow = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert!(parse(&flow).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use crate::scan::deps::purl::purl;
 use crate::scan::model::{Location, Package};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -79,6 +79,9 @@ impl LockfileKind {
 pub struct Parsed {
     pub packages: Vec<Package>,
     pub skipped: Vec<SkippedEntry>,
+    /// `(name, version)` of every package pushed, so a duplicate costs one lookup.
+    #[serde(skip)]
+    seen: HashSet<(String, String)>,
 }
 
 #[cfg(test)]
@@ -133,11 +136,7 @@ impl Parsed {
         if name.is_empty() || version.is_empty() {
             return;
         }
-        if self
-            .packages
-            .iter()
-            .any(|p| p.name == name && p.version == version)
-        {
+        if !self.seen.insert((name.to_string(), version.to_string())) {
             return;
         }
         self.packages.push(Package {
@@ -199,41 +198,63 @@ pub fn line_no(index: usize) -> u32 {
     u32::try_from(index + 1).unwrap_or(u32::MAX)
 }
 
-/// For JSON lockfiles: the lines on which each object key `"key": {` opens, by key.
-pub fn json_object_key_lines(text: &str) -> HashMap<&str, Vec<u32>> {
-    let mut out: HashMap<&str, Vec<u32>> = HashMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim_start();
-        let Some(rest) = t.strip_prefix('"') else {
-            continue;
-        };
-        let Some(end) = rest.find("\":") else {
-            continue;
-        };
-        let after = rest[end + 2..].trim_start();
-        if after.starts_with('{') {
-            out.entry(&rest[..end]).or_default().push(line_no(i));
-        }
-    }
-    out
+/// For JSON lockfiles: where each object key `"key": {` opens, found in one pass over the
+/// text, so looking a package up costs the same however many packages share its name.
+#[derive(Debug, Default)]
+pub struct JsonKeyLines<'a> {
+    /// The first line each key opens an object on.
+    first: HashMap<&'a str, u32>,
+    /// The first line each key opens an object with `"version": "<version>"` in its next
+    /// few lines.
+    by_version: HashMap<(&'a str, &'a str), u32>,
 }
 
-/// Picks, among the lines where `key` opens an object, the one whose object has
-/// `"version": "<version>"` within the next few lines (else the first).
-pub fn pick_line(lines: &[&str], candidates: Option<&Vec<u32>>, version: &str) -> Option<u32> {
-    let candidates = candidates?;
-    let needle = format!("\"{version}\"");
-    for &c in candidates {
-        let start = c as usize;
-        let found = lines
-            .iter()
-            .skip(start)
-            .take(12)
-            .take_while(|l| !l.trim_start().starts_with('}'))
-            .any(|l| l.contains("\"version\"") && l.contains(&needle));
-        if found {
-            return Some(c);
+impl<'a> JsonKeyLines<'a> {
+    pub fn new(text: &'a str) -> Self {
+        let mut out = JsonKeyLines::default();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let Some(key) = object_key(line) else {
+                continue;
+            };
+            let n = line_no(i);
+            out.first.entry(key).or_insert(n);
+            let version = lines
+                .iter()
+                .skip(i + 1)
+                .take(12)
+                .take_while(|l| !l.trim_start().starts_with('}'))
+                .find_map(|l| version_value(l));
+            if let Some(v) = version {
+                out.by_version.entry((key, v)).or_insert(n);
+            }
         }
+        out
     }
-    candidates.first().copied()
+
+    /// The line of the object `key` whose version is `version`, else the first object
+    /// `key` opens.
+    pub fn line(&self, key: &str, version: &str) -> Option<u32> {
+        self.by_version
+            .get(&(key, version))
+            .or_else(|| self.first.get(key))
+            .copied()
+    }
+}
+
+/// `"key": {` → `key`.
+fn object_key(line: &str) -> Option<&str> {
+    let rest = line.trim_start().strip_prefix('"')?;
+    let end = rest.find("\":")?;
+    rest[end + 2..]
+        .trim_start()
+        .starts_with('{')
+        .then(|| &rest[..end])
+}
+
+/// `"version": "1.2.3",` (or `==1.2.3` in Pipfile.lock) → `1.2.3` / `==1.2.3`.
+fn version_value(line: &str) -> Option<&str> {
+    let rest = line.trim_start().strip_prefix("\"version\":")?;
+    let rest = rest.trim_start().strip_prefix('"')?;
+    rest.find('"').map(|end| &rest[..end])
 }

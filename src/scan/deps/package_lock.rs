@@ -3,7 +3,7 @@
 //! `name` for aliases; the root `""`, workspace folders and `link: true` are skipped).
 //! v1: the nested `dependencies` tree.
 
-use crate::scan::deps::lockfile::{json_object_key_lines, pick_line, ParseError, Parsed};
+use crate::scan::deps::lockfile::{JsonKeyLines, ParseError, Parsed};
 use serde_json::{Map, Value};
 
 pub fn parse(text: &str, path: &str) -> Result<Parsed, ParseError> {
@@ -12,8 +12,7 @@ pub fn parse(text: &str, path: &str) -> Result<Parsed, ParseError> {
     let obj = doc
         .as_object()
         .ok_or_else(|| ParseError::new(path, None, "not a JSON object"))?;
-    let keys = json_object_key_lines(text);
-    let lines: Vec<&str> = text.lines().collect();
+    let keys = JsonKeyLines::new(text);
     let mut out = Parsed::default();
     if let Some(packages) = obj.get("packages").and_then(Value::as_object) {
         for (key, entry) in packages {
@@ -28,15 +27,15 @@ pub fn parse(text: &str, path: &str) -> Result<Parsed, ParseError> {
                 .and_then(Value::as_str)
                 .unwrap_or(&key[idx + "node_modules/".len()..]);
             let Some(version) = entry.get("version").and_then(Value::as_str) else {
-                let line = pick_line(&lines, keys.get(key.as_str()), "");
+                let line = keys.line(key, "");
                 out.skip(line, key.clone(), "no version");
                 continue;
             };
-            let line = pick_line(&lines, keys.get(key.as_str()), version);
+            let line = keys.line(key, version);
             out.push("npm", name, version, path, line);
         }
     } else if let Some(deps) = obj.get("dependencies").and_then(Value::as_object) {
-        walk_v1(deps, path, &keys, &lines, &mut out, 0);
+        walk_v1(deps, path, &keys, &mut out, 0);
     }
     out.packages.sort_by_key(|p| p.location.line);
     Ok(out)
@@ -45,8 +44,7 @@ pub fn parse(text: &str, path: &str) -> Result<Parsed, ParseError> {
 fn walk_v1(
     deps: &Map<String, Value>,
     path: &str,
-    keys: &std::collections::HashMap<&str, Vec<u32>>,
-    lines: &[&str],
+    keys: &JsonKeyLines<'_>,
     out: &mut Parsed,
     depth: usize,
 ) {
@@ -57,7 +55,7 @@ fn walk_v1(
         let Some(version) = entry.get("version").and_then(Value::as_str) else {
             continue;
         };
-        let line = pick_line(lines, keys.get(name.as_str()), version);
+        let line = keys.line(name, version);
         // Aliases (`npm:real@1.0.0`) and non-registry specs (`file:`, `git+`).
         if let Some(alias) = version.strip_prefix("npm:") {
             if let Some(at) = alias.rfind('@').filter(|&i| i > 0) {
@@ -69,7 +67,7 @@ fn walk_v1(
             out.push("npm", name, version, path, line);
         }
         if let Some(nested) = entry.get("dependencies").and_then(Value::as_object) {
-            walk_v1(nested, path, keys, lines, out, depth + 1);
+            walk_v1(nested, path, keys, out, depth + 1);
         }
     }
 }

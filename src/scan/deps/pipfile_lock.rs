@@ -1,14 +1,13 @@
 //! `Pipfile.lock`: the `default` and `develop` maps of `name -> {"version": "==X"}`.
 //! Entries without a pinned version (git, path, editable) are skipped.
 
-use crate::scan::deps::lockfile::{json_object_key_lines, pick_line, ParseError, Parsed};
+use crate::scan::deps::lockfile::{JsonKeyLines, ParseError, Parsed};
 use serde_json::Value;
 
 pub fn parse(text: &str, path: &str) -> Result<Parsed, ParseError> {
     let doc: Value = serde_json::from_str(text)
         .map_err(|e| ParseError::new(path, u32::try_from(e.line()).ok(), e.to_string()))?;
-    let keys = json_object_key_lines(text);
-    let lines: Vec<&str> = text.lines().collect();
+    let keys = JsonKeyLines::new(text);
     let mut out = Parsed::default();
     for section in ["default", "develop"] {
         let Some(map) = doc.get(section).and_then(Value::as_object) else {
@@ -16,7 +15,7 @@ pub fn parse(text: &str, path: &str) -> Result<Parsed, ParseError> {
         };
         for (name, entry) in map {
             let raw = entry.get("version").and_then(Value::as_str).unwrap_or("");
-            let line = pick_line(&lines, keys.get(name.as_str()), raw);
+            let line = keys.line(name, raw);
             match raw.strip_prefix("===").or_else(|| raw.strip_prefix("==")) {
                 Some(v) => out.push("PyPI", name, v.trim(), path, line),
                 None => out.skip(

@@ -1,16 +1,22 @@
 //! `pnpm-lock.yaml`: the keys of the `packages` map. v5: `/name/1.2.3[_peers]`;
 //! v6: `/name@1.2.3[(peers)]`; v9: `name@1.2.3`. Explicit `name`/`version` fields win.
 
-use crate::scan::deps::lockfile::{line_no, ParseError, Parsed};
-use std::collections::HashMap;
-use yaml_rust2::{Yaml, YamlLoader};
+use crate::buildspec::yaml::{self, Node};
+use crate::scan::deps::lockfile::{ParseError, Parsed};
 
-fn scalar(y: &Yaml) -> Option<String> {
-    match y {
-        Yaml::String(s) | Yaml::Real(s) => Some(s.clone()),
-        Yaml::Integer(i) => Some(i.to_string()),
+/// The value under `key` in a mapping.
+fn get<'a>(node: &'a Node, key: &str) -> Option<&'a Node> {
+    match node {
+        Node::Map { entries, .. } => entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v),
         _ => None,
     }
+}
+
+fn scalar(node: Option<&Node>) -> Option<String> {
+    node.and_then(Node::as_str).map(str::to_string)
 }
 
 /// Splits a `packages` key into (name, version).
@@ -27,49 +33,45 @@ pub fn split_key(key: &str, major: u32) -> Option<(String, String)> {
 }
 
 pub fn parse(text: &str, path: &str) -> Result<Parsed, ParseError> {
-    let docs = YamlLoader::load_from_str(text)
-        .map_err(|e| ParseError::new(path, u32::try_from(e.marker().line()).ok(), e.to_string()))?;
-    let doc = docs
-        .first()
+    // The one YAML reader, with its limits (size, depth, alias bombs).
+    let loaded = yaml::load(text);
+    if let Some(e) = loaded.diagnostics.iter().find(|d| d.is_error()) {
+        return Err(ParseError::new(path, Some(e.line), e.message.clone()));
+    }
+    let doc = loaded
+        .root
         .ok_or_else(|| ParseError::new(path, None, "empty document"))?;
-    let version = scalar(&doc["lockfileVersion"]).unwrap_or_default();
+    let Some(version) = scalar(get(&doc, "lockfileVersion")) else {
+        return Err(ParseError::new(
+            path,
+            Some(doc.pos().line),
+            "no lockfileVersion: not a pnpm lockfile",
+        ));
+    };
     let major: u32 = version
         .split('.')
         .next()
         .and_then(|m| m.parse().ok())
         .unwrap_or(9);
-    // Line of each key directly under `packages:` (2-space indent).
-    let mut key_lines: HashMap<String, u32> = HashMap::new();
-    let mut in_packages = false;
-    for (i, l) in text.lines().enumerate() {
-        if !l.starts_with(' ') && !l.trim().is_empty() {
-            in_packages = l.trim_end() == "packages:";
-            continue;
-        }
-        if in_packages && l.starts_with("  ") && !l.starts_with("   ") {
-            let k = l
-                .trim()
-                .trim_end_matches(':')
-                .trim_matches('\'')
-                .trim_matches('"');
-            key_lines.insert(k.to_string(), line_no(i));
-        }
-    }
     let mut out = Parsed::default();
-    let Some(packages) = doc["packages"].as_hash() else {
+    let Some(Node::Map {
+        entries: packages, ..
+    }) = get(&doc, "packages")
+    else {
         return Ok(out);
     };
     for (k, v) in packages {
-        let Some(key) = scalar(k) else { continue };
-        let line = key_lines.get(&key).copied();
-        let from_key = split_key(&key, major);
-        let name = scalar(&v["name"]).or_else(|| from_key.as_ref().map(|(n, _)| n.clone()));
-        let version = scalar(&v["version"]).or_else(|| from_key.as_ref().map(|(_, v)| v.clone()));
+        let Some(key) = k.as_str() else { continue };
+        let line = Some(k.pos().line);
+        let from_key = split_key(key, major);
+        let name = scalar(get(v, "name")).or_else(|| from_key.as_ref().map(|(n, _)| n.clone()));
+        let version =
+            scalar(get(v, "version")).or_else(|| from_key.as_ref().map(|(_, v)| v.clone()));
         match (name, version) {
             (Some(n), Some(ver)) if !ver.contains(':') && !ver.contains('/') => {
                 out.push("npm", &n, &ver, path, line)
             }
-            _ => out.skip(line, key, "not a registry package"),
+            _ => out.skip(line, key.to_string(), "not a registry package"),
         }
     }
     out.packages.sort_by_key(|p| p.location.line);
@@ -115,5 +117,25 @@ mod tests {
         for t in ["packages: [", "packages: 3", "packages:\n  x: 1\n  '@': {}"] {
             let _ = parse(t, "pnpm-lock.yaml");
         }
+    }
+
+    /// A lockfile whose aliases expand to a million nodes is refused, not expanded.
+    #[test]
+    fn alias_bomb_is_an_error() {
+        let mut text =
+            String::from("lockfileVersion: '9.0'\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..6 {
+            text.push_str(&format!(
+                "a{i}: &a{i} [{}]\n",
+                vec![format!("*a{}", i - 1); 10].join(", ")
+            ));
+        }
+        text.push_str("packages:\n  lodash@4.17.4:\n    resolution: {integrity: sha512-y}\n");
+        assert!(text.len() < 600);
+        let err = parse(&text, "pnpm-lock.yaml").unwrap_err().to_string();
+        assert!(
+            err.contains("pnpm-lock.yaml") && err.contains("alias"),
+            "{err}"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! `scan_dir`: find lockfiles, parse them, and match every package against the
-//! advisory database. Unreadable or unparsable lockfiles are reported, not fatal.
+//! advisory database. Unreadable or unparsable lockfiles are reported in `skipped`; the
+//! policy judges them (`fail-on-unreadable`).
 
 use crate::scan::deps::discover::find_lockfiles;
 use crate::scan::deps::lockfile::{LockfileKind, SkippedEntry};
@@ -9,7 +10,8 @@ use serde::Serialize;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-/// Lockfiles larger than this are skipped (no real lockfile comes close).
+/// Lockfiles larger than this are not read (no real lockfile comes close); they are
+/// reported as unreadable.
 pub const MAX_LOCKFILE_BYTES: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -74,7 +76,11 @@ pub fn scan_dir(root: &Path, db: &AdvisoryDb) -> Result<DepsOutcome, DepsError> 
             Ok(m) if m.len() > MAX_LOCKFILE_BYTES => {
                 skipped.push(SkippedLockfile {
                     path: f.rel,
-                    reason: format!("larger than {} MiB", MAX_LOCKFILE_BYTES >> 20),
+                    reason: format!(
+                        "{} bytes, larger than the {} MiB runner reads (is it really a lockfile?)",
+                        m.len(),
+                        MAX_LOCKFILE_BYTES >> 20
+                    ),
                 });
                 continue;
             }
@@ -88,11 +94,28 @@ pub fn scan_dir(root: &Path, db: &AdvisoryDb) -> Result<DepsOutcome, DepsError> 
             }
         }
         let text = match std::fs::read(&f.path) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            // Every real lockfile is UTF-8 text: anything else is corrupt (or not a
+            // lockfile), and guessing would hide that. Used as it is, without a copy.
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => text,
+                Err(e) => {
+                    let at = crate::buildspec::yaml::utf8_text(e.as_bytes())
+                        .err()
+                        .map(|d| format!(" at line {}, column {}", d.line, d.col))
+                        .unwrap_or_default();
+                    skipped.push(SkippedLockfile {
+                        path: f.rel,
+                        reason: format!(
+                            "not UTF-8 text (invalid byte{at}); is it a corrupt lockfile?"
+                        ),
+                    });
+                    continue;
+                }
+            },
             Err(e) => {
                 skipped.push(SkippedLockfile {
                     path: f.rel,
-                    reason: e.to_string(),
+                    reason: format!("cannot read it: {e}"),
                 });
                 continue;
             }

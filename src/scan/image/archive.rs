@@ -564,6 +564,16 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     })
 }
 
+/// Why a file is not a readable tar archive, without quoting any of its bytes.
+fn tar_reason(e: &std::io::Error) -> &'static str {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        "the tar archive is truncated; re-run `docker save`"
+    } else {
+        "not a tar archive, or a corrupt one (its headers do not parse); expected a \
+         `docker save` archive or an OCI layout"
+    }
+}
+
 /// Index the outer tarball: member name → byte range, symlinks resolved.
 fn index_tarball(path: &Path) -> Result<HashMap<String, (u64, u64)>, ImageError> {
     let bad = |reason: String| ImageError::NotAnImage {
@@ -591,12 +601,18 @@ fn index_tarball(path: &Path) -> Result<HashMap<String, (u64, u64)>, ImageError>
     let mut ar = tar::Archive::new(br);
     let mut entries = HashMap::new();
     let mut links = Vec::new();
+    // The tar crate's messages quote header bytes, which for a file that is not an
+    // archive (`/etc/shadow`) are its content: say what is wrong in our words only.
     let iter = ar
         .entries_with_seek()
-        .map_err(|e| bad(format!("not a tar archive: {e}")))?;
+        .map_err(|e| bad(tar_reason(&e).into()))?;
     for e in iter {
-        let e = e.map_err(|e| bad(format!("corrupt or truncated tar: {e}")))?;
-        let name = normalize_path(&e.path().map_err(|e| bad(e.to_string()))?.to_string_lossy());
+        let e = e.map_err(|e| bad(tar_reason(&e).into()))?;
+        let name = normalize_path(
+            &e.path()
+                .map_err(|e| bad(tar_reason(&e).into()))?
+                .to_string_lossy(),
+        );
         match e.header().entry_type() {
             tar::EntryType::Symlink | tar::EntryType::Link => {
                 if let Ok(Some(t)) = e.link_name() {
@@ -611,7 +627,10 @@ fn index_tarball(path: &Path) -> Result<HashMap<String, (u64, u64)>, ImageError>
                 }
             }
             t if t.is_file() => {
-                let size = e.header().entry_size().map_err(|e| bad(e.to_string()))?;
+                let size = e
+                    .header()
+                    .entry_size()
+                    .map_err(|e| bad(tar_reason(&e).into()))?;
                 entries.insert(name, (e.raw_file_position(), size));
             }
             _ => {}

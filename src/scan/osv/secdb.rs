@@ -3,16 +3,19 @@
 //! `<id>`, ecosystem `Alpine:vX.Y`, range `ECOSYSTEM` introduced `0` fixed `<version>`.
 //! A fix version of `0` means "never affected in this release" and is dropped.
 
+use crate::buildspec::yaml::{self, Node};
 use crate::scan::osv::error::OsvError;
 use crate::scan::osv::record::{Affected, AffectedPackage, Event, Range, Vuln};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use yaml_rust2::{Yaml, YamlLoader};
 
-fn scalar(y: &Yaml) -> Option<String> {
-    match y {
-        Yaml::String(s) | Yaml::Real(s) => Some(s.clone()),
-        Yaml::Integer(i) => Some(i.to_string()),
+/// The value under `key` in a mapping.
+fn get<'a>(node: &'a Node, key: &str) -> Option<&'a Node> {
+    match node {
+        Node::Map { entries, .. } => entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v),
         _ => None,
     }
 }
@@ -50,10 +53,14 @@ fn parse_into(path: &Path, text: &str, out: &mut ById) -> Result<(), OsvError> {
         path: path.to_path_buf(),
         message,
     };
-    let docs = YamlLoader::load_from_str(text).map_err(|e| err(e.to_string()))?;
-    let doc = docs.first().ok_or_else(|| err("empty document".into()))?;
-    let release = doc["distroversion"]
-        .as_str()
+    // The one YAML reader, with its limits (size, depth, alias bombs).
+    let loaded = yaml::load(text);
+    if let Some(d) = loaded.diagnostics.iter().find(|d| d.is_error()) {
+        return Err(err(format!("line {}: {}", d.line, d.message)));
+    }
+    let doc = loaded.root.ok_or_else(|| err("empty document".into()))?;
+    let release = get(&doc, "distroversion")
+        .and_then(Node::as_str)
         .map(str::to_string)
         .or_else(|| {
             path.parent()
@@ -63,30 +70,37 @@ fn parse_into(path: &Path, text: &str, out: &mut ById) -> Result<(), OsvError> {
         })
         .ok_or_else(|| err("no distroversion".into()))?;
     let ecosystem = format!("Alpine:{release}");
-    let packages = match &doc["packages"] {
-        Yaml::Array(list) => list.as_slice(),
+    let packages = match get(&doc, "packages") {
+        Some(Node::Seq { items, .. }) => items.as_slice(),
         // `packages:` with nothing under it: a release with no fixes in this repo.
-        Yaml::Null | Yaml::BadValue => &[],
+        Some(Node::Null { .. }) | None => &[],
         _ => return Err(err("`packages` is not a list".into())),
     };
     for entry in packages {
-        let pkg = &entry["pkg"];
-        let Some(name) = pkg["name"].as_str() else {
+        let Some(pkg) = get(entry, "pkg") else {
             continue;
         };
-        let Some(secfixes) = pkg["secfixes"].as_hash() else {
+        let Some(name) = get(pkg, "name").and_then(Node::as_str) else {
+            continue;
+        };
+        let Some(Node::Map {
+            entries: secfixes, ..
+        }) = get(pkg, "secfixes")
+        else {
             continue;
         };
         for (version, ids) in secfixes {
-            let Some(version) = scalar(version) else {
+            let Some(version) = version.as_str().map(str::to_string) else {
                 continue;
             };
             if version == "0" {
                 continue;
             }
-            let Some(ids) = ids.as_vec() else { continue };
+            let Node::Seq { items: ids, .. } = ids else {
+                continue;
+            };
             for id_item in ids {
-                let Some(line) = scalar(id_item) else {
+                let Some(line) = id_item.as_str() else {
                     continue;
                 };
                 for id in line.split_whitespace().filter(|s| !s.starts_with('#')) {
