@@ -168,6 +168,98 @@ pub struct StageSummary {
     pub duration_ms: u64,
 }
 
+/// A problem or remark about the inputs, found before or while setting a build up: a
+/// buildspec or project-file diagnostic (with its position), a policy warning, a secret too
+/// short to mask, a cache that is off. Reporters for people render it like a compiler
+/// would (`buildspec.yml:4:15: error: ...`, `warning: ...`); an agent or a GitHub Actions
+/// step can turn it into an annotation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Diagnostic {
+    pub level: Level,
+    /// The file it is about (as the user named it), when it is about a file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// 1-based line and column in `file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub col: Option<u32>,
+    pub message: String,
+    /// A suggestion (`= help: ...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl Diagnostic {
+    /// A remark that is not about a position in a file.
+    pub fn general(level: Level, message: impl Into<String>) -> Self {
+        Self {
+            level,
+            file: None,
+            line: None,
+            col: None,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// A buildspec-style diagnostic (buildspec, project file, policy) found in `file`.
+    pub fn located(file: &str, d: &crate::buildspec::Diagnostic) -> Self {
+        Self {
+            level: match d.severity {
+                crate::buildspec::diagnostic::Severity::Error => Level::Error,
+                crate::buildspec::diagnostic::Severity::Warning => Level::Warning,
+            },
+            file: Some(file.to_string()),
+            line: Some(d.line),
+            col: Some(d.col),
+            message: d.message.clone(),
+            hint: d.hint.clone(),
+        }
+    }
+
+    /// The compiler-style text: `file:line:col: error: message` with an indented
+    /// `= help:` line, or `warning: message` / `note: message` when not about a file.
+    pub fn render(&self) -> String {
+        let severity = match self.level {
+            Level::Info => "note",
+            Level::Warning => "warning",
+            Level::Error => "error",
+        };
+        let mut out = match (&self.file, self.line) {
+            (Some(file), Some(line)) => format!(
+                "{file}:{line}:{}: {severity}: {}",
+                self.col.unwrap_or(1),
+                self.message
+            ),
+            (Some(file), None) => format!("{file}: {severity}: {}", self.message),
+            (None, _) => format!("{severity}: {}", self.message),
+        };
+        if let Some(hint) = &self.hint {
+            out.push_str("\n  = help: ");
+            out.push_str(hint);
+        }
+        out
+    }
+}
+
+/// How one build of a batch ended, for the batch's summary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BatchEntry {
+    pub identifier: String,
+    /// `None`: never started (a build it depends on failed, or the batch stopped first).
+    pub status: Option<BuildStatus>,
+    pub ignore_failure: bool,
+}
+
+/// The end of a batch: every planned build in the buildspec's order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BatchSummary {
+    pub builds: Vec<BatchEntry>,
+    /// The user stopped the batch (Ctrl-C, SIGTERM, a cancelled job).
+    pub stopped_by_user: bool,
+}
+
 /// One thing that happened. Serialized as one JSON object per line with an `event` tag.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -217,6 +309,10 @@ pub enum Event {
     BuildEnded(BuildResult),
     /// A stage after the build's phases (after `build_ended`).
     Stage(StageSummary),
+    /// A diagnostic about the inputs (before the build's own events).
+    Diagnostic(Diagnostic),
+    /// A batch finished (after every `build_ended` of its builds).
+    BatchEnded(BatchSummary),
 }
 
 /// Consumes events. Implementations use interior mutability so one reporter can be

@@ -19,6 +19,7 @@ pub mod source;
 
 pub mod artifacts;
 pub mod gitops;
+pub mod pipeline;
 pub mod publish;
 pub mod reports;
 pub mod run;

@@ -96,5 +96,8 @@ pub fn codebuild_line(event: &Event) -> Option<String> {
             r.build_id,
             r.status.as_str()
         ),
+        Event::Diagnostic(d) => d.render(),
+        // Each build of a batch has ended already; the summary is the terminal's.
+        Event::BatchEnded(_) => return None,
     })
 }

@@ -17,6 +17,12 @@ impl<W: Write + Send> JsonReporter<W> {
 
 impl<W: Write + Send> Reporter for JsonReporter<W> {
     fn event(&self, event: &Event) {
+        if let Event::Diagnostic(d) = event {
+            // Standard output stays one event per line for the build; diagnostics about
+            // the inputs go where a compiler's would, so a setup failure prints no events.
+            let _ = writeln!(std::io::stderr().lock(), "{}", d.render());
+            return;
+        }
         let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(event) else {
             return;
         };

@@ -91,6 +91,17 @@ pub fn mask_event(masker: &Masker, event: &Event) -> Event {
                 m(masker, &mut err.message);
             }
         }
+        Event::Diagnostic(d) => {
+            m(masker, &mut d.message);
+            if let Some(h) = &mut d.hint {
+                m(masker, h);
+            }
+        }
+        Event::BatchEnded(b) => {
+            for entry in &mut b.builds {
+                m(masker, &mut entry.identifier);
+            }
+        }
         Event::BuildEnded(r) => {
             for (_, v) in &mut r.exported_variables {
                 m(masker, v);

@@ -1,10 +1,12 @@
 use super::format::codebuild_line;
-use crate::event::{BuildStatus, Event, Level, PhaseStatus, Reporter};
+use crate::event::{BatchSummary, BuildStatus, Event, Level, PhaseStatus, Reporter};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// How the terminal is written to; the caller decides from its environment (a TTY,
+/// `NO_COLOR`, `TERM=dumb`, `CI`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TerminalOptions {
     /// ANSI colours (only on a terminal, and never with `NO_COLOR`).
@@ -15,19 +17,31 @@ pub struct TerminalOptions {
     pub quiet: bool,
 }
 
-impl TerminalOptions {
-    /// Decides colour and progress from the environment the way users expect.
-    pub fn detect(quiet: bool) -> Self {
-        use std::io::IsTerminal;
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
-        let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
-        Self {
-            color: std::io::stdout().is_terminal() && !no_color && !dumb,
-            progress: std::io::stderr().is_terminal() && !ci && !dumb,
-            quiet,
-        }
+/// The batch's summary: every planned build with how it ended.
+///
+/// ```text
+/// Batch:
+///   a                        FAILED
+///   b                        NOT STARTED
+/// ```
+pub fn batch_table(b: &BatchSummary) -> String {
+    let mut s = String::from("Batch:");
+    for entry in &b.builds {
+        let line = match entry.status {
+            Some(status) => format!(
+                "{}{}",
+                status.as_str(),
+                if entry.ignore_failure {
+                    " (ignore-failure)"
+                } else {
+                    ""
+                }
+            ),
+            None => "NOT STARTED".to_string(),
+        };
+        s.push_str(&format!("\n  {:<24} {line}", entry.identifier));
     }
+    s
 }
 
 /// CodeBuild-style lines on standard output, a spinner on a terminal, a summary at the end.
@@ -57,6 +71,19 @@ impl TerminalReporter {
         let write = || {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{text}");
+        };
+        match bar {
+            Some(b) => b.suspend(write),
+            None => write(),
+        }
+    }
+
+    /// Diagnostics go to standard error, as a compiler's would.
+    fn print_err(&self, text: &str) {
+        let bar = self.bar.lock().ok().and_then(|b| b.clone());
+        let write = || {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{text}");
         };
         match bar {
             Some(b) => b.suspend(write),
@@ -176,6 +203,11 @@ impl Reporter for TerminalReporter {
             Event::BuildEnded(r) => {
                 self.set_spinner(None);
                 self.print(&self.summary(r));
+            }
+            Event::Diagnostic(d) => self.print_err(&d.render()),
+            Event::BatchEnded(b) => {
+                self.set_spinner(None);
+                self.print(&format!("\n{}", batch_table(b)));
             }
             Event::CommandStarted { phase, command } => {
                 self.set_spinner(Some(format!(

@@ -1102,7 +1102,7 @@ async fn a_file_that_cannot_be_read_is_an_error_never_already_at() {
     let main = remote.rev("refs/heads/main");
     for (file, why) in [
         ("apps/nul.yaml", "line 1, column 3: a NUL byte"),
-        ("apps/deep-block.yaml", "nested more than 256 levels deep"),
+        ("apps/deep-block.yaml", "nested more than 200 levels deep"),
         ("apps/deep-flow.yaml", "recursion limit exceeded"),
     ] {
         let (ok, stdout, stderr) = cli(&bump_args(&remote, &[file]), &[]);

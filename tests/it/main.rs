@@ -16,6 +16,7 @@ mod gitops_e2e;
 mod hostile_build;
 mod image_e2e;
 mod image_inventory;
+mod pipeline;
 mod registry_limits;
 mod reports_e2e;
 mod scan_gate;

@@ -1,0 +1,129 @@
+//! What a caller asks for: a build (or a batch) of a source tree, with every setting and
+//! credential already read at the caller's edge. Nothing here comes from clap or from
+//! the process environment.
+
+use crate::aws_config::AwsSettings;
+use crate::plan::SourceMode;
+use crate::publish::registry::Endpoints;
+use crate::secrets::Secret;
+use std::path::PathBuf;
+
+/// Whether build containers trust the host's CA bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostCa {
+    Never,
+    /// When the host has one.
+    #[default]
+    Auto,
+    /// Required: preparing fails when the host has none.
+    Always,
+}
+
+/// Where the buildspec's `cache:` entries are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheChoice {
+    /// Neither restored nor saved.
+    Off,
+    /// A local directory (default `<data dir>/cache`); least recently used entries are
+    /// evicted above `max_bytes`.
+    Local {
+        dir: Option<PathBuf>,
+        max_bytes: u64,
+    },
+    /// `s3://bucket/prefix`, shared by a pool of runners.
+    S3(String),
+}
+
+/// Credentials and endpoints the pipeline uses; the caller reads them (flags,
+/// environment, a job from a server) and the pipeline never looks elsewhere.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// Where each registry host is reached when pushing the project's image.
+    pub registry_endpoints: Endpoints,
+    /// AWS settings for the S3 cache and ECR (on top of the SDK's standard chain).
+    pub aws: AwsSettings,
+    /// The signing key's path, overriding `sign.key` in the project file (a key kept
+    /// outside the source tree).
+    pub sign_key: Option<String>,
+    /// The signing key's password.
+    pub key_password: Option<Secret>,
+    /// Values runner itself holds (its own AWS secret key, session token) that must never
+    /// appear in the output: masked like the build's secrets.
+    pub masked: Vec<(String, Secret)>,
+}
+
+/// A build of `source` as `runner build` would run it.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    /// The source directory (becomes CODEBUILD_SRC_DIR).
+    pub source: PathBuf,
+    /// runner's data directory: build numbers, logs, caches, the layer map.
+    pub data_dir: PathBuf,
+    /// Default: the project file's `build.buildspec`, else `buildspec.yml` in the source.
+    pub buildspec: Option<PathBuf>,
+    /// Default: `runner.yml` in the source when present.
+    pub project_file: Option<PathBuf>,
+    /// Default: the project file's `name`, else the source directory's name.
+    pub project: Option<String>,
+    /// Default: the project file's `build.image`.
+    pub image: Option<String>,
+    /// `KEY=VALUE` overrides (win over `env_files`).
+    pub env: Vec<String>,
+    /// Dotenv files of overrides.
+    pub env_files: Vec<PathBuf>,
+    /// Resolve the buildspec's secret references from this JSON file instead of AWS.
+    pub secrets_file: Option<PathBuf>,
+    pub source_mode: Option<SourceMode>,
+    pub timeout_minutes: Option<f64>,
+    pub host_ca: HostCa,
+    pub cache: CacheChoice,
+    /// Keep the cache paths in engine volumes between builds.
+    pub cache_volumes: bool,
+    pub privileged: bool,
+    /// Collect artifacts here (a directory per artifact identifier).
+    pub artifacts: Option<PathBuf>,
+    pub zip: bool,
+    /// Run the buildspec's `batch` section, this many builds at once.
+    pub batch: Option<usize>,
+    /// Buildspec warnings are errors.
+    pub strict: bool,
+    /// AWS_REGION inside the build.
+    pub region: String,
+    /// CODEBUILD_INITIATOR, e.g. `runner/alice`.
+    pub initiator: String,
+    pub credentials: Credentials,
+}
+
+impl BuildRequest {
+    /// A request with runner's defaults: local cache with volumes, 5 GiB cache limit,
+    /// the host's CA bundle when it has one, `us-east-1`.
+    pub fn new(source: impl Into<PathBuf>, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            source: source.into(),
+            data_dir: data_dir.into(),
+            buildspec: None,
+            project_file: None,
+            project: None,
+            image: None,
+            env: Vec::new(),
+            env_files: Vec::new(),
+            secrets_file: None,
+            source_mode: None,
+            timeout_minutes: None,
+            host_ca: HostCa::Auto,
+            cache: CacheChoice::Local {
+                dir: None,
+                max_bytes: 5120 * 1024 * 1024,
+            },
+            cache_volumes: true,
+            privileged: false,
+            artifacts: None,
+            zip: false,
+            batch: None,
+            strict: false,
+            region: "us-east-1".into(),
+            initiator: "runner/local".into(),
+            credentials: Credentials::default(),
+        }
+    }
+}
