@@ -419,15 +419,24 @@ fn encoded_quoted_coloured_and_split_secrets_are_masked() {
         assert_no_form("stderr", &run.stderr);
         // The build itself received the real values.
         for value in [LONG, SHORT] {
-            assert!(run.stdout.contains(&sha256(value)), "the build did not see a value");
+            assert!(
+                run.stdout.contains(&sha256(value)),
+                "the build did not see a value"
+            );
         }
     }
     // `--json`, decoded (NUL and ESC are escaped in the JSON text).
     let logs = json.logs();
     assert_no_form("--json log lines", &logs.join("\n"));
     // Something was masked in every command's output, the split line included.
-    assert!(logs.iter().filter(|l| l.contains("***")).count() >= 13, "{logs:?}");
-    assert!(logs.join("").contains("xxxx***"), "the split line lost its mask");
+    assert!(
+        logs.iter().filter(|l| l.contains("***")).count() >= 13,
+        "{logs:?}"
+    );
+    assert!(
+        logs.join("").contains("xxxx***"),
+        "the split line lost its mask"
+    );
     let mut checked = 0;
     for file in files_under(p.data.path()) {
         let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap_or_default()).into_owned();
