@@ -267,16 +267,18 @@ const LONG: &str = "lg-9fK2qZ8pW3xV7nB4mT6yR1cH5jD0sLaEuGiOwQ \"quoted\" \\back 
 /// The part of `LONG` that no quoting changes.
 const LONG_CORE: &str = "9fK2qZ8pW3xV7nB4mT6yR1cH5jD0sLaEuGiOwQ";
 const SHORT: &str = "st-Hq7Zk2Vx9Lp4";
+const SPLIT: &str = "sp-Wq3Rt8Yu1Io5";
 
 /// Prints the secrets as hex (contiguous, upper case, `xxd -p` layout, `od`), wrapped
-/// base64, shell-quoted, with a colour change inside, as UTF-16, and across the 4 MiB split
-/// of a long line (the first 10 characters of SHORT reach runner a second before the rest).
+/// base64, shell-quoted, with a colour change inside, as UTF-16, and across the 4 MiB splits
+/// of a 9 MB line of SPLIT repeated (wherever the splits fall, they cut some copy in two).
 const FORMS_BUILDSPEC: &str = r#"version: 0.2
 env:
   shell: bash
   parameter-store:
     LONG: /t/long
     SHORT: /t/short
+    SPLIT: /t/split
 phases:
   build:
     commands:
@@ -293,9 +295,10 @@ phases:
       - printf '%s\033[31m%s\033[0m\n' "${SHORT:0:6}" "${SHORT:6}"
       - printf '%s' "$LONG" | iconv -f UTF-8 -t UTF-16LE; echo
       - printf '%s' "$LONG" | iconv -f UTF-8 -t UTF-16BE; echo
-      - head -c 4194296 /dev/zero | tr '\0' x; printf '%s' "${SHORT:0:10}"; sleep 1; printf '%s\n' "${SHORT:10}"
+      - yes "$SPLIT" | head -n 600000 | tr -d '\n'; echo
       - printf '%s' "$LONG" | sha256sum
       - printf '%s' "$SHORT" | sha256sum
+      - printf '%s' "$SPLIT" | sha256sum
 "#;
 
 /// `text` without ANSI CSI escape sequences (what a terminal shows).
@@ -325,7 +328,7 @@ fn hex(bytes: &[u8], sep: &str) -> String {
         .join(sep)
 }
 
-/// What must not be visible of LONG and SHORT in any output: the values and the part no
+/// What must not be visible of LONG, SHORT and SPLIT in any output: the values and the part no
 /// quoting changes; their UTF-16; every 8-character run of their hex (both cases) and of
 /// the base64 characters that depend on LONG alone; every 4-byte run of its `od` form.
 /// Each with what it is.
@@ -336,6 +339,7 @@ fn forbidden_forms() -> Vec<(&'static str, String)> {
         ("LONG", LONG.to_string()),
         ("LONG's unquoted part", LONG_CORE.to_string()),
         ("SHORT", SHORT.to_string()),
+        ("SPLIT", SPLIT.to_string()),
     ];
     for value in [LONG, SHORT] {
         v.push(("UTF-16LE", value.chars().flat_map(|c| [c, '\0']).collect()));
@@ -362,7 +366,8 @@ fn forbidden_forms() -> Vec<(&'static str, String)> {
     v
 }
 
-fn assert_no_form(what: &str, text: &str) {
+/// Which forms of a secret `text` shows, each as "`what`: form".
+fn forms_shown(what: &str, text: &str) -> Vec<String> {
     let forms = forbidden_forms();
     let search = aho_corasick::AhoCorasick::new(forms.iter().map(|(_, f)| f))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -375,7 +380,9 @@ fn assert_no_form(what: &str, text: &str) {
             seen.insert(format!("{}{how}", forms[m.pattern().as_usize()].0));
         }
     }
-    assert!(seen.is_empty(), "{what} shows forms of a secret: {seen:?}");
+    seen.into_iter()
+        .map(|form| format!("{what}: {form}"))
+        .collect()
 }
 
 /// Hex, wrapped base64, shell quoting, a colour change inside a value, UTF-16 and a secret
@@ -397,7 +404,7 @@ fn encoded_quoted_coloured_and_split_secrets_are_masked() {
     p.write("buildspec.yml", FORMS_BUILDSPEC);
     p.write(
         "secrets.json",
-        &serde_json::json!({ "parameters": { "/t/long": LONG, "/t/short": SHORT } }).to_string(),
+        &serde_json::json!({ "parameters": { "/t/long": LONG, "/t/short": SHORT, "/t/split": SPLIT } }).to_string(),
     );
     let secrets_path = p.path().join("secrets.json").display().to_string();
     let build = |json: bool| {
@@ -413,12 +420,13 @@ fn encoded_quoted_coloured_and_split_secrets_are_masked() {
     };
     let json = build(true);
     let human = build(false);
-    for run in [&json, &human] {
+    let mut leaks = Vec::new();
+    for (name, run) in [("--json", &json), ("terminal", &human)] {
         assert_eq!(run.code, 0, "{}", run.debug().get(..4000).unwrap_or(""));
-        assert_no_form("stdout", &run.stdout);
-        assert_no_form("stderr", &run.stderr);
+        leaks.extend(forms_shown(&format!("{name} stdout"), &run.stdout));
+        leaks.extend(forms_shown(&format!("{name} stderr"), &run.stderr));
         // The build itself received the real values.
-        for value in [LONG, SHORT] {
+        for value in [LONG, SHORT, SPLIT] {
             assert!(
                 run.stdout.contains(&sha256(value)),
                 "the build did not see a value"
@@ -427,21 +435,24 @@ fn encoded_quoted_coloured_and_split_secrets_are_masked() {
     }
     // `--json`, decoded (NUL and ESC are escaped in the JSON text).
     let logs = json.logs();
-    assert_no_form("--json log lines", &logs.join("\n"));
+    leaks.extend(forms_shown("--json log lines", &logs.join("\n")));
+    let mut checked = 0;
+    for file in files_under(p.data.path()) {
+        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap_or_default()).into_owned();
+        leaks.extend(forms_shown("log file", &text));
+        checked += 1;
+    }
+    assert!(checked >= 2, "the data directory holds the build logs");
+    assert!(leaks.is_empty(), "secrets shown: {leaks:#?}");
     // Something was masked in every command's output, the split line included.
     assert!(
         logs.iter().filter(|l| l.contains("***")).count() >= 13,
         "{logs:?}"
     );
+    let pieces: Vec<&String> = logs.iter().filter(|l| l.len() > 1 << 20).collect();
+    assert!(pieces.len() >= 2, "the long line was not split");
     assert!(
-        logs.join("").contains("xxxx***"),
-        "the split line lost its mask"
+        pieces.iter().all(|l| l.bytes().all(|b| b == b'*')),
+        "a piece of the split line is not all masked"
     );
-    let mut checked = 0;
-    for file in files_under(p.data.path()) {
-        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap_or_default()).into_owned();
-        assert_no_form(&file.display().to_string(), &text);
-        checked += 1;
-    }
-    assert!(checked >= 2, "the data directory holds the build logs");
 }
