@@ -9,6 +9,7 @@
 use super::error::{api, DockerError};
 use super::DockerEngine;
 use crate::event::Stream;
+use crate::secrets::{Masker, StreamMasker};
 use bollard::container::LogOutput;
 use bollard::exec::StartExecResults;
 use bollard::models::ExecConfig;
@@ -18,9 +19,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 type Output = Pin<Box<dyn FStream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
 
-/// A line longer than this is passed on in pieces. Secrets are masked per piece, so the
-/// limit is large: a secret could only escape masking by straddling a 4 MiB boundary of
-/// one newline-free line.
+/// A line longer than this is passed on in pieces. Each piece is masked here, by a
+/// [`StreamMasker`] that runs over the whole line and holds back the end of a piece that
+/// could begin a secret: masking the pieces one by one afterwards would miss a secret that
+/// straddles two of them.
 const MAX_LINE: usize = 4 * 1024 * 1024;
 
 /// How a command ended.
@@ -40,12 +42,15 @@ pub struct DockerShell {
     nonce: (String, String),
     marker: Vec<u8>,
     bufs: [Vec<u8>; 2],
+    /// Per stream: masks the line being passed on in pieces (see [`MAX_LINE`]).
+    long_lines: [Option<StreamMasker>; 2],
     ended: bool,
 }
 
 /// What to do with the output of a command.
 enum Sink<'a> {
-    Lines(&'a mut (dyn FnMut(Stream, &str) + Send)),
+    /// Lines to the callback; the pieces of an overlong line masked with the masker.
+    Lines(&'a mut (dyn FnMut(Stream, &str) + Send), &'a Masker),
     Capture(&'a mut Vec<u8>),
 }
 
@@ -98,17 +103,21 @@ impl DockerShell {
             nonce,
             marker,
             bufs: [Vec::new(), Vec::new()],
+            long_lines: [None, None],
             ended: false,
         })
     }
 
-    /// Runs one command, passing its output on line by line.
+    /// Runs one command, passing its output on line by line. A line longer than 4 MiB is
+    /// passed on in pieces, with `masker`'s secrets already masked in them as in the whole
+    /// line (the caller masks each piece again: that cannot see a secret cut in two).
     pub async fn run(
         &mut self,
         command: &str,
+        masker: &Masker,
         on_line: &mut (dyn FnMut(Stream, &str) + Send),
     ) -> Result<CommandExit, DockerError> {
-        self.exchange(command, Sink::Lines(on_line)).await
+        self.exchange(command, Sink::Lines(on_line, masker)).await
     }
 
     /// Runs one command and returns its exit status and standard output, unlogged.
@@ -219,20 +228,21 @@ impl DockerShell {
                     }
                     let before: Vec<u8> = buf[..m].to_vec();
                     self.bufs[i].drain(..consumed);
-                    if !before.is_empty() {
-                        emit(sink, stream, &before, false);
+                    if !before.is_empty() || self.long_lines[i].is_some() {
+                        pass_on(&mut self.long_lines[i], sink, stream, &before, true, false);
                     }
                     return Some(code);
                 }
                 (_, Some(n)) => {
                     let line: Vec<u8> = buf[..n].to_vec();
                     self.bufs[i].drain(..=n);
-                    emit(sink, stream, &line, true);
+                    pass_on(&mut self.long_lines[i], sink, stream, &line, true, true);
                 }
                 _ => {
-                    if (eof && !buf.is_empty()) || buf.len() > MAX_LINE {
+                    let eof_rest = eof && (!buf.is_empty() || self.long_lines[i].is_some());
+                    if eof_rest || buf.len() > MAX_LINE {
                         let line = std::mem::take(&mut self.bufs[i]);
-                        emit(sink, stream, &line, false);
+                        pass_on(&mut self.long_lines[i], sink, stream, &line, eof, false);
                     }
                     return None;
                 }
@@ -254,9 +264,40 @@ async fn exit_code(engine: &DockerEngine, exec_id: &str) -> i64 {
     -1
 }
 
+/// Passes on `bytes`: the rest of a line when `ends`, else a piece of an overlong one.
+/// While a line is passed on in pieces, `long` masks it (for [`Sink::Lines`]).
+fn pass_on(
+    long: &mut Option<StreamMasker>,
+    sink: &mut Sink<'_>,
+    stream: Stream,
+    bytes: &[u8],
+    ends: bool,
+    had_newline: bool,
+) {
+    let masker = match sink {
+        Sink::Lines(_, masker) if !masker.is_empty() => Some(masker.clone()),
+        _ => None,
+    };
+    let mut masking = match (long.take(), masker) {
+        (Some(masking), _) => masking,
+        (None, Some(masker)) if !ends => masker.stream(),
+        (None, _) => return emit(sink, stream, bytes, had_newline),
+    };
+    let mut out = masking.push(bytes);
+    if ends {
+        out.extend(masking.finish());
+        emit(sink, stream, &out, had_newline);
+    } else {
+        *long = Some(masking);
+        if !out.is_empty() {
+            emit(sink, stream, &out, had_newline);
+        }
+    }
+}
+
 fn emit(sink: &mut Sink<'_>, stream: Stream, bytes: &[u8], had_newline: bool) {
     match sink {
-        Sink::Lines(f) => {
+        Sink::Lines(f, _) => {
             let text = String::from_utf8_lossy(bytes);
             let text = text.strip_suffix('\r').unwrap_or(&text);
             // Our own protocol lines, as `set -x` traces them, are not the build's output.

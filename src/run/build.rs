@@ -14,6 +14,7 @@ use crate::event::{
     PhaseSummary, Reporter, Stream,
 };
 use crate::plan::{BuildPlan, PlannedPhase, SourceMode, CA_BUNDLE_MOUNT};
+use crate::secrets::Masker;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -57,6 +58,8 @@ pub(super) struct Ctx<'a> {
     pub(super) plan: &'a BuildPlan,
     reporter: &'a dyn Reporter,
     progress: &'a Mutex<Progress>,
+    /// The build's secrets, for the shell to mask the pieces of overlong lines.
+    masker: Masker,
 }
 
 impl Ctx<'_> {
@@ -137,6 +140,7 @@ pub async fn run_build(
         plan,
         reporter,
         progress: &progress,
+        masker: Masker::new(plan.secret_env.iter().map(|(n, s)| (n.as_str(), s))),
     };
     ctx.emit(Event::BuildStarted {
         build_id: plan.build_id.clone(),
@@ -742,7 +746,7 @@ async fn run_logged(
             line: line.to_string(),
         });
     };
-    shell.run(command, &mut on_line).await
+    shell.run(command, &ctx.masker, &mut on_line).await
 }
 
 /// Artifact names with shell syntax (`$VAR`, `$(cmd)`) are expanded by the build shell,

@@ -91,6 +91,16 @@ pub struct SkippedSecret {
 /// 5. JSON string escaping without the quotes: what `serde_json` produces, the ASCII-only form
 ///    with `\uXXXX` for non-ASCII characters (Python's `json.dumps` default), and the form
 ///    with `/` escaped as `\/` (PHP's `json_encode` default).
+/// 6. Hex of the bytes of `b`: contiguous in lower and upper case (`xxd -p`, `sha`-style
+///    dumps), and space-separated lower case as `od -An -tx1` prints it (`74 6f 6b`).
+/// 7. UTF-16 of `b`, little- and big-endian, as raw bytes (`iconv -t UTF-16LE`): exact for
+///    ASCII values; for others, the text the log shows after invalid UTF-8 is replaced.
+/// 8. Shell and language quoting: bash `printf %q` (backslash before shell metacharacters,
+///    and the `$'...'` form used when a string has control characters, with non-ASCII
+///    bytes kept or as octal), `declare -p` / `export -p` (double quotes, `\"` `\\` `\$`
+///    `` \` `` escaped), single quotes with `'\''` or `'"'"'` for a quote (`${v@Q}`, `set -x`,
+///    Python's `shlex.quote`), and Python `repr` (either quote escaped, control characters
+///    as `\n`/`\xNN`; `bytes` repr for non-ASCII values).
 ///
 /// Forms identical to `b` are not repeated. Then, for multi-line values (PEM keys, JSON or
 /// `.env` blobs), every line of `v` with whitespace (including `\r`) trimmed, so that output
@@ -99,6 +109,25 @@ pub struct SkippedSecret {
 ///
 /// Any form (of any kind) shorter than [`MIN_SECRET_LEN`] characters after trimming
 /// whitespace is dropped.
+///
+/// # Wrapped encodings
+///
+/// `base64` wraps at 76 columns, `xxd -p` at 60, `od` at 16 bytes, `openssl` at 64: the
+/// encoding of a value is then cut by line breaks. So, in addition, a *fragment* is masked:
+/// text at the start of a line (after its indentation) or at the end of one (before trailing
+/// whitespace) that is a substring, at least [`FRAGMENT_MIN`] bytes long, of one of the
+/// value's hex, `od` or base64 forms (for base64, the runs of item 3, in both alphabets).
+/// Whatever the width, every piece of the encoding is then masked except pieces shorter than
+/// [`FRAGMENT_MIN`] at a line break (at most 5 bytes of the value each for base64, 3 for
+/// hex). Fragments are only looked for at line boundaries: a substring of an encoding in the
+/// middle of a line is not a wrapped encoding, and matching every 8-byte substring anywhere
+/// would both cost throughput and mask unrelated text.
+///
+/// # Terminal escape sequences
+///
+/// Matching ignores ANSI CSI escape sequences (`ESC [ ... m` colours, cursor movement): a
+/// value printed with a colour change inside it is masked, and the escapes inside the
+/// masked text disappear with it.
 ///
 /// # How matches are replaced
 ///
@@ -112,9 +141,10 @@ pub struct SkippedSecret {
 /// Aho-Corasick search gives the longest one; the union of those is the union of all
 /// occurrences.)
 ///
-/// Not covered: shell quoting (`printf %q`), base64 wrapped over several lines (`base64`
-/// without `-w0` on values over 57 bytes), hex, hashes, other encodings. Values are masked as
-/// the build printed them; one transformed some other way can still leak.
+/// Not covered: hashes, reversed or re-cased text, `hexdump -C`/`xxd` dumps (grouped hex,
+/// and an ASCII column cut every 16 bytes), encodings of encodings (base64 of UTF-16) and
+/// other transformations. Values are masked as the build printed them; one transformed some
+/// other way can still leak.
 #[derive(Clone)]
 pub struct Masker {
     inner: Arc<Inner>,
@@ -126,7 +156,11 @@ struct Inner {
     /// The search could not be built: every non-empty output becomes `***`.
     fail_closed: bool,
     pattern_count: usize,
+    /// The longest pattern or encoding: no occurrence is longer (escape sequences aside).
     max_pattern_len: usize,
+    /// Some pattern contains an ESC byte: the text is also searched with its escapes.
+    esc_in_patterns: bool,
+    fragments: Fragments,
     skipped: Vec<SkippedSecret>,
 }
 
@@ -156,6 +190,8 @@ impl Masker {
                 fail_closed: false,
                 pattern_count: 0,
                 max_pattern_len: 0,
+                esc_in_patterns: false,
+                fragments: Fragments::default(),
                 skipped: Vec::new(),
             }),
         }
@@ -168,6 +204,7 @@ impl Masker {
         N: AsRef<str>,
     {
         let mut patterns: HashSet<String> = HashSet::new();
+        let mut encodings: HashSet<Encoding> = HashSet::new();
         let mut skipped = Vec::new();
         for (name, secret) in secrets {
             let value = secret.expose();
@@ -187,21 +224,36 @@ impl Masker {
                     name: name.as_ref().to_owned(),
                     reason,
                 }),
-                None => add_patterns(value, &mut patterns),
+                None => {
+                    add_patterns(value, &mut patterns);
+                    add_encodings(value, &mut encodings);
+                }
             }
         }
         let mut patterns: Vec<String> = patterns.into_iter().collect();
-        let masker = Masker::from_patterns(&patterns, skipped);
+        let masker = Masker::from_patterns(&patterns, encodings.into_iter().collect(), skipped);
         patterns.iter_mut().for_each(Zeroize::zeroize);
         masker
     }
 
-    fn from_patterns(patterns: &[String], skipped: Vec<SkippedSecret>) -> Self {
+    fn from_patterns(
+        patterns: &[String],
+        encodings: Vec<Encoding>,
+        skipped: Vec<SkippedSecret>,
+    ) -> Self {
+        let fragments = Fragments::new(encodings);
         let mut inner = Inner {
             search: None,
             fail_closed: false,
             pattern_count: patterns.len(),
-            max_pattern_len: patterns.iter().map(String::len).max().unwrap_or(0),
+            max_pattern_len: patterns
+                .iter()
+                .map(String::len)
+                .chain(fragments.encodings.iter().map(|e| e.text.len()))
+                .max()
+                .unwrap_or(0),
+            esc_in_patterns: patterns.iter().any(|p| p.contains('\x1b')),
+            fragments,
             skipped,
         };
         if !patterns.is_empty() {
@@ -235,7 +287,7 @@ impl Masker {
         if self.is_empty() || bytes.is_empty() {
             return Cow::Borrowed(bytes);
         }
-        let Some(occurrences) = self.occurrences(bytes, bytes.len()) else {
+        let Some(occurrences) = self.occurrences(bytes, bytes.len(), true, true) else {
             return Cow::Owned(MASK.as_bytes().to_vec());
         };
         if occurrences.is_empty() {
@@ -248,45 +300,39 @@ impl Masker {
         Cow::Owned(out)
     }
 
-    /// For every position before `limit` where a pattern starts, `(start, end)` of the
-    /// longest one, in order of `start`. Their union is the union of all occurrences,
-    /// overlapping ones included. `None` when this masker fails closed.
-    fn occurrences(&self, bytes: &[u8], limit: usize) -> Option<Vec<(usize, usize)>> {
+    /// For every position before `limit` where a pattern (or a fragment of a wrapped
+    /// encoding) starts, `(start, end)` of the longest one, sorted by `start`. Their union is
+    /// the union of all occurrences, overlapping ones included. Matching looks through ANSI
+    /// escape sequences. `starts_line`: `bytes` begins a line (for fragments); `ends_line`:
+    /// its end ends one. `None` when this masker fails closed.
+    fn occurrences(
+        &self,
+        bytes: &[u8],
+        limit: usize,
+        starts_line: bool,
+        ends_line: bool,
+    ) -> Option<Vec<(usize, usize)>> {
         let search = self.inner.search.as_ref()?;
-        let mut found = Vec::new();
-        // Candidate starts: `p < limit` with a whole prefix in `bytes`.
-        let p_end = limit.min(bytes.len().saturating_sub(PREFIX_LEN - 1));
-        // Every pattern's first 4 bytes contain its bigrams at offsets 0, 1 and 2, and one of
-        // `p`, `p + 1`, `p + 2` is a multiple of 3: looking at the bigram at every third
-        // position finds every start. Hits are rare; then the starts it may belong to get the
-        // 4-byte filter, and the few that pass it the automaton. `next` keeps starts in order
-        // and checked once.
-        let mut next = 0;
-        let mut q = 0;
-        while q < p_end + 2 {
-            let (Some(&b0), Some(&b1)) = (bytes.get(q), bytes.get(q + 1)) else {
-                break;
-            };
-            if search.filter.bigram_hit(u16::from_le_bytes([b0, b1])) {
-                let hi = (q + 1).min(p_end);
-                for start in q.saturating_sub(2).max(next)..hi {
-                    let Some(&[a, b, c, d]) = bytes.get(start..start + PREFIX_LEN) else {
-                        continue;
-                    };
-                    if !search.filter.may_start(u32::from_le_bytes([a, b, c, d])) {
-                        continue;
-                    }
-                    let input = Input::new(bytes)
-                        .span(start..bytes.len())
-                        .anchored(Anchored::Yes);
-                    if let Some(m) = search.longest.try_find(input).ok()? {
-                        found.push((start, m.end()));
-                    }
-                }
-                next = next.max(hi);
+        let fragments = &self.inner.fragments;
+        let Some(view) = View::new(bytes) else {
+            let mut found = search.find(bytes, limit)?;
+            let direct = found.len();
+            fragments.find(bytes, limit, starts_line, ends_line, &mut found);
+            if found.len() > direct {
+                found.sort_unstable();
             }
-            q += 3;
+            return Some(found);
+        };
+        let view_limit = view.view_limit(limit);
+        let mut found = search.find(&view.text, view_limit)?;
+        fragments.find(&view.text, view_limit, starts_line, ends_line, &mut found);
+        for occurrence in &mut found {
+            *occurrence = (view.orig(occurrence.0), view.orig_end(occurrence.1));
         }
+        if self.inner.esc_in_patterns {
+            found.extend(search.find(bytes, limit)?);
+        }
+        found.sort_unstable();
         Some(found)
     }
 
@@ -360,6 +406,47 @@ impl Search {
             .ok()?;
         Some(Search { filter, longest })
     }
+
+    /// For every position before `limit` where a pattern starts, `(start, end)` of the
+    /// longest one, in order of `start`. `None` if the automaton gives up (it never does for
+    /// anchored searches; never panic on output paths).
+    fn find(&self, bytes: &[u8], limit: usize) -> Option<Vec<(usize, usize)>> {
+        let mut found = Vec::new();
+        // Candidate starts: `p < limit` with a whole prefix in `bytes`.
+        let p_end = limit.min(bytes.len().saturating_sub(PREFIX_LEN - 1));
+        // Every pattern's first 4 bytes contain its bigrams at offsets 0, 1 and 2, and one of
+        // `p`, `p + 1`, `p + 2` is a multiple of 3: looking at the bigram at every third
+        // position finds every start. Hits are rare; then the starts it may belong to get the
+        // 4-byte filter, and the few that pass it the automaton. `next` keeps starts in order
+        // and checked once.
+        let mut next = 0;
+        let mut q = 0;
+        while q < p_end + 2 {
+            let (Some(&b0), Some(&b1)) = (bytes.get(q), bytes.get(q + 1)) else {
+                break;
+            };
+            if self.filter.bigram_hit(u16::from_le_bytes([b0, b1])) {
+                let hi = (q + 1).min(p_end);
+                for start in q.saturating_sub(2).max(next)..hi {
+                    let Some(&[a, b, c, d]) = bytes.get(start..start + PREFIX_LEN) else {
+                        continue;
+                    };
+                    if !self.filter.may_start(u32::from_le_bytes([a, b, c, d])) {
+                        continue;
+                    }
+                    let input = Input::new(bytes)
+                        .span(start..bytes.len())
+                        .anchored(Anchored::Yes);
+                    if let Some(m) = self.longest.try_find(input).ok()? {
+                        found.push((start, m.end()));
+                    }
+                }
+                next = next.max(hi);
+            }
+            q += 3;
+        }
+        Some(found)
+    }
 }
 
 /// The pattern prefixes, as two sets with false positives: their bigrams at offsets 0, 1
@@ -420,6 +507,537 @@ impl PrefixFilter {
     }
 }
 
+/// Shortest fragment of a wrapped encoding that is masked at a line boundary, in bytes of
+/// the encoding (see "Wrapped encodings" on [`Masker`]). Also the length of the seeds the
+/// fragments are looked up by.
+pub const FRAGMENT_MIN: usize = 8;
+
+/// Shortest `od` fragment masked: 4 bytes of the value (`74 6f 6b 2d`).
+const OD_FRAGMENT_MIN: usize = 11;
+
+/// An encoded form of a value whose fragments are masked at line boundaries.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Encoding {
+    text: Vec<u8>,
+    /// Shortest fragment masked.
+    min: usize,
+}
+
+/// The encodings whose fragments are masked, and an index of their [`FRAGMENT_MIN`]-byte
+/// substrings ("seeds"): a line boundary is looked up by the seed there and the match
+/// extended along the encoding.
+#[derive(Default)]
+struct Fragments {
+    encodings: Vec<Encoding>,
+    /// Every seed of every encoding, as a little-endian `u64`, sorted; `targets[i]` says where
+    /// `seeds[i]` is: (encoding, offset).
+    seeds: Vec<u64>,
+    targets: Vec<(u32, u32)>,
+    /// A bit per hash of a seed (2^16 bits): most lines are ruled out with one lookup.
+    filter: Vec<u64>,
+}
+
+impl Fragments {
+    fn new(encodings: Vec<Encoding>) -> Self {
+        let mut encodings: Vec<Encoding> = encodings
+            .into_iter()
+            .filter(|e| e.text.len() >= FRAGMENT_MIN.max(e.min))
+            .collect();
+        encodings.sort_unstable_by(|a, b| a.text.cmp(&b.text));
+        let mut index: Vec<(u64, u32, u32)> = Vec::new();
+        for (e, encoding) in encodings.iter().enumerate() {
+            for (o, window) in encoding.text.windows(FRAGMENT_MIN).enumerate() {
+                if let (Some(seed), Ok(e), Ok(o)) =
+                    (seed(window), u32::try_from(e), u32::try_from(o))
+                {
+                    index.push((seed, e, o));
+                }
+            }
+        }
+        index.sort_unstable();
+        let mut filter = vec![0u64; 1024];
+        for &(seed, _, _) in &index {
+            let slot = seed_slot(seed);
+            filter[slot / 64] |= 1 << (slot % 64);
+        }
+        let seeds = index.iter().map(|&(s, _, _)| s).collect();
+        let targets = index.iter().map(|&(_, e, o)| (e, o)).collect();
+        index.iter_mut().for_each(|entry| entry.0.zeroize());
+        Fragments {
+            encodings,
+            seeds,
+            targets,
+            filter,
+        }
+    }
+
+    /// Where the seed `window` occurs in the encodings.
+    fn lookup(&self, window: &[u8]) -> &[(u32, u32)] {
+        let Some(seed) = seed(window) else {
+            return &[];
+        };
+        let slot = seed_slot(seed);
+        if self
+            .filter
+            .get(slot / 64)
+            .is_none_or(|word| word & (1 << (slot % 64)) == 0)
+        {
+            return &[];
+        }
+        let from = self.seeds.partition_point(|&s| s < seed);
+        let to = from + self.seeds[from..].partition_point(|&s| s == seed);
+        &self.targets[from..to]
+    }
+
+    /// Length of the longest fragment that starts at `line[0]`, 0 if none.
+    fn forward(&self, line: &[u8]) -> usize {
+        let mut best = 0;
+        for &(e, o) in self.lookup(line.get(..FRAGMENT_MIN).unwrap_or_default()) {
+            let Some(encoding) = self.encodings.get(e as usize) else {
+                continue;
+            };
+            let rest = encoding.text.get(o as usize..).unwrap_or_default();
+            let n = line.iter().zip(rest).take_while(|(a, b)| a == b).count();
+            if n >= encoding.min {
+                best = best.max(n);
+            }
+        }
+        best
+    }
+
+    /// Length of the longest fragment that ends at the end of `line`, 0 if none.
+    fn backward(&self, line: &[u8]) -> usize {
+        let Some(at) = line.len().checked_sub(FRAGMENT_MIN) else {
+            return 0;
+        };
+        let mut best = 0;
+        for &(e, o) in self.lookup(&line[at..]) {
+            let Some(encoding) = self.encodings.get(e as usize) else {
+                continue;
+            };
+            let head = encoding
+                .text
+                .get(..o as usize + FRAGMENT_MIN)
+                .unwrap_or_default();
+            let n = line
+                .iter()
+                .rev()
+                .zip(head.iter().rev())
+                .take_while(|(a, b)| a == b)
+                .count();
+            if n >= encoding.min {
+                best = best.max(n);
+            }
+        }
+        best
+    }
+
+    /// Adds the fragments at the line boundaries of `text` that start before `limit`.
+    fn find(
+        &self,
+        text: &[u8],
+        limit: usize,
+        starts_line: bool,
+        ends_line: bool,
+        out: &mut Vec<(usize, usize)>,
+    ) {
+        if self.seeds.is_empty() {
+            return;
+        }
+        let mut line_start = 0;
+        loop {
+            let newline = memchr::memchr(b'\n', &text[line_start..]).map(|i| line_start + i);
+            let line_end = newline.unwrap_or(text.len());
+            let line = &text[line_start..line_end];
+            let indent = line.iter().take_while(|&&b| is_blank(b)).count();
+            let a = line_start + indent;
+            if a >= limit {
+                break;
+            }
+            let trailing = line[indent..]
+                .iter()
+                .rev()
+                .take_while(|&&b| is_blank(b) || b == b'\r')
+                .count();
+            let b = line_end - trailing;
+            if b >= a + FRAGMENT_MIN {
+                let trimmed = &text[a..b];
+                if line_start > 0 || starts_line {
+                    let n = self.forward(trimmed);
+                    if n > 0 {
+                        out.push((a, a + n));
+                    }
+                }
+                if newline.is_some() || ends_line {
+                    let n = self.backward(trimmed);
+                    if n > 0 && b - n < limit {
+                        out.push((b - n, b));
+                    }
+                }
+            }
+            match newline {
+                Some(n) => line_start = n + 1,
+                None => break,
+            }
+        }
+    }
+}
+
+impl Drop for Fragments {
+    fn drop(&mut self) {
+        self.seeds.zeroize();
+        for encoding in &mut self.encodings {
+            encoding.text.zeroize();
+        }
+    }
+}
+
+fn seed(window: &[u8]) -> Option<u64> {
+    let bytes: [u8; FRAGMENT_MIN] = window.try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
+fn seed_slot(seed: u64) -> usize {
+    (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48) as usize
+}
+
+fn is_blank(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// A text with its ANSI CSI escape sequences (`ESC [`, parameter and intermediate bytes,
+/// a final byte) removed, and where they were, to map positions back.
+struct View {
+    text: Vec<u8>,
+    /// `(p, removed)`: an escape sequence sat before view position `p`, and `removed` bytes
+    /// were removed up to and including it. Sorted by `p`.
+    gaps: Vec<(usize, usize)>,
+}
+
+impl View {
+    /// `None` when `bytes` has no escape sequence.
+    fn new(bytes: &[u8]) -> Option<View> {
+        let mut esc = memchr::memchr(0x1b, bytes)?;
+        let mut text = Vec::with_capacity(bytes.len());
+        let mut gaps = Vec::new();
+        let mut removed = 0;
+        let mut copied = 0;
+        loop {
+            let len = csi_len(&bytes[esc..]);
+            let resume = if len == 0 {
+                esc + 1
+            } else {
+                text.extend_from_slice(&bytes[copied..esc]);
+                removed += len;
+                gaps.push((text.len(), removed));
+                copied = esc + len;
+                copied
+            };
+            match memchr::memchr(0x1b, &bytes[resume..]) {
+                Some(i) => esc = resume + i,
+                None => break,
+            }
+        }
+        if gaps.is_empty() {
+            return None;
+        }
+        text.extend_from_slice(&bytes[copied..]);
+        Some(View { text, gaps })
+    }
+
+    /// Position in the original of view byte `v` (or of the end, for `v == len`).
+    fn orig(&self, v: usize) -> usize {
+        let k = self.gaps.partition_point(|&(p, _)| p <= v);
+        v + k.checked_sub(1).map_or(0, |k| self.gaps[k].1)
+    }
+
+    /// Position in the original just after view byte `end - 1`.
+    fn orig_end(&self, end: usize) -> usize {
+        end.checked_sub(1).map_or(0, |last| self.orig(last) + 1)
+    }
+
+    /// How many view bytes come from before original position `limit`.
+    fn view_limit(&self, limit: usize) -> usize {
+        let (mut lo, mut hi) = (0, self.text.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.orig(mid) < limit {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+}
+
+/// Length of the CSI escape sequence at the start of `bytes` (which starts with ESC), 0 if
+/// it is not one. A sequence cut short by the end of `bytes` counts as one: in a stream,
+/// the rest may come with the next chunk.
+fn csi_len(bytes: &[u8]) -> usize {
+    match bytes.get(1) {
+        None => return 1,
+        Some(b'[') => {}
+        Some(_) => return 0,
+    }
+    let params = bytes[2..]
+        .iter()
+        .take_while(|b| (0x20..=0x3f).contains(*b))
+        .count();
+    match bytes.get(2 + params) {
+        Some(b) if (0x40..=0x7e).contains(b) => 3 + params,
+        _ => 2 + params,
+    }
+}
+
+/// Where a [`StreamMasker`] may emit up to: `hold` bytes of matchable text (escape
+/// sequences not counted) stay behind.
+fn safe_point(buf: &[u8], hold: usize) -> usize {
+    match View::new(buf) {
+        None => buf.len().saturating_sub(hold),
+        Some(view) => match view.text.len().checked_sub(hold) {
+            Some(v) if v > 0 => view.orig(v),
+            _ => 0,
+        },
+    }
+}
+
+/// The encodings of `value` (and of it trimmed) whose fragments are masked: hex (both
+/// cases), `od -tx1` and the base64 runs of [`base64_cores`] in both alphabets.
+fn add_encodings(value: &str, out: &mut HashSet<Encoding>) {
+    let trimmed = value.trim();
+    let mut bases = vec![value];
+    if trimmed != value {
+        bases.push(trimmed);
+    }
+    for base in bases {
+        let bytes = base.as_bytes();
+        for upper in [false, true] {
+            out.insert(Encoding {
+                text: hex(bytes, upper, "").into_bytes(),
+                min: FRAGMENT_MIN,
+            });
+        }
+        out.insert(Encoding {
+            text: hex(bytes, false, " ").into_bytes(),
+            min: OD_FRAGMENT_MIN,
+        });
+        for core in base64_cores(bytes) {
+            out.insert(Encoding {
+                text: to_url_safe(&core).into_bytes(),
+                min: FRAGMENT_MIN,
+            });
+            out.insert(Encoding {
+                text: core.into_bytes(),
+                min: FRAGMENT_MIN,
+            });
+        }
+    }
+}
+
+fn hex(bytes: &[u8], upper: bool, separator: &str) -> String {
+    const UPPER: &[u8; 16] = b"0123456789ABCDEF";
+    const LOWER: &[u8; 16] = b"0123456789abcdef";
+    let digits = if upper { UPPER } else { LOWER };
+    let mut out = String::with_capacity(bytes.len() * (2 + separator.len()));
+    for (i, &b) in bytes.iter().enumerate() {
+        if i > 0 {
+            out.push_str(separator);
+        }
+        out.push(char::from(digits[usize::from(b >> 4)]));
+        out.push(char::from(digits[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+fn to_url_safe(base64: &str) -> String {
+    base64
+        .chars()
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            c => c,
+        })
+        .collect()
+}
+
+fn add_hex(bytes: &[u8], out: &mut HashSet<String>) {
+    add_pattern(hex(bytes, false, ""), out);
+    add_pattern(hex(bytes, true, ""), out);
+    add_pattern(hex(bytes, false, " "), out);
+}
+
+/// UTF-16LE and BE. The log decodes output as UTF-8, replacing invalid sequences, so for
+/// non-ASCII values the pattern is what that decoding shows (patterns are UTF-8 text).
+fn add_utf16(value: &str, out: &mut HashSet<String>) {
+    for big_endian in [false, true] {
+        let mut bytes: Vec<u8> = value
+            .encode_utf16()
+            .flat_map(|unit| {
+                if big_endian {
+                    unit.to_be_bytes()
+                } else {
+                    unit.to_le_bytes()
+                }
+            })
+            .collect();
+        add_pattern(String::from_utf8_lossy(&bytes).into_owned(), out);
+        bytes.zeroize();
+    }
+}
+
+/// The quoted forms of item 8 on [`Masker`], without their surrounding quotes.
+fn add_shell_escaped(value: &str, out: &mut HashSet<String>) {
+    // bash `printf %q` outside `$'...'`.
+    let mut backslashed = String::with_capacity(value.len() * 2);
+    for c in value.chars() {
+        if matches!(
+            c,
+            '\t' | '\n'
+                | ' '
+                | '!'
+                | '"'
+                | '$'
+                | '&'
+                | '\''
+                | '('
+                | ')'
+                | '*'
+                | ','
+                | ';'
+                | '<'
+                | '>'
+                | '?'
+                | '['
+                | '\\'
+                | ']'
+                | '^'
+                | '`'
+                | '{'
+                | '|'
+                | '}'
+        ) {
+            backslashed.push('\\');
+        }
+        backslashed.push(c);
+    }
+    add_if_different(backslashed, value, out);
+    // `$'...'` (`printf %q` and `declare -p` with control characters), UTF-8 and C locale.
+    add_if_different(ansi_c_quoted(value, false), value, out);
+    if !value.is_ascii() {
+        add_if_different(ansi_c_quoted(value, true), value, out);
+    }
+    // `declare -p`, `export -p`: double quotes.
+    let mut double = String::with_capacity(value.len() * 2);
+    for c in value.chars() {
+        if matches!(c, '"' | '$' | '`' | '\\') {
+            double.push('\\');
+        }
+        double.push(c);
+    }
+    add_if_different(double, value, out);
+    // Single quotes: `${v@Q}`, `set -x` traces, Python's `shlex.quote`.
+    add_if_different(value.replace('\'', r"'\''"), value, out);
+    add_if_different(value.replace('\'', r#"'"'"'"#), value, out);
+    // Python `repr` of a `str` in either quote, and of the UTF-8 `bytes`.
+    add_if_different(python_repr(value, '\''), value, out);
+    add_if_different(python_repr(value, '"'), value, out);
+    if !value.is_ascii() {
+        add_if_different(python_bytes_repr(value.as_bytes()), value, out);
+    }
+}
+
+fn add_if_different(form: String, value: &str, out: &mut HashSet<String>) {
+    if form == value {
+        let mut form = form;
+        form.zeroize();
+    } else {
+        add_pattern(form, out);
+    }
+}
+
+/// What bash prints between `$'` and `'`; non-ASCII bytes in octal when `octal_non_ascii`
+/// (the C locale), else as they are.
+fn ansi_c_quoted(value: &str, octal_non_ascii: bool) -> String {
+    let mut out = String::with_capacity(value.len() * 2);
+    for c in value.chars() {
+        match c {
+            '\x07' => out.push_str(r"\a"),
+            '\x08' => out.push_str(r"\b"),
+            '\x0c' => out.push_str(r"\f"),
+            '\n' => out.push_str(r"\n"),
+            '\r' => out.push_str(r"\r"),
+            '\t' => out.push_str(r"\t"),
+            '\x0b' => out.push_str(r"\v"),
+            '\x1b' => out.push_str(r"\E"),
+            '\\' => out.push_str(r"\\"),
+            '\'' => out.push_str(r"\'"),
+            c if c.is_ascii_control() || (octal_non_ascii && !c.is_ascii()) => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\{b:03o}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Python's `repr` of a `str` quoted with `quote`, without the quotes. Which non-ASCII
+/// characters Python escapes is approximated: controls, separators other than the space, and
+/// the common invisible format characters.
+fn python_repr(value: &str, quote: char) -> String {
+    let mut out = String::with_capacity(value.len() * 2);
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str(r"\\"),
+            '\n' => out.push_str(r"\n"),
+            '\r' => out.push_str(r"\r"),
+            '\t' => out.push_str(r"\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if python_escapes(c) => {
+                let code = u32::from(c);
+                if code <= 0xff {
+                    out.push_str(&format!("\\x{code:02x}"));
+                } else if code <= 0xffff {
+                    out.push_str(&format!("\\u{code:04x}"));
+                } else {
+                    out.push_str(&format!("\\U{code:08x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn python_escapes(c: char) -> bool {
+    c.is_control()
+        || (c.is_whitespace() && c != ' ')
+        || matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}')
+}
+
+/// Python's `repr` of `bytes` in single quotes, without `b'` and `'`.
+fn python_bytes_repr(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 4);
+    for &b in bytes {
+        match b {
+            b'\\' => out.push_str(r"\\"),
+            b'\'' => out.push_str(r"\'"),
+            b'\n' => out.push_str(r"\n"),
+            b'\r' => out.push_str(r"\r"),
+            b'\t' => out.push_str(r"\t"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
+}
+
 fn char_len(s: &str) -> usize {
     s.chars().count()
 }
@@ -445,6 +1063,9 @@ fn add_patterns(value: &str, out: &mut HashSet<String>) {
         add_base64(base.as_bytes(), out);
         add_percent_encoded(base, out);
         add_json_escaped(base, out);
+        add_hex(base.as_bytes(), out);
+        add_utf16(base, out);
+        add_shell_escaped(base, out);
     }
     if value.contains('\n') {
         for line in value.lines() {
@@ -462,15 +1083,7 @@ fn add_base64(bytes: &[u8], out: &mut HashSet<String>) {
     add_pattern(URL_SAFE.encode(bytes), out);
     add_pattern(URL_SAFE_NO_PAD.encode(bytes), out);
     for core in base64_cores(bytes) {
-        let url_safe: String = core
-            .chars()
-            .map(|c| match c {
-                '+' => '-',
-                '/' => '_',
-                c => c,
-            })
-            .collect();
-        add_pattern(url_safe, out);
+        add_pattern(to_url_safe(&core), out);
         add_pattern(core, out);
     }
 }
@@ -569,8 +1182,9 @@ fn add_json_escaped(value: &str, out: &mut HashSet<String>) {
 ///
 /// [`push`](StreamMasker::push) returns the bytes that are safe to emit now and holds back the
 /// trailing bytes that could still be the start of a secret: at most
-/// `max_pattern_len - 1` bytes, plus at most 3 more so that an emitted chunk never ends in the
-/// middle of a UTF-8 character (consumers may decode each chunk on its own).
+/// `max_pattern_len - 1` bytes (not counting ANSI escape sequences), plus at most 3 more so
+/// that an emitted chunk never ends in the middle of a UTF-8 character (consumers may decode
+/// each chunk on its own).
 /// [`finish`](StreamMasker::finish) flushes the rest. The concatenated output is exactly
 /// `masker.mask_bytes(whole input)`.
 pub struct StreamMasker {
@@ -580,6 +1194,8 @@ pub struct StreamMasker {
     /// How many leading bytes of `pending` belong to a group of occurrences whose `***` was
     /// already emitted and that a later occurrence may still extend.
     covered: usize,
+    /// `pending` starts a line, or continues its indentation (for wrapped encodings).
+    line_start: bool,
 }
 
 impl fmt::Debug for StreamMasker {
@@ -598,6 +1214,7 @@ impl StreamMasker {
             masker,
             pending: Vec::new(),
             covered: 0,
+            line_start: true,
         }
     }
 
@@ -607,7 +1224,7 @@ impl StreamMasker {
         // Every occurrence starting before `safe` ends inside `pending`, so whether a position
         // before `safe` is covered by a secret is final; later ones may still be.
         let hold = self.masker.max_pattern_len().saturating_sub(1);
-        let safe = self.pending.len().saturating_sub(hold);
+        let safe = safe_point(&self.pending, hold);
         self.process(safe, false)
     }
 
@@ -629,7 +1246,7 @@ impl StreamMasker {
         let occurrences = if self.masker.is_empty() {
             Vec::new()
         } else {
-            match self.masker.occurrences(buf, safe) {
+            match self.masker.occurrences(buf, safe, self.line_start, at_end) {
                 Some(found) => found,
                 None => {
                     // Fail closed: nothing of the input comes out.
@@ -659,6 +1276,16 @@ impl StreamMasker {
                 out.extend_from_slice(&buf[tail.pos..end]);
                 end
             }
+        };
+        // Whether what is kept starts a line: after a newline and blanks only.
+        let blanks = self.pending[..keep_from]
+            .iter()
+            .rev()
+            .take_while(|&&b| is_blank(b))
+            .count();
+        self.line_start = match keep_from.checked_sub(blanks + 1) {
+            Some(i) => self.pending[i] == b'\n',
+            None => self.line_start,
         };
         // Shift the held-back tail to the front and wipe the stale bytes behind it.
         let keep = self.pending.len() - keep_from;
@@ -1035,6 +1662,14 @@ mod tests {
             // percent-encoded
             "abc%20def",
             "abc+def",
+            // hex (no letters: both cases agree) and `od -tx1`
+            "61626320646566",
+            "61 62 63 20 64 65 66",
+            // UTF-16LE and BE
+            "a\0b\0c\0 \0d\0e\0f\0",
+            "\0a\0b\0c\0 \0d\0e\0f",
+            // `printf %q` (the other quoted forms equal the value)
+            "abc\\ def",
         ]
         .into_iter()
         .map(String::from)
@@ -1224,6 +1859,8 @@ TQ==\r
                 fail_closed: true,
                 pattern_count: 1,
                 max_pattern_len: 10,
+                esc_in_patterns: false,
+                fragments: Fragments::default(),
                 skipped: Vec::new(),
             }),
         };
@@ -1234,6 +1871,245 @@ TQ==\r
         assert_eq!(s.push(b"abc"), b"***");
         assert_eq!(s.pending_len(), 0);
         assert_eq!(s.finish(), b"");
+    }
+
+    // ---- hex, UTF-16, quoting, escapes, wrapped encodings ----
+
+    /// Masks `text` line by line, as the executor delivers output.
+    fn mask_lines(m: &Masker, text: &str) -> String {
+        text.split('\n')
+            .map(|line| m.mask(line).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// `text` cut into lines of `width` characters, as `base64`, `xxd -p` and `fold` do.
+    fn wrap(text: &str, width: usize) -> String {
+        text.as_bytes()
+            .chunks(width)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn hex_contiguous_and_od() {
+        let value = "hex-Secret-1";
+        let m = masker(&[value]);
+        let lower: String = value.bytes().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(lower, "6865782d5365637265742d31");
+        assert_masked(&m, &format!("dump: {lower}0a"), "dump: ***0a");
+        assert_masked(&m, &format!("{}.", lower.to_uppercase()), "***.");
+        // `od -An -tx1` of the value alone (12 bytes, one line).
+        assert_masked(&m, " 68 65 78 2d 53 65 63 72 65 74 2d 31 0a", " *** 0a");
+    }
+
+    #[test]
+    fn hex_wrapped_like_xxd_and_od() {
+        let value = "xxd-wrapped-secret-value-0123456789";
+        let m = masker(&[value]);
+        for prefix in ["", "k", "key=", "a much longer prefix: "] {
+            let input = format!("{prefix}{value}\n");
+            let hex: String = input.bytes().map(|b| format!("{b:02x}")).collect();
+            let value_hex: String = value.bytes().map(|b| format!("{b:02x}")).collect();
+            // `xxd -p`: 60 columns; `xxd -p -u`; other widths.
+            for (text, value_hex) in [
+                (hex.clone(), value_hex.clone()),
+                (hex.to_uppercase(), value_hex.to_uppercase()),
+            ] {
+                for width in [60, 32, 48, 64, 76] {
+                    let masked = mask_lines(&m, &wrap(&text, width));
+                    assert_no_window(&masked, &value_hex, 8, &format!("{prefix:?} {width}"));
+                }
+            }
+            // `od -An -tx1`: 16 bytes a line, each as " xx".
+            let od: String = input
+                .as_bytes()
+                .chunks(16)
+                .map(|row| row.iter().map(|b| format!(" {b:02x}")).collect::<String>())
+                .collect::<Vec<_>>()
+                .join("\n");
+            let masked = mask_lines(&m, &od);
+            let value_od = value
+                .bytes()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            assert_no_window(&masked, &value_od, 11, &format!("od {prefix:?}"));
+        }
+    }
+
+    /// No `len`-byte substring of `encoding` is visible in `masked`.
+    fn assert_no_window(masked: &str, encoding: &str, len: usize, what: &str) {
+        for window in encoding.as_bytes().windows(len) {
+            let window = String::from_utf8_lossy(window);
+            assert!(
+                !masked.contains(window.as_ref()),
+                "{what}: {window:?} visible in {masked:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn base64_wrapped_at_76_and_other_widths() {
+        // Over 57 bytes: `base64` wraps it.
+        let value = "wrapped-base64-secret-value/with+some%text-and-more-than-57-bytes!";
+        let m = masker(&[value]);
+        for prefix in ["", "u", "us", "user:", "a longer prefix\n"] {
+            let plain = format!("{prefix}{value}\n");
+            for (url_safe, engine) in [(false, STANDARD), (true, URL_SAFE)] {
+                let enc = engine.encode(&plain);
+                for width in [76, 64, 60, 19, 100] {
+                    let wrapped = wrap(&enc, width);
+                    let masked = mask_lines(&m, &wrapped);
+                    // Every 8-character run that depends on the value alone is gone.
+                    for core in base64_cores(value.as_bytes()) {
+                        let core = if url_safe { to_url_safe(&core) } else { core };
+                        if enc.contains(&core) {
+                            assert_no_window(&masked, &core, 8, &format!("{prefix:?} {width}"));
+                        }
+                    }
+                }
+            }
+        }
+        // Indented (YAML) and with CRLF line ends.
+        let enc = STANDARD.encode(value);
+        let yaml = wrap(&enc, 76)
+            .lines()
+            .map(|l| format!("    {l}\r"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(mask_lines(&m, &yaml), "    ***\r\n    ***\r");
+    }
+
+    #[test]
+    fn fragments_need_a_line_boundary_and_a_minimum_length() {
+        let value = "fragment-boundary-secret";
+        let m = masker(&[value]);
+        let enc = STANDARD.encode(value);
+        // The middle of the encoding inside a line is not a wrapped fragment.
+        let middle = &enc[4..20];
+        assert_masked(&m, &format!("x {middle} y"), &format!("x {middle} y"));
+        // At a line start or end it is.
+        assert_masked(&m, &format!("{middle} y"), "*** y");
+        assert_masked(&m, &format!("x {middle}"), "x ***");
+        // Shorter than FRAGMENT_MIN: left alone.
+        let short = &enc[4..4 + FRAGMENT_MIN - 1];
+        assert_masked(&m, short, short);
+        // Unrelated base64 lines are left alone.
+        let other = STANDARD.encode("some other text that is not a secret at all");
+        assert_masked(&m, &other, &other);
+    }
+
+    #[test]
+    fn utf16_both_byte_orders() {
+        let value = "utf16-Secret";
+        let m = masker(&[value]);
+        let le: String = value.chars().flat_map(|c| [c, '\0']).collect();
+        let be: String = value.chars().flat_map(|c| ['\0', c]).collect();
+        assert_masked(&m, &format!("\u{feff}{le}\n\0"), "\u{feff}***\n\0");
+        // (The little-endian form, one byte on, overlaps and takes the last NUL too.)
+        assert_masked(&m, &format!("x{be}\0y"), "x***y");
+        // Non-ASCII: as the log shows it after invalid UTF-8 is replaced.
+        let value = "ключ-Ünï";
+        let m = masker(&[value]);
+        for big_endian in [false, true] {
+            let mut bytes = vec![b'>'];
+            for unit in value.encode_utf16() {
+                bytes.extend(if big_endian {
+                    unit.to_be_bytes()
+                } else {
+                    unit.to_le_bytes()
+                });
+            }
+            bytes.extend_from_slice(b"\0<");
+            let shown = String::from_utf8_lossy(&bytes).into_owned();
+            assert_eq!(m.mask(&shown), ">***\0<", "big endian: {big_endian}");
+        }
+    }
+
+    #[test]
+    fn shell_and_python_quoted_forms() {
+        // Outputs of bash 5.2 and Python 3 for this value, copied from real runs.
+        let value = "pa$$ \"w0rd\" \\ it's-Ünï";
+        let m = masker(&[value]);
+        for printed in [
+            // printf %q
+            r#"pa\$\$\ \"w0rd\"\ \\\ it\'s-Ünï"#,
+            // printf %q of "$v"$'\t': UTF-8 locale and C locale
+            r#"$'pa$$ "w0rd" \\ it\'s-Ünï\t'"#,
+            r#"$'pa$$ "w0rd" \\ it\'s-\303\234n\303\257\t'"#,
+            // declare -p v
+            r#"declare -- v="pa\$\$ \"w0rd\" \\ it's-Ünï""#,
+            // ${v@Q}
+            r#"'pa$$ "w0rd" \ it'\''s-Ünï'"#,
+            // shlex.quote(v)
+            r#"'pa$$ "w0rd" \ it'"'"'s-Ünï'"#,
+            // repr(v), repr(v.encode())
+            r#"'pa$$ "w0rd" \\ it\'s-Ünï'"#,
+            r#"b'pa$$ "w0rd" \\ it\'s-\xc3\x9cn\xc3\xaf'"#,
+        ] {
+            let masked = m.mask(printed);
+            assert!(masked.contains(MASK), "{printed} -> {masked}");
+            assert!(!masked.contains("w0rd"), "{printed} -> {masked}");
+        }
+        // repr with double quotes: a value with ' and no ".
+        let m = masker(&["it's a \\ $ecret"]);
+        assert_masked(&m, r#"x = "it's a \\ $ecret""#, r#"x = "***""#);
+        // Control characters: printf %q and Python.
+        let m = masker(&["tab\tand\x1bsecret"]);
+        assert_masked(&m, r"$'tab\tand\Esecret'", "$'***'");
+        assert_masked(&m, r"'tab\tand\x1bsecret'", "'***'");
+    }
+
+    #[test]
+    fn ansi_escapes_inside_a_value() {
+        let m = masker(&["abcdef-secret"]);
+        assert_masked(&m, "x abc\x1b[31mdef-secret y", "x *** y");
+        assert_masked(
+            &m,
+            "\x1b[1;32mabc\x1b[0mdef-\x1b[Ksecret\x1b[0m!",
+            "\x1b[1;32m***\x1b[0m!",
+        );
+        // Escapes around a value stay; other escapes are untouched.
+        assert_masked(&m, "\x1b[31mabcdef-secret\x1b[0m", "\x1b[31m***\x1b[0m");
+        assert_masked(&m, "\x1b[31mred\x1b[0m", "\x1b[31mred\x1b[0m");
+        // Not a CSI sequence: not skipped.
+        assert_masked(&m, "abc\x1b(Bdef-secret", "abc\x1b(Bdef-secret");
+        // Combined with a wrapped encoding's fragment.
+        let enc = STANDARD.encode("abcdef-secret");
+        let colored = format!("\x1b[33m{}\x1b[0m{}", &enc[..6], &enc[6..12]);
+        assert_masked(&m, &colored, "\x1b[33m***");
+    }
+
+    #[test]
+    fn stream_equals_mask_with_escapes_and_wrapped_encodings() {
+        let value = "stream-wrapped-secret-value-that-is-long-enough-to-wrap-twice";
+        let m = masker(&[value, "abcdef-secret"]);
+        let mut input = String::new();
+        input.push_str("start abc\x1b[31mdef-secret\x1b[0m end\n");
+        input.push_str(&wrap(&STANDARD.encode(format!("user:{value}")), 76));
+        input.push('\n');
+        let hex: String = value.bytes().map(|b| format!("{b:02x}")).collect();
+        input.push_str(&wrap(&format!("00ff{hex}"), 60));
+        input.push_str("\n  abc\x1b[");
+        input.push_str("1mdef-secret");
+        let expected = m.mask_bytes(input.as_bytes()).into_owned();
+        assert!(!String::from_utf8_lossy(&expected).contains("def-secret"));
+        for size in [1, 2, 3, 7, 16, 61, 100, 1000] {
+            let chunks: Vec<&[u8]> = input.as_bytes().chunks(size).collect();
+            let mut s = m.stream();
+            let mut out = Vec::new();
+            for c in chunks {
+                out.extend(s.push(c));
+            }
+            out.extend(s.finish());
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&expected),
+                "chunk size {size}"
+            );
+        }
     }
 
     // ---- StreamMasker ----

@@ -259,3 +259,200 @@ phases:
         missing.stderr
     );
 }
+
+const DEBIAN: &str = "runner/debian:bookworm";
+/// Over 57 bytes (so `base64` wraps it), with the characters quoting changes: `"`, `\`, `$`,
+/// `'` and a space.
+const LONG: &str = "lg-9fK2qZ8pW3xV7nB4mT6yR1cH5jD0sLaEuGiOwQ \"quoted\" \\back $dollar 'single'";
+/// The part of `LONG` that no quoting changes.
+const LONG_CORE: &str = "9fK2qZ8pW3xV7nB4mT6yR1cH5jD0sLaEuGiOwQ";
+const SHORT: &str = "st-Hq7Zk2Vx9Lp4";
+const SPLIT: &str = "sp-Wq3Rt8Yu1Io5";
+
+/// Prints the secrets as hex (contiguous, upper case, `xxd -p` layout, `od`), wrapped
+/// base64, shell-quoted, with a colour change inside, as UTF-16, and across the 4 MiB splits
+/// of a 9 MB line of SPLIT repeated (wherever the splits fall, they cut some copy in two).
+const FORMS_BUILDSPEC: &str = r#"version: 0.2
+env:
+  shell: bash
+  parameter-store:
+    LONG: /t/long
+    SHORT: /t/short
+    SPLIT: /t/split
+phases:
+  build:
+    commands:
+      - printf '%s' "$LONG" | od -An -tx1 -v | tr -d ' \n'; echo
+      - printf '%s' "$LONG" | od -An -tx1 -v | tr -d ' \n' | tr a-f A-F; echo
+      - printf 'key=%s\n' "$LONG" | od -An -tx1 -v | tr -d ' \n' | fold -w 60; echo
+      - printf 'k:%s\n' "$LONG" | od -An -tx1 -v
+      - printf 'user:%s' "$LONG" | base64
+      - printf '%s' "$LONG" | base64 -w 64
+      - printf '%q\n' "$LONG"
+      - printf '%q\n' "$LONG"$'\t'
+      - declare -p LONG
+      - echo "${LONG@Q}"
+      - printf '%s\033[31m%s\033[0m\n' "${SHORT:0:6}" "${SHORT:6}"
+      - printf '%s' "$LONG" | iconv -f UTF-8 -t UTF-16LE; echo
+      - printf '%s' "$LONG" | iconv -f UTF-8 -t UTF-16BE; echo
+      - yes "$SPLIT" | head -n 600000 | tr -d '\n'; echo
+      - printf '%s' "$LONG" | sha256sum
+      - printf '%s' "$SHORT" | sha256sum
+      - printf '%s' "$SPLIT" | sha256sum
+"#;
+
+/// `text` without ANSI CSI escape sequences (what a terminal shows).
+fn strip_csi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if ('\x40'..='\x7e').contains(&c) {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn hex(bytes: &[u8], sep: &str) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
+/// What must not be visible of LONG, SHORT and SPLIT in any output: the values and the part no
+/// quoting changes; their UTF-16; every 8-character run of their hex (both cases) and of
+/// the base64 characters that depend on LONG alone; every 4-byte run of its `od` form.
+/// Each with what it is.
+fn forbidden_forms() -> Vec<(&'static str, String)> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+    let mut v = vec![
+        ("LONG", LONG.to_string()),
+        ("LONG's unquoted part", LONG_CORE.to_string()),
+        ("SHORT", SHORT.to_string()),
+        ("SPLIT", SPLIT.to_string()),
+    ];
+    for value in [LONG, SHORT] {
+        v.push(("UTF-16LE", value.chars().flat_map(|c| [c, '\0']).collect()));
+        v.push(("UTF-16BE", value.chars().flat_map(|c| ['\0', c]).collect()));
+    }
+    let windows = |what: &'static str, text: &str, len: usize| -> Vec<(&'static str, String)> {
+        text.as_bytes()
+            .windows(len)
+            .map(|w| (what, String::from_utf8_lossy(w).into_owned()))
+            .collect()
+    };
+    let lower = hex(LONG.as_bytes(), "");
+    v.extend(windows("hex", &lower, 8));
+    v.extend(windows("HEX", &lower.to_uppercase(), 8));
+    v.extend(windows("od", &hex(LONG.as_bytes(), " "), 11));
+    // The base64 characters that depend on LONG alone, at each of the 3 byte offsets.
+    for (offset, first) in [(0usize, 0usize), (1, 2), (2, 3)] {
+        let mut padded = vec![0u8; offset];
+        padded.extend_from_slice(LONG.as_bytes());
+        let enc = b64.encode(&padded);
+        let end = padded.len() * 8 / 6;
+        v.extend(windows("base64", &enc[first..end], 8));
+    }
+    v
+}
+
+/// Which forms of a secret `text` shows, each as "`what`: form".
+fn forms_shown(what: &str, text: &str) -> Vec<String> {
+    let forms = forbidden_forms();
+    let search = aho_corasick::AhoCorasick::new(forms.iter().map(|(_, f)| f))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // As a terminal shows it, and with the pieces of a split line joined.
+    let shown = strip_csi(text);
+    let joined = shown.replace('\n', "");
+    let mut seen = std::collections::BTreeSet::new();
+    for (how, t) in [("", &shown), (" (lines joined)", &joined)] {
+        for m in search.find_overlapping_iter(t.as_str()) {
+            seen.insert(format!("{}{how}", forms[m.pattern().as_usize()].0));
+        }
+    }
+    seen.into_iter()
+        .map(|form| format!("{what}: {form}"))
+        .collect()
+}
+
+/// Hex, wrapped base64, shell quoting, a colour change inside a value, UTF-16 and a secret
+/// straddling the 4 MiB split of a long line: none shows in the terminal, the log file or
+/// `--json`.
+#[test]
+fn encoded_quoted_coloured_and_split_secrets_are_masked() {
+    let have_image = std::process::Command::new("docker")
+        .args(["image", "inspect", DEBIAN])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        have_image,
+        "docker image {DEBIAN} is missing: run `bash scripts/setup.sh --debian`"
+    );
+    let p = Project::new();
+    p.write("buildspec.yml", FORMS_BUILDSPEC);
+    p.write(
+        "secrets.json",
+        &serde_json::json!({ "parameters": { "/t/long": LONG, "/t/short": SHORT, "/t/split": SPLIT } }).to_string(),
+    );
+    let secrets_path = p.path().join("secrets.json").display().to_string();
+    let build = |json: bool| {
+        let mut c = p.runner();
+        c.arg("build");
+        if json {
+            c.arg("--json");
+        }
+        c.args(["--image", DEBIAN, "--source"])
+            .arg(p.path())
+            .args(["--secrets-file", &secrets_path]);
+        Run::from(c.output().unwrap_or_else(|e| panic!("{e}")))
+    };
+    let json = build(true);
+    let human = build(false);
+    let mut leaks = Vec::new();
+    for (name, run) in [("--json", &json), ("terminal", &human)] {
+        assert_eq!(run.code, 0, "{}", run.debug().get(..4000).unwrap_or(""));
+        leaks.extend(forms_shown(&format!("{name} stdout"), &run.stdout));
+        leaks.extend(forms_shown(&format!("{name} stderr"), &run.stderr));
+        // The build itself received the real values.
+        for value in [LONG, SHORT, SPLIT] {
+            assert!(
+                run.stdout.contains(&sha256(value)),
+                "the build did not see a value"
+            );
+        }
+    }
+    // `--json`, decoded (NUL and ESC are escaped in the JSON text).
+    let logs = json.logs();
+    leaks.extend(forms_shown("--json log lines", &logs.join("\n")));
+    let mut checked = 0;
+    for file in files_under(p.data.path()) {
+        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap_or_default()).into_owned();
+        leaks.extend(forms_shown("log file", &text));
+        checked += 1;
+    }
+    assert!(checked >= 2, "the data directory holds the build logs");
+    assert!(leaks.is_empty(), "secrets shown: {leaks:#?}");
+    // Something was masked in every command's output, the split line included.
+    assert!(
+        logs.iter().filter(|l| l.contains("***")).count() >= 13,
+        "{logs:?}"
+    );
+    let pieces: Vec<&String> = logs.iter().filter(|l| l.len() > 100_000).collect();
+    assert!(pieces.len() >= 2, "the long line was not split");
+    assert!(
+        pieces.iter().all(|l| l.bytes().all(|b| b == b'*')),
+        "a piece of the split line is not all masked"
+    );
+}
