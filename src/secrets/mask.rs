@@ -526,15 +526,26 @@ struct Encoding {
 /// The encodings whose fragments are masked, and an index of their [`FRAGMENT_MIN`]-byte
 /// substrings ("seeds"): a line boundary is looked up by the seed there and the match
 /// extended along the encoding.
-#[derive(Default)]
 struct Fragments {
     encodings: Vec<Encoding>,
     /// Every seed of every encoding, as a little-endian `u64`, sorted; `targets[i]` says where
     /// `seeds[i]` is: (encoding, offset).
     seeds: Vec<u64>,
     targets: Vec<(u32, u32)>,
-    /// A bit per hash of a seed (2^16 bits): most lines are ruled out with one lookup.
+    /// A bit per hash of a seed (at least 64 bits per seed, 2^16 to 2^24 bits): most line
+    /// edges that pass `alphabet` are ruled out with one lookup.
     filter: Vec<u64>,
+    /// `64 - log2(filter bits)`: the shift that turns a seed's hash into its slot.
+    shift: u32,
+    /// The bytes that occur in some encoding: a line edge holding any other byte (`[`, `:`,
+    /// most punctuation of ordinary log lines) cannot start or end a fragment.
+    alphabet: [bool; 256],
+}
+
+impl Default for Fragments {
+    fn default() -> Self {
+        Fragments::new(Vec::new())
+    }
 }
 
 impl Fragments {
@@ -555,10 +566,25 @@ impl Fragments {
             }
         }
         index.sort_unstable();
-        let mut filter = vec![0u64; 1024];
+        let slots_log2 = index
+            .len()
+            .saturating_mul(64)
+            .next_power_of_two()
+            .trailing_zeros()
+            .clamp(16, 24);
+        let shift = 64 - slots_log2;
+        let mut filter = vec![0u64; (1usize << slots_log2) / 64];
         for &(seed, _, _) in &index {
-            let slot = seed_slot(seed);
-            filter[slot / 64] |= 1 << (slot % 64);
+            let slot = seed_slot(seed, shift);
+            if let Some(word) = filter.get_mut(slot / 64) {
+                *word |= 1 << (slot % 64);
+            }
+        }
+        let mut alphabet = [false; 256];
+        for encoding in &encodings {
+            for &b in &encoding.text {
+                alphabet[usize::from(b)] = true;
+            }
         }
         let seeds = index.iter().map(|&(s, _, _)| s).collect();
         let targets = index.iter().map(|&(_, e, o)| (e, o)).collect();
@@ -568,15 +594,20 @@ impl Fragments {
             seeds,
             targets,
             filter,
+            shift,
+            alphabet,
         }
     }
 
     /// Where the seed `window` occurs in the encodings.
     fn lookup(&self, window: &[u8]) -> &[(u32, u32)] {
+        if !window.iter().all(|&b| self.alphabet[usize::from(b)]) {
+            return &[];
+        }
         let Some(seed) = seed(window) else {
             return &[];
         };
-        let slot = seed_slot(seed);
+        let slot = seed_slot(seed, self.shift);
         if self
             .filter
             .get(slot / 64)
@@ -697,8 +728,9 @@ fn seed(window: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(bytes))
 }
 
-fn seed_slot(seed: u64) -> usize {
-    (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48) as usize
+fn seed_slot(seed: u64, shift: u32) -> usize {
+    // Fibonacci hashing: the top bits of the product mix all eight bytes.
+    (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> shift) as usize
 }
 
 fn is_blank(b: u8) -> bool {

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Masking throughput, before vs after, in one binary and one run: builds a scratch crate
+# holding two copies of src/secrets/mask.rs (OLD_REV's and the working tree's), each
+# driven by benches/mask_throughput.rs, and runs them interleaved ROUNDS times.
+#
+#   bash benches/mask/compare.sh [--old REV] [--rounds N]
+#
+# Default OLD_REV b92e086 is main before the masking-gap work of issue #17.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+old=b92e086
+rounds=2
+while [ $# -gt 0 ]; do
+  case $1 in
+    --old) old=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    *) echo "usage: $0 [--old REV] [--rounds N]" >&2; exit 2 ;;
+  esac
+done
+work=${MASK_COMPARE_DIR:-${TMPDIR:-/tmp}/runner-mask-compare}
+mkdir -p "$work/src/old" "$work/src/new"
+git show "$old:src/secrets/mask.rs" > "$work/src/old/mask.rs"
+cp src/secrets/mask.rs "$work/src/new/mask.rs"
+cp src/secrets/secret.rs "$work/src/secret.rs"
+# The bench's body, without its crate attribute and its `use runner::…` line.
+grep -v '^//!\|^#!\[allow\|^use runner::' benches/mask_throughput.rs |
+  sed 's/^fn main()/pub fn main()/' > "$work/src/body.rs"
+cat > "$work/Cargo.toml" <<'TOML'
+[package]
+name = "mask-compare"
+version = "0.0.0"
+edition = "2021"
+publish = false
+[dependencies]
+aho-corasick = "1"
+base64 = "0.22"
+memchr = "2"
+rand = "0.9"
+serde = { version = "1", features = ["derive"] }
+serde_json = "1"
+zeroize = { version = "1", features = ["derive"] }
+[profile.release]
+debug = false
+[workspace]
+TOML
+cat > "$work/src/main.rs" <<'RS'
+#![allow(dead_code, clippy::all)]
+mod secret;
+pub mod old { pub use crate::secret::Secret; pub mod mask; }
+pub mod new { pub use crate::secret::Secret; pub mod mask; }
+mod bench_old { use crate::old::mask::Masker; use crate::secret::Secret; include!("body.rs"); }
+mod bench_new { use crate::new::mask::Masker; use crate::secret::Secret; include!("body.rs"); }
+fn main() {
+    let rounds: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(2);
+    for round in 1..=rounds {
+        println!("== round {round}: before ({})", env!("OLD_REV"));
+        bench_old::main();
+        println!("== round {round}: after (working tree)");
+        bench_new::main();
+    }
+}
+RS
+# Cargo.lock from the project, so the same dependency versions are measured.
+cp Cargo.lock "$work/Cargo.lock"
+(cd "$work" && OLD_REV=$old cargo build --release --quiet 2>&1 | grep -v '^warning' >&2 || true)
+"$work/target/release/mask-compare" "$rounds"
