@@ -3,6 +3,7 @@
 //! values. Diagnostics must arrive as events, not on standard error.
 
 use crate::support::{runner_containers, Project, IMAGE};
+use crate::support_registry::Registry;
 use runner::event::{BuildStatus, Event, Level, Recorder};
 use runner::pipeline::{self, BuildRequest, CacheChoice, Outcome, PrepareError, Release, Verdict};
 use runner::run::Canceller;
@@ -172,4 +173,117 @@ phases:
         events(&rec).last(),
         Some(&Event::BatchEnded(summary.clone()))
     );
+}
+
+/// A project whose image goes to `registry` (`127.0.0.1:PORT`), with a file naming `job`.
+fn image_project(job: &str, registry: &str) -> Project {
+    let p = Project::new();
+    p.write(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo built\n",
+    );
+    p.write("job.txt", &format!("{job}-{}\n", std::process::id()));
+    p.write(
+        "Dockerfile",
+        &format!("FROM {IMAGE}\nCOPY job.txt /job.txt\n"),
+    );
+    p.write(
+        "runner.yml",
+        &format!("name: creds-{job}\nimage:\n  repository: {registry}/creds-{job}\n  tags: [v1]\n"),
+    );
+    p
+}
+
+/// Two jobs in one process at once, each with its own registry credentials, each pushing
+/// to a registry that accepts only its own user: both pushes land. Credentials come from
+/// the request, not from the process environment (which can hold only one user).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_pipelines_push_with_their_own_registry_credentials() {
+    use runner::publish::auth::RegistryAuth;
+    use runner::publish::connect::{connect, ConnectOptions};
+    use runner::publish::ImageRef;
+    use runner::secrets::Secret;
+
+    let (user_a, pass_a) = ("job-a-user", "job-a-Pw-7f3K9q");
+    let (user_b, pass_b) = ("job-b-user", "job-b-Pw-2Lm8Zx");
+    let reg_a = Registry::start_with(Some((user_a, pass_a)));
+    let reg_b = Registry::start_with(Some((user_b, pass_b)));
+    let (a, b) = (
+        image_project("a", &reg_a.addr()),
+        image_project("b", &reg_b.addr()),
+    );
+    let job = |p: &Project, user: &str, password: &str| {
+        let mut req = request(p);
+        req.credentials.registry_auth = RegistryAuth::basic(user, Secret::new(password));
+        async move {
+            let rec = Arc::new(Recorder::default());
+            let prepared = pipeline::prepare(req, rec.as_ref())
+                .await
+                .unwrap_or_else(|e| panic!("prepare: {e}"));
+            let (_keep, cancel) = Canceller::new();
+            let outcome = pipeline::execute(prepared, rec.clone(), cancel).await;
+            (outcome, events(&rec))
+        }
+    };
+    let ((out_a, ev_a), (out_b, ev_b)) =
+        tokio::join!(job(&a, user_a, pass_a), job(&b, user_b, pass_b));
+
+    let mut pushed = Vec::new();
+    for (outcome, events, reg, job) in [(&out_a, &ev_a, &reg_a, "a"), (&out_b, &ev_b, &reg_b, "b")]
+    {
+        let Outcome::Build {
+            result,
+            release: Release::Released(released),
+        } = outcome
+        else {
+            panic!("job {job}: {outcome:?}\n{events:?}")
+        };
+        assert_eq!(result.status, BuildStatus::Succeeded);
+        assert!(
+            released
+                .reference
+                .starts_with(&format!("{}/creds-{job}@sha256:", reg.addr())),
+            "{released:?}"
+        );
+        for (password, user) in [(pass_a, user_a), (pass_b, user_b)] {
+            assert!(
+                !format!("{events:?}").contains(password),
+                "{user}'s password in the events"
+            );
+        }
+        pushed.push((reg, job, released.digest.clone()));
+    }
+
+    // Each registry holds its job's image for its own user and refuses the other job's.
+    for (reg, job, digest) in pushed {
+        let image = ImageRef::parse(&format!("{}/creds-{job}", reg.addr()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let fetch = |user: &str, password: &str| {
+            let opts = ConnectOptions {
+                auth: RegistryAuth::basic(user, Secret::new(password)),
+                ..Default::default()
+            };
+            let (image, digest) = (image.clone(), digest.clone());
+            async move {
+                let connected = connect(&image, &opts, false).await?;
+                connected
+                    .registry
+                    .get_manifest(&image.repository, &digest)
+                    .await
+            }
+        };
+        let (own, other) = if job == "a" {
+            ((user_a, pass_a), (user_b, pass_b))
+        } else {
+            ((user_b, pass_b), (user_a, pass_a))
+        };
+        match fetch(own.0, own.1).await {
+            Ok(Some(m)) => assert_eq!(m.digest, digest),
+            other => panic!("job {job}'s image with its own user: {other:?}"),
+        }
+        assert!(
+            fetch(other.0, other.1).await.is_err(),
+            "registry {job} let the other job's user in"
+        );
+    }
 }
