@@ -228,7 +228,7 @@ async fn two_concurrent_pipelines_push_with_their_own_registry_credentials() {
     let ((out_a, ev_a), (out_b, ev_b)) =
         tokio::join!(job(&a, user_a, pass_a), job(&b, user_b, pass_b));
 
-    let mut pushed = Vec::new();
+    let (mut pushed, mut local_images) = (Vec::new(), Vec::new());
     for (outcome, events, reg, job) in [(&out_a, &ev_a, &reg_a, "a"), (&out_b, &ev_b, &reg_b, "b")]
     {
         let Outcome::Build {
@@ -252,6 +252,13 @@ async fn two_concurrent_pipelines_push_with_their_own_registry_credentials() {
             );
         }
         pushed.push((reg, job, released.digest.clone()));
+        local_images.push(released.local_image.clone());
+    }
+    // The test's own images, off the shared engine.
+    for image in &local_images {
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", image])
+            .output();
     }
 
     // Each registry holds its job's image for its own user and refuses the other job's.
