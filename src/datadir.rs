@@ -2,17 +2,23 @@
 
 use std::path::{Path, PathBuf};
 
-/// `RUNNER_DATA_DIR`, else `$XDG_DATA_HOME/runner`, else `~/.local/share/runner`,
-/// else `./.runner`.
-pub fn data_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("RUNNER_DATA_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
+/// The default data directory from the caller's environment values: `runner_data_dir`
+/// (RUNNER_DATA_DIR), else `<xdg_data_home>/runner`, else `<home>/.local/share/runner`,
+/// else `./.runner`. Empty values count as unset. The command line reads the variables.
+pub fn default_data_dir(
+    runner_data_dir: Option<PathBuf>,
+    xdg_data_home: Option<PathBuf>,
+    home: Option<PathBuf>,
+) -> PathBuf {
+    let set = |d: &Option<PathBuf>| d.clone().filter(|d| !d.as_os_str().is_empty());
+    if let Some(d) = set(&runner_data_dir) {
+        return d;
     }
-    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d).join("runner");
+    if let Some(d) = set(&xdg_data_home) {
+        return d.join("runner");
     }
-    if let Some(h) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(h).join(".local/share/runner");
+    if let Some(h) = set(&home) {
+        return h.join(".local/share/runner");
     }
     PathBuf::from(".runner")
 }

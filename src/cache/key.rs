@@ -209,6 +209,9 @@ mod tests {
         out
     }
 
+    // Test harness only (this module is `#[cfg(test)]`): finds the host's busybox to run
+    // the hash-files script under it. The host PATH of the test process, not a setting
+    // of the library.
     fn which(name: &str) -> Option<std::path::PathBuf> {
         std::env::var_os("PATH")?
             .to_str()?

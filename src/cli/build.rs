@@ -2,6 +2,7 @@
 //! token, reporters picked, the pipeline's verdict into an exit code.
 
 use super::args::{BuildArgs, HostCa as HostCaFlag};
+use super::config;
 use super::exit::ExitStatus;
 use crate::event::SharedReporter;
 use crate::pipeline::{self, BuildRequest, CacheChoice, Credentials, HostCa, Verdict};
@@ -73,10 +74,12 @@ fn request(args: BuildArgs) -> Result<BuildRequest, crate::publish::PublishError
         .collect();
     let credentials = Credentials {
         registry_endpoints: super::image::registry_endpoints(&args.registry_endpoint)?,
+        registry_auth: config::registry_auth(),
+        gitops_tokens: config::gitops_tokens(),
         aws: Default::default(),
         // RUNNER_SIGN_KEY points at the key from outside the source tree (CI secrets).
         sign_key: env("RUNNER_SIGN_KEY"),
-        key_password: env("COSIGN_PASSWORD").map(Secret::new),
+        key_password: config::cosign_password(),
         masked,
     };
     let cache = match (args.no_cache, args.cache_s3) {
@@ -89,7 +92,9 @@ fn request(args: BuildArgs) -> Result<BuildRequest, crate::publish::PublishError
     };
     Ok(BuildRequest {
         source: args.source,
-        data_dir: crate::datadir::data_dir(),
+        data_dir: config::data_dir(),
+        advisories: config::advisories(),
+        push_concurrency: config::push_concurrency(),
         buildspec: args.buildspec,
         project_file: args.project_file,
         project: args.project,

@@ -2,7 +2,6 @@
 
 use super::args::{ForgeArg, GitopsBumpArgs, GitopsCommand};
 use super::exit::ExitStatus;
-use crate::gitops::bump::Secret;
 use crate::gitops::forge::ForgeKind;
 use crate::gitops::{bump, BumpRequest, BumpStatus, GitopsConfig};
 
@@ -26,7 +25,7 @@ async fn bump_cmd(a: GitopsBumpArgs) -> ExitStatus {
     config.helm_keys = a.helm_keys;
     config.labels = a.labels;
     config.force_push = a.force_push;
-    let token = config.token_from_env().map(Secret::new);
+    let token = config.token(&super::config::gitops_tokens());
     let req = BumpRequest {
         config,
         image: a.image,

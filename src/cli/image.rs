@@ -8,17 +8,15 @@ use crate::publish::connect::{connect, ConnectOptions};
 use crate::publish::push::{push_image, PushOptions};
 use crate::publish::registry::{Endpoints, Limits};
 use crate::publish::{ImageRef, PublishError};
+use crate::secrets::Secret;
 use crate::sign::{cosign, generate_key_pair, SignError, SigningKey, VerifyingKey};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-fn password() -> Result<Vec<u8>, String> {
-    std::env::var("COSIGN_PASSWORD")
-        .map(String::into_bytes)
-        .map_err(|_| {
-            "set COSIGN_PASSWORD to the key's password (it may be empty: COSIGN_PASSWORD=)"
-                .to_string()
-        })
+fn password() -> Result<Secret, String> {
+    super::config::cosign_password().ok_or_else(|| {
+        "set COSIGN_PASSWORD to the key's password (it may be empty: COSIGN_PASSWORD=)".to_string()
+    })
 }
 
 fn fail(json: bool, status: ExitStatus, msg: &str) -> ExitStatus {
@@ -73,6 +71,7 @@ fn options(args: &RegistryArgs, create_repository: bool) -> Result<ConnectOption
             region: args.region.clone(),
             ..Default::default()
         },
+        auth: super::config::registry_auth(),
         create_repository,
         limits: registry_limits()?,
         ..Default::default()
@@ -86,7 +85,7 @@ pub fn key(cmd: &KeyCommand) -> ExitStatus {
                 Ok(p) => p,
                 Err(m) => return fail(false, ExitStatus::Setup, &m),
             };
-            match generate_key_pair(output_dir, &pw) {
+            match generate_key_pair(output_dir, pw.expose().as_bytes()) {
                 Ok((k, p)) => {
                     println!("Private key written to {}", k.display());
                     println!("Public key written to {}", p.display());
@@ -126,11 +125,13 @@ pub async fn push(args: PushArgs) -> ExitStatus {
     let push_opts = PushOptions {
         compression_level: args.compression_level,
         layer_map: Some(
-            crate::datadir::data_dir()
+            super::config::data_dir()
                 .join("publish")
                 .join("layers.json"),
         ),
         immutable_tags: connected.immutable_tags,
+        concurrency: super::config::push_concurrency()
+            .unwrap_or(crate::publish::push::DEFAULT_PUSH_CONCURRENCY),
         ..Default::default()
     };
     let quiet = json;
@@ -189,7 +190,7 @@ pub async fn sign(args: SignArgs) -> ExitStatus {
         let image = ImageRef::parse(&args.image).map_err(|e| e.to_string())?;
         let annotations = parse_annotations(&args.annotations)?;
         let pw = password()?;
-        let key = SigningKey::load(&args.key, &pw).map_err(|e| e.to_string())?;
+        let key = SigningKey::load(&args.key, pw.expose().as_bytes()).map_err(|e| e.to_string())?;
         let opts = options(&args.registry, false).map_err(|e| e.to_string())?;
         let c = connect(&image, &opts, false)
             .await

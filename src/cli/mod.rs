@@ -6,6 +6,7 @@
 mod args;
 mod build;
 mod cache;
+mod config;
 mod exit;
 mod gitops;
 mod image;

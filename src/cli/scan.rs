@@ -151,8 +151,9 @@ fn finish(
 }
 
 fn advisories(explicit: Option<&Path>) -> crate::scan::osv::AdvisoryDb {
-    let data = crate::datadir::data_dir();
-    let dir = scans::advisories_dir(explicit, &data);
+    let data = super::config::data_dir();
+    let configured = super::config::advisories();
+    let dir = scans::advisories_dir(explicit.or(configured.as_deref()), &data);
     if explicit.is_some() && dir.is_none() {
         eprintln!("warning: --advisories directory does not exist");
     }
@@ -274,7 +275,7 @@ pub async fn run(cmd: ScanCommand) -> ExitStatus {
                         scans::image_inventory(
                             &engine,
                             &image,
-                            &crate::datadir::data_dir().join("tmp"),
+                            &super::config::data_dir().join("tmp"),
                         )
                         .await
                     }
@@ -353,8 +354,8 @@ pub async fn db(cmd: DbCommand) -> ExitStatus {
         ecosystems,
     } = cmd;
     let dir = dir
-        .or_else(|| std::env::var_os("RUNNER_ADVISORIES").map(PathBuf::from))
-        .unwrap_or_else(|| crate::datadir::data_dir().join("advisories"));
+        .or_else(super::config::advisories)
+        .unwrap_or_else(|| super::config::data_dir().join("advisories"));
     let ecosystems: Vec<String> = if ecosystems.is_empty() {
         [
             "crates.io",

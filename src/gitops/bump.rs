@@ -121,16 +121,24 @@ impl GitopsConfig {
         self.forge.unwrap_or_else(|| ForgeKind::infer(&self.repo))
     }
 
-    /// Token from the environment: `token_env`, RUNNER_GITOPS_TOKEN, then the forge's own.
-    pub fn token_from_env(&self) -> Option<String> {
+    /// The names a token is looked up under, in order: `token_env`, RUNNER_GITOPS_TOKEN,
+    /// then the forge's own (GITHUB_TOKEN, GITLAB_TOKEN, GITEA_TOKEN).
+    pub fn token_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.token_env.iter().cloned().collect();
         names.push("RUNNER_GITOPS_TOKEN".into());
         names.push(self.forge_kind().token_env().into());
         names
+    }
+
+    /// The token: the first of [`Self::token_names`] the caller's `secrets` hold that is not
+    /// blank, trimmed. The caller reads its environment (or a job's credentials); this
+    /// never does.
+    pub fn token(&self, secrets: &crate::secrets::NamedSecrets) -> Option<Secret> {
+        self.token_names()
             .iter()
-            .filter_map(|n| std::env::var(n).ok())
-            .find(|v| !v.trim().is_empty())
-            .map(|v| v.trim().to_string())
+            .filter_map(|n| secrets.get(n))
+            .map(|v| v.trimmed())
+            .find(|v| !v.is_empty())
     }
 }
 
@@ -392,12 +400,8 @@ pub async fn bump(req: &BumpRequest) -> Result<BumpOutcome, GitopsError> {
         }
     }
     let kind = cfg.forge_kind();
-    let token = req
-        .token
-        .as_ref()
-        .map(|s| s.expose().to_string())
-        .filter(|t| !t.is_empty());
-    let forge = match (&token, kind) {
+    let token = req.token.as_ref().filter(|t| !t.is_empty());
+    let forge = match (token, kind) {
         (_, ForgeKind::None) => None,
         (None, k) => {
             return Err(GitopsError::MissingToken {
@@ -426,9 +430,9 @@ pub async fn bump(req: &BumpRequest) -> Result<BumpOutcome, GitopsError> {
         .prefix("runner-gitops-")
         .tempdir()
         .map_err(|e| io_err(&std::env::temp_dir(), e))?;
-    let auth = token.clone().map(|t| GitAuth {
+    let auth = token.map(|t| GitAuth {
         username: kind.git_username().to_string(),
-        token: t,
+        token: t.clone(),
     });
     let git = Git::clone_repo(&cfg.repo, &tmp.path().join("repo"), &cfg.base, auth).await?;
     let wt = Worktree::new(&git.dir);
@@ -662,6 +666,29 @@ async fn ensure_pr(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_is_asked_for_by_name_in_order_and_trimmed() {
+        use crate::secrets::NamedSecrets;
+        let mut cfg = GitopsConfig::new("https://github.com/o/cfg.git");
+        let named = |pairs: &[(&str, &str)]| {
+            NamedSecrets::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), Secret::new(*v))))
+        };
+        let all = named(&[
+            ("MY_TOKEN", " mine\n"),
+            ("RUNNER_GITOPS_TOKEN", "runner"),
+            ("GITHUB_TOKEN", "github"),
+        ]);
+        let got =
+            |cfg: &GitopsConfig, s: &NamedSecrets| cfg.token(s).map(|t| t.expose().to_string());
+        assert_eq!(got(&cfg, &all).as_deref(), Some("runner"));
+        cfg.token_env = Some("MY_TOKEN".into());
+        assert_eq!(got(&cfg, &all).as_deref(), Some("mine"));
+        // A blank value is skipped; nothing known is no token.
+        let blank = named(&[("MY_TOKEN", "  "), ("GITHUB_TOKEN", "github")]);
+        assert_eq!(got(&cfg, &blank).as_deref(), Some("github"));
+        assert!(cfg.token(&NamedSecrets::default()).is_none());
+    }
 
     #[test]
     fn branch_is_deterministic_and_valid() {

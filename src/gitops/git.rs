@@ -19,7 +19,7 @@ const HELPER: &str = "!f() { test \"$1\" = get || exit 0; echo \"username=${RUNN
 #[derive(Clone)]
 pub struct GitAuth {
     pub username: String,
-    pub token: String,
+    pub token: crate::secrets::Secret,
 }
 
 impl std::fmt::Debug for GitAuth {
@@ -31,20 +31,24 @@ impl std::fmt::Debug for GitAuth {
 /// Removes secrets and URL user-info from text that may be shown.
 #[derive(Clone, Default)]
 pub struct Redactor {
-    secrets: Vec<String>,
+    secrets: Vec<crate::secrets::Secret>,
 }
 
 impl Redactor {
-    pub fn new(secrets: impl IntoIterator<Item = String>) -> Redactor {
+    pub fn new(secrets: impl IntoIterator<Item = impl Into<crate::secrets::Secret>>) -> Redactor {
         Redactor {
-            secrets: secrets.into_iter().filter(|s| s.len() >= 4).collect(),
+            secrets: secrets
+                .into_iter()
+                .map(Into::into)
+                .filter(|s| s.len() >= 4)
+                .collect(),
         }
     }
 
     pub fn redact(&self, s: &str) -> String {
         let mut out = strip_userinfo(s);
         for sec in &self.secrets {
-            out = out.replace(sec.as_str(), "***");
+            out = out.replace(sec.expose(), "***");
         }
         out
     }
@@ -157,7 +161,8 @@ impl Git {
             .kill_on_drop(true);
         if let Some(a) = &self.auth {
             c.env("RUNNER_GITOPS_GIT_USERNAME", &a.username)
-                .env("RUNNER_GITOPS_GIT_PASSWORD", &a.token);
+                // The one hand-off of the token: to the credential helper above.
+                .env("RUNNER_GITOPS_GIT_PASSWORD", a.token.expose());
         }
         c
     }

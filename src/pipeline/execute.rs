@@ -106,6 +106,7 @@ async fn execute_single(
         endpoints: s.credentials.registry_endpoints.clone(),
         // ECR's region is the one in the repository's host.
         aws: s.credentials.aws.clone(),
+        auth: s.credentials.registry_auth.clone(),
         create_repository: image_cfg.create_repository,
         ..Default::default()
     };
@@ -139,6 +140,8 @@ async fn execute_single(
         policy: &s.policy,
         advisories: &s.advisories,
         gitops: &s.config.gitops,
+        gitops_tokens: &s.credentials.gitops_tokens,
+        push_concurrency: s.push_concurrency,
     };
     let release = match run::release(engine, &input, reporter.as_ref()).await {
         Ok(r) => Release::Released(Box::new(r)),

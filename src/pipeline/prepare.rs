@@ -131,6 +131,7 @@ pub(super) struct Single {
     /// The buildspec relative to the source (provenance).
     pub buildspec_rel: String,
     pub data: PathBuf,
+    pub push_concurrency: Option<usize>,
     pub credentials: Credentials,
 }
 
@@ -279,7 +280,12 @@ pub async fn prepare(req: BuildRequest, reporter: &dyn Reporter) -> Result<Prepa
         Some(cfg) => {
             let policy_path = cfg.policy.as_ref().map(|p| facts.source.join(p));
             let policy = load_policy(policy_path.as_deref(), reporter)?;
-            let explicit = cfg.advisories.as_ref().map(|a| facts.source.join(a));
+            // The project file's choice, else the caller's (RUNNER_ADVISORIES).
+            let explicit = cfg
+                .advisories
+                .as_ref()
+                .map(|a| facts.source.join(a))
+                .or_else(|| req.advisories.clone());
             let dir = crate::run::scans::advisories_dir(explicit.as_deref(), &req.data_dir);
             let (db, note) = crate::run::scans::open_advisories(dir.as_deref());
             if let Some(message) = note {
@@ -316,6 +322,7 @@ pub async fn prepare(req: BuildRequest, reporter: &dyn Reporter) -> Result<Prepa
             git: facts.git,
             buildspec_rel,
             data: req.data_dir.clone(),
+            push_concurrency: req.push_concurrency,
             credentials: req.credentials,
         })),
     })

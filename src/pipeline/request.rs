@@ -4,8 +4,9 @@
 
 use crate::aws_config::AwsSettings;
 use crate::plan::SourceMode;
+use crate::publish::auth::RegistryAuth;
 use crate::publish::registry::Endpoints;
-use crate::secrets::Secret;
+use crate::secrets::{NamedSecrets, Secret};
 use std::path::PathBuf;
 
 /// Whether build containers trust the host's CA bundle.
@@ -40,6 +41,11 @@ pub enum CacheChoice {
 pub struct Credentials {
     /// Where each registry host is reached when pushing the project's image.
     pub registry_endpoints: Endpoints,
+    /// Credentials for non-ECR registries (ECR's come from `aws`).
+    pub registry_auth: RegistryAuth,
+    /// The GitOps targets' tokens, asked for by name (a target's `token-env`, then
+    /// RUNNER_GITOPS_TOKEN, then the forge's own variable).
+    pub gitops_tokens: NamedSecrets,
     /// AWS settings for the S3 cache and ECR (on top of the SDK's standard chain).
     pub aws: AwsSettings,
     /// The signing key's path, overriding `sign.key` in the project file (a key kept
@@ -59,6 +65,11 @@ pub struct BuildRequest {
     pub source: PathBuf,
     /// runner's data directory: build numbers, logs, caches, the layer map.
     pub data_dir: PathBuf,
+    /// The OSV advisory dumps, unless the project file names them (default
+    /// `<data dir>/advisories`).
+    pub advisories: Option<PathBuf>,
+    /// Blob uploads at once when pushing the image (default 3).
+    pub push_concurrency: Option<usize>,
     /// Default: the project file's `build.buildspec`, else `buildspec.yml` in the source.
     pub buildspec: Option<PathBuf>,
     /// Default: `runner.yml` in the source when present.
@@ -101,6 +112,8 @@ impl BuildRequest {
         Self {
             source: source.into(),
             data_dir: data_dir.into(),
+            advisories: None,
+            push_concurrency: None,
             buildspec: None,
             project_file: None,
             project: None,

@@ -4,6 +4,7 @@
 use super::error::PublishError;
 use crate::secrets::Secret;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -35,28 +36,44 @@ impl CredentialSource for Static {
     }
 }
 
-/// Credentials for a non-ECR registry: `RUNNER_REGISTRY_USER` / `RUNNER_REGISTRY_PASSWORD`,
-/// else the `auths` entry for the host in `~/.docker/config.json` (what `docker login`
-/// writes), else anonymous.
-pub fn from_environment(registry: &str) -> Credentials {
-    if let (Ok(user), Ok(password)) = (
-        std::env::var("RUNNER_REGISTRY_USER"),
-        std::env::var("RUNNER_REGISTRY_PASSWORD"),
-    ) {
-        return Credentials::Basic {
-            username: user,
-            password: Arc::new(Secret::new(password)),
-        };
-    }
-    docker_config_auth(registry).unwrap_or(Credentials::Anonymous)
+/// Where the credentials for non-ECR registries come from, read by the caller (the
+/// command line: `RUNNER_REGISTRY_USER` / `RUNNER_REGISTRY_PASSWORD`, `DOCKER_CONFIG` or
+/// `~/.docker`); publishing never looks at the process environment.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryAuth {
+    /// User and password for every non-ECR registry; win over `docker_config`.
+    pub basic: Option<(String, Secret)>,
+    /// docker's configuration directory: the `auths` entry for the host in its
+    /// `config.json` (what `docker login` writes) is used when `basic` is unset.
+    pub docker_config: Option<PathBuf>,
 }
 
-fn docker_config_auth(registry: &str) -> Option<Credentials> {
-    let dir = std::env::var_os("DOCKER_CONFIG")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".docker"))
-        })?;
+impl RegistryAuth {
+    /// Basic credentials for every non-ECR registry.
+    pub fn basic(username: impl Into<String>, password: Secret) -> Self {
+        RegistryAuth {
+            basic: Some((username.into(), password)),
+            docker_config: None,
+        }
+    }
+
+    /// The credentials for `registry` (`host[:port]`): `basic`, else docker's entry for
+    /// the host, else anonymous.
+    pub fn credentials_for(&self, registry: &str) -> Credentials {
+        if let Some((username, password)) = &self.basic {
+            return Credentials::Basic {
+                username: username.clone(),
+                password: Arc::new(password.clone()),
+            };
+        }
+        self.docker_config
+            .as_deref()
+            .and_then(|dir| docker_config_auth(dir, registry))
+            .unwrap_or(Credentials::Anonymous)
+    }
+}
+
+fn docker_config_auth(dir: &Path, registry: &str) -> Option<Credentials> {
     let text = read_small(&dir.join("config.json"))?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
     let auths = json.get("auths")?.as_object()?;
@@ -75,7 +92,7 @@ const MAX_DOCKER_CONFIG: u64 = 1 << 20;
 
 /// A regular file of at most `MAX_DOCKER_CONFIG` bytes, as text; `None` for anything
 /// else (a device, a FIFO, a larger file), which then gives no credentials.
-fn read_small(path: &std::path::Path) -> Option<String> {
+fn read_small(path: &Path) -> Option<String> {
     use std::io::Read;
     if !std::fs::metadata(path).ok()?.is_file() {
         return None;

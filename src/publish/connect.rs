@@ -1,8 +1,8 @@
 //! Opens a registry client for an image reference: ECR hosts get ECR authorization
 //! tokens through the AWS SDK (and their repository checked or created), other hosts
-//! the environment's or docker's credentials.
+//! the caller's or docker's credentials ([`RegistryAuth`]).
 
-use super::auth::{from_environment, Static};
+use super::auth::{RegistryAuth, Static};
 use super::ecr::{parse_ecr_host, EcrCredentials};
 use super::error::PublishError;
 use super::reference::ImageRef;
@@ -14,6 +14,8 @@ use std::sync::Arc;
 pub struct ConnectOptions {
     pub endpoints: Endpoints,
     pub aws: AwsSettings,
+    /// Credentials for non-ECR registries.
+    pub auth: RegistryAuth,
     /// Create a missing ECR repository (when pushing).
     pub create_repository: bool,
     pub retry: RetryPolicy,
@@ -63,7 +65,7 @@ pub async fn connect(
             })
         }
         None => {
-            let creds = Arc::new(Static(from_environment(&image.registry)));
+            let creds = Arc::new(Static(opts.auth.credentials_for(&image.registry)));
             let registry = Registry::with_limits(
                 &image.registry,
                 &opts.endpoints,

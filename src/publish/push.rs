@@ -20,11 +20,15 @@ use std::sync::Arc;
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
+/// Blob uploads at once unless the caller says otherwise (the command line reads
+/// RUNNER_PUSH_CONCURRENCY).
+pub const DEFAULT_PUSH_CONCURRENCY: usize = 3;
+
 #[derive(Debug, Clone)]
 pub struct PushOptions {
     /// gzip level, 1 (fast) to 9 (small).
     pub compression_level: u32,
-    /// Blob uploads at once.
+    /// Blob uploads at once (1 uploads one blob at a time).
     pub concurrency: usize,
     /// Where compressed layers are written while they upload (a temporary directory).
     pub work_dir: PathBuf,
@@ -44,12 +48,7 @@ impl Default for PushOptions {
     fn default() -> Self {
         Self {
             compression_level: 6,
-            // RUNNER_PUSH_CONCURRENCY tunes it (1 uploads one blob at a time).
-            concurrency: std::env::var("RUNNER_PUSH_CONCURRENCY")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .filter(|n| *n > 0)
-                .unwrap_or(3),
+            concurrency: DEFAULT_PUSH_CONCURRENCY,
             work_dir: std::env::temp_dir(),
             layer_map: None,
             annotations: BTreeMap::new(),

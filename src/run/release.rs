@@ -41,6 +41,10 @@ pub struct ReleaseInput<'a> {
     pub advisories: &'a crate::scan::osv::AdvisoryDb,
     /// GitOps targets to bump once the image is pushed (and signed).
     pub gitops: &'a [crate::project::GitopsTarget],
+    /// Where the GitOps targets' tokens come from (read at the caller's edge).
+    pub gitops_tokens: &'a crate::secrets::NamedSecrets,
+    /// Blob uploads at once (default [`crate::publish::push::DEFAULT_PUSH_CONCURRENCY`]).
+    pub push_concurrency: Option<usize>,
 }
 
 /// What the release produced.
@@ -340,6 +344,9 @@ pub async fn release(
         saved_archive: inventory
             .as_ref()
             .map(|saved| saved.archive().to_path_buf()),
+        concurrency: input
+            .push_concurrency
+            .unwrap_or(crate::publish::push::DEFAULT_PUSH_CONCURRENCY),
         ..Default::default()
     };
     let registry = connected.registry.clone();
@@ -406,12 +413,13 @@ pub async fn release(
     } else {
         input.source.join(&sign_cfg.key)
     };
+    // The password's hand-off to the key's decryption (no copy).
     let password = input
         .key_password
         .as_ref()
-        .map(|p| p.expose().as_bytes().to_vec())
+        .map(|p| p.expose().as_bytes())
         .unwrap_or_default();
-    let key = SigningKey::load(&key_path, &password)
+    let key = SigningKey::load(&key_path, password)
         .map_err(|e| st.fail(format!("Signing failed: {e}")))?;
     cosign::sign(&registry, &repo, &pushed.digest, &key, &BTreeMap::new())
         .await
@@ -531,10 +539,7 @@ async fn gitops(
             image: repo.name(),
             digest: out.digest.clone(),
             tag: out.tags.first().cloned(),
-            token: target
-                .config
-                .token_from_env()
-                .map(crate::secrets::Secret::new),
+            token: target.config.token(input.gitops_tokens),
         };
         let o = crate::gitops::bump(&req)
             .await

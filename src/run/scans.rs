@@ -39,12 +39,12 @@ impl Findings {
     }
 }
 
-/// Where the OSV dumps are: `explicit`, else RUNNER_ADVISORIES, else
-/// `<data>/advisories`. `None` when the directory does not exist.
+/// Where the OSV dumps are: `explicit` (the caller's choice: a flag, the project file,
+/// RUNNER_ADVISORIES read at the edge), else `<data>/advisories`. `None` when the
+/// directory does not exist.
 pub fn advisories_dir(explicit: Option<&Path>, data: &Path) -> Option<PathBuf> {
     let dir = explicit
         .map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("RUNNER_ADVISORIES").map(PathBuf::from))
         .unwrap_or_else(|| data.join("advisories"));
     dir.is_dir().then_some(dir)
 }

@@ -15,4 +15,4 @@ mod secret;
 
 pub use error::{Problem, ResolveError};
 pub use mask::{Masker, SkipReason, SkippedSecret, StreamMasker, MASK, MIN_SECRET_LEN};
-pub use secret::Secret;
+pub use secret::{NamedSecrets, Secret};

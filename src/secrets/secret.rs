@@ -36,6 +36,45 @@ impl Secret {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The value without leading and trailing whitespace (a token pasted with its
+    /// newline), still a secret.
+    pub fn trimmed(&self) -> Secret {
+        Secret(self.0.trim().to_owned())
+    }
+}
+
+type Lookup = dyn Fn(&str) -> Option<Secret> + Send + Sync;
+
+/// Secrets a caller hands over by name, for the settings that name where their credential
+/// comes from (a GitOps target's `token-env`). The command line answers from its
+/// environment; an agent from the job it was given. The library asks; it never reads the
+/// process environment itself.
+#[derive(Clone, Default)]
+pub struct NamedSecrets(Option<std::sync::Arc<Lookup>>);
+
+impl NamedSecrets {
+    /// Answers from a function (e.g. the command line's environment).
+    pub fn from_fn(f: impl Fn(&str) -> Option<Secret> + Send + Sync + 'static) -> Self {
+        NamedSecrets(Some(std::sync::Arc::new(f)))
+    }
+
+    /// Answers from a fixed set.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, Secret)>) -> Self {
+        let map: std::collections::BTreeMap<String, Secret> = pairs.into_iter().collect();
+        Self::from_fn(move |name| map.get(name).cloned())
+    }
+
+    /// The secret called `name`, if the caller has one.
+    pub fn get(&self, name: &str) -> Option<Secret> {
+        self.0.as_ref().and_then(|f| f(name))
+    }
+}
+
+impl fmt::Debug for NamedSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NamedSecrets(***)")
+    }
 }
 
 impl From<String> for Secret {

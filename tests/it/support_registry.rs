@@ -36,6 +36,11 @@ fn free_port() -> u16 {
 impl Registry {
     /// Starts a registry; with `auth`, htpasswd with moto's ECR credentials.
     pub fn start(auth: bool) -> Self {
+        Self::start_with(auth.then_some((ECR_USER, ECR_PASSWORD)))
+    }
+
+    /// Starts a registry; with `user`, htpasswd accepting only that user and password.
+    pub fn start_with(user: Option<(&str, &str)>) -> Self {
         assert!(
             Path::new(BIN).exists(),
             "{BIN} is missing: run `bash scripts/setup.sh` (installs docker-registry)"
@@ -46,9 +51,9 @@ impl Registry {
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: runner-tests-upload-state\n",
             dir.path().join("data").display()
         );
-        if auth {
+        if let Some((user, password)) = user {
             let out = Command::new("htpasswd")
-                .args(["-Bbn", ECR_USER, ECR_PASSWORD])
+                .args(["-Bbn", user, password])
                 .output()
                 .expect("htpasswd (apache2-utils; `bash scripts/setup.sh` installs it)");
             assert!(out.status.success());

@@ -12,7 +12,11 @@ pub struct Gitea {
 }
 
 impl Gitea {
-    pub fn new(repo_url: &str, api_url: Option<&str>, token: &str) -> Result<Gitea, GitopsError> {
+    pub fn new(
+        repo_url: &str,
+        api_url: Option<&str>,
+        token: &crate::secrets::Secret,
+    ) -> Result<Gitea, GitopsError> {
         let (owner, repo) = owner_and_repo(repo_url, "Gitea")?;
         let base =
             api_base(repo_url, api_url, "/api/v1").ok_or_else(|| GitopsError::ForgeRepo {
@@ -20,7 +24,7 @@ impl Gitea {
                 url: crate::gitops::git::strip_userinfo(repo_url),
             })?;
         Ok(Gitea {
-            http: Http::new("Gitea", base, ("Authorization", format!("token {token}")))?,
+            http: Http::new("Gitea", base, ("Authorization", "token ", token))?,
             owner,
             repo,
         })

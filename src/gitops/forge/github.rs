@@ -19,7 +19,11 @@ pub struct GitHub {
 }
 
 impl GitHub {
-    pub fn new(repo_url: &str, api_url: Option<&str>, token: &str) -> Result<GitHub, GitopsError> {
+    pub fn new(
+        repo_url: &str,
+        api_url: Option<&str>,
+        token: &crate::secrets::Secret,
+    ) -> Result<GitHub, GitopsError> {
         let (owner, repo) = owner_and_repo(repo_url, "GitHub")?;
         let base =
             api_base(repo_url, api_url, "/api/v3").ok_or_else(|| GitopsError::ForgeRepo {
@@ -27,7 +31,7 @@ impl GitHub {
                 url: crate::gitops::git::strip_userinfo(repo_url),
             })?;
         Ok(GitHub {
-            http: Http::new("GitHub", base, ("Authorization", format!("Bearer {token}")))?,
+            http: Http::new("GitHub", base, ("Authorization", "Bearer ", token))?,
             owner,
             repo,
         })

@@ -37,7 +37,11 @@ fn encode_path(p: &str) -> String {
 }
 
 impl GitLab {
-    pub fn new(repo_url: &str, api_url: Option<&str>, token: &str) -> Result<GitLab, GitopsError> {
+    pub fn new(
+        repo_url: &str,
+        api_url: Option<&str>,
+        token: &crate::secrets::Secret,
+    ) -> Result<GitLab, GitopsError> {
         let bad = || GitopsError::ForgeRepo {
             forge: "GitLab",
             url: crate::gitops::git::strip_userinfo(repo_url),
@@ -45,7 +49,7 @@ impl GitLab {
         let path = repo_path_of(repo_url).ok_or_else(bad)?;
         let base = api_base(repo_url, api_url, "/api/v4").ok_or_else(bad)?;
         Ok(GitLab {
-            http: Http::new("GitLab", base, ("PRIVATE-TOKEN", token.to_string()))?,
+            http: Http::new("GitLab", base, ("PRIVATE-TOKEN", "", token))?,
             project: encode_path(&path),
         })
     }

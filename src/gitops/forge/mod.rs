@@ -248,7 +248,7 @@ impl ForgeClient {
         kind: ForgeKind,
         repo_url: &str,
         api_url: Option<&str>,
-        token: &str,
+        token: &crate::secrets::Secret,
     ) -> Result<Option<ForgeClient>, GitopsError> {
         Ok(match kind {
             ForgeKind::None => None,
@@ -336,15 +336,30 @@ pub(crate) struct Http {
     pub forge: &'static str,
     pub base: String,
     pub client: reqwest::Client,
-    pub auth_header: (&'static str, String),
+    /// Marked sensitive: never in reqwest's or our own debug output.
+    pub auth_header: (&'static str, reqwest::header::HeaderValue),
 }
 
 impl Http {
+    /// `auth` is the header's name, the text before the token (`"Bearer "`) and the token.
     pub fn new(
         forge: &'static str,
         base: String,
-        auth_header: (&'static str, String),
+        auth: (&'static str, &str, &crate::secrets::Secret),
     ) -> Result<Http, GitopsError> {
+        let (name, prefix, token) = auth;
+        // The token's hand-off to the forge: into the one header that carries it.
+        let value = crate::secrets::Secret::new(format!("{prefix}{}", token.expose()));
+        let mut header = reqwest::header::HeaderValue::from_str(value.expose()).map_err(|_| {
+            GitopsError::ForgeHttp {
+                forge,
+                method: "-",
+                path: base.clone(),
+                message: "the token holds characters an HTTP header cannot carry (a newline?); check the token variable".into(),
+            }
+        })?;
+        header.set_sensitive(true);
+        let auth_header = (name, header);
         let client = reqwest::Client::builder()
             .user_agent(concat!("runner-gitops/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
@@ -557,7 +572,7 @@ mod tests {
             ForgeKind::Gitlab,
             "https://gitlab.example.com/grp/sub/cfg.git",
             Some(&addr),
-            "glpat-x",
+            &"glpat-x".into(),
         )
         .unwrap()
         .unwrap();
@@ -606,7 +621,7 @@ mod tests {
             ForgeKind::Github,
             "https://ghe.corp/o/cfg.git",
             Some(&addr),
-            "ghs_x",
+            &"ghs_x".into(),
         )
         .unwrap()
         .unwrap();
@@ -641,7 +656,7 @@ mod tests {
             ForgeKind::Gitea,
             "git@gitea.example.com:org/cfg.git",
             Some(&addr),
-            "tok",
+            &"tok".into(),
         )
         .unwrap()
         .unwrap();

@@ -1,0 +1,70 @@
+//! The process environment, read at the edge. The library never reads it: every setting
+//! and credential below is passed in (a [`crate::pipeline::BuildRequest`],
+//! [`ConnectOptions`](crate::publish::connect::ConnectOptions), a GitOps request), so an
+//! agent can run two jobs with different credentials in one process.
+
+use crate::publish::auth::RegistryAuth;
+use crate::secrets::{NamedSecrets, Secret};
+use std::path::PathBuf;
+
+fn var_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name).map(PathBuf::from)
+}
+
+/// A variable's value as a secret (unset or not UTF-8: none).
+pub fn secret(name: &str) -> Option<Secret> {
+    std::env::var(name).ok().map(Secret::new)
+}
+
+/// runner's data directory: RUNNER_DATA_DIR, else `$XDG_DATA_HOME/runner`, else
+/// `~/.local/share/runner`, else `./.runner`.
+pub fn data_dir() -> PathBuf {
+    crate::datadir::default_data_dir(
+        var_path("RUNNER_DATA_DIR"),
+        var_path("XDG_DATA_HOME"),
+        var_path("HOME"),
+    )
+}
+
+/// RUNNER_ADVISORIES: the OSV dumps (default `<data dir>/advisories`).
+pub fn advisories() -> Option<PathBuf> {
+    var_path("RUNNER_ADVISORIES").filter(|p| !p.as_os_str().is_empty())
+}
+
+/// RUNNER_PUSH_CONCURRENCY: blob uploads at once (a positive number; anything else
+/// keeps the default).
+pub fn push_concurrency() -> Option<usize> {
+    std::env::var("RUNNER_PUSH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|n| *n > 0)
+}
+
+/// Registry credentials: RUNNER_REGISTRY_USER and RUNNER_REGISTRY_PASSWORD, else the
+/// `auths` of docker's `config.json` in DOCKER_CONFIG (default `~/.docker`).
+pub fn registry_auth() -> RegistryAuth {
+    let basic = match (
+        std::env::var("RUNNER_REGISTRY_USER"),
+        secret("RUNNER_REGISTRY_PASSWORD"),
+    ) {
+        (Ok(user), Some(password)) => Some((user, password)),
+        _ => None,
+    };
+    RegistryAuth {
+        basic,
+        docker_config: var_path("DOCKER_CONFIG")
+            .or_else(|| var_path("HOME").map(|h| h.join(".docker"))),
+    }
+}
+
+/// GitOps tokens by variable name (a target's `token-env`, RUNNER_GITOPS_TOKEN,
+/// GITHUB_TOKEN, GITLAB_TOKEN, GITEA_TOKEN): answered from this process's environment
+/// when a target asks.
+pub fn gitops_tokens() -> NamedSecrets {
+    NamedSecrets::from_fn(secret)
+}
+
+/// COSIGN_PASSWORD: the signing key's password (it may be empty).
+pub fn cosign_password() -> Option<Secret> {
+    secret("COSIGN_PASSWORD")
+}
