@@ -72,11 +72,14 @@ fn request(args: BuildArgs) -> Result<BuildRequest, crate::publish::PublishError
         })
         .collect();
     let credentials = Credentials {
-        registry_endpoints: super::image::registry_endpoints(&args.registry_endpoint)?,
+        registry_endpoints: super::image::registry_endpoints(
+            &args.registry_endpoint,
+            args.registry_endpoints.as_deref(),
+        )?,
         aws: Default::default(),
-        // RUNNER_SIGN_KEY points at the key from outside the source tree (CI secrets).
-        sign_key: env("RUNNER_SIGN_KEY"),
-        key_password: env("COSIGN_PASSWORD").map(Secret::new),
+        // --sign-key / RUNNER_SIGN_KEY points at the key from outside the source tree.
+        sign_key: args.sign_key,
+        key_password: args.password.key_password.map(Secret::new),
         masked,
     };
     let cache = match (args.no_cache, args.cache_s3) {
@@ -89,7 +92,7 @@ fn request(args: BuildArgs) -> Result<BuildRequest, crate::publish::PublishError
     };
     Ok(BuildRequest {
         source: args.source,
-        data_dir: crate::datadir::data_dir(),
+        data_dir: super::data_dir(),
         buildspec: args.buildspec,
         project_file: args.project_file,
         project: args.project,
