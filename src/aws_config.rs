@@ -75,7 +75,15 @@ pub async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
     if let Some(credentials) = &settings.credentials {
         loader = loader.credentials_provider(credentials.clone());
     }
-    loader.load().await
+    let config = loader.load().await;
+    // Which settings were given, never their values (credentials stay out of logs).
+    tracing::debug!(
+        region = ?config.region(),
+        endpoint_url = ?settings.endpoint_url,
+        explicit_credentials = settings.credentials.is_some(),
+        "AWS configuration loaded"
+    );
+    config
 }
 
 /// The SDK's HTTPS client: hyper 1 + rustls with the `ring` provider (no aws-lc build),

@@ -2,7 +2,7 @@ use crate::plan::SourceMode;
 use crate::project::{registry_port, timeout_minutes, BadValue};
 use crate::publish::registry::{check_http_url, parse_endpoint, BadEndpoint};
 use clap::builder::RangedU64ValueParser;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// Why a flag's value is refused (clap prints it and exits 2).
@@ -61,9 +61,19 @@ Environment:
   NO_COLOR        no colours
   CI              no progress spinner
   DOCKER_HOST     the Docker engine to use
+  RUST_LOG        diagnostics on standard error (tracing's filter syntax, e.g.
+                  runner=debug,aws_config=debug); wins over -v
   RUNNER_DATA_DIR where build logs and build numbers are kept
                   (default $XDG_DATA_HOME/runner, else ~/.local/share/runner)")]
 pub struct Cli {
+    /// Diagnostics on standard error: -v runner's, -vv also its libraries' debug
+    /// (AWS SDK credential chain, HTTP, Docker), -vvv trace. RUST_LOG wins when set.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Where build logs, build numbers, the cache and advisory data are kept
+    /// [default: $XDG_DATA_HOME/runner, else ~/.local/share/runner].
+    #[arg(long, value_name = "DIR", global = true, env = "RUNNER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -128,6 +138,23 @@ pub enum Command {
     /// The build cache kept on this machine.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Print runner's version
+    Version {
+        /// One JSON object on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script
+    ///
+    /// Example:
+    ///   runner completions bash > /etc/bash_completion.d/runner
+    ///   runner completions zsh > "${fpath[1]}/_runner"
+    ///   runner completions fish > ~/.config/fish/completions/runner.fish
+    #[command(verbatim_doc_comment)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,12 +198,26 @@ pub struct ScanCommon {
     /// Output: a table for people, JSON, or SARIF 2.1.0 for GitHub code scanning.
     #[arg(long, value_enum, default_value_t = ScanFormat::Table)]
     pub format: ScanFormat,
+    /// The same as --format json.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
     /// The policy that decides pass or fail [default: the built-in scanners/policy.yml].
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
     /// Write the report here instead of standard output.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+impl ScanCommon {
+    /// `--format`, with `--json` standing for `--format json`.
+    pub fn effective_format(&self) -> ScanFormat {
+        if self.json {
+            ScanFormat::Json
+        } else {
+            self.format
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -215,7 +256,7 @@ pub enum ScanCommand {
     #[command(verbatim_doc_comment)]
     Deps {
         path: PathBuf,
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", env = "RUNNER_ADVISORIES")]
         advisories: Option<PathBuf>,
         #[command(flatten)]
         common: ScanCommon,
@@ -229,7 +270,7 @@ pub enum ScanCommand {
     Image {
         /// An image on the engine, or a path to a `docker save` tar / OCI layout.
         image: String,
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", env = "RUNNER_ADVISORIES")]
         advisories: Option<PathBuf>,
         /// Print an SBOM instead of findings.
         #[arg(long, value_enum)]
@@ -248,8 +289,8 @@ pub enum DbCommand {
     ///   runner db update --ecosystem crates.io --ecosystem PyPI
     #[command(verbatim_doc_comment)]
     Update {
-        /// [default: RUNNER_ADVISORIES, else <data dir>/advisories]
-        #[arg(long, value_name = "DIR")]
+        /// [default: <data dir>/advisories]
+        #[arg(long, value_name = "DIR", env = "RUNNER_ADVISORIES")]
         dir: Option<PathBuf>,
         #[arg(
             long,
@@ -260,6 +301,9 @@ pub enum DbCommand {
         /// Repeatable [default: crates.io, PyPI, npm, Go, RubyGems, Packagist, Debian, Alpine].
         #[arg(long = "ecosystem")]
         ecosystems: Vec<String>,
+        /// One JSON object on standard output: what was downloaded, where.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -342,7 +386,26 @@ pub enum KeyCommand {
     Generate {
         #[arg(long, value_name = "DIR", default_value = ".")]
         output_dir: PathBuf,
+        #[command(flatten)]
+        password: KeyPassword,
+        /// One JSON object on standard output: the files written.
+        #[arg(long)]
+        json: bool,
     },
+}
+
+/// The password of a cosign key.
+#[derive(Debug, Args, Clone, Default)]
+pub struct KeyPassword {
+    /// The key's password (may be empty). Prefer the variable: a flag's value is visible
+    /// to other users of the machine.
+    #[arg(
+        long = "key-password",
+        value_name = "PASSWORD",
+        env = "COSIGN_PASSWORD",
+        hide_env_values = true
+    )]
+    pub key_password: Option<String>,
 }
 
 /// Where registries are and how to reach them (shared by push, sign, verify).
@@ -350,9 +413,24 @@ pub enum KeyCommand {
 pub struct RegistryArgs {
     /// Send a registry host's traffic to another address (tests, VPC endpoints, proxies),
     /// e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com=http://127.0.0.1:5001.
-    /// Repeatable; also RUNNER_REGISTRY_ENDPOINTS (comma-separated).
+    /// Repeatable; also --registry-endpoints.
     #[arg(long = "registry-endpoint", value_name = "HOST=URL", value_parser = endpoint)]
     pub registry_endpoint: Vec<String>,
+    /// Comma-separated HOST=URL overrides; --registry-endpoint wins for the same host.
+    #[arg(
+        long = "registry-endpoints",
+        value_name = "HOST=URL,...",
+        env = "RUNNER_REGISTRY_ENDPOINTS"
+    )]
+    pub registry_endpoints: Option<String>,
+    /// Longest silence from the registry, and the deadline of its small requests, in
+    /// seconds (above 0, at most 86400).
+    #[arg(
+        long = "registry-timeout",
+        value_name = "SECONDS",
+        env = "RUNNER_REGISTRY_TIMEOUT"
+    )]
+    pub registry_timeout: Option<String>,
     /// AWS region for ECR (default: the one in the registry host).
     #[arg(long)]
     pub region: Option<String>,
@@ -389,6 +467,8 @@ pub struct SignArgs {
     /// Annotation in the signed payload's `optional` section. Repeatable.
     #[arg(long = "annotation", short = 'a', value_name = "KEY=VALUE")]
     pub annotations: Vec<String>,
+    #[command(flatten)]
+    pub password: KeyPassword,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -500,6 +580,19 @@ pub struct BuildArgs {
     /// image (see `runner push --help`). Repeatable; also RUNNER_REGISTRY_ENDPOINTS.
     #[arg(long = "registry-endpoint", value_name = "HOST=URL", value_parser = endpoint)]
     pub registry_endpoint: Vec<String>,
+    /// Comma-separated HOST=URL overrides; --registry-endpoint wins for the same host.
+    #[arg(
+        long = "registry-endpoints",
+        value_name = "HOST=URL,...",
+        env = "RUNNER_REGISTRY_ENDPOINTS"
+    )]
+    pub registry_endpoints: Option<String>,
+    /// The cosign key that signs the project's image, in place of the project file's
+    /// `sign.key` (a key kept outside the source tree, e.g. a CI secret).
+    #[arg(long, value_name = "FILE", env = "RUNNER_SIGN_KEY")]
+    pub sign_key: Option<String>,
+    #[command(flatten)]
+    pub password: KeyPassword,
     /// Run the buildspec's `batch` section (each task in its own container).
     #[arg(long)]
     pub batch: bool,

@@ -73,13 +73,16 @@ fn request(args: BuildArgs) -> Result<BuildRequest, crate::publish::PublishError
         })
         .collect();
     let credentials = Credentials {
-        registry_endpoints: super::image::registry_endpoints(&args.registry_endpoint)?,
+        registry_endpoints: super::image::registry_endpoints(
+            &args.registry_endpoint,
+            args.registry_endpoints.as_deref(),
+        )?,
         registry_auth: config::registry_auth(),
         gitops_tokens: config::gitops_tokens(),
         aws: Default::default(),
-        // RUNNER_SIGN_KEY points at the key from outside the source tree (CI secrets).
-        sign_key: env("RUNNER_SIGN_KEY"),
-        key_password: config::cosign_password(),
+        // --sign-key / RUNNER_SIGN_KEY points at the key from outside the source tree.
+        sign_key: args.sign_key,
+        key_password: args.password.key_password.map(Secret::new),
         masked,
     };
     let cache = match (args.no_cache, args.cache_s3) {
@@ -92,7 +95,7 @@ fn request(args: BuildArgs) -> Result<BuildRequest, crate::publish::PublishError
     };
     Ok(BuildRequest {
         source: args.source,
-        data_dir: config::data_dir(),
+        data_dir: super::data_dir(),
         advisories: config::advisories(),
         push_concurrency: config::push_concurrency(),
         buildspec: args.buildspec,

@@ -20,7 +20,7 @@ fn fail(json: bool, status: ExitStatus, msg: &str) -> ExitStatus {
 }
 
 async fn invalidate_project(project: &str, json: bool) -> ExitStatus {
-    let dir = super::config::data_dir().join("cache-volumes");
+    let dir = super::data_dir().join("cache-volumes");
     let engine = match DockerEngine::connect().await {
         Ok(e) => e,
         Err(e) => return fail(json, ExitStatus::Setup, &e.to_string()),

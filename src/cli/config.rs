@@ -63,8 +63,3 @@ pub fn registry_auth() -> RegistryAuth {
 pub fn gitops_tokens() -> NamedSecrets {
     NamedSecrets::from_fn(secret)
 }
-
-/// COSIGN_PASSWORD: the signing key's password (it may be empty).
-pub fn cosign_password() -> Option<Secret> {
-    secret("COSIGN_PASSWORD")
-}

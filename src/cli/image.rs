@@ -1,7 +1,7 @@
 //! `runner key generate`, `runner push`, `runner sign`, `runner verify`: the image steps
 //! of `runner build`, one at a time, the way users know them from cosign and crane.
 
-use super::args::{KeyCommand, PushArgs, RegistryArgs, SignArgs, VerifyArgs};
+use super::args::{KeyCommand, KeyPassword, PushArgs, RegistryArgs, SignArgs, VerifyArgs};
 use super::exit::ExitStatus;
 use crate::aws_config::AwsSettings;
 use crate::publish::connect::{connect, ConnectOptions};
@@ -13,8 +13,8 @@ use crate::sign::{cosign, generate_key_pair, SignError, SigningKey, VerifyingKey
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-fn password() -> Result<Secret, String> {
-    super::config::cosign_password().ok_or_else(|| {
+fn password(p: &KeyPassword) -> Result<Secret, String> {
+    p.key_password.clone().map(Secret::new).ok_or_else(|| {
         "set COSIGN_PASSWORD to the key's password (it may be empty: COSIGN_PASSWORD=)".to_string()
     })
 }
@@ -31,8 +31,8 @@ fn fail(json: bool, status: ExitStatus, msg: &str) -> ExitStatus {
 /// deadline of its small requests (defaults: `Limits::default()`).
 const TIMEOUT_VAR: &str = "RUNNER_REGISTRY_TIMEOUT";
 
-fn registry_limits() -> Result<Limits, PublishError> {
-    let Ok(value) = std::env::var(TIMEOUT_VAR) else {
+fn registry_limits(value: Option<&str>) -> Result<Limits, PublishError> {
+    let Some(value) = value.map(str::to_string) else {
         return Ok(Limits::default());
     };
     value
@@ -52,10 +52,12 @@ const ENDPOINTS_VAR: &str = "RUNNER_REGISTRY_ENDPOINTS";
 
 /// Where registries are reached: the items of RUNNER_REGISTRY_ENDPOINTS, then the
 /// `--registry-endpoint` flags (which win for the same host), all checked alike.
-pub(super) fn registry_endpoints(flags: &[String]) -> Result<Endpoints, PublishError> {
-    let var = std::env::var_os(ENDPOINTS_VAR).unwrap_or_default();
-    let var = var.to_string_lossy();
+pub(super) fn registry_endpoints(
+    flags: &[String],
+    var: Option<&str>,
+) -> Result<Endpoints, PublishError> {
     let from_var = var
+        .unwrap_or_default()
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -66,32 +68,45 @@ pub(super) fn registry_endpoints(flags: &[String]) -> Result<Endpoints, PublishE
 
 fn options(args: &RegistryArgs, create_repository: bool) -> Result<ConnectOptions, PublishError> {
     Ok(ConnectOptions {
-        endpoints: registry_endpoints(&args.registry_endpoint)?,
+        endpoints: registry_endpoints(&args.registry_endpoint, args.registry_endpoints.as_deref())?,
         aws: AwsSettings {
             region: args.region.clone(),
             ..Default::default()
         },
         auth: super::config::registry_auth(),
         create_repository,
-        limits: registry_limits()?,
+        limits: registry_limits(args.registry_timeout.as_deref())?,
         ..Default::default()
     })
 }
 
-pub fn key(cmd: &KeyCommand) -> ExitStatus {
+pub fn key(cmd: KeyCommand) -> ExitStatus {
     match cmd {
-        KeyCommand::Generate { output_dir } => {
-            let pw = match password() {
+        KeyCommand::Generate {
+            output_dir,
+            password: pw,
+            json,
+        } => {
+            let pw = match password(&pw) {
                 Ok(p) => p,
-                Err(m) => return fail(false, ExitStatus::Setup, &m),
+                Err(m) => return fail(json, ExitStatus::Setup, &m),
             };
-            match generate_key_pair(output_dir, pw.expose().as_bytes()) {
+            match generate_key_pair(&output_dir, pw.expose().as_bytes()) {
+                Ok((k, p)) if json => {
+                    let out = serde_json::json!({
+                        "ok": true,
+                        "private_key": k.display().to_string(),
+                        "public_key": p.display().to_string(),
+                    });
+                    println!("{out}");
+                    ExitStatus::Success
+                }
                 Ok((k, p)) => {
                     println!("Private key written to {}", k.display());
                     println!("Public key written to {}", p.display());
                     ExitStatus::Success
                 }
-                Err(e) => fail(false, ExitStatus::Setup, &e.to_string()),
+                Err(e) => fail(json, ExitStatus::Setup, &e.to_string()),
             }
         }
     }
@@ -124,11 +139,7 @@ pub async fn push(args: PushArgs) -> ExitStatus {
     };
     let push_opts = PushOptions {
         compression_level: args.compression_level,
-        layer_map: Some(
-            super::config::data_dir()
-                .join("publish")
-                .join("layers.json"),
-        ),
+        layer_map: Some(super::data_dir().join("publish").join("layers.json")),
         immutable_tags: connected.immutable_tags,
         concurrency: super::config::push_concurrency()
             .unwrap_or(crate::publish::push::DEFAULT_PUSH_CONCURRENCY),
@@ -189,7 +200,7 @@ pub async fn sign(args: SignArgs) -> ExitStatus {
     let result: Result<cosign::Signed, String> = async {
         let image = ImageRef::parse(&args.image).map_err(|e| e.to_string())?;
         let annotations = parse_annotations(&args.annotations)?;
-        let pw = password()?;
+        let pw = password(&args.password)?;
         let key = SigningKey::load(&args.key, pw.expose().as_bytes()).map_err(|e| e.to_string())?;
         let opts = options(&args.registry, false).map_err(|e| e.to_string())?;
         let c = connect(&image, &opts, false)

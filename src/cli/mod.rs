@@ -10,20 +10,35 @@ mod config;
 mod exit;
 mod gitops;
 mod image;
+mod logging;
 mod scan;
 mod validate;
 
 pub use args::{Cli, Command};
 pub use exit::ExitStatus;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// `--data-dir` / RUNNER_DATA_DIR as parsed, set once at start.
+static DATA_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// The data directory: `--data-dir` / RUNNER_DATA_DIR, else the XDG default.
+pub(crate) fn data_dir() -> PathBuf {
+    DATA_DIR.get().cloned().unwrap_or_else(config::data_dir)
+}
 
 /// Entry point of the binary.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    logging::init(cli.verbose);
+    if let Some(d) = cli.data_dir.filter(|d| !d.as_os_str().is_empty()) {
+        let _ = DATA_DIR.set(d);
+    }
     let status = match cli.command {
         Command::Validate(args) => validate::run(&args),
-        Command::Key(cmd) => image::key(&cmd),
+        Command::Key(cmd) => image::key(cmd),
         Command::Build(args) => block_on(build::run(*args)),
         Command::Push(args) => block_on(image::push(args)),
         Command::Sign(args) => block_on(image::sign(args)),
@@ -32,8 +47,46 @@ pub fn main() -> std::process::ExitCode {
         Command::Scan(cmd) => block_on(scan::run(cmd)),
         Command::Db(cmd) => block_on(scan::db(cmd)),
         Command::Cache(cmd) => block_on(cache::run(cmd)),
+        Command::Version { json } => version(json),
+        Command::Completions { shell } => completions(shell),
     };
     status.into()
+}
+
+/// `runner completions SHELL`: the script on standard output.
+fn completions(shell: clap_complete::Shell) -> ExitStatus {
+    use std::io::Write;
+    // Generated into memory: clap_complete panics on a failed write (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "runner", &mut script);
+    let mut out = std::io::stdout().lock();
+    match out.write_all(&script).and_then(|()| out.flush()) {
+        Ok(()) => ExitStatus::Success,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitStatus::Success,
+        Err(e) => {
+            eprintln!("error: cannot write the completion script: {e}");
+            ExitStatus::Setup
+        }
+    }
+}
+
+/// `runner version [--json]`.
+fn version(json: bool) -> ExitStatus {
+    let version = env!("CARGO_PKG_VERSION");
+    // Set by the build environment when it knows the commit (e.g. CI); absent otherwise.
+    let commit = option_env!("RUNNER_GIT_COMMIT");
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"name": "runner", "version": version, "commit": commit})
+        );
+    } else {
+        match commit {
+            Some(c) => println!("runner {version} ({c})"),
+            None => println!("runner {version}"),
+        }
+    }
+    ExitStatus::Success
 }
 
 fn block_on(fut: impl std::future::Future<Output = ExitStatus>) -> ExitStatus {

@@ -24,7 +24,7 @@ fn render(
     verdict: &crate::scan::policy::Verdict,
     rules: &[crate::scan::secrets::RuleMeta],
 ) -> String {
-    match common.format {
+    match common.effective_format() {
         ScanFormat::Json => {
             let v = serde_json::json!({
                 "passed": verdict.passed(),
@@ -151,9 +151,8 @@ fn finish(
 }
 
 fn advisories(explicit: Option<&Path>) -> crate::scan::osv::AdvisoryDb {
-    let data = super::config::data_dir();
-    let configured = super::config::advisories();
-    let dir = scans::advisories_dir(explicit.or(configured.as_deref()), &data);
+    let data = super::data_dir();
+    let dir = scans::advisories_dir(explicit, &data);
     if explicit.is_some() && dir.is_none() {
         eprintln!("warning: --advisories directory does not exist");
     }
@@ -272,12 +271,8 @@ pub async fn run(cmd: ScanCommand) -> ExitStatus {
             } else {
                 let r = match crate::docker::DockerEngine::connect().await {
                     Ok(engine) => {
-                        scans::image_inventory(
-                            &engine,
-                            &image,
-                            &super::config::data_dir().join("tmp"),
-                        )
-                        .await
+                        scans::image_inventory(&engine, &image, &super::data_dir().join("tmp"))
+                            .await
                     }
                     Err(e) => Err(e.to_string()),
                 };
@@ -337,6 +332,7 @@ struct HttpFetch {
 impl crate::scan::osv::Fetch for HttpFetch {
     fn get(&self, url: &str) -> Result<Vec<u8>, crate::scan::osv::FetchError> {
         self.handle.block_on(async {
+            tracing::debug!(url, "downloading advisory data");
             let resp = self.client.get(url).send().await?;
             let status = resp.status();
             if !status.is_success() {
@@ -352,10 +348,17 @@ pub async fn db(cmd: DbCommand) -> ExitStatus {
         dir,
         base_url,
         ecosystems,
+        json,
     } = cmd;
-    let dir = dir
-        .or_else(super::config::advisories)
-        .unwrap_or_else(|| super::config::data_dir().join("advisories"));
+    let fail = |status: ExitStatus, msg: &str| {
+        if json {
+            println!("{}", serde_json::json!({"ok": false, "error": msg}));
+        }
+        eprintln!("error: {msg}");
+        status
+    };
+    // --dir / RUNNER_ADVISORIES (clap reads the variable), else the data directory's.
+    let dir = dir.unwrap_or_else(|| super::data_dir().join("advisories"));
     let ecosystems: Vec<String> = if ecosystems.is_empty() {
         [
             "crates.io",
@@ -378,11 +381,9 @@ pub async fn db(cmd: DbCommand) -> ExitStatus {
         .build()
     {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitStatus::Setup;
-        }
+        Err(e) => return fail(ExitStatus::Setup, &e.to_string()),
     };
+    tracing::debug!(base_url = %base_url, dir = %dir.display(), "updating advisory data");
     let fetch = HttpFetch {
         client,
         handle: tokio::runtime::Handle::current(),
@@ -394,6 +395,26 @@ pub async fn db(cmd: DbCommand) -> ExitStatus {
     })
     .await;
     match result {
+        Ok(Ok((updated, dir))) if json => {
+            let ecosystems: Vec<_> = updated
+                .iter()
+                .map(|u| {
+                    serde_json::json!({
+                        "ecosystem": u.ecosystem,
+                        "records": u.records,
+                        "bytes": u.bytes,
+                        "path": u.path.display().to_string(),
+                    })
+                })
+                .collect();
+            let out = serde_json::json!({
+                "ok": true,
+                "dir": dir.display().to_string(),
+                "updated": ecosystems,
+            });
+            println!("{out}");
+            ExitStatus::Success
+        }
         Ok(Ok((updated, dir))) => {
             for u in &updated {
                 println!(
@@ -407,13 +428,7 @@ pub async fn db(cmd: DbCommand) -> ExitStatus {
             println!("advisory data in {}", dir.display());
             ExitStatus::Success
         }
-        Ok(Err(e)) => {
-            eprintln!("error: {e}");
-            ExitStatus::Setup
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitStatus::Fault
-        }
+        Ok(Err(e)) => fail(ExitStatus::Setup, &e.to_string()),
+        Err(e) => fail(ExitStatus::Fault, &e.to_string()),
     }
 }

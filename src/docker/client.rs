@@ -19,6 +19,11 @@ impl DockerEngine {
             .negotiate_version()
             .await
             .map_err(|source| DockerError::Connect { source })?;
+        let v = docker.client_version();
+        tracing::info!(
+            api_version = %format!("{}.{}", v.major_version, v.minor_version),
+            "connected to the Docker engine"
+        );
         Ok(Self { docker })
     }
 

@@ -617,6 +617,9 @@ impl Registry {
         let mut refreshed = false;
         let mut attempt = 0;
         let mut timeouts = 0;
+        // Scheme, host and path only: upload locations may carry session state in the query.
+        let logged = url.split(['?', '#']).next().unwrap_or_default();
+        tracing::debug!(what, url = logged, "registry request");
         loop {
             let progress = Progress::new();
             let (client, watched) = match kind {

@@ -9,6 +9,7 @@ mod build_semantics;
 mod buildspec_corpus;
 mod cache_e2e;
 mod cache_s3;
+mod cli_conventions;
 mod cli_input;
 mod forge_limits;
 mod gitops_corpus;
