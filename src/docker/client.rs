@@ -53,6 +53,14 @@ impl DockerEngine {
 
     /// How many containers carry `label` (running or not).
     pub async fn count_labelled(&self, label: &str) -> Result<usize, DockerError> {
+        Ok(self.list_labelled(label).await?.len())
+    }
+
+    /// The containers that carry `label` (`key` or `key=value`), running or not.
+    pub(crate) async fn list_labelled(
+        &self,
+        label: &str,
+    ) -> Result<Vec<bollard::models::ContainerSummary>, DockerError> {
         let mut filters = std::collections::HashMap::new();
         filters.insert("label".to_string(), vec![label.to_string()]);
         let opts = bollard::query_parameters::ListContainersOptions {
@@ -60,11 +68,9 @@ impl DockerEngine {
             filters: Some(filters),
             ..Default::default()
         };
-        let list = self
-            .docker
+        self.docker
             .list_containers(Some(opts))
             .await
-            .map_err(api("list containers"))?;
-        Ok(list.len())
+            .map_err(api("list containers"))
     }
 }

@@ -394,21 +394,9 @@ impl DockerEngine {
     /// Removes the containers of `project` that no live runner owns (see `is_stale`),
     /// build containers and the never-started helpers alike. Returns how many.
     pub async fn remove_stale_containers(&self, project: &str) -> Result<usize, DockerError> {
-        let mut filters = HashMap::new();
-        filters.insert(
-            "label".to_string(),
-            vec![format!("{LABEL_PROJECT}={project}")],
-        );
-        let opts = bollard::query_parameters::ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        };
         let list = self
-            .docker
-            .list_containers(Some(opts))
-            .await
-            .map_err(api("list containers"))?;
+            .list_labelled(&format!("{LABEL_PROJECT}={project}"))
+            .await?;
         let host = hostname();
         let mut removed = 0;
         for c in list {
