@@ -204,13 +204,16 @@ fn indent_of(src: &str, at: usize) -> Option<usize> {
 /// The column of a block sequence's dashes: where the parser saw the sequence start, else
 /// the dash in front of its first item.
 fn dash_column(src: &str, seq: &Node) -> Option<usize> {
-    let dash_at = |at: usize| (src.as_bytes().get(at) == Some(&b'-')).then_some(at);
-    let at = dash_at(seq.start).or_else(|| {
-        let first = seq.as_seq()?.first()?;
-        let before = src.get(..text_start(first))?.trim_end();
-        before.len().checked_sub(1).and_then(dash_at)
-    })?;
-    indent_of(src, at)
+    let before_first = seq
+        .as_seq()
+        .and_then(|s| s.first())
+        .and_then(|first| src.get(..text_start(first)))
+        .and_then(|before| before.trim_end().len().checked_sub(1));
+    [Some(seq.start), before_first]
+        .into_iter()
+        .flatten()
+        .filter(|&at| src.as_bytes().get(at) == Some(&b'-'))
+        .find_map(|at| indent_of(src, at))
 }
 
 /// Where a node's text starts: the parser places a block mapping at its first key's `:`.
@@ -315,6 +318,10 @@ mod tests {
         assert_eq!(
             set_image("images:\n- name: a\n"),
             format!("images:\n- name: a\n- name: image\n  digest: {D}\n")
+        );
+        assert_eq!(
+            set_image("images:\n- -x\n"),
+            format!("images:\n- -x\n- name: image\n  digest: {D}\n")
         );
         assert_eq!(
             set_image("images:\n   - # c\n     name: a\n"),
