@@ -97,13 +97,6 @@ pub fn gitops_edit(data: &[u8]) {
     let Ok(src) = std::str::from_utf8(rest) else {
         return;
     };
-    // Known, reported: yaml-rust2 ends the stream at a NUL byte, so the editors see only
-    // what comes before it and `add_missing` appends `images:` again on every run
-    // (fixtures/fuzz-crashes/gitops_edit/nul-in-kustomization.bin). Skipped so the
-    // fuzzer looks for something else; remove once yaml_span::parse refuses NUL.
-    if src.contains('\0') {
-        return;
-    }
     let rel_path = GITOPS_NAMES[usize::from(*a) % GITOPS_NAMES.len()];
     let discovered = discover_images(rel_path, src).unwrap_or_default();
     let pick = usize::from(*b & 0x0f);
@@ -118,16 +111,7 @@ pub fn gitops_edit(data: &[u8]) {
     let Ok(mut target) = Target::new(&image, tag, DIGEST) else {
         return;
     };
-    // Known, reported: with add_missing, a kustomization whose top-level mapping is
-    // indented gets `images:` appended at column 0, which is not YAML any more
-    // (fixtures/fuzz-crashes/gitops_edit/indented-root-add-missing.bin). Not asked for on
-    // such files, so the fuzzer looks for something else.
-    let indented_root = src
-        .lines()
-        .map(|l| l.trim_end())
-        .find(|l| !l.is_empty() && !l.trim_start().starts_with('#'))
-        .is_some_and(|l| l.starts_with([' ', '\t']));
-    target.add_missing = b & 0x20 != 0 && !indented_root;
+    target.add_missing = b & 0x20 != 0;
     if b & 0x40 != 0 {
         target.helm_keys = vec!["api.image".into(), "worker".into()];
     }

@@ -263,7 +263,14 @@ pub fn registry_responses(data: &[u8]) {
             }
             _ => {
                 if cosign::resolve(registry, &image).await.is_ok() {
-                    let _ = cosign::read_layers(registry, "team/app", "latest").await;
+                    let _ = cosign::read_layers(
+                        registry,
+                        "team/app",
+                        "latest",
+                        cosign::SIMPLE_SIGNING,
+                        registry.limits().max_signature,
+                    )
+                    .await;
                 }
             }
         }

@@ -597,6 +597,18 @@ pub fn load(text: &str) -> Loaded {
                 .with_hint("runner reads yaml files up to 64 MiB")],
         };
     }
+    // yaml-rust2's scanner takes a NUL for the end of the input: everything after it would
+    // be silently dropped (a buildspec losing its later commands still validates).
+    if let Some(at) = text.find('\0') {
+        return Loaded {
+            root: None,
+            diagnostics: vec![Diagnostic::error(
+                pos_of_byte(text, at),
+                "a NUL byte (0x00), which yaml text cannot hold; is this a binary file?",
+            )
+            .with_hint("remove the NUL byte: yaml would read the file only up to it")],
+        };
+    }
     let mut builder = Builder::new();
     let result =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drive(text, &mut builder)));
@@ -626,6 +638,17 @@ pub fn load(text: &str) -> Loaded {
         );
     }
     Loaded { root, diagnostics }
+}
+
+/// 1-based line and column (in characters) of byte offset `at` of `text`.
+fn pos_of_byte(text: &str, at: usize) -> Pos {
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Pos {
+        line: u32::try_from(line).unwrap_or(u32::MAX),
+        col: u32::try_from(col).unwrap_or(u32::MAX),
+    }
 }
 
 fn drive(text: &str, builder: &mut Builder) -> Result<(), Diagnostic> {
@@ -911,6 +934,25 @@ mod tests {
         assert!(d.is_error());
         assert_eq!((d.line, d.col), (2, 5));
         assert!(d.message.contains("0xFF"), "{}", d.message);
+    }
+
+    /// fixtures/fuzz-crashes/buildspec/nul-truncates.yml: the scanner stopped at the NUL,
+    /// so the buildspec loaded without `echo two` and `post_build` and without a word.
+    #[test]
+    fn a_nul_byte_is_an_error_with_a_position_not_the_end_of_the_text() {
+        let text = include_str!("../../fixtures/fuzz-crashes/buildspec/nul-truncates.yml");
+        let l = load(text);
+        assert!(l.root.is_none(), "a truncated tree was returned");
+        assert_eq!(l.diagnostics.len(), 1, "{:?}", l.diagnostics);
+        let d = &l.diagnostics[0];
+        assert!(d.is_error());
+        assert_eq!((d.line, d.col), (5, 17));
+        assert!(d.message.contains("NUL byte"), "{}", d.message);
+        // Also in a key, on the first line, and behind multi-byte characters.
+        let d = &load("\0a: 1\n").diagnostics[0];
+        assert_eq!((d.line, d.col), (1, 1));
+        let d = &load("é: 'ü\0'\n").diagnostics[0];
+        assert_eq!((d.line, d.col), (1, 6));
     }
 
     #[test]

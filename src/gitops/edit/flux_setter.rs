@@ -5,7 +5,9 @@
 //! (or, for a policy with only `:tag`/`:digest` markers, when the mapping holding the
 //! marker names our repository in `name`/`newName`/`repository`/`image`). Then full
 //! markers get `repo:tag@digest`, `:tag` markers the new tag (when one is given),
-//! `:digest` markers the digest; `:name` markers are left as they are.
+//! `:digest` markers the digest; `:name` markers are left as they are. Every marked value
+//! of our policy then belongs to Flux: the other editors leave it alone even when this
+//! editor had nothing to change (so a `:digest` marker on `newTag` keeps the digest).
 
 use std::collections::BTreeMap;
 
@@ -141,6 +143,57 @@ pub fn edit(ctx: &mut Ctx<'_>) {
                 }
                 Field::Name => {}
             }
+            // The marker is the user's word for this value: no other editor may set it
+            // (not even when it already holds what Flux would write, or the next bump
+            // would overwrite it and the one after that put it back).
+            if let Some(span) = m.node.as_scalar().and_then(|s| s.span.clone()) {
+                ctx.claimed.push(span);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::super::{edit_content, Target};
+
+    const D: &str = "sha256:6745aaad46d795c9836632e1fb62f24b7e7f4c843144da8e47a5465c411a14be";
+
+    /// fixtures/fuzz-crashes/gitops_edit/flux-marker-digest-on-second-run.bin: a `:digest`
+    /// marker on `newTag`. The setter wrote the digest there and claimed the value only
+    /// when it changed it, so the next bump let the kustomize editor write the tag over it,
+    /// and the one after that the digest again: bumps never converged.
+    #[test]
+    fn a_marked_value_that_is_already_right_is_not_taken_by_another_editor() {
+        let bytes = include_bytes!(
+            "../../../fixtures/fuzz-crashes/gitops_edit/flux-marker-digest-on-second-run.bin"
+        );
+        let src = std::str::from_utf8(&bytes[2..]).unwrap();
+        let min = "images:\n  - name: container\n    newName: replaced # {\"$imagepolicy\": \"ns:p:name\"}\n    newTag: v1 # {\"$imagepolicy\": \"ns:pd:digest\"}\n";
+        let t = Target::new("replaced", Some("v2.0.0"), D).unwrap();
+        for (path, src) in [
+            ("manifests/deployment.yaml", src),
+            ("kustomization.yaml", min),
+        ] {
+            let first = edit_content(path, src, &t).unwrap().new_content;
+            assert!(
+                first.contains(&format!(
+                    "    newTag: {D} # {{\"$imagepolicy\": \"{}:digest\"}}\n    digest: {D}\n",
+                    if src == min {
+                        "ns:pd"
+                    } else {
+                        "automatn-ns:policy-with-digest"
+                    }
+                )),
+                "{first}"
+            );
+            let second = edit_content(path, &first, &t).unwrap();
+            assert!(
+                !second.changed(),
+                "a second bump changed it again:\n{}",
+                second.new_content
+            );
         }
     }
 }

@@ -125,15 +125,16 @@ fn add_entry(ctx: &mut Ctx<'_>, di: usize, root: &Node, images: Option<&Node>) {
                 ));
                 return;
             };
-            // Indentation of the items' dashes.
-            let first_start = seq
-                .as_seq()
-                .and_then(|s| s.first())
-                .map_or(seq.start, |n| n.start);
-            let ls = line_start(src, first_start);
-            let line = &src[ls..first_start];
-            let dash = line.find('-').unwrap_or(0);
-            let indent = " ".repeat(dash);
+            // Indentation of the items' dashes (the first item itself may start on the
+            // line after its dash: `-\n  x`).
+            let Some(indent) = dash_column(src, seq) else {
+                ctx.notes.push(format!(
+                    "{}: cannot tell the indentation of images:; add {} by hand",
+                    ctx.rel_path, t.name
+                ));
+                return;
+            };
+            let indent = " ".repeat(indent);
             let body: Vec<String> = lines.iter().map(|l| format!("{indent}{l}")).collect();
             let at = line_end_incl(src, end);
             let text = if at == src.len() && !src.ends_with('\n') {
@@ -158,15 +159,30 @@ fn add_entry(ctx: &mut Ctx<'_>, di: usize, root: &Node, images: Option<&Node>) {
                 ));
                 return;
             }
+            // At the root mapping's own indentation: a mapping indented as a whole is
+            // YAML, a key at column 0 after it is not.
+            let Some(indent) = root
+                .as_map()
+                .and_then(|m| m.first())
+                .and_then(|(k, _)| indent_of(src, k.start))
+            else {
+                ctx.notes.push(format!(
+                    "{}: cannot tell the indentation of the top-level keys; add images: with {} by hand",
+                    ctx.rel_path, t.name
+                ));
+                return;
+            };
+            let indent = " ".repeat(indent);
             let sep = if src.is_empty() || src.ends_with('\n') {
                 ""
             } else {
                 eol
             };
-            (
-                src.len(),
-                format!("{sep}images:{eol}{}{eol}", lines.join(eol)),
-            )
+            let body: Vec<String> = std::iter::once("images:".to_string())
+                .chain(lines)
+                .map(|l| format!("{indent}{l}"))
+                .collect();
+            (src.len(), format!("{sep}{}{eol}", body.join(eol)))
         }
     };
     ctx.edits.push(Edit {
@@ -178,11 +194,138 @@ fn add_entry(ctx: &mut Ctx<'_>, di: usize, root: &Node, images: Option<&Node>) {
     });
 }
 
+/// The column of `at` when only spaces precede it on its line (a block node's indentation).
+fn indent_of(src: &str, at: usize) -> Option<usize> {
+    let ls = line_start(src, at);
+    let before = src.get(ls..at)?;
+    before.bytes().all(|b| b == b' ').then_some(before.len())
+}
+
+/// The column of a block sequence's dashes: where the parser saw the sequence start, else
+/// the dash in front of its first item.
+fn dash_column(src: &str, seq: &Node) -> Option<usize> {
+    let before_first = seq
+        .as_seq()
+        .and_then(|s| s.first())
+        .and_then(|first| src.get(..text_start(first)))
+        .and_then(|before| before.trim_end().len().checked_sub(1));
+    [Some(seq.start), before_first]
+        .into_iter()
+        .flatten()
+        .filter(|&at| src.as_bytes().get(at) == Some(&b'-'))
+        .find_map(|at| indent_of(src, at))
+}
+
+/// Where a node's text starts: the parser places a block mapping at its first key's `:`.
+fn text_start(n: &Node) -> usize {
+    match n.as_map().and_then(|m| m.first()) {
+        Some((k, _)) if !n.flow => text_start(k),
+        _ => n.start,
+    }
+}
+
 fn last_scalar_end(n: &Node) -> Option<usize> {
     match &n.kind {
         NodeKind::Scalar(s) => s.span.as_ref().map(|r| r.end),
         NodeKind::Map(m) => m.last().and_then(|(_, v)| last_scalar_end(v)),
         NodeKind::Seq(s) if !n.flow => s.last().and_then(last_scalar_end),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::super::{edit_content, yaml_span, Target};
+
+    const D: &str = "sha256:6745aaad46d795c9836632e1fb62f24b7e7f4c843144da8e47a5465c411a14be";
+
+    /// `kustomize edit set image image@D` on `src`: the new text, which must be YAML and
+    /// which a second run leaves as it is.
+    fn set_image(src: &str) -> String {
+        let mut t = Target::new("image", None, D).unwrap();
+        t.add_missing = true;
+        let once = edit_content("kustomization.yaml", src, &t).unwrap();
+        assert!(once.changed(), "nothing added to {src:?}: {:?}", once.notes);
+        let out = once.new_content;
+        if let Err(e) = yaml_span::parse(&out) {
+            panic!("the edit of a valid file is not YAML any more: {e}\n{out}");
+        }
+        let twice = edit_content("kustomization.yaml", &out, &t).unwrap();
+        assert_eq!(twice.new_content, out, "a second run changed the file");
+        out
+    }
+
+    /// A fuzz input: byte 0 (file name) and byte 1 (options) precede the file.
+    fn fuzz_file(bytes: &[u8]) -> &str {
+        std::str::from_utf8(bytes.get(2..).unwrap()).unwrap()
+    }
+
+    /// fixtures/fuzz-crashes/gitops_edit/nul-in-kustomization.bin: the parser saw only the
+    /// text before the NUL, so every run appended another `images:`. Now refused.
+    #[test]
+    fn a_kustomization_holding_a_nul_byte_is_refused_not_cut_short() {
+        let src = fuzz_file(include_bytes!(
+            "../../../fixtures/fuzz-crashes/gitops_edit/nul-in-kustomization.bin"
+        ));
+        assert_eq!(src, ":\0");
+        let mut t = Target::new("image", None, D).unwrap();
+        t.add_missing = true;
+        let e = edit_content("kustomization.yaml", src, &t).err();
+        assert_eq!(e.map(|e| (e.line, e.col)), Some((1, 2)));
+    }
+
+    /// fixtures/fuzz-crashes/gitops_edit/indented-root-add-missing*.bin: `images:` was
+    /// appended at column 0 after a top-level mapping written indented.
+    #[test]
+    fn a_missing_images_key_goes_at_the_root_mappings_indentation() {
+        let src = fuzz_file(include_bytes!(
+            "../../../fixtures/fuzz-crashes/gitops_edit/indented-root-add-missing.bin"
+        ));
+        assert_eq!(
+            set_image(src),
+            format!("{src}  images:\n  - name: image\n    digest: {D}\n")
+        );
+        let src = fuzz_file(include_bytes!(
+            "../../../fixtures/fuzz-crashes/gitops_edit/indented-root-add-missing-min.bin"
+        ));
+        assert_eq!(src, " :");
+        assert_eq!(
+            set_image(src),
+            format!(" :\n images:\n - name: image\n   digest: {D}\n")
+        );
+        // Unindented stays at column 0.
+        assert_eq!(
+            set_image("resources: []\n"),
+            format!("resources: []\nimages:\n- name: image\n  digest: {D}\n")
+        );
+    }
+
+    /// fixtures/fuzz-crashes/gitops_edit/add-missing-after-empty-item.bin: the first item
+    /// starts on the line after its dash, so the dash column was read from the wrong line
+    /// (0) and the new entry ended the sequence at column 0.
+    #[test]
+    fn an_entry_is_appended_at_the_dash_column_when_an_item_starts_on_the_next_line() {
+        let src = fuzz_file(include_bytes!(
+            "../../../fixtures/fuzz-crashes/gitops_edit/add-missing-after-empty-item.bin"
+        ));
+        assert_eq!(src, "images:\n -\n  n");
+        assert_eq!(
+            set_image(src),
+            format!("{src}\n - name: image\n   digest: {D}")
+        );
+        // Dashes at the key's column, and a first item after a comment line.
+        assert_eq!(
+            set_image("images:\n- name: a\n"),
+            format!("images:\n- name: a\n- name: image\n  digest: {D}\n")
+        );
+        assert_eq!(
+            set_image("images:\n- -x\n"),
+            format!("images:\n- -x\n- name: image\n  digest: {D}\n")
+        );
+        assert_eq!(
+            set_image("images:\n   - # c\n     name: a\n"),
+            format!("images:\n   - # c\n     name: a\n   - name: image\n     digest: {D}\n")
+        );
     }
 }

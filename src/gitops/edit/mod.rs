@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod yaml_span;
 
 use std::collections::BTreeSet;
+use std::ops::Range;
 
 use yaml_span::{Edit, Node, NodeKind, PathSeg, YamlDocs, YamlPath};
 
@@ -90,6 +91,9 @@ pub struct Ctx<'a> {
     pub found: Vec<String>,
     /// Why a matching value was left alone.
     pub notes: Vec<String>,
+    /// Scalars an editor owns without changing them (a Flux setter marker's value that is
+    /// already right): later editors leave them alone, so one bump converges.
+    pub claimed: Vec<Range<usize>>,
 }
 
 impl Ctx<'_> {
@@ -108,7 +112,7 @@ impl Ctx<'_> {
             ));
             return;
         };
-        if self.edits.iter().any(|e| e.range == span) {
+        if self.edits.iter().any(|e| e.range == span) || self.claimed.contains(&span) {
             return;
         }
         self.edits.push(Edit {
@@ -253,6 +257,7 @@ fn edit_body(rel_path: &str, src: &str, target: &Target) -> Result<FileEdit, Yam
         edits: Vec::new(),
         found: Vec::new(),
         notes: Vec::new(),
+        claimed: Vec::new(),
     };
     flux_setter::edit(&mut ctx);
     argocd_source::edit(&mut ctx);
