@@ -178,6 +178,18 @@ impl Node {
         matches!(self, Node::Null { .. })
     }
 
+    /// The value under the scalar key `key` of a mapping (the first, as written); `None`
+    /// for anything else.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match self {
+            Node::Map { entries, .. } => entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
     /// "a mapping", "a list", "a string", "an empty value": for `found ...` messages.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -4,17 +4,6 @@
 use crate::buildspec::yaml::{self, Node};
 use crate::scan::deps::lockfile::{ParseError, Parsed};
 
-/// The value under `key` in a mapping.
-fn get<'a>(node: &'a Node, key: &str) -> Option<&'a Node> {
-    match node {
-        Node::Map { entries, .. } => entries
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v),
-        _ => None,
-    }
-}
-
 fn scalar(node: Option<&Node>) -> Option<String> {
     node.and_then(Node::as_str).map(str::to_string)
 }
@@ -41,7 +30,7 @@ pub fn parse(text: &str, path: &str) -> Result<Parsed, ParseError> {
     let doc = loaded
         .root
         .ok_or_else(|| ParseError::new(path, None, "empty document"))?;
-    let Some(version) = scalar(get(&doc, "lockfileVersion")) else {
+    let Some(version) = scalar(doc.get("lockfileVersion")) else {
         return Err(ParseError::new(
             path,
             Some(doc.pos().line),
@@ -56,7 +45,7 @@ pub fn parse(text: &str, path: &str) -> Result<Parsed, ParseError> {
     let mut out = Parsed::default();
     let Some(Node::Map {
         entries: packages, ..
-    }) = get(&doc, "packages")
+    }) = doc.get("packages")
     else {
         return Ok(out);
     };
@@ -64,9 +53,9 @@ pub fn parse(text: &str, path: &str) -> Result<Parsed, ParseError> {
         let Some(key) = k.as_str() else { continue };
         let line = Some(k.pos().line);
         let from_key = split_key(key, major);
-        let name = scalar(get(v, "name")).or_else(|| from_key.as_ref().map(|(n, _)| n.clone()));
+        let name = scalar(v.get("name")).or_else(|| from_key.as_ref().map(|(n, _)| n.clone()));
         let version =
-            scalar(get(v, "version")).or_else(|| from_key.as_ref().map(|(_, v)| v.clone()));
+            scalar(v.get("version")).or_else(|| from_key.as_ref().map(|(_, v)| v.clone()));
         match (name, version) {
             (Some(n), Some(ver)) if !ver.contains(':') && !ver.contains('/') => {
                 out.push("npm", &n, &ver, path, line)

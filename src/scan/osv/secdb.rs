@@ -9,17 +9,6 @@ use crate::scan::osv::record::{Affected, AffectedPackage, Event, Range, Vuln};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The value under `key` in a mapping.
-fn get<'a>(node: &'a Node, key: &str) -> Option<&'a Node> {
-    match node {
-        Node::Map { entries, .. } => entries
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v),
-        _ => None,
-    }
-}
-
 /// Parses secdb files (all of one release) into OSV records.
 pub fn load_files(files: &[PathBuf]) -> Result<Vec<Vuln>, OsvError> {
     // (ecosystem, id) -> affected entries
@@ -59,7 +48,8 @@ fn parse_into(path: &Path, text: &str, out: &mut ById) -> Result<(), OsvError> {
         return Err(err(format!("line {}: {}", d.line, d.message)));
     }
     let doc = loaded.root.ok_or_else(|| err("empty document".into()))?;
-    let release = get(&doc, "distroversion")
+    let release = doc
+        .get("distroversion")
         .and_then(Node::as_str)
         .map(str::to_string)
         .or_else(|| {
@@ -70,22 +60,22 @@ fn parse_into(path: &Path, text: &str, out: &mut ById) -> Result<(), OsvError> {
         })
         .ok_or_else(|| err("no distroversion".into()))?;
     let ecosystem = format!("Alpine:{release}");
-    let packages = match get(&doc, "packages") {
+    let packages = match doc.get("packages") {
         Some(Node::Seq { items, .. }) => items.as_slice(),
         // `packages:` with nothing under it: a release with no fixes in this repo.
         Some(Node::Null { .. }) | None => &[],
         _ => return Err(err("`packages` is not a list".into())),
     };
     for entry in packages {
-        let Some(pkg) = get(entry, "pkg") else {
+        let Some(pkg) = entry.get("pkg") else {
             continue;
         };
-        let Some(name) = get(pkg, "name").and_then(Node::as_str) else {
+        let Some(name) = pkg.get("name").and_then(Node::as_str) else {
             continue;
         };
         let Some(Node::Map {
             entries: secfixes, ..
-        }) = get(pkg, "secfixes")
+        }) = pkg.get("secfixes")
         else {
             continue;
         };
