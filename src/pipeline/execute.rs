@@ -66,7 +66,7 @@ async fn execute_single(
                 match scanned {
                     Ok(Ok(f)) => findings.extend(f),
                     Ok(Err(e)) => return Outcome::ScanFailed(e),
-                    Err(e) => return Outcome::ScanFailed(e.to_string()),
+                    Err(e) => return Outcome::ScanFailed(e.into()),
                 }
             }
             if cfg.deps {

@@ -318,7 +318,8 @@ pub async fn release(
                 &findings,
                 input.policy,
                 st.started,
-            )?;
+            )
+            .map_err(|e| e.to_string())?;
         }
         inventory = Some(saved);
     }
