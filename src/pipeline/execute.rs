@@ -145,7 +145,7 @@ async fn execute_single(
     };
     let release = match run::release(engine, &input, reporter.as_ref()).await {
         Ok(r) => Release::Released(Box::new(r)),
-        Err(e) => Release::Failed(e),
+        Err(e) => Release::Failed(Box::new(e)),
     };
     Outcome::Build { result, release }
 }

@@ -27,7 +27,7 @@ pub enum Release {
     None,
     Released(Box<Released>),
     /// A stage failed (reported as a failed `stage` event).
-    Failed(String),
+    Failed(Box<crate::run::ReleaseError>),
 }
 
 /// The verdict of an [`Outcome`].
