@@ -323,3 +323,26 @@ pub fn load_policy(path: Option<&Path>) -> Result<(Policy, Vec<String>), ScanErr
         }),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_errors_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.yml");
+        let e = load_policy(Some(&missing)).unwrap_err();
+        assert!(matches!(e, ScanError::PolicyUnreadable { .. }), "{e:?}");
+        assert!(e.to_string().starts_with("cannot read policy "), "{e}");
+
+        let bad = dir.path().join("bad.yml");
+        std::fs::write(&bad, "fail-on: [[[\n").unwrap();
+        let e = load_policy(Some(&bad)).unwrap_err();
+        assert!(matches!(e, ScanError::PolicyInvalid { .. }), "{e:?}");
+        assert!(e.to_string().contains("is not a valid policy:"), "{e}");
+
+        assert!(load_policy(None).is_ok());
+    }
+}
