@@ -72,23 +72,58 @@ pub struct RestoreStats {
 // ---------------------------------------------------------------------------------------
 // Path rules shared by saving and restoring.
 
+/// Why a tar entry name is refused; the message completes "entry `x` …".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum NameError {
+    #[error("has a name that is not UTF-8")]
+    NotUtf8,
+    #[error("is an absolute path")]
+    Absolute,
+    #[error("has a `..` component")]
+    DotDot,
+    #[error("has an empty name")]
+    Empty,
+}
+
+/// Why an entry is refused by the [`Guard`]; the message completes "entry `x` …".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Refusal {
+    #[error("appears twice in the entry")]
+    Duplicate,
+    #[error("lies outside every cache path ({allowed})")]
+    Outside { allowed: String },
+    #[error("would be written through the symlink {}", as_display(.ancestor))]
+    ThroughSymlink { ancestor: String },
+    #[error("is a symlink with an empty target")]
+    EmptySymlink,
+    #[error("is a symlink to `{target}`, which climbs above the root")]
+    SymlinkAboveRoot { target: String },
+    #[error("replaces the cache path {} with a symlink to `{target}`", as_display(.path))]
+    ReplacesCachePath { path: String, target: String },
+    #[error(
+        "is a hard link to `{target}`, which is not a regular file restored \
+         before it inside the cache paths"
+    )]
+    DanglingHardlink { target: String },
+}
+
 /// Normalises a tar entry name: drops `.` and empty components; refuses absolute names,
-/// `..`, non-UTF-8 and empty names. Returns the reason on refusal.
-fn normalize_name(raw: &[u8]) -> Result<String, String> {
-    let s = std::str::from_utf8(raw).map_err(|_| "has a name that is not UTF-8".to_string())?;
+/// `..`, non-UTF-8 and empty names.
+fn normalize_name(raw: &[u8]) -> Result<String, NameError> {
+    let s = std::str::from_utf8(raw).map_err(|_| NameError::NotUtf8)?;
     if s.starts_with('/') {
-        return Err("is an absolute path".to_string());
+        return Err(NameError::Absolute);
     }
     let mut parts = Vec::new();
     for part in s.split('/') {
         match part {
             "" | "." => {}
-            ".." => return Err("has a `..` component".to_string()),
+            ".." => return Err(NameError::DotDot),
             p => parts.push(p),
         }
     }
     if parts.is_empty() {
-        return Err("has an empty name".to_string());
+        return Err(NameError::Empty);
     }
     Ok(parts.join("/"))
 }
@@ -158,23 +193,21 @@ impl<'a> Guard<'a> {
     }
 
     /// Checks one entry (its name already normalised) and records it.
-    fn check(&mut self, path: &str, kind: Check<'_>) -> Result<(), String> {
+    fn check(&mut self, path: &str, kind: Check<'_>) -> Result<(), Refusal> {
         if self.seen.contains(path) {
-            return Err("appears twice in the entry".to_string());
+            return Err(Refusal::Duplicate);
         }
         if !self.inside(path) {
-            return Err(format!(
-                "lies outside every cache path ({})",
-                self.allowed_list()
-            ));
+            return Err(Refusal::Outside {
+                allowed: self.allowed_list(),
+            });
         }
         for (i, _) in path.match_indices('/') {
             let ancestor = &path[..i];
             if self.symlinks.contains(ancestor) {
-                return Err(format!(
-                    "would be written through the symlink {}",
-                    as_display(ancestor)
-                ));
+                return Err(Refusal::ThroughSymlink {
+                    ancestor: ancestor.to_string(),
+                });
             }
         }
         match kind {
@@ -184,7 +217,7 @@ impl<'a> Guard<'a> {
             }
             Check::Symlink(target) => {
                 if target.is_empty() {
-                    return Err("is a symlink with an empty target".to_string());
+                    return Err(Refusal::EmptySymlink);
                 }
                 // A symlink may point anywhere: a virtualenv's `bin/python` points at
                 // `/usr/bin/python3`. Restores are extracted inside the build container,
@@ -193,28 +226,27 @@ impl<'a> Guard<'a> {
                 // that climbs above the root (malformed), and a cache path itself replaced
                 // by a link.
                 if resolve_symlink(path, target).is_none() {
-                    return Err(format!(
-                        "is a symlink to `{target}`, which climbs above the root"
-                    ));
+                    return Err(Refusal::SymlinkAboveRoot {
+                        target: target.to_string(),
+                    });
                 }
                 if self
                     .allowed
                     .iter()
                     .any(|c| c.prefix().trim_start_matches('/') == path)
                 {
-                    return Err(format!(
-                        "replaces the cache path {} with a symlink to `{target}`",
-                        as_display(path)
-                    ));
+                    return Err(Refusal::ReplacesCachePath {
+                        path: path.to_string(),
+                        target: target.to_string(),
+                    });
                 }
                 self.symlinks.insert(path.to_string());
             }
             Check::Hardlink(target) => {
                 if !self.files.contains(target) {
-                    return Err(format!(
-                        "is a hard link to `{target}`, which is not a regular file restored \
-                         before it inside the cache paths"
-                    ));
+                    return Err(Refusal::DanglingHardlink {
+                        target: target.to_string(),
+                    });
                 }
             }
         }
@@ -331,12 +363,12 @@ fn header_meta(h: &Header, kind: Kind) -> Item {
 }
 
 /// Maps a Docker archive entry name (`pip/http/x`, relative to the prefix's parent) to
-/// a tar path (`root/.cache/pip/http/x`).
-fn docker_name_to_path(cp: &CachePath, raw: &[u8]) -> Result<Result<String, String>, CacheError> {
+/// a tar path (`root/.cache/pip/http/x`); `None` for a name to skip (not UTF-8).
+fn docker_name_to_path(cp: &CachePath, raw: &[u8]) -> Result<Option<String>, CacheError> {
     let name = match normalize_name(raw) {
         Ok(n) => n,
         // Non-UTF-8 names are skipped; `..` or absolute names mean a broken stream.
-        Err(reason) if reason.contains("UTF-8") => return Ok(Err(reason)),
+        Err(NameError::NotUtf8) => return Ok(None),
         Err(reason) => {
             return Err(CacheError::BadInput {
                 pattern: cp.pattern().to_string(),
@@ -358,7 +390,7 @@ fn docker_name_to_path(cp: &CachePath, raw: &[u8]) -> Result<Result<String, Stri
             ),
         });
     }
-    Ok(Ok(match rest {
+    Ok(Some(match rest {
         Some(r) => format!("{}/{r}", cp.tar_prefix()),
         None => cp.tar_prefix().to_string(),
     }))
@@ -420,8 +452,8 @@ pub fn build_entry<R: Read>(
                 continue;
             }
             let path = match docker_name_to_path(&cp, &entry.path_bytes())? {
-                Ok(p) => p,
-                Err(_) => {
+                Some(p) => p,
+                None => {
                     stats.skipped += 1;
                     continue;
                 }
@@ -474,7 +506,7 @@ pub fn build_entry<R: Read>(
                     let target = entry
                         .link_name_bytes()
                         .and_then(|t| docker_name_to_path(&cp, &t).ok())
-                        .and_then(Result::ok);
+                        .flatten();
                     match target.and_then(|t| stream_files.get(&t).copied()) {
                         Some((offset, len)) => {
                             let item = header_meta(entry.header(), Kind::File { offset, len });
@@ -669,11 +701,11 @@ pub fn validated_restore_tar(
             }
             let raw = entry.path_bytes().into_owned();
             let shown = String::from_utf8_lossy(&raw).into_owned();
-            let unsafe_err = |reason: String| CacheError::Unsafe {
+            let unsafe_err = |reason: &dyn std::fmt::Display| CacheError::Unsafe {
                 path: shown.clone(),
-                reason,
+                reason: reason.to_string(),
             };
-            let path = normalize_name(&raw).map_err(unsafe_err)?;
+            let path = normalize_name(&raw).map_err(|e| unsafe_err(&e))?;
             let h = entry.header();
             let (mode, mtime, uid, gid) = (
                 h.mode().unwrap_or(0o644) & MODE_MASK,
@@ -683,13 +715,15 @@ pub fn validated_restore_tar(
             );
             let result = match etype {
                 EntryType::Directory => {
-                    guard.check(&path, Check::Dir).map_err(unsafe_err)?;
+                    guard.check(&path, Check::Dir).map_err(|e| unsafe_err(&e))?;
                     let mut h = new_header(EntryType::Directory, mode, mtime, uid, gid);
                     stats.dirs += 1;
                     builder.append_data(&mut h, &path, io::empty())
                 }
                 EntryType::Regular | EntryType::Continuous => {
-                    guard.check(&path, Check::File).map_err(unsafe_err)?;
+                    guard
+                        .check(&path, Check::File)
+                        .map_err(|e| unsafe_err(&e))?;
                     let size = entry.size();
                     let mut h = new_header(EntryType::Regular, mode, mtime, uid, gid);
                     h.set_size(size);
@@ -703,10 +737,10 @@ pub fn validated_restore_tar(
                         .map(|t| t.into_owned())
                         .unwrap_or_default();
                     let target = String::from_utf8(target)
-                        .map_err(|_| unsafe_err("has a symlink target that is not UTF-8".into()))?;
+                        .map_err(|_| unsafe_err(&"has a symlink target that is not UTF-8"))?;
                     guard
                         .check(&path, Check::Symlink(&target))
-                        .map_err(unsafe_err)?;
+                        .map_err(|e| unsafe_err(&e))?;
                     let mut h = new_header(EntryType::Symlink, 0o777, mtime, uid, gid);
                     stats.symlinks += 1;
                     builder.append_link(&mut h, &path, &target)
@@ -717,21 +751,19 @@ pub fn validated_restore_tar(
                         .map(|t| t.into_owned())
                         .unwrap_or_default();
                     let target = normalize_name(&target).map_err(|reason| {
-                        unsafe_err(format!("is a hard link whose target {reason}"))
+                        unsafe_err(&format_args!("is a hard link whose target {reason}"))
                     })?;
                     guard
                         .check(&path, Check::Hardlink(&target))
-                        .map_err(unsafe_err)?;
+                        .map_err(|e| unsafe_err(&e))?;
                     let mut h = new_header(EntryType::Link, mode, mtime, uid, gid);
                     stats.hardlinks += 1;
                     builder.append_link(&mut h, &path, &target)
                 }
-                EntryType::Char | EntryType::Block => {
-                    return Err(unsafe_err("is a device file".to_string()))
-                }
-                EntryType::Fifo => return Err(unsafe_err("is a fifo".to_string())),
+                EntryType::Char | EntryType::Block => return Err(unsafe_err(&"is a device file")),
+                EntryType::Fifo => return Err(unsafe_err(&"is a fifo")),
                 other => {
-                    return Err(unsafe_err(format!(
+                    return Err(unsafe_err(&format_args!(
                         "has an unsupported tar entry type {:?}",
                         other.as_byte() as char
                     )))

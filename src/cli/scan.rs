@@ -274,7 +274,7 @@ pub async fn run(cmd: ScanCommand) -> ExitStatus {
                         scans::image_inventory(&engine, &image, &super::data_dir().join("tmp"))
                             .await
                     }
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(e.into()),
                 };
                 match r {
                     Ok(s) => {

@@ -66,7 +66,7 @@ async fn execute_single(
                 match scanned {
                     Ok(Ok(f)) => findings.extend(f),
                     Ok(Err(e)) => return Outcome::ScanFailed(e),
-                    Err(e) => return Outcome::ScanFailed(e.to_string()),
+                    Err(e) => return Outcome::ScanFailed(e.into()),
                 }
             }
             if cfg.deps {
@@ -145,7 +145,7 @@ async fn execute_single(
     };
     let release = match run::release(engine, &input, reporter.as_ref()).await {
         Ok(r) => Release::Released(Box::new(r)),
-        Err(e) => Release::Failed(e),
+        Err(e) => Release::Failed(Box::new(e)),
     };
     Outcome::Build { result, release }
 }

@@ -10,7 +10,7 @@ pub enum Outcome {
     /// The source scan's policy refused the source; no build started.
     SourceRefused,
     /// The source scan could not read the source; no build started.
-    ScanFailed(String),
+    ScanFailed(crate::run::scans::ScanError),
     /// One build ran.
     Build {
         result: BuildResult,
@@ -27,7 +27,7 @@ pub enum Release {
     None,
     Released(Box<Released>),
     /// A stage failed (reported as a failed `stage` event).
-    Failed(String),
+    Failed(Box<crate::run::ReleaseError>),
 }
 
 /// The verdict of an [`Outcome`].

@@ -137,7 +137,7 @@ fn collect_group(group: &ReportGroup, src_root: &Path, skip_dir: Option<&Path>) 
     for entry in &selection.entries {
         let parsed = tree
             .open_file(&entry.abs)
-            .map_err(|e| format!("cannot read the file: {e}"))
+            .map_err(|source| junit::JunitError::Read { source })
             .and_then(|(file, _)| junit::parse_junit(std::io::BufReader::new(file)));
         match parsed {
             Ok(c) => {
@@ -149,9 +149,9 @@ fn collect_group(group: &ReportGroup, src_root: &Path, skip_dir: Option<&Path>) 
                 result.duration_secs += c.duration_secs;
                 result.failures.extend(c.failures);
             }
-            Err(message) => result.errors.push(ReportFileError {
+            Err(e) => result.errors.push(ReportFileError {
                 file: Some(display_path(&entry.rel, group.discard_paths)),
-                message,
+                message: e.to_string(),
             }),
         }
     }

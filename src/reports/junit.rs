@@ -40,6 +40,36 @@ pub struct JunitCounts {
     pub failures: Vec<TestCaseFailure>,
 }
 
+/// Why a JUnit report could not be read. The message names the problem and where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum JunitError {
+    #[error("cannot read the file: {source}")]
+    Read {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("malformed XML at byte {at}: {source}")]
+    Xml { at: u64, source: quick_xml::Error },
+    #[error("malformed attribute: {source}")]
+    Attribute {
+        source: quick_xml::events::attributes::AttrError,
+    },
+    #[error("malformed attribute value: {source}")]
+    AttributeValue { source: quick_xml::Error },
+    #[error(
+        "not a JUnit XML report: the root element is <{root}>, expected <testsuites> \
+         or <testsuite>"
+    )]
+    NotJunit { root: String },
+    #[error("not a JUnit XML report: the file has no elements")]
+    NoElements,
+    #[error("unexpected end of file: an element is not closed")]
+    Unclosed,
+    /// A problem with an element, and the byte offset just after it.
+    #[error("{source} (near byte {at})")]
+    Near { at: u64, source: Box<JunitError> },
+}
+
 /// Messages longer than this are cut (stack traces belong in the report file).
 const MAX_MESSAGE: usize = 1000;
 
@@ -68,13 +98,13 @@ struct TextCapture {
     text: String,
 }
 
-fn attr(e: &BytesStart<'_>, key: &str) -> Result<Option<String>, String> {
+fn attr(e: &BytesStart<'_>, key: &str) -> Result<Option<String>, JunitError> {
     for a in e.attributes() {
-        let a = a.map_err(|err| format!("malformed attribute: {err}"))?;
+        let a = a.map_err(|source| JunitError::Attribute { source })?;
         if a.key.as_ref() == key {
             let v = a
                 .normalized_value(XmlVersion::Implicit1_0)
-                .map_err(|err| format!("malformed attribute value: {err}"))?;
+                .map_err(|source| JunitError::AttributeValue { source })?;
             return Ok(Some(v.into_owned()));
         }
     }
@@ -124,17 +154,15 @@ struct Parser {
 }
 
 impl Parser {
-    fn start(&mut self, e: &BytesStart<'_>, empty: bool) -> Result<(), String> {
+    fn start(&mut self, e: &BytesStart<'_>, empty: bool) -> Result<(), JunitError> {
         let name = e.local_name();
         let name = name.as_ref();
         if !self.seen_root {
             self.seen_root = true;
             if name != "testsuites" && name != "testsuite" {
-                return Err(format!(
-                    "not a JUnit XML report: the root element is <{}>, expected <testsuites> \
-                     or <testsuite>",
-                    name
-                ));
+                return Err(JunitError::NotJunit {
+                    root: name.to_string(),
+                });
             }
             if name == "testsuites" {
                 self.root_time = parse_time(attr(e, "time")?);
@@ -258,12 +286,12 @@ impl Parser {
         }
     }
 
-    fn finish(mut self) -> Result<JunitCounts, String> {
+    fn finish(mut self) -> Result<JunitCounts, JunitError> {
         if !self.seen_root {
-            return Err("not a JUnit XML report: the file has no elements".to_string());
+            return Err(JunitError::NoElements);
         }
         if self.depth != 0 {
-            return Err("unexpected end of file: an element is not closed".to_string());
+            return Err(JunitError::Unclosed);
         }
         self.counts.duration_secs = match self.root_time {
             Some(t) => t,
@@ -277,7 +305,7 @@ impl Parser {
 }
 
 /// Parses a JUnit XML document. Errors are human-readable and carry the byte offset.
-pub fn parse_junit<R: BufRead>(input: R) -> Result<JunitCounts, String> {
+pub fn parse_junit<R: BufRead>(input: R) -> Result<JunitCounts, JunitError> {
     let mut reader = Reader::from_reader(input);
     reader.config_mut().check_end_names = true;
     let mut parser = Parser::default();
@@ -285,7 +313,10 @@ pub fn parse_junit<R: BufRead>(input: R) -> Result<JunitCounts, String> {
     loop {
         let event = reader
             .read_event_into(&mut buf)
-            .map_err(|e| format!("malformed XML at byte {}: {e}", reader.error_position()))?;
+            .map_err(|source| JunitError::Xml {
+                at: reader.error_position(),
+                source,
+            })?;
         let at = reader.buffer_position();
         let res = match event {
             Event::Start(e) => parser.start(&e, false),
@@ -314,15 +345,18 @@ pub fn parse_junit<R: BufRead>(input: R) -> Result<JunitCounts, String> {
             Event::Eof => break,
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) | Event::DocType(_) => Ok(()),
         };
-        res.map_err(|e| format!("{e} (near byte {at})"))?;
+        res.map_err(|e| JunitError::Near {
+            at,
+            source: Box::new(e),
+        })?;
         buf.clear();
     }
     parser.finish()
 }
 
 /// Parses a JUnit XML file.
-pub fn parse_junit_file(path: &Path) -> Result<JunitCounts, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read the file: {e}"))?;
+pub fn parse_junit_file(path: &Path) -> Result<JunitCounts, JunitError> {
+    let file = std::fs::File::open(path).map_err(|source| JunitError::Read { source })?;
     parse_junit(std::io::BufReader::new(file))
 }
 
@@ -332,7 +366,7 @@ mod tests {
     use super::*;
 
     fn parse(s: &str) -> Result<JunitCounts, String> {
-        parse_junit(s.as_bytes())
+        parse_junit(s.as_bytes()).map_err(|e| e.to_string())
     }
 
     const SUREFIRE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>

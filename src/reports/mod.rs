@@ -7,5 +7,5 @@ mod junit;
 mod summary;
 
 pub use collect::{collect_reports, collect_reports_excluding, ReportFileError, ReportResult};
-pub use junit::{parse_junit, parse_junit_file, JunitCounts, TestCaseFailure};
+pub use junit::{parse_junit, parse_junit_file, JunitCounts, JunitError, TestCaseFailure};
 pub use summary::render_summary;

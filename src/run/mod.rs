@@ -13,4 +13,4 @@ pub mod scans;
 pub use batch::{run_batch, BatchOptions, BatchTaskPlan};
 pub use build::{docker_volume, run_build, RunOptions};
 pub use cancel::{Cancel, CancelReason, Canceller};
-pub use release::{expand_tag, now_rfc3339, release, ReleaseInput, Released};
+pub use release::{expand_tag, now_rfc3339, release, ReleaseError, ReleaseInput, Released};

@@ -14,6 +14,56 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// A cause of a failed release stage, kept typed behind [`ReleaseError`].
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a release stage failed. Each is reported as a failed `stage` event with this
+/// message before it is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// `image.repository` is not an image reference.
+    #[error(transparent)]
+    Repository(#[from] crate::publish::reference::BadReference),
+    #[error("image tag {tag:?}: {source}")]
+    Tag {
+        tag: String,
+        source: crate::publish::reference::BadReference,
+    },
+    #[error("Image build failed: {0}")]
+    Build(#[source] Cause),
+    #[error("Image scan failed: cannot read {image}: {source}")]
+    ScanRead {
+        image: String,
+        source: super::scans::ScanError,
+    },
+    #[error("Image scan failed: {0}")]
+    Scan(#[source] super::scans::ScanError),
+    /// The image scan's policy refused the image (the scan stage reported why).
+    #[error(transparent)]
+    ScanRefused(super::scans::ScanError),
+    #[error("Push failed: {0}")]
+    Push(#[source] Cause),
+    #[error("Push failed: {digest} vanished from the registry")]
+    Vanished { digest: String },
+    #[error("Push failed: tag {tag} already exists and the repository's tags are immutable")]
+    ImmutableTag { tag: String },
+    #[error("Signing failed: {0}")]
+    Sign(#[source] Cause),
+    #[error("Attestation failed: {0}")]
+    Attest(#[source] Cause),
+    /// The signing key's public half could not be derived.
+    #[error(transparent)]
+    VerifyingKey(Cause),
+    #[error(
+        "GitOps refused for {repo}: require-signature is set but the project has no sign: key"
+    )]
+    GitopsNoKey { repo: String },
+    #[error("GitOps refused: {0}")]
+    GitopsRefused(#[source] Cause),
+    #[error("GitOps bump of {repo} failed: {source}")]
+    GitopsBump { repo: String, source: Cause },
+}
+
 /// Everything the release stages need, gathered by the entry point.
 pub struct ReleaseInput<'a> {
     pub source: &'a Path,
@@ -114,10 +164,10 @@ impl<'r> Stage<'r> {
         self.report(true, message, detail);
     }
 
-    /// Reports the failure and hands the message back for the `Err`.
-    fn fail(&self, message: String) -> String {
-        self.report(false, message.clone(), serde_json::Value::Null);
-        message
+    /// Reports the failure and hands the error back for the `Err`.
+    fn fail(&self, error: ReleaseError) -> ReleaseError {
+        self.report(false, error.to_string(), serde_json::Value::Null);
+        error
     }
 }
 
@@ -206,12 +256,12 @@ async fn cache_from_images(
     names
 }
 
-/// Runs the stages; `Err` carries the message already reported as a failed stage.
+/// Runs the stages; `Err` carries the error already reported as a failed stage.
 pub async fn release(
     engine: &DockerEngine,
     input: &ReleaseInput<'_>,
     reporter: &dyn Reporter,
-) -> Result<Released, String> {
+) -> Result<Released, ReleaseError> {
     let cfg = input.image;
     let mut tags: Vec<String> = cfg
         .tags
@@ -225,11 +275,15 @@ pub async fn release(
             None => format!("build-{}", input.build_number),
         });
     }
-    let repo = ImageRef::parse(&cfg.repository).map_err(|e| e.to_string())?;
+    let repo = ImageRef::parse(&cfg.repository)?;
     // Build.
     let st = Stage::start(reporter, "image");
-    let first = ImageRef::parse(&format!("{}:{}", cfg.repository, tags[0]))
-        .map_err(|e| st.fail(format!("image tag {:?}: {e}", tags[0])))?;
+    let first = ImageRef::parse(&format!("{}:{}", cfg.repository, tags[0])).map_err(|source| {
+        st.fail(ReleaseError::Tag {
+            tag: tags[0].clone(),
+            source,
+        })
+    })?;
     let context = input.source.join(&cfg.context);
     let local = format!("{}:{}", repo.name(), tags[0]);
     notice(
@@ -246,10 +300,10 @@ pub async fn release(
             crate::publish::context::context_tar(&context, &dockerfile)
         })
         .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(Cause::from)
+        .and_then(|r| r.map_err(Cause::from))
     };
-    let tar = tar.map_err(|e| st.fail(format!("Image build failed: {e}")))?;
+    let tar = tar.map_err(|e| st.fail(ReleaseError::Build(e)))?;
     let mut labels = HashMap::new();
     if let Some(uri) = input.source_uri {
         labels.insert(
@@ -292,7 +346,7 @@ pub async fn release(
             });
         })
         .await;
-    let image_id = built.map_err(|e| st.fail(format!("Image build failed: {e}")))?;
+    let image_id = built.map_err(|e| st.fail(ReleaseError::Build(e.into())))?;
     st.ok(
         format!("Image built: {local} ({image_id}; {cached_steps} steps from the layer cache)"),
         serde_json::json!({"image": local, "id": image_id, "cached_steps": cached_steps}),
@@ -307,18 +361,24 @@ pub async fn release(
         let st = Stage::start(reporter, "scan");
         let saved = super::scans::image_inventory(engine, &local, &input.work_dir)
             .await
-            .map_err(|e| st.fail(format!("Image scan failed: cannot read {local}: {e}")))?;
+            .map_err(|source| {
+                st.fail(ReleaseError::ScanRead {
+                    image: local.clone(),
+                    source,
+                })
+            })?;
         if let Some(scanner) = input.image_scanner {
             let findings =
                 super::scans::scan_inventory(&saved.inventory, input.advisories, scanner)
-                    .map_err(|e| st.fail(format!("Image scan failed: {e}")))?;
+                    .map_err(|e| st.fail(ReleaseError::Scan(e)))?;
             super::scans::judge(
                 reporter,
                 &format!("image {local}"),
                 &findings,
                 input.policy,
                 st.started,
-            )?;
+            )
+            .map_err(ReleaseError::ScanRefused)?;
         }
         inventory = Some(saved);
     }
@@ -327,7 +387,7 @@ pub async fn release(
     let st = Stage::start(reporter, "push");
     let connected = connect(&first, &input.connect, true)
         .await
-        .map_err(|e| st.fail(format!("Push failed: {e}")))?;
+        .map_err(|e| st.fail(ReleaseError::Push(e.into())))?;
     let mut annotations = BTreeMap::new();
     annotations.extend(
         labels
@@ -353,31 +413,30 @@ pub async fn release(
     let progress = |line: &str| notice(reporter, line.to_string());
     let pushed = push_image(engine, &local, &first, registry.clone(), &opts, &progress)
         .await
-        .map_err(|e| st.fail(format!("Push failed: {e}")))?;
+        .map_err(|e| st.fail(ReleaseError::Push(e.into())))?;
     // The other tags name the same manifest.
     if tags.len() > 1 {
         let manifest = registry
             .get_manifest(&repo.repository, &pushed.digest)
             .await
-            .map_err(|e| st.fail(format!("Push failed: {e}")))?
+            .map_err(|e| st.fail(ReleaseError::Push(e.into())))?
             .ok_or_else(|| {
-                st.fail(format!(
-                    "Push failed: {} vanished from the registry",
-                    pushed.digest
-                ))
+                st.fail(ReleaseError::Vanished {
+                    digest: pushed.digest.clone(),
+                })
             })?;
         for tag in &tags[1..] {
             if connected.immutable_tags {
                 if let Ok(Some(m)) = registry.get_manifest(&repo.repository, tag).await {
                     if m.digest != pushed.digest {
-                        return Err(st.fail(format!("Push failed: tag {tag} already exists and the repository's tags are immutable")));
+                        return Err(st.fail(ReleaseError::ImmutableTag { tag: tag.clone() }));
                     }
                 }
             }
             registry
                 .put_manifest(&repo.repository, tag, OCI_MANIFEST, &manifest.bytes)
                 .await
-                .map_err(|e| st.fail(format!("Push failed: {e}")))?;
+                .map_err(|e| st.fail(ReleaseError::Push(e.into())))?;
         }
     }
     st.ok(
@@ -419,11 +478,11 @@ pub async fn release(
         .as_ref()
         .map(|p| p.expose().as_bytes())
         .unwrap_or_default();
-    let key = SigningKey::load(&key_path, password)
-        .map_err(|e| st.fail(format!("Signing failed: {e}")))?;
+    let key =
+        SigningKey::load(&key_path, password).map_err(|e| st.fail(ReleaseError::Sign(e.into())))?;
     cosign::sign(&registry, &repo, &pushed.digest, &key, &BTreeMap::new())
         .await
-        .map_err(|e| st.fail(format!("Signing failed: {e}")))?;
+        .map_err(|e| st.fail(ReleaseError::Sign(e.into())))?;
     out.signed = true;
     for what in &sign_cfg.attest {
         match what.as_str() {
@@ -453,7 +512,7 @@ pub async fn release(
                     predicate,
                 )
                 .await
-                .map_err(|e| st.fail(format!("Attestation failed: {e}")))?;
+                .map_err(|e| st.fail(ReleaseError::Attest(e.into())))?;
                 out.attestations
                     .push(provenance::SLSA_PROVENANCE_V1.to_string());
             }
@@ -471,7 +530,7 @@ pub async fn release(
                         bom,
                     )
                     .await
-                    .map_err(|e| st.fail(format!("Attestation failed: {e}")))?;
+                    .map_err(|e| st.fail(ReleaseError::Attest(e.into())))?;
                     out.attestations
                         .push("https://cyclonedx.org/bom".to_string());
                 }
@@ -497,7 +556,9 @@ pub async fn release(
         ),
         serde_json::json!({"digest": pushed.digest, "key": sign_cfg.key, "attestations": out.attestations}),
     );
-    let verifying = key.verifying_key().map_err(|e| e.to_string())?;
+    let verifying = key
+        .verifying_key()
+        .map_err(|e| ReleaseError::VerifyingKey(e.into()))?;
     gitops(
         input,
         &registry,
@@ -520,19 +581,18 @@ async fn gitops(
     out: &mut Released,
     key: Option<&crate::sign::VerifyingKey>,
     reporter: &dyn Reporter,
-) -> Result<(), String> {
+) -> Result<(), ReleaseError> {
     for target in input.gitops {
         let st = Stage::start(reporter, "gitops");
         if target.require_signature.unwrap_or(input.sign.is_some()) {
             let Some(key) = key else {
-                return Err(st.fail(format!(
-                    "GitOps refused for {}: require-signature is set but the project has no sign: key",
-                    target.config.repo
-                )));
+                return Err(st.fail(ReleaseError::GitopsNoKey {
+                    repo: target.config.repo.clone(),
+                }));
             };
             cosign::verify(registry, repo, &out.digest, key)
                 .await
-                .map_err(|e| st.fail(format!("GitOps refused: {e}")))?;
+                .map_err(|e| st.fail(ReleaseError::GitopsRefused(e.into())))?;
         }
         let req = crate::gitops::BumpRequest {
             config: target.config.clone(),
@@ -541,9 +601,12 @@ async fn gitops(
             tag: out.tags.first().cloned(),
             token: target.config.token(input.gitops_tokens),
         };
-        let o = crate::gitops::bump(&req)
-            .await
-            .map_err(|e| st.fail(format!("GitOps bump of {} failed: {e}", target.config.repo)))?;
+        let o = crate::gitops::bump(&req).await.map_err(|e| {
+            st.fail(ReleaseError::GitopsBump {
+                repo: target.config.repo.clone(),
+                source: e.into(),
+            })
+        })?;
         let pr = o.pull_request.as_ref().map(|p| p.url.clone());
         if let Some(url) = &pr {
             out.pull_requests.push(url.clone());

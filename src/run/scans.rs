@@ -11,6 +11,45 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// Why a scan could not run, or why its policy refused the findings.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error(transparent)]
+    Secrets(#[from] crate::scan::secrets::SecretsError),
+    #[error(transparent)]
+    Deps(#[from] crate::scan::deps::DepsError),
+    #[error(transparent)]
+    Image(#[from] crate::scan::image::ImageError),
+    #[error(transparent)]
+    Docker(#[from] crate::docker::DockerError),
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create a file in {}: {source}", dir.display())]
+    CreateFile {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    /// Writing the saved image archive failed.
+    #[error(transparent)]
+    Write(std::io::Error),
+    /// The blocking scan task panicked or was cancelled.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+    /// The policy refused the findings; the summary lists the violations.
+    #[error("{summary}")]
+    PolicyViolated { summary: String },
+    #[error("cannot read policy {}: {source}", path.display())]
+    PolicyUnreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{name} is not a valid policy:\n{diagnostics}")]
+    PolicyInvalid { name: String, diagnostics: String },
+}
+
 /// What the scans found.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Findings {
@@ -64,10 +103,8 @@ pub fn open_advisories(dir: Option<&Path>) -> (AdvisoryDb, Option<String>) {
 }
 
 /// Secrets in a directory (honouring .gitignore).
-pub fn scan_secrets(dir: &Path, scanner: &SecretScanner) -> Result<Findings, String> {
-    let out = scanner
-        .scan_dir(dir, &ScanOptions::default())
-        .map_err(|e| e.to_string())?;
+pub fn scan_secrets(dir: &Path, scanner: &SecretScanner) -> Result<Findings, ScanError> {
+    let out = scanner.scan_dir(dir, &ScanOptions::default())?;
     Ok(Findings {
         secrets: out.findings,
         files_scanned: out.files_scanned,
@@ -78,8 +115,8 @@ pub fn scan_secrets(dir: &Path, scanner: &SecretScanner) -> Result<Findings, Str
 }
 
 /// Vulnerable packages in the lockfiles under `dir`.
-pub fn scan_deps(dir: &Path, db: &AdvisoryDb) -> Result<Findings, String> {
-    let out = crate::scan::deps::scan_dir(dir, db).map_err(|e| e.to_string())?;
+pub fn scan_deps(dir: &Path, db: &AdvisoryDb) -> Result<Findings, ScanError> {
+    let out = crate::scan::deps::scan_dir(dir, db)?;
     Ok(Findings {
         vulnerabilities: out.findings,
         packages: out.lockfiles.iter().map(|l| l.packages.len()).sum(),
@@ -101,7 +138,7 @@ pub fn scan_inventory(
     inv: &ImageInventory,
     db: &AdvisoryDb,
     scanner: &SecretScanner,
-) -> Result<Findings, String> {
+) -> Result<Findings, ScanError> {
     let mut f = Findings::default();
     for p in &inv.packages {
         match db.query(p) {
@@ -113,17 +150,15 @@ pub fn scan_inventory(
         }
     }
     f.packages = inv.packages.len();
-    let stats = inv
-        .for_each_file(
-            crate::scan::secrets::DEFAULT_MAX_FILE_SIZE,
-            |path, layer, bytes| {
-                if scanner.path_allowed(path) {
-                    f.secrets
-                        .extend(scanner.scan_bytes(path, bytes, Some(layer)));
-                }
-            },
-        )
-        .map_err(|e| e.to_string())?;
+    let stats = inv.for_each_file(
+        crate::scan::secrets::DEFAULT_MAX_FILE_SIZE,
+        |path, layer, bytes| {
+            if scanner.path_allowed(path) {
+                f.secrets
+                    .extend(scanner.scan_bytes(path, bytes, Some(layer)));
+            }
+        },
+    )?;
     f.files_scanned = stats.files;
     f.bytes_scanned = stats.bytes;
     f.notes.extend(inv.warnings.iter().cloned());
@@ -149,31 +184,34 @@ pub async fn image_inventory(
     engine: &crate::docker::DockerEngine,
     image: &str,
     work: &Path,
-) -> Result<SavedImage, String> {
+) -> Result<SavedImage, ScanError> {
     use futures_util::StreamExt;
     use tokio::io::AsyncWriteExt;
-    std::fs::create_dir_all(work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+    std::fs::create_dir_all(work).map_err(|source| ScanError::CreateDir {
+        path: work.to_path_buf(),
+        source,
+    })?;
     let tmp = tempfile::Builder::new()
         .prefix("runner-image-")
         .suffix(".tar")
         .tempfile_in(work)
-        .map_err(|e| format!("cannot create a file in {}: {e}", work.display()))?;
+        .map_err(|source| ScanError::CreateFile {
+            dir: work.to_path_buf(),
+            source,
+        })?;
     let archive = tmp.into_temp_path();
     let path = archive.to_path_buf();
     let mut file = tokio::fs::File::create(&path)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(ScanError::Write)?;
     let mut stream = engine.export_image(image);
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
-        file.write_all(&chunk).await.map_err(|e| e.to_string())?;
+        let chunk = chunk?;
+        file.write_all(&chunk).await.map_err(ScanError::Write)?;
     }
-    file.flush().await.map_err(|e| e.to_string())?;
+    file.flush().await.map_err(ScanError::Write)?;
     drop(file);
-    let inventory =
-        tokio::task::spawn_blocking(move || scan_image_archive(&path).map_err(|e| e.to_string()))
-            .await
-            .map_err(|e| e.to_string())??;
+    let inventory = tokio::task::spawn_blocking(move || scan_image_archive(&path)).await??;
     Ok(SavedImage { inventory, archive })
 }
 
@@ -190,7 +228,7 @@ pub fn judge(
     findings: &Findings,
     policy: &Policy,
     started: Instant,
-) -> Result<Verdict, String> {
+) -> Result<Verdict, ScanError> {
     let verdict = policy::evaluate(
         policy,
         &findings.secrets,
@@ -252,17 +290,19 @@ pub fn judge(
     if verdict.passed() {
         Ok(verdict)
     } else {
-        Err(message)
+        Err(ScanError::PolicyViolated { summary: message })
     }
 }
 
 /// Loads a policy file (or the built-in one) with its warnings; errors name the file
 /// and position.
-pub fn load_policy(path: Option<&Path>) -> Result<(Policy, Vec<String>), String> {
+pub fn load_policy(path: Option<&Path>) -> Result<(Policy, Vec<String>), ScanError> {
     let (text, name) = match path {
         Some(p) => (
-            std::fs::read_to_string(p)
-                .map_err(|e| format!("cannot read policy {}: {e}", p.display()))?,
+            std::fs::read_to_string(p).map_err(|source| ScanError::PolicyUnreadable {
+                path: p.to_path_buf(),
+                source,
+            })?,
             p.display().to_string(),
         ),
         None => (
@@ -277,9 +317,32 @@ pub fn load_policy(path: Option<&Path>) -> Result<(Policy, Vec<String>), String>
         .collect();
     match p {
         Some(p) => Ok((p, rendered)),
-        None => Err(format!(
-            "{name} is not a valid policy:\n{}",
-            rendered.join("\n")
-        )),
+        None => Err(ScanError::PolicyInvalid {
+            diagnostics: rendered.join("\n"),
+            name,
+        }),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_errors_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.yml");
+        let e = load_policy(Some(&missing)).unwrap_err();
+        assert!(matches!(e, ScanError::PolicyUnreadable { .. }), "{e:?}");
+        assert!(e.to_string().starts_with("cannot read policy "), "{e}");
+
+        let bad = dir.path().join("bad.yml");
+        std::fs::write(&bad, "fail-on: [[[\n").unwrap();
+        let e = load_policy(Some(&bad)).unwrap_err();
+        assert!(matches!(e, ScanError::PolicyInvalid { .. }), "{e:?}");
+        assert!(e.to_string().contains("is not a valid policy:"), "{e}");
+
+        assert!(load_policy(None).is_ok());
     }
 }

@@ -2,11 +2,13 @@
 //! packages separated by blank lines. `P` name, `V` version, `o` origin
 //! (source package), `A` architecture.
 
-use super::OsPackage;
+use super::{InventoryError, OsPackage};
 
-pub fn parse_installed(bytes: &[u8]) -> Result<Vec<OsPackage>, String> {
+pub fn parse_installed(bytes: &[u8]) -> Result<Vec<OsPackage>, InventoryError> {
     if bytes.contains(&0) {
-        return Err("binary data in the apk database".into());
+        return Err(InventoryError::BinaryData {
+            what: "the apk database",
+        });
     }
     let text = String::from_utf8_lossy(bytes);
     let mut out = Vec::new();

@@ -4,6 +4,8 @@
 
 use std::io::Read;
 
+use super::InventoryError;
+
 /// Largest decompressed dependency list we accept.
 const MAX_JSON: u64 = 8 << 20;
 
@@ -119,17 +121,16 @@ struct AuditPkg {
 
 /// Decode a `.dep-v0` payload: crates.io packages that are linked in (build
 /// dependencies and local/git crates are left out).
-pub fn decode_dep_v0(section: &[u8]) -> Result<Vec<(String, String)>, String> {
+pub fn decode_dep_v0(section: &[u8]) -> Result<Vec<(String, String)>, InventoryError> {
     let mut json = Vec::new();
     flate2::read::ZlibDecoder::new(section)
         .take(MAX_JSON + 1)
         .read_to_end(&mut json)
-        .map_err(|e| format!(".dep-v0: bad zlib data: {e}"))?;
+        .map_err(InventoryError::DepV0Zlib)?;
     if json.len() as u64 > MAX_JSON {
-        return Err(".dep-v0: dependency list too large".into());
+        return Err(InventoryError::DepV0TooLarge);
     }
-    let a: Auditable =
-        serde_json::from_slice(&json).map_err(|e| format!(".dep-v0: bad JSON: {e}"))?;
+    let a: Auditable = serde_json::from_slice(&json).map_err(InventoryError::DepV0Json)?;
     Ok(a.packages
         .into_iter()
         .filter(|p| p.source == "crates.io" && p.kind.as_deref() != Some("build"))
@@ -138,7 +139,7 @@ pub fn decode_dep_v0(section: &[u8]) -> Result<Vec<(String, String)>, String> {
 }
 
 /// Packages recorded in an ELF binary by cargo-auditable; empty for other files.
-pub fn packages_from_elf(bytes: &[u8]) -> Result<Vec<(String, String)>, String> {
+pub fn packages_from_elf(bytes: &[u8]) -> Result<Vec<(String, String)>, InventoryError> {
     match elf_section(bytes, ".dep-v0") {
         Some(s) => decode_dep_v0(s),
         None => Ok(Vec::new()),

@@ -1,7 +1,7 @@
 //! dpkg databases: `/var/lib/dpkg/status` and distroless `/var/lib/dpkg/status.d/*`
 //! (one control paragraph per package, same format).
 
-use super::OsPackage;
+use super::{InventoryError, OsPackage};
 
 /// Split a Debian control file into paragraphs of `(field, value)`; continuation
 /// lines are appended to the previous value.
@@ -35,9 +35,11 @@ pub fn paragraphs(text: &str) -> Vec<Vec<(&str, String)>> {
 /// Installed packages of a dpkg status file: paragraphs whose `Status` is
 /// `install ok installed` (a paragraph without `Status`, as some status.d
 /// files have, counts as installed).
-pub fn parse_status(bytes: &[u8]) -> Result<Vec<OsPackage>, String> {
+pub fn parse_status(bytes: &[u8]) -> Result<Vec<OsPackage>, InventoryError> {
     if bytes.contains(&0) {
-        return Err("binary data in a dpkg status file".into());
+        return Err(InventoryError::BinaryData {
+            what: "a dpkg status file",
+        });
     }
     let text = String::from_utf8_lossy(bytes);
     let mut pkgs = Vec::new();

@@ -19,6 +19,45 @@ use super::layers::{ImageFs, NodeKind};
 use super::os_release::OsInfo;
 use super::{ImageError, INVENTORY_MAX_FILE};
 
+/// Why a package database or binary of the image could not be read. It becomes a
+/// warning of the inventory (`<path>: <message>`), never a failure of the scan.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    /// NUL bytes in a text database (`what` names it: "a dpkg status file").
+    #[error("binary data in {what}")]
+    BinaryData { what: &'static str },
+    #[error("no Packages table in the rpm database")]
+    NoPackagesTable,
+    #[error("not a sqlite 3 database")]
+    NotSqlite,
+    #[error("bad sqlite page size {0}")]
+    SqlitePageSize(usize),
+    #[error("bad sqlite reserved space")]
+    SqliteReservedSpace,
+    #[error("bad sqlite page number")]
+    SqlitePageNumber,
+    #[error("sqlite page {0} is past the end of the file (truncated?)")]
+    SqlitePastEnd(usize),
+    #[error("sqlite b-tree has a cycle")]
+    SqliteCycle,
+    #[error("short page")]
+    SqliteShortPage,
+    #[error("short cell")]
+    SqliteShortCell,
+    #[error("unexpected sqlite page type {0:#x} in a table")]
+    SqlitePageType(u8),
+    #[error("corrupt sqlite cell")]
+    SqliteCorruptCell,
+    #[error("corrupt sqlite overflow chain")]
+    SqliteOverflowChain,
+    #[error(".dep-v0: bad zlib data: {0}")]
+    DepV0Zlib(#[source] std::io::Error),
+    #[error(".dep-v0: dependency list too large")]
+    DepV0TooLarge,
+    #[error(".dep-v0: bad JSON: {0}")]
+    DepV0Json(#[source] serde_json::Error),
+}
+
 /// Which parser a file goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {

@@ -10,6 +10,8 @@
 
 use std::collections::HashSet;
 
+use super::InventoryError;
+
 /// One installed rpm.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RpmPackage {
@@ -45,11 +47,11 @@ impl RpmPackage {
 }
 
 /// Packages of an rpmdb.sqlite file (the `gpg-pubkey` pseudo-packages skipped).
-pub fn parse_rpmdb_sqlite(db: &[u8]) -> Result<Vec<RpmPackage>, String> {
+pub fn parse_rpmdb_sqlite(db: &[u8]) -> Result<Vec<RpmPackage>, InventoryError> {
     let sq = Sqlite::new(db)?;
     let root = sq
         .table_root("Packages")?
-        .ok_or("no Packages table in the rpm database")?;
+        .ok_or(InventoryError::NoPackagesTable)?;
     let mut out = Vec::new();
     for row in sq.rows(root)? {
         // hnum is the rowid (stored as NULL); the blob is the last column.
@@ -148,18 +150,18 @@ fn varint(b: &[u8], off: usize) -> Option<(u64, usize)> {
 }
 
 impl<'a> Sqlite<'a> {
-    pub fn new(db: &'a [u8]) -> Result<Self, String> {
+    pub fn new(db: &'a [u8]) -> Result<Self, InventoryError> {
         if !db.starts_with(b"SQLite format 3\0") || db.len() < 100 {
-            return Err("not a sqlite 3 database".into());
+            return Err(InventoryError::NotSqlite);
         }
         let ps = usize::from(u16::from_be_bytes([db[16], db[17]]));
         let page_size = if ps == 1 { 65536 } else { ps };
         if page_size < 512 || !page_size.is_power_of_two() {
-            return Err(format!("bad sqlite page size {page_size}"));
+            return Err(InventoryError::SqlitePageSize(page_size));
         }
         let usable = page_size - usize::from(db[20]);
         if usable < 480 {
-            return Err("bad sqlite reserved space".into());
+            return Err(InventoryError::SqliteReservedSpace);
         }
         Ok(Sqlite {
             db,
@@ -168,19 +170,19 @@ impl<'a> Sqlite<'a> {
         })
     }
 
-    fn page(&self, n: u32) -> Result<&'a [u8], String> {
-        let n = usize::try_from(n).map_err(|e| e.to_string())?;
+    fn page(&self, n: u32) -> Result<&'a [u8], InventoryError> {
+        let n = usize::try_from(n).map_err(|_| InventoryError::SqlitePageNumber)?;
         let start = n
             .checked_sub(1)
             .and_then(|i| i.checked_mul(self.page_size))
-            .ok_or("bad sqlite page number")?;
+            .ok_or(InventoryError::SqlitePageNumber)?;
         self.db
             .get(start..start + self.page_size)
-            .ok_or_else(|| format!("sqlite page {n} is past the end of the file (truncated?)"))
+            .ok_or(InventoryError::SqlitePastEnd(n))
     }
 
     /// Root page of table `name`, from sqlite_schema.
-    pub fn table_root(&self, name: &str) -> Result<Option<u32>, String> {
+    pub fn table_root(&self, name: &str) -> Result<Option<u32>, InventoryError> {
         for row in self.rows(1)? {
             if let [Value::Text(ty), Value::Text(n), _, Value::Int(root), ..] = row.as_slice() {
                 if ty == "table" && n.eq_ignore_ascii_case(name) {
@@ -192,41 +194,41 @@ impl<'a> Sqlite<'a> {
     }
 
     /// All records of the table b-tree rooted at `root`, in rowid order.
-    pub fn rows(&self, root: u32) -> Result<Vec<Vec<Value>>, String> {
+    pub fn rows(&self, root: u32) -> Result<Vec<Vec<Value>>, InventoryError> {
         let mut out = Vec::new();
         let mut seen = HashSet::new();
         let mut stack = vec![root];
         while let Some(pn) = stack.pop() {
             if !seen.insert(pn) {
-                return Err("sqlite b-tree has a cycle".into());
+                return Err(InventoryError::SqliteCycle);
             }
             let page = self.page(pn)?;
             let hdr = if pn == 1 { 100 } else { 0 };
-            let kind = *page.get(hdr).ok_or("short page")?;
+            let kind = *page.get(hdr).ok_or(InventoryError::SqliteShortPage)?;
             let ncells = usize::from(u16::from_be_bytes([
-                *page.get(hdr + 3).ok_or("short page")?,
-                *page.get(hdr + 4).ok_or("short page")?,
+                *page.get(hdr + 3).ok_or(InventoryError::SqliteShortPage)?,
+                *page.get(hdr + 4).ok_or(InventoryError::SqliteShortPage)?,
             ]));
             let (hlen, leaf) = match kind {
                 0x0d => (8, true),
                 0x05 => (12, false),
-                k => return Err(format!("unexpected sqlite page type {k:#x} in a table")),
+                k => return Err(InventoryError::SqlitePageType(k)),
             };
             let mut children = Vec::new();
             for i in 0..ncells {
                 let p = hdr + hlen + 2 * i;
                 let off = usize::from(u16::from_be_bytes([
-                    *page.get(p).ok_or("short page")?,
-                    *page.get(p + 1).ok_or("short page")?,
+                    *page.get(p).ok_or(InventoryError::SqliteShortPage)?,
+                    *page.get(p + 1).ok_or(InventoryError::SqliteShortPage)?,
                 ]));
                 if leaf {
                     out.push(self.leaf_cell(page, off)?);
                 } else {
-                    children.push(be32(page, off).ok_or("short cell")?);
+                    children.push(be32(page, off).ok_or(InventoryError::SqliteShortCell)?);
                 }
             }
             if !leaf {
-                children.push(be32(page, hdr + 8).ok_or("short page")?);
+                children.push(be32(page, hdr + 8).ok_or(InventoryError::SqliteShortPage)?);
                 // Pushed in reverse so the leftmost child is visited first.
                 stack.extend(children.into_iter().rev());
             }
@@ -234,8 +236,8 @@ impl<'a> Sqlite<'a> {
         Ok(out)
     }
 
-    fn leaf_cell(&self, page: &[u8], off: usize) -> Result<Vec<Value>, String> {
-        let bad = || "corrupt sqlite cell".to_string();
+    fn leaf_cell(&self, page: &[u8], off: usize) -> Result<Vec<Value>, InventoryError> {
+        let bad = || InventoryError::SqliteCorruptCell;
         let (psize, n1) = varint(page, off).ok_or_else(bad)?;
         let (_rowid, n2) = varint(page, off + n1).ok_or_else(bad)?;
         let psize = usize::try_from(psize).map_err(|_| bad())?;
@@ -264,7 +266,7 @@ impl<'a> Sqlite<'a> {
             while payload.len() < psize {
                 hops += 1;
                 if next == 0 || hops > self.db.len() / self.page_size + 1 {
-                    return Err("corrupt sqlite overflow chain".into());
+                    return Err(InventoryError::SqliteOverflowChain);
                 }
                 let ov = self.page(next)?;
                 next = be32(ov, 0).ok_or_else(bad)?;
