@@ -7,6 +7,7 @@
 //! Needs: git.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::gitops_e2e::git;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -109,23 +110,6 @@ fn serve(mut s: TcpStream, answer: Answer, sent: &AtomicU64) {
             _ => return,
         }
     }
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "seed")
-        .env("GIT_AUTHOR_EMAIL", "seed@example.com")
-        .env("GIT_COMMITTER_NAME", "seed")
-        .env("GIT_COMMITTER_EMAIL", "seed@example.com")
-        .output()
-        .expect("git on PATH");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A bare config repository `<tmp>/acme/config.git` pinning ghcr.io/acme/shop:1.0.0.

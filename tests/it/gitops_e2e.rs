@@ -31,7 +31,7 @@ fn fixtures() -> PathBuf {
     Path::new(ROOT).join("fixtures/gitops")
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .current_dir(dir)
         .args(args)

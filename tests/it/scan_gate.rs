@@ -15,6 +15,16 @@ fn advisories() -> String {
 }
 
 /// A GitHub token of the right shape, made fresh so no file in the repository holds one.
+/// `runner scan deps . --format sarif -o SARIF` in the project.
+fn scan_deps_sarif(p: &Project, sarif: &std::path::Path) -> std::process::Output {
+    p.runner()
+        .args(["scan", "deps", ".", "--advisories", &advisories()])
+        .args(["--format", "sarif", "-o"])
+        .arg(sarif)
+        .output()
+        .unwrap()
+}
+
 fn fresh_github_token() -> String {
     let mut x: u64 = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -151,21 +161,7 @@ fn scan_commands_exit_codes_and_sarif_validates() {
     let token = fresh_github_token();
     p.write("app.env", &format!("TOKEN={token}\n"));
     let sarif = p.path().join("out.sarif");
-    let o = p
-        .runner()
-        .args([
-            "scan",
-            "deps",
-            ".",
-            "--advisories",
-            &advisories(),
-            "--format",
-            "sarif",
-            "-o",
-        ])
-        .arg(&sarif)
-        .output()
-        .unwrap();
+    let o = scan_deps_sarif(&p, &sarif);
     assert_eq!(
         o.status.code(),
         Some(1),
@@ -310,21 +306,7 @@ fn unreadable_lockfiles_fail_closed_in_scan_deps_and_build() {
 
     // SARIF: one error result per unreadable file, and still valid SARIF 2.1.0.
     let sarif = p.path().join("out.sarif");
-    let o = p
-        .runner()
-        .args([
-            "scan",
-            "deps",
-            ".",
-            "--advisories",
-            &advisories(),
-            "--format",
-            "sarif",
-            "-o",
-        ])
-        .arg(&sarif)
-        .output()
-        .unwrap();
+    let o = scan_deps_sarif(&p, &sarif);
     assert_eq!(o.status.code(), Some(1));
     let log: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&sarif).unwrap()).unwrap();
