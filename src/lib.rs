@@ -20,6 +20,7 @@ pub mod source;
 pub mod artifacts;
 pub mod gitops;
 pub mod pipeline;
+pub mod pool;
 pub mod publish;
 pub mod reports;
 pub mod run;

@@ -138,6 +138,28 @@ pub enum Command {
     /// The build cache kept on this machine.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Run the agent pool's server: a job queue agents long-poll (SQLite or PostgreSQL)
+    ///
+    /// Example:
+    ///   runner server --listen 127.0.0.1:8420
+    ///   runner server token create --role agent
+    #[command(verbatim_doc_comment)]
+    Server(super::server::ServerArgs),
+    /// Take jobs from a server and run them on this machine's Docker engine
+    ///
+    /// Example:
+    ///   runner agent --server http://127.0.0.1:8420 --token "$AGENT_TOKEN" --labels os=linux
+    #[command(verbatim_doc_comment)]
+    Agent(super::agent::AgentArgs),
+    /// Send a build to a server's queue; with --wait, follow it and exit with its code
+    ///
+    /// Example:
+    ///   runner submit --server http://127.0.0.1:8420 --token "$TOKEN" --source . --wait
+    #[command(verbatim_doc_comment)]
+    Submit(super::submit::SubmitArgs),
+    /// Jobs on a server: list, show, logs, cancel, retry, artifacts
+    #[command(subcommand)]
+    Jobs(super::jobs::JobsCommand),
     /// Print runner's version
     Version {
         /// One JSON object on standard output.

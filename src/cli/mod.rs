@@ -3,6 +3,7 @@
 //! Architecture invariant: the only place that prints to the user outside reporters and
 //! the only place that turns outcomes into exit codes.
 
+mod agent;
 mod args;
 mod build;
 mod cache;
@@ -10,8 +11,11 @@ mod config;
 mod exit;
 mod gitops;
 mod image;
+mod jobs;
 mod logging;
 mod scan;
+mod server;
+mod submit;
 mod validate;
 
 pub use args::{Cli, Command};
@@ -47,6 +51,10 @@ pub fn main() -> std::process::ExitCode {
         Command::Scan(cmd) => block_on(scan::run(cmd)),
         Command::Db(cmd) => block_on(scan::db(cmd)),
         Command::Cache(cmd) => block_on(cache::run(cmd)),
+        Command::Server(args) => block_on(server::run(args)),
+        Command::Agent(args) => block_on(agent::run(args)),
+        Command::Submit(args) => block_on(submit::run(args)),
+        Command::Jobs(cmd) => block_on(jobs::run(cmd)),
         Command::Version { json } => version(json),
         Command::Completions { shell } => completions(shell),
     };

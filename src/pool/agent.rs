@@ -1,0 +1,1 @@
+//! `runner agent`: claims jobs and runs them through the pipeline. Being built (issue #18).

@@ -1,0 +1,22 @@
+//! The agent pool: `runner server` keeps a queue of jobs, `runner agent`s claim them under
+//! leases and run them through the same [`crate::pipeline`] as `runner build`, and
+//! `runner submit` / `runner jobs` put jobs in and follow them.
+//!
+//! - [`protocol`]: the versioned wire types both sides share.
+//! - [`archive`]: source archives (tar.zst), packed deterministically, validated before
+//!   they are stored or unpacked.
+//!
+//! Architecture invariants:
+//! - A job is never lost and never completed twice: a claim is a lease with a fencing
+//!   token (the attempt number and a lease id); an expired lease puts the job back in
+//!   the queue; a request under a lost lease is refused (409) and changes nothing.
+//! - Secrets never reach the server: agents resolve them and mask every line before it
+//!   leaves the agent.
+//! - Nothing here reads the process environment.
+
+pub mod agent;
+pub mod archive;
+pub mod client;
+pub mod protocol;
+pub mod server;
+pub mod store;
