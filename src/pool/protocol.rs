@@ -29,11 +29,17 @@
 //! POST /v1/agent/jobs/{id}/{attempt}/log        LogAppend  [agent] 204 | 409
 //! PUT  /v1/agent/jobs/{id}/{attempt}/artifacts/{name}?lease= [agent] 204 | 409
 //! POST /v1/agent/jobs/{id}/{attempt}/complete   Complete   [agent] 200 JobView | 409
+//! POST /v1/agent/jobs/{id}/{attempt}/release    Fence      [agent] 204 | 409
 //! ```
 //! `admin` may do everything. Fencing: a claim returns the attempt number and a random
 //! lease id; every later agent request names both, and the server accepts it only while
 //! that attempt is the job's current one, running, under that lease. Completion is
 //! idempotent: the same completion again answers 200 with the same result.
+//!
+//! `release` gives an attempt back (the agent is shutting down, or a claim was answered
+//! after it stopped taking work): the job is queued again at once; the attempt stays in
+//! its history with the outcome `released` and does not count against `max_attempts`.
+//! Releasing an attempt that is already released answers 204 again.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -160,7 +166,8 @@ pub struct AttemptView {
     pub started_at: String,
     #[serde(default)]
     pub ended_at: Option<String>,
-    /// `succeeded`, `failed`, `cancelled`, `error`, or `lost` (lease expired).
+    /// `succeeded`, `failed`, `cancelled`, `error`, `lost` (lease expired) or `released`
+    /// (the agent gave it back).
     #[serde(default)]
     pub outcome: Option<String>,
 }
