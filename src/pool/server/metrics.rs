@@ -35,8 +35,14 @@ impl Metrics {
         self.pickup_count.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn render(&self, counts: &Counts) -> String {
+    pub fn render(&self, counts: &Counts, claims_waiting: usize) -> String {
         let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP runner_claims_waiting Agent claims long-polling this server now."
+        );
+        let _ = writeln!(out, "# TYPE runner_claims_waiting gauge");
+        let _ = writeln!(out, "runner_claims_waiting {claims_waiting}");
         let _ = writeln!(out, "# HELP runner_queue_depth Jobs queued, per label set.");
         let _ = writeln!(out, "# TYPE runner_queue_depth gauge");
         for (key, n) in &counts.queued_by_key {

@@ -374,7 +374,7 @@ async fn metrics_route(State(st): St) -> Res<Response> {
                 * 2,
         )
         .await?;
-    let text = st.metrics.render(&counts);
+    let text = st.metrics.render(&counts, st.store.hub().waiting());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
