@@ -3,7 +3,8 @@
 //! A cache problem never fails a build: a corrupt entry is removed and reported as a miss,
 //! a store that cannot be written is a warning.
 
-use super::build::{Ctx, Shells};
+use super::ctx::Ctx;
+use super::shells::Shells;
 use crate::cache::{
     build_entry, covered, empty_dir, extract_engine_tar, extract_to_mounts, fingerprint,
     tar_from_mounts, tree_size, try_lock, validated_restore_tar, CacheError, CacheStore,

@@ -2,8 +2,9 @@
 //! attest it. Each stage reports one `Event::Stage`; the first failure stops the rest.
 //! Used by every entry point (`runner build`, agents, the GitHub Actions step).
 
+use super::emit::{self, Stage};
 use crate::docker::{DockerEngine, ImageBuildSpec};
-use crate::event::{Event, Level, Reporter, StageSummary};
+use crate::event::{Event, Level, Reporter};
 use crate::project::{ImageConfig, SignConfig};
 use crate::publish::connect::{connect, ConnectOptions};
 use crate::publish::push::{push_image, PushOptions};
@@ -133,49 +134,8 @@ pub fn expand_tag(template: &str, input: &ReleaseInput<'_>) -> String {
         .replace("{build-number}", &input.build_number.to_string())
 }
 
-/// One stage in progress: reports its end once, as a success with a detail or as a
-/// failure whose message is also the `Err` the release returns.
-struct Stage<'r> {
-    reporter: &'r dyn Reporter,
-    name: &'static str,
-    started: Instant,
-}
-
-impl<'r> Stage<'r> {
-    fn start(reporter: &'r dyn Reporter, name: &'static str) -> Self {
-        Self {
-            reporter,
-            name,
-            started: Instant::now(),
-        }
-    }
-
-    fn report(&self, ok: bool, message: String, detail: serde_json::Value) {
-        self.reporter.event(&Event::Stage(StageSummary {
-            stage: self.name,
-            ok,
-            message,
-            detail,
-            duration_ms: self.started.elapsed().as_millis() as u64,
-        }));
-    }
-
-    fn ok(&self, message: String, detail: serde_json::Value) {
-        self.report(true, message, detail);
-    }
-
-    /// Reports the failure and hands the error back for the `Err`.
-    fn fail(&self, error: ReleaseError) -> ReleaseError {
-        self.report(false, error.to_string(), serde_json::Value::Null);
-        error
-    }
-}
-
 fn notice(reporter: &dyn Reporter, message: String) {
-    reporter.event(&Event::Notice {
-        level: Level::Info,
-        message,
-    });
+    emit::notice(reporter, Level::Info, message);
 }
 
 /// The local names of the `cache-from` images, brought up to date from their registry:
@@ -376,7 +336,7 @@ pub async fn release(
                 &format!("image {local}"),
                 &findings,
                 input.policy,
-                st.started,
+                st.started(),
             )
             .map_err(ReleaseError::ScanRefused)?;
         }

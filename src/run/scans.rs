@@ -1,7 +1,8 @@
 //! The scans of a build, shared by `runner build` and `runner scan`: secrets and
 //! lockfiles in the source, packages and secrets in an image; the policy judges them.
 
-use crate::event::{Event, Reporter, StageSummary};
+use super::emit::{self, Stage};
+use crate::event::{Level, Reporter};
 use crate::scan::image::{scan_image_archive, ImageInventory};
 use crate::scan::model::{SecretFinding, Unreadable, VulnFinding};
 use crate::scan::osv::AdvisoryDb;
@@ -236,23 +237,18 @@ pub fn judge(
         &findings.unreadable,
         &today(),
     );
+    let warn = |message: String| emit::notice(reporter, Level::Warning, message);
     for u in &findings.unreadable {
-        reporter.event(&Event::Notice {
-            level: crate::event::Level::Warning,
-            message: format!("scan {what}: could not read {}: {}", u.path, u.reason),
-        });
+        warn(format!(
+            "scan {what}: could not read {}: {}",
+            u.path, u.reason
+        ));
     }
     for note in &findings.notes {
-        reporter.event(&Event::Notice {
-            level: crate::event::Level::Warning,
-            message: format!("scan {what}: {note}"),
-        });
+        warn(format!("scan {what}: {note}"));
     }
     for e in &verdict.expired {
-        reporter.event(&Event::Notice {
-            level: crate::event::Level::Warning,
-            message: format!("scan policy: allow entry {e} no longer applies"),
-        });
+        warn(format!("scan policy: allow entry {e} no longer applies"));
     }
     let mut message = format!(
         "Scan of {what}: {} secrets, {} vulnerabilities in {} packages, {} files, {} unreadable; {} accepted by the allow-list",
@@ -274,19 +270,17 @@ pub fn judge(
                 .join(", ")
         ));
     }
-    reporter.event(&Event::Stage(StageSummary {
-        stage: "scan",
-        ok: verdict.passed(),
-        message: message.clone(),
-        detail: serde_json::json!({
+    Stage::since(reporter, "scan", started).report(
+        verdict.passed(),
+        message.clone(),
+        serde_json::json!({
             "target": what,
             "secrets": findings.secrets,
             "vulnerabilities": findings.vulnerabilities,
             "unreadable": findings.unreadable,
             "verdict": verdict,
         }),
-        duration_ms: started.elapsed().as_millis() as u64,
-    }));
+    );
     if verdict.passed() {
         Ok(verdict)
     } else {
