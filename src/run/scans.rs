@@ -288,12 +288,31 @@ pub fn judge(
     }
 }
 
-/// Loads a policy file (or the built-in one) with its warnings; errors name the file
-/// and position.
-pub fn load_policy(path: Option<&Path>) -> Result<(Policy, Vec<String>), ScanError> {
+/// A policy file that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read policy {}: {source}", path.display())]
+pub struct PolicyUnreadable {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// A policy file (or the built-in policy) read and parsed.
+pub struct PolicyFile {
+    /// How the diagnostics name it: the path as given, or `scanners/policy.yml`.
+    pub name: String,
+    /// `None`: the file is not a valid policy (the diagnostics say why).
+    pub policy: Option<Policy>,
+    pub diagnostics: Vec<crate::buildspec::Diagnostic>,
+}
+
+/// Reads and parses a policy file, or the built-in policy when `path` is `None`: the one
+/// loader behind `runner scan` ([`load_policy`]) and the build's gates
+/// (`pipeline::prepare`), which render the diagnostics each their own way.
+pub fn read_policy(path: Option<&Path>) -> Result<PolicyFile, PolicyUnreadable> {
     let (text, name) = match path {
         Some(p) => (
-            std::fs::read_to_string(p).map_err(|source| ScanError::PolicyUnreadable {
+            std::fs::read_to_string(p).map_err(|source| PolicyUnreadable {
                 path: p.to_path_buf(),
                 source,
             })?,
@@ -304,16 +323,31 @@ pub fn load_policy(path: Option<&Path>) -> Result<(Policy, Vec<String>), ScanErr
             "scanners/policy.yml".to_string(),
         ),
     };
-    let (p, diags) = policy::parse(&text);
-    let rendered: Vec<String> = diags
+    let (policy, diagnostics) = policy::parse(&text);
+    Ok(PolicyFile {
+        name,
+        policy,
+        diagnostics,
+    })
+}
+
+/// Loads a policy file (or the built-in one) with its warnings rendered; errors name the
+/// file and position.
+pub fn load_policy(path: Option<&Path>) -> Result<(Policy, Vec<String>), ScanError> {
+    let file = read_policy(path).map_err(|e| ScanError::PolicyUnreadable {
+        path: e.path,
+        source: e.source,
+    })?;
+    let rendered: Vec<String> = file
+        .diagnostics
         .iter()
-        .map(|d| crate::buildspec::render(&name, d))
+        .map(|d| crate::buildspec::render(&file.name, d))
         .collect();
-    match p {
+    match file.policy {
         Some(p) => Ok((p, rendered)),
         None => Err(ScanError::PolicyInvalid {
             diagnostics: rendered.join("\n"),
-            name,
+            name: file.name,
         }),
     }
 }
@@ -338,5 +372,24 @@ mod tests {
         assert!(e.to_string().contains("is not a valid policy:"), "{e}");
 
         assert!(load_policy(None).is_ok());
+    }
+
+    #[test]
+    fn one_loader_reads_the_builtin_and_invalid_policies() {
+        let builtin = read_policy(None).unwrap();
+        assert_eq!(builtin.name, "scanners/policy.yml");
+        assert!(builtin.policy.is_some() && builtin.diagnostics.is_empty());
+
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.yml");
+        std::fs::write(&bad, "fail-on: [[[\n").unwrap();
+        let file = read_policy(Some(&bad)).unwrap();
+        assert_eq!(file.name, bad.display().to_string());
+        assert!(file.policy.is_none() && !file.diagnostics.is_empty());
+
+        let e = read_policy(Some(&dir.path().join("missing.yml")))
+            .err()
+            .unwrap();
+        assert!(e.to_string().starts_with("cannot read policy "), "{e}");
     }
 }
