@@ -136,9 +136,8 @@ pub(super) struct Single {
 }
 
 pub(super) struct Batch {
+    /// Every planned build, in the buildspec's order.
     pub tasks: Vec<BatchTaskPlan>,
-    /// Every planned build (identifier, ignore-failure), in the buildspec's order.
-    pub identifiers: Vec<(String, bool)>,
     pub fast_fail: bool,
     pub concurrency: usize,
 }
@@ -687,10 +686,6 @@ async fn prepare_batch(
     let masker = masker_for(&all_secrets, &req.credentials, reporter);
     Ok((
         Batch {
-            identifiers: defs
-                .iter()
-                .map(|d| (d.identifier.clone(), d.ignore_failure))
-                .collect(),
             tasks,
             fast_fail,
             concurrency,
