@@ -108,6 +108,7 @@ async fn execute_single(
         aws: s.credentials.aws.clone(),
         auth: s.credentials.registry_auth.clone(),
         create_repository: image_cfg.create_repository,
+        limits: s.credentials.registry_limits,
         ..Default::default()
     };
     let sign_cfg = s.config.sign.clone().map(|mut cfg| {
