@@ -7,7 +7,7 @@ use super::ctx::{Ctx, Progress};
 use super::shells::{inject_secrets, Shells};
 use crate::artifacts::{self, CollectOptions};
 use crate::buildspec::model::{Artifacts, Command, OnFailure, PhaseName, Version};
-use crate::cache::CacheStore;
+use crate::cache::{CacheStore, HostMount};
 use crate::docker::{
     BuildContainer, CommandExit, ContainerSpec, DockerEngine, DockerError, DockerShell,
 };
@@ -15,7 +15,7 @@ use crate::event::{
     ArtifactSummary, BuildResult, BuildStatus, CacheSummary, Event, Level, PhaseStatus, Reporter,
     Stream,
 };
-use crate::plan::{BuildPlan, PlannedPhase, SourceMode, CA_BUNDLE_MOUNT};
+use crate::plan::{BuildPlan, CachePlan, PlannedPhase, SourceMode, CA_BUNDLE_MOUNT};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -167,8 +167,50 @@ async fn drive(
     container: &mut Option<BuildContainer>,
     leases: &mut cache_steps::Leases,
 ) -> Result<(), DockerError> {
-    let plan = ctx.plan;
     ctx.phase_start(PhaseName::Provisioning);
+    let spec = provision(ctx, engine, opts, leases).await?;
+    let c: &BuildContainer = container.insert(BuildContainer::start(engine, &spec).await?);
+    ctx.phase_end(PhaseName::Provisioning, PhaseStatus::Succeeded, None);
+
+    ctx.phase_start(PhaseName::DownloadSource);
+    let mut shells = Shells::new(c);
+    let cache = download_source(ctx, engine, opts, &mut shells, leases).await?;
+    ctx.phase_end(PhaseName::DownloadSource, PhaseStatus::Succeeded, None);
+
+    let upload = run_phases(ctx, &mut shells).await?;
+    // CodeBuild evaluates artifact names in the build's shell (`name: app-$(date +%F)`).
+    let artifacts = match (&ctx.plan.artifacts, upload) {
+        (Some(a), true) => Some(expand_artifact_names(ctx, &mut shells, a).await?),
+        _ => None,
+    };
+    if let Some(shell) = shells.current.take() {
+        shell.shell.close().await;
+    }
+
+    if upload {
+        ctx.phase_start(PhaseName::UploadArtifacts);
+        // The host reads what the build left (source tree, cache volumes) only once no
+        // process of the build is left to change it under the reader: a background
+        // process swapping files for links to host paths must find nobody reading.
+        c.stop_build_processes().await?;
+        let (status, context) = upload_artifacts(ctx, c, opts, artifacts.as_ref()).await;
+        if let Some(cache) = &cache {
+            save_cache(ctx, c, opts, cache, leases, status).await;
+        }
+        ctx.phase_end(PhaseName::UploadArtifacts, status, context);
+    }
+    Ok(())
+}
+
+/// PROVISIONING up to the container's start: containers left behind removed, the image
+/// checked, the project's volumes taken (leases), and the container's mounts decided.
+async fn provision(
+    ctx: &Ctx<'_>,
+    engine: &DockerEngine,
+    opts: &RunOptions,
+    leases: &mut cache_steps::Leases,
+) -> Result<ContainerSpec, DockerError> {
+    let plan = ctx.plan;
     // Containers of this project that an earlier runner left behind (stopped between
     // creating and starting one) and that no live runner owns.
     if let Err(e) = engine.remove_stale_containers(&plan.project).await {
@@ -225,7 +267,7 @@ async fn drive(
             None => volumes = paths,
         }
     }
-    let spec = ContainerSpec {
+    Ok(ContainerSpec {
         image: plan.image.clone(),
         name: container_name(plan),
         build_id: plan.build_id.clone(),
@@ -234,81 +276,92 @@ async fn drive(
         binds,
         volumes,
         privileged: plan.privileged,
-    };
-    let c = container.insert(BuildContainer::start(engine, &spec).await?);
-    ctx.phase_end(PhaseName::Provisioning, PhaseStatus::Succeeded, None);
+    })
+}
 
-    ctx.phase_start(PhaseName::DownloadSource);
+/// The cache a build restored, for saving it after a successful build.
+struct RestoredCache<'p> {
+    plan: &'p CachePlan,
+    store: &'p Arc<dyn CacheStore>,
+    state: cache_steps::CacheState,
+    mounts: Vec<HostMount>,
+}
+
+/// DOWNLOAD_SOURCE: the source copied in (copy mode), then the cache restored before
+/// INSTALL, as on CodeBuild.
+async fn download_source<'p>(
+    ctx: &Ctx<'p>,
+    engine: &DockerEngine,
+    opts: &'p RunOptions,
+    shells: &mut Shells<'_>,
+    leases: &mut cache_steps::Leases,
+) -> Result<Option<RestoredCache<'p>>, DockerError> {
+    let plan = ctx.plan;
+    let c = shells.container;
     if plan.source_mode == SourceMode::Copy {
         c.upload_dir(std::path::Path::new(&plan.source_dir_host), &plan.src_dir)
             .await?;
     }
-    let mut shells = Shells::new(c);
-    // The cache is restored before INSTALL, as on CodeBuild.
-    let cache = match (&plan.cache, &opts.cache_store) {
-        (Some(cache), Some(store)) => {
-            let mounts = cache_steps::host_mounts(plan, c).await?;
-            let state = cache_steps::restore(
-                ctx,
-                &mut shells,
-                (engine, c),
-                store,
-                cache,
-                &mounts,
-                leases.volumes.as_mut(),
-            )
-            .await?;
-            Some((cache, store, state, mounts))
-        }
-        _ => None,
+    let (Some(cache), Some(store)) = (&plan.cache, &opts.cache_store) else {
+        return Ok(None);
     };
-    ctx.phase_end(PhaseName::DownloadSource, PhaseStatus::Succeeded, None);
+    let mounts = cache_steps::host_mounts(plan, c).await?;
+    let state = cache_steps::restore(
+        ctx,
+        shells,
+        (engine, c),
+        store,
+        cache,
+        &mounts,
+        leases.volumes.as_mut(),
+    )
+    .await?;
+    Ok(Some(RestoredCache {
+        plan: cache,
+        store,
+        state,
+        mounts,
+    }))
+}
 
-    let upload = run_phases(ctx, &mut shells).await?;
-    // CodeBuild evaluates artifact names in the build's shell (`name: app-$(date +%F)`).
-    let artifacts = match (&plan.artifacts, upload) {
-        (Some(a), true) => Some(expand_artifact_names(ctx, &mut shells, a).await?),
-        _ => None,
-    };
-    if let Some(shell) = shells.current.take() {
-        shell.shell.close().await;
+/// In UPLOAD_ARTIFACTS: only a successful build saves its cache (a failed one may have
+/// left it half made), and records what its volumes hold.
+async fn save_cache(
+    ctx: &Ctx<'_>,
+    c: &BuildContainer,
+    opts: &RunOptions,
+    cache: &RestoredCache<'_>,
+    leases: &cache_steps::Leases,
+    upload: PhaseStatus,
+) {
+    if ctx.failed() || upload != PhaseStatus::Succeeded {
+        ctx.record_cache(CacheSummary {
+            action: "save",
+            key: cache.state.key.clone(),
+            hit: false,
+            matched_key: None,
+            files: 0,
+            bytes: 0,
+            compressed_bytes: 0,
+            source: None,
+            duration_ms: 0,
+            note: Some("the build failed; the cache is saved only after a successful build".into()),
+        });
+        return;
     }
-
-    if upload {
-        ctx.phase_start(PhaseName::UploadArtifacts);
-        // The host reads what the build left (source tree, cache volumes) only once no
-        // process of the build is left to change it under the reader: a background
-        // process swapping files for links to host paths must find nobody reading.
-        c.stop_build_processes().await?;
-        let (status, context) = upload_artifacts(ctx, c, opts, artifacts.as_ref()).await;
-        // Only a successful build saves its cache: a failed one may have left it half made.
-        if let Some((cache, store, state, mounts)) = &cache {
-            if ctx.failed() || status != PhaseStatus::Succeeded {
-                ctx.record_cache(CacheSummary {
-                    action: "save",
-                    key: state.key.clone(),
-                    hit: false,
-                    matched_key: None,
-                    files: 0,
-                    bytes: 0,
-                    compressed_bytes: 0,
-                    source: None,
-                    duration_ms: 0,
-                    note: Some(
-                        "the build failed; the cache is saved only after a successful build".into(),
-                    ),
-                });
-            } else {
-                let scratch = opts.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
-                let lease = leases.volumes.as_ref();
-                let saved =
-                    cache_steps::save(ctx, c, store, cache, state, (mounts, lease), &scratch).await;
-                cache_steps::commit_volumes(ctx, lease, state, saved);
-            }
-        }
-        ctx.phase_end(PhaseName::UploadArtifacts, status, context);
-    }
-    Ok(())
+    let scratch = opts.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let lease = leases.volumes.as_ref();
+    let saved = cache_steps::save(
+        ctx,
+        c,
+        cache.store,
+        cache.plan,
+        &cache.state,
+        (&cache.mounts, lease),
+        &scratch,
+    )
+    .await;
+    cache_steps::commit_volumes(ctx, lease, &cache.state, saved);
 }
 
 /// The engine volume that keeps a privileged project's /var/lib/docker between builds.
