@@ -117,7 +117,7 @@ impl S3Location {
         if bucket.is_empty() {
             return Err(bad("the bucket name is missing"));
         }
-        check_bucket(bucket).map_err(|reason| bad(&reason))?;
+        check_bucket(bucket).map_err(|reason| bad(&reason.to_string()))?;
         if prefix.contains(['?', '#']) {
             return Err(bad("a prefix cannot contain `?` or `#`"));
         }
@@ -160,24 +160,31 @@ impl fmt::Display for S3Location {
     }
 }
 
+/// Why a name is not a usable bucket name (S3's rules for general purpose buckets).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum BucketNameError {
+    #[error("bucket name `{0}` must be 3 to 63 characters long; give the bucket's exact name, as `aws s3 ls` lists it")]
+    Length(String),
+    #[error("bucket name `{0}` may only use lowercase letters, digits, `.` and `-`, and must start and end with a letter or digit; give the bucket's exact name, as `aws s3 ls` lists it")]
+    Characters(String),
+    #[error("bucket name `{0}` contains `..`, which S3 does not allow; give the bucket's exact name, as `aws s3 ls` lists it")]
+    DoubleDot(String),
+}
+
 /// S3's rules for (general purpose) bucket names.
-fn check_bucket(bucket: &str) -> Result<(), String> {
+fn check_bucket(bucket: &str) -> Result<(), BucketNameError> {
     if !(3..=63).contains(&bucket.len()) {
-        return Err(format!(
-            "bucket name `{bucket}` must be 3 to 63 characters long"
-        ));
+        return Err(BucketNameError::Length(bucket.to_string()));
     }
     let ok_chars = bucket
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
     let ends_ok = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     if !ok_chars || !ends_ok(bucket.bytes().next()) || !ends_ok(bucket.bytes().last()) {
-        return Err(format!(
-            "bucket name `{bucket}` may only use lowercase letters, digits, `.` and `-`, and must start and end with a letter or digit"
-        ));
+        return Err(BucketNameError::Characters(bucket.to_string()));
     }
     if bucket.contains("..") {
-        return Err(format!("bucket name `{bucket}` contains `..`"));
+        return Err(BucketNameError::DoubleDot(bucket.to_string()));
     }
     Ok(())
 }
@@ -1229,6 +1236,36 @@ mod tests {
         }
         let msg = S3Location::parse("s3://ab").unwrap_err().to_string();
         assert!(msg.contains("3 to 63"), "{msg}");
+    }
+
+    #[test]
+    fn bad_bucket_names_are_told_apart_and_say_what_to_do() {
+        let long = "a".repeat(64);
+        assert_eq!(
+            check_bucket("ab"),
+            Err(BucketNameError::Length("ab".into()))
+        );
+        assert_eq!(
+            check_bucket(&long),
+            Err(BucketNameError::Length(long.clone()))
+        );
+        for bad in ["My-Bucket", "-bucket", "bucket-", "buck_et"] {
+            assert_eq!(
+                check_bucket(bad),
+                Err(BucketNameError::Characters(bad.into())),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            check_bucket("a..b"),
+            Err(BucketNameError::DoubleDot("a..b".into()))
+        );
+        assert_eq!(check_bucket("my.bucket-1"), Ok(()));
+        let msg = S3Location::parse("s3://a..b/x").unwrap_err().to_string();
+        assert!(
+            msg.contains("contains `..`") && msg.contains("aws s3 ls"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -609,6 +609,15 @@ pub struct BuildArgs {
         env = "RUNNER_REGISTRY_ENDPOINTS"
     )]
     pub registry_endpoints: Option<String>,
+    /// Longest silence from the registry when pushing the project's image (and pulling
+    /// its cache-from images), and the deadline of its small requests, in seconds (above
+    /// 0, at most 86400).
+    #[arg(
+        long = "registry-timeout",
+        value_name = "SECONDS",
+        env = "RUNNER_REGISTRY_TIMEOUT"
+    )]
+    pub registry_timeout: Option<String>,
     /// The cosign key that signs the project's image, in place of the project file's
     /// `sign.key` (a key kept outside the source tree, e.g. a CI secret).
     #[arg(long, value_name = "FILE", env = "RUNNER_SIGN_KEY")]

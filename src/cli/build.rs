@@ -78,6 +78,7 @@ fn request(args: BuildArgs) -> Result<BuildRequest, crate::publish::PublishError
             args.registry_endpoints.as_deref(),
         )?,
         registry_auth: config::registry_auth(),
+        registry_limits: super::image::registry_limits(args.registry_timeout.as_deref())?,
         gitops_tokens: config::gitops_tokens(),
         aws: Default::default(),
         // --sign-key / RUNNER_SIGN_KEY points at the key from outside the source tree.

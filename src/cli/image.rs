@@ -31,7 +31,7 @@ fn fail(json: bool, status: ExitStatus, msg: &str) -> ExitStatus {
 /// deadline of its small requests (defaults: `Limits::default()`).
 const TIMEOUT_VAR: &str = "RUNNER_REGISTRY_TIMEOUT";
 
-fn registry_limits(value: Option<&str>) -> Result<Limits, PublishError> {
+pub(super) fn registry_limits(value: Option<&str>) -> Result<Limits, PublishError> {
     let Some(value) = value.map(str::to_string) else {
         return Ok(Limits::default());
     };

@@ -5,7 +5,7 @@
 use super::outcome::{Outcome, Release};
 use super::prepare::{Batch, Prepared, Single, Work};
 use crate::docker::DockerEngine;
-use crate::event::{BatchEntry, BatchSummary, BuildStatus, Event, Fanout, Level, SharedReporter};
+use crate::event::{BuildStatus, Event, Fanout, Level, SharedReporter};
 use crate::report::MaskingReporter;
 use crate::run::{self, BatchOptions, Cancel, RunOptions};
 use crate::secrets::Masker;
@@ -108,6 +108,7 @@ async fn execute_single(
         aws: s.credentials.aws.clone(),
         auth: s.credentials.registry_auth.clone(),
         create_repository: image_cfg.create_repository,
+        limits: s.credentials.registry_limits,
         ..Default::default()
     };
     let sign_cfg = s.config.sign.clone().map(|mut cfg| {
@@ -167,8 +168,7 @@ async fn execute_batch(
             if b.fast_fail { ", fast-fail" } else { "" }
         ),
     });
-    let mut user_stop = cancel.clone();
-    let results = run::run_batch(
+    let summary = run::run_batch(
         engine,
         b.tasks,
         &BatchOptions {
@@ -180,26 +180,6 @@ async fn execute_batch(
         cancel,
     )
     .await;
-    let stopped_by_user = {
-        use futures_util::FutureExt;
-        user_stop.cancelled().now_or_never().is_some()
-    };
-    let builds = b
-        .identifiers
-        .into_iter()
-        .map(|(identifier, ignore_failure)| BatchEntry {
-            status: results
-                .iter()
-                .find(|(id, _, _)| *id == identifier)
-                .map(|(_, r, _)| r.status),
-            ignore_failure,
-            identifier,
-        })
-        .collect();
-    let summary = BatchSummary {
-        builds,
-        stopped_by_user,
-    };
     reporter.event(&Event::BatchEnded(summary.clone()));
     Outcome::Batch(summary)
 }

@@ -136,9 +136,8 @@ pub(super) struct Single {
 }
 
 pub(super) struct Batch {
+    /// Every planned build, in the buildspec's order.
     pub tasks: Vec<BatchTaskPlan>,
-    /// Every planned build (identifier, ignore-failure), in the buildspec's order.
-    pub identifiers: Vec<(String, bool)>,
     pub fast_fail: bool,
     pub concurrency: usize,
 }
@@ -436,26 +435,18 @@ fn load_project(
     config.ok_or(PrepareError::ProjectFileInvalid(path))
 }
 
-/// Loads a policy file (or the built-in one); its diagnostics are reported.
+/// Loads a policy file (or the built-in one) with `run::scans`' loader; its diagnostics
+/// are reported.
 fn load_policy(path: Option<&Path>, reporter: &dyn Reporter) -> Result<Policy, PrepareError> {
-    let (text, name) = match path {
-        Some(p) => (
-            std::fs::read_to_string(p).map_err(|source| PrepareError::PolicyUnreadable {
-                path: p.to_path_buf(),
-                source,
-            })?,
-            p.display().to_string(),
-        ),
-        None => (
-            crate::scan::policy::DEFAULT_POLICY.to_string(),
-            "scanners/policy.yml".to_string(),
-        ),
-    };
-    let (policy, diags) = crate::scan::policy::parse(&text);
-    for d in &diags {
-        diagnostic(reporter, Diagnostic::located(&name, d));
+    let file =
+        crate::run::scans::read_policy(path).map_err(|e| PrepareError::PolicyUnreadable {
+            path: e.path,
+            source: e.source,
+        })?;
+    for d in &file.diagnostics {
+        diagnostic(reporter, Diagnostic::located(&file.name, d));
     }
-    policy.ok_or(PrepareError::PolicyInvalid(name))
+    file.policy.ok_or(PrepareError::PolicyInvalid(file.name))
 }
 
 /// Resolved secret variables: name → value.
@@ -695,10 +686,6 @@ async fn prepare_batch(
     let masker = masker_for(&all_secrets, &req.credentials, reporter);
     Ok((
         Batch {
-            identifiers: defs
-                .iter()
-                .map(|d| (d.identifier.clone(), d.ignore_failure))
-                .collect(),
             tasks,
             fast_fail,
             concurrency,

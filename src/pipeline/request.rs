@@ -5,7 +5,7 @@
 use crate::aws_config::AwsSettings;
 use crate::plan::SourceMode;
 use crate::publish::auth::RegistryAuth;
-use crate::publish::registry::Endpoints;
+use crate::publish::registry::{Endpoints, Limits};
 use crate::secrets::{NamedSecrets, Secret};
 use std::path::PathBuf;
 
@@ -43,6 +43,9 @@ pub struct Credentials {
     pub registry_endpoints: Endpoints,
     /// Credentials for non-ECR registries (ECR's come from `aws`).
     pub registry_auth: RegistryAuth,
+    /// Timeouts and size caps of the registry client (RUNNER_REGISTRY_TIMEOUT);
+    /// default [`Limits::default`].
+    pub registry_limits: Limits,
     /// The GitOps targets' tokens, asked for by name (a target's `token-env`, then
     /// RUNNER_GITOPS_TOKEN, then the forge's own variable).
     pub gitops_tokens: NamedSecrets,

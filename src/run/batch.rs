@@ -5,7 +5,7 @@
 use super::build::{run_build, RunOptions};
 use super::cancel::{Cancel, CancelReason, Canceller};
 use crate::docker::DockerEngine;
-use crate::event::{BuildResult, BuildStatus, Event, Level, Reporter};
+use crate::event::{BatchEntry, BatchSummary, BuildStatus, Event, Level, Reporter};
 use crate::plan::BuildPlan;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,7 +25,8 @@ pub struct BatchOptions {
     pub concurrency: usize,
 }
 
-/// Runs the tasks; returns each task's result (tasks never started are absent).
+/// Runs the tasks; returns how each planned build ended, in the order of `tasks` (a
+/// build never started has no status), and whether `cancel` stopped the batch.
 pub async fn run_batch(
     engine: &DockerEngine,
     tasks: Vec<BatchTaskPlan>,
@@ -33,7 +34,11 @@ pub async fn run_batch(
     opts: &RunOptions,
     reporter: Arc<dyn Reporter>,
     mut cancel: Cancel,
-) -> Vec<(String, BuildResult, bool)> {
+) -> BatchSummary {
+    let planned: Vec<(String, bool)> = tasks
+        .iter()
+        .map(|t| (t.identifier.clone(), t.ignore_failure))
+        .collect();
     let (stop_all, stop_rx) = Canceller::new();
     let mut pending: Vec<BatchTaskPlan> = tasks;
     let mut done: HashMap<String, bool> = HashMap::new();
@@ -129,11 +134,29 @@ pub async fn run_batch(
                     });
                     stop_all.cancel(CancelReason::Stopped);
                 }
-                results.push((id, result, ignore));
+                results.push((id, result.status));
             }
         }
     }
-    results
+    let stopped_by_user = {
+        use futures_util::FutureExt;
+        cancel.cancelled().now_or_never().is_some()
+    };
+    let builds = planned
+        .into_iter()
+        .map(|(identifier, ignore_failure)| BatchEntry {
+            status: results
+                .iter()
+                .find(|(id, _)| *id == identifier)
+                .map(|(_, status)| *status),
+            ignore_failure,
+            identifier,
+        })
+        .collect();
+    BatchSummary {
+        builds,
+        stopped_by_user,
+    }
 }
 
 fn task_opts(opts: &RunOptions, identifier: &str) -> RunOptions {

@@ -3,18 +3,19 @@
 
 use super::cache_steps;
 use super::cancel::{Cancel, CancelReason};
+use super::ctx::{Ctx, Progress};
+use super::shells::{inject_secrets, Shells};
 use crate::artifacts::{self, CollectOptions};
 use crate::buildspec::model::{Artifacts, Command, OnFailure, PhaseName, Version};
-use crate::cache::CacheStore;
+use crate::cache::{CacheStore, HostMount};
 use crate::docker::{
     BuildContainer, CommandExit, ContainerSpec, DockerEngine, DockerError, DockerShell,
 };
 use crate::event::{
-    ArtifactSummary, BuildResult, BuildStatus, CacheSummary, Event, Level, PhaseStatus,
-    PhaseSummary, Reporter, Stream,
+    ArtifactSummary, BuildResult, BuildStatus, CacheSummary, Event, Level, PhaseStatus, Reporter,
+    Stream,
 };
-use crate::plan::{BuildPlan, PlannedPhase, SourceMode, CA_BUNDLE_MOUNT};
-use crate::secrets::Masker;
+use crate::plan::{BuildPlan, CachePlan, PlannedPhase, SourceMode, CA_BUNDLE_MOUNT};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -44,81 +45,6 @@ pub struct RunOptions {
     pub image_checked: bool,
 }
 
-/// What the phases left behind for the later steps.
-struct Progress {
-    phases: Vec<PhaseSummary>,
-    current: Option<(PhaseName, Instant)>,
-    exported: Vec<(String, String)>,
-    artifacts: Vec<ArtifactSummary>,
-    cache: Vec<CacheSummary>,
-    failed: bool,
-}
-
-pub(super) struct Ctx<'a> {
-    pub(super) plan: &'a BuildPlan,
-    reporter: &'a dyn Reporter,
-    progress: &'a Mutex<Progress>,
-    /// The build's secrets, for the shell to mask the pieces of overlong lines.
-    masker: Masker,
-}
-
-impl Ctx<'_> {
-    fn emit(&self, e: Event) {
-        self.reporter.event(&e);
-    }
-
-    pub(super) fn record_cache(&self, summary: CacheSummary) {
-        if let Ok(mut p) = self.progress.lock() {
-            p.cache.push(summary.clone());
-        }
-        self.emit(Event::Cache(summary));
-    }
-
-    pub(super) fn notice(&self, level: Level, message: impl Into<String>) {
-        self.emit(Event::Notice {
-            level,
-            message: message.into(),
-        });
-    }
-
-    fn phase_start(&self, phase: PhaseName) -> Instant {
-        let now = Instant::now();
-        if let Ok(mut p) = self.progress.lock() {
-            p.current = Some((phase, now));
-        }
-        self.emit(Event::PhaseStarted { phase });
-        now
-    }
-
-    fn phase_end(&self, phase: PhaseName, status: PhaseStatus, context: Option<String>) {
-        let mut duration_ms = 0;
-        if let Ok(mut p) = self.progress.lock() {
-            if let Some((_, started)) = p.current.take() {
-                duration_ms = started.elapsed().as_millis() as u64;
-            }
-            if status == PhaseStatus::Failed || status == PhaseStatus::Fault {
-                p.failed = true;
-            }
-            p.phases.push(PhaseSummary {
-                phase,
-                status,
-                duration_ms,
-                context: context.clone(),
-            });
-        }
-        self.emit(Event::PhaseEnded {
-            phase,
-            status,
-            duration_ms,
-            context,
-        });
-    }
-
-    fn failed(&self) -> bool {
-        self.progress.lock().map(|p| p.failed).unwrap_or(true)
-    }
-}
-
 /// Runs one build to the end and returns its result. Never leaves a container behind.
 pub async fn run_build(
     engine: &DockerEngine,
@@ -128,20 +54,8 @@ pub async fn run_build(
     mut cancel: Cancel,
 ) -> BuildResult {
     let started = Instant::now();
-    let progress = Mutex::new(Progress {
-        phases: Vec::new(),
-        current: None,
-        exported: Vec::new(),
-        artifacts: Vec::new(),
-        cache: Vec::new(),
-        failed: false,
-    });
-    let ctx = Ctx {
-        plan,
-        reporter,
-        progress: &progress,
-        masker: Masker::new(plan.secret_env.iter().map(|(n, s)| (n.as_str(), s))),
-    };
+    let progress = Mutex::new(Progress::default());
+    let ctx = Ctx::new(plan, reporter, &progress);
     ctx.emit(Event::BuildStarted {
         build_id: plan.build_id.clone(),
         build_number: plan.build_number,
@@ -199,8 +113,7 @@ pub async fn run_build(
         )),
     };
     if let Some((phase_status, _, context)) = &status {
-        let current = progress.lock().ok().and_then(|p| p.current.map(|c| c.0));
-        if let Some(phase) = current {
+        if let Some(phase) = ctx.current_phase() {
             ctx.phase_end(phase, *phase_status, Some(context.clone()));
         }
     }
@@ -254,8 +167,50 @@ async fn drive(
     container: &mut Option<BuildContainer>,
     leases: &mut cache_steps::Leases,
 ) -> Result<(), DockerError> {
-    let plan = ctx.plan;
     ctx.phase_start(PhaseName::Provisioning);
+    let spec = provision(ctx, engine, opts, leases).await?;
+    let c: &BuildContainer = container.insert(BuildContainer::start(engine, &spec).await?);
+    ctx.phase_end(PhaseName::Provisioning, PhaseStatus::Succeeded, None);
+
+    ctx.phase_start(PhaseName::DownloadSource);
+    let mut shells = Shells::new(c);
+    let cache = download_source(ctx, engine, opts, &mut shells, leases).await?;
+    ctx.phase_end(PhaseName::DownloadSource, PhaseStatus::Succeeded, None);
+
+    let upload = run_phases(ctx, &mut shells).await?;
+    // CodeBuild evaluates artifact names in the build's shell (`name: app-$(date +%F)`).
+    let artifacts = match (&ctx.plan.artifacts, upload) {
+        (Some(a), true) => Some(expand_artifact_names(ctx, &mut shells, a).await?),
+        _ => None,
+    };
+    if let Some(shell) = shells.current.take() {
+        shell.shell.close().await;
+    }
+
+    if upload {
+        ctx.phase_start(PhaseName::UploadArtifacts);
+        // The host reads what the build left (source tree, cache volumes) only once no
+        // process of the build is left to change it under the reader: a background
+        // process swapping files for links to host paths must find nobody reading.
+        c.stop_build_processes().await?;
+        let (status, context) = upload_artifacts(ctx, c, opts, artifacts.as_ref()).await;
+        if let Some(cache) = &cache {
+            save_cache(ctx, c, opts, cache, leases, status).await;
+        }
+        ctx.phase_end(PhaseName::UploadArtifacts, status, context);
+    }
+    Ok(())
+}
+
+/// PROVISIONING up to the container's start: containers left behind removed, the image
+/// checked, the project's volumes taken (leases), and the container's mounts decided.
+async fn provision(
+    ctx: &Ctx<'_>,
+    engine: &DockerEngine,
+    opts: &RunOptions,
+    leases: &mut cache_steps::Leases,
+) -> Result<ContainerSpec, DockerError> {
+    let plan = ctx.plan;
     // Containers of this project that an earlier runner left behind (stopped between
     // creating and starting one) and that no live runner owns.
     if let Err(e) = engine.remove_stale_containers(&plan.project).await {
@@ -312,7 +267,7 @@ async fn drive(
             None => volumes = paths,
         }
     }
-    let spec = ContainerSpec {
+    Ok(ContainerSpec {
         image: plan.image.clone(),
         name: container_name(plan),
         build_id: plan.build_id.clone(),
@@ -321,84 +276,92 @@ async fn drive(
         binds,
         volumes,
         privileged: plan.privileged,
-    };
-    let c = container.insert(BuildContainer::start(engine, &spec).await?);
-    ctx.phase_end(PhaseName::Provisioning, PhaseStatus::Succeeded, None);
+    })
+}
 
-    ctx.phase_start(PhaseName::DownloadSource);
+/// The cache a build restored, for saving it after a successful build.
+struct RestoredCache<'p> {
+    plan: &'p CachePlan,
+    store: &'p Arc<dyn CacheStore>,
+    state: cache_steps::CacheState,
+    mounts: Vec<HostMount>,
+}
+
+/// DOWNLOAD_SOURCE: the source copied in (copy mode), then the cache restored before
+/// INSTALL, as on CodeBuild.
+async fn download_source<'p>(
+    ctx: &Ctx<'p>,
+    engine: &DockerEngine,
+    opts: &'p RunOptions,
+    shells: &mut Shells<'_>,
+    leases: &mut cache_steps::Leases,
+) -> Result<Option<RestoredCache<'p>>, DockerError> {
+    let plan = ctx.plan;
+    let c = shells.container;
     if plan.source_mode == SourceMode::Copy {
         c.upload_dir(std::path::Path::new(&plan.source_dir_host), &plan.src_dir)
             .await?;
     }
-    let mut shells = Shells {
-        container: c,
-        current: None,
+    let (Some(cache), Some(store)) = (&plan.cache, &opts.cache_store) else {
+        return Ok(None);
     };
-    // The cache is restored before INSTALL, as on CodeBuild.
-    let cache = match (&plan.cache, &opts.cache_store) {
-        (Some(cache), Some(store)) => {
-            let mounts = cache_steps::host_mounts(plan, c).await?;
-            let state = cache_steps::restore(
-                ctx,
-                &mut shells,
-                (engine, c),
-                store,
-                cache,
-                &mounts,
-                leases.volumes.as_mut(),
-            )
-            .await?;
-            Some((cache, store, state, mounts))
-        }
-        _ => None,
-    };
-    ctx.phase_end(PhaseName::DownloadSource, PhaseStatus::Succeeded, None);
+    let mounts = cache_steps::host_mounts(plan, c).await?;
+    let state = cache_steps::restore(
+        ctx,
+        shells,
+        (engine, c),
+        store,
+        cache,
+        &mounts,
+        leases.volumes.as_mut(),
+    )
+    .await?;
+    Ok(Some(RestoredCache {
+        plan: cache,
+        store,
+        state,
+        mounts,
+    }))
+}
 
-    let upload = run_phases(ctx, &mut shells).await?;
-    // CodeBuild evaluates artifact names in the build's shell (`name: app-$(date +%F)`).
-    let artifacts = match (&plan.artifacts, upload) {
-        (Some(a), true) => Some(expand_artifact_names(ctx, &mut shells, a).await?),
-        _ => None,
-    };
-    if let Some(shell) = shells.current.take() {
-        shell.shell.close().await;
+/// In UPLOAD_ARTIFACTS: only a successful build saves its cache (a failed one may have
+/// left it half made), and records what its volumes hold.
+async fn save_cache(
+    ctx: &Ctx<'_>,
+    c: &BuildContainer,
+    opts: &RunOptions,
+    cache: &RestoredCache<'_>,
+    leases: &cache_steps::Leases,
+    upload: PhaseStatus,
+) {
+    if ctx.failed() || upload != PhaseStatus::Succeeded {
+        ctx.record_cache(CacheSummary {
+            action: "save",
+            key: cache.state.key.clone(),
+            hit: false,
+            matched_key: None,
+            files: 0,
+            bytes: 0,
+            compressed_bytes: 0,
+            source: None,
+            duration_ms: 0,
+            note: Some("the build failed; the cache is saved only after a successful build".into()),
+        });
+        return;
     }
-
-    if upload {
-        ctx.phase_start(PhaseName::UploadArtifacts);
-        // The host reads what the build left (source tree, cache volumes) only once no
-        // process of the build is left to change it under the reader: a background
-        // process swapping files for links to host paths must find nobody reading.
-        c.stop_build_processes().await?;
-        let (status, context) = upload_artifacts(ctx, c, opts, artifacts.as_ref()).await;
-        // Only a successful build saves its cache: a failed one may have left it half made.
-        if let Some((cache, store, state, mounts)) = &cache {
-            if ctx.failed() || status != PhaseStatus::Succeeded {
-                ctx.record_cache(CacheSummary {
-                    action: "save",
-                    key: state.key.clone(),
-                    hit: false,
-                    matched_key: None,
-                    files: 0,
-                    bytes: 0,
-                    compressed_bytes: 0,
-                    source: None,
-                    duration_ms: 0,
-                    note: Some(
-                        "the build failed; the cache is saved only after a successful build".into(),
-                    ),
-                });
-            } else {
-                let scratch = opts.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
-                let lease = leases.volumes.as_ref();
-                let saved =
-                    cache_steps::save(ctx, c, store, cache, state, (mounts, lease), &scratch).await;
-                cache_steps::commit_volumes(ctx, lease, state, saved);
-            }
-        }
-        ctx.phase_end(PhaseName::UploadArtifacts, status, context);
-    }
-    Ok(())
+    let scratch = opts.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let lease = leases.volumes.as_ref();
+    let saved = cache_steps::save(
+        ctx,
+        c,
+        cache.store,
+        cache.plan,
+        &cache.state,
+        (&cache.mounts, lease),
+        &scratch,
+    )
+    .await;
+    cache_steps::commit_volumes(ctx, lease, &cache.state, saved);
 }
 
 /// The engine volume that keeps a privileged project's /var/lib/docker between builds.
@@ -432,126 +395,6 @@ fn container_name(plan: &BuildPlan) -> String {
         .collect();
     let uuid = plan.build_id.rsplit(':').next().unwrap_or("build");
     format!("runner-{project}-{}", &uuid[..uuid.len().min(12)])
-}
-
-/// The build shell and the user it runs as.
-struct OpenShell {
-    shell: DockerShell,
-    user: Option<String>,
-    /// The value of CODEBUILD_BUILD_SUCCEEDING this shell has (set only when it changes).
-    succeeding: Option<&'static str>,
-}
-
-pub(super) struct Shells<'c> {
-    container: &'c BuildContainer,
-    current: Option<OpenShell>,
-}
-
-impl Shells<'_> {
-    /// Expands shell syntax (`$VAR`, `$(cmd)`) in `text` in the build shell.
-    pub(super) async fn expand(
-        &mut self,
-        ctx: &Ctx<'_>,
-        text: &str,
-    ) -> Result<String, DockerError> {
-        if !text.contains('$') && !text.contains('`') {
-            return Ok(text.to_string());
-        }
-        let user = self
-            .current
-            .as_ref()
-            .map(|s| s.user.clone())
-            .unwrap_or_else(|| ctx.plan.run_as.clone());
-        let shell = &mut self.for_user(ctx, user.as_deref()).await?.shell;
-        let quoted = text.replace('\\', "\\\\").replace('"', "\\\"");
-        let (_, value) = shell.capture(&format!("printf '%s' \"{quoted}\"")).await?;
-        Ok(String::from_utf8_lossy(&value).into_owned())
-    }
-
-    /// The version 0.2 shell for `user`, carrying the environment and working directory
-    /// over from the previous shell when the user changes.
-    async fn for_user(
-        &mut self,
-        ctx: &Ctx<'_>,
-        user: Option<&str>,
-    ) -> Result<&mut OpenShell, DockerError> {
-        let plan = ctx.plan;
-        let reusable =
-            matches!(&self.current, Some(s) if s.user.as_deref() == user && !s.shell.has_ended());
-        if !reusable {
-            let mut carried = None;
-            if let Some(mut old) = self.current.take() {
-                if old.shell.has_ended() {
-                    ctx.notice(
-                        Level::Warning,
-                        "the build shell ended; starting a new one (variables set and \
-                         directories entered earlier are lost)",
-                    );
-                } else {
-                    carried = Some(snapshot(&mut old.shell).await?);
-                    old.shell.close().await;
-                }
-            }
-            let mut shell = self
-                .container
-                .open_shell(&plan.shell, user, &plan.env, &plan.src_dir)
-                .await?;
-            if let Some(u) = user {
-                // An unknown user makes every command fail with 126 and no word why.
-                let (code, _) = shell.capture("true").await?;
-                if shell.has_ended() || code != 0 {
-                    return Err(DockerError::RunAs(u.to_string()));
-                }
-            }
-            // A fresh shell starts with the plan's CODEBUILD_BUILD_SUCCEEDING=1.
-            let succeeding = if carried.is_none() { Some("1") } else { None };
-            match carried {
-                Some(state) => {
-                    shell.capture(&state).await?;
-                }
-                None => inject_secrets(&mut shell, plan).await?,
-            }
-            self.current = Some(OpenShell {
-                shell,
-                user: user.map(str::to_string),
-                succeeding,
-            });
-        }
-        match self.current.as_mut() {
-            Some(s) => Ok(s),
-            None => Err(DockerError::Shell("no build shell".into())),
-        }
-    }
-}
-
-/// Exports the secret variables in a fresh shell, over its standard input: unlike the
-/// engine's `Env`, nothing of it shows in `docker inspect`, and nothing is logged.
-async fn inject_secrets(shell: &mut DockerShell, plan: &BuildPlan) -> Result<(), DockerError> {
-    if plan.secret_env.is_empty() {
-        return Ok(());
-    }
-    let mut script = String::new();
-    for (name, value) in &plan.secret_env {
-        let quoted = value.expose().replace('\'', "'\\''");
-        script.push_str(&format!("export {name}='{quoted}'\n"));
-    }
-    let (code, _) = shell.capture(&script).await?;
-    if code != 0 {
-        return Err(DockerError::Shell(
-            "could not set the secret variables in the build shell".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// A script that recreates `shell`'s exported variables and working directory.
-async fn snapshot(shell: &mut DockerShell) -> Result<String, DockerError> {
-    let (_, exports) = shell.capture("export -p").await?;
-    let (_, pwd) = shell.capture("pwd").await?;
-    let pwd = String::from_utf8_lossy(&pwd)
-        .trim_end()
-        .replace('\'', "'\\''");
-    Ok(format!("{}\ncd '{pwd}'", String::from_utf8_lossy(&exports)))
 }
 
 /// Runs INSTALL … POST_BUILD with CodeBuild's transition rules. Returns whether
@@ -879,10 +722,7 @@ async fn upload_artifacts(
                     files: out.files.len(),
                     bytes: out.bytes,
                 };
-                if let Ok(mut p) = ctx.progress.lock() {
-                    p.artifacts.push(summary.clone());
-                }
-                ctx.emit(Event::Artifact(summary));
+                ctx.record_artifact(summary);
             }
             Err(e) => {
                 ctx.notice(Level::Error, e.to_string());

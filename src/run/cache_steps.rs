@@ -3,7 +3,8 @@
 //! A cache problem never fails a build: a corrupt entry is removed and reported as a miss,
 //! a store that cannot be written is a warning.
 
-use super::build::{Ctx, Shells};
+use super::ctx::Ctx;
+use super::shells::Shells;
 use crate::cache::{
     build_entry, covered, empty_dir, extract_engine_tar, extract_to_mounts, fingerprint,
     tar_from_mounts, tree_size, try_lock, validated_restore_tar, CacheError, CacheStore,
@@ -482,6 +483,31 @@ pub(super) async fn save(
     saved
 }
 
+/// Why the cache paths could not be saved (reported in the save's summary, never a
+/// failed build).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SaveError {
+    #[error("{}: {source} (runner's scratch directory; make the data directory writable or set RUNNER_DATA_DIR)", dir.display())]
+    Scratch {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create a temporary file in {}: {source} (is the disk full?)", dir.display())]
+    TempFile {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot rewind a temporary file: {0}")]
+    Rewind(#[source] std::io::Error),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    /// The blocking task building the entry panicked or was cancelled.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
+
 async fn save_entry(
     container: &BuildContainer,
     store: &Arc<dyn CacheStore>,
@@ -489,23 +515,26 @@ async fn save_entry(
     key: &str,
     mounts: &[HostMount],
     scratch: &Path,
-) -> Result<Option<crate::cache::EntryStats>, String> {
-    std::fs::create_dir_all(scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+) -> Result<Option<crate::cache::EntryStats>, SaveError> {
+    std::fs::create_dir_all(scratch).map_err(|source| SaveError::Scratch {
+        dir: scratch.to_path_buf(),
+        source,
+    })?;
     let mut inputs = Vec::new();
     for path in &cache.paths {
-        let mut file = tempfile::tempfile_in(scratch).map_err(|e| e.to_string())?;
+        let mut file = tempfile::tempfile_in(scratch).map_err(|source| SaveError::TempFile {
+            dir: scratch.to_path_buf(),
+            source,
+        })?;
         let found = if covered(mounts, path.prefix()) {
-            tar_from_mounts(path, mounts, &mut file).map_err(|e| e.to_string())?
+            tar_from_mounts(path, mounts, &mut file)?
         } else {
-            container
-                .download_tar(path.prefix(), &mut file)
-                .await
-                .map_err(|e| e.to_string())?
+            container.download_tar(path.prefix(), &mut file).await?
         };
         if !found {
             continue;
         }
-        file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+        file.seek(SeekFrom::Start(0)).map_err(SaveError::Rewind)?;
         inputs.push((path.clone(), file));
     }
     if inputs.is_empty() {
@@ -514,7 +543,7 @@ async fn save_entry(
     let store = store.clone();
     let key = key.to_string();
     let scratch = scratch.to_path_buf();
-    tokio::task::spawn_blocking(move || -> Result<_, CacheError> {
+    let stats = tokio::task::spawn_blocking(move || -> Result<_, CacheError> {
         let mut entry = tempfile::tempfile_in(&scratch)
             .map_err(|e| CacheError::io("create a temporary file in", &scratch, e))?;
         let stats = build_entry(inputs, &mut entry)?;
@@ -522,11 +551,10 @@ async fn save_entry(
             .seek(SeekFrom::Start(0))
             .map_err(|e| CacheError::io("rewind", &scratch, e))?;
         store.save(&key, &stats.sha256, &mut entry)?;
-        Ok(Some(stats))
+        Ok(stats)
     })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())
+    .await??;
+    Ok(Some(stats))
 }
 
 /// A tar holding `usr/local/bin/codebuild-hash-files` (mode 0755).

@@ -7,8 +7,11 @@ mod batch;
 mod build;
 mod cache_steps;
 mod cancel;
+mod ctx;
+mod emit;
 mod release;
 pub mod scans;
+mod shells;
 
 pub use batch::{run_batch, BatchOptions, BatchTaskPlan};
 pub use build::{docker_volume, run_build, RunOptions};

@@ -2,16 +2,19 @@
 //! attest it. Each stage reports one `Event::Stage`; the first failure stops the rest.
 //! Used by every entry point (`runner build`, agents, the GitHub Actions step).
 
+use super::emit::{self, Stage};
+use super::scans::{self, SavedImage};
 use crate::docker::{DockerEngine, ImageBuildSpec};
-use crate::event::{Event, Level, Reporter, StageSummary};
+use crate::event::{Event, Level, Reporter};
 use crate::project::{ImageConfig, SignConfig};
 use crate::publish::connect::{connect, ConnectOptions};
 use crate::publish::push::{push_image, PushOptions};
-use crate::publish::registry::OCI_MANIFEST;
+use crate::publish::registry::{Registry, OCI_MANIFEST};
 use crate::publish::ImageRef;
 use crate::sign::{cosign, provenance, SigningKey};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A cause of a failed release stage, kept typed behind [`ReleaseError`].
@@ -34,13 +37,13 @@ pub enum ReleaseError {
     #[error("Image scan failed: cannot read {image}: {source}")]
     ScanRead {
         image: String,
-        source: super::scans::ScanError,
+        source: scans::ScanError,
     },
     #[error("Image scan failed: {0}")]
-    Scan(#[source] super::scans::ScanError),
+    Scan(#[source] scans::ScanError),
     /// The image scan's policy refused the image (the scan stage reported why).
     #[error(transparent)]
-    ScanRefused(super::scans::ScanError),
+    ScanRefused(scans::ScanError),
     #[error("Push failed: {0}")]
     Push(#[source] Cause),
     #[error("Push failed: {digest} vanished from the registry")]
@@ -133,49 +136,8 @@ pub fn expand_tag(template: &str, input: &ReleaseInput<'_>) -> String {
         .replace("{build-number}", &input.build_number.to_string())
 }
 
-/// One stage in progress: reports its end once, as a success with a detail or as a
-/// failure whose message is also the `Err` the release returns.
-struct Stage<'r> {
-    reporter: &'r dyn Reporter,
-    name: &'static str,
-    started: Instant,
-}
-
-impl<'r> Stage<'r> {
-    fn start(reporter: &'r dyn Reporter, name: &'static str) -> Self {
-        Self {
-            reporter,
-            name,
-            started: Instant::now(),
-        }
-    }
-
-    fn report(&self, ok: bool, message: String, detail: serde_json::Value) {
-        self.reporter.event(&Event::Stage(StageSummary {
-            stage: self.name,
-            ok,
-            message,
-            detail,
-            duration_ms: self.started.elapsed().as_millis() as u64,
-        }));
-    }
-
-    fn ok(&self, message: String, detail: serde_json::Value) {
-        self.report(true, message, detail);
-    }
-
-    /// Reports the failure and hands the error back for the `Err`.
-    fn fail(&self, error: ReleaseError) -> ReleaseError {
-        self.report(false, error.to_string(), serde_json::Value::Null);
-        error
-    }
-}
-
 fn notice(reporter: &dyn Reporter, message: String) {
-    reporter.event(&Event::Notice {
-        level: Level::Info,
-        message,
-    });
+    emit::notice(reporter, Level::Info, message);
 }
 
 /// The local names of the `cache-from` images, brought up to date from their registry:
@@ -262,8 +224,64 @@ pub async fn release(
     input: &ReleaseInput<'_>,
     reporter: &dyn Reporter,
 ) -> Result<Released, ReleaseError> {
-    let cfg = input.image;
-    let mut tags: Vec<String> = cfg
+    let tags = tags(input);
+    let repo = ImageRef::parse(&input.image.repository)?;
+    let built = image_stage(engine, input, &repo, &tags, reporter).await?;
+    // Inventory: for the image scan and the SBOM.
+    let inventory = scan_stage(engine, input, &built.local, reporter).await?;
+    let pushed = push_stage(
+        engine,
+        input,
+        &repo,
+        &tags,
+        &built,
+        inventory.as_ref(),
+        reporter,
+    )
+    .await?;
+    let mut out = Released {
+        reference: pushed.reference.clone(),
+        digest: pushed.digest.clone(),
+        tags,
+        local_image: built.local,
+        signed: false,
+        attestations: Vec::new(),
+        pull_requests: Vec::new(),
+    };
+    let registry = pushed.registry;
+    let Some(sign_cfg) = input.sign else {
+        gitops(input, &registry, &repo, &mut out, None, reporter).await?;
+        return Ok(out);
+    };
+    let key = sign_stage(
+        input,
+        sign_cfg,
+        &registry,
+        &repo,
+        inventory.as_ref(),
+        &mut out,
+        reporter,
+    )
+    .await?;
+    let verifying = key
+        .verifying_key()
+        .map_err(|e| ReleaseError::VerifyingKey(e.into()))?;
+    gitops(
+        input,
+        &registry,
+        &repo,
+        &mut out,
+        Some(&verifying),
+        reporter,
+    )
+    .await?;
+    Ok(out)
+}
+
+/// The image's tags, expanded; the short revision (or `build-N`) when none is left.
+fn tags(input: &ReleaseInput<'_>) -> Vec<String> {
+    let mut tags: Vec<String> = input
+        .image
         .tags
         .iter()
         .map(|t| expand_tag(t, input))
@@ -275,8 +293,28 @@ pub async fn release(
             None => format!("build-{}", input.build_number),
         });
     }
-    let repo = ImageRef::parse(&cfg.repository)?;
-    // Build.
+    tags
+}
+
+/// What the image stage built.
+struct Built {
+    /// The first tag's reference in the registry.
+    first: ImageRef,
+    /// The engine's name of the image (`repository:first-tag`).
+    local: String,
+    /// The labels it was built with (the OCI ones become the manifest's annotations).
+    labels: HashMap<String, String>,
+}
+
+/// The `image` stage: the project's image built on the engine from its context.
+async fn image_stage(
+    engine: &DockerEngine,
+    input: &ReleaseInput<'_>,
+    repo: &ImageRef,
+    tags: &[String],
+    reporter: &dyn Reporter,
+) -> Result<Built, ReleaseError> {
+    let cfg = input.image;
     let st = Stage::start(reporter, "image");
     let first = ImageRef::parse(&format!("{}:{}", cfg.repository, tags[0])).map_err(|source| {
         st.fail(ReleaseError::Tag {
@@ -304,20 +342,7 @@ pub async fn release(
         .and_then(|r| r.map_err(Cause::from))
     };
     let tar = tar.map_err(|e| st.fail(ReleaseError::Build(e)))?;
-    let mut labels = HashMap::new();
-    if let Some(uri) = input.source_uri {
-        labels.insert(
-            "org.opencontainers.image.source".to_string(),
-            uri.to_string(),
-        );
-    }
-    if let Some(rev) = input.revision {
-        labels.insert(
-            "org.opencontainers.image.revision".to_string(),
-            rev.to_string(),
-        );
-    }
-    labels.insert("dev.runner.project".to_string(), input.project.to_string());
+    let labels = labels(input);
     let cache_from = cache_from_images(
         engine,
         &cfg.cache_from,
@@ -351,46 +376,97 @@ pub async fn release(
         format!("Image built: {local} ({image_id}; {cached_steps} steps from the layer cache)"),
         serde_json::json!({"image": local, "id": image_id, "cached_steps": cached_steps}),
     );
+    Ok(Built {
+        first,
+        local,
+        labels,
+    })
+}
 
-    // Inventory: for the image scan and the SBOM.
+/// The image's labels: its source and revision (OCI), and the project.
+fn labels(input: &ReleaseInput<'_>) -> HashMap<String, String> {
+    let mut labels = HashMap::new();
+    if let Some(uri) = input.source_uri {
+        labels.insert(
+            "org.opencontainers.image.source".to_string(),
+            uri.to_string(),
+        );
+    }
+    if let Some(rev) = input.revision {
+        labels.insert(
+            "org.opencontainers.image.revision".to_string(),
+            rev.to_string(),
+        );
+    }
+    labels.insert("dev.runner.project".to_string(), input.project.to_string());
+    labels
+}
+
+/// The `scan` stage, when the project scans its image or attests its SBOM: the image
+/// saved and its inventory read (kept for the SBOM and the push), then judged by the
+/// policy when the image is scanned. `None`: neither is asked for.
+async fn scan_stage(
+    engine: &DockerEngine,
+    input: &ReleaseInput<'_>,
+    local: &str,
+    reporter: &dyn Reporter,
+) -> Result<Option<SavedImage>, ReleaseError> {
     let wants_sbom = input
         .sign
         .is_some_and(|s| s.attest.iter().any(|a| a == "sbom"));
-    let mut inventory = None;
-    if input.image_scanner.is_some() || wants_sbom {
-        let st = Stage::start(reporter, "scan");
-        let saved = super::scans::image_inventory(engine, &local, &input.work_dir)
-            .await
-            .map_err(|source| {
-                st.fail(ReleaseError::ScanRead {
-                    image: local.clone(),
-                    source,
-                })
-            })?;
-        if let Some(scanner) = input.image_scanner {
-            let findings =
-                super::scans::scan_inventory(&saved.inventory, input.advisories, scanner)
-                    .map_err(|e| st.fail(ReleaseError::Scan(e)))?;
-            super::scans::judge(
-                reporter,
-                &format!("image {local}"),
-                &findings,
-                input.policy,
-                st.started,
-            )
-            .map_err(ReleaseError::ScanRefused)?;
-        }
-        inventory = Some(saved);
+    if input.image_scanner.is_none() && !wants_sbom {
+        return Ok(None);
     }
+    let st = Stage::start(reporter, "scan");
+    let saved = scans::image_inventory(engine, local, &input.work_dir)
+        .await
+        .map_err(|source| {
+            st.fail(ReleaseError::ScanRead {
+                image: local.to_string(),
+                source,
+            })
+        })?;
+    if let Some(scanner) = input.image_scanner {
+        let findings = scans::scan_inventory(&saved.inventory, input.advisories, scanner)
+            .map_err(|e| st.fail(ReleaseError::Scan(e)))?;
+        scans::judge(
+            reporter,
+            &format!("image {local}"),
+            &findings,
+            input.policy,
+            st.started(),
+        )
+        .map_err(ReleaseError::ScanRefused)?;
+    }
+    Ok(Some(saved))
+}
 
-    // Push.
+/// What the push stage left in the registry.
+struct Pushed {
+    registry: Arc<Registry>,
+    reference: String,
+    digest: String,
+}
+
+/// The `push` stage: the image under its first tag, then the other tags naming the same
+/// manifest (refused when an immutable repository has one naming another).
+async fn push_stage(
+    engine: &DockerEngine,
+    input: &ReleaseInput<'_>,
+    repo: &ImageRef,
+    tags: &[String],
+    built: &Built,
+    inventory: Option<&SavedImage>,
+    reporter: &dyn Reporter,
+) -> Result<Pushed, ReleaseError> {
     let st = Stage::start(reporter, "push");
-    let connected = connect(&first, &input.connect, true)
+    let connected = connect(&built.first, &input.connect, true)
         .await
         .map_err(|e| st.fail(ReleaseError::Push(e.into())))?;
     let mut annotations = BTreeMap::new();
     annotations.extend(
-        labels
+        built
+            .labels
             .iter()
             .filter(|(k, _)| k.starts_with("org.opencontainers"))
             .map(|(k, v)| (k.clone(), v.clone())),
@@ -401,9 +477,7 @@ pub async fn release(
         immutable_tags: connected.immutable_tags,
         annotations,
         // The image scan saved this image already: no second export from the engine.
-        saved_archive: inventory
-            .as_ref()
-            .map(|saved| saved.archive().to_path_buf()),
+        saved_archive: inventory.map(|saved| saved.archive().to_path_buf()),
         concurrency: input
             .push_concurrency
             .unwrap_or(crate::publish::push::DEFAULT_PUSH_CONCURRENCY),
@@ -411,9 +485,16 @@ pub async fn release(
     };
     let registry = connected.registry.clone();
     let progress = |line: &str| notice(reporter, line.to_string());
-    let pushed = push_image(engine, &local, &first, registry.clone(), &opts, &progress)
-        .await
-        .map_err(|e| st.fail(ReleaseError::Push(e.into())))?;
+    let pushed = push_image(
+        engine,
+        &built.local,
+        &built.first,
+        registry.clone(),
+        &opts,
+        &progress,
+    )
+    .await
+    .map_err(|e| st.fail(ReleaseError::Push(e.into())))?;
     // The other tags name the same manifest.
     if tags.len() > 1 {
         let manifest = registry
@@ -450,22 +531,24 @@ pub async fn release(
         ),
         serde_json::json!({"reference": pushed.reference, "digest": pushed.digest, "tags": tags, "push": pushed}),
     );
-
-    let mut out = Released {
+    Ok(Pushed {
+        registry,
         reference: pushed.reference.clone(),
         digest: pushed.digest.clone(),
-        tags,
-        local_image: local,
-        signed: false,
-        attestations: Vec::new(),
-        pull_requests: Vec::new(),
-    };
+    })
+}
 
-    // Sign and attest.
-    let Some(sign_cfg) = input.sign else {
-        gitops(input, &registry, &repo, &mut out, None, reporter).await?;
-        return Ok(out);
-    };
+/// The `sign` stage: a signature of the pushed digest by the project's key, and the
+/// attestations it asks for. Returns the key (its public half gates GitOps).
+async fn sign_stage(
+    input: &ReleaseInput<'_>,
+    sign_cfg: &SignConfig,
+    registry: &Registry,
+    repo: &ImageRef,
+    inventory: Option<&SavedImage>,
+    out: &mut Released,
+    reporter: &dyn Reporter,
+) -> Result<SigningKey, ReleaseError> {
     let st = Stage::start(reporter, "sign");
     let key_path = if Path::new(&sign_cfg.key).is_absolute() {
         PathBuf::from(&sign_cfg.key)
@@ -480,7 +563,8 @@ pub async fn release(
         .unwrap_or_default();
     let key =
         SigningKey::load(&key_path, password).map_err(|e| st.fail(ReleaseError::Sign(e.into())))?;
-    cosign::sign(&registry, &repo, &pushed.digest, &key, &BTreeMap::new())
+    let digest = out.digest.clone();
+    cosign::sign(registry, repo, &digest, &key, &BTreeMap::new())
         .await
         .map_err(|e| st.fail(ReleaseError::Sign(e.into())))?;
     out.signed = true;
@@ -504,9 +588,9 @@ pub async fn release(
                     finished_on: now_rfc3339(),
                 });
                 cosign::attest(
-                    &registry,
-                    &repo,
-                    &pushed.digest,
+                    registry,
+                    repo,
+                    &digest,
                     &key,
                     provenance::SLSA_PROVENANCE_V1,
                     predicate,
@@ -517,14 +601,13 @@ pub async fn release(
                     .push(provenance::SLSA_PROVENANCE_V1.to_string());
             }
             "sbom" => match inventory
-                .as_ref()
                 .map(|saved| crate::scan::image::sbom::cyclonedx(&saved.inventory.sbom_subject()))
             {
                 Some(bom) => {
                     cosign::attest(
-                        &registry,
-                        &repo,
-                        &pushed.digest,
+                        registry,
+                        repo,
+                        &digest,
                         &key,
                         "https://cyclonedx.org/bom",
                         bom,
@@ -546,7 +629,7 @@ pub async fn release(
         format!(
             "Image signed: {}@{} with {}{}",
             repo.name(),
-            pushed.digest,
+            digest,
             sign_cfg.key,
             if out.attestations.is_empty() {
                 String::new()
@@ -554,21 +637,9 @@ pub async fn release(
                 format!("; attested: {}", out.attestations.join(", "))
             }
         ),
-        serde_json::json!({"digest": pushed.digest, "key": sign_cfg.key, "attestations": out.attestations}),
+        serde_json::json!({"digest": digest, "key": sign_cfg.key, "attestations": out.attestations}),
     );
-    let verifying = key
-        .verifying_key()
-        .map_err(|e| ReleaseError::VerifyingKey(e.into()))?;
-    gitops(
-        input,
-        &registry,
-        &repo,
-        &mut out,
-        Some(&verifying),
-        reporter,
-    )
-    .await?;
-    Ok(out)
+    Ok(key)
 }
 
 /// Opens (or updates) the deployment pull requests. With `require-signature` (the
@@ -576,7 +647,7 @@ pub async fn release(
 /// project's key in the registry first.
 async fn gitops(
     input: &ReleaseInput<'_>,
-    registry: &crate::publish::registry::Registry,
+    registry: &Registry,
     repo: &ImageRef,
     out: &mut Released,
     key: Option<&crate::sign::VerifyingKey>,

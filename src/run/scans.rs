@@ -1,7 +1,8 @@
 //! The scans of a build, shared by `runner build` and `runner scan`: secrets and
 //! lockfiles in the source, packages and secrets in an image; the policy judges them.
 
-use crate::event::{Event, Reporter, StageSummary};
+use super::emit::{self, Stage};
+use crate::event::{Level, Reporter};
 use crate::scan::image::{scan_image_archive, ImageInventory};
 use crate::scan::model::{SecretFinding, Unreadable, VulnFinding};
 use crate::scan::osv::AdvisoryDb;
@@ -236,23 +237,18 @@ pub fn judge(
         &findings.unreadable,
         &today(),
     );
+    let warn = |message: String| emit::notice(reporter, Level::Warning, message);
     for u in &findings.unreadable {
-        reporter.event(&Event::Notice {
-            level: crate::event::Level::Warning,
-            message: format!("scan {what}: could not read {}: {}", u.path, u.reason),
-        });
+        warn(format!(
+            "scan {what}: could not read {}: {}",
+            u.path, u.reason
+        ));
     }
     for note in &findings.notes {
-        reporter.event(&Event::Notice {
-            level: crate::event::Level::Warning,
-            message: format!("scan {what}: {note}"),
-        });
+        warn(format!("scan {what}: {note}"));
     }
     for e in &verdict.expired {
-        reporter.event(&Event::Notice {
-            level: crate::event::Level::Warning,
-            message: format!("scan policy: allow entry {e} no longer applies"),
-        });
+        warn(format!("scan policy: allow entry {e} no longer applies"));
     }
     let mut message = format!(
         "Scan of {what}: {} secrets, {} vulnerabilities in {} packages, {} files, {} unreadable; {} accepted by the allow-list",
@@ -274,19 +270,17 @@ pub fn judge(
                 .join(", ")
         ));
     }
-    reporter.event(&Event::Stage(StageSummary {
-        stage: "scan",
-        ok: verdict.passed(),
-        message: message.clone(),
-        detail: serde_json::json!({
+    Stage::since(reporter, "scan", started).report(
+        verdict.passed(),
+        message.clone(),
+        serde_json::json!({
             "target": what,
             "secrets": findings.secrets,
             "vulnerabilities": findings.vulnerabilities,
             "unreadable": findings.unreadable,
             "verdict": verdict,
         }),
-        duration_ms: started.elapsed().as_millis() as u64,
-    }));
+    );
     if verdict.passed() {
         Ok(verdict)
     } else {
@@ -294,12 +288,31 @@ pub fn judge(
     }
 }
 
-/// Loads a policy file (or the built-in one) with its warnings; errors name the file
-/// and position.
-pub fn load_policy(path: Option<&Path>) -> Result<(Policy, Vec<String>), ScanError> {
+/// A policy file that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read policy {}: {source}", path.display())]
+pub struct PolicyUnreadable {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// A policy file (or the built-in policy) read and parsed.
+pub struct PolicyFile {
+    /// How the diagnostics name it: the path as given, or `scanners/policy.yml`.
+    pub name: String,
+    /// `None`: the file is not a valid policy (the diagnostics say why).
+    pub policy: Option<Policy>,
+    pub diagnostics: Vec<crate::buildspec::Diagnostic>,
+}
+
+/// Reads and parses a policy file, or the built-in policy when `path` is `None`: the one
+/// loader behind `runner scan` ([`load_policy`]) and the build's gates
+/// (`pipeline::prepare`), which render the diagnostics each their own way.
+pub fn read_policy(path: Option<&Path>) -> Result<PolicyFile, PolicyUnreadable> {
     let (text, name) = match path {
         Some(p) => (
-            std::fs::read_to_string(p).map_err(|source| ScanError::PolicyUnreadable {
+            std::fs::read_to_string(p).map_err(|source| PolicyUnreadable {
                 path: p.to_path_buf(),
                 source,
             })?,
@@ -310,16 +323,31 @@ pub fn load_policy(path: Option<&Path>) -> Result<(Policy, Vec<String>), ScanErr
             "scanners/policy.yml".to_string(),
         ),
     };
-    let (p, diags) = policy::parse(&text);
-    let rendered: Vec<String> = diags
+    let (policy, diagnostics) = policy::parse(&text);
+    Ok(PolicyFile {
+        name,
+        policy,
+        diagnostics,
+    })
+}
+
+/// Loads a policy file (or the built-in one) with its warnings rendered; errors name the
+/// file and position.
+pub fn load_policy(path: Option<&Path>) -> Result<(Policy, Vec<String>), ScanError> {
+    let file = read_policy(path).map_err(|e| ScanError::PolicyUnreadable {
+        path: e.path,
+        source: e.source,
+    })?;
+    let rendered: Vec<String> = file
+        .diagnostics
         .iter()
-        .map(|d| crate::buildspec::render(&name, d))
+        .map(|d| crate::buildspec::render(&file.name, d))
         .collect();
-    match p {
+    match file.policy {
         Some(p) => Ok((p, rendered)),
         None => Err(ScanError::PolicyInvalid {
             diagnostics: rendered.join("\n"),
-            name,
+            name: file.name,
         }),
     }
 }
@@ -344,5 +372,24 @@ mod tests {
         assert!(e.to_string().contains("is not a valid policy:"), "{e}");
 
         assert!(load_policy(None).is_ok());
+    }
+
+    #[test]
+    fn one_loader_reads_the_builtin_and_invalid_policies() {
+        let builtin = read_policy(None).unwrap();
+        assert_eq!(builtin.name, "scanners/policy.yml");
+        assert!(builtin.policy.is_some() && builtin.diagnostics.is_empty());
+
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.yml");
+        std::fs::write(&bad, "fail-on: [[[\n").unwrap();
+        let file = read_policy(Some(&bad)).unwrap();
+        assert_eq!(file.name, bad.display().to_string());
+        assert!(file.policy.is_none() && !file.diagnostics.is_empty());
+
+        let e = read_policy(Some(&dir.path().join("missing.yml")))
+            .err()
+            .unwrap();
+        assert!(e.to_string().starts_with("cannot read policy "), "{e}");
     }
 }

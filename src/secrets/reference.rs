@@ -172,7 +172,7 @@ pub fn parse_parameter(var: &EnvVar) -> Result<ParameterRef, Problem> {
                 let sel = fields[PARAMETER_ARN_FIELDS];
                 (
                     fields[..PARAMETER_ARN_FIELDS].join(":"),
-                    Some(parse_selector(sel).map_err(|r| bad(&r))?),
+                    Some(parse_selector(sel).map_err(|r| bad(&r.to_string()))?),
                 )
             }
             _ => {
@@ -195,7 +195,7 @@ pub fn parse_parameter(var: &EnvVar) -> Result<ParameterRef, Problem> {
                 }
                 (
                     name.to_string(),
-                    Some(parse_selector(sel).map_err(|r| bad(&r))?),
+                    Some(parse_selector(sel).map_err(|r| bad(&r.to_string()))?),
                 )
             }
         }
@@ -209,16 +209,25 @@ pub fn parse_parameter(var: &EnvVar) -> Result<ParameterRef, Problem> {
     })
 }
 
-fn parse_selector(sel: &str) -> Result<Selector, String> {
+/// Why the part after a parameter name's `:` is neither a version nor a label.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum SelectorError {
+    #[error("empty version or label after ':' (write NAME:VERSION, NAME:LABEL, or NAME alone for the latest version)")]
+    Empty,
+    #[error("parameter version {0} is too large (a version is the number `aws ssm get-parameter-history` shows; a label cannot start with a digit)")]
+    VersionTooLarge(String),
+}
+
+fn parse_selector(sel: &str) -> Result<Selector, SelectorError> {
     if sel.is_empty() {
-        return Err("empty version or label after ':'".to_string());
+        return Err(SelectorError::Empty);
     }
     if sel.bytes().all(|b| b.is_ascii_digit()) {
         // SSM labels cannot start with a digit, so all-digits is always a version.
         return sel
             .parse::<u64>()
             .map(Selector::Version)
-            .map_err(|_| "parameter version is too large".to_string());
+            .map_err(|_| SelectorError::VersionTooLarge(sel.to_string()));
     }
     Ok(Selector::Label(sel.to_string()))
 }
@@ -407,6 +416,20 @@ mod tests {
         assert!(param_err(":3").contains("empty parameter name"));
         assert!(param_err("/a b").contains("whitespace"));
         assert!(param_err("/a:99999999999999999999999").contains("too large"));
+    }
+
+    #[test]
+    fn selectors_are_versions_labels_or_typed_errors() {
+        assert_eq!(parse_selector(""), Err(SelectorError::Empty));
+        assert_eq!(
+            parse_selector("99999999999999999999999"),
+            Err(SelectorError::VersionTooLarge(
+                "99999999999999999999999".into()
+            ))
+        );
+        assert!(matches!(parse_selector("7"), Ok(Selector::Version(7))));
+        assert!(matches!(parse_selector("prod"), Ok(Selector::Label(l)) if l == "prod"));
+        assert!(param_err("/a:").contains("NAME:LABEL"));
     }
 
     #[test]

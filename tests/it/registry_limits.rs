@@ -447,6 +447,74 @@ fn a_registry_that_stops_taking_an_upload_times_out() {
     );
 }
 
+/// `runner build` pushes the project's image through the same registry limits as `runner
+/// push`: `--registry-timeout` and RUNNER_REGISTRY_TIMEOUT reach the build's push stage,
+/// which a registry that stops taking the upload then ends with the limit named.
+#[test]
+fn runner_build_pushes_within_the_registry_timeout() {
+    crate::support::stack();
+    let server = Hostile::start(Mode::StallUpload);
+    let src = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let write = |name: &str, text: &str| {
+        std::fs::write(src.path().join(name), text).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    write(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo built\n",
+    );
+    write(
+        "Dockerfile",
+        &format!("FROM {}\nCOPY buildspec.yml /\n", crate::support::IMAGE),
+    );
+    write(
+        "runner.yml",
+        &format!(
+            "name: stalled-push\nbuild:\n  image: {}\nimage:\n  repository: 127.0.0.1:{}/app\n",
+            crate::support::IMAGE,
+            server.port
+        ),
+    );
+    let source = src.path().display().to_string();
+    let build = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec!["build", "--json", "--no-cache", "--source", &source];
+        args.extend_from_slice(extra);
+        runner(&args, env)
+    };
+    let push_stage = |out: &Output| -> serde_json::Value {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| e["event"] == "stage" && e["stage"] == "push")
+            .unwrap_or_else(|| panic!("no push stage: {}", stderr(out)))
+    };
+    for (extra, env) in [
+        (&["--registry-timeout", "2"][..], &[][..]),
+        (&[][..], &[("RUNNER_REGISTRY_TIMEOUT", "2")][..]),
+    ] {
+        let out = build(extra, env);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{extra:?} {env:?}: {}",
+            stderr(&out)
+        );
+        let push = push_stage(&out);
+        let message = push["message"].as_str().unwrap_or_default();
+        assert_eq!(push["ok"], false, "{push}");
+        assert!(
+            message.contains(&format!(
+                "registry 127.0.0.1:{} did not answer",
+                server.port
+            )) && message.contains("limits: 2 s without a byte"),
+            "{extra:?} {env:?}: {message}"
+        );
+    }
+    let out = build(&["--registry-timeout", "soon"], &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("bad RUNNER_REGISTRY_TIMEOUT=`soon`"), "{err}");
+}
+
 fn mkfifo(path: &Path) {
     let st = Command::new("mkfifo")
         .arg(path)
