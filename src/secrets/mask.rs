@@ -287,7 +287,9 @@ impl Masker {
         if self.is_empty() || bytes.is_empty() {
             return Cow::Borrowed(bytes);
         }
-        let Some(occurrences) = self.occurrences(bytes, bytes.len(), true, true) else {
+        let view = View::new(bytes);
+        let Some(occurrences) = self.occurrences(bytes, view.as_ref(), bytes.len(), true, true)
+        else {
             return Cow::Owned(MASK.as_bytes().to_vec());
         };
         if occurrences.is_empty() {
@@ -303,18 +305,19 @@ impl Masker {
     /// For every position before `limit` where a pattern (or a fragment of a wrapped
     /// encoding) starts, `(start, end)` of the longest one, sorted by `start`. Their union is
     /// the union of all occurrences, overlapping ones included. Matching looks through ANSI
-    /// escape sequences. `starts_line`: `bytes` begins a line (for fragments); `ends_line`:
-    /// its end ends one. `None` when this masker fails closed.
+    /// escape sequences. `view`: `View::new(bytes)`. `starts_line`: `bytes` begins a line
+    /// (for fragments); `ends_line`: its end ends one. `None` when this masker fails closed.
     fn occurrences(
         &self,
         bytes: &[u8],
+        view: Option<&View>,
         limit: usize,
         starts_line: bool,
         ends_line: bool,
     ) -> Option<Vec<(usize, usize)>> {
         let search = self.inner.search.as_ref()?;
         let fragments = &self.inner.fragments;
-        let Some(view) = View::new(bytes) else {
+        let Some(view) = view else {
             let mut found = search.find(bytes, limit)?;
             let direct = found.len();
             fragments.find(bytes, limit, starts_line, ends_line, &mut found);
@@ -353,9 +356,7 @@ impl Masker {
 
     /// Heap memory used by the search structures, in bytes.
     pub fn memory_usage(&self) -> usize {
-        self.inner.search.as_ref().map_or(0, |search| {
-            search.longest.memory_usage() + (1024 + search.filter.prefixes.len()) * 8
-        })
+        self.inner.search.as_ref().map_or(0, Search::memory_usage)
     }
 
     /// Length in bytes of the longest pattern; 0 for an empty masker.
@@ -369,28 +370,72 @@ impl Masker {
     }
 }
 
-/// Patterns are found in steps: bitmaps of the pattern's first [`PREFIX_LEN`] bytes rule
-/// out almost every position with one L1-resident lookup per 3 bytes (see
-/// [`Masker::occurrences`]), and at the rare remaining positions an anchored
-/// leftmost-longest automaton yields the longest pattern starting there. On a few hundred
-/// patterns that is several times faster than an overlapping Aho-Corasick DFA, whose hot
-/// states do not fit in L1.
+/// Patterns are found in steps: cheap bitmap filters rule out almost every position, and at
+/// the rare remaining ones an anchored leftmost-longest automaton yields the longest pattern
+/// starting there. On a few hundred patterns that is several times faster than an
+/// overlapping Aho-Corasick DFA, whose hot states do not fit in L1.
+///
+/// The filters come in two tiers, by pattern length:
+///
+/// - *Long* patterns (at least [`LONG_MIN`] bytes: nearly every form of a real secret) are
+///   found by sampling. The 4-grams at offsets `0..GRAM_STRIDE` of every long pattern go
+///   into a bitmap ([`GramFilter`]); an occurrence starting at `p` holds those 4-grams at
+///   `p..p + GRAM_STRIDE`, and one of those positions is a multiple of [`GRAM_STRIDE`]. So
+///   one 4-gram lookup per 13 bytes of text finds every start, and a hit only has to check
+///   the 13 starts it may belong to. A 4-gram anywhere in the first 16 bytes of a pattern
+///   is as rare in a log as the pattern's first 4 bytes, where a bigram of those bytes is
+///   not: a hex or `od` form starts with digit pairs (`61 62`), like every number, timestamp
+///   and hash in a build log.
+/// - *Short* patterns (4 to 15 bytes) by the bigram filter of [`PrefixFilter`] at every
+///   third position.
+///
+/// Every candidate start then passes the 4-byte prefix filter (all patterns) before the
+/// automaton runs.
 struct Search {
     filter: PrefixFilter,
+    grams: GramFilter,
+    /// Some pattern is shorter than [`LONG_MIN`]: the bigram tier runs.
+    has_short: bool,
+    /// Some pattern is at least [`LONG_MIN`] long: the sampling tier runs.
+    has_long: bool,
     longest: AhoCorasick,
 }
 
-/// Length of the prefixes in [`PrefixFilter`]; every pattern is at least this long.
+/// Length of the prefixes in [`PrefixFilter`] and of the grams in [`GramFilter`]; every
+/// pattern is at least this long.
 const PREFIX_LEN: usize = 4;
 const _: () = assert!(MIN_SECRET_LEN >= PREFIX_LEN);
+
+/// Patterns at least this long are found by sampling 4-grams (see [`Search`]).
+const LONG_MIN: usize = 16;
+
+/// Distance between sampled positions: a long pattern has this many 4-grams in its first
+/// [`LONG_MIN`] bytes.
+const GRAM_STRIDE: usize = LONG_MIN - PREFIX_LEN + 1;
 
 impl Search {
     /// `None` only if the automaton cannot be built at all (its IDs would overflow, i.e.
     /// gigabytes of patterns).
     fn new(patterns: &[String]) -> Option<Self> {
+        let long = patterns.iter().filter(|p| p.len() >= LONG_MIN).count();
         let mut filter = PrefixFilter::new(patterns.len());
+        let mut grams = GramFilter::new(long * GRAM_STRIDE);
+        let (mut has_short, mut has_long) = (false, false);
         for pattern in patterns {
-            if let Some(&[a, b, c, d]) = pattern.as_bytes().get(..PREFIX_LEN) {
+            let bytes = pattern.as_bytes();
+            let Some(&[a, b, c, d]) = bytes.get(..PREFIX_LEN) else {
+                continue;
+            };
+            if bytes.len() >= LONG_MIN {
+                has_long = true;
+                filter.insert_prefix([a, b, c, d]);
+                for window in bytes[..LONG_MIN].windows(PREFIX_LEN) {
+                    if let &[a, b, c, d] = window {
+                        grams.insert(u32::from_le_bytes([a, b, c, d]));
+                    }
+                }
+            } else {
+                has_short = true;
                 filter.insert([a, b, c, d]);
             }
         }
@@ -404,7 +449,13 @@ impl Search {
         let longest = build(None)
             .or_else(|_| build(Some(AhoCorasickKind::NoncontiguousNFA)))
             .ok()?;
-        Some(Search { filter, longest })
+        Some(Search {
+            filter,
+            grams,
+            has_short,
+            has_long,
+            longest,
+        })
     }
 
     /// For every position before `limit` where a pattern starts, `(start, end)` of the
@@ -412,13 +463,75 @@ impl Search {
     /// anchored searches; never panic on output paths).
     fn find(&self, bytes: &[u8], limit: usize) -> Option<Vec<(usize, usize)>> {
         let mut found = Vec::new();
+        if self.has_short {
+            self.find_short(bytes, limit, &mut found)?;
+        }
+        if self.has_long {
+            let short = found.len();
+            self.find_long(bytes, limit, &mut found)?;
+            if short > 0 && found.len() > short {
+                // Both tiers see the longest pattern at a start: equal entries.
+                found.sort_unstable();
+                found.dedup();
+            }
+        }
+        Some(found)
+    }
+
+    /// The longest pattern at `start`, if the prefix filter lets it through and one starts
+    /// there.
+    #[inline]
+    fn at(&self, bytes: &[u8], start: usize) -> Option<Option<(usize, usize)>> {
+        let Some(&[a, b, c, d]) = bytes.get(start..start + PREFIX_LEN) else {
+            return Some(None);
+        };
+        if !self.filter.may_start(u32::from_le_bytes([a, b, c, d])) {
+            return Some(None);
+        }
+        let input = Input::new(bytes)
+            .span(start..bytes.len())
+            .anchored(Anchored::Yes);
+        Some(self.longest.try_find(input).ok()?.map(|m| (start, m.end())))
+    }
+
+    /// The sampling tier (see [`Search`]).
+    fn find_long(&self, bytes: &[u8], limit: usize, found: &mut Vec<(usize, usize)>) -> Option<()> {
         // Candidate starts: `p < limit` with a whole prefix in `bytes`.
         let p_end = limit.min(bytes.len().saturating_sub(PREFIX_LEN - 1));
-        // Every pattern's first 4 bytes contain its bigrams at offsets 0, 1 and 2, and one of
-        // `p`, `p + 1`, `p + 2` is a multiple of 3: looking at the bigram at every third
-        // position finds every start. Hits are rare; then the starts it may belong to get the
-        // 4-byte filter, and the few that pass it the automaton. `next` keeps starts in order
-        // and checked once.
+        // Samples whose candidates `q - GRAM_STRIDE + 1 ..= q` reach below `p_end`.
+        let q_end = (p_end + GRAM_STRIDE - 1).min(bytes.len().saturating_sub(PREFIX_LEN - 1));
+        let mut q = 0;
+        while q < q_end {
+            let Some(&[a, b, c, d]) = bytes.get(q..q + PREFIX_LEN) else {
+                break;
+            };
+            if self.grams.hit(u32::from_le_bytes([a, b, c, d])) {
+                // Consecutive samples' candidate ranges are disjoint and in order.
+                for start in (q + 1).saturating_sub(GRAM_STRIDE)..(q + 1).min(p_end) {
+                    if let Some(occurrence) = self.at(bytes, start)? {
+                        found.push(occurrence);
+                    }
+                }
+            }
+            q += GRAM_STRIDE;
+        }
+        Some(())
+    }
+
+    /// The bigram tier (see [`Search`]).
+    fn find_short(
+        &self,
+        bytes: &[u8],
+        limit: usize,
+        found: &mut Vec<(usize, usize)>,
+    ) -> Option<()> {
+        // Candidate starts: `p < limit` with a whole prefix in `bytes`.
+        let p_end = limit.min(bytes.len().saturating_sub(PREFIX_LEN - 1));
+        // Every short pattern's first 4 bytes contain its bigrams at offsets 0, 1 and 2, and
+        // one of `p`, `p + 1`, `p + 2` is a multiple of 3: looking at the bigram at every
+        // third position finds every start. Hits are rare; then the starts it may belong to
+        // get the 4-byte filter, and the few that pass it the automaton. `next` keeps starts
+        // in order and checked once.
         let mut next = 0;
         let mut q = 0;
         while q < p_end + 2 {
@@ -428,30 +541,27 @@ impl Search {
             if self.filter.bigram_hit(u16::from_le_bytes([b0, b1])) {
                 let hi = (q + 1).min(p_end);
                 for start in q.saturating_sub(2).max(next)..hi {
-                    let Some(&[a, b, c, d]) = bytes.get(start..start + PREFIX_LEN) else {
-                        continue;
-                    };
-                    if !self.filter.may_start(u32::from_le_bytes([a, b, c, d])) {
-                        continue;
-                    }
-                    let input = Input::new(bytes)
-                        .span(start..bytes.len())
-                        .anchored(Anchored::Yes);
-                    if let Some(m) = self.longest.try_find(input).ok()? {
-                        found.push((start, m.end()));
+                    if let Some(occurrence) = self.at(bytes, start)? {
+                        found.push(occurrence);
                     }
                 }
                 next = next.max(hi);
             }
             q += 3;
         }
-        Some(found)
+        Some(())
+    }
+
+    /// Heap memory of the filters and the automaton, in bytes.
+    fn memory_usage(&self) -> usize {
+        self.longest.memory_usage()
+            + (1024 + self.filter.prefixes.len() + self.grams.bits.len()) * 8
     }
 }
 
-/// The pattern prefixes, as two sets with false positives: their bigrams at offsets 0, 1
-/// and 2 (a bit per possible bigram, 8 KiB), and the 4-byte prefixes themselves (a bit per
-/// hash slot).
+/// The pattern prefixes, as two sets with false positives: the bigrams at offsets 0, 1 and
+/// 2 of the short patterns' prefixes (a bit per possible bigram, 8 KiB), and the 4-byte
+/// prefixes of all patterns (a bit per hash slot).
 struct PrefixFilter {
     bigrams: Box<[u64; 1024]>,
     prefixes: Vec<u64>,
@@ -479,6 +589,7 @@ impl PrefixFilter {
         (prefix.wrapping_mul(0x9E37_79B1) >> self.shift) as usize
     }
 
+    /// A short pattern's prefix: its bigrams and the prefix itself.
     fn insert(&mut self, prefix: [u8; PREFIX_LEN]) {
         for pair in prefix.windows(2) {
             if let &[a, b] = pair {
@@ -486,6 +597,11 @@ impl PrefixFilter {
                 self.bigrams[bigram / 64] |= 1 << (bigram % 64);
             }
         }
+        self.insert_prefix(prefix);
+    }
+
+    /// A long pattern's prefix: the prefix only (its bigrams are not looked at).
+    fn insert_prefix(&mut self, prefix: [u8; PREFIX_LEN]) {
         let slot = self.slot(u32::from_le_bytes(prefix));
         if let Some(word) = self.prefixes.get_mut(slot / 64) {
             *word |= 1 << (slot % 64);
@@ -507,10 +623,55 @@ impl PrefixFilter {
     }
 }
 
+/// The 4-grams of the long patterns' first [`LONG_MIN`] bytes, as a set with false
+/// positives: a bit per hash slot, at least 32 slots per 4-gram, between 2^16 bits (8 KiB,
+/// fits L1) and 2^22.
+struct GramFilter {
+    bits: Vec<u64>,
+    shift: u32,
+}
+
+impl GramFilter {
+    fn new(grams: usize) -> Self {
+        let slots_log2 = grams
+            .saturating_mul(32)
+            .next_power_of_two()
+            .trailing_zeros()
+            .clamp(16, 22);
+        GramFilter {
+            bits: vec![0; (1usize << slots_log2) / 64],
+            shift: 32 - slots_log2,
+        }
+    }
+
+    fn slot(&self, gram: u32) -> usize {
+        // Fibonacci hashing, as in `PrefixFilter` but with another odd multiplier.
+        (gram.wrapping_mul(0x85EB_CA6B) >> self.shift) as usize
+    }
+
+    fn insert(&mut self, gram: u32) {
+        let slot = self.slot(gram);
+        if let Some(word) = self.bits.get_mut(slot / 64) {
+            *word |= 1 << (slot % 64);
+        }
+    }
+
+    #[inline]
+    fn hit(&self, gram: u32) -> bool {
+        let slot = self.slot(gram);
+        self.bits
+            .get(slot / 64)
+            .is_some_and(|word| word & (1 << (slot % 64)) != 0)
+    }
+}
+
 /// Shortest fragment of a wrapped encoding that is masked at a line boundary, in bytes of
 /// the encoding (see "Wrapped encodings" on [`Masker`]). Also the length of the seeds the
 /// fragments are looked up by.
 pub const FRAGMENT_MIN: usize = 8;
+
+/// Size of the L1-resident first filter of [`Fragments`]: 2^17 bits, 16 KiB.
+const COARSE_BITS: usize = 1 << 17;
 
 /// Shortest `od` fragment masked: 4 bytes of the value (`74 6f 6b 2d`).
 const OD_FRAGMENT_MIN: usize = 11;
@@ -533,14 +694,34 @@ struct Fragments {
     seeds: Vec<u64>,
     targets: Vec<(u32, u32)>,
     /// A bit per hash of a seed (at least 64 bits per seed, 2^16 to 2^24 bits): most line
-    /// edges that pass `alphabet` are ruled out with one lookup.
+    /// edges that pass `classes` are ruled out with one lookup.
     filter: Vec<u64>,
     /// `64 - log2(filter bits)`: the shift that turns a seed's hash into its slot.
     shift: u32,
-    /// The bytes that occur in some encoding: a line edge holding any other byte (`[`, `:`,
-    /// most punctuation of ordinary log lines) cannot start or end a fragment.
-    alphabet: [bool; 256],
+    /// `filter` folded to at most [`COARSE_BITS`] bits (a bit per slot's top bits), looked at
+    /// first: it stays in L1 where `filter` (up to 2 MiB) does not, and rules out most edges.
+    coarse: Vec<u64>,
+    /// `64 - log2(coarse bits)`.
+    coarse_shift: u32,
+    /// Per byte, a bit per [`ENCODING_CLASSES`] class with an encoding that holds the byte:
+    /// a seed is 8 bytes of one encoding, so the bits of a line edge's 8 bytes have one in
+    /// common. Most line edges have none: a byte no encoding holds (`[`, `:`, most
+    /// punctuation), or a mix like `test tes` (letters beyond `f` are not hex, and a space is
+    /// only in `od` forms).
+    classes: [u8; 256],
 }
+
+/// The alphabets of the encodings whose fragments are masked, narrowest first: hex in lower
+/// and upper case, `od` (lower-case hex and spaces), base64 in the standard and the
+/// URL-safe alphabet. An encoding belongs to the first that holds all its bytes (to none,
+/// and then to a class of its own, only if a new kind of encoding is added).
+const ENCODING_CLASSES: [&[u8]; 5] = [
+    b"0123456789abcdef",
+    b"0123456789ABCDEF",
+    b"0123456789abcdef ",
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+];
 
 impl Default for Fragments {
     fn default() -> Self {
@@ -573,17 +754,25 @@ impl Fragments {
             .trailing_zeros()
             .clamp(16, 24);
         let shift = 64 - slots_log2;
+        let coarse_shift = 64 - slots_log2.min(COARSE_BITS.trailing_zeros());
         let mut filter = vec![0u64; (1usize << slots_log2) / 64];
+        let mut coarse = vec![0u64; (1usize << (64 - coarse_shift)) / 64];
         for &(seed, _, _) in &index {
-            let slot = seed_slot(seed, shift);
-            if let Some(word) = filter.get_mut(slot / 64) {
-                *word |= 1 << (slot % 64);
+            for (bits, shift) in [(&mut filter, shift), (&mut coarse, coarse_shift)] {
+                let slot = seed_slot(seed, shift);
+                if let Some(word) = bits.get_mut(slot / 64) {
+                    *word |= 1 << (slot % 64);
+                }
             }
         }
-        let mut alphabet = [false; 256];
+        let mut classes = [0u8; 256];
         for encoding in &encodings {
+            let class = ENCODING_CLASSES
+                .iter()
+                .position(|alphabet| encoding.text.iter().all(|b| alphabet.contains(b)))
+                .unwrap_or(ENCODING_CLASSES.len());
             for &b in &encoding.text {
-                alphabet[usize::from(b)] = true;
+                classes[usize::from(b)] |= 1 << class;
             }
         }
         let seeds = index.iter().map(|&(s, _, _)| s).collect();
@@ -595,25 +784,29 @@ impl Fragments {
             targets,
             filter,
             shift,
-            alphabet,
+            coarse,
+            coarse_shift,
+            classes,
         }
     }
 
-    /// Where the seed `window` occurs in the encodings.
+    /// Where the seed `window` occurs in the encodings (callers check
+    /// [`Fragments::may_seed`] first).
     fn lookup(&self, window: &[u8]) -> &[(u32, u32)] {
-        if !window.iter().all(|&b| self.alphabet[usize::from(b)]) {
-            return &[];
-        }
         let Some(seed) = seed(window) else {
             return &[];
         };
-        let slot = seed_slot(seed, self.shift);
-        if self
-            .filter
-            .get(slot / 64)
-            .is_none_or(|word| word & (1 << (slot % 64)) == 0)
-        {
-            return &[];
+        for (bits, shift) in [
+            (&self.coarse, self.coarse_shift),
+            (&self.filter, self.shift),
+        ] {
+            let slot = seed_slot(seed, shift);
+            if bits
+                .get(slot / 64)
+                .is_none_or(|word| word & (1 << (slot % 64)) == 0)
+            {
+                return &[];
+            }
         }
         let from = self.seeds.partition_point(|&s| s < seed);
         let to = from + self.seeds[from..].partition_point(|&s| s == seed);
@@ -663,7 +856,22 @@ impl Fragments {
         best
     }
 
+    /// Whether the 8 bytes of `window` can be a seed: they have an encoding class in
+    /// common (see `classes`). Rules out most line edges before any hashing.
+    #[inline]
+    fn may_seed(&self, window: &[u8]) -> bool {
+        window.len() == FRAGMENT_MIN
+            && window
+                .iter()
+                .fold(u8::MAX, |common, &b| common & self.classes[usize::from(b)])
+                != 0
+    }
+
     /// Adds the fragments at the line boundaries of `text` that start before `limit`.
+    ///
+    /// A line is looked at after its indentation and before its trailing whitespace (both
+    /// found only for the edges that pass [`Fragments::may_seed`]), and only if what
+    /// remains is at least [`FRAGMENT_MIN`] long.
     fn find(
         &self,
         text: &[u8],
@@ -675,34 +883,49 @@ impl Fragments {
         if self.seeds.is_empty() {
             return;
         }
-        let mut line_start = 0;
-        loop {
-            let newline = memchr::memchr(b'\n', &text[line_start..]).map(|i| line_start + i);
-            let line_end = newline.unwrap_or(text.len());
-            let line = &text[line_start..line_end];
-            let indent = line.iter().take_while(|&&b| is_blank(b)).count();
-            let a = line_start + indent;
-            if a >= limit {
-                break;
-            }
-            let trailing = line[indent..]
+        let indent = |from: usize, to: usize| {
+            from + text[from..to].iter().take_while(|&&b| is_blank(b)).count()
+        };
+        let trailing = |from: usize, to: usize| {
+            to - text[from..to]
                 .iter()
                 .rev()
                 .take_while(|&&b| is_blank(b) || b == b'\r')
-                .count();
-            let b = line_end - trailing;
-            if b >= a + FRAGMENT_MIN {
-                let trimmed = &text[a..b];
-                if line_start > 0 || starts_line {
-                    let n = self.forward(trimmed);
-                    if n > 0 {
-                        out.push((a, a + n));
+                .count()
+        };
+        let mut newlines = memchr::memchr_iter(b'\n', text);
+        let mut line_start = 0;
+        while line_start < limit {
+            let newline = newlines.next();
+            let line_end = newline.unwrap_or(text.len());
+            if line_start > 0 || starts_line {
+                // Start: the first 8 bytes after the indentation.
+                let a = indent(line_start, line_end);
+                if a < limit && self.may_seed(text.get(a..a + FRAGMENT_MIN).unwrap_or_default()) {
+                    let b = trailing(a, line_end);
+                    if b >= a + FRAGMENT_MIN {
+                        let n = self.forward(&text[a..b]);
+                        if n > 0 {
+                            out.push((a, a + n));
+                        }
                     }
                 }
-                if newline.is_some() || ends_line {
-                    let n = self.backward(trimmed);
-                    if n > 0 && b - n < limit {
-                        out.push((b - n, b));
+            }
+            if newline.is_some() || ends_line {
+                // End: the last 8 bytes before the trailing whitespace.
+                let b = trailing(line_start, line_end);
+                let window = b
+                    .checked_sub(FRAGMENT_MIN)
+                    .filter(|&w| w >= line_start)
+                    .and_then(|w| text.get(w..b))
+                    .unwrap_or_default();
+                if self.may_seed(window) {
+                    let a = indent(line_start, b);
+                    if b >= a + FRAGMENT_MIN {
+                        let n = self.backward(&text[a..b]);
+                        if n > 0 && b - n < limit {
+                            out.push((b - n, b));
+                        }
                     }
                 }
             }
@@ -824,8 +1047,9 @@ fn csi_len(bytes: &[u8]) -> usize {
 
 /// Where a [`StreamMasker`] may emit up to: `hold` bytes of matchable text (escape
 /// sequences not counted) stay behind.
-fn safe_point(buf: &[u8], hold: usize) -> usize {
-    match View::new(buf) {
+/// `view`: `View::new(buf)`.
+fn safe_point(buf: &[u8], view: Option<&View>, hold: usize) -> usize {
+    match view {
         None => buf.len().saturating_sub(hold),
         Some(view) => match view.text.len().checked_sub(hold) {
             Some(v) if v > 0 => view.orig(v),
@@ -1256,20 +1480,23 @@ impl StreamMasker {
         // Every occurrence starting before `safe` ends inside `pending`, so whether a position
         // before `safe` is covered by a secret is final; later ones may still be.
         let hold = self.masker.max_pattern_len().saturating_sub(1);
-        let safe = safe_point(&self.pending, hold);
-        self.process(safe, false)
+        let view = View::new(&self.pending);
+        let safe = safe_point(&self.pending, view.as_ref(), hold);
+        self.process(safe, view, false)
     }
 
     /// Flushes and masks whatever is still held back.
     pub fn finish(mut self) -> Vec<u8> {
-        let out = self.process(self.pending.len(), true);
+        let view = View::new(&self.pending);
+        let out = self.process(self.pending.len(), view, true);
         self.pending.zeroize();
         out
     }
 
     /// Emits what is final given that positions before `safe` are; `at_end` when no more
     /// input will come.
-    fn process(&mut self, safe: usize, at_end: bool) -> Vec<u8> {
+    /// `view`: `View::new(&self.pending)`.
+    fn process(&mut self, safe: usize, view: Option<View>, at_end: bool) -> Vec<u8> {
         let buf = &self.pending;
         if buf.is_empty() {
             return Vec::new();
@@ -1278,7 +1505,10 @@ impl StreamMasker {
         let occurrences = if self.masker.is_empty() {
             Vec::new()
         } else {
-            match self.masker.occurrences(buf, safe, self.line_start, at_end) {
+            match self
+                .masker
+                .occurrences(buf, view.as_ref(), safe, self.line_start, at_end)
+            {
                 Some(found) => found,
                 None => {
                     // Fail closed: nothing of the input comes out.
@@ -1845,12 +2075,17 @@ TQ==\r
     }
 
     fn random_case(rng: &mut StdRng) -> (Vec<String>, Vec<u8>) {
+        random_case_of(rng, 4..12)
+    }
+
+    /// Secrets of lengths in `lens` and an input holding some of them.
+    fn random_case_of(rng: &mut StdRng, lens: std::ops::Range<usize>) -> (Vec<String>, Vec<u8>) {
         // A small alphabet makes partial, nested and overlapping matches frequent.
         let alphabet = b"abcd12 \n\xc3\xa9=";
         let n_secrets = rng.random_range(1..5);
         let secrets: Vec<String> = (0..n_secrets)
             .map(|_| {
-                let len = rng.random_range(4..12);
+                let len = rng.random_range(lens.clone());
                 (0..len)
                     .map(|_| char::from(b"abcd12"[rng.random_range(0..6)]))
                     .collect()
@@ -2244,6 +2479,95 @@ TQ==\r
             }
             out.extend(s.finish());
             assert_eq!(out, expected, "round {round}, secrets {secrets:?}");
+        }
+    }
+
+    /// Short (bigram tier) and long (sampled 4-gram tier) secrets mixed, nested and
+    /// overlapping, at every offset from the sampled positions: masked as the reference
+    /// says, line-wise and streamed.
+    #[test]
+    fn long_and_short_secrets_equal_reference_for_random_inputs() {
+        let mut rng = StdRng::seed_from_u64(0x1096);
+        for round in 0..600 {
+            let (secrets, input) = random_case_of(&mut rng, 4..3 * LONG_MIN);
+            let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+            let m = masker(&refs);
+            let expected = naive_mask(&secrets, &input);
+            assert_eq!(
+                m.mask_bytes(&input).as_ref(),
+                expected.as_slice(),
+                "round {round}, secrets {secrets:?}"
+            );
+            let mut s = m.stream();
+            let mut out = Vec::new();
+            let mut rest = input.as_slice();
+            while !rest.is_empty() {
+                let n = rng.random_range(0..=rest.len().min(2 * GRAM_STRIDE));
+                let (chunk, tail) = rest.split_at(n);
+                out.extend(s.push(chunk));
+                rest = tail;
+            }
+            out.extend(s.finish());
+            assert_eq!(out, expected, "stream, round {round}, secrets {secrets:?}");
+        }
+    }
+
+    /// The hex and `od` forms start with digit pairs like the hashes and numbers around
+    /// them: found after any length of hex-looking text, at every offset from the sampled
+    /// positions, in every case, line-wise and streamed in small chunks.
+    #[test]
+    fn hex_forms_after_a_long_hex_looking_prefix() {
+        let value = "hex-after-hash-7Q";
+        let m = masker(&[value]);
+        let lower: String = value.bytes().map(|b| format!("{b:02x}")).collect();
+        let od = value
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        // Digits and hex letters none of the forms contains (`9`, `8` and `0` start no byte
+        // of an ASCII value), so the prefix cannot extend a match.
+        let hash = "98089808".repeat(8);
+        for form in [lower.clone(), lower.to_uppercase(), od] {
+            for k in 0..=3 * GRAM_STRIDE {
+                let prefix = &hash[..k];
+                let text = format!("{prefix}{form} 12 tail");
+                let expected = format!("{prefix}*** 12 tail");
+                assert_masked(&m, &text, &expected);
+                for size in [1, 3, GRAM_STRIDE - 1, GRAM_STRIDE + 1] {
+                    let mut s = m.stream();
+                    let mut out = Vec::new();
+                    for chunk in text.as_bytes().chunks(size) {
+                        out.extend(s.push(chunk));
+                    }
+                    out.extend(s.finish());
+                    assert_eq!(out, expected.as_bytes(), "k {k}, size {size}");
+                }
+            }
+        }
+    }
+
+    /// Fragments at line edges: after indentation, before trailing blanks and `\r`, on
+    /// lines between blank and short ones; lines whose edges mix alphabets stay as they are.
+    #[test]
+    fn fragments_at_indented_and_crlf_line_edges() {
+        let value = "wrapped-edge-secret-value-0123456789";
+        let m = masker(&[value]);
+        let hex: String = value.bytes().map(|b| format!("{b:02x}")).collect();
+        let (head, tail) = hex.split_at(30);
+        // The head ends a line after other text (only the line's end can match), the tail
+        // starts the next one after a tab.
+        let text = format!("x\n\n  k: {head}  \r\n\t{tail} \r\nab\ntest tests::ok 12345678\n");
+        let expected = "x\n\n  k: ***  \r\n\t*** \r\nab\ntest tests::ok 12345678\n";
+        assert_masked(&m, &text, expected);
+        for size in [1, 2, 5, 8, 64] {
+            let mut s = m.stream();
+            let mut out = Vec::new();
+            for chunk in text.as_bytes().chunks(size) {
+                out.extend(s.push(chunk));
+            }
+            out.extend(s.finish());
+            assert_eq!(out, expected.as_bytes(), "size {size}");
         }
     }
 }
