@@ -828,3 +828,102 @@ async fn pool_server_refuses_bad_input_and_wrong_roles_sqlite() {
 async fn pool_server_refuses_bad_input_and_wrong_roles_postgres() {
     refusals(Db::Pg).await;
 }
+
+// ---------------------------------------------------------------- TLS
+
+/// A self-signed certificate for 127.0.0.1 (an end-entity certificate the client trusts
+/// as its only root) and its key, made by `openssl req -x509`.
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let conf = dir.join("openssl.cnf");
+    std::fs::write(
+        &conf,
+        "[req]\ndistinguished_name = dn\nx509_extensions = ext\nprompt = no\n\
+         [dn]\nCN = runner-test\n\
+         [ext]\nbasicConstraints = critical, CA:FALSE\n\
+         subjectAltName = IP:127.0.0.1, DNS:localhost\n\
+         keyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n",
+    )
+    .unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-config",
+        ])
+        .arg(&conf)
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (needed for the TLS test)");
+    assert!(
+        out.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_server_serves_tls_with_the_given_certificate() {
+    let env = Env::new(Db::Sqlite).await;
+    let sub_t = env.token("submit");
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(certs.path());
+    let server = env.server(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let https = server.url.clone();
+    assert!(https.starts_with("https://127.0.0.1:"), "{https}");
+
+    // A client trusting only that certificate: /healthz and an authenticated /v1/jobs.
+    let pem = std::fs::read(&cert).unwrap();
+    let trusting = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let api = Api {
+        http: trusting.clone(),
+        base: https.clone(),
+        token: Some(sub_t.clone()),
+    };
+    assert_eq!(api.get("/healthz").await.body, b"ok");
+    let jobs = api.get("/v1/jobs").await;
+    assert_eq!(jobs.status, StatusCode::OK);
+    assert_eq!(jobs.json()["jobs"], json!([]));
+    let anon = Api {
+        http: trusting,
+        base: https.clone(),
+        token: None,
+    };
+    assert_eq!(anon.get("/v1/jobs").await.status, StatusCode::UNAUTHORIZED);
+
+    // Plain HTTP on the same port gets no answer.
+    let plain = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let http = https.replacen("https://", "http://", 1);
+    let refused = plain.get(format!("{http}/healthz")).send().await;
+    assert!(
+        refused.is_err(),
+        "plain HTTP was answered: {:?}",
+        refused.map(|r| r.status())
+    );
+    // Nor does a client that does not trust the certificate.
+    let untrusting = plain.get(format!("{https}/healthz")).send().await;
+    assert!(untrusting.is_err(), "an untrusted certificate was accepted");
+}
