@@ -158,6 +158,7 @@ async fn blob_store(spec: Option<String>, s3_endpoint: Option<String>) -> BlobSt
                 client: aws_sdk_s3::Client::from_conf(builder.build()),
                 bucket: bucket.to_string(),
                 prefix: prefix.to_string(),
+                staging: super::data_dir().join("pool").join("incoming"),
             }
         }
         Some(dir) => BlobStore::Local(PathBuf::from(dir)),

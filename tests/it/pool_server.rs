@@ -807,6 +807,23 @@ async fn refusals(db: Db) {
         .put(&format!("/v1/blobs/{}", archive::sha256_hex(&big)), big)
         .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Without a Content-Length (chunked), the cap holds while the upload streams in, and
+    // its temporary file is gone.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..32).map(|_| Ok(vec![7u8; 64 * 1024])).collect();
+    let r = user
+        .http
+        .put(format!("{}/v1/blobs/{}", user.base, "b".repeat(64)))
+        .header("runner-protocol", "1")
+        .bearer_auth(&sub_t)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(blob_files(&env.blobs.join(".incoming")), 0);
     let huge = json!({"source": {"kind": "git", "url": "u", "revision": "r"}, "env": ["A=".to_string() + &"x".repeat(1024 * 1024 + 1)]});
     assert_eq!(
         user.post("/v1/jobs", huge).await.status,
