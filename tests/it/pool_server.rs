@@ -944,3 +944,94 @@ async fn pool_server_serves_tls_with_the_given_certificate() {
     let untrusting = plain.get(format!("{https}/healthz")).send().await;
     assert!(untrusting.is_err(), "an untrusted certificate was accepted");
 }
+
+// ---------------------------------------------------------------- log long-poll
+
+/// `runner_followers_waiting` of the server's `/metrics`.
+async fn followers(probe: &Api) -> String {
+    let text = String::from_utf8(probe.get("/metrics").await.body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("runner_followers_waiting "))
+        .unwrap_or("?")
+        .to_string()
+}
+
+async fn log_follow(db: Db) {
+    let env = Env::new(db).await;
+    let (sub_t, agent_t) = (env.token("submit"), env.token("agent"));
+    let server = env.server(&[]);
+    let user = Api::new(&server, Some(&sub_t));
+    let agent = Api::new(&server, Some(&agent_t));
+    let probe = Api::new(&server, None);
+    let sha = upload_source(&user, BUILDSPEC).await;
+    let id = submit(&user, &sha, json!({})).await;
+    let a = claim(&agent, "a", 5).await.unwrap();
+    let lease = a["lease"].as_str().unwrap().to_string();
+    // A follower's read is held for up to 30 s by the server; its client gives up after
+    // 20 s, so only a wake-up by the append (or the end) can answer it in time.
+    let follower = |after: u64| {
+        let api = Api {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
+            base: server.url.clone(),
+            token: Some(sub_t.clone()),
+        };
+        let path = format!("/v1/jobs/{id}/log?after={after}&wait=30");
+        tokio::spawn(async move { api.get(&path).await.json() })
+    };
+
+    // Waiting on `after=0` of a running attempt with no log yet…
+    let reader = follower(0);
+    until("the reader waits", async || followers(&probe).await == "1").await;
+    // …gets the chunk as soon as it is appended.
+    let r = agent
+        .post(
+            &attempt_path(&a, "log"),
+            json!({"lease": lease, "seq": 0, "data": "first\n"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let page = reader.await.unwrap();
+    assert_eq!(page["chunks"], json!([{"seq": 0, "data": "first\n"}]));
+    assert_eq!(page["next"], 1);
+    assert_eq!(page["complete"], false);
+
+    // A completion claiming more chunks than the server has is refused; nothing changes.
+    let over = agent
+        .post(
+            &attempt_path(&a, "complete"),
+            json!({"lease": lease, "conclusion": "succeeded", "exit_code": 0, "log_chunks": 3}),
+        )
+        .await;
+    assert_eq!(over.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let msg = over.json()["error"].as_str().unwrap().to_string();
+    assert!(msg.contains("1 of the 3 log chunks"), "{msg}");
+    assert_eq!(job(&user, &id).await["state"], "running");
+
+    // Waiting on `after=1` gets `complete: true` (no chunks) once the attempt ends.
+    let reader = follower(1);
+    until("the reader waits", async || followers(&probe).await == "1").await;
+    let done = agent
+        .post(
+            &attempt_path(&a, "complete"),
+            json!({"lease": lease, "conclusion": "succeeded", "exit_code": 0, "log_chunks": 1}),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK);
+    let page = reader.await.unwrap();
+    assert_eq!(page["chunks"], json!([]));
+    assert_eq!(page["complete"], true);
+    assert_eq!(page["next"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_server_log_wait_wakes_on_append_and_end_sqlite() {
+    log_follow(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_server_log_wait_wakes_on_append_and_end_postgres() {
+    log_follow(Db::Pg).await;
+}

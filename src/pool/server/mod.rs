@@ -411,7 +411,8 @@ async fn metrics_route(State(st): St) -> Res<Response> {
                 * 2,
         )
         .await?;
-    let text = st.metrics.render(&counts, st.store.hub().waiting());
+    let hub = st.store.hub();
+    let text = st.metrics.render(&counts, hub.waiting(), hub.followers());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
