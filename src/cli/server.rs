@@ -175,6 +175,10 @@ async fn serve(args: ServerArgs) -> ExitStatus {
         }
     };
     let blobs = blob_store(args.blobs, args.s3_endpoint).await;
+    if let Err(e) = blobs.check().await {
+        eprintln!("error: {e}");
+        return ExitStatus::Setup;
+    }
     let config = ServerConfig {
         lease: Duration::from_secs(args.lease_secs),
         log_limit: args.log_limit_mib * 1024 * 1024,

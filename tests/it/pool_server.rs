@@ -73,11 +73,15 @@ impl Env {
     }
 
     fn server(&self, extra: &[&str]) -> Server {
-        let mut child = self
-            .runner()
-            .args(["server", "--listen", "127.0.0.1:0", "--database", &self.db])
-            .arg("--blobs")
-            .arg(&self.blobs)
+        let mut cmd = self.runner();
+        cmd.arg("server").arg("--blobs").arg(&self.blobs);
+        self.start(cmd, extra)
+    }
+
+    /// `runner server` on this store with `cmd`'s blob settings.
+    fn start(&self, mut cmd: Command, extra: &[&str]) -> Server {
+        let mut child = cmd
+            .args(["--listen", "127.0.0.1:0", "--database", &self.db])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -1034,4 +1038,104 @@ async fn pool_server_log_wait_wakes_on_append_and_end_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_server_log_wait_wakes_on_append_and_end_postgres() {
     log_follow(Db::Pg).await;
+}
+
+// ---------------------------------------------------------------- S3 blobs (moto)
+
+/// `runner server` with `--blobs s3://bucket/prefix` on moto.
+fn s3_server_cmd(env: &Env, blobs: &str) -> Command {
+    let moto = crate::support_moto::moto_s3();
+    let mut cmd = env.runner();
+    cmd.args(["server", "--blobs", blobs, "--s3-endpoint", &moto.endpoint])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE");
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_server_s3_blobs_round_trip_on_moto() {
+    let moto = crate::support_moto::moto_s3();
+    let bucket = moto.fixture("bucket");
+    let prefix = format!("pool-{}", rand::random::<u32>());
+    let env = Env::new(Db::Sqlite).await;
+    let (sub_t, agent_t) = (env.token("submit"), env.token("agent"));
+    let server = env.start(s3_server_cmd(&env, &format!("s3://{bucket}/{prefix}")), &[]);
+    let user = Api::new(&server, Some(&sub_t));
+    let agent = Api::new(&server, Some(&agent_t));
+
+    // The source goes to S3; submit reads its buildspec back from there.
+    let sha = upload_source(&user, BUILDSPEC).await;
+    let head = user
+        .raw(Method::HEAD, &format!("/v1/blobs/{sha}"), Some("1"), vec![])
+        .await;
+    assert_eq!(head.status, StatusCode::OK);
+    let id = submit(&user, &sha, json!({})).await;
+    let a = claim(&agent, "a", 5).await.unwrap();
+    assert_eq!(a["job_id"], id.as_str());
+    let lease = a["lease"].as_str().unwrap().to_string();
+    // The agent downloads it (streamed from S3).
+    let src = agent.get(&format!("/v1/agent/blobs/{sha}")).await;
+    assert_eq!(src.status, StatusCode::OK);
+    assert_eq!(archive::sha256_hex(&src.body), sha);
+    // An artifact goes to S3 and comes back.
+    let art: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let r = agent
+        .put(
+            &format!("{}?lease={lease}", attempt_path(&a, "artifacts/out.bin")),
+            art.clone(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let fin = agent
+        .post(
+            &attempt_path(&a, "complete"),
+            json!({"lease": lease, "conclusion": "succeeded", "exit_code": 0, "log_chunks": 0}),
+        )
+        .await;
+    assert_eq!(fin.status, StatusCode::OK);
+    let back = user.get(&format!("/v1/jobs/{id}/artifacts/out.bin")).await;
+    assert_eq!(back.status, StatusCode::OK);
+    assert!(back.body == art, "the artifact came back changed");
+    // Both live in the bucket under the prefix, and nothing in the local blob directory.
+    let keys = moto.boto3_s3(
+        "r = s3.list_objects_v2(Bucket=bucket, Prefix=key)\n\
+         print('\\n'.join(sorted(o['Key'] for o in r.get('Contents', []))))",
+        &bucket,
+        &prefix,
+        b"",
+    );
+    let want = [
+        format!("{prefix}/sha256/{}/{sha}", &sha[..2]),
+        format!(
+            "{prefix}/sha256/{}/{}",
+            &archive::sha256_hex(&art)[..2],
+            archive::sha256_hex(&art)
+        ),
+    ];
+    for w in &want {
+        assert!(keys.lines().any(|k| k == w), "{w} not in {keys}");
+    }
+    assert_eq!(blob_files(&env.blobs), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_server_s3_missing_bucket_is_a_startup_error() {
+    let env = Env::new(Db::Sqlite).await;
+    let mut cmd = s3_server_cmd(&env, "s3://no-such-bucket-runner-test/pool");
+    cmd.args(["--listen", "127.0.0.1:0", "--database", &env.db]);
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("the server kept running with a missing bucket")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no-such-bucket-runner-test") && stderr.contains("create it"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening on"));
 }

@@ -104,6 +104,38 @@ impl BlobStore {
         }
     }
 
+    /// Checks the store can be used (at start-up): the directory can be created, or the
+    /// S3 bucket exists and answers.
+    pub async fn check(&self) -> Result<(), BlobError> {
+        match self {
+            BlobStore::Local(root) => {
+                tokio::fs::create_dir_all(root)
+                    .await
+                    .map_err(|source| BlobError::Io {
+                        path: root.clone(),
+                        source,
+                    })
+            }
+            BlobStore::S3 {
+                client,
+                bucket,
+                prefix,
+                ..
+            } => match client.head_bucket().bucket(bucket).send().await {
+                Ok(_) => Ok(()),
+                Err(e) => Err(BlobError::S3 {
+                    bucket: bucket.clone(),
+                    key: prefix.clone(),
+                    detail: format!(
+                        "the bucket cannot be used ({}); create it, or fix --blobs, \
+                         --s3-endpoint and the AWS credentials",
+                        crate::aws_config::error_chain(&e)
+                    ),
+                }),
+            },
+        }
+    }
+
     pub async fn exists(&self, sha: &str) -> Result<bool, BlobError> {
         let rel = rel(sha)?;
         match self {
