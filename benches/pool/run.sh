@@ -11,6 +11,7 @@
 #
 #   RUNNER=path/to/runner   server binary (default target/release/runner, brought up to
 #                           date with `cargo build --release --bin runner`)
+#   LOAD=path/to/pool_load  load driver binary (default: `cargo bench --bench pool_load`)
 #   PG_OPTS="-c ..."        extra PostgreSQL settings (default: its defaults, durable commits)
 set -euo pipefail
 
@@ -67,7 +68,7 @@ port=$(free_port)
   start >/dev/null || { cat "$work/pg/log" >&2; die "pg_ctl start failed"; }
 pg_url="postgres://postgres@127.0.0.1:$port/postgres"
 sqlite_db=$work/jobs.db
-log "PostgreSQL $("$pg_bin/postgres" --version | awk '{print $NF}') on 127.0.0.1:$port (${PG_OPTS:-defaults})"
+log "PostgreSQL $("$pg_bin/postgres" --version | grep -o '[0-9][0-9.]*' | head -n1) on 127.0.0.1:$port (${PG_OPTS:-defaults})"
 
 start_server() { # name database → sets url_<name>, pid_<name>
   local name=$1 db=$2
@@ -96,6 +97,8 @@ start_server postgres "$pg_url"
 log "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg)"
 log "sqlite server $url_sqlite (pid $pid_sqlite), postgres server $url_postgres (pid $pid_postgres)"
 
-cargo bench --bench pool_load -- --clk-tck "$(getconf CLK_TCK)" \
+load=(cargo bench --bench pool_load --)
+[[ -n ${LOAD:-} ]] && load=("$LOAD")
+"${load[@]}" --clk-tck "$(getconf CLK_TCK)" \
   --target sqlite "$url_sqlite" "$pid_sqlite" "$token_sqlite" \
   --target postgres "$url_postgres" "$pid_postgres" "$token_pg" "$@"
