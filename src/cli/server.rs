@@ -158,6 +158,7 @@ async fn blob_store(spec: Option<String>, s3_endpoint: Option<String>) -> BlobSt
                 client: aws_sdk_s3::Client::from_conf(builder.build()),
                 bucket: bucket.to_string(),
                 prefix: prefix.to_string(),
+                staging: super::data_dir().join("pool").join("incoming"),
             }
         }
         Some(dir) => BlobStore::Local(PathBuf::from(dir)),
@@ -174,6 +175,10 @@ async fn serve(args: ServerArgs) -> ExitStatus {
         }
     };
     let blobs = blob_store(args.blobs, args.s3_endpoint).await;
+    if let Err(e) = blobs.check().await {
+        eprintln!("error: {e}");
+        return ExitStatus::Setup;
+    }
     let config = ServerConfig {
         lease: Duration::from_secs(args.lease_secs),
         log_limit: args.log_limit_mib * 1024 * 1024,

@@ -219,12 +219,13 @@ enum Checked {
 
 /// Reads every entry, checking each; `keep` decides whose content is kept in memory.
 fn walk(
-    archive: &[u8],
+    archive: impl Read,
+    len: u64,
     limits: Limits,
     mut keep: impl FnMut(&Path) -> bool,
     mut visit: impl FnMut(Checked) -> Result<(), ArchiveError>,
 ) -> Result<Listing, ArchiveError> {
-    if archive.len() as u64 > limits.max_archive_bytes {
+    if len > limits.max_archive_bytes {
         return Err(ArchiveError::TooLarge {
             what: "compressed",
             limit: limits.max_archive_bytes,
@@ -315,7 +316,13 @@ fn walk(
 
 /// Checks every entry of `archive` without writing anything.
 pub fn validate(archive: &[u8], limits: Limits) -> Result<Listing, ArchiveError> {
-    walk(archive, limits, |_| false, |_| Ok(()))
+    validate_from(archive, archive.len() as u64, limits)
+}
+
+/// [`validate`] reading the archive (`len` bytes) from `reader`, e.g. a file, instead of
+/// memory.
+pub fn validate_from(reader: impl Read, len: u64, limits: Limits) -> Result<Listing, ArchiveError> {
+    walk(reader, len, limits, |_| false, |_| Ok(()))
 }
 
 /// The content of the regular file at `path` in `archive` (after validating the whole
@@ -325,10 +332,22 @@ pub fn read_file(
     path: &Path,
     limits: Limits,
 ) -> Result<Option<Vec<u8>>, ArchiveError> {
+    read_file_from(archive, archive.len() as u64, path, limits)
+}
+
+/// [`read_file`] reading the archive (`len` bytes) from `reader`, e.g. a file, instead of
+/// memory.
+pub fn read_file_from(
+    reader: impl Read,
+    len: u64,
+    path: &Path,
+    limits: Limits,
+) -> Result<Option<Vec<u8>>, ArchiveError> {
     let wanted = clean_name(path).ok();
     let mut found = None;
     walk(
-        archive,
+        reader,
+        len,
         limits,
         |name| Some(name) == wanted.as_deref(),
         |c| {
@@ -354,6 +373,7 @@ pub fn unpack(archive: &[u8], dest: &Path, limits: Limits) -> Result<Listing, Ar
     let mut links = Vec::new();
     let listing = walk(
         archive,
+        archive.len() as u64,
         limits,
         |_| true,
         |c| {

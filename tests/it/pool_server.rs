@@ -73,11 +73,15 @@ impl Env {
     }
 
     fn server(&self, extra: &[&str]) -> Server {
-        let mut child = self
-            .runner()
-            .args(["server", "--listen", "127.0.0.1:0", "--database", &self.db])
-            .arg("--blobs")
-            .arg(&self.blobs)
+        let mut cmd = self.runner();
+        cmd.arg("server").arg("--blobs").arg(&self.blobs);
+        self.start(cmd, extra)
+    }
+
+    /// `runner server` on this store with `cmd`'s blob settings.
+    fn start(&self, mut cmd: Command, extra: &[&str]) -> Server {
+        let mut child = cmd
+            .args(["--listen", "127.0.0.1:0", "--database", &self.db])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -807,6 +811,23 @@ async fn refusals(db: Db) {
         .put(&format!("/v1/blobs/{}", archive::sha256_hex(&big)), big)
         .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Without a Content-Length (chunked), the cap holds while the upload streams in, and
+    // its temporary file is gone.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..32).map(|_| Ok(vec![7u8; 64 * 1024])).collect();
+    let r = user
+        .http
+        .put(format!("{}/v1/blobs/{}", user.base, "b".repeat(64)))
+        .header("runner-protocol", "1")
+        .bearer_auth(&sub_t)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(blob_files(&env.blobs.join(".incoming")), 0);
     let huge = json!({"source": {"kind": "git", "url": "u", "revision": "r"}, "env": ["A=".to_string() + &"x".repeat(1024 * 1024 + 1)]});
     assert_eq!(
         user.post("/v1/jobs", huge).await.status,
@@ -827,4 +848,294 @@ async fn pool_server_refuses_bad_input_and_wrong_roles_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_server_refuses_bad_input_and_wrong_roles_postgres() {
     refusals(Db::Pg).await;
+}
+
+// ---------------------------------------------------------------- TLS
+
+/// A self-signed certificate for 127.0.0.1 (an end-entity certificate the client trusts
+/// as its only root) and its key, made by `openssl req -x509`.
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let conf = dir.join("openssl.cnf");
+    std::fs::write(
+        &conf,
+        "[req]\ndistinguished_name = dn\nx509_extensions = ext\nprompt = no\n\
+         [dn]\nCN = runner-test\n\
+         [ext]\nbasicConstraints = critical, CA:FALSE\n\
+         subjectAltName = IP:127.0.0.1, DNS:localhost\n\
+         keyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n",
+    )
+    .unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-config",
+        ])
+        .arg(&conf)
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (needed for the TLS test)");
+    assert!(
+        out.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_server_serves_tls_with_the_given_certificate() {
+    let env = Env::new(Db::Sqlite).await;
+    let sub_t = env.token("submit");
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(certs.path());
+    let server = env.server(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let https = server.url.clone();
+    assert!(https.starts_with("https://127.0.0.1:"), "{https}");
+
+    // A client trusting only that certificate: /healthz and an authenticated /v1/jobs.
+    let pem = std::fs::read(&cert).unwrap();
+    let trusting = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let api = Api {
+        http: trusting.clone(),
+        base: https.clone(),
+        token: Some(sub_t.clone()),
+    };
+    assert_eq!(api.get("/healthz").await.body, b"ok");
+    let jobs = api.get("/v1/jobs").await;
+    assert_eq!(jobs.status, StatusCode::OK);
+    assert_eq!(jobs.json()["jobs"], json!([]));
+    let anon = Api {
+        http: trusting,
+        base: https.clone(),
+        token: None,
+    };
+    assert_eq!(anon.get("/v1/jobs").await.status, StatusCode::UNAUTHORIZED);
+
+    // Plain HTTP on the same port gets no answer.
+    let plain = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let http = https.replacen("https://", "http://", 1);
+    let refused = plain.get(format!("{http}/healthz")).send().await;
+    assert!(
+        refused.is_err(),
+        "plain HTTP was answered: {:?}",
+        refused.map(|r| r.status())
+    );
+    // Nor does a client that does not trust the certificate.
+    let untrusting = plain.get(format!("{https}/healthz")).send().await;
+    assert!(untrusting.is_err(), "an untrusted certificate was accepted");
+}
+
+// ---------------------------------------------------------------- log long-poll
+
+/// `runner_followers_waiting` of the server's `/metrics`.
+async fn followers(probe: &Api) -> String {
+    let text = String::from_utf8(probe.get("/metrics").await.body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("runner_followers_waiting "))
+        .unwrap_or("?")
+        .to_string()
+}
+
+async fn log_follow(db: Db) {
+    let env = Env::new(db).await;
+    let (sub_t, agent_t) = (env.token("submit"), env.token("agent"));
+    let server = env.server(&[]);
+    let user = Api::new(&server, Some(&sub_t));
+    let agent = Api::new(&server, Some(&agent_t));
+    let probe = Api::new(&server, None);
+    let sha = upload_source(&user, BUILDSPEC).await;
+    let id = submit(&user, &sha, json!({})).await;
+    let a = claim(&agent, "a", 5).await.unwrap();
+    let lease = a["lease"].as_str().unwrap().to_string();
+    // A follower's read is held for up to 30 s by the server; its client gives up after
+    // 20 s, so only a wake-up by the append (or the end) can answer it in time.
+    let follower = |after: u64| {
+        let api = Api {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
+            base: server.url.clone(),
+            token: Some(sub_t.clone()),
+        };
+        let path = format!("/v1/jobs/{id}/log?after={after}&wait=30");
+        tokio::spawn(async move { api.get(&path).await.json() })
+    };
+
+    // Waiting on `after=0` of a running attempt with no log yet…
+    let reader = follower(0);
+    until("the reader waits", async || followers(&probe).await == "1").await;
+    // …gets the chunk as soon as it is appended.
+    let r = agent
+        .post(
+            &attempt_path(&a, "log"),
+            json!({"lease": lease, "seq": 0, "data": "first\n"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let page = reader.await.unwrap();
+    assert_eq!(page["chunks"], json!([{"seq": 0, "data": "first\n"}]));
+    assert_eq!(page["next"], 1);
+    assert_eq!(page["complete"], false);
+
+    // A completion claiming more chunks than the server has is refused; nothing changes.
+    let over = agent
+        .post(
+            &attempt_path(&a, "complete"),
+            json!({"lease": lease, "conclusion": "succeeded", "exit_code": 0, "log_chunks": 3}),
+        )
+        .await;
+    assert_eq!(over.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let msg = over.json()["error"].as_str().unwrap().to_string();
+    assert!(msg.contains("1 of the 3 log chunks"), "{msg}");
+    assert_eq!(job(&user, &id).await["state"], "running");
+
+    // Waiting on `after=1` gets `complete: true` (no chunks) once the attempt ends.
+    let reader = follower(1);
+    until("the reader waits", async || followers(&probe).await == "1").await;
+    let done = agent
+        .post(
+            &attempt_path(&a, "complete"),
+            json!({"lease": lease, "conclusion": "succeeded", "exit_code": 0, "log_chunks": 1}),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK);
+    let page = reader.await.unwrap();
+    assert_eq!(page["chunks"], json!([]));
+    assert_eq!(page["complete"], true);
+    assert_eq!(page["next"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_server_log_wait_wakes_on_append_and_end_sqlite() {
+    log_follow(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_server_log_wait_wakes_on_append_and_end_postgres() {
+    log_follow(Db::Pg).await;
+}
+
+// ---------------------------------------------------------------- S3 blobs (moto)
+
+/// `runner server` with `--blobs s3://bucket/prefix` on moto.
+fn s3_server_cmd(env: &Env, blobs: &str) -> Command {
+    let moto = crate::support_moto::moto_s3();
+    let mut cmd = env.runner();
+    cmd.args(["server", "--blobs", blobs, "--s3-endpoint", &moto.endpoint])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE");
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_server_s3_blobs_round_trip_on_moto() {
+    let moto = crate::support_moto::moto_s3();
+    let bucket = moto.fixture("bucket");
+    let prefix = format!("pool-{}", rand::random::<u32>());
+    let env = Env::new(Db::Sqlite).await;
+    let (sub_t, agent_t) = (env.token("submit"), env.token("agent"));
+    let server = env.start(s3_server_cmd(&env, &format!("s3://{bucket}/{prefix}")), &[]);
+    let user = Api::new(&server, Some(&sub_t));
+    let agent = Api::new(&server, Some(&agent_t));
+
+    // The source goes to S3; submit reads its buildspec back from there.
+    let sha = upload_source(&user, BUILDSPEC).await;
+    let head = user
+        .raw(Method::HEAD, &format!("/v1/blobs/{sha}"), Some("1"), vec![])
+        .await;
+    assert_eq!(head.status, StatusCode::OK);
+    let id = submit(&user, &sha, json!({})).await;
+    let a = claim(&agent, "a", 5).await.unwrap();
+    assert_eq!(a["job_id"], id.as_str());
+    let lease = a["lease"].as_str().unwrap().to_string();
+    // The agent downloads it (streamed from S3).
+    let src = agent.get(&format!("/v1/agent/blobs/{sha}")).await;
+    assert_eq!(src.status, StatusCode::OK);
+    assert_eq!(archive::sha256_hex(&src.body), sha);
+    // An artifact goes to S3 and comes back.
+    let art: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let r = agent
+        .put(
+            &format!("{}?lease={lease}", attempt_path(&a, "artifacts/out.bin")),
+            art.clone(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let fin = agent
+        .post(
+            &attempt_path(&a, "complete"),
+            json!({"lease": lease, "conclusion": "succeeded", "exit_code": 0, "log_chunks": 0}),
+        )
+        .await;
+    assert_eq!(fin.status, StatusCode::OK);
+    let back = user.get(&format!("/v1/jobs/{id}/artifacts/out.bin")).await;
+    assert_eq!(back.status, StatusCode::OK);
+    assert!(back.body == art, "the artifact came back changed");
+    // Both live in the bucket under the prefix, and nothing in the local blob directory.
+    let keys = moto.boto3_s3(
+        "r = s3.list_objects_v2(Bucket=bucket, Prefix=key)\n\
+         print('\\n'.join(sorted(o['Key'] for o in r.get('Contents', []))))",
+        &bucket,
+        &prefix,
+        b"",
+    );
+    let want = [
+        format!("{prefix}/sha256/{}/{sha}", &sha[..2]),
+        format!(
+            "{prefix}/sha256/{}/{}",
+            &archive::sha256_hex(&art)[..2],
+            archive::sha256_hex(&art)
+        ),
+    ];
+    for w in &want {
+        assert!(keys.lines().any(|k| k == w), "{w} not in {keys}");
+    }
+    assert_eq!(blob_files(&env.blobs), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_server_s3_missing_bucket_is_a_startup_error() {
+    let env = Env::new(Db::Sqlite).await;
+    let mut cmd = s3_server_cmd(&env, "s3://no-such-bucket-runner-test/pool");
+    cmd.args(["--listen", "127.0.0.1:0", "--database", &env.db]);
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("the server kept running with a missing bucket")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no-such-bucket-runner-test") && stderr.contains("create it"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening on"));
 }

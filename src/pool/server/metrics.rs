@@ -35,8 +35,14 @@ impl Metrics {
         self.pickup_count.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn render(&self, counts: &Counts, claims_waiting: usize) -> String {
+    pub fn render(&self, counts: &Counts, claims_waiting: usize, followers: usize) -> String {
         let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP runner_followers_waiting Log reads and cancel watches long-polling this server now."
+        );
+        let _ = writeln!(out, "# TYPE runner_followers_waiting gauge");
+        let _ = writeln!(out, "runner_followers_waiting {followers}");
         let _ = writeln!(
             out,
             "# HELP runner_claims_waiting Agent claims long-polling this server now."

@@ -24,7 +24,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-pub use blobs::{BlobError, BlobStore};
+pub use blobs::{BlobError, BlobStore, ReceiveError};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -153,6 +153,43 @@ impl From<BlobError> for Answer {
             other => Answer::internal(other),
         }
     }
+}
+
+impl From<ReceiveError> for Answer {
+    fn from(e: ReceiveError) -> Answer {
+        match e {
+            ReceiveError::TooLarge { .. } => Answer::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large; the server refuses it",
+            ),
+            ReceiveError::Body(_) => Answer::bad(e.to_string()),
+            ReceiveError::Blob(b) => b.into(),
+        }
+    }
+}
+
+/// Refuses an upload whose declared length is over the cap before reading any of it.
+fn check_length(headers: &HeaderMap, limit: u64) -> Res<()> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit => Err(ReceiveError::TooLarge { limit }.into()),
+        _ => Ok(()),
+    }
+}
+
+/// A blob as a response body, streamed.
+fn blob_response(read: blobs::BlobRead) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, read.size.to_string()),
+        ],
+        read.body,
+    )
+        .into_response()
 }
 
 impl From<BytesRejection> for Answer {
@@ -374,7 +411,8 @@ async fn metrics_route(State(st): St) -> Res<Response> {
                 * 2,
         )
         .await?;
-    let text = st.metrics.render(&counts, st.store.hub().waiting());
+    let hub = st.store.hub();
+    let text = st.metrics.render(&counts, hub.waiting(), hub.followers());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
@@ -402,7 +440,7 @@ async fn put_blob(
     State(st): St,
     headers: HeaderMap,
     UrlPath(sha): UrlPath<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Res<StatusCode> {
     auth(&st, &headers, Role::Submit).await?;
     if !is_sha256_hex(&sha) {
@@ -410,25 +448,31 @@ async fn put_blob(
             "`{sha}` is not a SHA-256 (64 lower-case hex digits)"
         )));
     }
-    let body = body?;
-    let actual = archive::sha256_hex(&body);
-    if actual != sha {
+    let limit = st.config.blob_limit as u64;
+    check_length(&headers, limit)?;
+    // Streamed into a temporary file while hashed; removed unless stored below.
+    let incoming = st.blobs.receive(body, limit).await?;
+    if incoming.sha256 != sha {
         return Err(Answer::bad(format!(
-            "the body's SHA-256 is {actual}, not {sha}; upload it again"
+            "the body's SHA-256 is {}, not {sha}; upload it again",
+            incoming.sha256
         )));
     }
     let limits = st.config.archive_limits;
-    let bytes = body.clone();
-    let checked = tokio::task::spawn_blocking(move || archive::validate(&bytes, limits))
-        .await
-        .map_err(Answer::internal)?;
+    let reader = incoming.reader().map_err(Answer::internal)?;
+    let size = incoming.size;
+    let checked = tokio::task::spawn_blocking(move || {
+        archive::validate_from(std::io::BufReader::new(reader), size, limits)
+    })
+    .await
+    .map_err(Answer::internal)?;
     if let Err(e) = checked {
         return Err(Answer::refused(e.to_string(), vec![e.to_string()]));
     }
     if st.blobs.exists(&sha).await? {
         return Ok(StatusCode::OK);
     }
-    st.blobs.put(&sha, &body).await?;
+    st.blobs.store(incoming).await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -436,12 +480,14 @@ async fn agent_blob(
     State(st): St,
     headers: HeaderMap,
     UrlPath(sha): UrlPath<String>,
-) -> Res<Vec<u8>> {
+) -> Res<Response> {
     auth(&st, &headers, Role::Agent).await?;
-    st.blobs
-        .get(&sha)
+    let read = st
+        .blobs
+        .open(&sha)
         .await?
-        .ok_or_else(|| Answer::not_found("blob"))
+        .ok_or_else(|| Answer::not_found("blob"))?;
+    Ok(blob_response(read))
 }
 
 // ---- jobs (submit role) ----
@@ -464,14 +510,25 @@ fn check_labels(labels: &std::collections::BTreeMap<String, String>) -> Res<()> 
 }
 
 /// Reads and parses the buildspec from the archive: `Err` with diagnostics if refused.
-fn check_buildspec(bytes: &[u8], buildspec: Option<&str>, limits: archive::Limits) -> Res<()> {
+fn check_buildspec(
+    blob: &mut blobs::LocalBlob,
+    buildspec: Option<&str>,
+    limits: archive::Limits,
+) -> Res<()> {
+    use std::io::{Seek, SeekFrom};
     let refuse = |e: archive::ArchiveError| Answer::refused(e.to_string(), vec![e.to_string()]);
+    let size = blob.size;
+    let mut read_file = |path: &Path| -> Res<Option<Vec<u8>>> {
+        blob.file
+            .seek(SeekFrom::Start(0))
+            .map_err(Answer::internal)?;
+        archive::read_file_from(std::io::BufReader::new(&blob.file), size, path, limits)
+            .map_err(refuse)
+    };
     let path = match buildspec {
         Some(p) => p.to_string(),
         None => {
-            let project =
-                archive::read_file(bytes, Path::new(crate::project::PROJECT_FILE), limits)
-                    .map_err(refuse)?;
+            let project = read_file(Path::new(crate::project::PROJECT_FILE))?;
             let from_project = project.and_then(|p| {
                 let text = String::from_utf8(p).ok()?;
                 crate::project::parse_project(&text).0?.buildspec
@@ -479,7 +536,7 @@ fn check_buildspec(bytes: &[u8], buildspec: Option<&str>, limits: archive::Limit
             from_project.unwrap_or_else(|| "buildspec.yml".to_string())
         }
     };
-    let Some(content) = archive::read_file(bytes, Path::new(&path), limits).map_err(refuse)? else {
+    let Some(content) = read_file(Path::new(&path))? else {
         return Err(Answer::refused(
             format!("the source has no `{path}`; add it or name the buildspec with --buildspec"),
             vec![format!("{path}:1:1: error: file not found in the source")],
@@ -540,7 +597,7 @@ async fn submit(
                     "source.sha256 `{sha256}` is not a SHA-256 (64 lower-case hex digits)"
                 )));
             }
-            let Some(bytes) = st.blobs.get(sha256).await? else {
+            let Some(mut blob) = st.blobs.local(sha256).await? else {
                 return Err(Answer::refused(
                     format!("source archive {sha256} is not stored; PUT /v1/blobs/{sha256} first"),
                     Vec::new(),
@@ -549,7 +606,7 @@ async fn submit(
             let limits = st.config.archive_limits;
             let buildspec = job.buildspec.clone();
             tokio::task::spawn_blocking(move || {
-                check_buildspec(&bytes, buildspec.as_deref(), limits)
+                check_buildspec(&mut blob, buildspec.as_deref(), limits)
             })
             .await
             .map_err(Answer::internal)??;
@@ -714,11 +771,11 @@ async fn get_artifact(
         .iter()
         .find(|a| a.name == name)
         .ok_or_else(|| Answer::not_found("artifact"))?;
-    let bytes =
-        st.blobs.get(&entry.sha256).await?.ok_or_else(|| {
+    let read =
+        st.blobs.open(&entry.sha256).await?.ok_or_else(|| {
             Answer::internal(format!("artifact blob {} is missing", entry.sha256))
         })?;
-    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+    Ok(blob_response(read))
 }
 
 // ---- agent role ----
@@ -897,7 +954,7 @@ async fn put_artifact(
     headers: HeaderMap,
     UrlPath(p): UrlPath<ArtifactPath>,
     Query(q): Query<LeaseQuery>,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Res<StatusCode> {
     auth(&st, &headers, Role::Agent).await?;
     if !valid_artifact_name(&p.name) {
@@ -908,16 +965,17 @@ async fn put_artifact(
     }
     // Fence first, so a zombie's upload stores nothing.
     st.store.watch_state(&p.id, p.attempt, &q.lease).await?;
-    let body = body?;
-    let sha = archive::sha256_hex(&body);
-    if !st.blobs.exists(&sha).await? {
-        st.blobs.put(&sha, &body).await?;
-    }
+    let limit = st.config.blob_limit as u64;
+    check_length(&headers, limit)?;
+    let incoming = st.blobs.receive(body, limit).await?;
     let entry = ArtifactEntry {
         name: p.name,
-        size: body.len() as u64,
-        sha256: sha,
+        size: incoming.size,
+        sha256: incoming.sha256.clone(),
     };
+    if !st.blobs.exists(&entry.sha256).await? {
+        st.blobs.store(incoming).await?;
+    }
     st.store
         .add_artifact(&p.id, p.attempt, &q.lease, &entry)
         .await?;

@@ -179,6 +179,11 @@ impl Hub {
         }
     }
 
+    /// Log followers and cancel watchers subscribed now (for tests and metrics).
+    pub fn followers(&self) -> usize {
+        self.events.receiver_count()
+    }
+
     /// Waiters registered now (for tests and metrics).
     pub fn waiting(&self) -> usize {
         self.waiters().live
