@@ -217,16 +217,20 @@ impl PoolClient {
         })
     }
 
-    /// Sends the request `make` builds, again after transient failures.
+    /// Sends `req`, again after transient failures (a request whose body cannot be
+    /// copied is sent once).
     async fn send_retrying(
         &self,
         what: &str,
-        make: impl Fn() -> reqwest::RequestBuilder,
+        req: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ClientError> {
         let mut n = 0;
         loop {
             n += 1;
-            match self.send(what, make()).await {
+            let Some(this) = req.try_clone() else {
+                return self.send(what, req).await;
+            };
+            match self.send(what, this).await {
                 Err(e) if e.is_transient() && n < self.retry.attempts => {
                     tracing::debug!("{what}: {e}; trying again");
                     tokio::time::sleep(self.retry.delay(n)).await;
@@ -269,7 +273,7 @@ impl PoolClient {
     pub async fn has_blob(&self, sha256: &str) -> Result<bool, ClientError> {
         let url = self.url(&["v1", "blobs", sha256]);
         let r = self
-            .send_retrying("blob check", || {
+            .send_retrying("blob check", {
                 self.http
                     .request(Method::HEAD, url.clone())
                     .timeout(CALL_TIMEOUT)
@@ -285,7 +289,7 @@ impl PoolClient {
     /// `PUT /v1/blobs/{sha256}`: uploads a source archive.
     pub async fn put_blob(&self, sha256: &str, bytes: bytes::Bytes) -> Result<(), ClientError> {
         let url = self.url(&["v1", "blobs", sha256]);
-        self.send_retrying("source upload", || {
+        self.send_retrying("source upload", {
             self.http
                 .put(url.clone())
                 .header(reqwest::header::CONTENT_TYPE, "application/zstd")
@@ -327,7 +331,7 @@ impl PoolClient {
             url.set_query(None);
         }
         let resp = self
-            .send_retrying("job list", || self.get(url.clone(), CALL_TIMEOUT))
+            .send_retrying("job list", self.get(url.clone(), CALL_TIMEOUT))
             .await?;
         Self::json("job list", resp).await
     }
@@ -336,7 +340,7 @@ impl PoolClient {
     pub async fn job(&self, id: &str) -> Result<JobView, ClientError> {
         let url = self.url(&["v1", "jobs", id]);
         let resp = self
-            .send_retrying("job", || self.get(url.clone(), CALL_TIMEOUT))
+            .send_retrying("job", self.get(url.clone(), CALL_TIMEOUT))
             .await?;
         Self::json("job", resp).await
     }
@@ -345,7 +349,7 @@ impl PoolClient {
     pub async fn cancel(&self, id: &str) -> Result<JobView, ClientError> {
         let url = self.url(&["v1", "jobs", id, "cancel"]);
         let resp = self
-            .send_retrying("cancel", || {
+            .send_retrying("cancel", {
                 self.http.post(url.clone()).timeout(CALL_TIMEOUT)
             })
             .await?;
@@ -383,7 +387,7 @@ impl PoolClient {
         }
         let timeout = CALL_TIMEOUT + Duration::from_secs(wait_secs);
         let resp = self
-            .send_retrying("log", || self.get(url.clone(), timeout))
+            .send_retrying("log", self.get(url.clone(), timeout))
             .await?;
         Self::json("log", resp).await
     }
@@ -392,7 +396,7 @@ impl PoolClient {
     pub async fn artifacts(&self, id: &str) -> Result<ArtifactList, ClientError> {
         let url = self.url(&["v1", "jobs", id, "artifacts"]);
         let resp = self
-            .send_retrying("artifact list", || self.get(url.clone(), CALL_TIMEOUT))
+            .send_retrying("artifact list", self.get(url.clone(), CALL_TIMEOUT))
             .await?;
         Self::json("artifact list", resp).await
     }
@@ -400,7 +404,7 @@ impl PoolClient {
     /// `GET /v1/jobs/{id}/artifacts/{name}`: the response, to be streamed by the caller.
     pub async fn artifact(&self, id: &str, name: &str) -> Result<reqwest::Response, ClientError> {
         let url = self.url(&["v1", "jobs", id, "artifacts", name]);
-        self.send_retrying("artifact download", || self.http.get(url.clone()))
+        self.send_retrying("artifact download", self.http.get(url.clone()))
             .await
     }
 
@@ -424,7 +428,7 @@ impl PoolClient {
     pub async fn agent_blob(&self, sha256: &str) -> Result<bytes::Bytes, ClientError> {
         let url = self.url(&["v1", "agent", "blobs", sha256]);
         let resp = self
-            .send_retrying("source download", || self.http.get(url.clone()))
+            .send_retrying("source download", self.http.get(url.clone()))
             .await?;
         resp.bytes().await.map_err(|e| ClientError::Unreachable {
             url: self.base.to_string(),
@@ -484,7 +488,7 @@ impl PoolClient {
         append: &LogAppend,
     ) -> Result<(), ClientError> {
         let url = self.attempt_url(id, attempt, &["log"]);
-        self.send_retrying("log append", || {
+        self.send_retrying("log append", {
             self.http
                 .post(url.clone())
                 .json(append)
@@ -505,7 +509,7 @@ impl PoolClient {
     ) -> Result<(), ClientError> {
         let mut url = self.attempt_url(id, attempt, &["artifacts", name]);
         url.query_pairs_mut().append_pair("lease", lease);
-        self.send_retrying("artifact upload", || {
+        self.send_retrying("artifact upload", {
             self.http
                 .put(url.clone())
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
@@ -524,7 +528,7 @@ impl PoolClient {
     ) -> Result<JobView, ClientError> {
         let url = self.attempt_url(id, attempt, &["complete"]);
         let resp = self
-            .send_retrying("complete", || {
+            .send_retrying("complete", {
                 self.http
                     .post(url.clone())
                     .json(complete)
@@ -540,7 +544,7 @@ impl PoolClient {
         let fence = Fence {
             lease: lease.to_string(),
         };
-        self.send_retrying("release", || {
+        self.send_retrying("release", {
             self.http
                 .post(url.clone())
                 .json(&fence)
