@@ -236,6 +236,12 @@ command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 # The registry that stands in for ECR's data plane in the tests, and htpasswd for its auth.
 [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
 command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
+# PostgreSQL for the agent pool's tests (a throwaway cluster via initdb + pg_ctl).
+have_postgres() {
+	{ [ -x /usr/local/bin/initdb ] && [ -x /usr/local/bin/pg_ctl ]; } && return 0
+	compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
+}
+have_postgres || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
 	if [ "$(id -u)" != 0 ] && { [ ${#SUDO[@]} = 0 ] || ! "${SUDO[@]}" true 2>/dev/null; }; then
 		log "warning: not root, cannot install: ${missing[*]}"

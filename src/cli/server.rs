@@ -1,11 +1,243 @@
-//! `runner server` (agent pool): not implemented yet.
+//! `runner server` (the agent pool's HTTP API) and `runner server token create`.
 
 use super::exit::ExitStatus;
+use crate::pool::protocol::Role;
+use crate::pool::server::{BlobStore, ServerConfig};
+use crate::pool::store::{Store, StoreConfig};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
-pub struct ServerArgs {}
+pub struct ServerArgs {
+    #[command(subcommand)]
+    command: Option<ServerCommand>,
+    /// Address to listen on (`127.0.0.1:0`: a free port, printed on standard output).
+    #[arg(long, env = "RUNNER_LISTEN", default_value = "127.0.0.1:8420")]
+    listen: String,
+    /// Job store: `postgres://…` (several replicas may share it) or a SQLite file
+    /// [default: <data dir>/pool/jobs.db].
+    #[arg(long, env = "RUNNER_DATABASE_URL", hide_env_values = true)]
+    database: Option<String>,
+    /// Blob store for sources, artifacts: a directory or `s3://bucket/prefix`
+    /// [default: <data dir>/pool/blobs].
+    #[arg(long, env = "RUNNER_BLOBS")]
+    blobs: Option<String>,
+    /// S3 endpoint for `--blobs s3://…` (e.g. a MinIO or moto URL).
+    #[arg(long, env = "RUNNER_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// A claimed job's lease; agents heartbeat every third of it.
+    #[arg(long, env = "RUNNER_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    lease_secs: u64,
+    /// A job's log is cut past this size (the job then says `log_truncated`).
+    #[arg(long, env = "RUNNER_LOG_LIMIT_MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    log_limit_mib: u64,
+    /// Largest source archive or artifact accepted.
+    #[arg(long, env = "RUNNER_BLOB_LIMIT_MIB", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    blob_limit_mib: u64,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, env = "RUNNER_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "RUNNER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
 
-pub async fn run(_args: ServerArgs) -> ExitStatus {
-    eprintln!("error: `runner server` is not implemented yet");
-    ExitStatus::Setup
+#[derive(Debug, clap::Subcommand)]
+enum ServerCommand {
+    /// API tokens
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum TokenCommand {
+    /// Create a token; it is printed once, alone on the last line of standard output
+    Create(TokenCreate),
+}
+
+#[derive(Debug, clap::Args)]
+struct TokenCreate {
+    /// agent (claims and runs jobs), submit (submits and follows jobs) or admin
+    #[arg(long, value_enum)]
+    role: RoleArg,
+    /// A name to recognise the token by.
+    #[arg(long, default_value = "")]
+    name: String,
+    /// Job store, as for `runner server` [default: <data dir>/pool/jobs.db].
+    #[arg(long, env = "RUNNER_DATABASE_URL", hide_env_values = true)]
+    database: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    Agent,
+    Submit,
+    Admin,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Agent => Role::Agent,
+            RoleArg::Submit => Role::Submit,
+            RoleArg::Admin => Role::Admin,
+        }
+    }
+}
+
+fn store_config(database: Option<String>) -> StoreConfig {
+    let url = database.filter(|d| !d.is_empty()).unwrap_or_else(|| {
+        super::data_dir()
+            .join("pool")
+            .join("jobs.db")
+            .display()
+            .to_string()
+    });
+    StoreConfig { url }
+}
+
+pub async fn run(args: ServerArgs) -> ExitStatus {
+    match args.command {
+        Some(ServerCommand::Token(TokenCommand::Create(t))) => token_create(t).await,
+        None => serve(args).await,
+    }
+}
+
+async fn token_create(t: TokenCreate) -> ExitStatus {
+    let store = match Store::open(&store_config(t.database)).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitStatus::Setup;
+        }
+    };
+    let token = crate::pool::store::new_token();
+    let role: Role = t.role.into();
+    if let Err(e) = store.create_token(&token, role, &t.name).await {
+        eprintln!("error: cannot store the token: {e}");
+        return ExitStatus::Setup;
+    }
+    let mut out = std::io::stdout().lock();
+    let printed = writeln!(
+        out,
+        "created a `{}` token{}; it is shown once, keep it secret:",
+        crate::pool::store::role_str(role),
+        if t.name.is_empty() {
+            String::new()
+        } else {
+            format!(" `{}`", t.name)
+        }
+    )
+    .and_then(|()| writeln!(out, "{token}"))
+    .and_then(|()| out.flush());
+    match printed {
+        Ok(()) => ExitStatus::Success,
+        Err(e) => {
+            eprintln!("error: cannot print the token: {e}");
+            ExitStatus::Setup
+        }
+    }
+}
+
+async fn blob_store(spec: Option<String>, s3_endpoint: Option<String>) -> BlobStore {
+    match spec.filter(|s| !s.is_empty()) {
+        Some(s) if s.starts_with("s3://") => {
+            let rest = &s["s3://".len()..];
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let settings = crate::aws_config::AwsSettings {
+                endpoint_url: s3_endpoint,
+                ..Default::default()
+            };
+            let config = crate::aws_config::load_sdk_config(&settings).await;
+            let mut builder = aws_sdk_s3::config::Builder::from(&config);
+            if crate::aws_config::endpoint_override(&config, "S3").is_some() {
+                builder = builder.force_path_style(true);
+            }
+            BlobStore::S3 {
+                client: aws_sdk_s3::Client::from_conf(builder.build()),
+                bucket: bucket.to_string(),
+                prefix: prefix.to_string(),
+            }
+        }
+        Some(dir) => BlobStore::Local(PathBuf::from(dir)),
+        None => BlobStore::Local(super::data_dir().join("pool").join("blobs")),
+    }
+}
+
+async fn serve(args: ServerArgs) -> ExitStatus {
+    let store = match Store::open(&store_config(args.database)).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitStatus::Setup;
+        }
+    };
+    let blobs = blob_store(args.blobs, args.s3_endpoint).await;
+    let config = ServerConfig {
+        lease: Duration::from_secs(args.lease_secs),
+        log_limit: args.log_limit_mib * 1024 * 1024,
+        blob_limit: usize::try_from(args.blob_limit_mib * 1024 * 1024).unwrap_or(usize::MAX),
+        ..ServerConfig::default()
+    };
+    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "error: cannot listen on {}: {e}; pick a free address with --listen",
+                args.listen
+            );
+            return ExitStatus::Setup;
+        }
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: cannot read the listening address: {e}");
+            return ExitStatus::Setup;
+        }
+    };
+    let scheme = if args.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on {scheme}://{addr}");
+        let _ = out.flush();
+    }
+    tracing::info!(%addr, postgres = store.is_postgres(), "runner server started");
+    let tls = args.tls_cert.zip(args.tls_key);
+    let result =
+        crate::pool::server::serve(listener, store, blobs, config, tls, shutdown_signal()).await;
+    match result {
+        Ok(()) => ExitStatus::Success,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitStatus::Setup
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
 }

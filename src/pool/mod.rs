@@ -5,6 +5,9 @@
 //! - [`protocol`]: the versioned wire types both sides share.
 //! - [`archive`]: source archives (tar.zst), packed deterministically, validated before
 //!   they are stored or unpacked.
+//! - [`store`]: the job store (SQLite or PostgreSQL): jobs, attempts, leases, logs,
+//!   artifacts, tokens; wake-ups ([`store::hub`]) in-process or via LISTEN/NOTIFY.
+//! - [`server`]: `runner server`'s HTTP API (axum) over the store and the blob store.
 //!
 //! Architecture invariants:
 //! - A job is never lost and never completed twice: a claim is a lease with a fencing

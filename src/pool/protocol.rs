@@ -259,7 +259,9 @@ pub struct LogAppend {
     pub data: String,
 }
 
-/// `GET /v1/jobs/{id}/log`.
+/// `GET /v1/jobs/{id}/log`: `attempt` defaults to the current one; `after` is the first
+/// `seq` wanted (0 from the start); `wait` (seconds) holds the request until a chunk arrives
+/// or the attempt ends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogPage {
     pub attempt: u32,

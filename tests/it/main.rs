@@ -24,3 +24,6 @@ mod scan_gate;
 mod secrets_aws;
 mod secrets_leak;
 mod support_moto;
+mod support_pg;
+
+mod pool_server;

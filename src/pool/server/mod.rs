@@ -1,1 +1,975 @@
-//! `runner server`: the HTTP API over the job store. Being built (issue #18).
+//! `runner server`: the HTTP API (axum) over the job store (see [`crate::pool::protocol`]
+//! for the routes). Stateless apart from the store and the blobs, so several replicas
+//! can share one PostgreSQL; each runs its own lease reaper (conditional updates make
+//! that safe) and its own wake-up hub (fed by `LISTEN` on PostgreSQL).
+//!
+//! Every request under `/v1/` is checked in this order: protocol version header (400),
+//! token (401), role (403), body size (413), JSON (400), then the operation's own
+//! answers (404 unknown job, 409 fenced, 422 refused source or buildspec).
+
+pub mod blobs;
+mod metrics;
+
+use crate::pool::archive::{self, is_sha256_hex};
+use crate::pool::protocol::{
+    self, ApiError, ArtifactEntry, Assignment, Claim, Complete, Fence, Heartbeat, JobList,
+    JobState, LogAppend, Role, SourceSpec, SubmitJob,
+};
+use crate::pool::store::hub::{Baton, Notice};
+use crate::pool::store::{NewJob, Store, StoreError};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+pub use blobs::{BlobError, BlobStore};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The server's settings (the CLI edge fills them from flags and env).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// A claim's lease.
+    pub lease: Duration,
+    /// A job's log is cut past this many bytes (and says so).
+    pub log_limit: u64,
+    /// JSON request bodies.
+    pub json_limit: usize,
+    /// One log append.
+    pub log_append_limit: usize,
+    /// Source archives and artifacts.
+    pub blob_limit: usize,
+    pub archive_limits: archive::Limits,
+    /// How often the lease reaper runs.
+    pub reap_every: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            lease: Duration::from_secs(protocol::DEFAULT_LEASE_SECS),
+            log_limit: 64 * 1024 * 1024,
+            json_limit: 1024 * 1024,
+            log_append_limit: 1024 * 1024,
+            blob_limit: 512 * 1024 * 1024,
+            archive_limits: archive::Limits::default(),
+            reap_every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}; pick a free address with --listen")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("the server stopped: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("TLS: {0}; pass a PEM certificate chain with --tls-cert and its key with --tls-key")]
+    Tls(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct AppState {
+    store: Store,
+    blobs: BlobStore,
+    config: ServerConfig,
+    metrics: metrics::Metrics,
+    /// Token hash → role (tokens are never revoked in place; a cache is safe).
+    tokens: Mutex<HashMap<String, Role>>,
+}
+
+type St = State<Arc<AppState>>;
+
+/// An error answer.
+#[derive(Debug)]
+pub struct Answer {
+    status: StatusCode,
+    body: ApiError,
+}
+
+impl Answer {
+    fn new(status: StatusCode, error: impl Into<String>) -> Answer {
+        Answer {
+            status,
+            body: ApiError {
+                error: error.into(),
+                diagnostics: Vec::new(),
+            },
+        }
+    }
+    fn bad(error: impl Into<String>) -> Answer {
+        Answer::new(StatusCode::BAD_REQUEST, error)
+    }
+    fn not_found(what: &str) -> Answer {
+        Answer::new(StatusCode::NOT_FOUND, format!("no such {what}"))
+    }
+    fn refused(error: impl Into<String>, diagnostics: Vec<String>) -> Answer {
+        Answer {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: ApiError {
+                error: error.into(),
+                diagnostics,
+            },
+        }
+    }
+    fn internal(e: impl std::fmt::Display) -> Answer {
+        tracing::error!("{e}");
+        Answer::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+impl From<StoreError> for Answer {
+    fn from(e: StoreError) -> Answer {
+        match e {
+            StoreError::NotFound => Answer::not_found("job"),
+            StoreError::Fenced { .. } => Answer::new(StatusCode::CONFLICT, e.to_string()),
+            StoreError::Conflict(m) => Answer::new(StatusCode::CONFLICT, m),
+            StoreError::Invalid(m) => Answer::refused(m, Vec::new()),
+            other => Answer::internal(other),
+        }
+    }
+}
+
+impl From<BlobError> for Answer {
+    fn from(e: BlobError) -> Answer {
+        match e {
+            BlobError::BadName(_) => Answer::bad(e.to_string()),
+            other => Answer::internal(other),
+        }
+    }
+}
+
+impl From<BytesRejection> for Answer {
+    fn from(r: BytesRejection) -> Answer {
+        let status = r.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            Answer::new(status, "request body too large; the server refuses it")
+        } else {
+            Answer::new(status, r.body_text())
+        }
+    }
+}
+
+type Res<T> = Result<T, Answer>;
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Res<T> {
+    serde_json::from_slice(body).map_err(|e| Answer::bad(format!("malformed JSON body: {e}")))
+}
+
+/// Checks the protocol version and the token's role.
+async fn auth(state: &AppState, headers: &HeaderMap, need: Role) -> Res<Role> {
+    match headers.get(protocol::VERSION_HEADER).map(|v| v.to_str()) {
+        Some(Ok(v)) if v.trim() == protocol::VERSION.to_string() => {}
+        Some(v) => {
+            let v = v.unwrap_or("?");
+            return Err(Answer::bad(format!(
+                "protocol version `{v}` is not supported: this server speaks version {}; \
+                 use a runner of the same release",
+                protocol::VERSION
+            )));
+        }
+        None => {
+            return Err(Answer::bad(format!(
+                "the `{}` header is missing: this server speaks protocol version {}",
+                protocol::VERSION_HEADER,
+                protocol::VERSION
+            )))
+        }
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return Err(Answer::new(
+            StatusCode::UNAUTHORIZED,
+            "no token: pass --token (or RUNNER_TOKEN); create one with `runner server token create`",
+        ));
+    };
+    let hash = crate::pool::store::token_hash(token);
+    let cached = state
+        .tokens
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&hash)
+        .copied();
+    let role = match cached {
+        Some(r) => r,
+        None => match state.store.find_token(token).await? {
+            Some(r) => {
+                state
+                    .tokens
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(hash, r);
+                r
+            }
+            None => {
+                return Err(Answer::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unknown token; create one with `runner server token create`",
+                ))
+            }
+        },
+    };
+    if role == need || role == Role::Admin {
+        Ok(role)
+    } else {
+        Err(Answer::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "a token of role `{}` cannot do this; it needs a `{}` token",
+                crate::pool::store::role_str(role),
+                crate::pool::store::role_str(need)
+            ),
+        ))
+    }
+}
+
+/// The router over a store and a blob store.
+pub fn router(store: Store, blobs: BlobStore, config: ServerConfig) -> Router {
+    let json_limit = DefaultBodyLimit::max(config.json_limit);
+    let log_limit = DefaultBodyLimit::max(config.log_append_limit + 64 * 1024);
+    let blob_limit = DefaultBodyLimit::max(config.blob_limit);
+    let state = Arc::new(AppState {
+        store,
+        blobs,
+        config,
+        metrics: metrics::Metrics::default(),
+        tokens: Mutex::new(HashMap::new()),
+    });
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics_route))
+        .route(
+            "/v1/blobs/{sha}",
+            put(put_blob).head(head_blob).layer(blob_limit),
+        )
+        .route("/v1/jobs", post(submit).get(list_jobs).layer(json_limit))
+        .route("/v1/jobs/{id}", get(get_job))
+        .route("/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/v1/jobs/{id}/retry", post(retry_job))
+        .route("/v1/jobs/{id}/log", get(read_log))
+        .route("/v1/jobs/{id}/artifacts", get(list_artifacts))
+        .route("/v1/jobs/{id}/artifacts/{*name}", get(get_artifact))
+        .route("/v1/agent/claim", post(claim).layer(json_limit))
+        .route("/v1/agent/blobs/{sha}", get(agent_blob))
+        .route(
+            "/v1/agent/jobs/{id}/{attempt}/heartbeat",
+            post(heartbeat).layer(json_limit),
+        )
+        .route("/v1/agent/jobs/{id}/{attempt}/watch", get(watch))
+        .route(
+            "/v1/agent/jobs/{id}/{attempt}/log",
+            post(append_log).layer(log_limit),
+        )
+        .route(
+            "/v1/agent/jobs/{id}/{attempt}/artifacts/{*name}",
+            put(put_artifact).layer(blob_limit),
+        )
+        .route(
+            "/v1/agent/jobs/{id}/{attempt}/complete",
+            post(complete).layer(json_limit),
+        )
+        .route(
+            "/v1/agent/jobs/{id}/{attempt}/release",
+            post(release).layer(json_limit),
+        )
+        .fallback(|| async { Answer::not_found("route") })
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, with the lease reaper and (PostgreSQL) the `LISTEN`
+/// task running. `tls`: PEM certificate chain and key files.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    store: Store,
+    blobs: BlobStore,
+    config: ServerConfig,
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    store.listen().await?;
+    let reap_every = config.reap_every;
+    let app = router(store.clone(), blobs, config);
+    let reaper = tokio::spawn(reap(store, reap_every));
+    let result = match tls {
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(ServeError::Io),
+        Some((cert, key)) => serve_tls(listener, app, &cert, &key, shutdown).await,
+    };
+    reaper.abort();
+    result
+}
+
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    cert: &Path,
+    key: &Path,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+        .await
+        .map_err(|e| ServeError::Tls(format!("{} / {}: {e}", cert.display(), key.display())))?;
+    let std_listener = listener.into_std()?;
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        h.graceful_shutdown(Some(Duration::from_secs(2)));
+    });
+    axum_server::from_tcp_rustls(std_listener, tls)
+        .handle(handle)
+        .serve(app.into_make_service())
+        .await?;
+    Ok(())
+}
+
+async fn reap(store: Store, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match store.expire_leases().await {
+            Ok(expired) => {
+                for e in &expired {
+                    metrics::LEASE_EXPIRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!(job = %e.id, attempt = e.attempt, ended = ?e.ended, "lease expired");
+                }
+            }
+            Err(e) => tracing::warn!("lease reaper: {e}"),
+        }
+    }
+}
+
+async fn metrics_route(State(st): St) -> Res<Response> {
+    let counts = st
+        .store
+        .counts(
+            st.config
+                .lease
+                .max(Duration::from_secs(protocol::MAX_WAIT_SECS))
+                * 2,
+        )
+        .await?;
+    let text = st.metrics.render(&counts, st.store.hub().waiting());
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+// ---- blobs ----
+
+async fn head_blob(
+    State(st): St,
+    headers: HeaderMap,
+    UrlPath(sha): UrlPath<String>,
+) -> Res<StatusCode> {
+    auth(&st, &headers, Role::Submit).await?;
+    if !is_sha256_hex(&sha) {
+        return Err(Answer::bad(format!(
+            "`{sha}` is not a SHA-256 (64 lower-case hex digits)"
+        )));
+    }
+    Ok(if st.blobs.exists(&sha).await? {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    })
+}
+
+async fn put_blob(
+    State(st): St,
+    headers: HeaderMap,
+    UrlPath(sha): UrlPath<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Res<StatusCode> {
+    auth(&st, &headers, Role::Submit).await?;
+    if !is_sha256_hex(&sha) {
+        return Err(Answer::bad(format!(
+            "`{sha}` is not a SHA-256 (64 lower-case hex digits)"
+        )));
+    }
+    let body = body?;
+    let actual = archive::sha256_hex(&body);
+    if actual != sha {
+        return Err(Answer::bad(format!(
+            "the body's SHA-256 is {actual}, not {sha}; upload it again"
+        )));
+    }
+    let limits = st.config.archive_limits;
+    let bytes = body.clone();
+    let checked = tokio::task::spawn_blocking(move || archive::validate(&bytes, limits))
+        .await
+        .map_err(Answer::internal)?;
+    if let Err(e) = checked {
+        return Err(Answer::refused(e.to_string(), vec![e.to_string()]));
+    }
+    if st.blobs.exists(&sha).await? {
+        return Ok(StatusCode::OK);
+    }
+    st.blobs.put(&sha, &body).await?;
+    Ok(StatusCode::CREATED)
+}
+
+async fn agent_blob(
+    State(st): St,
+    headers: HeaderMap,
+    UrlPath(sha): UrlPath<String>,
+) -> Res<Vec<u8>> {
+    auth(&st, &headers, Role::Agent).await?;
+    st.blobs
+        .get(&sha)
+        .await?
+        .ok_or_else(|| Answer::not_found("blob"))
+}
+
+// ---- jobs (submit role) ----
+
+fn check_labels(labels: &std::collections::BTreeMap<String, String>) -> Res<()> {
+    if labels.len() > protocol::MAX_LABELS {
+        return Err(Answer::bad(format!(
+            "at most {} labels",
+            protocol::MAX_LABELS
+        )));
+    }
+    for (k, v) in labels {
+        if !protocol::valid_label_part(k) || !protocol::valid_label_part(v) {
+            return Err(Answer::bad(format!(
+                "label `{k}={v}`: keys and values are 1-63 characters of letters, digits, `.`, `_`, `-`"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reads and parses the buildspec from the archive: `Err` with diagnostics if refused.
+fn check_buildspec(bytes: &[u8], buildspec: Option<&str>, limits: archive::Limits) -> Res<()> {
+    let refuse = |e: archive::ArchiveError| Answer::refused(e.to_string(), vec![e.to_string()]);
+    let path = match buildspec {
+        Some(p) => p.to_string(),
+        None => {
+            let project =
+                archive::read_file(bytes, Path::new(crate::project::PROJECT_FILE), limits)
+                    .map_err(refuse)?;
+            let from_project = project.and_then(|p| {
+                let text = String::from_utf8(p).ok()?;
+                crate::project::parse_project(&text).0?.buildspec
+            });
+            from_project.unwrap_or_else(|| "buildspec.yml".to_string())
+        }
+    };
+    let Some(content) = archive::read_file(bytes, Path::new(&path), limits).map_err(refuse)? else {
+        return Err(Answer::refused(
+            format!("the source has no `{path}`; add it or name the buildspec with --buildspec"),
+            vec![format!("{path}:1:1: error: file not found in the source")],
+        ));
+    };
+    let text = match crate::buildspec::yaml::utf8_text(&content) {
+        Ok(t) => t.to_string(),
+        Err(d) => {
+            return Err(Answer::refused(
+                format!("`{path}` is not a valid buildspec"),
+                vec![crate::buildspec::diagnostic::render(&path, &d)],
+            ))
+        }
+    };
+    let parsed = crate::buildspec::parse::parse(&text);
+    if parsed.spec.is_none() {
+        let diagnostics: Vec<String> = parsed
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| crate::buildspec::diagnostic::render(&path, d))
+            .collect();
+        return Err(Answer::refused(
+            format!("`{path}` is not a valid buildspec; fix it and submit again"),
+            diagnostics,
+        ));
+    }
+    Ok(())
+}
+
+async fn submit(
+    State(st): St,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Res<(StatusCode, Json<protocol::JobView>)> {
+    auth(&st, &headers, Role::Submit).await?;
+    let job: SubmitJob = parse_json(&body?)?;
+    check_labels(&job.labels)?;
+    if let Some(e) = job
+        .env
+        .iter()
+        .find(|e| !e.contains('=') || e.starts_with('='))
+    {
+        return Err(Answer::bad(format!("env `{e}` is not KEY=VALUE")));
+    }
+    let max_attempts = job.max_attempts.unwrap_or(3);
+    if !(1..=100).contains(&max_attempts) {
+        return Err(Answer::bad("max_attempts must be between 1 and 100"));
+    }
+    let project = job.project.clone().unwrap_or_else(|| "job".to_string());
+    if project.is_empty() || project.len() > 255 || project.chars().any(char::is_control) {
+        return Err(Answer::bad("project: 1-255 printable characters"));
+    }
+    match &job.source {
+        SourceSpec::Archive { sha256 } => {
+            if !is_sha256_hex(sha256) {
+                return Err(Answer::bad(format!(
+                    "source.sha256 `{sha256}` is not a SHA-256 (64 lower-case hex digits)"
+                )));
+            }
+            let Some(bytes) = st.blobs.get(sha256).await? else {
+                return Err(Answer::refused(
+                    format!("source archive {sha256} is not stored; PUT /v1/blobs/{sha256} first"),
+                    Vec::new(),
+                ));
+            };
+            let limits = st.config.archive_limits;
+            let buildspec = job.buildspec.clone();
+            tokio::task::spawn_blocking(move || {
+                check_buildspec(&bytes, buildspec.as_deref(), limits)
+            })
+            .await
+            .map_err(Answer::internal)??;
+        }
+        SourceSpec::Git { url, revision } => {
+            if url.trim().is_empty() || revision.trim().is_empty() {
+                return Err(Answer::bad("a git source needs a url and a revision"));
+            }
+        }
+    }
+    let spec = serde_json::to_string(&job).map_err(Answer::internal)?;
+    let new = NewJob {
+        id: crate::datadir::new_uuid(),
+        project,
+        labels: job.labels.clone(),
+        spec,
+        max_attempts,
+    };
+    let view = st.store.submit(&new).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_jobs(
+    State(st): St,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Res<Json<JobList>> {
+    auth(&st, &headers, Role::Submit).await?;
+    let state = match q.state.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(
+            serde_json::from_value::<JobState>(serde_json::Value::String(s.to_string()))
+                .map_err(|_| Answer::bad(format!("unknown state `{s}`")))?,
+        ),
+    };
+    let jobs = st
+        .store
+        .list(state, q.limit.unwrap_or(100).clamp(1, 1000))
+        .await?;
+    Ok(Json(JobList { jobs }))
+}
+
+async fn get_job(
+    State(st): St,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> Res<Json<protocol::JobView>> {
+    auth(&st, &headers, Role::Submit).await?;
+    st.store
+        .get(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| Answer::not_found("job"))
+}
+
+async fn cancel_job(
+    State(st): St,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> Res<Json<protocol::JobView>> {
+    auth(&st, &headers, Role::Submit).await?;
+    Ok(Json(st.store.cancel(&id).await?))
+}
+
+async fn retry_job(
+    State(st): St,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> Res<Json<protocol::JobView>> {
+    auth(&st, &headers, Role::Submit).await?;
+    Ok(Json(st.store.retry(&id).await?))
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    attempt: Option<u32>,
+    after: Option<u64>,
+    wait: Option<u64>,
+}
+
+async fn read_log(
+    State(st): St,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    Query(q): Query<LogQuery>,
+) -> Res<Json<protocol::LogPage>> {
+    auth(&st, &headers, Role::Submit).await?;
+    let wait = Duration::from_secs(q.wait.unwrap_or(0).min(protocol::MAX_WAIT_SECS));
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut events = st.store.hub().subscribe();
+    loop {
+        let page = st
+            .store
+            .read_log(&id, q.attempt, q.after.unwrap_or(0), 500)
+            .await?
+            .ok_or_else(|| Answer::not_found("job"))?;
+        if !page.chunks.is_empty() || page.complete || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(page));
+        }
+        if !wait_for_job(&mut events, &id, deadline).await {
+            // Timed out: answer what there is (nothing new).
+            let page = st
+                .store
+                .read_log(&id, q.attempt, q.after.unwrap_or(0), 500)
+                .await?
+                .ok_or_else(|| Answer::not_found("job"))?;
+            return Ok(Json(page));
+        }
+    }
+}
+
+/// Waits for a notice about `job` until `deadline`; false on timeout.
+async fn wait_for_job(
+    events: &mut tokio::sync::broadcast::Receiver<Notice>,
+    job: &str,
+    deadline: tokio::time::Instant,
+) -> bool {
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) => return false,
+            Ok(Ok(n)) if n.job() == Some(job) => return true,
+            Ok(Ok(_)) => continue,
+            // Missed notices: look again.
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => return true,
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return false,
+        }
+    }
+}
+
+async fn list_artifacts(
+    State(st): St,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> Res<Json<protocol::ArtifactList>> {
+    auth(&st, &headers, Role::Submit).await?;
+    st.store
+        .artifacts(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| Answer::not_found("job"))
+}
+
+async fn get_artifact(
+    State(st): St,
+    headers: HeaderMap,
+    UrlPath((id, name)): UrlPath<(String, String)>,
+) -> Res<Response> {
+    auth(&st, &headers, Role::Submit).await?;
+    let list = st
+        .store
+        .artifacts(&id)
+        .await?
+        .ok_or_else(|| Answer::not_found("job"))?;
+    let entry = list
+        .artifacts
+        .iter()
+        .find(|a| a.name == name)
+        .ok_or_else(|| Answer::not_found("artifact"))?;
+    let bytes =
+        st.blobs.get(&entry.sha256).await?.ok_or_else(|| {
+            Answer::internal(format!("artifact blob {} is missing", entry.sha256))
+        })?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
+// ---- agent role ----
+
+async fn claim(
+    State(st): St,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Res<Response> {
+    auth(&st, &headers, Role::Agent).await?;
+    let req: Claim = parse_json(&body?)?;
+    check_labels(&req.labels)?;
+    if req.agent.is_empty() || req.agent.len() > 255 || req.agent.chars().any(char::is_control) {
+        return Err(Answer::bad("agent: 1-255 printable characters"));
+    }
+    st.store.touch_agent(&req.agent, &req.labels).await?;
+    let keys = protocol::claimable_keys(&req.labels);
+    let wait = Duration::from_secs(req.wait_secs.min(protocol::MAX_WAIT_SECS));
+    let deadline = tokio::time::Instant::now() + wait;
+    let hub = st.store.hub().clone();
+    let mut baton: Option<Baton> = None;
+    loop {
+        // Registered before looking, so a job queued in between still wakes us.
+        let registration = hub.register(&keys);
+        let lease = crate::pool::store::new_lease_id();
+        let claimed = st
+            .store
+            .claim(&req.agent, &keys, &lease, st.config.lease)
+            .await?;
+        if let Some(c) = claimed {
+            if let Some(b) = baton.take() {
+                b.used_for(Some(&c.key));
+            }
+            drop(registration);
+            let latency = crate::pool::store::now_ms() - c.queued_ms;
+            st.metrics.observe_pickup(latency);
+            let spec: SubmitJob = serde_json::from_str(&c.spec).map_err(Answer::internal)?;
+            let assignment = Assignment {
+                job_id: c.id,
+                attempt: c.attempt,
+                lease,
+                lease_secs: st.config.lease.as_secs(),
+                source: spec.source,
+                buildspec: spec.buildspec,
+                project: c.project,
+                env: spec.env,
+                timeout_minutes: spec.timeout_minutes,
+            };
+            return Ok(Json(assignment).into_response());
+        }
+        if let Some(b) = baton.take() {
+            b.used_for(None);
+        }
+        match tokio::time::timeout_at(deadline, registration.woken()).await {
+            Ok(key) => baton = Some(Baton::new(hub.clone(), key)),
+            Err(_) => return Ok(StatusCode::NO_CONTENT.into_response()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct AttemptPath {
+    id: String,
+    attempt: u32,
+}
+
+async fn heartbeat(
+    State(st): St,
+    headers: HeaderMap,
+    UrlPath(p): UrlPath<AttemptPath>,
+    body: Result<Bytes, BytesRejection>,
+) -> Res<Json<Heartbeat>> {
+    auth(&st, &headers, Role::Agent).await?;
+    let fence: Fence = parse_json(&body?)?;
+    let cancel = st
+        .store
+        .heartbeat(&p.id, p.attempt, &fence.lease, st.config.lease)
+        .await?;
+    Ok(Json(Heartbeat {
+        lease_secs: st.config.lease.as_secs(),
+        cancel,
+    }))
+}
+
+#[derive(Deserialize)]
+struct WatchQuery {
+    lease: String,
+    wait: Option<u64>,
+}
+
+async fn watch(
+    State(st): St,
+    headers: HeaderMap,
+    UrlPath(p): UrlPath<AttemptPath>,
+    Query(q): Query<WatchQuery>,
+) -> Res<Json<Heartbeat>> {
+    auth(&st, &headers, Role::Agent).await?;
+    let wait = Duration::from_secs(q.wait.unwrap_or(0).min(protocol::MAX_WAIT_SECS));
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut events = st.store.hub().subscribe();
+    let answer = |cancel: bool, expires: i64| {
+        let left = (expires - crate::pool::store::now_ms()).max(0) / 1000;
+        Json(Heartbeat {
+            lease_secs: u64::try_from(left).unwrap_or(0),
+            cancel,
+        })
+    };
+    loop {
+        let (cancel, expires) = st.store.watch_state(&p.id, p.attempt, &q.lease).await?;
+        if cancel || tokio::time::Instant::now() >= deadline {
+            return Ok(answer(cancel, expires));
+        }
+        if !wait_for_job(&mut events, &p.id, deadline).await {
+            let (cancel, expires) = st.store.watch_state(&p.id, p.attempt, &q.lease).await?;
+            return Ok(answer(cancel, expires));
+        }
+    }
+}
+
+async fn append_log(
+    State(st): St,
+    headers: HeaderMap,
+    UrlPath(p): UrlPath<AttemptPath>,
+    body: Result<Bytes, BytesRejection>,
+) -> Res<StatusCode> {
+    auth(&st, &headers, Role::Agent).await?;
+    let append: LogAppend = parse_json(&body?)?;
+    if append.data.len() > st.config.log_append_limit {
+        return Err(Answer::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "a log append carries at most {} bytes; send smaller chunks",
+                st.config.log_append_limit
+            ),
+        ));
+    }
+    st.store
+        .append_log(
+            &p.id,
+            p.attempt,
+            &append.lease,
+            append.seq,
+            &append.data,
+            st.config.log_limit,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct LeaseQuery {
+    lease: String,
+}
+
+/// An artifact's name: a relative path without `..`, empty or odd components.
+fn valid_artifact_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 1024
+        && !name.starts_with('/')
+        && !name.contains('\\')
+        && !name.chars().any(char::is_control)
+        && name
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+#[derive(Deserialize)]
+struct ArtifactPath {
+    id: String,
+    attempt: u32,
+    name: String,
+}
+
+async fn put_artifact(
+    State(st): St,
+    headers: HeaderMap,
+    UrlPath(p): UrlPath<ArtifactPath>,
+    Query(q): Query<LeaseQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> Res<StatusCode> {
+    auth(&st, &headers, Role::Agent).await?;
+    if !valid_artifact_name(&p.name) {
+        return Err(Answer::bad(format!(
+            "artifact name `{}` must be a relative path without `..`",
+            p.name
+        )));
+    }
+    // Fence first, so a zombie's upload stores nothing.
+    st.store.watch_state(&p.id, p.attempt, &q.lease).await?;
+    let body = body?;
+    let sha = archive::sha256_hex(&body);
+    if !st.blobs.exists(&sha).await? {
+        st.blobs.put(&sha, &body).await?;
+    }
+    let entry = ArtifactEntry {
+        name: p.name,
+        size: body.len() as u64,
+        sha256: sha,
+    };
+    st.store
+        .add_artifact(&p.id, p.attempt, &q.lease, &entry)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn complete(
+    State(st): St,
+    headers: HeaderMap,
+    UrlPath(p): UrlPath<AttemptPath>,
+    body: Result<Bytes, BytesRejection>,
+) -> Res<Json<protocol::JobView>> {
+    auth(&st, &headers, Role::Agent).await?;
+    let c: Complete = parse_json(&body?)?;
+    let view = st
+        .store
+        .complete(
+            &p.id,
+            p.attempt,
+            &c.lease,
+            c.conclusion,
+            c.exit_code,
+            c.message.as_deref(),
+            c.log_chunks,
+        )
+        .await?;
+    Ok(Json(view))
+}
+
+async fn release(
+    State(st): St,
+    headers: HeaderMap,
+    UrlPath(p): UrlPath<AttemptPath>,
+    body: Result<Bytes, BytesRejection>,
+) -> Res<StatusCode> {
+    auth(&st, &headers, Role::Agent).await?;
+    let fence: Fence = parse_json(&body?)?;
+    st.store.release(&p.id, p.attempt, &fence.lease).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_artifact_name;
+
+    #[test]
+    fn artifact_names_stay_relative() {
+        assert!(valid_artifact_name("dist/app.zip"));
+        assert!(!valid_artifact_name("../x"));
+        assert!(!valid_artifact_name("a/../../x"));
+        assert!(!valid_artifact_name("/etc/passwd"));
+        assert!(!valid_artifact_name("a//b"));
+        assert!(!valid_artifact_name(""));
+    }
+}

@@ -1,2 +1,659 @@
 //! The job store: SQLite (embedded, the default) or PostgreSQL (several server replicas).
-//! Being built (issue #18).
+//!
+//! Both dialects run the same statements (`$N` parameters work in both); the operations
+//! are written once in `ops.rs` and compiled for each backend. Every state change that
+//! fences an attempt is one conditional statement or one transaction, so two replicas
+//! (or a reaper racing an agent) never both win: a claim is `UPDATE … WHERE id = (SELECT
+//! … LIMIT 1)` (PostgreSQL adds `FOR UPDATE SKIP LOCKED`), a lease expiry is `UPDATE …
+//! WHERE state = 'running' AND attempt = $n AND lease_expires < $now`.
+//!
+//! Wake-ups ([`Notice`]) go through [`hub::Hub`]: on SQLite straight to this process's
+//! waiters; on PostgreSQL only through `NOTIFY`, fed back on every replica by a
+//! `LISTEN` task, so a job submitted to one replica wakes an agent waiting on another.
+
+pub mod hub;
+
+use crate::pool::protocol::{
+    ArtifactEntry, ArtifactList, AttemptView, Conclusion, JobState, JobView, LogChunk, LogPage,
+    Role,
+};
+use hub::{Hub, Notice};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no such job")]
+    NotFound,
+    /// The attempt's lease is lost (expired, released, or another attempt runs).
+    #[error("attempt {attempt} of job {job} no longer holds its lease; abandon the job")]
+    Fenced { job: String, attempt: u32 },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("job store: {0}; check that the database is reachable and writable")]
+    Db(#[from] sqlx::Error),
+    #[error("cannot open the job store `{url}`: {source}")]
+    Open { url: String, source: sqlx::Error },
+    #[error("cannot create the job store's directory `{path}`: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("job store row is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// What a submitted job needs stored.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: String,
+    pub project: String,
+    pub labels: BTreeMap<String, String>,
+    /// The rest of the submission (source, buildspec, env, timeout), as JSON.
+    pub spec: String,
+    pub max_attempts: u32,
+}
+
+/// A claimed job.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: String,
+    pub attempt: u32,
+    pub project: String,
+    pub spec: String,
+    /// The job's label key.
+    pub key: String,
+    /// When it was queued (ms since the epoch): pickup latency = claim time - this.
+    pub queued_ms: i64,
+}
+
+/// A job whose lease expired and that the reaper handled.
+#[derive(Debug, Clone)]
+pub struct Expired {
+    pub id: String,
+    pub attempt: u32,
+    /// `None`: queued again; else the final state (error after too many losses).
+    pub ended: Option<JobState>,
+}
+
+/// Counts for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    pub queued_by_key: Vec<(String, i64)>,
+    pub running: i64,
+    pub agents_online: i64,
+}
+
+/// Store connection settings.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` / a plain path, or `postgres://…`.
+    pub url: String,
+}
+
+enum Backend {
+    Sqlite(sqlite_ops::Pool),
+    Postgres(pg_ops::Pool),
+}
+
+/// The job store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<Backend>,
+    hub: Arc<Hub>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// RFC 3339 of a millisecond timestamp.
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// Lower-case hex SHA-256 of a token: what the store keeps.
+pub fn token_hash(token: &str) -> String {
+    crate::pool::archive::sha256_hex(token.as_bytes())
+}
+
+/// A new random token (256 bits, hex, prefixed so it is recognisable in a leak scan).
+pub fn new_token() -> String {
+    let b: [u8; 32] = rand::random();
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("rnr_{hex}")
+}
+
+/// A new lease id (128 random bits, hex).
+pub fn new_lease_id() -> String {
+    let b: [u8; 16] = rand::random();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub(crate) fn role_str(role: Role) -> &'static str {
+    match role {
+        Role::Agent => "agent",
+        Role::Submit => "submit",
+        Role::Admin => "admin",
+    }
+}
+
+fn parse_role(s: &str) -> Option<Role> {
+    match s {
+        "agent" => Some(Role::Agent),
+        "submit" => Some(Role::Submit),
+        "admin" => Some(Role::Admin),
+        _ => None,
+    }
+}
+
+fn parse_state(s: &str) -> Result<JobState, StoreError> {
+    Ok(match s {
+        "queued" => JobState::Queued,
+        "running" => JobState::Running,
+        "succeeded" => JobState::Succeeded,
+        "failed" => JobState::Failed,
+        "cancelled" => JobState::Cancelled,
+        "error" => JobState::Error,
+        other => return Err(StoreError::Corrupt(format!("job state `{other}`"))),
+    })
+}
+
+fn conclusion_state(c: Conclusion) -> JobState {
+    match c {
+        Conclusion::Succeeded => JobState::Succeeded,
+        Conclusion::Failed => JobState::Failed,
+        Conclusion::Cancelled => JobState::Cancelled,
+        Conclusion::Error => JobState::Error,
+    }
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+impl Store {
+    /// Opens (creating a SQLite file if needed) and migrates the store.
+    pub async fn open(config: &StoreConfig) -> Result<Store, StoreError> {
+        let hub = Arc::new(Hub::new());
+        let backend = if is_postgres(&config.url) {
+            Backend::Postgres(pg_ops::open(&config.url, hub.clone()).await?)
+        } else {
+            let path = config
+                .url
+                .strip_prefix("sqlite://")
+                .or_else(|| config.url.strip_prefix("sqlite:"))
+                .unwrap_or(&config.url);
+            Backend::Sqlite(sqlite_ops::open(Path::new(path)).await?)
+        };
+        Ok(Store {
+            backend: Arc::new(backend),
+            hub,
+        })
+    }
+
+    /// The wake-up hub of this process.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(*self.backend, Backend::Postgres(_))
+    }
+
+    /// Sends a notice to every replica's waiters (SQLite: this process's).
+    async fn notify(&self, notice: Notice) {
+        match &*self.backend {
+            Backend::Sqlite(_) => self.hub.dispatch(notice),
+            Backend::Postgres(p) => {
+                if let Err(e) = pg_ops::notify(p, &notice).await {
+                    // The waiters still re-check within their long-poll; nothing is lost.
+                    tracing::warn!("cannot NOTIFY the other replicas: {e}");
+                    self.hub.dispatch(notice);
+                }
+            }
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $f:ident ( $($arg:expr),* )) => {
+        match &*$self.backend {
+            Backend::Sqlite(p) => sqlite_ops::$f(p, $($arg),*).await,
+            Backend::Postgres(p) => pg_ops::$f(p, $($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    pub async fn create_token(
+        &self,
+        token: &str,
+        role: Role,
+        name: &str,
+    ) -> Result<(), StoreError> {
+        dispatch!(
+            self,
+            create_token(&token_hash(token), role_str(role), name, now_ms())
+        )
+    }
+
+    pub async fn find_token(&self, token: &str) -> Result<Option<Role>, StoreError> {
+        let role: Option<String> = dispatch!(self, find_token(&token_hash(token)))?;
+        Ok(role.as_deref().and_then(parse_role))
+    }
+
+    pub async fn submit(&self, job: &NewJob) -> Result<JobView, StoreError> {
+        let key = crate::pool::protocol::label_key(&job.labels);
+        let view = dispatch!(self, submit(job, &key, now_ms()))?;
+        self.notify(Notice::Queued(key)).await;
+        Ok(view)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<JobView>, StoreError> {
+        dispatch!(self, get(id))
+    }
+
+    pub async fn list(
+        &self,
+        state: Option<JobState>,
+        limit: u32,
+    ) -> Result<Vec<JobView>, StoreError> {
+        dispatch!(self, list(state.map(JobState::as_str), i64::from(limit)))
+    }
+
+    /// Records that an agent asked for work.
+    pub async fn touch_agent(
+        &self,
+        agent: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        let labels = crate::pool::protocol::label_key(labels);
+        dispatch!(self, touch_agent(agent, &labels, now_ms()))
+    }
+
+    /// Claims the oldest queued job under one of `keys`.
+    pub async fn claim(
+        &self,
+        agent: &str,
+        keys: &[String],
+        lease: &str,
+        lease_for: Duration,
+    ) -> Result<Option<Claimed>, StoreError> {
+        let now = now_ms();
+        dispatch!(
+            self,
+            claim(agent, keys, lease, now + lease_for.as_millis() as i64, now)
+        )
+    }
+
+    /// Extends the attempt's lease; answers whether a cancel was asked.
+    pub async fn heartbeat(
+        &self,
+        id: &str,
+        attempt: u32,
+        lease: &str,
+        lease_for: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        dispatch!(
+            self,
+            heartbeat(id, attempt, lease, now + lease_for.as_millis() as i64)
+        )
+    }
+
+    /// The attempt's cancel flag and lease expiry (ms), checking the fence.
+    pub async fn watch_state(
+        &self,
+        id: &str,
+        attempt: u32,
+        lease: &str,
+    ) -> Result<(bool, i64), StoreError> {
+        dispatch!(self, watch_state(id, attempt, lease))
+    }
+
+    /// Appends a log chunk (idempotent by seq). Past `limit` bytes the chunk is dropped
+    /// and the job marked `log_truncated`.
+    pub async fn append_log(
+        &self,
+        id: &str,
+        attempt: u32,
+        lease: &str,
+        seq: u64,
+        data: &str,
+        limit: u64,
+    ) -> Result<(), StoreError> {
+        let seq = i64::try_from(seq).map_err(|_| StoreError::Invalid("seq too large".into()))?;
+        dispatch!(
+            self,
+            append_log(id, attempt, lease, seq, data, limit as i64)
+        )?;
+        self.notify(Notice::Log(id.to_string())).await;
+        Ok(())
+    }
+
+    /// Chunks of an attempt's log from `after` on (`after` = the first seq wanted).
+    pub async fn read_log(
+        &self,
+        id: &str,
+        attempt: Option<u32>,
+        after: u64,
+        max_chunks: u32,
+    ) -> Result<Option<LogPage>, StoreError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        dispatch!(self, read_log(id, attempt, after, i64::from(max_chunks)))
+    }
+
+    pub async fn add_artifact(
+        &self,
+        id: &str,
+        attempt: u32,
+        lease: &str,
+        entry: &ArtifactEntry,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, add_artifact(id, attempt, lease, entry))
+    }
+
+    /// The artifacts of the job's current (or last) attempt.
+    pub async fn artifacts(&self, id: &str) -> Result<Option<ArtifactList>, StoreError> {
+        dispatch!(self, artifacts(id))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn complete(
+        &self,
+        id: &str,
+        attempt: u32,
+        lease: &str,
+        conclusion: Conclusion,
+        exit_code: i32,
+        message: Option<&str>,
+        log_chunks: u64,
+    ) -> Result<JobView, StoreError> {
+        let (view, changed) = dispatch!(
+            self,
+            complete(
+                id,
+                attempt,
+                lease,
+                conclusion,
+                exit_code,
+                message,
+                log_chunks as i64,
+                now_ms()
+            )
+        )?;
+        if changed {
+            self.notify(Notice::Finished(id.to_string())).await;
+        }
+        Ok(view)
+    }
+
+    pub async fn release(&self, id: &str, attempt: u32, lease: &str) -> Result<(), StoreError> {
+        let requeued: Option<String> = dispatch!(self, release(id, attempt, lease, now_ms()))?;
+        match requeued {
+            Some(key) => self.notify(Notice::Queued(key)).await,
+            None => self.notify(Notice::Finished(id.to_string())).await,
+        }
+        Ok(())
+    }
+
+    pub async fn cancel(&self, id: &str) -> Result<JobView, StoreError> {
+        let (view, notice) = dispatch!(self, cancel(id, now_ms()))?;
+        if let Some(n) = notice {
+            self.notify(n).await;
+        }
+        Ok(view)
+    }
+
+    pub async fn retry(&self, id: &str) -> Result<JobView, StoreError> {
+        let (view, key) = dispatch!(self, retry(id, now_ms()))?;
+        self.notify(Notice::Queued(key)).await;
+        Ok(view)
+    }
+
+    /// Requeues (or fails) every job whose lease expired. Safe on several replicas.
+    pub async fn expire_leases(&self) -> Result<Vec<Expired>, StoreError> {
+        let expired: Vec<(Expired, String)> = dispatch!(self, expire_leases(now_ms()))?;
+        let mut out = Vec::with_capacity(expired.len());
+        for (e, key) in expired {
+            match e.ended {
+                None => self.notify(Notice::Queued(key)).await,
+                Some(_) => self.notify(Notice::Finished(e.id.clone())).await,
+            }
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    /// Counts for `/metrics`; agents seen within `online` count as online.
+    pub async fn counts(&self, online: Duration) -> Result<Counts, StoreError> {
+        dispatch!(self, counts(now_ms() - online.as_millis() as i64))
+    }
+
+    /// Starts the PostgreSQL `LISTEN` task that feeds this replica's hub (no-op on SQLite).
+    pub async fn listen(&self) -> Result<(), StoreError> {
+        if let Backend::Postgres(p) = &*self.backend {
+            pg_ops::listen(p, self.hub.clone()).await?;
+        }
+        Ok(())
+    }
+}
+
+fn view_from(row: JobRow, attempts: Vec<AttemptView>) -> Result<JobView, StoreError> {
+    let labels: BTreeMap<String, String> = serde_json::from_str(&row.labels)
+        .map_err(|e| StoreError::Corrupt(format!("labels of job {}: {e}", row.id)))?;
+    Ok(JobView {
+        state: parse_state(&row.state)?,
+        id: row.id,
+        project: row.project,
+        labels,
+        attempt: row.attempt as u32,
+        max_attempts: row.max_attempts as u32,
+        created_at: rfc3339(row.created),
+        finished_at: row.finished.map(rfc3339),
+        exit_code: row.exit_code.map(|c| c as i32),
+        message: row.message,
+        cancel_requested: row.cancel_requested != 0,
+        log_truncated: row.log_truncated != 0,
+        attempts,
+    })
+}
+
+/// The columns of `jobs` a view needs.
+struct JobRow {
+    id: String,
+    state: String,
+    labels: String,
+    project: String,
+    attempt: i64,
+    max_attempts: i64,
+    created: i64,
+    finished: Option<i64>,
+    exit_code: Option<i64>,
+    message: Option<String>,
+    cancel_requested: i64,
+    log_truncated: i64,
+}
+
+const JOB_COLS: &str = "id, state, labels, project, attempt, max_attempts, created, finished, \
+                        exit_code, message, cancel_requested, log_truncated";
+
+fn attempt_view(
+    attempt: i64,
+    agent: String,
+    started: i64,
+    ended: Option<i64>,
+    outcome: Option<String>,
+) -> AttemptView {
+    AttemptView {
+        attempt: attempt as u32,
+        agent,
+        started_at: rfc3339(started),
+        ended_at: ended.map(rfc3339),
+        outcome,
+    }
+}
+
+fn log_page(
+    attempt: u32,
+    chunks: Vec<LogChunk>,
+    after: i64,
+    over: bool,
+    full_page: bool,
+    truncated: bool,
+) -> LogPage {
+    let next = chunks
+        .last()
+        .map(|c| c.seq + 1)
+        .unwrap_or(after.max(0) as u64);
+    LogPage {
+        attempt,
+        chunks,
+        next,
+        complete: over && !full_page,
+        truncated,
+    }
+}
+
+mod sqlite_ops {
+    type Db = sqlx::Sqlite;
+    const PG: bool = false;
+    pub type Pool = sqlx::Pool<Db>;
+
+    pub async fn open(path: &std::path::Path) -> Result<Pool, super::StoreError> {
+        use sqlx::sqlite::{
+            SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| super::StoreError::Dir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let url = path.display().to_string();
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .foreign_keys(false);
+        // One connection: SQLite serializes writers anyway, and one connection can never
+        // meet SQLITE_BUSY on a transaction upgrade.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .map_err(|source| super::StoreError::Open {
+                url: url.clone(),
+                source,
+            })?;
+        migrate(&pool, include_str!("schema_sqlite.sql"))
+            .await
+            .map_err(|source| super::StoreError::Open { url, source })?;
+        Ok(pool)
+    }
+
+    include!("ops.rs");
+}
+
+mod pg_ops {
+    type Db = sqlx::Postgres;
+    const PG: bool = true;
+    pub type Pool = sqlx::Pool<Db>;
+
+    pub async fn open(
+        url: &str,
+        _hub: std::sync::Arc<super::Hub>,
+    ) -> Result<Pool, super::StoreError> {
+        use sqlx::postgres::PgPoolOptions;
+        let shown = redact(url);
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(|source| super::StoreError::Open {
+                url: shown.clone(),
+                source,
+            })?;
+        migrate(&pool, include_str!("schema_pg.sql"))
+            .await
+            .map_err(|source| super::StoreError::Open { url: shown, source })?;
+        Ok(pool)
+    }
+
+    /// The URL without its password.
+    pub fn redact(url: &str) -> String {
+        match (url.find("://"), url.rfind('@')) {
+            (Some(s), Some(at)) if at > s => {
+                let creds = &url[s + 3..at];
+                match creds.split_once(':') {
+                    Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                    None => url.to_string(),
+                }
+            }
+            _ => url.to_string(),
+        }
+    }
+
+    pub const CHANNEL: &str = "runner_pool";
+
+    pub async fn notify(pool: &Pool, notice: &super::Notice) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(notice.encode())
+            .execute(pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Spawns the task that feeds NOTIFY payloads into `hub`; reconnects on its own.
+    pub async fn listen(
+        pool: &Pool,
+        hub: std::sync::Arc<super::Hub>,
+    ) -> Result<(), super::StoreError> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener.listen(CHANNEL).await?;
+        tokio::spawn(async move {
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(n)) => {
+                        if let Some(notice) = super::Notice::decode(n.payload()) {
+                            hub.dispatch(notice);
+                        }
+                    }
+                    Ok(None) => {
+                        // The connection was lost and re-established: notices may have
+                        // been missed, so every waiter looks again.
+                        tracing::warn!("LISTEN connection to PostgreSQL re-established");
+                        hub.wake_all();
+                    }
+                    Err(e) => {
+                        tracing::warn!("LISTEN on PostgreSQL failed: {e}; retrying");
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    include!("ops.rs");
+}

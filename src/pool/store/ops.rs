@@ -1,0 +1,835 @@
+// The store's operations, written once and compiled for each backend: included into
+// `sqlite_ops` and `pg_ops` (see mod.rs), where `Db`, `PG` and `Pool` are defined.
+
+use super::{
+    attempt_view, conclusion_state, log_page, view_from, Claimed, Counts, Expired, JobRow,
+    NewJob, Notice, StoreError, JOB_COLS,
+};
+use crate::pool::protocol::{
+    ArtifactEntry, ArtifactList, Conclusion, JobState, JobView, LogChunk, LogPage,
+};
+use sqlx::Row;
+
+type Conn = <Db as sqlx::Database>::Connection;
+
+/// `FOR UPDATE` where the dialect has row locks (SQLite: one writer at a time anyway).
+const LOCK: &str = if PG { " FOR UPDATE" } else { "" };
+const SKIP_LOCKED: &str = if PG { " FOR UPDATE SKIP LOCKED" } else { "" };
+
+async fn migrate(pool: &Pool, ddl: &str) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if PG {
+        // Several replicas may start at once: one migrates, the others wait and see it done.
+        sqlx::query("SELECT pg_advisory_xact_lock(8420018)")
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+        .execute(&mut *tx)
+        .await?;
+    let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
+        .fetch_one(&mut *tx)
+        .await?;
+    if version.unwrap_or(0) < 1 {
+        sqlx::raw_sql(ddl).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO schema_version (version) VALUES (1)")
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}
+
+pub async fn create_token(
+    pool: &Pool,
+    hash: &str,
+    role: &str,
+    name: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO tokens (hash, role, name, created) VALUES ($1, $2, $3, $4)")
+        .bind(hash)
+        .bind(role)
+        .bind(name)
+        .bind(now)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn find_token(pool: &Pool, hash: &str) -> Result<Option<String>, StoreError> {
+    let role: Option<String> = sqlx::query_scalar("SELECT role FROM tokens WHERE hash = $1")
+        .bind(hash)
+        .fetch_optional(pool)
+        .await?;
+    Ok(role)
+}
+
+pub async fn submit(
+    pool: &Pool,
+    job: &NewJob,
+    key: &str,
+    now: i64,
+) -> Result<JobView, StoreError> {
+    let labels = serde_json::to_string(&job.labels)
+        .map_err(|e| StoreError::Invalid(format!("labels: {e}")))?;
+    let mut conn = pool.acquire().await?;
+    sqlx::query(
+        "INSERT INTO jobs (id, state, label_key, labels, project, spec, max_attempts, created, \
+         queued) VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $7)",
+    )
+    .bind(&job.id)
+    .bind(key)
+    .bind(labels)
+    .bind(&job.project)
+    .bind(&job.spec)
+    .bind(i64::from(job.max_attempts))
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    load_view(&mut conn, &job.id)
+        .await?
+        .ok_or(StoreError::NotFound)
+}
+
+fn job_row(row: &<Db as sqlx::Database>::Row) -> Result<JobRow, sqlx::Error> {
+    Ok(JobRow {
+        id: row.try_get("id")?,
+        state: row.try_get("state")?,
+        labels: row.try_get("labels")?,
+        project: row.try_get("project")?,
+        attempt: row.try_get("attempt")?,
+        max_attempts: row.try_get("max_attempts")?,
+        created: row.try_get("created")?,
+        finished: row.try_get("finished")?,
+        exit_code: row.try_get("exit_code")?,
+        message: row.try_get("message")?,
+        cancel_requested: row.try_get("cancel_requested")?,
+        log_truncated: row.try_get("log_truncated")?,
+    })
+}
+
+async fn load_view(conn: &mut Conn, id: &str) -> Result<Option<JobView>, StoreError> {
+    let sql = format!("SELECT {JOB_COLS} FROM jobs WHERE id = $1");
+    let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(&mut *conn).await? else {
+        return Ok(None);
+    };
+    let job = job_row(&row)?;
+    let rows = sqlx::query(
+        "SELECT attempt, agent, started, ended, outcome FROM attempts WHERE job_id = $1 \
+         ORDER BY attempt",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut attempts = Vec::with_capacity(rows.len());
+    for r in rows {
+        attempts.push(attempt_view(
+            r.try_get("attempt")?,
+            r.try_get("agent")?,
+            r.try_get("started")?,
+            r.try_get("ended")?,
+            r.try_get("outcome")?,
+        ));
+    }
+    view_from(job, attempts).map(Some)
+}
+
+pub async fn get(pool: &Pool, id: &str) -> Result<Option<JobView>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    load_view(&mut conn, id).await
+}
+
+pub async fn list(
+    pool: &Pool,
+    state: Option<&str>,
+    limit: i64,
+) -> Result<Vec<JobView>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    let ids: Vec<String> = match state {
+        Some(s) => {
+            sqlx::query_scalar(
+                "SELECT id FROM jobs WHERE state = $1 ORDER BY created DESC, id LIMIT $2",
+            )
+            .bind(s)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+        None => {
+            sqlx::query_scalar("SELECT id FROM jobs ORDER BY created DESC, id LIMIT $1")
+                .bind(limit)
+                .fetch_all(&mut *conn)
+                .await?
+        }
+    };
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(v) = load_view(&mut conn, &id).await? {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+pub async fn touch_agent(
+    pool: &Pool,
+    agent: &str,
+    labels: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO agents (name, labels, last_seen) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET labels = excluded.labels, last_seen = excluded.last_seen",
+    )
+    .bind(agent)
+    .bind(labels)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn claim(
+    pool: &Pool,
+    agent: &str,
+    keys: &[String],
+    lease: &str,
+    expires: i64,
+    now: i64,
+) -> Result<Option<Claimed>, StoreError> {
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let placeholders: Vec<String> = (0..keys.len()).map(|i| format!("${}", i + 4)).collect();
+    let sql = format!(
+        "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease = $1, \
+         lease_expires = $2, agent = $3 \
+         WHERE state = 'queued' AND id = (SELECT id FROM jobs WHERE state = 'queued' AND \
+         label_key IN ({}) ORDER BY queued, id LIMIT 1{SKIP_LOCKED}) \
+         RETURNING id, attempt, project, spec, label_key, queued",
+        placeholders.join(", ")
+    );
+    let mut tx = pool.begin().await?;
+    let mut q = sqlx::query(&sql).bind(lease).bind(expires).bind(agent);
+    for k in keys {
+        q = q.bind(k);
+    }
+    let Some(row) = q.fetch_optional(&mut *tx).await? else {
+        tx.rollback().await?;
+        return Ok(None);
+    };
+    let claimed = Claimed {
+        id: row.try_get("id")?,
+        attempt: row.try_get::<i64, _>("attempt")? as u32,
+        project: row.try_get("project")?,
+        spec: row.try_get("spec")?,
+        key: row.try_get("label_key")?,
+        queued_ms: row.try_get("queued")?,
+    };
+    sqlx::query(
+        "INSERT INTO attempts (job_id, attempt, agent, lease, started) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&claimed.id)
+    .bind(i64::from(claimed.attempt))
+    .bind(agent)
+    .bind(lease)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(claimed))
+}
+
+/// After a fenced statement matched nothing: 404 if the job does not exist, else 409.
+async fn fence_failure(conn: &mut Conn, id: &str, attempt: u32) -> StoreError {
+    let exists: Result<Option<String>, sqlx::Error> =
+        sqlx::query_scalar("SELECT id FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await;
+    match exists {
+        Ok(Some(_)) => StoreError::Fenced {
+            job: id.to_string(),
+            attempt,
+        },
+        Ok(None) => StoreError::NotFound,
+        Err(e) => StoreError::Db(e),
+    }
+}
+
+const FENCE: &str = "id = $1 AND attempt = $2 AND lease = $3 AND state = 'running'";
+
+pub async fn heartbeat(
+    pool: &Pool,
+    id: &str,
+    attempt: u32,
+    lease: &str,
+    expires: i64,
+) -> Result<bool, StoreError> {
+    let mut conn = pool.acquire().await?;
+    let sql = format!(
+        "UPDATE jobs SET lease_expires = $4 WHERE {FENCE} RETURNING cancel_requested"
+    );
+    let cancel: Option<i64> = sqlx::query_scalar(&sql)
+        .bind(id)
+        .bind(i64::from(attempt))
+        .bind(lease)
+        .bind(expires)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match cancel {
+        Some(c) => Ok(c != 0),
+        None => Err(fence_failure(&mut conn, id, attempt).await),
+    }
+}
+
+pub async fn watch_state(
+    pool: &Pool,
+    id: &str,
+    attempt: u32,
+    lease: &str,
+) -> Result<(bool, i64), StoreError> {
+    let mut conn = pool.acquire().await?;
+    let sql = format!("SELECT cancel_requested, lease_expires FROM jobs WHERE {FENCE}");
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .bind(i64::from(attempt))
+        .bind(lease)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match row {
+        Some(r) => {
+            let cancel: i64 = r.try_get("cancel_requested")?;
+            let expires: Option<i64> = r.try_get("lease_expires")?;
+            Ok((cancel != 0, expires.unwrap_or(0)))
+        }
+        None => Err(fence_failure(&mut conn, id, attempt).await),
+    }
+}
+
+pub async fn append_log(
+    pool: &Pool,
+    id: &str,
+    attempt: u32,
+    lease: &str,
+    seq: i64,
+    data: &str,
+    limit: i64,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    let sql = format!("SELECT log_bytes FROM jobs WHERE {FENCE}{LOCK}");
+    let bytes: Option<i64> = sqlx::query_scalar(&sql)
+        .bind(id)
+        .bind(i64::from(attempt))
+        .bind(lease)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(bytes) = bytes else {
+        let err = fence_failure(&mut tx, id, attempt).await;
+        tx.rollback().await?;
+        return Err(err);
+    };
+    let seen: Option<i64> = sqlx::query_scalar(
+        "SELECT seq FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND seq = $3",
+    )
+    .bind(id)
+    .bind(i64::from(attempt))
+    .bind(seq)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if seen.is_some() {
+        tx.rollback().await?;
+        return Ok(());
+    }
+    let len = data.len() as i64;
+    if bytes.saturating_add(len) > limit {
+        sqlx::query("UPDATE jobs SET log_truncated = 1 WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    } else {
+        sqlx::query(
+            "INSERT INTO log_chunks (job_id, attempt, seq, data) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(i64::from(attempt))
+        .bind(seq)
+        .bind(data)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE jobs SET log_bytes = log_bytes + $2 WHERE id = $1")
+            .bind(id)
+            .bind(len)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn read_log(
+    pool: &Pool,
+    id: &str,
+    attempt: Option<u32>,
+    after: i64,
+    max_chunks: i64,
+) -> Result<Option<LogPage>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    let row = sqlx::query("SELECT attempt, state, log_truncated FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let current: i64 = row.try_get("attempt")?;
+    let state: String = row.try_get("state")?;
+    let truncated: i64 = row.try_get("log_truncated")?;
+    let attempt = attempt.map(i64::from).unwrap_or(current);
+    let over = if attempt < current || state_is_final(&state) {
+        true
+    } else if attempt == 0 {
+        false
+    } else {
+        let outcome: Option<Option<String>> =
+            sqlx::query_scalar("SELECT outcome FROM attempts WHERE job_id = $1 AND attempt = $2")
+                .bind(id)
+                .bind(attempt)
+                .fetch_optional(&mut *conn)
+                .await?;
+        // An attempt that does not exist (beyond the current one) has nothing more to say
+        // only once the job is over; one that ended has an outcome.
+        matches!(outcome, Some(Some(_)))
+    };
+    let rows = sqlx::query(
+        "SELECT seq, data FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND seq >= $3 \
+         ORDER BY seq LIMIT $4",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(after)
+    .bind(max_chunks)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut chunks = Vec::with_capacity(rows.len());
+    for r in rows {
+        chunks.push(LogChunk {
+            seq: r.try_get::<i64, _>("seq")? as u64,
+            data: r.try_get("data")?,
+        });
+    }
+    let full = chunks.len() as i64 >= max_chunks;
+    Ok(Some(log_page(
+        attempt.max(0) as u32,
+        chunks,
+        after,
+        over,
+        full,
+        truncated != 0,
+    )))
+}
+
+fn state_is_final(s: &str) -> bool {
+    !matches!(s, "queued" | "running")
+}
+
+pub async fn add_artifact(
+    pool: &Pool,
+    id: &str,
+    attempt: u32,
+    lease: &str,
+    entry: &ArtifactEntry,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    let sql = format!("SELECT id FROM jobs WHERE {FENCE}{LOCK}");
+    let found: Option<String> = sqlx::query_scalar(&sql)
+        .bind(id)
+        .bind(i64::from(attempt))
+        .bind(lease)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if found.is_none() {
+        let err = fence_failure(&mut tx, id, attempt).await;
+        tx.rollback().await?;
+        return Err(err);
+    }
+    sqlx::query(
+        "INSERT INTO artifacts (job_id, attempt, name, size, sha256) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (job_id, attempt, name) DO UPDATE SET size = excluded.size, \
+         sha256 = excluded.sha256",
+    )
+    .bind(id)
+    .bind(i64::from(attempt))
+    .bind(&entry.name)
+    .bind(entry.size as i64)
+    .bind(&entry.sha256)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn artifacts(pool: &Pool, id: &str) -> Result<Option<ArtifactList>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    let attempt: Option<i64> = sqlx::query_scalar("SELECT attempt FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(attempt) = attempt else {
+        return Ok(None);
+    };
+    let rows = sqlx::query(
+        "SELECT name, size, sha256 FROM artifacts WHERE job_id = $1 AND attempt = $2 ORDER BY name",
+    )
+    .bind(id)
+    .bind(attempt)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut artifacts = Vec::with_capacity(rows.len());
+    for r in rows {
+        artifacts.push(ArtifactEntry {
+            name: r.try_get("name")?,
+            size: r.try_get::<i64, _>("size")? as u64,
+            sha256: r.try_get("sha256")?,
+        });
+    }
+    Ok(Some(ArtifactList {
+        attempt: attempt as u32,
+        artifacts,
+    }))
+}
+
+/// Completes the attempt; `(view, changed)`. The same completion again answers the same
+/// view with `changed = false`.
+#[allow(clippy::too_many_arguments)]
+pub async fn complete(
+    pool: &Pool,
+    id: &str,
+    attempt: u32,
+    lease: &str,
+    conclusion: Conclusion,
+    exit_code: i32,
+    message: Option<&str>,
+    log_chunks: i64,
+    now: i64,
+) -> Result<(JobView, bool), StoreError> {
+    let state = conclusion_state(conclusion).as_str();
+    let mut tx = pool.begin().await?;
+    let sql = format!("SELECT log_truncated FROM jobs WHERE {FENCE}{LOCK}");
+    let truncated: Option<i64> = sqlx::query_scalar(&sql)
+        .bind(id)
+        .bind(i64::from(attempt))
+        .bind(lease)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(truncated) = truncated else {
+        // Not running under this lease: the same completion again is answered as before.
+        let prior = sqlx::query(
+            "SELECT a.outcome, a.lease, j.attempt, j.state, j.exit_code FROM attempts a \
+             JOIN jobs j ON j.id = a.job_id WHERE a.job_id = $1 AND a.attempt = $2",
+        )
+        .bind(id)
+        .bind(i64::from(attempt))
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(r) = prior {
+            let outcome: Option<String> = r.try_get("outcome")?;
+            let a_lease: String = r.try_get("lease")?;
+            let current: i64 = r.try_get("attempt")?;
+            let j_state: String = r.try_get("state")?;
+            let j_exit: Option<i64> = r.try_get("exit_code")?;
+            if a_lease == lease
+                && current == i64::from(attempt)
+                && outcome.as_deref() == Some(state)
+                && j_state == state
+                && j_exit == Some(i64::from(exit_code))
+            {
+                let view = load_view(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
+                tx.rollback().await?;
+                return Ok((view, false));
+            }
+        }
+        let err = fence_failure(&mut tx, id, attempt).await;
+        tx.rollback().await?;
+        return Err(err);
+    };
+    if truncated == 0 {
+        let have: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM log_chunks WHERE job_id = $1 AND attempt = $2",
+        )
+        .bind(id)
+        .bind(i64::from(attempt))
+        .fetch_one(&mut *tx)
+        .await?;
+        if have < log_chunks {
+            tx.rollback().await?;
+            return Err(StoreError::Invalid(format!(
+                "the server has {have} of the {log_chunks} log chunks of attempt {attempt}; \
+                 append the missing ones, then complete again"
+            )));
+        }
+    }
+    sqlx::query(
+        "UPDATE jobs SET state = $2, finished = $3, exit_code = $4, message = $5, \
+         lease_expires = NULL WHERE id = $1",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(now)
+    .bind(i64::from(exit_code))
+    .bind(message)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE attempts SET ended = $3, outcome = $4 WHERE job_id = $1 AND attempt = $2")
+        .bind(id)
+        .bind(i64::from(attempt))
+        .bind(now)
+        .bind(state)
+        .execute(&mut *tx)
+        .await?;
+    let view = load_view(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
+    tx.commit().await?;
+    Ok((view, true))
+}
+
+/// Gives the attempt back: `Some(label key)` when the job is queued again, `None` when it
+/// ended instead (a cancel was asked).
+pub async fn release(
+    pool: &Pool,
+    id: &str,
+    attempt: u32,
+    lease: &str,
+    now: i64,
+) -> Result<Option<String>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let sql = format!("SELECT cancel_requested, label_key FROM jobs WHERE {FENCE}{LOCK}");
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .bind(i64::from(attempt))
+        .bind(lease)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = row else {
+        let again: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT outcome FROM attempts WHERE job_id = $1 AND attempt = $2 AND lease = $3",
+        )
+        .bind(id)
+        .bind(i64::from(attempt))
+        .bind(lease)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if matches!(again, Some(Some(ref o)) if o == "released") {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let err = fence_failure(&mut tx, id, attempt).await;
+        tx.rollback().await?;
+        return Err(err);
+    };
+    let cancel: i64 = row.try_get("cancel_requested")?;
+    let key: String = row.try_get("label_key")?;
+    if cancel != 0 {
+        sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', finished = $2, lease = NULL, \
+             lease_expires = NULL, message = 'cancelled' WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    } else {
+        sqlx::query(
+            "UPDATE jobs SET state = 'queued', queued = $2, lease = NULL, lease_expires = NULL, \
+             agent = NULL WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE attempts SET ended = $3, outcome = 'released' WHERE job_id = $1 AND attempt = $2",
+    )
+    .bind(id)
+    .bind(i64::from(attempt))
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(if cancel != 0 { None } else { Some(key) })
+}
+
+pub async fn cancel(
+    pool: &Pool,
+    id: &str,
+    now: i64,
+) -> Result<(JobView, Option<Notice>), StoreError> {
+    let mut tx = pool.begin().await?;
+    let sql = format!("SELECT state FROM jobs WHERE id = $1{LOCK}");
+    let state: Option<String> = sqlx::query_scalar(&sql)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let notice = match state.as_deref() {
+        None => {
+            tx.rollback().await?;
+            return Err(StoreError::NotFound);
+        }
+        Some("queued") => {
+            sqlx::query(
+                "UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished = $2, \
+                 message = 'cancelled before it started' WHERE id = $1",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            Some(Notice::Finished(id.to_string()))
+        }
+        Some("running") => {
+            sqlx::query("UPDATE jobs SET cancel_requested = 1 WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            Some(Notice::Cancel(id.to_string()))
+        }
+        Some(_) => None,
+    };
+    let view = load_view(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
+    tx.commit().await?;
+    Ok((view, notice))
+}
+
+pub async fn retry(pool: &Pool, id: &str, now: i64) -> Result<(JobView, String), StoreError> {
+    let mut tx = pool.begin().await?;
+    let sql = format!("SELECT state, label_key FROM jobs WHERE id = $1{LOCK}");
+    let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await?;
+    let Some(row) = row else {
+        tx.rollback().await?;
+        return Err(StoreError::NotFound);
+    };
+    let state: String = row.try_get("state")?;
+    let key: String = row.try_get("label_key")?;
+    if !state_is_final(&state) {
+        tx.rollback().await?;
+        return Err(StoreError::Conflict(format!(
+            "job {id} is still {state}; cancel it first or wait for it to finish"
+        )));
+    }
+    sqlx::query(
+        "UPDATE jobs SET state = 'queued', queued = $2, lost = 0, lease = NULL, \
+         lease_expires = NULL, agent = NULL, finished = NULL, exit_code = NULL, message = NULL, \
+         cancel_requested = 0, log_truncated = 0, log_bytes = 0 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let view = load_view(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
+    tx.commit().await?;
+    Ok((view, key))
+}
+
+pub async fn expire_leases(pool: &Pool, now: i64) -> Result<Vec<(Expired, String)>, StoreError> {
+    let candidates = sqlx::query(
+        "SELECT id, attempt, lost, max_attempts, cancel_requested, label_key FROM jobs \
+         WHERE state = 'running' AND lease_expires < $1 ORDER BY lease_expires LIMIT 500",
+    )
+    .bind(now)
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::new();
+    for r in candidates {
+        let id: String = r.try_get("id")?;
+        let attempt: i64 = r.try_get("attempt")?;
+        let lost: i64 = r.try_get::<i64, _>("lost")? + 1;
+        let max: i64 = r.try_get("max_attempts")?;
+        let cancel: i64 = r.try_get("cancel_requested")?;
+        let key: String = r.try_get("label_key")?;
+        let (state, message): (&str, Option<String>) = if cancel != 0 {
+            ("cancelled", Some("cancelled (its agent was lost)".to_string()))
+        } else if lost >= max {
+            (
+                "error",
+                Some(format!(
+                    "agent lost {lost} time{}",
+                    if lost == 1 { "" } else { "s" }
+                )),
+            )
+        } else {
+            ("queued", None)
+        };
+        let mut tx = pool.begin().await?;
+        // Conditional: a heartbeat, a completion or another replica's reaper may have
+        // got there first; then this matches nothing and changes nothing.
+        let done = sqlx::query(
+            "UPDATE jobs SET state = $3, lost = $4, lease = NULL, lease_expires = NULL, \
+             agent = NULL, queued = $5, message = $6, \
+             finished = CASE WHEN $3 = 'queued' THEN NULL ELSE $5 END, \
+             exit_code = CASE WHEN $3 = 'queued' THEN NULL ELSE 2 END \
+             WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_expires < $5",
+        )
+        .bind(&id)
+        .bind(attempt)
+        .bind(state)
+        .bind(lost)
+        .bind(now)
+        .bind(message)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await?;
+            continue;
+        }
+        sqlx::query(
+            "UPDATE attempts SET ended = $3, outcome = 'lost' WHERE job_id = $1 AND attempt = $2",
+        )
+        .bind(&id)
+        .bind(attempt)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let ended = match state {
+            "queued" => None,
+            "cancelled" => Some(JobState::Cancelled),
+            _ => Some(JobState::Error),
+        };
+        out.push((
+            Expired {
+                id,
+                attempt: attempt as u32,
+                ended,
+            },
+            key,
+        ));
+    }
+    Ok(out)
+}
+
+pub async fn counts(pool: &Pool, online_since: i64) -> Result<Counts, StoreError> {
+    let rows = sqlx::query(
+        "SELECT label_key, COUNT(*) AS n FROM jobs WHERE state = 'queued' GROUP BY label_key \
+         ORDER BY label_key",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut queued_by_key = Vec::with_capacity(rows.len());
+    for r in rows {
+        queued_by_key.push((r.try_get("label_key")?, r.try_get("n")?));
+    }
+    let running: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'running'")
+        .fetch_one(pool)
+        .await?;
+    let agents_online: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM agents WHERE last_seen >= $1")
+            .bind(online_since)
+            .fetch_one(pool)
+            .await?;
+    Ok(Counts {
+        queued_by_key,
+        running,
+        agents_online,
+    })
+}
