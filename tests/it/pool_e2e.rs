@@ -2,7 +2,9 @@
 //! on SQLite, `runner agent`s, `runner submit --wait` and `runner jobs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::support_pool::{eventually, log_lines, project, project_containers, Containers, Pool};
+use crate::support_pool::{
+    eventually, log_lines, project, project_containers, Containers, Pool, Proxy,
+};
 use serde_json::Value;
 use std::process::Stdio;
 use std::time::Instant;
@@ -325,5 +327,88 @@ fn a_cancel_reaches_the_agent_and_removes_the_build_container() {
         Some(130),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_second_sigterm_stops_the_build_ships_its_log_and_gives_the_job_back() {
+    let pool = Pool::start(30);
+    let name = project("abort");
+    let _containers = Containers(name.clone());
+    let src = source(&[(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo begin\n      - sleep 300\n",
+    )]);
+    let mut agent = pool.agent("aborter", &[]);
+    let id = pool.submit(src.path(), &name, &[]);
+    wait_for_log(&pool, &id, "begin");
+    agent.sigterm();
+    agent.wait_for("draining");
+    agent.sigterm();
+    let status = agent.wait_exit(120);
+    assert!(status.success(), "{status:?}\n{}", agent.stderr.text());
+    assert!(
+        project_containers(&name).is_empty(),
+        "the build container is still there"
+    );
+
+    // Back in the queue at once (not after a lease expiry), attempt 1 kept as released.
+    let job = pool.job(&id);
+    assert_eq!(job["state"], "queued", "{job}");
+    assert_eq!(
+        attempts(&job),
+        vec![(1, "aborter".into(), "released".into())]
+    );
+    // Its log was shipped before the release, up to the stop.
+    let events = pool.log_events(&id, Some(1));
+    assert!(log_lines(&events).contains(&"begin".to_string()));
+    assert!(events
+        .iter()
+        .any(|e| e["event"] == "notice"
+            && e["message"].as_str().unwrap_or("").contains("given back")));
+}
+
+#[test]
+fn a_partitioned_agents_late_log_and_completion_are_refused() {
+    let pool = Pool::start(4);
+    let name = project("zombie");
+    let _containers = Containers(name.clone());
+    let src = source(&[(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo begin\n      - sleep 8\n      - echo done\n",
+    )]);
+    let proxy = Proxy::start(&pool.url);
+    let zombie = pool.agent_via(&proxy.url, "zombie", &[]);
+    let id = pool.submit(src.path(), &name, &[]);
+    wait_for_log(&pool, &id, "begin");
+    assert_eq!(attempts(&pool.job(&id))[0].1, "zombie");
+    proxy.cut();
+    // The lease runs out; the job runs again on a healthy agent and succeeds.
+    let _healthy = pool.agent("healthy", &[]);
+    let job = pool.wait_job(&id, "the job to finish", 120, |j| {
+        j["state"] != "running" && j["state"] != "queued"
+    });
+    assert_eq!(job["state"], "succeeded", "{job}");
+    // The zombie comes back with a finished build: its log and completion are refused.
+    proxy.heal();
+    zombie.wait_for("lost the lease of job");
+    let job = pool.job(&id);
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["exit_code"], 0, "{job}");
+    assert_eq!(
+        attempts(&job),
+        vec![
+            (1, "zombie".into(), "lost".into()),
+            (2, "healthy".into(), "succeeded".into())
+        ]
+    );
+    let late = log_lines(&pool.log_events(&id, Some(1)));
+    assert!(
+        !late.contains(&"done".to_string()),
+        "a zombie's late line was stored: {late:?}"
+    );
+    assert_eq!(
+        log_lines(&pool.log_events(&id, Some(2))),
+        vec!["begin", "done"]
     );
 }

@@ -142,11 +142,16 @@ impl Pool {
 
     /// `runner agent --name NAME` with its own data directory, the base image, no cache.
     pub fn agent(&self, name: &str, extra: &[&str]) -> Agent {
+        self.agent_via(&self.url, name, extra)
+    }
+
+    /// An agent that reaches the server at `url` (a [`Proxy`]).
+    pub fn agent_via(&self, url: &str, name: &str, extra: &[&str]) -> Agent {
         let data = tempfile::tempdir().unwrap();
         let mut child = runner()
             .arg("--data-dir")
             .arg(data.path())
-            .args(["agent", "--server", &self.url, "--name", name])
+            .args(["agent", "--server", url, "--name", name])
             .args(["--image", IMAGE, "--no-cache", "--no-cache-volumes"])
             .args(extra)
             .env("RUNNER_TOKEN", &self.agent_token)
@@ -347,4 +352,67 @@ impl Drop for Containers {
 pub fn project(test: &str) -> String {
     let n: u32 = rand::random();
     format!("pool-{test}-{n:08x}")
+}
+
+/// A loopback TCP proxy the test can cut (a network partition between an agent and the
+/// server): while cut, open connections are shut down and new ones closed at once.
+pub struct Proxy {
+    pub url: String,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    conns: Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    /// A proxy in front of `server` (`http://127.0.0.1:PORT`).
+    pub fn start(server: &str) -> Proxy {
+        use std::net::{TcpListener, TcpStream};
+        let target = server
+            .strip_prefix("http://")
+            .unwrap()
+            .trim_end_matches('/')
+            .to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (c, k) = (cut.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if c.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(upstream) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                let (Ok(c2), Ok(u2)) = (client.try_clone(), upstream.try_clone()) else {
+                    continue;
+                };
+                if let (Ok(c3), Ok(u3)) = (client.try_clone(), upstream.try_clone()) {
+                    k.lock().unwrap().extend([c3, u3]);
+                }
+                pipe(client, upstream);
+                pipe(u2, c2);
+            }
+        });
+        Proxy { url, cut, conns }
+    }
+
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for s in self.conns.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    pub fn heal(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
