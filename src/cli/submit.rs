@@ -116,19 +116,12 @@ pub async fn run(args: SubmitArgs) -> ExitStatus {
             )
         }
     };
-    // The project file may name the project; the server reads it from the source when
-    // none is given, so only a directory's name is sent, and only without a project file.
-    let project = args.project.clone().or_else(|| {
-        let has_project_file = args
-            .source
-            .as_ref()
-            .map(|s| s.join(crate::project::PROJECT_FILE))
-            .unwrap_or_else(|| PathBuf::from(crate::project::PROJECT_FILE))
-            .exists();
-        if has_project_file || matches!(source, SourceSpec::Git { .. }) {
-            None
-        } else {
-            default_project
+    // As `runner build`: --project, else the project file's name, else the directory's.
+    let project = args.project.clone().or_else(|| match &source {
+        SourceSpec::Git { .. } => None,
+        SourceSpec::Archive { .. } => {
+            let dir = args.source.clone().unwrap_or_else(|| PathBuf::from("."));
+            project_file_name(&dir).or(default_project)
         }
     });
     let job = SubmitJob {
@@ -174,5 +167,25 @@ pub async fn run(args: SubmitArgs) -> ExitStatus {
             job_exit(&job)
         }
         Err(e) => client_error(&e),
+    }
+}
+
+/// `name:` of the source's runner.yml, when it has one that parses.
+fn project_file_name(dir: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(crate::project::PROJECT_FILE)).ok()?;
+    crate::project::parse_project(&text).0?.name
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_project_files_name_is_the_default_project() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(project_file_name(d.path()), None);
+        std::fs::write(d.path().join("runner.yml"), "name: shop-api\n").unwrap();
+        assert_eq!(project_file_name(d.path()).as_deref(), Some("shop-api"));
     }
 }
