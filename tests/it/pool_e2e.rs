@@ -412,3 +412,78 @@ fn a_partitioned_agents_late_log_and_completion_are_refused() {
         vec!["begin", "done"]
     );
 }
+
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn a_git_source_is_cloned_by_the_agent_at_the_revision() {
+    let pool = Pool::start(30);
+    let name = project("git");
+    let _containers = Containers(name.clone());
+    let repo = source(&[(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo first revision\n",
+    )]);
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-q", "-m", "one"]);
+    let first = git(repo.path(), &["rev-parse", "HEAD"]);
+    std::fs::write(
+        repo.path().join("buildspec.yml"),
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo second revision\n",
+    )
+    .unwrap();
+    git(repo.path(), &["commit", "-q", "-am", "two"]);
+    let _agent = pool.agent("gitter", &[]);
+    let url = format!("file://{}", repo.path().display());
+    let out = pool
+        .cli()
+        .args(["submit", "--wait", "--git", &url, "--revision", &first])
+        .args(["--project", &name])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.contains(&"first revision"), "{stdout}");
+    assert!(!lines.contains(&"second revision"), "{stdout}");
+
+    // A revision that does not exist: the job ends in error (exit 2) with git's reason.
+    let out = pool
+        .cli()
+        .args([
+            "submit",
+            "--wait",
+            "--git",
+            &url,
+            "--revision",
+            "no-such-rev",
+        ])
+        .args(["--project", &name])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("git checkout no-such-rev failed"),
+        "{stdout}"
+    );
+}
