@@ -1,14 +1,565 @@
-//! `runner jobs` (agent pool): not implemented yet.
+//! `runner jobs list|show|logs|cancel|retry|artifacts`: jobs on a `runner server`. Also
+//! the connection flags and the log follower `runner submit --wait` shares.
 
 use super::exit::ExitStatus;
+use crate::pool::client::{ClientError, PoolClient};
+use crate::pool::protocol::{JobState, JobView, LogPage, MAX_WAIT_SECS};
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+
+/// Where the server is and the token to use.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Conn {
+    /// The server's URL
+    #[arg(
+        long,
+        env = "RUNNER_SERVER",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8420"
+    )]
+    pub server: String,
+    /// The token (`runner server token create`); prefer RUNNER_TOKEN, which `ps` does not show
+    #[arg(
+        long,
+        env = "RUNNER_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: String,
+}
+
+impl Conn {
+    pub fn client(&self) -> Result<PoolClient, ClientError> {
+        PoolClient::new(&self.server, &self.token)
+    }
+}
 
 #[derive(Debug, clap::Subcommand)]
 pub enum JobsCommand {
-    /// List jobs
-    List,
+    /// List jobs, newest first
+    List {
+        #[command(flatten)]
+        conn: Conn,
+        /// Only jobs in this state (queued, running, succeeded, failed, cancelled, error)
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A job's state, attempts and outcome
+    Show {
+        #[command(flatten)]
+        conn: Conn,
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A job's log (the current attempt's unless --attempt)
+    Logs {
+        #[command(flatten)]
+        conn: Conn,
+        id: String,
+        /// Follow the log until the job ends (across attempts); exit with its exit code
+        #[arg(long, short = 'f')]
+        follow: bool,
+        #[arg(long, value_name = "N")]
+        attempt: Option<u32>,
+        /// The events as JSON lines (as `runner build --json` prints them)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask for a job to be cancelled (a running build is stopped within seconds)
+    Cancel {
+        #[command(flatten)]
+        conn: Conn,
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a finished job again (a new attempt)
+    Retry {
+        #[command(flatten)]
+        conn: Conn,
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A job's artifacts, or download them
+    Artifacts {
+        #[command(flatten)]
+        conn: Conn,
+        id: String,
+        /// Download every artifact into DIR (created if missing)
+        #[arg(long, value_name = "DIR")]
+        download: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-pub async fn run(_cmd: JobsCommand) -> ExitStatus {
-    eprintln!("error: `runner jobs` is not implemented yet");
+pub async fn run(cmd: JobsCommand) -> ExitStatus {
+    match jobs(cmd).await {
+        Ok(s) => s,
+        Err(e) => client_error(&e),
+    }
+}
+
+/// A client failure: `error: …`, exit 2.
+pub(super) fn client_error(e: &ClientError) -> ExitStatus {
+    eprintln!("error: {e}");
     ExitStatus::Setup
+}
+
+fn print_json(v: &impl serde::Serialize) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("error: cannot print JSON: {e}"),
+    }
+}
+
+async fn jobs(cmd: JobsCommand) -> Result<ExitStatus, ClientError> {
+    match cmd {
+        JobsCommand::List {
+            conn,
+            state,
+            limit,
+            json,
+        } => {
+            let list = conn.client()?.list(state.as_deref(), Some(limit)).await?;
+            if json {
+                print_json(&list);
+            } else {
+                println!(
+                    "{:<28} {:<10} {:>7} {:>4}  {:<20} CREATED",
+                    "ID", "STATE", "ATTEMPT", "EXIT", "PROJECT"
+                );
+                for j in &list.jobs {
+                    println!(
+                        "{:<28} {:<10} {:>7} {:>4}  {:<20} {}",
+                        j.id,
+                        j.state.as_str(),
+                        j.attempt,
+                        j.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+                        j.project,
+                        j.created_at
+                    );
+                }
+            }
+        }
+        JobsCommand::Show { conn, id, json } => {
+            let job = conn.client()?.job(&id).await?;
+            if json {
+                print_json(&job);
+            } else {
+                print_job(&job);
+            }
+        }
+        JobsCommand::Logs {
+            conn,
+            id,
+            follow: f,
+            attempt,
+            json,
+        } => {
+            let client = conn.client()?;
+            let job = follow(&client, &id, attempt, json, f).await?;
+            if f {
+                return Ok(job_exit(&job));
+            }
+        }
+        JobsCommand::Cancel { conn, id, json } => {
+            let job = conn.client()?.cancel(&id).await?;
+            if json {
+                print_json(&job);
+            } else if job.state.is_final() {
+                println!("job {} is {}", job.id, job.state.as_str());
+            } else {
+                println!("cancel requested for job {}", job.id);
+            }
+        }
+        JobsCommand::Retry { conn, id, json } => {
+            let job = conn.client()?.retry(&id).await?;
+            if json {
+                print_json(&job);
+            } else {
+                println!("job {} queued again", job.id);
+            }
+        }
+        JobsCommand::Artifacts {
+            conn,
+            id,
+            download,
+            json,
+        } => {
+            let client = conn.client()?;
+            let list = client.artifacts(&id).await?;
+            if json {
+                print_json(&list);
+            } else if download.is_none() {
+                for a in &list.artifacts {
+                    println!("{:>12}  {}  {}", a.size, a.sha256, a.name);
+                }
+            }
+            if let Some(dir) = download {
+                for a in &list.artifacts {
+                    match download_one(&client, &id, &a.name, &a.sha256, &dir).await {
+                        Ok(path) => {
+                            if !json {
+                                println!("{}", path.display());
+                            }
+                        }
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return Ok(ExitStatus::Setup);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn print_job(job: &JobView) {
+    println!("job:       {}", job.id);
+    println!("project:   {}", job.project);
+    println!("state:     {}", job.state.as_str());
+    if let Some(c) = job.exit_code {
+        println!("exit code: {c}");
+    }
+    if let Some(m) = &job.message {
+        println!("message:   {m}");
+    }
+    if !job.labels.is_empty() {
+        println!(
+            "labels:    {}",
+            crate::pool::protocol::label_key(&job.labels)
+        );
+    }
+    println!("created:   {}", job.created_at);
+    if let Some(f) = &job.finished_at {
+        println!("finished:  {f}");
+    }
+    if job.cancel_requested && !job.state.is_final() {
+        println!("cancel requested");
+    }
+    if job.log_truncated {
+        println!("log:       truncated at the server's limit");
+    }
+    println!("attempts:  {} of at most {}", job.attempt, job.max_attempts);
+    for a in &job.attempts {
+        println!(
+            "  #{} on {} from {} to {}: {}",
+            a.attempt,
+            a.agent,
+            a.started_at,
+            a.ended_at.as_deref().unwrap_or("…"),
+            a.outcome.as_deref().unwrap_or("running")
+        );
+    }
+}
+
+/// The exit code `runner build` would have given: the job's own, else by its state.
+pub(super) fn job_exit(job: &JobView) -> ExitStatus {
+    match (job.exit_code, job.state) {
+        (Some(0), _) => ExitStatus::Success,
+        (Some(1), _) => ExitStatus::Failed,
+        (Some(3), _) => ExitStatus::Fault,
+        (Some(130), _) => ExitStatus::Stopped,
+        (Some(_), _) => ExitStatus::Setup,
+        (None, JobState::Succeeded) => ExitStatus::Success,
+        (None, JobState::Failed) => ExitStatus::Failed,
+        (None, JobState::Cancelled) => ExitStatus::Stopped,
+        (None, _) => ExitStatus::Setup,
+    }
+}
+
+/// An artifact's name as a path under `dir` (refused when it would leave it).
+fn artifact_path(dir: &Path, name: &str) -> Option<PathBuf> {
+    let rel = Path::new(name);
+    let ok = !name.is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
+    ok.then(|| dir.join(rel))
+}
+
+#[derive(Debug, thiserror::Error)]
+enum DownloadError {
+    #[error("artifact name `{0}` is not a relative path; not written")]
+    BadName(String),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("download of {name} broke off: {detail}; try again")]
+    Read { name: String, detail: String },
+    #[error("{name}: downloaded content does not match its SHA-256; try again")]
+    Digest { name: String },
+}
+
+async fn download_one(
+    client: &PoolClient,
+    id: &str,
+    name: &str,
+    sha256: &str,
+    dir: &Path,
+) -> Result<PathBuf, DownloadError> {
+    use sha2::{Digest, Sha256};
+    use tokio::io::AsyncWriteExt;
+    let path = artifact_path(dir, name).ok_or_else(|| DownloadError::BadName(name.into()))?;
+    let werr = |source| DownloadError::Write {
+        path: path.clone(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent).await.map_err(werr)?;
+    }
+    let mut resp = client.artifact(id, name).await?;
+    let tmp = path.with_extension("part~");
+    let mut file = tokio::fs::File::create(&tmp).await.map_err(werr)?;
+    let mut hasher = Sha256::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(bytes)) => {
+                hasher.update(&bytes);
+                file.write_all(&bytes).await.map_err(werr)?;
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(DownloadError::Read {
+                    name: name.into(),
+                    detail: e.to_string(),
+                });
+            }
+        }
+    }
+    file.flush().await.map_err(werr)?;
+    drop(file);
+    let got: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if !sha256.is_empty() && got != sha256 {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(DownloadError::Digest { name: name.into() });
+    }
+    tokio::fs::rename(&tmp, &path).await.map_err(werr)?;
+    Ok(path)
+}
+
+/// Prints a job's log. `follow`: until the job ends, across attempts when `attempt` is
+/// not pinned; otherwise what is there now. Returns the job as it was last seen.
+pub(super) async fn follow(
+    client: &PoolClient,
+    id: &str,
+    attempt: Option<u32>,
+    json: bool,
+    follow: bool,
+) -> Result<JobView, ClientError> {
+    let pinned = attempt.is_some();
+    let mut attempt = attempt;
+    let mut after: Option<u64> = None;
+    let mut warned_truncated = false;
+    loop {
+        let wait = if follow { MAX_WAIT_SECS } else { 0 };
+        let page: LogPage = client.log(id, attempt, after, wait).await?;
+        // Attempt 0 is "not claimed yet": stay unpinned until one runs.
+        if attempt.is_none() && page.attempt > 0 {
+            attempt = Some(page.attempt);
+        }
+        for chunk in &page.chunks {
+            render_chunk(&chunk.data, json);
+        }
+        if attempt.is_some() {
+            after = Some(page.next);
+        }
+        if page.truncated && !warned_truncated {
+            warned_truncated = true;
+            eprintln!("note: this log hit the server's size limit and was cut there");
+        }
+        if !follow {
+            if page.chunks.is_empty() || page.complete {
+                return client.job(id).await;
+            }
+            continue;
+        }
+        if page.complete || page.chunks.is_empty() {
+            let job = client.job(id).await?;
+            let cur = page.attempt;
+            if !pinned && job.attempt > cur {
+                // This attempt was lost or given back and a later one runs: follow it.
+                if cur > 0 {
+                    let outcome = job
+                        .attempts
+                        .iter()
+                        .find(|a| a.attempt == cur)
+                        .and_then(|a| a.outcome.clone())
+                        .unwrap_or_else(|| "ended".into());
+                    eprintln!(
+                        "runner: attempt {cur} {outcome}; following attempt {}",
+                        job.attempt
+                    );
+                }
+                attempt = Some(job.attempt);
+                after = None;
+                continue;
+            }
+            if job.state.is_final() && (page.complete || cur == 0) {
+                return Ok(job);
+            }
+            if page.complete {
+                if pinned {
+                    return Ok(job);
+                }
+                // The attempt is over but the job is not: it is being queued again.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// One chunk of JSON lines: verbatim with `json`, else in short form.
+fn render_chunk(data: &str, json: bool) {
+    let mut out = std::io::stdout().lock();
+    for line in data.lines() {
+        if json {
+            let _ = writeln!(out, "{line}");
+            continue;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            let _ = writeln!(out, "{line}");
+            continue;
+        };
+        if let Some(text) = short_form(&v) {
+            let _ = writeln!(out, "{text}");
+        }
+    }
+    let _ = out.flush();
+}
+
+/// The line the terminal would show for an event (log lines verbatim).
+fn short_form(v: &Value) -> Option<String> {
+    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("");
+    let time = s("time");
+    Some(match s("event") {
+        "log" => s("line").to_string(),
+        "build_started" => format!(
+            "[Container] {time} Running build {} on image {}",
+            s("build_id"),
+            s("image")
+        ),
+        "phase_started" => format!("[Container] {time} Entering phase {}", s("phase")),
+        "phase_ended" => {
+            let mut l = format!(
+                "[Container] {time} Phase complete: {} State: {}",
+                s("phase"),
+                s("status")
+            );
+            if !s("context").is_empty() {
+                l.push_str(&format!(" ({})", s("context")));
+            }
+            l
+        }
+        "command_started" => format!("[Container] {time} Running command {}", s("command")),
+        "notice" => {
+            let tag = match s("level") {
+                "warning" => "Warning: ",
+                "error" => "Error: ",
+                _ => "",
+            };
+            format!("[Container] {time} {tag}{}", s("message"))
+        }
+        "diagnostic" => {
+            let level = match s("level") {
+                "info" => "note",
+                other => other,
+            };
+            match (v.get("file").and_then(Value::as_str), v.get("line")) {
+                (Some(f), Some(l)) => format!(
+                    "{f}:{l}:{}: {level}: {}",
+                    v.get("col").and_then(Value::as_u64).unwrap_or(1),
+                    s("message")
+                ),
+                _ => format!("{level}: {}", s("message")),
+            }
+        }
+        "artifact" => format!(
+            "[Container] {time} Artifact {}: {} files, {} bytes",
+            s("identifier"),
+            v.get("files").and_then(Value::as_u64).unwrap_or(0),
+            v.get("bytes").and_then(Value::as_u64).unwrap_or(0)
+        ),
+        "stage" => format!("[Container] {time} {}", s("message")),
+        "build_ended" => format!(
+            "[Container] {time} Build {} finished: {}",
+            s("build_id"),
+            s("status")
+        ),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn events_render_like_the_terminal() {
+        let v: Value = serde_json::from_str(
+            r#"{"time":"T","event":"phase_ended","phase":"BUILD","status":"FAILED","duration_ms":3}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            short_form(&v).unwrap(),
+            "[Container] T Phase complete: BUILD State: FAILED"
+        );
+        let v: Value =
+            serde_json::from_str(r#"{"event":"log","stream":"stdout","line":"hello"}"#).unwrap();
+        assert_eq!(short_form(&v).unwrap(), "hello");
+        let v: Value = serde_json::from_str(
+            r#"{"event":"diagnostic","level":"error","file":"buildspec.yml","line":3,"col":5,"message":"bad"}"#,
+        )
+        .unwrap();
+        assert_eq!(short_form(&v).unwrap(), "buildspec.yml:3:5: error: bad");
+        let v: Value = serde_json::from_str(r#"{"event":"command_ended"}"#).unwrap();
+        assert_eq!(short_form(&v), None);
+    }
+
+    #[test]
+    fn artifact_names_cannot_leave_the_download_directory() {
+        let d = Path::new("/dl");
+        assert_eq!(
+            artifact_path(d, "out/a.txt"),
+            Some(PathBuf::from("/dl/out/a.txt"))
+        );
+        for bad in ["", "/etc/passwd", "../x", "a/../../x", "./a"] {
+            assert_eq!(artifact_path(d, bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn exit_codes_follow_runner_build() {
+        let mut job: JobView = serde_json::from_value(serde_json::json!({
+            "id": "j", "state": "failed", "project": "p", "labels": {}, "attempt": 1,
+            "max_attempts": 3, "created_at": "t", "cancel_requested": false,
+            "log_truncated": false
+        }))
+        .unwrap();
+        assert_eq!(job_exit(&job), ExitStatus::Failed);
+        job.state = JobState::Cancelled;
+        assert_eq!(job_exit(&job), ExitStatus::Stopped);
+        job.state = JobState::Error;
+        assert_eq!(job_exit(&job), ExitStatus::Setup);
+        job.exit_code = Some(3);
+        assert_eq!(job_exit(&job), ExitStatus::Fault);
+        job.exit_code = Some(0);
+        assert_eq!(job_exit(&job), ExitStatus::Success);
+    }
 }

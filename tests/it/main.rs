@@ -26,4 +26,6 @@ mod secrets_leak;
 mod support_moto;
 mod support_pg;
 
+mod pool_e2e;
 mod pool_server;
+mod support_pool;
