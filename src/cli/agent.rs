@@ -69,6 +69,15 @@ pub struct AgentArgs {
     /// The signing key for projects that sign their image
     #[arg(long, value_name = "FILE", env = "RUNNER_SIGN_KEY")]
     pub sign_key: Option<String>,
+    #[command(flatten)]
+    pub password: super::args::KeyPassword,
+    /// Longest silence from a registry when pushing, in seconds (as `runner build`)
+    #[arg(
+        long = "registry-timeout",
+        value_name = "SECONDS",
+        env = "RUNNER_REGISTRY_TIMEOUT"
+    )]
+    pub registry_timeout: Option<String>,
     /// AWS_REGION inside builds
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
     pub region: String,
@@ -166,7 +175,8 @@ fn template(
         gitops_tokens: config::gitops_tokens(),
         aws: Default::default(),
         sign_key: args.sign_key.clone(),
-        key_password: config::secret("RUNNER_KEY_PASSWORD"),
+        key_password: args.password.key_password.clone().map(Secret::new),
+        registry_limits: super::image::registry_limits(args.registry_timeout.as_deref())?,
         masked,
     };
     let mut req = BuildRequest::new(data_dir.join("agent"), data_dir);
