@@ -356,3 +356,71 @@ fn actionlint_and_zizmor_are_clean() {
         );
     }
 }
+
+/// What GitHub does on cancel (SIGINT to the step's process, which the action `exec`s):
+/// runner stops the build, removes the container and the step's outputs say cancelled.
+/// (act kills the step's process outright; that path is the test above.)
+#[test]
+fn sigint_reports_cancelled_in_the_outputs() {
+    support::stack();
+    let project = unique("sigint");
+    let repo = checkout("cancel.yml", &project);
+    let out_file = repo.path().join("github-output");
+    let summary = repo.path().join("github-summary");
+    let app = repo.path().join("app");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["build", "--reporter", "github", "--image", support::IMAGE])
+        .arg("--source")
+        .arg(&app)
+        .arg("--secrets-file")
+        .arg(app.join("secrets.json"))
+        .args(["--env", "SLEEP=600"])
+        .env("GITHUB_OUTPUT", &out_file)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env_remove("GITHUB_ENV")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn runner");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("Running command [ -z \"$SLEEP\" ]") {
+                let _ = tx.send(());
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    if rx.recv_timeout(Duration::from_secs(300)).is_err() {
+        let _ = child.kill();
+        panic!(
+            "the build never reached its sleep:\n{}",
+            reader.join().unwrap_or_default()
+        );
+    }
+    run(Command::new("kill").arg("-INT").arg(child.id().to_string()));
+    let status = child.wait().expect("wait for runner");
+    let log = reader.join().unwrap_or_default();
+    assert_eq!(status.code(), Some(130), "{log}");
+    let outputs = std::fs::read_to_string(&out_file).expect("GITHUB_OUTPUT written");
+    let value = |name: &str| {
+        let mut lines = outputs.lines();
+        while let Some(l) = lines.next() {
+            if let Some(d) = l.strip_prefix(&format!("{name}<<")) {
+                let v: Vec<&str> = lines.by_ref().take_while(|x| *x != d).collect();
+                return v.join("\n");
+            }
+        }
+        panic!("no output {name} in:\n{outputs}");
+    };
+    assert_eq!(value("status"), "cancelled");
+    assert_eq!(value("exit-code"), "130");
+    let summary = std::fs::read_to_string(&summary).expect("summary written");
+    assert!(summary.contains("| BUILD | STOPPED |"), "{summary}");
+    assert_eq!(containers_of(&project), "", "{log}");
+}
