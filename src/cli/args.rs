@@ -512,6 +512,16 @@ pub struct VerifyArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReporterKind {
+    /// CodeBuild-style lines for people.
+    Terminal,
+    /// One JSON event per line.
+    Json,
+    /// For a GitHub Actions step.
+    Github,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum HostCa {
     /// Trust the host's CA bundle when the host has one at /etc/ssl/certs/ca-certificates.crt.
     Auto,
@@ -633,9 +643,20 @@ pub struct BuildArgs {
     /// Treat buildspec warnings (unknown keys) as errors.
     #[arg(long)]
     pub strict: bool,
-    /// One JSON event per line on standard output instead of the human log.
-    #[arg(long)]
+    /// One JSON event per line on standard output instead of the human log (the same as
+    /// --reporter json).
+    #[arg(long, conflicts_with = "reporter")]
     pub json: bool,
+    /// How the build is reported [default: github when GITHUB_ACTIONS=true, else
+    /// terminal]. github: workflow commands (groups, ::add-mask:: for every secret,
+    /// annotations), the job summary in $GITHUB_STEP_SUMMARY, the step's outputs in
+    /// $GITHUB_OUTPUT and the exported variables in $GITHUB_ENV.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub reporter: Option<ReporterKind>,
+    /// With the github reporter: write the scans' findings to this file as SARIF 2.1.0
+    /// (the `sarif-file` output; an empty log when nothing was scanned).
+    #[arg(long, value_name = "FILE")]
+    pub sarif: Option<PathBuf>,
     /// Leave the build's own output out of the terminal (it stays in the log file).
     #[arg(long, short = 'q')]
     pub quiet: bool,

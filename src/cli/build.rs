@@ -1,40 +1,112 @@
 //! `runner build`: flags and environment into a [`BuildRequest`], signals into a cancel
 //! token, reporters picked, the pipeline's verdict into an exit code.
 
-use super::args::{BuildArgs, HostCa as HostCaFlag};
+use super::args::{BuildArgs, HostCa as HostCaFlag, ReporterKind};
 use super::config;
 use super::exit::ExitStatus;
 use crate::event::SharedReporter;
 use crate::pipeline::{self, BuildRequest, CacheChoice, Credentials, HostCa, Verdict};
-use crate::report::{JsonReporter, TerminalOptions, TerminalReporter};
+use crate::report::{
+    GithubOptions, GithubReporter, JsonReporter, StepStatus, TerminalOptions, TerminalReporter,
+};
 use crate::run::{Cancel, CancelReason, Canceller};
 use crate::secrets::Secret;
 use std::sync::Arc;
 
 pub async fn run(args: BuildArgs) -> ExitStatus {
-    let reporter: SharedReporter = if args.json {
-        Arc::new(JsonReporter::new(std::io::stdout()))
-    } else {
-        Arc::new(TerminalReporter::new(terminal_options(args.quiet)))
+    let github = match reporter_kind(&args) {
+        ReporterKind::Github => Some(Arc::new(GithubReporter::new(
+            std::io::stdout(),
+            github_options(&args),
+        ))),
+        _ => None,
     };
+    let reporter: SharedReporter = match (&github, reporter_kind(&args)) {
+        (Some(g), _) => g.clone(),
+        (None, ReporterKind::Json) => Arc::new(JsonReporter::new(std::io::stdout())),
+        (None, _) => Arc::new(TerminalReporter::new(terminal_options(args.quiet))),
+    };
+    let (status, error) = build(args, reporter, github.as_deref()).await;
+    if let Some(g) = &github {
+        let step = match status {
+            ExitStatus::Success => StepStatus::Succeeded,
+            ExitStatus::Failed => StepStatus::Failed,
+            ExitStatus::Fault => StepStatus::Fault,
+            ExitStatus::Stopped => StepStatus::Cancelled,
+            ExitStatus::Setup => StepStatus::Error,
+        };
+        g.finish(step, status.code(), error.as_deref());
+    }
+    if let Some(e) = error {
+        eprintln!("error: {e}");
+    }
+    status
+}
+
+/// Runs the build; a setup problem comes back as its message (printed by the caller).
+async fn build(
+    args: BuildArgs,
+    reporter: SharedReporter,
+    github: Option<&GithubReporter<std::io::Stdout>>,
+) -> (ExitStatus, Option<String>) {
+    let setup = |e: &dyn std::fmt::Display| (ExitStatus::Setup, Some(e.to_string()));
     let request = match request(args) {
         Ok(r) => r,
-        Err(e) => return setup_error(e),
+        Err(e) => return setup(&e),
     };
     let prepared = match pipeline::prepare(request, reporter.as_ref()).await {
         Ok(p) => p,
-        Err(e) => return setup_error(e),
+        Err(e) => return setup(&e),
     };
+    if let Some(g) = github {
+        // Before the build prints anything: GitHub hides these values in the whole job.
+        g.add_masks(prepared.mask_values());
+    }
     let outcome = pipeline::execute(prepared, reporter, watch_signals()).await;
     if let pipeline::Outcome::ScanFailed(e) = &outcome {
-        return setup_error(e);
+        return setup(e);
     }
-    match outcome.verdict() {
+    let status = match outcome.verdict() {
         Verdict::Succeeded => ExitStatus::Success,
         Verdict::Failed => ExitStatus::Failed,
         Verdict::Fault => ExitStatus::Fault,
         Verdict::Stopped => ExitStatus::Stopped,
         Verdict::NotStarted => ExitStatus::Setup,
+    };
+    (status, None)
+}
+
+/// `--reporter`, `--json`, else github inside a GitHub Actions step.
+fn reporter_kind(args: &BuildArgs) -> ReporterKind {
+    if args.json {
+        return ReporterKind::Json;
+    }
+    args.reporter.unwrap_or_else(|| {
+        if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+            ReporterKind::Github
+        } else {
+            ReporterKind::Terminal
+        }
+    })
+}
+
+/// The files a GitHub Actions step reads back, from the variables the runner sets.
+fn github_options(args: &BuildArgs) -> GithubOptions {
+    let path = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    };
+    let canonical =
+        |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    GithubOptions {
+        step_summary: path("GITHUB_STEP_SUMMARY"),
+        output: path("GITHUB_OUTPUT"),
+        env: path("GITHUB_ENV"),
+        workspace: path("GITHUB_WORKSPACE").map(|w| canonical(&w)),
+        source: Some(canonical(&args.source)),
+        sarif: args.sarif.clone(),
+        artifacts_dir: args.artifacts.as_deref().map(canonical),
     }
 }
 
@@ -49,12 +121,6 @@ fn terminal_options(quiet: bool) -> TerminalOptions {
         progress: std::io::stderr().is_terminal() && !ci && !dumb,
         quiet,
     }
-}
-
-/// A problem found before anything ran: `error: ...`, exit 2.
-fn setup_error(e: impl std::fmt::Display) -> ExitStatus {
-    eprintln!("error: {e}");
-    ExitStatus::Setup
 }
 
 /// The request from the flags and the environment this process runs in (the only place

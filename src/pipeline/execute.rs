@@ -19,6 +19,7 @@ pub async fn execute(prepared: Prepared, reporter: SharedReporter, cancel: Cance
         masker,
         run_opts,
         work,
+        mask_values: _,
     } = prepared;
     match work {
         Work::Single(single) => {

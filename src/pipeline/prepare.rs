@@ -104,6 +104,9 @@ pub enum PrepareError {
 pub struct Prepared {
     pub(super) engine: DockerEngine,
     pub(super) masker: Masker,
+    /// The values the masker masks (resolved secrets and runner's own credentials), for a
+    /// caller whose log host masks too (a GitHub Actions step's `::add-mask::`).
+    pub(super) mask_values: Vec<Secret>,
     pub(super) run_opts: RunOptions,
     pub(super) work: Work,
 }
@@ -149,6 +152,13 @@ impl Prepared {
             Work::Single(s) => vec![&s.plan],
             Work::Batch(b) => b.tasks.iter().map(|t| &t.plan).collect(),
         }
+    }
+
+    /// Every secret value the build's masker hides (those too short or trivial to mask
+    /// left out, as the masker leaves them), so a caller can tell its own log host to hide
+    /// them too before anything prints.
+    pub fn mask_values(&self) -> &[Secret] {
+        &self.mask_values
     }
 
     pub fn is_batch(&self) -> bool {
@@ -214,7 +224,7 @@ pub async fn prepare(req: BuildRequest, reporter: &dyn Reporter) -> Result<Prepa
     };
 
     if let Some(concurrency) = req.batch {
-        let (batch, masker) = prepare_batch(
+        let (batch, (masker, mask_values)) = prepare_batch(
             &req,
             &facts,
             spec,
@@ -228,6 +238,7 @@ pub async fn prepare(req: BuildRequest, reporter: &dyn Reporter) -> Result<Prepa
         return Ok(Prepared {
             engine,
             masker,
+            mask_values,
             run_opts,
             work: Work::Batch(batch),
         });
@@ -242,7 +253,7 @@ pub async fn prepare(req: BuildRequest, reporter: &dyn Reporter) -> Result<Prepa
         );
     }
 
-    let masker = masker_for(&secrets, &req.credentials, reporter);
+    let (masker, mask_values) = masker_for(&secrets, &req.credentials, reporter);
     let plan = make_plan(
         &req,
         &facts,
@@ -306,6 +317,7 @@ pub async fn prepare(req: BuildRequest, reporter: &dyn Reporter) -> Result<Prepa
     Ok(Prepared {
         engine,
         masker,
+        mask_values,
         run_opts,
         work: Work::Single(Box::new(Single {
             plan,
@@ -473,14 +485,20 @@ async fn resolve_secrets(
 }
 
 /// Masks the build's secrets and the values runner itself holds; reports values too
-/// short to mask.
+/// short to mask. Returns the values masked beside the masker.
 fn masker_for(
     secrets: &[(String, Secret)],
     creds: &Credentials,
     reporter: &dyn Reporter,
-) -> Masker {
-    let own = creds.masked.iter();
-    let masker = Masker::new(secrets.iter().chain(own).map(|(n, s)| (n.as_str(), s)));
+) -> (Masker, Vec<Secret>) {
+    let all = || secrets.iter().chain(creds.masked.iter());
+    let masker = Masker::new(all().map(|(n, s)| (n.as_str(), s)));
+    let skipped: std::collections::HashSet<&str> =
+        masker.skipped().iter().map(|s| s.name.as_str()).collect();
+    let values = all()
+        .filter(|(n, _)| !skipped.contains(n.as_str()))
+        .map(|(_, s)| s.clone())
+        .collect();
     for skipped in masker.skipped() {
         diagnostic(
             reporter,
@@ -493,7 +511,7 @@ fn masker_for(
             ),
         );
     }
-    masker
+    (masker, values)
 }
 
 /// The cache store the request asks for. A bad S3 location is an error; a local store
@@ -617,7 +635,7 @@ async fn prepare_batch(
     engine: &DockerEngine,
     concurrency: usize,
     reporter: &dyn Reporter,
-) -> Result<(Batch, Masker), PrepareError> {
+) -> Result<(Batch, (Masker, Vec<Secret>)), PrepareError> {
     let Some(batch) = &spec.batch else {
         return Err(PrepareError::NoBatchSection(buildspec_path.to_path_buf()));
     };
@@ -683,14 +701,14 @@ async fn prepare_batch(
             ignore_failure: def.ignore_failure,
         });
     }
-    let masker = masker_for(&all_secrets, &req.credentials, reporter);
+    let masking = masker_for(&all_secrets, &req.credentials, reporter);
     Ok((
         Batch {
             tasks,
             fast_fail,
             concurrency,
         },
-        masker,
+        masking,
     ))
 }
 

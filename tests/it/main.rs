@@ -3,6 +3,7 @@
 mod support;
 mod support_registry;
 
+mod action_act;
 mod artifacts_e2e;
 mod batch;
 mod build_semantics;

