@@ -12,7 +12,9 @@
 #   - a pull request on the config repository pinning the new digest;
 #   - the second run finds the virtualenv in the project's cache volumes (nothing to
 #     download or extract), takes the image's layers from `cache-from` (the engine's
-#     layer cache), uploads no blob the registry already has, and updates the same PR.
+#     layer cache), uploads no blob the registry already has, and updates the same PR;
+#   - a third run goes through the agent pool: a local `runner server` (SQLite), one
+#     `runner agent`, `runner submit`, the log followed and the artifacts downloaded.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -100,6 +102,30 @@ for repo, prs in json.load(sys.stdin).items():
 git -C "$work/seed" fetch -q "$work/git/acme/sample-app-deploy.git" '+refs/heads/*:refs/remotes/demo/*'
 branch=$(git -C "$work/seed" for-each-ref --format='%(refname)' refs/remotes/demo/runner | head -n1)
 git -C "$work/seed" --no-pager diff main "$branch" >&2
+
+echo "demo: the agent pool: a local runner server and agent, then runner submit --wait" >&2
+# The same sample app again, as a team's pool would run it: the server queues it (SQLite
+# and blobs in its own data directory), the agent (its own data directory, this shell's
+# AWS, registry, signing and GitOps settings) claims it and runs the same pipeline.
+"$runner" --data-dir "$work/pool-server" server --listen 127.0.0.1:0 >"$work/server.out" 2>"$work/server.err" &
+pids+=($!)
+for _ in $(seq 100); do grep -q '^listening on ' "$work/server.out" 2>/dev/null && break; sleep 0.1; done
+export RUNNER_SERVER
+RUNNER_SERVER=$(sed -n 's/^listening on //p' "$work/server.out" | head -n1)
+[ -n "$RUNNER_SERVER" ] || { cat "$work/server.err" >&2; exit 1; }
+agent_token=$("$runner" --data-dir "$work/pool-server" server token create --role agent --name demo-agent | tail -n1)
+submit_token=$("$runner" --data-dir "$work/pool-server" server token create --role submit --name demo | tail -n1)
+RUNNER_TOKEN=$agent_token "$runner" --data-dir "$work/pool-agent" agent --name demo-agent >"$work/agent.log" 2>&1 &
+agent_pid=$!
+pids+=($agent_pid)
+job=$(RUNNER_TOKEN=$submit_token "$runner" submit --source fixtures/sample-app)
+RUNNER_TOKEN=$submit_token "$runner" jobs logs "$job" --follow | tail -n 25
+RUNNER_TOKEN=$submit_token "$runner" jobs show "$job"
+RUNNER_TOKEN=$submit_token "$runner" jobs artifacts "$job" --download "$out/pool-$job" >&2
+state=$(RUNNER_TOKEN=$submit_token "$runner" jobs show "$job" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
+# SIGTERM drains the agent (no job is running now); it exits by itself.
+kill -TERM "$agent_pid"
+[ "$state" = succeeded ] || { echo "demo: the pool's build ended $state (agent log: $work/agent.log)" >&2; exit 1; }
 
 echo "demo: artifacts in $out:" >&2
 find "$out" -type f | sort >&2
