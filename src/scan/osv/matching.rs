@@ -16,10 +16,30 @@ pub struct Hit {
 /// Whether the record's ecosystem applies to the package's: equal, or the record names
 /// the bare ecosystem (`Debian`) and the package a release of it (`Debian:12`).
 /// A `Debian:12` record never matches a `Debian:11` or bare `Debian` package.
+/// Two OSV families scope records more finely than an image can tell:
+/// - Ubuntu Pro (ESM) fixes are filed under `Ubuntu:Pro:22.04:LTS`; an image of
+///   `Ubuntu:22.04:LTS` without them is affected, so those records apply too;
+/// - Red Hat records name a product stream and repository
+///   (`Red Hat:enterprise_linux:9::appstream`); a RHEL 9 image
+///   (`Red Hat:enterprise_linux:9`) matches every repository of its release.
 pub fn ecosystem_matches(record_ecosystem: &str, package_ecosystem: &str) -> bool {
-    record_ecosystem == package_ecosystem
+    if record_ecosystem == package_ecosystem
         || (!record_ecosystem.contains(':')
             && record_ecosystem == base_ecosystem(package_ecosystem))
+    {
+        return true;
+    }
+    if let Some(release) = package_ecosystem.strip_prefix("Ubuntu:") {
+        return record_ecosystem
+            .strip_prefix("Ubuntu:Pro:")
+            .is_some_and(|r| r == release);
+    }
+    if package_ecosystem.starts_with("Red Hat:") {
+        return record_ecosystem
+            .strip_prefix(package_ecosystem)
+            .is_some_and(|rest| rest.starts_with("::"));
+    }
+    false
 }
 
 fn cmp_for(kind: &str, ecosystem: &str, a: &str, b: &str) -> Option<Ordering> {
@@ -229,5 +249,33 @@ mod tests {
         assert!(!ecosystem_matches("Debian:12", "Debian"));
         assert!(ecosystem_matches("Debian", "Debian:12"));
         assert!(!ecosystem_matches("npm", "PyPI"));
+        assert!(ecosystem_matches("Ubuntu:22.04:LTS", "Ubuntu:22.04:LTS"));
+        assert!(ecosystem_matches(
+            "Ubuntu:Pro:22.04:LTS",
+            "Ubuntu:22.04:LTS"
+        ));
+        assert!(!ecosystem_matches(
+            "Ubuntu:Pro:20.04:LTS",
+            "Ubuntu:22.04:LTS"
+        ));
+        assert!(!ecosystem_matches("Ubuntu:22.04", "Ubuntu:22.04:LTS"));
+        let rhel9 = "Red Hat:enterprise_linux:9";
+        assert!(ecosystem_matches(
+            "Red Hat:enterprise_linux:9::appstream",
+            rhel9
+        ));
+        assert!(ecosystem_matches(
+            "Red Hat:enterprise_linux:9::baseos",
+            rhel9
+        ));
+        assert!(!ecosystem_matches(
+            "Red Hat:enterprise_linux:8::baseos",
+            rhel9
+        ));
+        assert!(!ecosystem_matches(
+            "Red Hat:enterprise_linux:90::baseos",
+            rhel9
+        ));
+        assert!(!ecosystem_matches("Red Hat:rhel_eus:9.2::baseos", rhel9));
     }
 }
