@@ -674,3 +674,111 @@ fn almalinux_image_findings_equal_an_independent_matcher() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// An OS family the advisory data lacks (Amazon Linux 2: OSV publishes none) is not
+/// clean: `runner scan image` reports every OS package as not decided in the summary,
+/// the JSON and the SARIF, and the default policy fails on it; `fail-on-undecided:
+/// false` lets it through while still reporting it.
+#[test]
+fn an_os_without_advisory_data_is_not_decided_never_clean() {
+    let p = Project::new();
+    let work = tempfile::tempdir().unwrap();
+    let r = |src, name, epoch, version, release| Rpm {
+        src,
+        name,
+        epoch,
+        version,
+        release,
+    };
+    let pkgs = [
+        r(
+            "openssl",
+            "openssl-libs",
+            Some(1),
+            "1.0.2k",
+            "19.amzn2.0.10",
+        ),
+        r("bash", "bash", None, "4.2.46", "34.amzn2"),
+    ];
+    let db = rpmdb(work.path(), &pkgs);
+    let os = "NAME=\"Amazon Linux\"\nVERSION=\"2\"\nID=\"amzn\"\nID_LIKE=\"centos rhel fedora\"\nVERSION_ID=\"2\"\nPRETTY_NAME=\"Amazon Linux 2\"\n";
+    let files = vec![
+        ("etc/os-release".to_string(), os.as_bytes().to_vec()),
+        (
+            "var/lib/rpm/rpmdb.sqlite".to_string(),
+            std::fs::read(db.join("rpmdb.sqlite")).unwrap(),
+        ),
+    ];
+    let tag = format!("runner-test/amzn2-rpmdb:{}", std::process::id());
+    let _image = Imported::new(&tag, &files);
+    let scan = |extra: &[&str]| {
+        p.runner()
+            .args(["scan", "image", &tag, "--advisories"])
+            .arg(advisories())
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+
+    let out = scan(&["--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(1), "{v}");
+    assert_eq!(v["passed"], false);
+    assert_eq!(v["vulnerabilities"].as_array().unwrap().len(), 0);
+    let undecided: BTreeSet<String> = v["undecided"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            format!(
+                "{} {}",
+                u["package"]["ecosystem"].as_str().unwrap(),
+                u["package"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        undecided,
+        ["Amazon Linux:2 bash", "Amazon Linux:2 openssl-libs"]
+            .map(String::from)
+            .into(),
+        "{v}"
+    );
+    assert!(v["verdict"]["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|j| j["id"] == "undecided"));
+
+    let out = scan(&[]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{table}");
+    assert!(
+        table.contains("0 vulnerabilities, 2 not decided") && table.contains("policy FAILED"),
+        "{table}"
+    );
+
+    let sarif = work.path().join("scan.sarif");
+    let out = scan(&["--format", "sarif", "-o", sarif.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let log: serde_json::Value = serde_json::from_slice(&std::fs::read(&sarif).unwrap()).unwrap();
+    let results = log["runs"][0]["results"].as_array().unwrap();
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| r["ruleId"] == "undecided" && r["level"] == "error")
+            .count(),
+        2,
+        "{log}"
+    );
+
+    p.write("policy.yml", "fail-on-undecided: false\n");
+    let out = scan(&["--policy", "policy.yml"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{table}");
+    assert!(
+        table.contains("2 not decided") && table.contains("policy passed"),
+        "{table}"
+    );
+}

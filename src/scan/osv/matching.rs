@@ -114,14 +114,37 @@ pub fn range_affects(range: &Range, ecosystem: &str, version: &str) -> Option<bo
     Some(affected)
 }
 
+/// What one `affected` entry says about an installed version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Hit(Hit),
+    /// Not affected: every range could be decided (or only the explicit list applies).
+    Clear,
+    /// Not matched, but a `SEMVER`/`ECOSYSTEM` range could not be evaluated (the
+    /// ecosystem has no ordering, or a version does not parse): not known to be clean.
+    Undecided,
+}
+
 /// Matches one `affected` entry against an installed version.
 pub fn affected_hit(affected: &Affected, ecosystem: &str, version: &str) -> Option<Hit> {
+    match affected_verdict(affected, ecosystem, version) {
+        Verdict::Hit(h) => Some(h),
+        Verdict::Clear | Verdict::Undecided => None,
+    }
+}
+
+/// Matches one `affected` entry against an installed version, saying when it could not
+/// be decided. `GIT` ranges never make an entry undecided (they carry commits, not
+/// versions, and OSV records pair them with version ranges or lists).
+pub fn affected_verdict(affected: &Affected, ecosystem: &str, version: &str) -> Verdict {
     let mut hit = false;
     let mut decided = false;
+    let mut undecided = false;
     let mut fixed: Option<(&str, &str)> = None; // (range kind, version)
     for range in &affected.ranges {
         let verdict = range_affects(range, ecosystem, version);
         decided |= verdict.is_some();
+        undecided |= verdict.is_none() && (range.kind == "SEMVER" || range.kind == "ECOSYSTEM");
         if verdict == Some(true) {
             hit = true;
             for e in &range.events {
@@ -151,9 +174,15 @@ pub fn affected_hit(affected: &Affected, ecosystem: &str, version: &str) -> Opti
                     .iter()
                     .any(|v| version::compare(ecosystem, v, version) == Some(Ordering::Equal)));
     }
-    hit.then(|| Hit {
-        fixed: fixed.map(|(_, f)| f.to_string()),
-    })
+    if hit {
+        Verdict::Hit(Hit {
+            fixed: fixed.map(|(_, f)| f.to_string()),
+        })
+    } else if undecided {
+        Verdict::Undecided
+    } else {
+        Verdict::Clear
+    }
 }
 
 #[cfg(test)]
@@ -240,6 +269,38 @@ mod tests {
             affected_hit(&listed, "PyPI", "3.0.0"),
             Some(Hit { fixed: None })
         );
+    }
+
+    /// A range the ecosystem's ordering cannot evaluate is undecided, never clean; a
+    /// GIT range beside a decided one changes nothing.
+    #[test]
+    fn undecided_ranges() {
+        let a = Affected {
+            ranges: vec![range("ECOSYSTEM", &[("i", "0"), ("f", "1.2")])],
+            ..Default::default()
+        };
+        assert_eq!(affected_verdict(&a, "Maven", "1.0"), Verdict::Undecided);
+        assert_eq!(
+            affected_verdict(&a, "PyPI", "not a version"),
+            Verdict::Undecided
+        );
+        assert_eq!(affected_verdict(&a, "PyPI", "1.3"), Verdict::Clear);
+        assert_eq!(
+            affected_verdict(&a, "AlmaLinux:9", "1.3-1.el9"),
+            Verdict::Clear
+        );
+        let with_git = Affected {
+            ranges: vec![
+                range("GIT", &[("i", "0")]),
+                range("ECOSYSTEM", &[("i", "0"), ("f", "1.2")]),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(affected_verdict(&with_git, "PyPI", "1.3"), Verdict::Clear);
+        assert!(matches!(
+            affected_verdict(&with_git, "PyPI", "1.1"),
+            Verdict::Hit(_)
+        ));
     }
 
     #[test]
