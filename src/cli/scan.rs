@@ -31,6 +31,7 @@ fn render(
                 "secrets": findings.secrets,
                 "vulnerabilities": findings.vulnerabilities,
                 "unreadable": findings.unreadable,
+                "undecided": findings.undecided,
                 "packages": findings.packages,
                 "files_scanned": findings.files_scanned,
                 "bytes_scanned": findings.bytes_scanned,
@@ -47,6 +48,7 @@ fn render(
                 rules,
             );
             crate::scan::sarif::add_unreadable(&mut v, &findings.unreadable);
+            crate::scan::sarif::add_undecided(&mut v, &findings.undecided);
             serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
         }
         ScanFormat::Table => {
@@ -87,13 +89,24 @@ fn render(
                     u.reason
                 ));
             }
+            for u in &findings.undecided {
+                out.push_str(&format!(
+                    "{}@{}  {}  not decided: {}  ({})\n",
+                    u.package.name,
+                    u.package.version,
+                    crate::scan::model::UNDECIDED_ID,
+                    u.reason,
+                    u.package.location.path
+                ));
+            }
             for n in &findings.notes {
                 out.push_str(&format!("note: {n}\n"));
             }
             out.push_str(&format!(
-                "{} secrets, {} vulnerabilities, {} unreadable ({} packages, {} files scanned): policy {}\n",
+                "{} secrets, {} vulnerabilities, {} not decided, {} unreadable ({} packages, {} files scanned): policy {}\n",
                 findings.secrets.len(),
                 findings.vulnerabilities.len(),
+                findings.undecided.len(),
                 findings.unreadable.len(),
                 findings.packages,
                 findings.files_scanned,
@@ -132,11 +145,12 @@ fn finish(
     for w in warnings {
         eprintln!("{w}");
     }
-    let verdict = crate::scan::policy::evaluate(
+    let verdict = crate::scan::policy::evaluate_all(
         &policy,
         &findings.secrets,
         &findings.vulnerabilities,
         &findings.unreadable,
+        &findings.undecided,
         &scans::today(),
     );
     if let Err(e) = write_out(common, &render(common, findings, &verdict, rules)) {

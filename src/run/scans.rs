@@ -4,7 +4,7 @@
 use super::emit::{self, Stage};
 use crate::event::{Level, Reporter};
 use crate::scan::image::{scan_image_archive, ImageInventory};
-use crate::scan::model::{SecretFinding, Unreadable, VulnFinding};
+use crate::scan::model::{SecretFinding, Undecided, Unreadable, VulnFinding};
 use crate::scan::osv::AdvisoryDb;
 use crate::scan::policy::{self, Policy, Verdict};
 use crate::scan::secrets::{ScanOptions, SecretScanner};
@@ -59,6 +59,10 @@ pub struct Findings {
     /// Inputs that could not be read (lockfiles that do not parse, are too large...):
     /// the policy judges them (`fail-on-unreadable`).
     pub unreadable: Vec<Unreadable>,
+    /// Packages the advisory check could not decide (an OS ecosystem without advisory
+    /// data, a version that cannot be ordered): the policy judges them
+    /// (`fail-on-undecided`); never counted as clean.
+    pub undecided: Vec<Undecided>,
     /// Packages looked up (lockfile entries or image packages).
     pub packages: usize,
     pub files_scanned: u64,
@@ -72,6 +76,7 @@ impl Findings {
         self.secrets.extend(other.secrets);
         self.vulnerabilities.extend(other.vulnerabilities);
         self.unreadable.extend(other.unreadable);
+        self.undecided.extend(other.undecided);
         self.packages += other.packages;
         self.files_scanned += other.files_scanned;
         self.bytes_scanned += other.bytes_scanned;
@@ -130,6 +135,7 @@ pub fn scan_deps(dir: &Path, db: &AdvisoryDb) -> Result<Findings, ScanError> {
                 reason: s.reason,
             })
             .collect(),
+        undecided: out.undecided,
         ..Default::default()
     })
 }
@@ -141,14 +147,12 @@ pub fn scan_inventory(
     scanner: &SecretScanner,
 ) -> Result<Findings, ScanError> {
     let mut f = Findings::default();
-    for p in &inv.packages {
-        match db.query(p) {
-            Ok(v) => f.vulnerabilities.extend(v),
-            Err(e) => {
-                f.notes.push(format!("{}: {e}", p.ecosystem));
-                break;
-            }
+    match crate::scan::image::match_inventory(inv, db) {
+        Ok((vulns, undecided)) => {
+            f.vulnerabilities = vulns;
+            f.undecided = undecided;
         }
+        Err(e) => f.notes.push(format!("advisories: {e}")),
     }
     f.packages = inv.packages.len();
     let stats = inv.for_each_file(
@@ -230,11 +234,12 @@ pub fn judge(
     policy: &Policy,
     started: Instant,
 ) -> Result<Verdict, ScanError> {
-    let verdict = policy::evaluate(
+    let verdict = policy::evaluate_all(
         policy,
         &findings.secrets,
         &findings.vulnerabilities,
         &findings.unreadable,
+        &findings.undecided,
         &today(),
     );
     let warn = |message: String| emit::notice(reporter, Level::Warning, message);
@@ -244,6 +249,12 @@ pub fn judge(
             u.path, u.reason
         ));
     }
+    for u in &findings.undecided {
+        warn(format!(
+            "scan {what}: not decided: {}@{} ({}): {}",
+            u.package.name, u.package.version, u.package.ecosystem, u.reason
+        ));
+    }
     for note in &findings.notes {
         warn(format!("scan {what}: {note}"));
     }
@@ -251,10 +262,11 @@ pub fn judge(
         warn(format!("scan policy: allow entry {e} no longer applies"));
     }
     let mut message = format!(
-        "Scan of {what}: {} secrets, {} vulnerabilities in {} packages, {} files, {} unreadable; {} accepted by the allow-list",
+        "Scan of {what}: {} secrets, {} vulnerabilities in {} packages ({} not decided), {} files, {} unreadable; {} accepted by the allow-list",
         findings.secrets.len(),
         findings.vulnerabilities.len(),
         findings.packages,
+        findings.undecided.len(),
         findings.files_scanned,
         findings.unreadable.len(),
         verdict.allowed.len()
@@ -278,6 +290,7 @@ pub fn judge(
             "secrets": findings.secrets,
             "vulnerabilities": findings.vulnerabilities,
             "unreadable": findings.unreadable,
+            "undecided": findings.undecided,
             "verdict": verdict,
         }),
     );

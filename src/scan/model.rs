@@ -81,6 +81,24 @@ pub struct VulnFinding {
     pub fixed: Option<String>,
 }
 
+/// The id an undecided package goes by in verdicts, allow entries and SARIF.
+pub const UNDECIDED_ID: &str = "undecided";
+
+/// A package the advisory check could not decide: its ecosystem is absent from the
+/// advisory data (an OS family OSV does not publish, or data not downloaded), or its
+/// version cannot be ordered against an advisory's ranges. Not known to be clean, so
+/// the policy sees it (`fail-on-undecided`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Undecided {
+    pub package: Package,
+    /// What could not be decided and what to do about it.
+    pub reason: String,
+    /// The advisories whose ranges could not be evaluated (empty when the ecosystem
+    /// has no data at all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub advisories: Vec<String>,
+}
+
 /// The id an unreadable input goes by in verdicts, allow entries and SARIF.
 pub const UNREADABLE_ID: &str = "unreadable-input";
 

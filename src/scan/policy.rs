@@ -2,6 +2,7 @@
 //!
 //! ```yaml
 //! fail-on-unreadable: true       # a lockfile that cannot be read fails (fail closed)
+//! fail-on-undecided: true        # a package that could not be checked fails (fail closed)
 //! secrets:
 //!   fail-on: verified            # verified | any | none
 //! vulnerabilities:
@@ -16,7 +17,9 @@
 //!     expires: 2027-03-31
 //! ```
 
-use super::model::{SecretFinding, Severity, Unreadable, VulnFinding, UNREADABLE_ID};
+use super::model::{
+    SecretFinding, Severity, Undecided, Unreadable, VulnFinding, UNDECIDED_ID, UNREADABLE_ID,
+};
 use crate::buildspec::yaml::{self, Node};
 use crate::buildspec::Diagnostic;
 use serde::Serialize;
@@ -48,6 +51,11 @@ pub struct Policy {
     /// An input the scanners could not read fails the policy (unless an allow entry with
     /// id `unreadable-input` and a matching path accepts it).
     pub fail_on_unreadable: bool,
+    /// A package the advisory check could not decide (its OS ecosystem has no advisory
+    /// data, or its version cannot be ordered) fails the policy, unless an allow entry
+    /// with id `undecided` (and optionally its package and path) accepts it. Default
+    /// true: a gate fails closed, as an undecided package may well be vulnerable.
+    pub fail_on_undecided: bool,
     pub secrets_fail_on: SecretsFailOn,
     pub fail_on_severity: Severity,
     pub only_fixable: bool,
@@ -59,6 +67,7 @@ impl Default for Policy {
     fn default() -> Self {
         Self {
             fail_on_unreadable: true,
+            fail_on_undecided: true,
             secrets_fail_on: SecretsFailOn::Verified,
             fail_on_severity: Severity::High,
             only_fixable: true,
@@ -195,6 +204,14 @@ pub fn parse(text: &str) -> (Option<Policy>, Vec<Diagnostic>) {
                             "fail-on-unreadable must be true or false",
                         )),
                     },
+                    (Some("fail-on-undecided"), v) => match v.as_str() {
+                        Some("true") => p.fail_on_undecided = true,
+                        Some("false") => p.fail_on_undecided = false,
+                        _ => diags.push(Diagnostic::error(
+                            v.pos(),
+                            "fail-on-undecided must be true or false",
+                        )),
+                    },
                     (Some(other), _) => diags.push(Diagnostic::warning(
                         k.pos(),
                         format!("unknown key {other:?} in the policy (ignored)"),
@@ -249,6 +266,18 @@ pub fn evaluate(
     unreadable: &[Unreadable],
     today: &str,
 ) -> Verdict {
+    evaluate_all(policy, secrets, vulns, unreadable, &[], today)
+}
+
+/// [`evaluate`], with the packages the advisory check could not decide.
+pub fn evaluate_all(
+    policy: &Policy,
+    secrets: &[SecretFinding],
+    vulns: &[VulnFinding],
+    unreadable: &[Unreadable],
+    undecided: &[Undecided],
+    today: &str,
+) -> Verdict {
     let mut v = Verdict::default();
     let live: Vec<&AllowEntry> = policy
         .allow
@@ -278,6 +307,31 @@ pub fn evaluate(
         let judged = Judged {
             id: UNREADABLE_ID.to_string(),
             subject: format!("{}: {}", u.path, u.reason),
+            severity: Severity::High,
+            reason: allow.map(|a| a.reason.clone()),
+        };
+        if allow.is_some() {
+            v.allowed.push(judged);
+        } else {
+            v.violations.push(judged);
+        }
+    }
+    for u in undecided.iter().filter(|_| policy.fail_on_undecided) {
+        let p = &u.package;
+        let allow = live.iter().find(|a| {
+            a.id == UNDECIDED_ID
+                && a.package.as_ref().is_none_or(|n| *n == p.name)
+                && a.path
+                    .as_ref()
+                    .is_none_or(|g| glob_match(g, &p.location.path))
+                && a.fingerprint.is_none()
+        });
+        let judged = Judged {
+            id: UNDECIDED_ID.to_string(),
+            subject: format!(
+                "{}@{} ({}, {}): {}",
+                p.name, p.version, p.ecosystem, p.location.path, u.reason
+            ),
             severity: Severity::High,
             reason: allow.map(|a| a.reason.clone()),
         };
@@ -446,6 +500,50 @@ mod tests {
         );
         assert!(p.is_none());
         assert_eq!(d.len(), 3, "{d:?}");
+    }
+
+    /// A package the advisory check could not decide fails by default (never counted as
+    /// clean); an allow entry for it (id `undecided`, its package) or
+    /// `fail-on-undecided: false` lets it through.
+    #[test]
+    fn undecided_packages_fail_by_default() {
+        let mut pkg = vuln("X", Severity::Low, None).package;
+        pkg.ecosystem = "Amazon Linux:2".into();
+        pkg.name = "openssl-libs".into();
+        pkg.version = "1:1.0.2k-19.amzn2.0.10".into();
+        pkg.location.path = "var/lib/rpm/rpmdb.sqlite".into();
+        let u = [Undecided {
+            package: pkg,
+            reason: "the advisory data has no \"Amazon Linux:2\" ecosystem".into(),
+            advisories: vec![],
+        }];
+        let (p, d) = parse(DEFAULT_POLICY);
+        assert!(d.is_empty(), "{d:?}");
+        let p = p.unwrap();
+        assert!(p.fail_on_undecided);
+        let v = evaluate_all(&p, &[], &[], &[], &u, "2026-11-23");
+        assert!(!v.passed());
+        assert_eq!(v.violations[0].id, UNDECIDED_ID);
+        assert!(v.violations[0]
+            .subject
+            .starts_with("openssl-libs@1:1.0.2k-19.amzn2.0.10 (Amazon Linux:2"));
+        // Without the undecided list the same inputs pass: the list is what fails.
+        assert!(evaluate(&p, &[], &[], &[], "2026-11-23").passed());
+
+        let (p, d) = parse("allow:\n  - id: undecided\n    package: openssl-libs\n    reason: checked against ALAS by hand\n");
+        assert!(d.is_empty(), "{d:?}");
+        let v = evaluate_all(&p.unwrap(), &[], &[], &[], &u, "2026-11-23");
+        assert!(v.passed());
+        assert_eq!(v.allowed.len(), 1);
+        let (p, d) = parse("allow:\n  - id: undecided\n    package: bash\n    reason: r\n");
+        assert!(d.is_empty(), "{d:?}");
+        assert!(!evaluate_all(&p.unwrap(), &[], &[], &[], &u, "2026-11-23").passed());
+
+        let (p, d) = parse("fail-on-undecided: false\n");
+        assert!(d.is_empty(), "{d:?}");
+        assert!(evaluate_all(&p.unwrap(), &[], &[], &[], &u, "2026-11-23").passed());
+        let (p, d) = parse("fail-on-undecided: sometimes\n");
+        assert!(p.is_none() && d[0].is_error());
     }
 
     /// A gate fails closed: an input it could not read is a violation by default, can be

@@ -8,7 +8,8 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::scan::model::{
-    Location, SecretFinding, Severity, Unreadable, VulnFinding, UNREADABLE_ID,
+    Location, SecretFinding, Severity, Undecided, Unreadable, VulnFinding, UNDECIDED_ID,
+    UNREADABLE_ID,
 };
 use crate::scan::secrets::RuleMeta;
 
@@ -332,6 +333,50 @@ pub fn add_unreadable(log: &mut Value, unreadable: &[Unreadable]) {
             "message": { "text": format!("{} could not be scanned: {}", u.path, u.reason) },
             "locations": [{ "physicalLocation": physical_location(&location) }],
             "partialFingerprints": { "unreadableFingerprint/v1": sha256_hex(&format!("{UNREADABLE_ID}:{}", u.path)) },
+        }));
+    }
+}
+
+/// Adds one `error` result per package the advisory check could not decide (rule
+/// `undecided`), at the package database it was read from, to a log made by
+/// [`sarif_log`]: an undecided package is reported, never dropped as clean.
+pub fn add_undecided(log: &mut Value, undecided: &[Undecided]) {
+    if undecided.is_empty() {
+        return;
+    }
+    let Some(run) = log.pointer_mut("/runs/0") else {
+        return;
+    };
+    let rule_index = match run
+        .pointer_mut("/tool/driver/rules")
+        .and_then(Value::as_array_mut)
+    {
+        Some(rules) => {
+            rules.push(rule_object(
+                UNDECIDED_ID,
+                "A package whose advisories could not be checked",
+                "The advisory data has no entry for the package's OS ecosystem, or the package's version cannot be ordered against an advisory's ranges: it is not known to be clean.",
+                "Add the ecosystem's advisory data (runner db update, or OSV records), or check the package by hand and accept it in the scan policy with an allow entry (id: undecided, package, reason), or set fail-on-undecided: false.",
+                Severity::High,
+                &["security".to_string()],
+                None,
+            ));
+            rules.len() - 1
+        }
+        None => return,
+    };
+    let Some(results) = run.get_mut("results").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for u in undecided {
+        let p = &u.package;
+        results.push(json!({
+            "ruleId": UNDECIDED_ID,
+            "ruleIndex": rule_index,
+            "level": "error",
+            "message": { "text": format!("{}@{} ({}) was not decided: {}", p.name, p.version, p.ecosystem, u.reason) },
+            "locations": [{ "physicalLocation": physical_location(&p.location) }],
+            "partialFingerprints": { "undecidedFingerprint/v1": sha256_hex(&format!("{UNDECIDED_ID}:{}:{}:{}", p.purl, p.location.path, u.advisories.join(","))) },
         }));
     }
 }

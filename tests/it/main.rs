@@ -22,6 +22,7 @@ mod pipeline;
 mod registry_limits;
 mod reports_e2e;
 mod scan_gate;
+mod scan_os_families;
 mod secrets_aws;
 mod secrets_leak;
 mod support_moto;

@@ -4,7 +4,7 @@
 
 use crate::scan::deps::discover::find_lockfiles;
 use crate::scan::deps::lockfile::{LockfileKind, SkippedEntry};
-use crate::scan::model::{Package, VulnFinding};
+use crate::scan::model::{Package, Undecided, VulnFinding};
 use crate::scan::osv::{AdvisoryDb, OsvError};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -21,6 +21,8 @@ pub struct DepsOutcome {
     /// Sorted by lockfile path, line, advisory id.
     pub findings: Vec<VulnFinding>,
     pub skipped: Vec<SkippedLockfile>,
+    /// Packages whose version could not be ordered against an advisory's ranges.
+    pub undecided: Vec<Undecided>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -134,12 +136,14 @@ pub fn scan_dir(root: &Path, db: &AdvisoryDb) -> Result<DepsOutcome, DepsError> 
             }),
         }
     }
-    let findings = match_packages(lockfiles.iter().flat_map(|l| l.packages.iter()), db)?;
+    let (findings, undecided) =
+        match_packages_checked(lockfiles.iter().flat_map(|l| l.packages.iter()), db)?;
     Ok(DepsOutcome {
         root: root.to_path_buf(),
         lockfiles,
         findings,
         skipped,
+        undecided,
     })
 }
 
@@ -148,6 +152,17 @@ pub fn match_packages<'a>(
     packages: impl Iterator<Item = &'a Package> + Clone,
     db: &AdvisoryDb,
 ) -> Result<Vec<VulnFinding>, OsvError> {
+    Ok(match_packages_checked(packages, db)?.0)
+}
+
+/// Like [`match_packages`], also returning the packages that could not be decided (a
+/// version the ecosystem's ordering cannot place against an advisory's ranges).
+/// Lockfile ecosystems without advisory data are not undecided: the data covers the
+/// ecosystems users download.
+pub fn match_packages_checked<'a>(
+    packages: impl Iterator<Item = &'a Package> + Clone,
+    db: &AdvisoryDb,
+) -> Result<(Vec<VulnFinding>, Vec<Undecided>), OsvError> {
     let ecosystems: BTreeSet<&str> = packages.clone().map(|p| p.ecosystem.as_str()).collect();
     if ecosystems.len() > 1 {
         let results: Vec<Result<(), OsvError>> = std::thread::scope(|s| {
@@ -164,10 +179,7 @@ pub fn match_packages<'a>(
             r?;
         }
     }
-    let mut findings = Vec::new();
-    for p in packages {
-        findings.extend(db.query(p)?);
-    }
+    let (mut findings, undecided) = db.check_all(packages, |_| false)?;
     findings.sort_by(|a, b| {
         (&a.package.location.path, a.package.location.line, &a.id).cmp(&(
             &b.package.location.path,
@@ -175,5 +187,5 @@ pub fn match_packages<'a>(
             &b.id,
         ))
     });
-    Ok(findings)
+    Ok((findings, undecided))
 }

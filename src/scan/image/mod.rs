@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::scan::model::Package;
+use crate::scan::model::{Package, Undecided, VulnFinding};
+use crate::scan::osv::{AdvisoryDb, OsvError};
 
 pub use archive::{ImageArchive, LayerRef};
 pub use layers::{ImageFs, Node, NodeKind, VisitStats};
@@ -126,6 +127,24 @@ impl ImageInventory {
             .collect();
         self.fs.visit(&self.archive, &resolved, max_size, f)
     }
+}
+
+/// A package of the distribution's own database (dpkg, apk, rpm), by its purl type.
+pub fn is_os_package(p: &Package) -> bool {
+    ["pkg:deb/", "pkg:apk/", "pkg:rpm/"]
+        .iter()
+        .any(|t| p.purl.starts_with(t))
+}
+
+/// Matches an image's packages against `db`: the findings, and the packages that could
+/// not be decided — an OS package whose ecosystem the advisory data lacks (an OS family
+/// OSV does not publish, such as Amazon Linux, or data not downloaded), or a version
+/// that cannot be ordered against an advisory's ranges. Never counted as clean.
+pub fn match_inventory(
+    inv: &ImageInventory,
+    db: &AdvisoryDb,
+) -> Result<(Vec<VulnFinding>, Vec<Undecided>), OsvError> {
+    db.check_all(&inv.packages, is_os_package)
 }
 
 /// Scan a `docker save` tarball (or an OCI image layout directory): flatten the

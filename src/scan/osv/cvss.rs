@@ -39,10 +39,23 @@ pub fn record_severity(vuln: &Vuln, affected_index: Option<usize>) -> (Severity,
         return (label, vector.map(str::to_string));
     }
     // 2. The CVSS vector.
+    // 3. Red Hat's rating as the summary's first word, as RHSA, ALSA and RLSA records
+    //    carry it (`Important: openssl security update`) with no vector.
     let sev = vector
         .and_then(severity_from_vector)
+        .or_else(|| summary_rating(&vuln.summary))
         .unwrap_or(Severity::Unknown);
     (sev, vector.map(str::to_string))
+}
+
+/// `Critical:`, `Important:`, `Moderate:` or `Low:` at the start of a summary (Red
+/// Hat's four ratings only: other words before a colon are not severities).
+fn summary_rating(summary: &str) -> Option<Severity> {
+    let (word, _) = summary.trim_start().split_once(':')?;
+    match word {
+        "Critical" | "Important" | "Moderate" | "Low" => parse_label(word),
+        _ => None,
+    }
 }
 
 fn pick_vector<'a>(scores: &[&'a SeverityScore]) -> Option<&'a str> {
@@ -305,6 +318,22 @@ mod tests {
             severity_from_vector("CVSS:4.0/AV:L/AC:L/AT:N/PR:L/UI:N/VC:N/VI:N/VA:L/SC:N/SI:N/SA:N"),
             Some(Severity::Low)
         );
+    }
+
+    #[test]
+    fn red_hat_ratings_in_summaries() {
+        let rec = |summary: &str| Vuln {
+            id: "ALSA-2024:0310".into(),
+            summary: summary.into(),
+            ..Default::default()
+        };
+        let sev = |s: &str| record_severity(&rec(s), None).0;
+        assert_eq!(sev("Moderate: openssl security update"), Severity::Medium);
+        assert_eq!(sev("Important: sudo security update"), Severity::High);
+        assert_eq!(sev("Critical: kernel security update"), Severity::Critical);
+        assert_eq!(sev("Low: less security update"), Severity::Low);
+        assert_eq!(sev("High CPU use: a bug"), Severity::Unknown);
+        assert_eq!(sev("Note: important"), Severity::Unknown);
     }
 
     #[test]

@@ -281,3 +281,38 @@ fn every_shared_alpine_release_loads() {
     }
     assert!(db.stats().iter().all(|s| s.invalid == 0));
 }
+
+/// Not decided is not clean: a version the ordering cannot place against a record's
+/// ranges, and an OS ecosystem the data lacks, are reported as undecided; a package
+/// of an ecosystem with data and an orderable version is decided.
+#[test]
+fn undecided_versions_and_missing_os_ecosystems() {
+    let db = AdvisoryDb::open(&shared()).unwrap();
+    let c = db.check(&pkg("PyPI", "jinja2", "not a version")).unwrap();
+    assert!(c.findings.is_empty());
+    assert!(!c.undecided.is_empty(), "{c:?}");
+    let c = db.check(&pkg("PyPI", "jinja2", "2.10")).unwrap();
+    assert!(!c.findings.is_empty() && c.undecided.is_empty(), "{c:?}");
+
+    let mut amzn = pkg("Amazon Linux:2", "openssl-libs", "1:1.0.2k-19.amzn2.0.10");
+    amzn.purl = "pkg:rpm/amzn/openssl-libs@1:1.0.2k-19.amzn2.0.10".into();
+    let mut alma = pkg("AlmaLinux:9", "openssl-libs", "1:3.0.7-24.el9");
+    alma.purl = "pkg:rpm/almalinux/openssl-libs@1:3.0.7-24.el9".into();
+    let all = [amzn.clone(), alma, pkg("PyPI", "jinja2", "x y")];
+    let (found, undecided) = db
+        .check_all(&all, |p| p.purl.starts_with("pkg:rpm/"))
+        .unwrap();
+    assert!(found.iter().any(|f| f.id == "ALSA-2024:0310"));
+    let who: Vec<&str> = undecided
+        .iter()
+        .map(|u| u.package.ecosystem.as_str())
+        .collect();
+    assert_eq!(who, ["Amazon Linux:2", "PyPI"]);
+    assert!(undecided[0]
+        .reason
+        .contains("no \"Amazon Linux:2\" ecosystem"));
+    assert!(undecided[1].advisories.len() > 1);
+    // No data at all: "not checked" is reported by the caller, not per package.
+    let (_, none) = AdvisoryDb::empty().check_all(&[amzn], |_| true).unwrap();
+    assert!(none.is_empty());
+}

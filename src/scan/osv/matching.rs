@@ -16,10 +16,30 @@ pub struct Hit {
 /// Whether the record's ecosystem applies to the package's: equal, or the record names
 /// the bare ecosystem (`Debian`) and the package a release of it (`Debian:12`).
 /// A `Debian:12` record never matches a `Debian:11` or bare `Debian` package.
+/// Two OSV families scope records more finely than an image can tell:
+/// - Ubuntu Pro (ESM) fixes are filed under `Ubuntu:Pro:22.04:LTS`; an image of
+///   `Ubuntu:22.04:LTS` without them is affected, so those records apply too;
+/// - Red Hat records name a product stream and repository
+///   (`Red Hat:enterprise_linux:9::appstream`); a RHEL 9 image
+///   (`Red Hat:enterprise_linux:9`) matches every repository of its release.
 pub fn ecosystem_matches(record_ecosystem: &str, package_ecosystem: &str) -> bool {
-    record_ecosystem == package_ecosystem
+    if record_ecosystem == package_ecosystem
         || (!record_ecosystem.contains(':')
             && record_ecosystem == base_ecosystem(package_ecosystem))
+    {
+        return true;
+    }
+    if let Some(release) = package_ecosystem.strip_prefix("Ubuntu:") {
+        return record_ecosystem
+            .strip_prefix("Ubuntu:Pro:")
+            .is_some_and(|r| r == release);
+    }
+    if package_ecosystem.starts_with("Red Hat:") {
+        return record_ecosystem
+            .strip_prefix(package_ecosystem)
+            .is_some_and(|rest| rest.starts_with("::"));
+    }
+    false
 }
 
 fn cmp_for(kind: &str, ecosystem: &str, a: &str, b: &str) -> Option<Ordering> {
@@ -94,14 +114,37 @@ pub fn range_affects(range: &Range, ecosystem: &str, version: &str) -> Option<bo
     Some(affected)
 }
 
+/// What one `affected` entry says about an installed version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Hit(Hit),
+    /// Not affected: every range could be decided (or only the explicit list applies).
+    Clear,
+    /// Not matched, but a `SEMVER`/`ECOSYSTEM` range could not be evaluated (the
+    /// ecosystem has no ordering, or a version does not parse): not known to be clean.
+    Undecided,
+}
+
 /// Matches one `affected` entry against an installed version.
 pub fn affected_hit(affected: &Affected, ecosystem: &str, version: &str) -> Option<Hit> {
+    match affected_verdict(affected, ecosystem, version) {
+        Verdict::Hit(h) => Some(h),
+        Verdict::Clear | Verdict::Undecided => None,
+    }
+}
+
+/// Matches one `affected` entry against an installed version, saying when it could not
+/// be decided. `GIT` ranges never make an entry undecided (they carry commits, not
+/// versions, and OSV records pair them with version ranges or lists).
+pub fn affected_verdict(affected: &Affected, ecosystem: &str, version: &str) -> Verdict {
     let mut hit = false;
     let mut decided = false;
+    let mut undecided = false;
     let mut fixed: Option<(&str, &str)> = None; // (range kind, version)
     for range in &affected.ranges {
         let verdict = range_affects(range, ecosystem, version);
         decided |= verdict.is_some();
+        undecided |= verdict.is_none() && (range.kind == "SEMVER" || range.kind == "ECOSYSTEM");
         if verdict == Some(true) {
             hit = true;
             for e in &range.events {
@@ -131,9 +174,15 @@ pub fn affected_hit(affected: &Affected, ecosystem: &str, version: &str) -> Opti
                     .iter()
                     .any(|v| version::compare(ecosystem, v, version) == Some(Ordering::Equal)));
     }
-    hit.then(|| Hit {
-        fixed: fixed.map(|(_, f)| f.to_string()),
-    })
+    if hit {
+        Verdict::Hit(Hit {
+            fixed: fixed.map(|(_, f)| f.to_string()),
+        })
+    } else if undecided {
+        Verdict::Undecided
+    } else {
+        Verdict::Clear
+    }
 }
 
 #[cfg(test)]
@@ -222,6 +271,38 @@ mod tests {
         );
     }
 
+    /// A range the ecosystem's ordering cannot evaluate is undecided, never clean; a
+    /// GIT range beside a decided one changes nothing.
+    #[test]
+    fn undecided_ranges() {
+        let a = Affected {
+            ranges: vec![range("ECOSYSTEM", &[("i", "0"), ("f", "1.2")])],
+            ..Default::default()
+        };
+        assert_eq!(affected_verdict(&a, "Maven", "1.0"), Verdict::Undecided);
+        assert_eq!(
+            affected_verdict(&a, "PyPI", "not a version"),
+            Verdict::Undecided
+        );
+        assert_eq!(affected_verdict(&a, "PyPI", "1.3"), Verdict::Clear);
+        assert_eq!(
+            affected_verdict(&a, "AlmaLinux:9", "1.3-1.el9"),
+            Verdict::Clear
+        );
+        let with_git = Affected {
+            ranges: vec![
+                range("GIT", &[("i", "0")]),
+                range("ECOSYSTEM", &[("i", "0"), ("f", "1.2")]),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(affected_verdict(&with_git, "PyPI", "1.3"), Verdict::Clear);
+        assert!(matches!(
+            affected_verdict(&with_git, "PyPI", "1.1"),
+            Verdict::Hit(_)
+        ));
+    }
+
     #[test]
     fn ecosystem_suffixes() {
         assert!(ecosystem_matches("Debian:12", "Debian:12"));
@@ -229,5 +310,33 @@ mod tests {
         assert!(!ecosystem_matches("Debian:12", "Debian"));
         assert!(ecosystem_matches("Debian", "Debian:12"));
         assert!(!ecosystem_matches("npm", "PyPI"));
+        assert!(ecosystem_matches("Ubuntu:22.04:LTS", "Ubuntu:22.04:LTS"));
+        assert!(ecosystem_matches(
+            "Ubuntu:Pro:22.04:LTS",
+            "Ubuntu:22.04:LTS"
+        ));
+        assert!(!ecosystem_matches(
+            "Ubuntu:Pro:20.04:LTS",
+            "Ubuntu:22.04:LTS"
+        ));
+        assert!(!ecosystem_matches("Ubuntu:22.04", "Ubuntu:22.04:LTS"));
+        let rhel9 = "Red Hat:enterprise_linux:9";
+        assert!(ecosystem_matches(
+            "Red Hat:enterprise_linux:9::appstream",
+            rhel9
+        ));
+        assert!(ecosystem_matches(
+            "Red Hat:enterprise_linux:9::baseos",
+            rhel9
+        ));
+        assert!(!ecosystem_matches(
+            "Red Hat:enterprise_linux:8::baseos",
+            rhel9
+        ));
+        assert!(!ecosystem_matches(
+            "Red Hat:enterprise_linux:90::baseos",
+            rhel9
+        ));
+        assert!(!ecosystem_matches("Red Hat:rhel_eus:9.2::baseos", rhel9));
     }
 }

@@ -85,6 +85,43 @@ fn sample_log() -> Value {
     )
 }
 
+fn sample_undecided() -> Vec<Undecided> {
+    let mut package = sample_vulns()[1].package.clone();
+    package.ecosystem = "Amazon Linux:2".into();
+    vec![Undecided {
+        package,
+        reason: "the advisory data has no \"Amazon Linux:2\" ecosystem".into(),
+        advisories: vec![],
+    }]
+}
+
+/// An undecided package is an `error` result of its own rule, at the package database.
+#[test]
+fn undecided_packages_are_error_results() {
+    let mut log = sample_log();
+    let before = log["runs"][0]["results"].as_array().unwrap().len();
+    add_undecided(&mut log, &sample_undecided());
+    let results = log["runs"][0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), before + 1);
+    let r = &results[before];
+    assert_eq!(r["ruleId"], "undecided");
+    assert_eq!(r["level"], "error");
+    let rules = log["runs"][0]["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap();
+    assert_eq!(
+        rules[r["ruleIndex"].as_u64().unwrap() as usize]["id"],
+        "undecided"
+    );
+    assert!(r["message"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("libfoo@1.2-3 (Amazon Linux:2) was not decided"));
+    let mut empty = sample_log();
+    add_undecided(&mut empty, &[]);
+    assert_eq!(empty, sample_log());
+}
+
 #[test]
 fn structure_matches_github_expectations() {
     let log = sample_log();
@@ -228,7 +265,9 @@ fn validates_against_official_schema() {
     }
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.sarif");
-    std::fs::write(&good, serde_json::to_string_pretty(&sample_log()).unwrap()).unwrap();
+    let mut good_log = sample_log();
+    add_undecided(&mut good_log, &sample_undecided());
+    std::fs::write(&good, serde_json::to_string_pretty(&good_log).unwrap()).unwrap();
     let out = std::process::Command::new("python3")
         .arg(&script)
         .arg(&good)

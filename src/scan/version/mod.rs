@@ -5,6 +5,7 @@ pub mod apk;
 pub mod composer;
 pub mod dpkg;
 pub mod pep440;
+pub mod rpm;
 pub mod rubygems;
 pub mod semver;
 
@@ -22,7 +23,10 @@ pub fn compare(ecosystem: &str, a: &str, b: &str) -> Option<Ordering> {
         "crates.io" | "npm" | "Go" | "Hex" | "Pub" | "SwiftURL" => semver::compare(a, b),
         "PyPI" => pep440::compare(a, b),
         "Debian" | "Ubuntu" => dpkg::compare(a, b),
-        "Alpine" => apk::compare(a, b),
+        "Alpine" | "Wolfi" | "Chainguard" => apk::compare(a, b),
+        "AlmaLinux" | "Rocky Linux" | "Red Hat" | "SUSE" | "openSUSE" | "Amazon Linux"
+        | "CentOS" | "Fedora" | "Oracle Linux" | "Mageia" | "Photon OS" | "openEuler"
+        | "Azure Linux" => rpm::compare(a, b),
         "RubyGems" => rubygems::compare(a, b),
         "Packagist" => composer::compare(a, b),
         _ => None,
@@ -44,6 +48,32 @@ mod tests {
         assert_eq!(compare("PyPI", "1.0.dev1", "1.0"), Some(Ordering::Less));
         assert_eq!(compare("Go", "v1.2.3", "v1.10.0"), Some(Ordering::Less));
         assert_eq!(compare("Maven", "1", "2"), None);
+        // RPM families: epoch:version-release with rpmvercmp; Wolfi/Chainguard: apk.
+        for eco in [
+            "AlmaLinux:9",
+            "Rocky Linux:9",
+            "Red Hat:enterprise_linux:9::appstream",
+            "SUSE:Linux Enterprise Server 15 SP5",
+            "openSUSE:Leap 15.5",
+            "Amazon Linux:2",
+        ] {
+            assert_eq!(
+                compare(eco, "1:1.0-1.el9", "2.0-1.el9"),
+                Some(Ordering::Greater),
+                "{eco}"
+            );
+            assert_eq!(compare(eco, "1.0~rc1-1", "1.0-1"), Some(Ordering::Less));
+        }
+        for eco in ["Wolfi", "Chainguard"] {
+            assert_eq!(
+                compare(eco, "1.2.3-r10", "1.2.3-r9"),
+                Some(Ordering::Greater)
+            );
+            assert_eq!(
+                compare(eco, "1.2.3_rc1-r0", "1.2.3-r0"),
+                Some(Ordering::Less)
+            );
+        }
     }
 
     #[test]
@@ -85,6 +115,8 @@ mod tests {
             "RubyGems",
             "Packagist",
             "Go",
+            "AlmaLinux:9",
+            "Wolfi",
         ] {
             for a in junk {
                 for b in junk {
