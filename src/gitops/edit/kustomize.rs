@@ -328,4 +328,31 @@ mod tests {
             format!("images:\n   - # c\n     name: a\n   - name: image\n     digest: {D}\n")
         );
     }
+
+    /// fixtures/fuzz-crashes/gitops_edit/bom-edit-not-yaml.bin: a kustomization opening
+    /// with a byte order mark and a comment. The edit keeps the mark and is right, but the
+    /// editors' own parser took the mark for the start of a plain scalar (`\u{feff}# ...`),
+    /// so the written file did not read back as YAML ("mapping values are not allowed").
+    #[test]
+    fn a_file_opening_with_a_byte_order_mark_reads_back_as_yaml_after_the_edit() {
+        let src = fuzz_file(include_bytes!(
+            "../../../fixtures/fuzz-crashes/gitops_edit/bom-edit-not-yaml.bin"
+        ));
+        assert!(src.starts_with("\u{feff}# "), "{src:?}");
+        let t = Target::new("sampl-app", None, D).unwrap();
+        let once = edit_content("kustomization.yaml", src, &t).unwrap();
+        assert_eq!(once.new_content, format!("{src}    digest: {D}\n"));
+        let docs = yaml_span::parse(&once.new_content)
+            .unwrap_or_else(|e| panic!("the edit is not YAML any more: {e}"));
+        let root = &docs.docs[0];
+        let entry = &root.get("images").and_then(|n| n.as_seq()).unwrap()[0];
+        assert_eq!(entry.get("digest").and_then(|n| n.as_str()), Some(D));
+        let twice = edit_content("kustomization.yaml", &once.new_content, &t).unwrap();
+        assert!(!twice.changed(), "{}", twice.new_content);
+        // The mark straight before the root's first key: the key added goes at column 0.
+        assert_eq!(
+            set_image("\u{feff}resources: []\n"),
+            format!("\u{feff}resources: []\nimages:\n- name: image\n  digest: {D}\n")
+        );
+    }
 }

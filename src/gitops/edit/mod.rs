@@ -231,10 +231,11 @@ impl FileEdit {
 }
 
 /// Edit one file's content for `target`. `rel_path` decides file-name based targets
-/// (`.argocd-source-*.yaml`, `kustomization.yaml`). A byte order mark at the start (valid
-/// YAML, which the parser would take as part of the first key) is kept and not edited.
+/// (`.argocd-source-*.yaml`, `kustomization.yaml`). A byte order mark at the start is kept
+/// and not edited; the editors see the text after it (so columns on the first line are
+/// those of the text, not shifted by the mark), and the ranges are the file's own.
 pub fn edit_content(rel_path: &str, src: &str, target: &Target) -> Result<FileEdit, YamlError> {
-    const BOM: char = '\u{feff}';
+    const BOM: char = yaml_span::BOM;
     let Some(body) = src.strip_prefix(BOM) else {
         return edit_body(rel_path, src, target);
     };

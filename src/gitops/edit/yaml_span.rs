@@ -134,8 +134,48 @@ fn line_col(src: &str, at: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// Parse `src` into span-carrying documents.
+/// The byte order mark a YAML stream may start with (YAML 1.2, section 5.2).
+pub const BOM: char = '\u{feff}';
+
+/// Parse `src` into span-carrying documents. A byte order mark at the start is not part of
+/// the content (yaml-rust2 alone would read it as the first character of the first scalar:
+/// a key `\u{feff}images`, or a comment turned into a scalar); offsets stay those of `src`.
 pub fn parse(src: &str) -> Result<YamlDocs, YamlError> {
+    let Some(body) = src.strip_prefix(BOM) else {
+        return parse_text(src);
+    };
+    let mut docs = parse_text(body)?;
+    for d in &mut docs.docs {
+        shift(d, BOM.len_utf8());
+    }
+    Ok(docs)
+}
+
+/// Move every offset of `node` by `by` bytes.
+fn shift(node: &mut Node, by: usize) {
+    node.start += by;
+    match &mut node.kind {
+        NodeKind::Scalar(s) => {
+            if let Some(r) = &mut s.span {
+                *r = r.start + by..r.end + by;
+            }
+        }
+        NodeKind::Map(m) => {
+            for (k, v) in m {
+                shift(k, by);
+                shift(v, by);
+            }
+        }
+        NodeKind::Seq(items) => {
+            for n in items {
+                shift(n, by);
+            }
+        }
+        NodeKind::Alias => {}
+    }
+}
+
+fn parse_text(src: &str) -> Result<YamlDocs, YamlError> {
     // The scanner takes NUL for the end of the input: the rest would be silently ignored.
     if let Some(at) = src.find('\0') {
         let (line, col) = line_col(src, at);
@@ -523,6 +563,7 @@ pub fn walk<'a>(node: &'a Node, path: &mut Vec<PathSeg>, f: &mut dyn FnMut(&[Pat
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     #[test]
@@ -572,6 +613,26 @@ mod tests {
         assert!(parse(&ok).is_ok());
         let flow = "[".repeat(10_000) + &"]".repeat(10_000);
         assert!(parse(&flow).is_err());
+    }
+
+    #[test]
+    fn a_byte_order_mark_opens_the_stream_and_offsets_stay_the_texts() {
+        for src in [
+            "\u{feff}# c\nimages:\n- name: a\n",
+            "\u{feff}images:\n- name: a\n",
+        ] {
+            let docs = parse(src).unwrap_or_else(|e| panic!("{src:?}: {e}"));
+            let root = &docs.docs[0];
+            assert!(root.get("images").is_some(), "{src:?}: {root:?}");
+            let name = root.get("images").and_then(|n| n.as_seq()).unwrap()[0]
+                .get("name")
+                .and_then(|n| n.as_scalar())
+                .and_then(|s| s.span.clone())
+                .unwrap();
+            assert_eq!(&src[name], "a");
+        }
+        // Only at the start: elsewhere it is content.
+        assert!(parse("a: 1\n\u{feff}b: 2\n").is_ok_and(|d| d.docs[0].get("b").is_none()));
     }
 
     #[test]
