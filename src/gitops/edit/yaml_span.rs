@@ -206,11 +206,17 @@ fn parse_text(src: &str) -> Result<YamlDocs, YamlError> {
                 }
             }
             Err(e) => {
+                // The scanner also ends a line at a bare `\r`; lines here are `\n`-ended.
+                let byte = char_to_byte
+                    .get(e.marker().index())
+                    .copied()
+                    .unwrap_or(src.len());
+                let (line, col) = line_col(src, byte);
                 return Err(YamlError {
-                    line: e.marker().line(),
-                    col: e.marker().col() + 1,
+                    line,
+                    col,
                     info: e.info().to_string(),
-                })
+                });
             }
         }
     }
@@ -633,6 +639,16 @@ mod tests {
         }
         // Only at the start: elsewhere it is content.
         assert!(parse("a: 1\n\u{feff}b: 2\n").is_ok_and(|d| d.docs[0].get("b").is_none()));
+    }
+
+    /// The scanner also ends a line at a bare `\r`; an error's line counts `\n` as
+    /// [`line_col`] (NUL bytes, nesting) and `str::lines` do.
+    #[test]
+    fn error_lines_count_newlines_not_bare_carriage_returns() {
+        let e = parse("a: 1\rb: [\rc").err().map(|e| (e.line, e.col));
+        assert_eq!(e, Some((1, 11)));
+        let e = parse("a: 1\r\nb: [\r\nc").err().map(|e| (e.line, e.col));
+        assert_eq!(e, Some((3, 1)));
     }
 
     #[test]
