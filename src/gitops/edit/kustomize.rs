@@ -8,7 +8,9 @@
 
 use yaml_rust2::scanner::TScalarStyle;
 
-use super::yaml_span::{line_end_incl, line_start, render_scalar, Edit, Node, NodeKind, PathSeg};
+use super::yaml_span::{
+    ends_with_break, line_end_incl, line_start, render_scalar, Edit, Node, NodeKind, PathSeg,
+};
 use super::{base_name, path_of, Ctx};
 
 fn is_kustomization(root: &Node, rel_path: &str) -> bool {
@@ -137,7 +139,7 @@ fn add_entry(ctx: &mut Ctx<'_>, di: usize, root: &Node, images: Option<&Node>) {
             let indent = " ".repeat(indent);
             let body: Vec<String> = lines.iter().map(|l| format!("{indent}{l}")).collect();
             let at = line_end_incl(src, end);
-            let text = if at == src.len() && !src.ends_with('\n') {
+            let text = if at == src.len() && !ends_with_break(src) {
                 format!("{eol}{}", body.join(eol))
             } else {
                 format!("{}{eol}", body.join(eol))
@@ -326,6 +328,38 @@ mod tests {
         assert_eq!(
             set_image("images:\n   - # c\n     name: a\n"),
             format!("images:\n   - # c\n     name: a\n   - name: image\n     digest: {D}\n")
+        );
+    }
+
+    /// fixtures/fuzz-crashes/gitops_edit/cr-line-breaks-edit-not-yaml.bin (written while
+    /// fixing the pnpm bare-`\r` finding, then replayed): lines ended by a bare `\r`, a
+    /// line break to YAML. The editors' line helpers knew only `\n`, so `digest:` went to
+    /// the end of the file, indented from the wrong line, and entries were not added.
+    #[test]
+    fn bare_carriage_returns_end_lines_for_the_edits_too() {
+        let src = fuzz_file(include_bytes!(
+            "../../../fixtures/fuzz-crashes/gitops_edit/cr-line-breaks-edit-not-yaml.bin"
+        ));
+        assert_eq!(src, "images:\r- name: image\r  newTag: v1\rresources: []\r");
+        let t = Target::new("image", Some("v2.0.0"), D).unwrap();
+        let once = edit_content("kustomization.yaml", src, &t).unwrap();
+        assert_eq!(
+            once.new_content,
+            format!("images:\r- name: image\r  newTag: v2.0.0\r  digest: {D}\rresources: []\r")
+        );
+        if let Err(e) = yaml_span::parse(&once.new_content) {
+            panic!("the edit is not YAML any more: {e}");
+        }
+        let twice = edit_content("kustomization.yaml", &once.new_content, &t).unwrap();
+        assert!(!twice.changed(), "{}", twice.new_content);
+        // An entry appended, and `images:` added, after lines ended by a bare `\r`.
+        assert_eq!(
+            set_image("images:\r- name: a\rx: 1\r"),
+            format!("images:\r- name: a\r- name: image\r  digest: {D}\rx: 1\r")
+        );
+        assert_eq!(
+            set_image("a: 1\r  # c\rb: []"),
+            format!("a: 1\r  # c\rb: []\rimages:\r- name: image\r  digest: {D}\r")
         );
     }
 

@@ -124,12 +124,14 @@ impl Ctx<'_> {
         });
     }
 
-    /// Line ending used by the file.
+    /// Line ending used by the file (`\r` when it has no other).
     pub fn eol(&self) -> &'static str {
         if self.src.contains("\r\n") {
             "\r\n"
-        } else {
+        } else if self.src.contains('\n') || !self.src.contains('\r') {
             "\n"
+        } else {
+            "\r"
         }
     }
 
@@ -194,7 +196,7 @@ impl Ctx<'_> {
                 })
                 .collect();
             let at = yaml_span::line_end_incl(self.src, last_end);
-            if at == self.src.len() && !self.src.ends_with('\n') {
+            if at == self.src.len() && !yaml_span::ends_with_break(self.src) {
                 format!("{eol}{}", body.join(eol))
             } else {
                 format!("{}{eol}", body.join(eol))

@@ -526,23 +526,38 @@ pub fn apply_edits(src: &str, edits: &[Edit]) -> String {
     out
 }
 
+// Where edits go, lines end where the YAML scanner ends them: at `\n`, `\r\n` and a bare
+// `\r` (line numbers in messages, [`line_col`], count `\n` only, as `str::lines` does).
+
 /// Byte offset of the start of the line holding `pos`.
 pub fn line_start(src: &str, pos: usize) -> usize {
-    src[..pos.min(src.len())].rfind('\n').map_or(0, |i| i + 1)
+    src[..pos.min(src.len())]
+        .rfind(['\n', '\r'])
+        .map_or(0, |i| i + 1)
 }
 
-/// Byte offset just after the newline ending the line holding `pos` (or the end of input).
+/// Byte offset just after the line break ending the line holding `pos` (or the end of
+/// input).
 pub fn line_end_incl(src: &str, pos: usize) -> usize {
-    src[pos.min(src.len())..]
-        .find('\n')
-        .map_or(src.len(), |i| pos + i + 1)
+    let from = pos.min(src.len());
+    let rest = &src[from..];
+    match rest.find(['\n', '\r']) {
+        None => src.len(),
+        Some(i) if rest[i..].starts_with("\r\n") => from + i + 2,
+        Some(i) => from + i + 1,
+    }
 }
 
-/// The rest of the line after `pos` (without the newline).
+/// Does `src` end with a line break?
+pub fn ends_with_break(src: &str) -> bool {
+    src.ends_with(['\n', '\r'])
+}
+
+/// The rest of the line after `pos` (without the line break).
 pub fn rest_of_line(src: &str, pos: usize) -> &str {
     let s = &src[pos.min(src.len())..];
-    let end = s.find('\n').unwrap_or(s.len());
-    s[..end].trim_end_matches('\r')
+    let end = s.find(['\n', '\r']).unwrap_or(s.len());
+    &s[..end]
 }
 
 /// Visit every node with its path.
@@ -649,6 +664,19 @@ mod tests {
         assert_eq!(e, Some((1, 11)));
         let e = parse("a: 1\r\nb: [\r\nc").err().map(|e| (e.line, e.col));
         assert_eq!(e, Some((3, 1)));
+    }
+
+    #[test]
+    fn edit_lines_end_where_the_scanner_ends_them() {
+        for br in ["\n", "\r\n", "\r"] {
+            let src = format!("a: 1 # c{br}b: 2{br}");
+            let b = src.find('b').unwrap();
+            assert_eq!(line_end_incl(&src, 2), b, "{src:?}");
+            assert_eq!(line_start(&src, b + 3), b, "{src:?}");
+            assert_eq!(rest_of_line(&src, 4), " # c", "{src:?}");
+            assert_eq!(line_end_incl(&src, b), src.len(), "{src:?}");
+            assert!(ends_with_break(&src));
+        }
     }
 
     #[test]
