@@ -175,7 +175,7 @@ fn add_entry(ctx: &mut Ctx<'_>, di: usize, root: &Node, images: Option<&Node>) {
                 return;
             };
             let indent = " ".repeat(indent);
-            let sep = if src.is_empty() || src.ends_with('\n') {
+            let sep = if src.is_empty() || ends_with_break(src) {
                 ""
             } else {
                 eol
@@ -360,6 +360,10 @@ mod tests {
         assert_eq!(
             set_image("a: 1\r  # c\rb: []"),
             format!("a: 1\r  # c\rb: []\rimages:\r- name: image\r  digest: {D}\r")
+        );
+        assert_eq!(
+            set_image("a: 1\rb: []\r"),
+            format!("a: 1\rb: []\rimages:\r- name: image\r  digest: {D}\r")
         );
     }
 
