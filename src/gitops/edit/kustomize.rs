@@ -166,6 +166,7 @@ fn add_entry(ctx: &mut Ctx<'_>, di: usize, root: &Node, images: Option<&Node>) {
             let Some(indent) = root
                 .as_map()
                 .and_then(|m| m.first())
+                .filter(|(k, _)| !after_explicit_key_indicator(src, k.start))
                 .and_then(|(k, _)| indent_of(src, k.start))
             else {
                 ctx.notes.push(format!(
@@ -201,6 +202,32 @@ fn indent_of(src: &str, at: usize) -> Option<usize> {
     let ls = line_start(src, at);
     let before = src.get(ls..at)?;
     before.bytes().all(|b| b == b' ').then_some(before.len())
+}
+
+/// Is the key at `at` the first thing after an explicit-key indicator `?` that ends an
+/// earlier line (`?\n  key`)? Its own column is then not the mapping's indentation.
+fn after_explicit_key_indicator(src: &str, at: usize) -> bool {
+    let before = src.get(..line_start(src, at)).unwrap_or("");
+    for line in before.rsplit(['\n', '\r']) {
+        let content = strip_comment(line).trim();
+        if content.is_empty() {
+            continue;
+        }
+        return content == "?" || content.ends_with(" ?") || content.ends_with("\t?");
+    }
+    false
+}
+
+/// `line` without a `#` comment (one that starts the line or follows a blank).
+fn strip_comment(line: &str) -> &str {
+    let mut prev = ' ';
+    for (i, c) in line.char_indices() {
+        if c == '#' && (prev == ' ' || prev == '\t') {
+            return &line[..i];
+        }
+        prev = c;
+    }
+    line
 }
 
 /// The column of a block sequence's dashes: where the parser saw the sequence start, else
@@ -364,6 +391,36 @@ mod tests {
         assert_eq!(
             set_image("a: 1\rb: []\r"),
             format!("a: 1\rb: []\rimages:\r- name: image\r  digest: {D}\r")
+        );
+    }
+
+    /// fixtures/fuzz-crashes/gitops_edit/explicit-key-add-missing.bin: the root mapping's
+    /// first key is an explicit one, `?` on its own line and the key indented on the next:
+    /// `images:` went at the key's column, not the `?`'s, and the file was not YAML. Now
+    /// such a file gets a note (add it by hand) and stays as it is.
+    #[test]
+    fn no_images_key_is_guessed_after_an_explicit_key_indicator() {
+        let src = fuzz_file(include_bytes!(
+            "../../../fixtures/fuzz-crashes/gitops_edit/explicit-key-add-missing.bin"
+        ));
+        assert!(src.contains("\n?    #"), "{src:?}");
+        for src in [src, "?\n a\n", "? # c\n\n  a\n: 1\n"] {
+            let mut t = Target::new("image", None, D).unwrap();
+            t.add_missing = true;
+            let fe = edit_content("kustomization.yaml", src, &t).unwrap();
+            assert_eq!(fe.new_content, src);
+            assert!(
+                fe.notes
+                    .iter()
+                    .any(|n| n.contains("add images: with image by hand")),
+                "{:?}",
+                fe.notes
+            );
+        }
+        // A `?` inside a comment is no indicator.
+        assert_eq!(
+            set_image("# why?\na: 1\n"),
+            format!("# why?\na: 1\nimages:\n- name: image\n  digest: {D}\n")
         );
     }
 
