@@ -424,6 +424,23 @@ mod tests {
         );
     }
 
+    /// fixtures/fuzz-crashes/gitops_edit/two-boms.bin: two byte order marks. The edit took
+    /// off one and its parser the other, so the file was edited; read back, the second mark
+    /// is content (only the first opens the stream) and the text was not YAML. Refused now,
+    /// as `yaml_span::parse` refuses it.
+    #[test]
+    fn a_second_byte_order_mark_is_content_for_the_edit_too() {
+        let src = fuzz_file(include_bytes!(
+            "../../../fixtures/fuzz-crashes/gitops_edit/two-boms.bin"
+        ));
+        assert!(src.starts_with("\u{feff}\u{feff}# "), "{src:?}");
+        assert!(yaml_span::parse(src).is_err());
+        let t = Target::new("replaced", Some("v2.0.0"), D).unwrap();
+        assert!(edit_content("kustomization.yaml", src, &t).is_err());
+        let t = Target::new("image", None, D).unwrap();
+        assert!(edit_content("kustomization.yaml", "\u{feff}\u{feff}# c\na: 1\n", &t).is_err());
+    }
+
     /// fixtures/fuzz-crashes/gitops_edit/bom-edit-not-yaml.bin: a kustomization opening
     /// with a byte order mark and a comment. The edit keeps the mark and is right, but the
     /// editors' own parser took the mark for the start of a plain scalar (`\u{feff}# ...`),

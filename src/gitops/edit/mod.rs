@@ -239,9 +239,10 @@ impl FileEdit {
 pub fn edit_content(rel_path: &str, src: &str, target: &Target) -> Result<FileEdit, YamlError> {
     const BOM: char = yaml_span::BOM;
     let Some(body) = src.strip_prefix(BOM) else {
-        return edit_body(rel_path, src, target);
+        return edit_body(rel_path, src, &yaml_span::parse(src)?, target);
     };
-    let mut fe = edit_body(rel_path, body, target)?;
+    // One mark: a second one is content, as `yaml_span::parse` reads it.
+    let mut fe = edit_body(rel_path, body, &yaml_span::parse_after_bom(body)?, target)?;
     fe.new_content.insert(0, BOM);
     let shift = BOM.len_utf8();
     for e in &mut fe.edits {
@@ -250,11 +251,15 @@ pub fn edit_content(rel_path: &str, src: &str, target: &Target) -> Result<FileEd
     Ok(fe)
 }
 
-fn edit_body(rel_path: &str, src: &str, target: &Target) -> Result<FileEdit, YamlError> {
-    let docs = yaml_span::parse(src)?;
+fn edit_body(
+    rel_path: &str,
+    src: &str,
+    docs: &YamlDocs,
+    target: &Target,
+) -> Result<FileEdit, YamlError> {
     let mut ctx = Ctx {
         src,
-        docs: &docs,
+        docs,
         rel_path,
         target,
         edits: Vec::new(),

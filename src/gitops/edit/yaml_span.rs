@@ -144,7 +144,7 @@ pub fn parse(src: &str) -> Result<YamlDocs, YamlError> {
     let Some(body) = src.strip_prefix(BOM) else {
         return parse_text(src);
     };
-    let mut docs = parse_text(body)?;
+    let mut docs = parse_after_bom(body)?;
     for d in &mut docs.docs {
         shift(d, BOM.len_utf8());
     }
@@ -173,6 +173,12 @@ fn shift(node: &mut Node, by: usize) {
         }
         NodeKind::Alias => {}
     }
+}
+
+/// [`parse`] for the text after a byte order mark already taken off: another mark here is
+/// content (as in `parse`), not a second stream start.
+pub fn parse_after_bom(src: &str) -> Result<YamlDocs, YamlError> {
+    parse_text(src)
 }
 
 fn parse_text(src: &str) -> Result<YamlDocs, YamlError> {
