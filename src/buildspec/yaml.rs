@@ -249,6 +249,51 @@ fn pos_of(m: &Marker) -> Pos {
     }
 }
 
+/// Turns yaml-rust2's markers into positions. The scanner ends a line at `\n`, `\r\n` and
+/// also a bare `\r` (as YAML does); runner's lines are those [`str::lines`] yields (`\n`,
+/// `\r\n`), as in its other readers, [`pos_of_byte`], `grep -n` and git: a line number
+/// counted at every bare `\r` can point past the end of the file.
+#[derive(Debug, Default)]
+struct Lines {
+    /// Char indexes of every `\n`, only for a text holding a bare `\r` (elsewhere the
+    /// scanner's own line and column are these).
+    newlines: Option<Vec<usize>>,
+}
+
+impl Lines {
+    fn new(text: &str) -> Self {
+        let b = text.as_bytes();
+        let bare_cr = text
+            .match_indices('\r')
+            .any(|(i, _)| b.get(i + 1) != Some(&b'\n'));
+        let newlines = bare_cr.then(|| {
+            text.chars()
+                .enumerate()
+                .filter(|&(_, c)| c == '\n')
+                .map(|(i, _)| i)
+                .collect()
+        });
+        Lines { newlines }
+    }
+
+    fn pos(&self, m: &Marker) -> Pos {
+        let Some(newlines) = &self.newlines else {
+            return pos_of(m);
+        };
+        // The marker's index counts chars.
+        let at = m.index();
+        let before = newlines.partition_point(|&n| n < at);
+        let line_start = before
+            .checked_sub(1)
+            .and_then(|i| newlines.get(i))
+            .map_or(0, |n| n + 1);
+        Pos {
+            line: u32::try_from(before + 1).unwrap_or(u32::MAX),
+            col: u32::try_from(at.saturating_sub(line_start) + 1).unwrap_or(u32::MAX),
+        }
+    }
+}
+
 fn is_null_plain(text: &str) -> bool {
     matches!(text, "" | "~" | "null" | "Null" | "NULL")
 }
@@ -315,6 +360,8 @@ struct Builder {
     /// What anchors and aliases copied so far in this document.
     copied: Cost,
     hasher: RandomState,
+    /// Markers to positions.
+    lines: Lines,
 }
 
 impl Builder {
@@ -488,7 +535,7 @@ impl MarkedEventReceiver for Builder {
         if self.fatal {
             return;
         }
-        let pos = pos_of(&mark);
+        let pos = self.lines.pos(&mark);
         match ev {
             Event::Scalar(mut text, style, anchor, _tag) => {
                 let node = if style == TScalarStyle::Plain && is_null_plain(&text) {
@@ -622,6 +669,7 @@ pub fn load(text: &str) -> Loaded {
         };
     }
     let mut builder = Builder::new();
+    builder.lines = Lines::new(text);
     let result =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drive(text, &mut builder)));
     let mut diagnostics = std::mem::take(&mut builder.diagnostics);
@@ -676,7 +724,10 @@ fn drive(text: &str, builder: &mut Builder) -> Result<(), Diagnostic> {
             }
             Err(e) => {
                 let info = e.info();
-                let mut d = Diagnostic::error(pos_of(e.marker()), format!("invalid yaml: {info}"));
+                let mut d = Diagnostic::error(
+                    builder.lines.pos(e.marker()),
+                    format!("invalid yaml: {info}"),
+                );
                 if text.contains('\t') && info.contains("tab") {
                     d = d.with_hint("yaml does not allow tabs for indentation; use spaces");
                 }
@@ -736,6 +787,45 @@ mod tests {
         } else {
             panic!("not a seq");
         }
+    }
+
+    /// Lines end at `\n` and `\r\n`, not at a bare `\r` (which the scanner takes for a
+    /// line break): node and error positions agree with [`pos_of_byte`] and `str::lines`.
+    #[test]
+    fn positions_count_newlines_whatever_the_line_breaks() {
+        for br in ["\n", "\r\n", "\r"] {
+            let text = format!("a: 1{br}b:{br}  - x{br}  - 'y'{br}c: z\n");
+            let n = root(&text);
+            let want = |needle: &str| text.find(needle).map(|i| pos_of_byte(&text, i));
+            assert_eq!(Some(get(&n, "c").pos()), want("z"), "{text:?}");
+            if let Node::Seq { items, .. } = get(&n, "b") {
+                assert_eq!(Some(items[1].pos()), want("'y'"), "{text:?}");
+            } else {
+                panic!("not a seq");
+            }
+            let last = get(&n, "c").pos().line as usize;
+            let held = text.lines().nth(last - 1).unwrap_or("");
+            assert!(held.ends_with("c: z"), "{text:?}");
+            // A syntax error after the breaks.
+            let bad = format!("a: 1{br}b: 2{br}c: [\n");
+            let l = load(&bad);
+            let d = l.diagnostics.first().unwrap();
+            assert!(
+                (d.line as usize) <= bad.lines().count() + 1,
+                "{bad:?}: {d:?}"
+            );
+        }
+        assert_eq!(root("a: 1\rb: 2\n").pos(), at(1, 1));
+        assert_eq!(get(&root("a: 1\rb: 2\n"), "b").pos(), at(1, 9));
+        assert_eq!(get(&root("a: 1\r\rb:\n  2\n"), "b").pos(), at(2, 3));
+        // The scanner's error is at the `c` (its line 3, column 1): line 1, column 11 here.
+        let l = load("a: 1\rb: [\rc");
+        assert_eq!(
+            l.diagnostics.first().map(|d| (d.line, d.col)),
+            Some((1, 11)),
+            "{:?}",
+            l.diagnostics
+        );
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! (or, for a policy with only `:tag`/`:digest` markers, when the mapping holding the
 //! marker names our repository in `name`/`newName`/`repository`/`image`). Then full
 //! markers get `repo:tag@digest`, `:tag` markers the new tag (when one is given),
-//! `:digest` markers the digest; `:name` markers are left as they are. Every marked value
+//! `:digest` markers the digest; `:name` markers are left as they are. A `:tag`/`:digest`
+//! marker on the naming value itself (`name: app # {... :tag}`) does not make its policy
+//! ours: writing it would rename the image. Every marked value
 //! of our policy then belongs to Flux: the other editors leave it alone even when this
 //! editor had nothing to change (so a `:digest` marker on `newTag` keeps the digest).
 
@@ -108,9 +110,16 @@ pub fn edit(ctx: &mut Ctx<'_>) {
             for m in &marks {
                 if let Some(p) = m.parent {
                     for k in ["newName", "name", "repository", "image"] {
-                        if let Some(v) = p.get(k).and_then(|n| n.as_str()) {
+                        let Some(named) = p.get(k) else { continue };
+                        if let Some(v) = named.as_str() {
                             if k == "name" && p.get("newName").is_some() {
                                 continue;
+                            }
+                            // A marker on the value that names the image: the setter would
+                            // write the tag or digest over the very name that made the policy
+                            // ours, and the next bump would not know the entry (nor stop).
+                            if std::ptr::eq(named, m.node) {
+                                break;
                             }
                             ctx.found.push(v.to_string());
                             ours |= ctx.target.matches(v);
@@ -187,6 +196,37 @@ mod tests {
                     }
                 )),
                 "{first}"
+            );
+            let second = edit_content(path, &first, &t).unwrap();
+            assert!(
+                !second.changed(),
+                "a second bump changed it again:\n{}",
+                second.new_content
+            );
+        }
+    }
+    /// fixtures/fuzz-crashes/gitops_edit/flux-tag-marker-on-name.bin: a `:tag` marker on
+    /// the `name` of a kustomize entry, the only marker of its policy. The entry's name
+    /// made the policy ours, so the setter wrote the tag over the name, while the
+    /// kustomize editor set `newTag`/`digest` on the entry it had matched by that name: the
+    /// next bump knew no entry for the image and appended one, every time.
+    #[test]
+    fn a_tag_marker_on_the_images_name_does_not_rename_the_image() {
+        let bytes = include_bytes!(
+            "../../../fixtures/fuzz-crashes/gitops_edit/flux-tag-marker-on-name.bin"
+        );
+        let src = std::str::from_utf8(&bytes[2..]).unwrap();
+        let min = "images:\n  - name: app # {\"$imagepolicy\": \"ns:p:tag\"}\n";
+        for (path, src, image) in [
+            ("manifests/deployment.yaml", src, "contans"),
+            ("kustomization.yaml", min, "app"),
+        ] {
+            let mut t = Target::new(image, Some("v2.0.0"), D).unwrap();
+            t.add_missing = true;
+            let first = edit_content(path, src, &t).unwrap().new_content;
+            assert!(
+                first.contains(&format!("  - name: {image} # {{\"$imagepolicy\"")),
+                "the name was overwritten:\n{first}"
             );
             let second = edit_content(path, &first, &t).unwrap();
             assert!(

@@ -8,7 +8,9 @@
 
 use yaml_rust2::scanner::TScalarStyle;
 
-use super::yaml_span::{line_end_incl, line_start, render_scalar, Edit, Node, NodeKind, PathSeg};
+use super::yaml_span::{
+    ends_with_break, line_end_incl, line_start, render_scalar, Edit, Node, NodeKind, PathSeg,
+};
 use super::{base_name, path_of, Ctx};
 
 fn is_kustomization(root: &Node, rel_path: &str) -> bool {
@@ -137,7 +139,7 @@ fn add_entry(ctx: &mut Ctx<'_>, di: usize, root: &Node, images: Option<&Node>) {
             let indent = " ".repeat(indent);
             let body: Vec<String> = lines.iter().map(|l| format!("{indent}{l}")).collect();
             let at = line_end_incl(src, end);
-            let text = if at == src.len() && !src.ends_with('\n') {
+            let text = if at == src.len() && !ends_with_break(src) {
                 format!("{eol}{}", body.join(eol))
             } else {
                 format!("{}{eol}", body.join(eol))
@@ -164,6 +166,7 @@ fn add_entry(ctx: &mut Ctx<'_>, di: usize, root: &Node, images: Option<&Node>) {
             let Some(indent) = root
                 .as_map()
                 .and_then(|m| m.first())
+                .filter(|(k, _)| !after_explicit_key_indicator(src, k.start))
                 .and_then(|(k, _)| indent_of(src, k.start))
             else {
                 ctx.notes.push(format!(
@@ -173,7 +176,7 @@ fn add_entry(ctx: &mut Ctx<'_>, di: usize, root: &Node, images: Option<&Node>) {
                 return;
             };
             let indent = " ".repeat(indent);
-            let sep = if src.is_empty() || src.ends_with('\n') {
+            let sep = if src.is_empty() || ends_with_break(src) {
                 ""
             } else {
                 eol
@@ -199,6 +202,32 @@ fn indent_of(src: &str, at: usize) -> Option<usize> {
     let ls = line_start(src, at);
     let before = src.get(ls..at)?;
     before.bytes().all(|b| b == b' ').then_some(before.len())
+}
+
+/// Is the key at `at` the first thing after an explicit-key indicator `?` that ends an
+/// earlier line (`?\n  key`)? Its own column is then not the mapping's indentation.
+fn after_explicit_key_indicator(src: &str, at: usize) -> bool {
+    let before = src.get(..line_start(src, at)).unwrap_or("");
+    for line in before.rsplit(['\n', '\r']) {
+        let content = strip_comment(line).trim();
+        if content.is_empty() {
+            continue;
+        }
+        return content == "?" || content.ends_with(" ?") || content.ends_with("\t?");
+    }
+    false
+}
+
+/// `line` without a `#` comment (one that starts the line or follows a blank).
+fn strip_comment(line: &str) -> &str {
+    let mut prev = ' ';
+    for (i, c) in line.char_indices() {
+        if c == '#' && (prev == ' ' || prev == '\t') {
+            return &line[..i];
+        }
+        prev = c;
+    }
+    line
 }
 
 /// The column of a block sequence's dashes: where the parser saw the sequence start, else
@@ -326,6 +355,116 @@ mod tests {
         assert_eq!(
             set_image("images:\n   - # c\n     name: a\n"),
             format!("images:\n   - # c\n     name: a\n   - name: image\n     digest: {D}\n")
+        );
+    }
+
+    /// fixtures/fuzz-crashes/gitops_edit/cr-line-breaks-edit-not-yaml.bin (written while
+    /// fixing the pnpm bare-`\r` finding, then replayed): lines ended by a bare `\r`, a
+    /// line break to YAML. The editors' line helpers knew only `\n`, so `digest:` went to
+    /// the end of the file, indented from the wrong line, and entries were not added.
+    #[test]
+    fn bare_carriage_returns_end_lines_for_the_edits_too() {
+        let src = fuzz_file(include_bytes!(
+            "../../../fixtures/fuzz-crashes/gitops_edit/cr-line-breaks-edit-not-yaml.bin"
+        ));
+        assert_eq!(src, "images:\r- name: image\r  newTag: v1\rresources: []\r");
+        let t = Target::new("image", Some("v2.0.0"), D).unwrap();
+        let once = edit_content("kustomization.yaml", src, &t).unwrap();
+        assert_eq!(
+            once.new_content,
+            format!("images:\r- name: image\r  newTag: v2.0.0\r  digest: {D}\rresources: []\r")
+        );
+        if let Err(e) = yaml_span::parse(&once.new_content) {
+            panic!("the edit is not YAML any more: {e}");
+        }
+        let twice = edit_content("kustomization.yaml", &once.new_content, &t).unwrap();
+        assert!(!twice.changed(), "{}", twice.new_content);
+        // An entry appended, and `images:` added, after lines ended by a bare `\r`.
+        assert_eq!(
+            set_image("images:\r- name: a\rx: 1\r"),
+            format!("images:\r- name: a\r- name: image\r  digest: {D}\rx: 1\r")
+        );
+        assert_eq!(
+            set_image("a: 1\r  # c\rb: []"),
+            format!("a: 1\r  # c\rb: []\rimages:\r- name: image\r  digest: {D}\r")
+        );
+        assert_eq!(
+            set_image("a: 1\rb: []\r"),
+            format!("a: 1\rb: []\rimages:\r- name: image\r  digest: {D}\r")
+        );
+    }
+
+    /// fixtures/fuzz-crashes/gitops_edit/explicit-key-add-missing.bin: the root mapping's
+    /// first key is an explicit one, `?` on its own line and the key indented on the next:
+    /// `images:` went at the key's column, not the `?`'s, and the file was not YAML. Now
+    /// such a file gets a note (add it by hand) and stays as it is.
+    #[test]
+    fn no_images_key_is_guessed_after_an_explicit_key_indicator() {
+        let src = fuzz_file(include_bytes!(
+            "../../../fixtures/fuzz-crashes/gitops_edit/explicit-key-add-missing.bin"
+        ));
+        assert!(src.contains("\n?    #"), "{src:?}");
+        for src in [src, "?\n a\n", "? # c\n\n  a\n: 1\n"] {
+            let mut t = Target::new("image", None, D).unwrap();
+            t.add_missing = true;
+            let fe = edit_content("kustomization.yaml", src, &t).unwrap();
+            assert_eq!(fe.new_content, src);
+            assert!(
+                fe.notes
+                    .iter()
+                    .any(|n| n.contains("add images: with image by hand")),
+                "{:?}",
+                fe.notes
+            );
+        }
+        // A `?` inside a comment is no indicator.
+        assert_eq!(
+            set_image("# why?\na: 1\n"),
+            format!("# why?\na: 1\nimages:\n- name: image\n  digest: {D}\n")
+        );
+    }
+
+    /// fixtures/fuzz-crashes/gitops_edit/two-boms.bin: two byte order marks. The edit took
+    /// off one and its parser the other, so the file was edited; read back, the second mark
+    /// is content (only the first opens the stream) and the text was not YAML. Refused now,
+    /// as `yaml_span::parse` refuses it.
+    #[test]
+    fn a_second_byte_order_mark_is_content_for_the_edit_too() {
+        let src = fuzz_file(include_bytes!(
+            "../../../fixtures/fuzz-crashes/gitops_edit/two-boms.bin"
+        ));
+        assert!(src.starts_with("\u{feff}\u{feff}# "), "{src:?}");
+        assert!(yaml_span::parse(src).is_err());
+        let t = Target::new("replaced", Some("v2.0.0"), D).unwrap();
+        assert!(edit_content("kustomization.yaml", src, &t).is_err());
+        let t = Target::new("image", None, D).unwrap();
+        assert!(edit_content("kustomization.yaml", "\u{feff}\u{feff}# c\na: 1\n", &t).is_err());
+    }
+
+    /// fixtures/fuzz-crashes/gitops_edit/bom-edit-not-yaml.bin: a kustomization opening
+    /// with a byte order mark and a comment. The edit keeps the mark and is right, but the
+    /// editors' own parser took the mark for the start of a plain scalar (`\u{feff}# ...`),
+    /// so the written file did not read back as YAML ("mapping values are not allowed").
+    #[test]
+    fn a_file_opening_with_a_byte_order_mark_reads_back_as_yaml_after_the_edit() {
+        let src = fuzz_file(include_bytes!(
+            "../../../fixtures/fuzz-crashes/gitops_edit/bom-edit-not-yaml.bin"
+        ));
+        assert!(src.starts_with("\u{feff}# "), "{src:?}");
+        let t = Target::new("sampl-app", None, D).unwrap();
+        let once = edit_content("kustomization.yaml", src, &t).unwrap();
+        assert_eq!(once.new_content, format!("{src}    digest: {D}\n"));
+        let docs = yaml_span::parse(&once.new_content)
+            .unwrap_or_else(|e| panic!("the edit is not YAML any more: {e}"));
+        let root = &docs.docs[0];
+        let entry = &root.get("images").and_then(|n| n.as_seq()).unwrap()[0];
+        assert_eq!(entry.get("digest").and_then(|n| n.as_str()), Some(D));
+        let twice = edit_content("kustomization.yaml", &once.new_content, &t).unwrap();
+        assert!(!twice.changed(), "{}", twice.new_content);
+        // The mark straight before the root's first key: the key added goes at column 0.
+        assert_eq!(
+            set_image("\u{feff}resources: []\n"),
+            format!("\u{feff}resources: []\nimages:\n- name: image\n  digest: {D}\n")
         );
     }
 }

@@ -124,12 +124,14 @@ impl Ctx<'_> {
         });
     }
 
-    /// Line ending used by the file.
+    /// Line ending used by the file (`\r` when it has no other).
     pub fn eol(&self) -> &'static str {
         if self.src.contains("\r\n") {
             "\r\n"
-        } else {
+        } else if self.src.contains('\n') || !self.src.contains('\r') {
             "\n"
+        } else {
+            "\r"
         }
     }
 
@@ -194,7 +196,7 @@ impl Ctx<'_> {
                 })
                 .collect();
             let at = yaml_span::line_end_incl(self.src, last_end);
-            if at == self.src.len() && !self.src.ends_with('\n') {
+            if at == self.src.len() && !yaml_span::ends_with_break(self.src) {
                 format!("{eol}{}", body.join(eol))
             } else {
                 format!("{}{eol}", body.join(eol))
@@ -231,14 +233,16 @@ impl FileEdit {
 }
 
 /// Edit one file's content for `target`. `rel_path` decides file-name based targets
-/// (`.argocd-source-*.yaml`, `kustomization.yaml`). A byte order mark at the start (valid
-/// YAML, which the parser would take as part of the first key) is kept and not edited.
+/// (`.argocd-source-*.yaml`, `kustomization.yaml`). A byte order mark at the start is kept
+/// and not edited; the editors see the text after it (so columns on the first line are
+/// those of the text, not shifted by the mark), and the ranges are the file's own.
 pub fn edit_content(rel_path: &str, src: &str, target: &Target) -> Result<FileEdit, YamlError> {
-    const BOM: char = '\u{feff}';
+    const BOM: char = yaml_span::BOM;
     let Some(body) = src.strip_prefix(BOM) else {
-        return edit_body(rel_path, src, target);
+        return edit_body(rel_path, src, &yaml_span::parse(src)?, target);
     };
-    let mut fe = edit_body(rel_path, body, target)?;
+    // One mark: a second one is content, as `yaml_span::parse` reads it.
+    let mut fe = edit_body(rel_path, body, &yaml_span::parse_after_bom(body)?, target)?;
     fe.new_content.insert(0, BOM);
     let shift = BOM.len_utf8();
     for e in &mut fe.edits {
@@ -247,11 +251,15 @@ pub fn edit_content(rel_path: &str, src: &str, target: &Target) -> Result<FileEd
     Ok(fe)
 }
 
-fn edit_body(rel_path: &str, src: &str, target: &Target) -> Result<FileEdit, YamlError> {
-    let docs = yaml_span::parse(src)?;
+fn edit_body(
+    rel_path: &str,
+    src: &str,
+    docs: &YamlDocs,
+    target: &Target,
+) -> Result<FileEdit, YamlError> {
     let mut ctx = Ctx {
         src,
-        docs: &docs,
+        docs,
         rel_path,
         target,
         edits: Vec::new(),

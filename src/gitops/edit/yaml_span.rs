@@ -134,8 +134,54 @@ fn line_col(src: &str, at: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// Parse `src` into span-carrying documents.
+/// The byte order mark a YAML stream may start with (YAML 1.2, section 5.2).
+pub const BOM: char = '\u{feff}';
+
+/// Parse `src` into span-carrying documents. A byte order mark at the start is not part of
+/// the content (yaml-rust2 alone would read it as the first character of the first scalar:
+/// a key `\u{feff}images`, or a comment turned into a scalar); offsets stay those of `src`.
 pub fn parse(src: &str) -> Result<YamlDocs, YamlError> {
+    let Some(body) = src.strip_prefix(BOM) else {
+        return parse_text(src);
+    };
+    let mut docs = parse_after_bom(body)?;
+    for d in &mut docs.docs {
+        shift(d, BOM.len_utf8());
+    }
+    Ok(docs)
+}
+
+/// Move every offset of `node` by `by` bytes.
+fn shift(node: &mut Node, by: usize) {
+    node.start += by;
+    match &mut node.kind {
+        NodeKind::Scalar(s) => {
+            if let Some(r) = &mut s.span {
+                *r = r.start + by..r.end + by;
+            }
+        }
+        NodeKind::Map(m) => {
+            for (k, v) in m {
+                shift(k, by);
+                shift(v, by);
+            }
+        }
+        NodeKind::Seq(items) => {
+            for n in items {
+                shift(n, by);
+            }
+        }
+        NodeKind::Alias => {}
+    }
+}
+
+/// [`parse`] for the text after a byte order mark already taken off: another mark here is
+/// content (as in `parse`), not a second stream start.
+pub fn parse_after_bom(src: &str) -> Result<YamlDocs, YamlError> {
+    parse_text(src)
+}
+
+fn parse_text(src: &str) -> Result<YamlDocs, YamlError> {
     // The scanner takes NUL for the end of the input: the rest would be silently ignored.
     if let Some(at) = src.find('\0') {
         let (line, col) = line_col(src, at);
@@ -166,11 +212,17 @@ pub fn parse(src: &str) -> Result<YamlDocs, YamlError> {
                 }
             }
             Err(e) => {
+                // The scanner also ends a line at a bare `\r`; lines here are `\n`-ended.
+                let byte = char_to_byte
+                    .get(e.marker().index())
+                    .copied()
+                    .unwrap_or(src.len());
+                let (line, col) = line_col(src, byte);
                 return Err(YamlError {
-                    line: e.marker().line(),
-                    col: e.marker().col() + 1,
+                    line,
+                    col,
                     info: e.info().to_string(),
-                })
+                });
             }
         }
     }
@@ -480,23 +532,38 @@ pub fn apply_edits(src: &str, edits: &[Edit]) -> String {
     out
 }
 
+// Where edits go, lines end where the YAML scanner ends them: at `\n`, `\r\n` and a bare
+// `\r` (line numbers in messages, [`line_col`], count `\n` only, as `str::lines` does).
+
 /// Byte offset of the start of the line holding `pos`.
 pub fn line_start(src: &str, pos: usize) -> usize {
-    src[..pos.min(src.len())].rfind('\n').map_or(0, |i| i + 1)
+    src[..pos.min(src.len())]
+        .rfind(['\n', '\r'])
+        .map_or(0, |i| i + 1)
 }
 
-/// Byte offset just after the newline ending the line holding `pos` (or the end of input).
+/// Byte offset just after the line break ending the line holding `pos` (or the end of
+/// input).
 pub fn line_end_incl(src: &str, pos: usize) -> usize {
-    src[pos.min(src.len())..]
-        .find('\n')
-        .map_or(src.len(), |i| pos + i + 1)
+    let from = pos.min(src.len());
+    let rest = &src[from..];
+    match rest.find(['\n', '\r']) {
+        None => src.len(),
+        Some(i) if rest[i..].starts_with("\r\n") => from + i + 2,
+        Some(i) => from + i + 1,
+    }
 }
 
-/// The rest of the line after `pos` (without the newline).
+/// Does `src` end with a line break?
+pub fn ends_with_break(src: &str) -> bool {
+    src.ends_with(['\n', '\r'])
+}
+
+/// The rest of the line after `pos` (without the line break).
 pub fn rest_of_line(src: &str, pos: usize) -> &str {
     let s = &src[pos.min(src.len())..];
-    let end = s.find('\n').unwrap_or(s.len());
-    s[..end].trim_end_matches('\r')
+    let end = s.find(['\n', '\r']).unwrap_or(s.len());
+    &s[..end]
 }
 
 /// Visit every node with its path.
@@ -523,6 +590,7 @@ pub fn walk<'a>(node: &'a Node, path: &mut Vec<PathSeg>, f: &mut dyn FnMut(&[Pat
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     #[test]
@@ -572,6 +640,49 @@ mod tests {
         assert!(parse(&ok).is_ok());
         let flow = "[".repeat(10_000) + &"]".repeat(10_000);
         assert!(parse(&flow).is_err());
+    }
+
+    #[test]
+    fn a_byte_order_mark_opens_the_stream_and_offsets_stay_the_texts() {
+        for src in [
+            "\u{feff}# c\nimages:\n- name: a\n",
+            "\u{feff}images:\n- name: a\n",
+        ] {
+            let docs = parse(src).unwrap_or_else(|e| panic!("{src:?}: {e}"));
+            let root = &docs.docs[0];
+            assert!(root.get("images").is_some(), "{src:?}: {root:?}");
+            let name = root.get("images").and_then(|n| n.as_seq()).unwrap()[0]
+                .get("name")
+                .and_then(|n| n.as_scalar())
+                .and_then(|s| s.span.clone())
+                .unwrap();
+            assert_eq!(&src[name], "a");
+        }
+        // Only at the start: elsewhere it is content.
+        assert!(parse("a: 1\n\u{feff}b: 2\n").is_ok_and(|d| d.docs[0].get("b").is_none()));
+    }
+
+    /// The scanner also ends a line at a bare `\r`; an error's line counts `\n` as
+    /// [`line_col`] (NUL bytes, nesting) and `str::lines` do.
+    #[test]
+    fn error_lines_count_newlines_not_bare_carriage_returns() {
+        let e = parse("a: 1\rb: [\rc").err().map(|e| (e.line, e.col));
+        assert_eq!(e, Some((1, 11)));
+        let e = parse("a: 1\r\nb: [\r\nc").err().map(|e| (e.line, e.col));
+        assert_eq!(e, Some((3, 1)));
+    }
+
+    #[test]
+    fn edit_lines_end_where_the_scanner_ends_them() {
+        for br in ["\n", "\r\n", "\r"] {
+            let src = format!("a: 1 # c{br}b: 2{br}");
+            let b = src.find('b').unwrap();
+            assert_eq!(line_end_incl(&src, 2), b, "{src:?}");
+            assert_eq!(line_start(&src, b + 3), b, "{src:?}");
+            assert_eq!(rest_of_line(&src, 4), " # c", "{src:?}");
+            assert_eq!(line_end_incl(&src, b), src.len(), "{src:?}");
+            assert!(ends_with_break(&src));
+        }
     }
 
     #[test]

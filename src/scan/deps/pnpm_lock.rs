@@ -108,6 +108,55 @@ mod tests {
         }
     }
 
+    /// fixtures/fuzz-crashes/pnpm_lock/cr-line-breaks-line-number.bin: the YAML scanner
+    /// counts a bare `\r` as a line break, so the package was "at line 25" of a 13-line file.
+    /// Lines count `\n` (and `\r\n`), as `str::lines`, the other lockfiles and `grep -n` do.
+    #[test]
+    fn line_numbers_point_into_the_file_with_bare_carriage_returns() {
+        let text = std::str::from_utf8(include_bytes!(
+            "../../../fixtures/fuzz-crashes/pnpm_lock/cr-line-breaks-line-number.bin"
+        ))
+        .unwrap();
+        let p = parse(text, "pnpm-lock.yaml").unwrap();
+        let got: Vec<_> = p
+            .packages
+            .iter()
+            .map(|p| (p.name.as_str(), p.location.line))
+            .collect();
+        assert_eq!(got, [("lodash", Some(10))]);
+        assert_eq!(text.lines().nth(9), Some("  lodash@4.17.15:"));
+    }
+
+    /// The same lockfile with `\n`, `\r\n` and some bare `\r` breaks: every package's line
+    /// is the line of `str::lines` that holds its key.
+    #[test]
+    fn line_numbers_agree_with_str_lines_for_every_line_break() {
+        let base = "lockfileVersion: '9.0'\n\npackages:\n\n  '@babel/core@7.0.0':\n    resolution: {integrity: sha512-x}\n\n  lodash@4.17.4:\n    resolution: {integrity: sha512-y}\n";
+        for (text, want) in [
+            (base.to_string(), [5, 8]),
+            (base.replace('\n', "\r\n"), [5, 8]),
+            (base.replace("\n\n", "\n\r"), [3, 5]),
+            (base.replace("\n\n", "\r\r"), [1, 2]),
+        ] {
+            let p = parse(&text, "pnpm-lock.yaml").unwrap();
+            let got: Vec<_> = p
+                .packages
+                .iter()
+                .map(|p| p.location.line.unwrap_or(0))
+                .collect();
+            assert_eq!(got, want, "{text:?}");
+            for p in &p.packages {
+                let line = p.location.line.unwrap_or(0) as usize;
+                let held = text.lines().nth(line - 1).unwrap_or("");
+                assert!(
+                    held.contains(&p.name),
+                    "{} not on line {line} of {text:?}",
+                    p.name
+                );
+            }
+        }
+    }
+
     /// A lockfile whose aliases expand to a million nodes is refused, not expanded.
     #[test]
     fn alias_bomb_is_an_error() {
