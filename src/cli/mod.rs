@@ -13,6 +13,7 @@ mod gitops;
 mod image;
 mod jobs;
 mod logging;
+mod reporters;
 mod scan;
 mod server;
 mod submit;
