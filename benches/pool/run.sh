@@ -100,7 +100,9 @@ start_server postgres "$pg_url"
 targets=()
 if [[ -n ${BASELINE:-} ]]; then
   [[ -x $BASELINE ]] || die "no baseline runner binary at $BASELINE"
-  "${as_pg[@]}" "$pg_bin/createdb" -h 127.0.0.1 -p "$port" -U postgres base
+  createdb=$pg_bin/createdb
+  [[ -x $createdb ]] || createdb=$(dirname "$(readlink -f "$pg_bin/initdb")")/createdb
+  "${as_pg[@]}" "$createdb" -h 127.0.0.1 -p "$port" -U postgres base
   base_pg_url="postgres://postgres@127.0.0.1:$port/base"
   mkdir -p "$work/sqlite-base" "$work/postgres-base"
   token_sqlite_base=$("$BASELINE" --data-dir "$work/sqlite-base" server token create --role admin --database "$work/base.db" | tail -n1)

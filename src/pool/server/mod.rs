@@ -837,6 +837,7 @@ async fn claim(
                 &lease,
                 st.config.lease,
                 Some(st.config.claim_budget),
+                baton.is_none(),
             )
             .await
         {

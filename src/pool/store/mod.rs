@@ -24,9 +24,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The PostgreSQL `NOTIFY` channel replicas wake each other on.
-const NOTIFY_CHANNEL: &str = "runner_pool";
-
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -348,10 +345,7 @@ impl Store {
         let key = key.as_str();
         let now = now_ms();
         let view = write_op!(self, None, submit(r job, r key, v now))?;
-        // PostgreSQL: the insert sent the NOTIFY itself, at its commit.
-        if !self.is_postgres() {
-            self.notify(Notice::Queued(key.to_string())).await;
-        }
+        self.notify(Notice::Queued(key.to_string())).await;
         Ok(view)
     }
 
@@ -394,7 +388,9 @@ impl Store {
 
     /// Claims the oldest queued job under one of `keys`. With a `budget`, a claim that
     /// cannot start within it (overload) gives up having taken nothing
-    /// ([`StoreError::is_overload`]).
+    /// ([`StoreError::is_overload`]). `look_first`: on SQLite, check with a read that a
+    /// job is queued before going to the writer (an idle poll never reaches it); a claim
+    /// woken by a queued job skips that.
     pub async fn claim(
         &self,
         agent: &str,
@@ -402,10 +398,10 @@ impl Store {
         lease: &str,
         lease_for: Duration,
         budget: Option<Duration>,
+        look_first: bool,
     ) -> Result<Option<Claimed>, StoreError> {
-        // SQLite: a read first, so an empty queue never reaches the writer (PostgreSQL's
-        // claim is one statement that finds nothing just as cheaply).
-        if !self.is_postgres() && !read_op!(self, any_queued(keys))? {
+        // PostgreSQL's claim is one statement that finds nothing just as cheaply.
+        if look_first && !self.is_postgres() && !read_op!(self, any_queued(keys))? {
             return Ok(None);
         }
         let now = now_ms();
@@ -763,7 +759,7 @@ mod pg_ops {
         }
     }
 
-    pub const CHANNEL: &str = super::NOTIFY_CHANNEL;
+    pub const CHANNEL: &str = "runner_pool";
 
     pub async fn notify(pool: &Pool, notice: &super::Notice) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT pg_notify($1, $2)")

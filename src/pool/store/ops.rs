@@ -3,7 +3,7 @@
 
 use super::{
     attempt_view, conclusion_state, log_page, view_from, Claimed, Counts, Expired, JobRow,
-    NewJob, Notice, StoreError, JOB_COLS, NOTIFY_CHANNEL,
+    NewJob, Notice, StoreError, JOB_COLS,
 };
 use crate::pool::protocol::{
     ArtifactEntry, ArtifactList, Conclusion, JobState, JobView, LogChunk, LogPage,
@@ -64,8 +64,10 @@ pub async fn find_token(pool: &Pool, hash: &str) -> Result<Option<String>, Store
     Ok(role)
 }
 
-/// Stores a queued job. On PostgreSQL the insert and its `NOTIFY` are one statement, so
-/// the other replicas hear of the job exactly when it commits.
+/// Stores a queued job (one statement; the view is built from what was inserted). The
+/// `NOTIFY` is sent after it, not inside it: a transaction that notifies holds
+/// PostgreSQL's notify-queue lock through its commit's WAL flush, which would serialize
+/// every submit's commit.
 pub async fn submit(
     conn: &mut Conn,
     job: &NewJob,
@@ -74,29 +76,19 @@ pub async fn submit(
 ) -> Result<JobView, StoreError> {
     let labels = serde_json::to_string(&job.labels)
         .map_err(|e| StoreError::Invalid(format!("labels: {e}")))?;
-    let insert = "INSERT INTO jobs (id, state, label_key, labels, project, spec, max_attempts, \
-                  created, queued) VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $7)";
-    let sql = if PG {
-        format!(
-            "WITH i AS ({insert} RETURNING id) SELECT pg_notify($8, $9) FROM i"
-        )
-    } else {
-        insert.to_string()
-    };
-    let mut q = sqlx::query(&sql)
-        .bind(&job.id)
-        .bind(key)
-        .bind(&labels)
-        .bind(&job.project)
-        .bind(&job.spec)
-        .bind(i64::from(job.max_attempts))
-        .bind(now);
-    if PG {
-        q = q
-            .bind(NOTIFY_CHANNEL)
-            .bind(Notice::Queued(key.to_string()).encode());
-    }
-    q.execute(&mut *conn).await?;
+    sqlx::query(
+        "INSERT INTO jobs (id, state, label_key, labels, project, spec, max_attempts, \
+         created, queued) VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $7)",
+    )
+    .bind(&job.id)
+    .bind(key)
+    .bind(&labels)
+    .bind(&job.project)
+    .bind(&job.spec)
+    .bind(i64::from(job.max_attempts))
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
     let row = JobRow {
         id: job.id.clone(),
         state: "queued".into(),

@@ -4,7 +4,9 @@
 //! its own savepoint (so one refused operation does not undo the others). Every caller is
 //! answered only after the batch's `COMMIT`: an acknowledged write is durable as the
 //! connection's `synchronous` setting makes any commit (see `sqlite_ops::open`), and a
-//! thousand waiting operations cost one commit instead of a thousand.
+//! thousand waiting operations cost one commit instead of a thousand. An operation that
+//! finds the writer idle runs alone, committing on its own (no batch transaction, no
+//! savepoint), so a quiet server's latency is that of a plain transaction.
 //!
 //! A caller may give up before its operation has started (its budget ran out, or its
 //! request was dropped): the writer then skips it, so it changed nothing. Once started, an
@@ -129,6 +131,20 @@ async fn run_writer(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<
         }
         batch.retain(|q| q.state.load(Ordering::Acquire) == WAITING);
         if batch.is_empty() {
+            continue;
+        }
+        if batch.len() == 1 {
+            // Alone: no batch transaction, the operation commits on its own (one
+            // statement, or its own BEGIN … COMMIT), so nothing waits on savepoints.
+            for q in batch.drain(..) {
+                if q.state
+                    .compare_exchange(WAITING, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    let finish = (q.op)(&mut conn).await;
+                    finish(Ok(()));
+                }
+            }
             continue;
         }
         let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {
