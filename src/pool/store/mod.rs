@@ -139,7 +139,14 @@ pub struct Store {
     /// Agent last-seen times, kept here and written in batches by [`Store::flush_agents`]
     /// rather than one upsert per claim.
     seen: Arc<Mutex<Seen>>,
+    /// PostgreSQL: claims may hold at most this many of the pool's connections at once,
+    /// so a herd of polling agents never starves submits, completions and heartbeats.
+    claim_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// PostgreSQL connections, and how many of them claims may use at once.
+const PG_CONNECTIONS: u32 = 32;
+const PG_CLAIM_SLOTS: usize = 16;
 
 /// Runs a write operation: on SQLite through the writer's next batch (owned arguments),
 /// on PostgreSQL on a pooled connection. Arguments are marked `r` (a reference, cloned
@@ -294,6 +301,7 @@ impl Store {
             backend: Arc::new(backend),
             hub,
             seen: Arc::new(Mutex::new(HashMap::new())),
+            claim_slots: Arc::new(tokio::sync::Semaphore::new(PG_CLAIM_SLOTS)),
         })
     }
 
@@ -404,6 +412,19 @@ impl Store {
         if look_first && !self.is_postgres() && !read_op!(self, any_queued(keys))? {
             return Ok(None);
         }
+        let _slot = if self.is_postgres() {
+            let busy = || StoreError::Busy("every claim slot stayed taken".into());
+            let acquire = self.claim_slots.acquire();
+            Some(match budget {
+                Some(b) => tokio::time::timeout(b, acquire)
+                    .await
+                    .map_err(|_| busy())?
+                    .map_err(|_| busy())?,
+                None => acquire.await.map_err(|_| busy())?,
+            })
+        } else {
+            None
+        };
         let now = now_ms();
         let expires = now + lease_for.as_millis() as i64;
         write_op!(
@@ -723,7 +744,7 @@ mod pg_ops {
         // Enough connections that commits overlap: PostgreSQL flushes the WAL once for all
         // the commits waiting at that moment (its own group commit).
         let pool = PgPoolOptions::new()
-            .max_connections(32)
+            .max_connections(super::PG_CONNECTIONS)
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect(url)
             .await

@@ -199,18 +199,23 @@ pub async fn flush_agents(
     conn: &mut Conn,
     seen: &[(String, String, i64)],
 ) -> Result<(), StoreError> {
+    // Multi-row upserts, 300 agents (900 parameters) a statement.
     let mut tx = conn.begin().await?;
-    for (agent, labels, last_seen) in seen {
-        sqlx::query(
-            "INSERT INTO agents (name, labels, last_seen) VALUES ($1, $2, $3) \
+    for chunk in seen.chunks(300) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+            .collect();
+        let sql = format!(
+            "INSERT INTO agents (name, labels, last_seen) VALUES {} \
              ON CONFLICT (name) DO UPDATE SET labels = excluded.labels, \
              last_seen = excluded.last_seen",
-        )
-        .bind(agent)
-        .bind(labels)
-        .bind(last_seen)
-        .execute(&mut *tx)
-        .await?;
+            rows.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for (agent, labels, last_seen) in chunk {
+            q = q.bind(agent).bind(labels).bind(last_seen);
+        }
+        q.execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(())
