@@ -13,6 +13,10 @@
 #                           date with `cargo build --release --bin runner`)
 #   LOAD=path/to/pool_load  load driver binary (default: `cargo bench --bench pool_load`)
 #   PG_OPTS="-c ..."        extra PostgreSQL settings (default: its defaults, durable commits)
+#   BASELINE=path/to/runner another server binary (e.g. built from main) measured side by
+#                           side in the same run: targets sqlite-base and postgres-base (on
+#                           its own SQLite file and its own database in the same cluster)
+#                           beside sqlite and postgres, each measurement on all four in turn
 set -euo pipefail
 
 log() { printf 'pool-bench: %s\n' "$*" >&2; }
@@ -70,10 +74,10 @@ pg_url="postgres://postgres@127.0.0.1:$port/postgres"
 sqlite_db=$work/jobs.db
 log "PostgreSQL $("$pg_bin/postgres" --version | grep -o '[0-9][0-9.]*' | head -n1) on 127.0.0.1:$port (${PG_OPTS:-defaults})"
 
-start_server() { # name database → sets url_<name>, pid_<name>
-  local name=$1 db=$2
+start_server() { # name database [binary] → sets url_<name>, pid_<name>
+  local name=$1 db=$2 bin=${3:-$RUNNER}
   mkdir -p "$work/$name"
-  "$RUNNER" --data-dir "$work/$name" server --listen 127.0.0.1:0 --database "$db" \
+  "$bin" --data-dir "$work/$name" server --listen 127.0.0.1:0 --database "$db" \
     --blobs "$work/$name/blobs" >"$work/$name.out" 2>"$work/$name.err" &
   local pid=$!
   pids+=("$pid")
@@ -93,12 +97,31 @@ token_sqlite=$("$RUNNER" --data-dir "$work/sqlite" server token create --role ad
 token_pg=$("$RUNNER" --data-dir "$work/postgres" server token create --role admin --database "$pg_url" | tail -n1)
 start_server sqlite "$sqlite_db"
 start_server postgres "$pg_url"
+targets=()
+if [[ -n ${BASELINE:-} ]]; then
+  [[ -x $BASELINE ]] || die "no baseline runner binary at $BASELINE"
+  createdb=$pg_bin/createdb
+  [[ -x $createdb ]] || createdb=$(dirname "$(readlink -f "$pg_bin/initdb")")/createdb
+  "${as_pg[@]}" "$createdb" -h 127.0.0.1 -p "$port" -U postgres base
+  base_pg_url="postgres://postgres@127.0.0.1:$port/base"
+  mkdir -p "$work/sqlite-base" "$work/postgres-base"
+  token_sqlite_base=$("$BASELINE" --data-dir "$work/sqlite-base" server token create --role admin --database "$work/base.db" | tail -n1)
+  token_pg_base=$("$BASELINE" --data-dir "$work/postgres-base" server token create --role admin --database "$base_pg_url" | tail -n1)
+  start_server sqlite_base "$work/base.db" "$BASELINE"
+  start_server postgres_base "$base_pg_url" "$BASELINE"
+  log "baseline $BASELINE: sqlite-base $url_sqlite_base (pid $pid_sqlite_base), postgres-base $url_postgres_base (pid $pid_postgres_base)"
+  targets=(--target sqlite-base "$url_sqlite_base" "$pid_sqlite_base" "$token_sqlite_base"
+    --target sqlite "$url_sqlite" "$pid_sqlite" "$token_sqlite"
+    --target postgres-base "$url_postgres_base" "$pid_postgres_base" "$token_pg_base"
+    --target postgres "$url_postgres" "$pid_postgres" "$token_pg")
+else
+  targets=(--target sqlite "$url_sqlite" "$pid_sqlite" "$token_sqlite"
+    --target postgres "$url_postgres" "$pid_postgres" "$token_pg")
+fi
 
 log "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg)"
 log "sqlite server $url_sqlite (pid $pid_sqlite), postgres server $url_postgres (pid $pid_postgres)"
 
 load=(cargo bench --bench pool_load --)
 [[ -n ${LOAD:-} ]] && load=("$LOAD")
-"${load[@]}" --clk-tck "$(getconf CLK_TCK)" \
-  --target sqlite "$url_sqlite" "$pid_sqlite" "$token_sqlite" \
-  --target postgres "$url_postgres" "$pid_postgres" "$token_pg" "$@"
+"${load[@]}" --clk-tck "$(getconf CLK_TCK)" "${targets[@]}" "$@"

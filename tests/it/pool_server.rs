@@ -1139,3 +1139,54 @@ async fn pool_server_s3_missing_bucket_is_a_startup_error() {
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("listening on"));
 }
+
+// ---------------------------------------------------------------- load shedding
+
+/// A claim that cannot reach the store's writer in time (here: another process holds the
+/// SQLite write lock) answers 204 "no job", having taken nothing; once the store is free
+/// the same job is claimed normally, as attempt 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_server_overloaded_claim_answers_no_job_and_takes_nothing_sqlite() {
+    use sqlx::ConnectOptions;
+    let env = Env::new(Db::Sqlite).await;
+    let (sub_t, agent_t) = (env.token("submit"), env.token("agent"));
+    let server = env.server(&[]);
+    let user = Api::new(&server, Some(&sub_t));
+    let agent = Api::new(&server, Some(&agent_t));
+    let sha = upload_source(&user, BUILDSPEC).await;
+    let id = submit(&user, &sha, json!({})).await;
+
+    // Hold the write lock from outside, as a stalled writer would.
+    let mut locker = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&env.db)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let r = agent
+        .post(
+            "/v1/agent/claim",
+            json!({"agent": "a", "labels": {}, "wait_secs": 0}),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    drop(locker);
+
+    let j = job(&user, &id).await;
+    assert_eq!(j["state"], "queued");
+    assert_eq!(j["attempt"], 0);
+    let metrics = String::from_utf8(user.get("/metrics").await.body).unwrap();
+    assert!(metrics.contains("runner_claims_shed_total 1"), "{metrics}");
+    let a = claim(&agent, "a", 5).await.unwrap();
+    assert_eq!(a["job_id"], id.as_str());
+    assert_eq!(a["attempt"], 1);
+}

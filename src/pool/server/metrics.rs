@@ -19,6 +19,8 @@ pub struct Metrics {
     pickup: [AtomicU64; BUCKETS.len() + 1],
     pickup_sum_ms: AtomicU64,
     pickup_count: AtomicU64,
+    /// Claims answered "no job" because the store was overloaded.
+    shed: AtomicU64,
 }
 
 impl Metrics {
@@ -35,6 +37,11 @@ impl Metrics {
         self.pickup_count.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A claim was shed (answered 204 under overload, having taken nothing).
+    pub fn observe_shed(&self) {
+        self.shed.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn render(&self, counts: &Counts, claims_waiting: usize, followers: usize) -> String {
         let mut out = String::new();
         let _ = writeln!(
@@ -49,6 +56,16 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE runner_claims_waiting gauge");
         let _ = writeln!(out, "runner_claims_waiting {claims_waiting}");
+        let _ = writeln!(
+            out,
+            "# HELP runner_claims_shed_total Claims answered \"no job\" because the job store was overloaded (they took nothing)."
+        );
+        let _ = writeln!(out, "# TYPE runner_claims_shed_total counter");
+        let _ = writeln!(
+            out,
+            "runner_claims_shed_total {}",
+            self.shed.load(Ordering::Relaxed)
+        );
         let _ = writeln!(out, "# HELP runner_queue_depth Jobs queued, per label set.");
         let _ = writeln!(out, "# TYPE runner_queue_depth gauge");
         for (key, n) in &counts.queued_by_key {

@@ -47,6 +47,11 @@ pub struct ServerConfig {
     pub archive_limits: archive::Limits,
     /// How often the lease reaper runs.
     pub reap_every: Duration,
+    /// How long a claim may wait for the job store before it answers "no job" (204)
+    /// having taken nothing: under overload agents poll again instead of seeing errors.
+    pub claim_budget: Duration,
+    /// How often agents' last-seen times (kept in memory) are written to the store.
+    pub agents_flush_every: Duration,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +64,8 @@ impl Default for ServerConfig {
             blob_limit: 512 * 1024 * 1024,
             archive_limits: archive::Limits::default(),
             reap_every: Duration::from_secs(1),
+            claim_budget: Duration::from_secs(5),
+            agents_flush_every: Duration::from_secs(5),
         }
     }
 }
@@ -141,6 +148,10 @@ impl From<StoreError> for Answer {
             StoreError::Fenced { .. } => Answer::new(StatusCode::CONFLICT, e.to_string()),
             StoreError::Conflict(m) => Answer::new(StatusCode::CONFLICT, m),
             StoreError::Invalid(m) => Answer::refused(m, Vec::new()),
+            e if e.is_overload() => {
+                tracing::warn!("{e}");
+                Answer::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
             other => Answer::internal(other),
         }
     }
@@ -346,8 +357,10 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     store.listen().await?;
     let reap_every = config.reap_every;
+    let flush_every = config.agents_flush_every;
     let app = router(store.clone(), blobs, config);
-    let reaper = tokio::spawn(reap(store, reap_every));
+    let reaper = tokio::spawn(reap(store.clone(), reap_every));
+    let flusher = tokio::spawn(flush_agents(store.clone(), flush_every));
     let result = match tls {
         None => axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -356,7 +369,22 @@ pub async fn serve(
         Some((cert, key)) => serve_tls(listener, app, &cert, &key, shutdown).await,
     };
     reaper.abort();
+    flusher.abort();
+    if let Err(e) = store.flush_agents().await {
+        tracing::warn!("cannot record the agents' last-seen times: {e}");
+    }
     result
+}
+
+async fn flush_agents(store: Store, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = store.flush_agents().await {
+            tracing::warn!("cannot record the agents' last-seen times: {e}");
+        }
+    }
 }
 
 async fn serve_tls(
@@ -791,7 +819,7 @@ async fn claim(
     if req.agent.is_empty() || req.agent.len() > 255 || req.agent.chars().any(char::is_control) {
         return Err(Answer::bad("agent: 1-255 printable characters"));
     }
-    st.store.touch_agent(&req.agent, &req.labels).await?;
+    st.store.touch_agent(&req.agent, &req.labels);
     let keys = protocol::claimable_keys(&req.labels);
     let wait = Duration::from_secs(req.wait_secs.min(protocol::MAX_WAIT_SECS));
     let deadline = tokio::time::Instant::now() + wait;
@@ -801,10 +829,28 @@ async fn claim(
         // Registered before looking, so a job queued in between still wakes us.
         let registration = hub.register(&keys);
         let lease = crate::pool::store::new_lease_id();
-        let claimed = st
+        let claimed = match st
             .store
-            .claim(&req.agent, &keys, &lease, st.config.lease)
-            .await?;
+            .claim(
+                &req.agent,
+                &keys,
+                &lease,
+                st.config.lease,
+                Some(st.config.claim_budget),
+                baton.is_none(),
+            )
+            .await
+        {
+            Ok(c) => c,
+            // Overload: the claim took nothing; "no job" makes the agent poll again (a
+            // held wake-up passes on to another waiter when `baton` drops).
+            Err(e) if e.is_overload() => {
+                st.metrics.observe_shed();
+                tracing::debug!("claim shed: {e}");
+                return Ok(StatusCode::NO_CONTENT.into_response());
+            }
+            Err(e) => return Err(e.into()),
+        };
         if let Some(c) = claimed {
             if let Some(b) = baton.take() {
                 b.used_for(Some(&c.key));

@@ -12,15 +12,16 @@
 //! `LISTEN` task, so a job submitted to one replica wakes an agent waiting on another.
 
 pub mod hub;
+mod writer;
 
 use crate::pool::protocol::{
     ArtifactEntry, ArtifactList, AttemptView, Conclusion, JobState, JobView, LogChunk, LogPage,
     Role,
 };
 use hub::{Hub, Notice};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Why a store operation failed.
@@ -46,6 +47,28 @@ pub enum StoreError {
     },
     #[error("job store row is corrupt: {0}")]
     Corrupt(String),
+    /// The store could not take the operation in time (overload); it changed nothing.
+    #[error("the job store is busy: {0}; try again")]
+    Busy(String),
+    /// The operation ran but its transaction did not commit; it changed nothing.
+    #[error("job store: the commit failed: {0}; nothing was stored, check that the database is writable")]
+    Commit(String),
+}
+
+impl StoreError {
+    /// An overload (no connection or write slot in time, or the database was locked): the
+    /// operation did not happen and may simply be tried again.
+    pub fn is_overload(&self) -> bool {
+        match self {
+            StoreError::Busy(_) => true,
+            StoreError::Db(sqlx::Error::PoolTimedOut) => true,
+            StoreError::Db(sqlx::Error::Database(d)) => {
+                // SQLITE_BUSY / SQLITE_LOCKED and their extended codes.
+                matches!(d.code().as_deref(), Some("5" | "6" | "261" | "262" | "517"))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// What a submitted job needs stored.
@@ -97,15 +120,84 @@ pub struct StoreConfig {
 }
 
 enum Backend {
-    Sqlite(sqlite_ops::Pool),
+    /// One writer (group commit) beside a pool of readers.
+    Sqlite {
+        writer: writer::Writer,
+        read: sqlite_ops::Pool,
+    },
     Postgres(pg_ops::Pool),
 }
+
+/// Agents seen since the last flush: name → (label key, last seen ms).
+type Seen = HashMap<String, (String, i64)>;
 
 /// The job store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<Backend>,
     hub: Arc<Hub>,
+    /// Agent last-seen times, kept here and written in batches by [`Store::flush_agents`]
+    /// rather than one upsert per claim.
+    seen: Arc<Mutex<Seen>>,
+    /// PostgreSQL: claims may hold at most this many of the pool's connections at once,
+    /// so a herd of polling agents never starves submits, completions and heartbeats.
+    claim_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// PostgreSQL connections, and how many of them claims may use at once.
+const PG_CONNECTIONS: u32 = 32;
+const PG_CLAIM_SLOTS: usize = 16;
+
+/// Runs a write operation: on SQLite through the writer's next batch (owned arguments),
+/// on PostgreSQL on a pooled connection. Arguments are marked `r` (a reference, cloned
+/// for the writer), `o` (an `Option<&str>`) or `v` (a copied value).
+macro_rules! write_op {
+    ($self:ident, $budget:expr, $f:ident ( $( $k:ident $a:ident ),* )) => {{
+        match &*$self.backend {
+            Backend::Sqlite { writer, .. } => {
+                $( owned!($k $a); )*
+                writer
+                    .run($budget, move |c| {
+                        Box::pin(async move { sqlite_ops::$f(c, $( pass!($k $a) ),*).await })
+                    })
+                    .await
+            }
+            Backend::Postgres(p) => {
+                let mut c = p.acquire().await?;
+                pg_ops::$f(&mut c, $( $a ),*).await
+            }
+        }
+    }};
+}
+macro_rules! owned {
+    (r $a:ident) => {
+        let $a = $a.to_owned();
+    };
+    (o $a:ident) => {
+        let $a: Option<String> = $a.map(str::to_string);
+    };
+    (v $a:ident) => {};
+}
+macro_rules! pass {
+    (r $a:ident) => {
+        &$a
+    };
+    (o $a:ident) => {
+        $a.as_deref()
+    };
+    (v $a:ident) => {
+        $a
+    };
+}
+
+/// Runs a read: on SQLite on the reader pool.
+macro_rules! read_op {
+    ($self:ident, $f:ident ( $($arg:expr),* )) => {
+        match &*$self.backend {
+            Backend::Sqlite { read, .. } => sqlite_ops::$f(read, $($arg),*).await,
+            Backend::Postgres(p) => pg_ops::$f(p, $($arg),*).await,
+        }
+    };
 }
 
 /// Milliseconds since the Unix epoch.
@@ -199,11 +291,17 @@ impl Store {
                 .strip_prefix("sqlite://")
                 .or_else(|| config.url.strip_prefix("sqlite:"))
                 .unwrap_or(&config.url);
-            Backend::Sqlite(sqlite_ops::open(Path::new(path)).await?)
+            let (conn, read) = sqlite_ops::open(Path::new(path)).await?;
+            Backend::Sqlite {
+                writer: writer::Writer::start(conn),
+                read,
+            }
         };
         Ok(Store {
             backend: Arc::new(backend),
             hub,
+            seen: Arc::new(Mutex::new(HashMap::new())),
+            claim_slots: Arc::new(tokio::sync::Semaphore::new(PG_CLAIM_SLOTS)),
         })
     }
 
@@ -219,7 +317,7 @@ impl Store {
     /// Sends a notice to every replica's waiters (SQLite: this process's).
     async fn notify(&self, notice: Notice) {
         match &*self.backend {
-            Backend::Sqlite(_) => self.hub.dispatch(notice),
+            Backend::Sqlite { .. } => self.hub.dispatch(notice),
             Backend::Postgres(p) => {
                 if let Err(e) = pg_ops::notify(p, &notice).await {
                     // The waiters still re-check within their long-poll; nothing is lost.
@@ -231,15 +329,6 @@ impl Store {
     }
 }
 
-macro_rules! dispatch {
-    ($self:ident, $f:ident ( $($arg:expr),* )) => {
-        match &*$self.backend {
-            Backend::Sqlite(p) => sqlite_ops::$f(p, $($arg),*).await,
-            Backend::Postgres(p) => pg_ops::$f(p, $($arg),*).await,
-        }
-    };
-}
-
 impl Store {
     pub async fn create_token(
         &self,
@@ -247,26 +336,29 @@ impl Store {
         role: Role,
         name: &str,
     ) -> Result<(), StoreError> {
-        dispatch!(
-            self,
-            create_token(&token_hash(token), role_str(role), name, now_ms())
-        )
+        let hash = token_hash(token);
+        let hash = hash.as_str();
+        let role = role_str(role);
+        let now = now_ms();
+        write_op!(self, None, create_token(r hash, r role, r name, v now))
     }
 
     pub async fn find_token(&self, token: &str) -> Result<Option<Role>, StoreError> {
-        let role: Option<String> = dispatch!(self, find_token(&token_hash(token)))?;
+        let role: Option<String> = read_op!(self, find_token(&token_hash(token)))?;
         Ok(role.as_deref().and_then(parse_role))
     }
 
     pub async fn submit(&self, job: &NewJob) -> Result<JobView, StoreError> {
         let key = crate::pool::protocol::label_key(&job.labels);
-        let view = dispatch!(self, submit(job, &key, now_ms()))?;
-        self.notify(Notice::Queued(key)).await;
+        let key = key.as_str();
+        let now = now_ms();
+        let view = write_op!(self, None, submit(r job, r key, v now))?;
+        self.notify(Notice::Queued(key.to_string())).await;
         Ok(view)
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<JobView>, StoreError> {
-        dispatch!(self, get(id))
+        read_op!(self, get(id))
     }
 
     pub async fn list(
@@ -274,31 +366,71 @@ impl Store {
         state: Option<JobState>,
         limit: u32,
     ) -> Result<Vec<JobView>, StoreError> {
-        dispatch!(self, list(state.map(JobState::as_str), i64::from(limit)))
+        read_op!(self, list(state.map(JobState::as_str), i64::from(limit)))
     }
 
-    /// Records that an agent asked for work.
-    pub async fn touch_agent(
-        &self,
-        agent: &str,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<(), StoreError> {
+    /// Records that an agent asked for work: in memory; [`Store::flush_agents`] writes it.
+    pub fn touch_agent(&self, agent: &str, labels: &BTreeMap<String, String>) {
         let labels = crate::pool::protocol::label_key(labels);
-        dispatch!(self, touch_agent(agent, &labels, now_ms()))
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(agent.to_string(), (labels, now_ms()));
     }
 
-    /// Claims the oldest queued job under one of `keys`.
+    /// Writes the agents seen since the last flush (one transaction).
+    pub async fn flush_agents(&self) -> Result<(), StoreError> {
+        let seen: Vec<(String, String, i64)> = {
+            let mut map = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut *map)
+                .into_iter()
+                .map(|(name, (labels, at))| (name, labels, at))
+                .collect()
+        };
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let seen = seen.as_slice();
+        write_op!(self, None, flush_agents(r seen))
+    }
+
+    /// Claims the oldest queued job under one of `keys`. With a `budget`, a claim that
+    /// cannot start within it (overload) gives up having taken nothing
+    /// ([`StoreError::is_overload`]). `look_first`: on SQLite, check with a read that a
+    /// job is queued before going to the writer (an idle poll never reaches it); a claim
+    /// woken by a queued job skips that.
     pub async fn claim(
         &self,
         agent: &str,
         keys: &[String],
         lease: &str,
         lease_for: Duration,
+        budget: Option<Duration>,
+        look_first: bool,
     ) -> Result<Option<Claimed>, StoreError> {
+        // PostgreSQL's claim is one statement that finds nothing just as cheaply.
+        if look_first && !self.is_postgres() && !read_op!(self, any_queued(keys))? {
+            return Ok(None);
+        }
+        let _slot = if self.is_postgres() {
+            let busy = || StoreError::Busy("every claim slot stayed taken".into());
+            let acquire = self.claim_slots.acquire();
+            Some(match budget {
+                Some(b) => tokio::time::timeout(b, acquire)
+                    .await
+                    .map_err(|_| busy())?
+                    .map_err(|_| busy())?,
+                None => acquire.await.map_err(|_| busy())?,
+            })
+        } else {
+            None
+        };
         let now = now_ms();
-        dispatch!(
+        let expires = now + lease_for.as_millis() as i64;
+        write_op!(
             self,
-            claim(agent, keys, lease, now + lease_for.as_millis() as i64, now)
+            budget,
+            claim(r agent, r keys, r lease, v expires, v now)
         )
     }
 
@@ -310,11 +442,8 @@ impl Store {
         lease: &str,
         lease_for: Duration,
     ) -> Result<bool, StoreError> {
-        let now = now_ms();
-        dispatch!(
-            self,
-            heartbeat(id, attempt, lease, now + lease_for.as_millis() as i64)
-        )
+        let expires = now_ms() + lease_for.as_millis() as i64;
+        write_op!(self, None, heartbeat(r id, v attempt, r lease, v expires))
     }
 
     /// The attempt's cancel flag and lease expiry (ms), checking the fence.
@@ -324,7 +453,7 @@ impl Store {
         attempt: u32,
         lease: &str,
     ) -> Result<(bool, i64), StoreError> {
-        dispatch!(self, watch_state(id, attempt, lease))
+        read_op!(self, watch_state(id, attempt, lease))
     }
 
     /// Appends a log chunk (idempotent by seq). Past `limit` bytes the chunk is dropped
@@ -339,9 +468,11 @@ impl Store {
         limit: u64,
     ) -> Result<(), StoreError> {
         let seq = i64::try_from(seq).map_err(|_| StoreError::Invalid("seq too large".into()))?;
-        dispatch!(
+        let limit = limit as i64;
+        write_op!(
             self,
-            append_log(id, attempt, lease, seq, data, limit as i64)
+            None,
+            append_log(r id, v attempt, r lease, v seq, r data, v limit)
         )?;
         self.notify(Notice::Log(id.to_string())).await;
         Ok(())
@@ -356,7 +487,7 @@ impl Store {
         max_chunks: u32,
     ) -> Result<Option<LogPage>, StoreError> {
         let after = i64::try_from(after).unwrap_or(i64::MAX);
-        dispatch!(self, read_log(id, attempt, after, i64::from(max_chunks)))
+        read_op!(self, read_log(id, attempt, after, i64::from(max_chunks)))
     }
 
     pub async fn add_artifact(
@@ -366,12 +497,12 @@ impl Store {
         lease: &str,
         entry: &ArtifactEntry,
     ) -> Result<(), StoreError> {
-        dispatch!(self, add_artifact(id, attempt, lease, entry))
+        write_op!(self, None, add_artifact(r id, v attempt, r lease, r entry))
     }
 
     /// The artifacts of the job's current (or last) attempt.
     pub async fn artifacts(&self, id: &str) -> Result<Option<ArtifactList>, StoreError> {
-        dispatch!(self, artifacts(id))
+        read_op!(self, artifacts(id))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -385,17 +516,20 @@ impl Store {
         message: Option<&str>,
         log_chunks: u64,
     ) -> Result<JobView, StoreError> {
-        let (view, changed) = dispatch!(
+        let log_chunks = log_chunks as i64;
+        let now = now_ms();
+        let (view, changed) = write_op!(
             self,
+            None,
             complete(
-                id,
-                attempt,
-                lease,
-                conclusion,
-                exit_code,
-                message,
-                log_chunks as i64,
-                now_ms()
+                r id,
+                v attempt,
+                r lease,
+                v conclusion,
+                v exit_code,
+                o message,
+                v log_chunks,
+                v now
             )
         )?;
         if changed {
@@ -405,7 +539,9 @@ impl Store {
     }
 
     pub async fn release(&self, id: &str, attempt: u32, lease: &str) -> Result<(), StoreError> {
-        let requeued: Option<String> = dispatch!(self, release(id, attempt, lease, now_ms()))?;
+        let now = now_ms();
+        let requeued: Option<String> =
+            write_op!(self, None, release(r id, v attempt, r lease, v now))?;
         match requeued {
             Some(key) => self.notify(Notice::Queued(key)).await,
             None => self.notify(Notice::Finished(id.to_string())).await,
@@ -414,7 +550,8 @@ impl Store {
     }
 
     pub async fn cancel(&self, id: &str) -> Result<JobView, StoreError> {
-        let (view, notice) = dispatch!(self, cancel(id, now_ms()))?;
+        let now = now_ms();
+        let (view, notice) = write_op!(self, None, cancel(r id, v now))?;
         if let Some(n) = notice {
             self.notify(n).await;
         }
@@ -422,14 +559,16 @@ impl Store {
     }
 
     pub async fn retry(&self, id: &str) -> Result<JobView, StoreError> {
-        let (view, key) = dispatch!(self, retry(id, now_ms()))?;
+        let now = now_ms();
+        let (view, key) = write_op!(self, None, retry(r id, v now))?;
         self.notify(Notice::Queued(key)).await;
         Ok(view)
     }
 
     /// Requeues (or fails) every job whose lease expired. Safe on several replicas.
     pub async fn expire_leases(&self) -> Result<Vec<Expired>, StoreError> {
-        let expired: Vec<(Expired, String)> = dispatch!(self, expire_leases(now_ms()))?;
+        let now = now_ms();
+        let expired: Vec<(Expired, String)> = write_op!(self, None, expire_leases(v now))?;
         let mut out = Vec::with_capacity(expired.len());
         for (e, key) in expired {
             match e.ended {
@@ -443,7 +582,8 @@ impl Store {
 
     /// Counts for `/metrics`; agents seen within `online` count as online.
     pub async fn counts(&self, online: Duration) -> Result<Counts, StoreError> {
-        dispatch!(self, counts(now_ms() - online.as_millis() as i64))
+        self.flush_agents().await?;
+        read_op!(self, counts(now_ms() - online.as_millis() as i64))
     }
 
     /// Starts the PostgreSQL `LISTEN` task that feeds this replica's hub (no-op on SQLite).
@@ -536,10 +676,14 @@ mod sqlite_ops {
     const PG: bool = false;
     pub type Pool = sqlx::Pool<Db>;
 
-    pub async fn open(path: &std::path::Path) -> Result<Pool, super::StoreError> {
+    /// The writer's connection (migrated) and a pool of readers.
+    pub async fn open(
+        path: &std::path::Path,
+    ) -> Result<(sqlx::sqlite::SqliteConnection, Pool), super::StoreError> {
         use sqlx::sqlite::{
             SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
         };
+        use sqlx::ConnectOptions;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| super::StoreError::Dir {
                 path: dir.display().to_string(),
@@ -551,23 +695,36 @@ mod sqlite_ops {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(10))
             .foreign_keys(false);
-        // One connection: SQLite serializes writers anyway, and one connection can never
-        // meet SQLITE_BUSY on a transaction upgrade.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts)
+        // One writing connection (SQLite serializes writers anyway; one writer never meets
+        // SQLITE_BUSY on a transaction upgrade) that commits operations in batches (see
+        // writer.rs), beside a pool of readers (WAL: readers never block the writer).
+        // synchronous = FULL: every commit is on disk before anyone is answered, so an
+        // acknowledged write survives a power loss too; group commit pays that flush once
+        // per batch, not per operation.
+        let opts = opts.synchronous(SqliteSynchronous::Full);
+        let mut conn = opts
+            .clone()
+            .connect()
             .await
             .map_err(|source| super::StoreError::Open {
                 url: url.clone(),
                 source,
             })?;
-        migrate(&pool, include_str!("schema_sqlite.sql"))
+        migrate(&mut conn, include_str!("schema_sqlite.sql"))
+            .await
+            .map_err(|source| super::StoreError::Open {
+                url: url.clone(),
+                source,
+            })?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect_with(opts)
             .await
             .map_err(|source| super::StoreError::Open { url, source })?;
-        Ok(pool)
+        Ok((conn, read))
     }
 
     include!("ops.rs");
@@ -584,8 +741,10 @@ mod pg_ops {
     ) -> Result<Pool, super::StoreError> {
         use sqlx::postgres::PgPoolOptions;
         let shown = redact(url);
+        // Enough connections that commits overlap: PostgreSQL flushes the WAL once for all
+        // the commits waiting at that moment (its own group commit).
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(super::PG_CONNECTIONS)
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect(url)
             .await
@@ -593,9 +752,17 @@ mod pg_ops {
                 url: shown.clone(),
                 source,
             })?;
-        migrate(&pool, include_str!("schema_pg.sql"))
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(|source| super::StoreError::Open {
+                url: shown.clone(),
+                source,
+            })?;
+        migrate(&mut conn, include_str!("schema_pg.sql"))
             .await
             .map_err(|source| super::StoreError::Open { url: shown, source })?;
+        drop(conn);
         Ok(pool)
     }
 

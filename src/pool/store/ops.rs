@@ -8,7 +8,7 @@ use super::{
 use crate::pool::protocol::{
     ArtifactEntry, ArtifactList, Conclusion, JobState, JobView, LogChunk, LogPage,
 };
-use sqlx::Row;
+use sqlx::{Connection, Row};
 
 type Conn = <Db as sqlx::Database>::Connection;
 
@@ -16,8 +16,8 @@ type Conn = <Db as sqlx::Database>::Connection;
 const LOCK: &str = if PG { " FOR UPDATE" } else { "" };
 const SKIP_LOCKED: &str = if PG { " FOR UPDATE SKIP LOCKED" } else { "" };
 
-async fn migrate(pool: &Pool, ddl: &str) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
+async fn migrate(conn: &mut Conn, ddl: &str) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
     if PG {
         // Several replicas may start at once: one migrates, the others wait and see it done.
         sqlx::query("SELECT pg_advisory_xact_lock(8420018)")
@@ -40,7 +40,7 @@ async fn migrate(pool: &Pool, ddl: &str) -> Result<(), sqlx::Error> {
 }
 
 pub async fn create_token(
-    pool: &Pool,
+    conn: &mut Conn,
     hash: &str,
     role: &str,
     name: &str,
@@ -51,7 +51,7 @@ pub async fn create_token(
         .bind(role)
         .bind(name)
         .bind(now)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }
@@ -64,31 +64,46 @@ pub async fn find_token(pool: &Pool, hash: &str) -> Result<Option<String>, Store
     Ok(role)
 }
 
+/// Stores a queued job (one statement; the view is built from what was inserted). The
+/// `NOTIFY` is sent after it, not inside it: a transaction that notifies holds
+/// PostgreSQL's notify-queue lock through its commit's WAL flush, which would serialize
+/// every submit's commit.
 pub async fn submit(
-    pool: &Pool,
+    conn: &mut Conn,
     job: &NewJob,
     key: &str,
     now: i64,
 ) -> Result<JobView, StoreError> {
     let labels = serde_json::to_string(&job.labels)
         .map_err(|e| StoreError::Invalid(format!("labels: {e}")))?;
-    let mut conn = pool.acquire().await?;
     sqlx::query(
-        "INSERT INTO jobs (id, state, label_key, labels, project, spec, max_attempts, created, \
-         queued) VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $7)",
+        "INSERT INTO jobs (id, state, label_key, labels, project, spec, max_attempts, \
+         created, queued) VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $7)",
     )
     .bind(&job.id)
     .bind(key)
-    .bind(labels)
+    .bind(&labels)
     .bind(&job.project)
     .bind(&job.spec)
     .bind(i64::from(job.max_attempts))
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    load_view(&mut conn, &job.id)
-        .await?
-        .ok_or(StoreError::NotFound)
+    let row = JobRow {
+        id: job.id.clone(),
+        state: "queued".into(),
+        labels,
+        project: job.project.clone(),
+        attempt: 0,
+        max_attempts: i64::from(job.max_attempts),
+        created: now,
+        finished: None,
+        exit_code: None,
+        message: None,
+        cancel_requested: 0,
+        log_truncated: 0,
+    };
+    view_from(row, Vec::new())
 }
 
 fn job_row(row: &<Db as sqlx::Database>::Row) -> Result<JobRow, sqlx::Error> {
@@ -114,6 +129,14 @@ async fn load_view(conn: &mut Conn, id: &str) -> Result<Option<JobView>, StoreEr
         return Ok(None);
     };
     let job = job_row(&row)?;
+    let attempts = load_attempts(conn, id).await?;
+    view_from(job, attempts).map(Some)
+}
+
+async fn load_attempts(
+    conn: &mut Conn,
+    id: &str,
+) -> Result<Vec<crate::pool::protocol::AttemptView>, StoreError> {
     let rows = sqlx::query(
         "SELECT attempt, agent, started, ended, outcome FROM attempts WHERE job_id = $1 \
          ORDER BY attempt",
@@ -131,7 +154,7 @@ async fn load_view(conn: &mut Conn, id: &str) -> Result<Option<JobView>, StoreEr
             r.try_get("outcome")?,
         ));
     }
-    view_from(job, attempts).map(Some)
+    Ok(attempts)
 }
 
 pub async fn get(pool: &Pool, id: &str) -> Result<Option<JobView>, StoreError> {
@@ -171,26 +194,54 @@ pub async fn list(
     Ok(out)
 }
 
-pub async fn touch_agent(
-    pool: &Pool,
-    agent: &str,
-    labels: &str,
-    now: i64,
+/// Records when agents last asked for work (kept in memory, written here in one batch).
+pub async fn flush_agents(
+    conn: &mut Conn,
+    seen: &[(String, String, i64)],
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO agents (name, labels, last_seen) VALUES ($1, $2, $3) \
-         ON CONFLICT (name) DO UPDATE SET labels = excluded.labels, last_seen = excluded.last_seen",
-    )
-    .bind(agent)
-    .bind(labels)
-    .bind(now)
-    .execute(pool)
-    .await?;
+    // Multi-row upserts, 300 agents (900 parameters) a statement.
+    let mut tx = conn.begin().await?;
+    for chunk in seen.chunks(300) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+            .collect();
+        let sql = format!(
+            "INSERT INTO agents (name, labels, last_seen) VALUES {} \
+             ON CONFLICT (name) DO UPDATE SET labels = excluded.labels, \
+             last_seen = excluded.last_seen",
+            rows.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for (agent, labels, last_seen) in chunk {
+            q = q.bind(agent).bind(labels).bind(last_seen);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
+/// Whether a job under one of `keys` is queued (a read: lets an empty claim skip the writer).
+pub async fn any_queued(pool: &Pool, keys: &[String]) -> Result<bool, StoreError> {
+    if keys.is_empty() {
+        return Ok(false);
+    }
+    let placeholders: Vec<String> = (0..keys.len()).map(|i| format!("${}", i + 1)).collect();
+    let sql = format!(
+        "SELECT 1 FROM jobs WHERE state = 'queued' AND label_key IN ({}) LIMIT 1",
+        placeholders.join(", ")
+    );
+    let mut q = sqlx::query_scalar::<_, i32>(&sql);
+    for k in keys {
+        q = q.bind(k);
+    }
+    Ok(q.fetch_optional(pool).await?.is_some())
+}
+
+/// Claims the oldest queued job under one of `keys`: on PostgreSQL one statement (the
+/// claim and its attempt row), on SQLite two under a savepoint of the writer's batch.
 pub async fn claim(
-    pool: &Pool,
+    conn: &mut Conn,
     agent: &str,
     keys: &[String],
     lease: &str,
@@ -200,8 +251,8 @@ pub async fn claim(
     if keys.is_empty() {
         return Ok(None);
     }
-    let placeholders: Vec<String> = (0..keys.len()).map(|i| format!("${}", i + 4)).collect();
-    let sql = format!(
+    let placeholders: Vec<String> = (0..keys.len()).map(|i| format!("${}", i + 5)).collect();
+    let update = format!(
         "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease = $1, \
          lease_expires = $2, agent = $3 \
          WHERE state = 'queued' AND id = (SELECT id FROM jobs WHERE state = 'queued' AND \
@@ -209,33 +260,52 @@ pub async fn claim(
          RETURNING id, attempt, project, spec, label_key, queued",
         placeholders.join(", ")
     );
-    let mut tx = pool.begin().await?;
-    let mut q = sqlx::query(&sql).bind(lease).bind(expires).bind(agent);
+    let insert_attempt =
+        "INSERT INTO attempts (job_id, attempt, agent, lease, started) VALUES ($1, $2, $3, $4, $5)";
+    let sql = if PG {
+        format!(
+            "WITH c AS ({update}), a AS (INSERT INTO attempts (job_id, attempt, agent, lease, \
+             started) SELECT id, attempt, $3, $1, $4 FROM c) \
+             SELECT id, attempt, project, spec, label_key, queued FROM c"
+        )
+    } else {
+        update
+    };
+    let mut q = sqlx::query(&sql).bind(lease).bind(expires).bind(agent).bind(now);
     for k in keys {
         q = q.bind(k);
     }
+    let claimed_from = |row: &<Db as sqlx::Database>::Row| -> Result<Claimed, StoreError> {
+        Ok(Claimed {
+            id: row.try_get("id")?,
+            attempt: row.try_get::<i64, _>("attempt")? as u32,
+            project: row.try_get("project")?,
+            spec: row.try_get("spec")?,
+            key: row.try_get("label_key")?,
+            queued_ms: row.try_get("queued")?,
+        })
+    };
+    if PG {
+        // One statement, its own transaction: one round trip.
+        return match q.fetch_optional(&mut *conn).await? {
+            Some(row) => claimed_from(&row).map(Some),
+            None => Ok(None),
+        };
+    }
+    let mut tx = conn.begin().await?;
     let Some(row) = q.fetch_optional(&mut *tx).await? else {
         tx.rollback().await?;
         return Ok(None);
     };
-    let claimed = Claimed {
-        id: row.try_get("id")?,
-        attempt: row.try_get::<i64, _>("attempt")? as u32,
-        project: row.try_get("project")?,
-        spec: row.try_get("spec")?,
-        key: row.try_get("label_key")?,
-        queued_ms: row.try_get("queued")?,
-    };
-    sqlx::query(
-        "INSERT INTO attempts (job_id, attempt, agent, lease, started) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(&claimed.id)
-    .bind(i64::from(claimed.attempt))
-    .bind(agent)
-    .bind(lease)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    let claimed = claimed_from(&row)?;
+    sqlx::query(insert_attempt)
+        .bind(&claimed.id)
+        .bind(i64::from(claimed.attempt))
+        .bind(agent)
+        .bind(lease)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(Some(claimed))
 }
@@ -260,13 +330,12 @@ async fn fence_failure(conn: &mut Conn, id: &str, attempt: u32) -> StoreError {
 const FENCE: &str = "id = $1 AND attempt = $2 AND lease = $3 AND state = 'running'";
 
 pub async fn heartbeat(
-    pool: &Pool,
+    conn: &mut Conn,
     id: &str,
     attempt: u32,
     lease: &str,
     expires: i64,
 ) -> Result<bool, StoreError> {
-    let mut conn = pool.acquire().await?;
     let sql = format!(
         "UPDATE jobs SET lease_expires = $4 WHERE {FENCE} RETURNING cancel_requested"
     );
@@ -279,7 +348,7 @@ pub async fn heartbeat(
         .await?;
     match cancel {
         Some(c) => Ok(c != 0),
-        None => Err(fence_failure(&mut conn, id, attempt).await),
+        None => Err(fence_failure(conn, id, attempt).await),
     }
 }
 
@@ -308,7 +377,7 @@ pub async fn watch_state(
 }
 
 pub async fn append_log(
-    pool: &Pool,
+    conn: &mut Conn,
     id: &str,
     attempt: u32,
     lease: &str,
@@ -316,7 +385,7 @@ pub async fn append_log(
     data: &str,
     limit: i64,
 ) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     let sql = format!("SELECT log_bytes FROM jobs WHERE {FENCE}{LOCK}");
     let bytes: Option<i64> = sqlx::query_scalar(&sql)
         .bind(id)
@@ -435,13 +504,13 @@ fn state_is_final(s: &str) -> bool {
 }
 
 pub async fn add_artifact(
-    pool: &Pool,
+    conn: &mut Conn,
     id: &str,
     attempt: u32,
     lease: &str,
     entry: &ArtifactEntry,
 ) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     let sql = format!("SELECT id FROM jobs WHERE {FENCE}{LOCK}");
     let found: Option<String> = sqlx::query_scalar(&sql)
         .bind(id)
@@ -504,7 +573,7 @@ pub async fn artifacts(pool: &Pool, id: &str) -> Result<Option<ArtifactList>, St
 /// view with `changed = false`.
 #[allow(clippy::too_many_arguments)]
 pub async fn complete(
-    pool: &Pool,
+    conn: &mut Conn,
     id: &str,
     attempt: u32,
     lease: &str,
@@ -515,7 +584,68 @@ pub async fn complete(
     now: i64,
 ) -> Result<(JobView, bool), StoreError> {
     let state = conclusion_state(conclusion).as_str();
-    let mut tx = pool.begin().await?;
+    if PG {
+        // The usual case as one statement (its own transaction), then the attempts read.
+        let fast = format!(
+            "WITH j AS (UPDATE jobs SET state = $4, finished = $5, exit_code = $6, \
+             message = $7, lease_expires = NULL WHERE {FENCE} AND (log_truncated <> 0 OR \
+             (SELECT COUNT(*) FROM log_chunks WHERE job_id = $1 AND attempt = $2) >= $8) \
+             RETURNING {JOB_COLS}), \
+             a AS (UPDATE attempts SET ended = $5, outcome = $4 WHERE job_id = $1 AND \
+             attempt = $2 AND EXISTS (SELECT 1 FROM j)) \
+             SELECT {JOB_COLS} FROM j"
+        );
+        let done = sqlx::query(&fast)
+            .bind(id)
+            .bind(i64::from(attempt))
+            .bind(lease)
+            .bind(state)
+            .bind(now)
+            .bind(i64::from(exit_code))
+            .bind(message)
+            .bind(log_chunks)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(row) = done {
+            let job = job_row(&row)?;
+            let attempts = load_attempts(conn, id).await?;
+            return Ok((view_from(job, attempts)?, true));
+        }
+    }
+    let mut tx = conn.begin().await?;
+    // The usual case in one statement: fenced, every log chunk stored (or the log cut).
+    let fast = format!(
+        "UPDATE jobs SET state = $4, finished = $5, exit_code = $6, message = $7, \
+         lease_expires = NULL WHERE {FENCE} AND (log_truncated <> 0 OR \
+         (SELECT COUNT(*) FROM log_chunks WHERE job_id = $1 AND attempt = $2) >= $8) \
+         RETURNING {JOB_COLS}"
+    );
+    let done = sqlx::query(&fast)
+        .bind(id)
+        .bind(i64::from(attempt))
+        .bind(lease)
+        .bind(state)
+        .bind(now)
+        .bind(i64::from(exit_code))
+        .bind(message)
+        .bind(log_chunks)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if let Some(row) = done {
+        let job = job_row(&row)?;
+        sqlx::query(
+            "UPDATE attempts SET ended = $3, outcome = $4 WHERE job_id = $1 AND attempt = $2",
+        )
+        .bind(id)
+        .bind(i64::from(attempt))
+        .bind(now)
+        .bind(state)
+        .execute(&mut *tx)
+        .await?;
+        let attempts = load_attempts(&mut tx, id).await?;
+        tx.commit().await?;
+        return Ok((view_from(job, attempts)?, true));
+    }
     let sql = format!("SELECT log_truncated FROM jobs WHERE {FENCE}{LOCK}");
     let truncated: Option<i64> = sqlx::query_scalar(&sql)
         .bind(id)
@@ -596,13 +726,13 @@ pub async fn complete(
 /// Gives the attempt back: `Some(label key)` when the job is queued again, `None` when it
 /// ended instead (a cancel was asked).
 pub async fn release(
-    pool: &Pool,
+    conn: &mut Conn,
     id: &str,
     attempt: u32,
     lease: &str,
     now: i64,
 ) -> Result<Option<String>, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     let sql = format!("SELECT cancel_requested, label_key FROM jobs WHERE {FENCE}{LOCK}");
     let row = sqlx::query(&sql)
         .bind(id)
@@ -661,11 +791,11 @@ pub async fn release(
 }
 
 pub async fn cancel(
-    pool: &Pool,
+    conn: &mut Conn,
     id: &str,
     now: i64,
 ) -> Result<(JobView, Option<Notice>), StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     let sql = format!("SELECT state FROM jobs WHERE id = $1{LOCK}");
     let state: Option<String> = sqlx::query_scalar(&sql)
         .bind(id)
@@ -701,8 +831,8 @@ pub async fn cancel(
     Ok((view, notice))
 }
 
-pub async fn retry(pool: &Pool, id: &str, now: i64) -> Result<(JobView, String), StoreError> {
-    let mut tx = pool.begin().await?;
+pub async fn retry(conn: &mut Conn, id: &str, now: i64) -> Result<(JobView, String), StoreError> {
+    let mut tx = conn.begin().await?;
     let sql = format!("SELECT state, label_key FROM jobs WHERE id = $1{LOCK}");
     let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await?;
     let Some(row) = row else {
@@ -731,13 +861,16 @@ pub async fn retry(pool: &Pool, id: &str, now: i64) -> Result<(JobView, String),
     Ok((view, key))
 }
 
-pub async fn expire_leases(pool: &Pool, now: i64) -> Result<Vec<(Expired, String)>, StoreError> {
+pub async fn expire_leases(
+    conn: &mut Conn,
+    now: i64,
+) -> Result<Vec<(Expired, String)>, StoreError> {
     let candidates = sqlx::query(
         "SELECT id, attempt, lost, max_attempts, cancel_requested, label_key FROM jobs \
          WHERE state = 'running' AND lease_expires < $1 ORDER BY lease_expires LIMIT 500",
     )
     .bind(now)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     let mut out = Vec::new();
     for r in candidates {
@@ -760,7 +893,7 @@ pub async fn expire_leases(pool: &Pool, now: i64) -> Result<Vec<(Expired, String
         } else {
             ("queued", None)
         };
-        let mut tx = pool.begin().await?;
+        let mut tx = conn.begin().await?;
         // Conditional: a heartbeat, a completion or another replica's reaper may have
         // got there first; then this matches nothing and changes nothing.
         let done = sqlx::query(
