@@ -12,6 +12,8 @@
 #
 #   RUNNER=path/to/runner   binary (default target/debug/runner, built if missing)
 #   AGENTS=8 LEASE=10 KILL_MIN=2 KILL_MAX=5 LINES=5 MAX_ATTEMPTS=10 TIMEOUT=<secs>
+#   CHECK_LINES=6           check for a line count the build does not print (the check
+#                           must then FAIL: a self-test of the checker)
 #   PG_OPTS="-c ..."        extra PostgreSQL settings
 set -euo pipefail
 
@@ -205,6 +207,6 @@ agent_pid=()
 
 python3 "$root/benches/pool/chaos_check.py" \
   --url "${urls[1]}" --token "$submit_token" --jobs "$work/jobs.txt" \
-  --agent-logs "$work"/agent-*.log --lines "$LINES" --kills "$kills" \
+  --agent-logs "$work"/agent-*.log --lines "${CHECK_LINES:-$LINES}" --kills "$kills" \
   --wall "$(python3 -c "print($end - $start)")" --agents "$AGENTS" --lease "$LEASE" \
   --kill-every "$KILL_MIN-$KILL_MAX" 2>&3
