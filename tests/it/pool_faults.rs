@@ -31,6 +31,14 @@ fn numbered_buildspec(n: u32, pause: &str) -> String {
     )
 }
 
+/// How long the server or the database stays down: longer than the client's own retries
+/// of one call (≈6 s), so the agent's retry loops (log chunks, completion, claims) are
+/// what carries the build through, and shorter than the lease (30 s).
+const OUTAGE: Duration = Duration::from_secs(9);
+
+/// Lines of the slow build: 60 × 0.25 s, so the outage falls inside it.
+const LINES: u32 = 60;
+
 fn numbered(n: u32) -> Vec<String> {
     (1..=n).map(|i| format!("line {i}")).collect()
 }
@@ -168,7 +176,7 @@ fn server_kill9_mid_run(database: Option<String>) {
     let mut pool = Pool::start_on(30, database);
     let name = project("srvkill");
     let _containers = Containers(name.clone());
-    let src = source(&[("buildspec.yml", &numbered_buildspec(40, "0.25"))]);
+    let src = source(&[("buildspec.yml", &numbered_buildspec(LINES, "0.25"))]);
     let a1 = pool.agent("a1", &[]);
     let first = pool.submit(src.path(), &name, &[]);
     wait_for_log(&pool, &first, "line 3");
@@ -177,14 +185,15 @@ fn server_kill9_mid_run(database: Option<String>) {
 
     pool.kill9_server();
     // The build goes on printing while nobody listens.
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(OUTAGE);
     pool.restart_server();
 
-    assert_ran_once_with_log(&pool, &first, "a1", &numbered(40));
+    assert_ran_once_with_log(&pool, &first, "a1", &numbered(LINES));
     // The idle agent's claim loop found the server again.
     let second = pool.submit(src.path(), &name, &["--labels", "lane=b"]);
-    assert_ran_once_with_log(&pool, &second, "a2", &numbered(40));
+    assert_ran_once_with_log(&pool, &second, "a2", &numbered(LINES));
     let stderr = [a1.stderr.text(), a2.stderr.text()];
+    eprintln!("agents' output:\n{}\n{}", stderr[0], stderr[1]);
     assert_eq!(claims_of(&first, &stderr), 1, "{stderr:?}");
     assert_eq!(claims_of(&second, &stderr), 1, "{stderr:?}");
 }
@@ -207,20 +216,21 @@ fn pool_faults_postgres_restart_mid_run() {
     let pool = Pool::start_on(30, Some(pg.url()));
     let name = project("pgrestart");
     let _containers = Containers(name.clone());
-    let src = source(&[("buildspec.yml", &numbered_buildspec(40, "0.25"))]);
+    let src = source(&[("buildspec.yml", &numbered_buildspec(LINES, "0.25"))]);
     let a1 = pool.agent("a1", &[]);
     let first = pool.submit(src.path(), &name, &[]);
     wait_for_log(&pool, &first, "line 3");
     let a2 = pool.agent("a2", &["--labels", "lane=b"]);
 
     pg.stop_fast();
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(OUTAGE);
     pg.start_again();
 
-    assert_ran_once_with_log(&pool, &first, "a1", &numbered(40));
+    assert_ran_once_with_log(&pool, &first, "a1", &numbered(LINES));
     let second = pool.submit(src.path(), &name, &["--labels", "lane=b"]);
-    assert_ran_once_with_log(&pool, &second, "a2", &numbered(40));
+    assert_ran_once_with_log(&pool, &second, "a2", &numbered(LINES));
     let stderr = [a1.stderr.text(), a2.stderr.text()];
+    eprintln!("agents' output:\n{}\n{}", stderr[0], stderr[1]);
     assert_eq!(claims_of(&first, &stderr), 1, "{stderr:?}");
     assert_eq!(claims_of(&second, &stderr), 1, "{stderr:?}");
 }
