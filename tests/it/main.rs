@@ -29,5 +29,6 @@ mod support_moto;
 mod support_pg;
 
 mod pool_e2e;
+mod pool_faults;
 mod pool_server;
 mod support_pool;

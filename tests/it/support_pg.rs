@@ -153,3 +153,105 @@ pub async fn database() -> String {
         .unwrap();
     format!("postgres://postgres@127.0.0.1:{}/{name}", c.port)
 }
+
+/// A cluster of one test's own, for a test that stops and starts PostgreSQL under a
+/// running server (the shared [`cluster`] serves other tests at the same time). Stopped
+/// and removed when dropped.
+pub struct Private {
+    pub port: u16,
+    bin: PathBuf,
+    base: PathBuf,
+}
+
+impl Private {
+    pub fn start() -> Private {
+        let bin = bin_dir();
+        let base = std::env::temp_dir().join(format!(
+            "runner-it-pg-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&base).unwrap();
+        if is_root() {
+            let st = Command::new("chown")
+                .args(["postgres:"])
+                .arg(&base)
+                .status()
+                .unwrap();
+            assert!(st.success(), "cannot chown {} to postgres", base.display());
+        }
+        let out = as_owner(&bin.join("initdb"))
+            .arg("-D")
+            .arg(base.join("data"))
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let p = Private {
+            port: free_port(),
+            bin,
+            base,
+        };
+        p.start_again();
+        p
+    }
+
+    /// The `postgres` database's URL.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn pg_ctl(&self) -> Command {
+        let mut c = as_owner(&self.bin.join("pg_ctl"));
+        c.arg("-D").arg(self.base.join("data"));
+        c
+    }
+
+    /// `pg_ctl start` on the same port (after [`Private::stop_fast`]).
+    pub fn start_again(&self) {
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} \
+             -c fsync=off -c max_connections=100",
+            self.port,
+            self.base.display()
+        );
+        let out = self
+            .pg_ctl()
+            .args(["-o", &opts, "-l"])
+            .arg(self.base.join("log"))
+            .args(["-w", "start"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {} {}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(self.base.join("log")).unwrap_or_default()
+        );
+    }
+
+    /// `pg_ctl stop -m fast`: clients are disconnected, the server shuts down cleanly.
+    pub fn stop_fast(&self) {
+        let out = self
+            .pg_ctl()
+            .args(["-m", "fast", "-w", "stop"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl stop failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Private {
+    fn drop(&mut self) {
+        let _ = self.pg_ctl().args(["-m", "immediate", "stop"]).output();
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}

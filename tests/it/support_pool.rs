@@ -72,14 +72,23 @@ pub struct Pool {
     _server_out: Lines,
     agent_token: String,
     submit_token: String,
+    /// The store: a SQLite file in `dir`, or a `postgres://` URL.
+    pub database: String,
+    lease_secs: u64,
 }
 
 impl Pool {
     /// A server with leases of `lease_secs`.
     pub fn start(lease_secs: u64) -> Pool {
+        Pool::start_on(lease_secs, None)
+    }
+
+    /// A server with leases of `lease_secs` on `database` (a `postgres://` URL), or on a
+    /// SQLite file in the pool's directory when `None`.
+    pub fn start_on(lease_secs: u64, database: Option<String>) -> Pool {
         stack();
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("jobs.db").display().to_string();
+        let db = database.unwrap_or_else(|| dir.path().join("jobs.db").display().to_string());
         let token = |role: &str| {
             let out = runner()
                 .arg("--data-dir")
@@ -110,26 +119,7 @@ impl Pool {
         };
         let agent_token = token("agent");
         let submit_token = token("submit");
-        let mut server = runner()
-            .arg("--data-dir")
-            .arg(dir.path().join("server-data"))
-            .args(["server", "--listen", "127.0.0.1:0", "--database", &db])
-            .arg("--blobs")
-            .arg(dir.path().join("blobs"))
-            .args(["--lease-secs", &lease_secs.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(server.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"))
-            .to_string();
-        let server_out = Lines::collect(out);
+        let (server, url, server_out) = spawn_server(dir.path(), &db, lease_secs, "127.0.0.1:0");
         Pool {
             dir,
             url,
@@ -137,7 +127,51 @@ impl Pool {
             _server_out: server_out,
             agent_token,
             submit_token,
+            database: db,
+            lease_secs,
         }
+    }
+
+    /// `kill -9` of the server (the pool's first replica).
+    pub fn kill9_server(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+
+    /// Starts the server again on the same address (after [`Pool::kill9_server`]).
+    pub fn restart_server(&mut self) {
+        let addr = self.url.strip_prefix("http://").unwrap().to_string();
+        // The port was just freed: another process may not have taken it, but retry a
+        // little in case the kernel has not released it yet.
+        let (server, url, out) = eventually("the server to start again", 30, || {
+            spawn_server_checked(self.dir.path(), &self.database, self.lease_secs, &addr)
+        });
+        assert_eq!(url, self.url);
+        self.server = server;
+        self._server_out = out;
+    }
+
+    /// Another `runner server` on the same store and blob directory (a replica).
+    pub fn replica(&self) -> Replica {
+        let (child, url, out) = spawn_server(
+            self.dir.path(),
+            &self.database,
+            self.lease_secs,
+            "127.0.0.1:0",
+        );
+        Replica {
+            child,
+            url,
+            _out: out,
+        }
+    }
+
+    /// `runner` with a submit token, pointed at `url` (a replica).
+    pub fn cli_at(&self, url: &str) -> Command {
+        let mut c = runner();
+        c.env("RUNNER_SERVER", url)
+            .env("RUNNER_TOKEN", &self.submit_token);
+        c
     }
 
     /// `runner agent --name NAME` with its own data directory, the base image, no cache.
@@ -170,6 +204,11 @@ impl Pool {
         agent
     }
 
+    /// The agent role's token (for a test that speaks the protocol itself).
+    pub fn agent_token(&self) -> &str {
+        &self.agent_token
+    }
+
     /// `runner` with RUNNER_SERVER and a submit token.
     pub fn cli(&self) -> Command {
         let mut c = runner();
@@ -182,6 +221,24 @@ impl Pool {
     pub fn submit(&self, source: &Path, project: &str, extra: &[&str]) -> String {
         let out = self
             .cli()
+            .args(["submit", "--source"])
+            .arg(source)
+            .args(["--project", project])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "submit: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// `runner submit` through the server at `url` (a replica): the job id.
+    pub fn submit_at(&self, url: &str, source: &Path, project: &str, extra: &[&str]) -> String {
+        let out = self
+            .cli_at(url)
             .args(["submit", "--source"])
             .arg(source)
             .args(["--project", project])
@@ -260,6 +317,56 @@ impl Drop for Pool {
     fn drop(&mut self) {
         let _ = self.server.kill();
         let _ = self.server.wait();
+    }
+}
+
+/// `runner server --listen ADDR` on `db` with blobs in `dir/blobs`: the process, its URL
+/// and its output.
+fn spawn_server(dir: &Path, db: &str, lease_secs: u64, addr: &str) -> (Child, String, Lines) {
+    spawn_server_checked(dir, db, lease_secs, addr).expect("the server did not start")
+}
+
+/// As [`spawn_server`], `None` when the server exits without saying where it listens.
+fn spawn_server_checked(
+    dir: &Path,
+    db: &str,
+    lease_secs: u64,
+    addr: &str,
+) -> Option<(Child, String, Lines)> {
+    let mut server = runner()
+        .arg("--data-dir")
+        .arg(dir.join("server-data"))
+        .args(["server", "--listen", addr, "--database", db])
+        .arg("--blobs")
+        .arg(dir.join("blobs"))
+        .args(["--lease-secs", &lease_secs.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(server.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let Some(url) = line.trim().strip_prefix("listening on ") else {
+        let _ = server.kill();
+        let _ = server.wait();
+        return None;
+    };
+    let url = url.to_string();
+    Some((server, url, Lines::collect(out)))
+}
+
+/// A second `runner server` on the pool's store; killed when dropped.
+pub struct Replica {
+    child: Child,
+    pub url: String,
+    _out: Lines,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
