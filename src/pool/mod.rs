@@ -8,6 +8,10 @@
 //! - [`store`]: the job store (SQLite or PostgreSQL): jobs, attempts, leases, logs,
 //!   artifacts, tokens; wake-ups ([`store::hub`]) in-process or via LISTEN/NOTIFY.
 //! - [`server`]: `runner server`'s HTTP API (axum) over the store and the blob store.
+//! - [`client`]: the protocol client `runner agent`, `runner submit` and `runner jobs`
+//!   share.
+//! - [`agent`]: claim slots that run jobs through the pipeline and ship their masked
+//!   events, heartbeats, cancel watch, artifacts and completion.
 //!
 //! Architecture invariants:
 //! - A job is never lost and never completed twice: a claim is a lease with a fencing
