@@ -255,7 +255,7 @@ mod tests {
             );
         }
     }
-    /// fixtures/fuzz-crashes/gitops_edit/second-edit-changes-again-open.bin: a `:tag`
+    /// fixtures/fuzz-crashes/gitops_edit/tag-marker-on-name-policy-ours-elsewhere.bin: a `:tag`
     /// marker on an entry's `name` again, but the policy has another `:tag` marker (on
     /// `newTag`) whose entry names our image, so the policy was ours all the same. The
     /// setter then wrote the tag over every marked value of the policy, the `name`
@@ -264,7 +264,7 @@ mod tests {
     #[test]
     fn a_tag_marker_on_the_images_name_is_not_written_when_another_marker_makes_it_ours() {
         let bytes = include_bytes!(
-            "../../../fixtures/fuzz-crashes/gitops_edit/second-edit-changes-again-open.bin"
+            "../../../fixtures/fuzz-crashes/gitops_edit/tag-marker-on-name-policy-ours-elsewhere.bin"
         );
         let src = std::str::from_utf8(&bytes[2..]).unwrap();
         let min = "images:\n  - name: app # {\"$imagepolicy\": \"ns:p:tag\"}\n    newTag: v1 # {\"$imagepolicy\": \"ns:p:tag\"}\n";
