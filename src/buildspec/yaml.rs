@@ -623,12 +623,25 @@ impl MarkedEventReceiver for Builder {
     }
 }
 
+/// The byte order mark [`load`] skips at the start of a text.
+const BOM: char = '\u{feff}';
+const BOM_BYTES: &[u8] = "\u{feff}".as_bytes();
+
 /// The text of a YAML file's bytes; invalid UTF-8 is an error diagnostic at the first bad
 /// byte (1-based line, column in characters), naming the byte, never quoting the text.
 pub fn utf8_text(bytes: &[u8]) -> Result<&str, Diagnostic> {
     std::str::from_utf8(bytes).map_err(|e| {
         let good = bytes.get(..e.valid_up_to()).unwrap_or_default();
-        let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        // Columns as an editor shows them: a leading byte order mark is not one.
+        let bom = if good.starts_with(BOM_BYTES) {
+            BOM_BYTES.len()
+        } else {
+            0
+        };
+        let line_start = good
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(bom, |i| i + 1);
         let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
         let col = String::from_utf8_lossy(good.get(line_start..).unwrap_or_default())
             .chars()
@@ -647,7 +660,8 @@ pub fn utf8_text(bytes: &[u8]) -> Result<&str, Diagnostic> {
 }
 
 /// Reads `text` into a [`Node`] tree. Never panics; syntax errors and texts beyond
-/// [`LIMITS`] become diagnostics.
+/// [`LIMITS`] become diagnostics. A byte order mark at the start is skipped (not a
+/// column either).
 pub fn load(text: &str) -> Loaded {
     if let Err(e) = Guard::start(text) {
         return Loaded {
@@ -656,6 +670,10 @@ pub fn load(text: &str) -> Loaded {
                 .with_hint("runner reads yaml files up to 64 MiB")],
         };
     }
+    // A byte order mark opens the stream (YAML 1.2, 5.2); yaml-rust2 would read it as the
+    // first character of the first key (`\u{feff}version`). Editors do not show it, so
+    // line 1's columns are counted without it.
+    let text = text.strip_prefix(BOM).unwrap_or(text);
     // yaml-rust2's scanner takes a NUL for the end of the input: everything after it would
     // be silently dropped (a buildspec losing its later commands still validates).
     if let Some(at) = text.find('\0') {
@@ -896,6 +914,37 @@ mod tests {
         let l = load("a: [1, 2\n");
         assert!(l.root.is_none());
         assert!(l.diagnostics[0].is_error());
+    }
+
+    /// A byte order mark opens the stream (YAML 1.2, 5.2): it is not part of the first
+    /// key (a buildspec or pnpm-lock.yaml saved with one read `\u{feff}version`), and
+    /// line 1's columns are those an editor shows (the mark is not one of them). A second
+    /// mark is content.
+    #[test]
+    fn a_byte_order_mark_opens_the_stream_and_is_not_a_column() {
+        let n = root("\u{feff}version: 0.2\nphases:\n  build: x\n");
+        assert_eq!(get(&n, "version").as_str(), Some("0.2"));
+        assert_eq!(n.pos(), at(1, 1));
+        assert_eq!(get(&n, "version").pos(), at(1, 10));
+        assert_eq!(get(&n, "phases").pos(), at(3, 3));
+        let n = root("\u{feff}lockfileVersion: '9.0'\n");
+        assert_eq!(get(&n, "lockfileVersion").as_str(), Some("9.0"));
+        // Errors and the NUL check count line 1 without the mark too.
+        let l = load("\u{feff}a: [\n");
+        assert!(l.root.is_none());
+        let l = load("\u{feff}ab\0");
+        assert_eq!(
+            l.diagnostics.first().map(|d| (d.line, d.col)),
+            Some((1, 3)),
+            "{:?}",
+            l.diagnostics
+        );
+        let d = utf8_text(b"\xef\xbb\xbfab\xff").unwrap_err();
+        assert_eq!((d.line, d.col), (1, 3));
+        // Only the stream's first mark.
+        let l = load("\u{feff}\u{feff}version: 0.2\n");
+        let r = l.root.unwrap();
+        assert!(r.get("version").is_none(), "{r:?}");
     }
 
     #[test]

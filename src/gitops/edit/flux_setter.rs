@@ -7,9 +7,10 @@
 //! markers get `repo:tag@digest`, `:tag` markers the new tag (when one is given),
 //! `:digest` markers the digest; `:name` markers are left as they are. A `:tag`/`:digest`
 //! marker on the naming value itself (`name: app # {... :tag}`) does not make its policy
-//! ours: writing it would rename the image. Every marked value
-//! of our policy then belongs to Flux: the other editors leave it alone even when this
-//! editor had nothing to change (so a `:digest` marker on `newTag` keeps the digest).
+//! ours, and is not written when another marker does: writing it would rename the image.
+//! Every other marked value of our policy then belongs to Flux: the other editors leave it
+//! alone even when this editor had nothing to change (so a `:digest` marker on `newTag`
+//! keeps the digest).
 
 use std::collections::BTreeMap;
 
@@ -133,6 +134,13 @@ pub fn edit(ctx: &mut Ctx<'_>) {
             continue;
         }
         for m in marks {
+            // A `:tag`/`:digest` marker on a value that names the image is never written,
+            // whichever marker made the policy ours: the tag or digest would rename the
+            // image, and the other editors (which matched the entry by that name) and the
+            // next bump would not know the entry any more.
+            if matches!(m.field, Field::Tag | Field::Digest) && names_the_image(&m) {
+                continue;
+            }
             let v = m.node.as_str().unwrap_or("").to_string();
             let path = path_of(m.doc, &m.segs);
             match m.field {
@@ -160,6 +168,17 @@ pub fn edit(ctx: &mut Ctx<'_>) {
             }
         }
     }
+}
+
+/// Whether the marked value is the one its mapping names the image with
+/// (`newName`/`name`/`repository`/`image`, any of them: writing a tag or digest over a
+/// kustomize entry's `name` renames it even when `newName` holds the replacement).
+fn names_the_image(m: &Marked<'_>) -> bool {
+    m.parent.is_some_and(|p| {
+        ["newName", "name", "repository", "image"]
+            .iter()
+            .any(|k| p.get(k).is_some_and(|named| std::ptr::eq(named, m.node)))
+    })
 }
 
 #[cfg(test)]
@@ -235,5 +254,46 @@ mod tests {
                 second.new_content
             );
         }
+    }
+    /// fixtures/fuzz-crashes/gitops_edit/tag-marker-on-name-policy-ours-elsewhere.bin: a `:tag`
+    /// marker on an entry's `name` again, but the policy has another `:tag` marker (on
+    /// `newTag`) whose entry names our image, so the policy was ours all the same. The
+    /// setter then wrote the tag over every marked value of the policy, the `name`
+    /// included, while the kustomize editor set `digest` on the entry it had matched by
+    /// that name: the next bump knew no entry for the image and appended one, every time.
+    #[test]
+    fn a_tag_marker_on_the_images_name_is_not_written_when_another_marker_makes_it_ours() {
+        let bytes = include_bytes!(
+            "../../../fixtures/fuzz-crashes/gitops_edit/tag-marker-on-name-policy-ours-elsewhere.bin"
+        );
+        let src = std::str::from_utf8(&bytes[2..]).unwrap();
+        let min = "images:\n  - name: app # {\"$imagepolicy\": \"ns:p:tag\"}\n    newTag: v1 # {\"$imagepolicy\": \"ns:p:tag\"}\n";
+        for (src, image) in [(src, "contans"), (min, "app")] {
+            let mut t = Target::new(image, Some("v2.0.0"), D).unwrap();
+            t.add_missing = true;
+            t.helm_keys = vec!["api.image".into(), "worker".into()];
+            let first = edit_content("kustomization.yaml", src, &t)
+                .unwrap()
+                .new_content;
+            assert!(
+                first.contains(&format!("  - name: {image} # {{\"$imagepolicy\"")),
+                "the name was overwritten:\n{first}"
+            );
+            let second = edit_content("kustomization.yaml", &first, &t).unwrap();
+            assert!(
+                !second.changed(),
+                "a second bump changed it again:\n{}",
+                second.new_content
+            );
+        }
+        // The other marker of the policy is still the setter's.
+        let t = Target::new("app", Some("v2.0.0"), D).unwrap();
+        let out = edit_content("kustomization.yaml", min, &t)
+            .unwrap()
+            .new_content;
+        assert!(
+            out.contains("    newTag: v2.0.0 # {\"$imagepolicy\": \"ns:p:tag\"}\n"),
+            "{out}"
+        );
     }
 }
