@@ -808,9 +808,18 @@ async fn refusals(db: Db) {
     // Oversize bodies.
     let big = vec![0u8; 2 * 1024 * 1024];
     let r = user
-        .put(&format!("/v1/blobs/{}", archive::sha256_hex(&big)), big)
+        .http
+        .put(format!(
+            "{}/v1/blobs/{}",
+            user.base,
+            archive::sha256_hex(&big)
+        ))
+        .header("runner-protocol", "1")
+        .bearer_auth(&sub_t)
+        .body(big)
+        .send()
         .await;
-    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    refused_mid_upload(r);
     // Without a Content-Length (chunked), the cap holds while the upload streams in, and
     // its temporary file is gone.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
@@ -824,9 +833,8 @@ async fn refusals(db: Db) {
             chunks,
         )))
         .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        .await;
+    refused_mid_upload(r);
     assert_eq!(blob_files(&env.blobs.join(".incoming")), 0);
     let huge = json!({"source": {"kind": "git", "url": "u", "revision": "r"}, "env": ["A=".to_string() + &"x".repeat(1024 * 1024 + 1)]});
     assert_eq!(
@@ -1189,4 +1197,18 @@ async fn pool_server_overloaded_claim_answers_no_job_and_takes_nothing_sqlite() 
     let a = claim(&agent, "a", 5).await.unwrap();
     assert_eq!(a["job_id"], id.as_str());
     assert_eq!(a["attempt"], 1);
+}
+
+/// An upload the server refuses (413) before the client has sent all of it: the client
+/// reads the 413, or, when the server closed the connection while the client was still
+/// writing, its write fails (a broken pipe). Either way it was refused; the caller checks
+/// that nothing was stored.
+fn refused_mid_upload(r: Result<reqwest::Response, reqwest::Error>) {
+    match r {
+        Ok(resp) => assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE),
+        Err(e) => assert!(
+            e.is_request() && format!("{e:?}").contains("BodyWrite"),
+            "the upload failed otherwise than by the server closing it: {e:?}"
+        ),
+    }
 }
