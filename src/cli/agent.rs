@@ -5,7 +5,7 @@ use super::args::HostCa as HostCaFlag;
 use super::config;
 use super::exit::ExitStatus;
 use super::jobs::Conn;
-use crate::pipeline::{BuildRequest, CacheChoice, Credentials, HostCa};
+use crate::pipeline::{BuildRequest, Credentials};
 use crate::pool::agent::{self, AgentConfig, AgentNote, Notifier, StopHandle};
 use crate::pool::protocol;
 use crate::secrets::Secret;
@@ -156,16 +156,8 @@ fn template(
     args: &AgentArgs,
     data_dir: &std::path::Path,
 ) -> Result<BuildRequest, crate::publish::PublishError> {
-    // The agent's own AWS secrets never reach a log (see `runner build`).
-    let masked = ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]
-        .iter()
-        .filter_map(|n| {
-            std::env::var(n)
-                .ok()
-                .filter(|v| v.len() >= 16)
-                .map(|v| (n.to_string(), Secret::new(v)))
-        })
-        .collect();
+    // The agent's own AWS secrets never reach a log.
+    let masked = config::own_masked_values();
     let credentials = Credentials {
         registry_endpoints: super::image::registry_endpoints(
             &args.registry_endpoint,
@@ -184,19 +176,13 @@ fn template(
     req.push_concurrency = config::push_concurrency();
     req.image = args.image.clone();
     req.secrets_file = args.secrets_file.clone();
-    req.host_ca = match args.host_ca {
-        HostCaFlag::Never => HostCa::Never,
-        HostCaFlag::Auto => HostCa::Auto,
-        HostCaFlag::Always => HostCa::Always,
-    };
-    req.cache = match (args.no_cache, &args.cache_s3) {
-        (true, _) => CacheChoice::Off,
-        (false, Some(url)) => CacheChoice::S3(url.clone()),
-        (false, None) => CacheChoice::Local {
-            dir: args.cache_dir.clone(),
-            max_bytes: args.cache_size.saturating_mul(1024 * 1024),
-        },
-    };
+    req.host_ca = args.host_ca.into();
+    req.cache = config::cache_choice(
+        args.no_cache,
+        args.cache_s3.clone(),
+        args.cache_dir.clone(),
+        args.cache_size,
+    );
     req.cache_volumes = !args.no_cache_volumes;
     req.privileged = args.privileged;
     req.region = args.region.clone();

@@ -531,6 +531,16 @@ pub enum HostCa {
     Never,
 }
 
+impl From<HostCa> for crate::pipeline::HostCa {
+    fn from(flag: HostCa) -> Self {
+        match flag {
+            HostCa::Never => Self::Never,
+            HostCa::Auto => Self::Auto,
+            HostCa::Always => Self::Always,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct BuildArgs {
     /// The buildspec to run (default: the project file's `build.buildspec`, else

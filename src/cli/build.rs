@@ -1,12 +1,12 @@
 //! `runner build`: flags and environment into a [`BuildRequest`], signals into a cancel
 //! token, reporters picked, the pipeline's verdict into an exit code.
 
-use super::args::{BuildArgs, HostCa as HostCaFlag, ReporterKind};
+use super::args::{BuildArgs, ReporterKind};
 use super::config;
 use super::exit::ExitStatus;
 use super::reporters::{github_options, reporter_kind, terminal_options};
 use crate::event::SharedReporter;
-use crate::pipeline::{self, BuildRequest, CacheChoice, Credentials, HostCa, Verdict};
+use crate::pipeline::{self, BuildRequest, Credentials, Verdict};
 use crate::report::{GithubReporter, JsonReporter, StepStatus, TerminalReporter};
 use crate::run::{Cancel, CancelReason, Canceller};
 use crate::secrets::Secret;
@@ -79,17 +79,7 @@ async fn build(
 /// `runner build` reads it).
 fn request(args: BuildArgs) -> Result<BuildRequest, crate::publish::PublishError> {
     let env = |name: &str| std::env::var(name).ok();
-    // Real secret access keys are 40 characters and session tokens far longer; shorter
-    // values are local stand-ins' dummies (`test`), and masking them would blank every
-    // "test" in the log.
-    let masked = ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]
-        .iter()
-        .filter_map(|n| {
-            env(n)
-                .filter(|v| v.len() >= 16)
-                .map(|v| (n.to_string(), Secret::new(v)))
-        })
-        .collect();
+    let masked = config::own_masked_values();
     let credentials = Credentials {
         registry_endpoints: super::image::registry_endpoints(
             &args.registry_endpoint,
@@ -104,14 +94,12 @@ fn request(args: BuildArgs) -> Result<BuildRequest, crate::publish::PublishError
         key_password: args.password.key_password.map(Secret::new),
         masked,
     };
-    let cache = match (args.no_cache, args.cache_s3) {
-        (true, _) => CacheChoice::Off,
-        (false, Some(url)) => CacheChoice::S3(url),
-        (false, None) => CacheChoice::Local {
-            dir: args.cache_dir,
-            max_bytes: args.cache_size.saturating_mul(1024 * 1024),
-        },
-    };
+    let cache = config::cache_choice(
+        args.no_cache,
+        args.cache_s3,
+        args.cache_dir,
+        args.cache_size,
+    );
     Ok(BuildRequest {
         source: args.source,
         data_dir: super::data_dir(),
@@ -126,11 +114,7 @@ fn request(args: BuildArgs) -> Result<BuildRequest, crate::publish::PublishError
         secrets_file: args.secrets_file,
         source_mode: args.source_mode,
         timeout_minutes: args.timeout,
-        host_ca: match args.host_ca {
-            HostCaFlag::Never => HostCa::Never,
-            HostCaFlag::Auto => HostCa::Auto,
-            HostCaFlag::Always => HostCa::Always,
-        },
+        host_ca: args.host_ca.into(),
         cache,
         cache_volumes: !args.no_cache_volumes,
         privileged: args.privileged,

@@ -63,3 +63,38 @@ pub fn registry_auth() -> RegistryAuth {
 pub fn gitops_tokens() -> NamedSecrets {
     NamedSecrets::from_fn(secret)
 }
+
+/// Values runner itself holds that must never appear in a build's output: its own AWS
+/// secret key and session token. Real secret access keys are 40 characters and session
+/// tokens far longer; shorter values are local stand-ins' dummies (`test`), and masking
+/// them would blank every "test" in the log.
+pub fn own_masked_values() -> Vec<(String, Secret)> {
+    ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]
+        .iter()
+        .filter_map(|n| {
+            std::env::var(n)
+                .ok()
+                .filter(|v| v.len() >= 16)
+                .map(|v| (n.to_string(), Secret::new(v)))
+        })
+        .collect()
+}
+
+/// Where `cache:` entries go, from `--no-cache`, `--cache-s3`, `--cache-dir` and
+/// `--cache-size` (MiB), as `runner build` and `runner agent` both take them.
+pub fn cache_choice(
+    no_cache: bool,
+    cache_s3: Option<String>,
+    cache_dir: Option<PathBuf>,
+    cache_size_mib: u64,
+) -> crate::pipeline::CacheChoice {
+    use crate::pipeline::CacheChoice;
+    match (no_cache, cache_s3) {
+        (true, _) => CacheChoice::Off,
+        (false, Some(url)) => CacheChoice::S3(url),
+        (false, None) => CacheChoice::Local {
+            dir: cache_dir,
+            max_bytes: cache_size_mib.saturating_mul(1024 * 1024),
+        },
+    }
+}
