@@ -3,51 +3,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::support_pool::{
-    eventually, log_lines, project, project_containers, Containers, Pool, Proxy,
+    attempts, eventually, log_lines, project, project_containers, source, wait_for_log, Containers,
+    Pool, Proxy,
 };
 use serde_json::Value;
 use std::process::Stdio;
 use std::time::Instant;
 
 const TOKEN: &str = "pool-tok-Zq81xKv3Lm";
-
-fn source(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    for (name, text) in files {
-        let p = d.path().join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-    d
-}
-
-fn attempts(job: &Value) -> Vec<(u64, String, String)> {
-    job["attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            (
-                a["attempt"].as_u64().unwrap(),
-                a["agent"].as_str().unwrap_or("").to_string(),
-                a["outcome"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect()
-}
-
-/// Waits until the job's log shows `line` (the build is really running).
-fn wait_for_log(pool: &Pool, id: &str, line: &str) {
-    eventually(&format!("job {id} to print {line:?}"), 120, || {
-        let job = pool.job(id);
-        let attempt = job["attempt"].as_u64()? as u32;
-        (attempt > 0
-            && log_lines(&pool.log_events(id, Some(attempt)))
-                .iter()
-                .any(|l| l == line))
-        .then_some(())
-    });
-}
 
 #[test]
 fn submit_wait_runs_on_an_agent_with_exit_code_artifacts_and_a_masked_log() {

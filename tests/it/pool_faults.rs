@@ -8,20 +8,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::support_pg;
-use crate::support_pool::{eventually, log_lines, project, Containers, Pool};
+use crate::support_pool::{attempts, log_lines, project, source, wait_for_log, Containers, Pool};
 use serde_json::Value;
 use std::io::Write;
 use std::time::Duration;
-
-fn source(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    for (name, text) in files {
-        let p = d.path().join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-    d
-}
 
 /// A buildspec printing `line 1` … `line N`, one every `pause` seconds.
 fn numbered_buildspec(n: u32, pause: &str) -> String {
@@ -49,34 +39,6 @@ fn pg_database() -> String {
         .build()
         .unwrap()
         .block_on(support_pg::database())
-}
-
-fn attempts(job: &Value) -> Vec<(u64, String, String)> {
-    job["attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            (
-                a["attempt"].as_u64().unwrap(),
-                a["agent"].as_str().unwrap_or("").to_string(),
-                a["outcome"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect()
-}
-
-/// Waits until the job's current attempt has printed `line`.
-fn wait_for_log(pool: &Pool, id: &str, line: &str) {
-    eventually(&format!("job {id} to print {line:?}"), 120, || {
-        let job = pool.job(id);
-        let attempt = job["attempt"].as_u64()? as u32;
-        (attempt > 0
-            && log_lines(&pool.log_events(id, Some(attempt)))
-                .iter()
-                .any(|l| l == line))
-        .then_some(())
-    });
 }
 
 fn wait_final(pool: &Pool, id: &str) -> Value {

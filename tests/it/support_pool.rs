@@ -523,3 +523,43 @@ impl Proxy {
         self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// A source directory holding `files` (relative path, text).
+pub fn source(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let p = d.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    d
+}
+
+/// A job's attempts as (number, agent, outcome).
+pub fn attempts(job: &Value) -> Vec<(u64, String, String)> {
+    job["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["attempt"].as_u64().unwrap(),
+                a["agent"].as_str().unwrap_or("").to_string(),
+                a["outcome"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until the job's current attempt has printed `line` (the build is really running).
+pub fn wait_for_log(pool: &Pool, id: &str, line: &str) {
+    eventually(&format!("job {id} to print {line:?}"), 120, || {
+        let job = pool.job(id);
+        let attempt = job["attempt"].as_u64()? as u32;
+        (attempt > 0
+            && log_lines(&pool.log_events(id, Some(attempt)))
+                .iter()
+                .any(|l| l == line))
+        .then_some(())
+    });
+}
