@@ -100,6 +100,13 @@ fn indep(args: &[&str]) -> Output {
 
 /// A one-layer image on the engine holding `files` (name, bytes), via `docker import`.
 fn import_image(name: &str, files: &[(&str, &[u8])]) {
+    // `docker import` makes a new image id every time (the creation time differs): drop the
+    // previous run's image first, or each run leaves a dangling `<none>` image behind.
+    let _ = Command::new("docker")
+        .args(["image", "rm", "--force", name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
     let mut b = tar::Builder::new(Vec::new());
     for (path, data) in files {
         let mut h = tar::Header::new_gnu();
