@@ -13,6 +13,7 @@ mod cache_s3;
 mod cli_conventions;
 mod cli_input;
 mod forge_limits;
+mod formats_external;
 mod gitops_corpus;
 mod gitops_e2e;
 mod hostile_build;
