@@ -12,6 +12,7 @@ mod cache_e2e;
 mod cache_s3;
 mod cli_conventions;
 mod cli_input;
+mod cvss_reference;
 mod forge_limits;
 mod formats_external;
 mod gitops_corpus;
