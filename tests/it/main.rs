@@ -4,6 +4,7 @@ mod support;
 mod support_registry;
 
 mod action_act;
+mod advisory_freshness;
 mod artifacts_e2e;
 mod batch;
 mod build_semantics;
