@@ -113,8 +113,8 @@ fn advisory_data_json() -> serde_json::Value {
     let age = crate::scan::osv::data_age(&dir, time::OffsetDateTime::now_utc());
     serde_json::json!({
         "dir": dir.display().to_string(),
-        "fetchedAt": age.as_ref().map(|a| a.fetched_at.clone()),
-        "ageSeconds": age.as_ref().map(|a| a.age_seconds),
+        "fetched_at": age.as_ref().map(|a| a.fetched_at.clone()),
+        "age_seconds": age.as_ref().map(|a| a.age_seconds),
         "basis": age.as_ref().map(|a| a.basis),
     })
 }

@@ -38,7 +38,7 @@ fn render(
                 "bytes_scanned": findings.bytes_scanned,
                 "verdict": verdict,
                 "notes": findings.notes,
-                "advisory_data": advisory_json(findings, max_age_hours),
+                "advisory_data": advisory_json(findings, max_age_hours, false),
             });
             serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
         }
@@ -51,7 +51,7 @@ fn render(
             );
             crate::scan::sarif::add_unreadable(&mut v, &findings.unreadable);
             crate::scan::sarif::add_undecided(&mut v, &findings.undecided);
-            if let Some(data) = advisory_json(findings, max_age_hours) {
+            if let Some(data) = advisory_json(findings, max_age_hours, true) {
                 // The run's property bag: when the advisory data was fetched, how old.
                 v["runs"][0]["properties"]["advisoryData"] = data;
             }
@@ -207,17 +207,41 @@ fn advisories(
     (db, age)
 }
 
-/// `advisory_data` of the JSON report (and SARIF's run properties): when the data was
+/// `advisory_data` of the JSON report (snake_case keys, as the rest of the report) or
+/// SARIF's run properties (`advisoryData`, camelCase as SARIF's own): when the data was
 /// fetched, its age, and whether that is past the policy's limit.
-fn advisory_json(findings: &Findings, max_age_hours: u64) -> Option<serde_json::Value> {
+fn advisory_json(
+    findings: &Findings,
+    max_age_hours: u64,
+    camel: bool,
+) -> Option<serde_json::Value> {
     let age = findings.advisory_data.as_ref()?;
-    Some(serde_json::json!({
-        "fetchedAt": age.fetched_at,
-        "ageSeconds": age.age_seconds,
-        "basis": age.basis,
-        "maxAgeHours": max_age_hours,
-        "stale": age.stale_warning(max_age_hours).is_some(),
-    }))
+    let k = |snake: &'static str, camel_case: &'static str| {
+        if camel {
+            camel_case
+        } else {
+            snake
+        }
+    };
+    let mut m = serde_json::Map::new();
+    m.insert(
+        k("fetched_at", "fetchedAt").into(),
+        age.fetched_at.clone().into(),
+    );
+    m.insert(
+        k("age_seconds", "ageSeconds").into(),
+        age.age_seconds.into(),
+    );
+    m.insert("basis".into(), serde_json::json!(age.basis));
+    m.insert(
+        k("max_age_hours", "maxAgeHours").into(),
+        max_age_hours.into(),
+    );
+    m.insert(
+        "stale".into(),
+        age.stale_warning(max_age_hours).is_some().into(),
+    );
+    Some(serde_json::Value::Object(m))
 }
 
 pub async fn run(cmd: ScanCommand) -> ExitStatus {

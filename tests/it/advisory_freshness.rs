@@ -116,10 +116,10 @@ fn db_update_records_the_fetch_and_scans_report_the_age_and_warn_when_stale() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
     let data = &report["advisory_data"];
-    assert_eq!(data["fetchedAt"], fetched.as_str(), "{report}");
+    assert_eq!(data["fetched_at"], fetched.as_str(), "{report}");
     assert_eq!(data["basis"], "db-update");
     assert_eq!(data["stale"], false);
-    assert!(data["ageSeconds"].as_u64().unwrap() < 3600, "{data}");
+    assert!(data["age_seconds"].as_u64().unwrap() < 3600, "{data}");
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("advisory data fetched"), "{}", text(&o));
     assert!(!stderr.contains("runner db update"), "{}", text(&o));
@@ -137,7 +137,7 @@ fn db_update_records_the_fetch_and_scans_report_the_age_and_warn_when_stale() {
     let o = scan(&p, adv.path(), &["--json"]);
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["advisory_data"]["stale"], true, "{report}");
-    assert_eq!(report["advisory_data"]["maxAgeHours"], 24);
+    assert_eq!(report["advisory_data"]["max_age_hours"], 24);
     let sarif = p.path().join("out.sarif");
     let o = p
         .runner()
@@ -217,8 +217,8 @@ fn db_update_records_the_fetch_and_scans_report_the_age_and_warn_when_stale() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let d = &v["advisory_data"];
-    assert_eq!(d["fetchedAt"], "2020-01-01T00:00:00Z", "{v}");
+    assert_eq!(d["fetched_at"], "2020-01-01T00:00:00Z", "{v}");
     assert_eq!(d["basis"], "db-update");
-    assert!(d["ageSeconds"].as_u64().unwrap() > 365 * 86400, "{v}");
+    assert!(d["age_seconds"].as_u64().unwrap() > 365 * 86400, "{v}");
     assert_eq!(d["dir"], adv.path().display().to_string());
 }
