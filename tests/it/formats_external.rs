@@ -182,11 +182,12 @@ fn sha256_hex(b: &[u8]) -> String {
         .collect()
 }
 
-/// `runner build` of fixtures/image-app pushes, signs and attaches SLSA provenance; then
-/// skopeo reads the image, `.sig` and `.att` manifests (the raw bytes hash to the
-/// digests runner reported), copies the attestation out, and securesystemslib verifies
-/// the DSSE envelope with the public key, in-toto-attestation parses the statement and
-/// the SLSA provenance v1 predicate. Broken copies (a manifest naming a config that is
+/// `runner build` of fixtures/image-app pushes, signs and attaches SLSA provenance and
+/// the SBOM; then skopeo reads the image, `.sig` and `.att` manifests (the raw bytes
+/// hash to the digests runner reported), copies the attestations out, and
+/// securesystemslib verifies each DSSE envelope with the public key, in-toto-attestation
+/// parses the statements and the SLSA provenance v1 predicate, and the attested SBOM
+/// passes CycloneDX's schema. Broken copies (a manifest naming a config that is
 /// not there, an envelope whose payload changed, a statement with an unknown field, a
 /// provenance whose timestamp is not RFC 3339) are rejected by the same tools.
 #[test]
@@ -218,6 +219,14 @@ fn pushed_manifests_dsse_envelope_statement_and_provenance_pass_independent_tool
     std::fs::copy(
         keys.path().join("cosign.key"),
         app.path().join("cosign.key"),
+    )
+    .unwrap();
+    // Attest the image's SBOM too (a CycloneDX predicate), besides the provenance.
+    let yml = std::fs::read_to_string(app.path().join("runner.yml")).unwrap();
+    assert!(yml.contains("attest: [provenance]"), "{yml}");
+    std::fs::write(
+        app.path().join("runner.yml"),
+        yml.replace("attest: [provenance]", "attest: [provenance, sbom]"),
     )
     .unwrap();
     let mut c = runner(data.path());
@@ -259,7 +268,7 @@ fn pushed_manifests_dsse_envelope_statement_and_provenance_pass_independent_tool
         assert!(r.status.success(), "{suffix}: {}", text(&r));
     }
 
-    // Copy the attestation image out with skopeo; its one layer is the DSSE envelope.
+    // Copy the attestation image out with skopeo; each layer is a DSSE envelope.
     let att_dir = tempfile::tempdir().unwrap();
     let dest = format!("dir:{}", att_dir.path().display());
     let creds = format!("{ECR_USER}:{ECR_PASSWORD}");
@@ -274,29 +283,57 @@ fn pushed_manifests_dsse_envelope_statement_and_provenance_pass_independent_tool
     ]);
     assert!(cp.status.success(), "{}", text(&cp));
     let att_manifest = read_json(&att_dir.path().join("manifest.json"));
-    let layer = &att_manifest["layers"][0];
-    assert_eq!(
-        layer["mediaType"], "application/vnd.dsse.envelope.v1+json",
-        "{att_manifest}"
-    );
-    let envelope_path = att_dir.path().join(
-        layer["digest"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("sha256:"),
-    );
+    let layers = att_manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2, "provenance and SBOM: {att_manifest}");
     let public = keys.path().join("cosign.pub");
     let check = "tests/it/attestation_check.py";
-    let v = python(check, &[&envelope_path, &public]);
-    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
-    let summary: Value = serde_json::from_slice(&v.stdout).unwrap();
-    assert_eq!(summary["signatures_verified"], 1, "{summary}");
-    assert_eq!(summary["predicateType"], "https://slsa.dev/provenance/v1");
-    assert_eq!(summary["subjects"][0]["digest"]["sha256"], hex.as_str());
+    let mut envelope_path = None;
+    let mut kinds = Vec::new();
+    for layer in layers {
+        assert_eq!(
+            layer["mediaType"], "application/vnd.dsse.envelope.v1+json",
+            "{att_manifest}"
+        );
+        let path = att_dir.path().join(
+            layer["digest"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("sha256:"),
+        );
+        let v = python(check, &[&path, &public]);
+        assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+        let summary: Value = serde_json::from_slice(&v.stdout).unwrap();
+        assert_eq!(summary["signatures_verified"], 1, "{summary}");
+        assert_eq!(summary["subjects"][0]["digest"]["sha256"], hex.as_str());
+        let kind = summary["predicateType"].as_str().unwrap().to_string();
+        if kind == "https://slsa.dev/provenance/v1" {
+            assert_eq!(
+                summary["provenance"]["buildType"],
+                "https://github.com/runner-build/runner/buildspec@v1"
+            );
+            envelope_path = Some(path);
+        } else {
+            // The attested SBOM passes CycloneDX's schema as well.
+            assert_eq!(kind, "https://cyclonedx.org/bom", "{summary}");
+            let env = read_json(&path);
+            let st: Value =
+                serde_json::from_slice(&base64_decode(env["payload"].as_str().unwrap())).unwrap();
+            let bom = att_dir.path().join("attested-bom.json");
+            write_json(&bom, &st["predicate"]);
+            let v = python("benches/image/validate_sbom.py", &[&bom]);
+            assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+        }
+        kinds.push(kind);
+    }
+    kinds.sort();
     assert_eq!(
-        summary["provenance"]["buildType"],
-        "https://github.com/runner-build/runner/buildspec@v1"
+        kinds,
+        [
+            "https://cyclonedx.org/bom",
+            "https://slsa.dev/provenance/v1"
+        ]
     );
+    let envelope_path = envelope_path.unwrap();
 
     // Negative cases, each rejected by the external tools.
     let envelope = read_json(&envelope_path);
