@@ -248,6 +248,8 @@ have_postgres || missing+=(postgresql)
 command -v rpmbuild >/dev/null 2>&1 || missing+=(rpm)
 /usr/bin/python3 -c 'import rpm' >/dev/null 2>&1 || missing+=(python3-rpm)
 /usr/bin/python3 -c 'import packaging.version' >/dev/null 2>&1 || missing+=(python3-packaging)
+# skopeo reads the manifests runner pushes (tests/it/formats_external.rs).
+command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
 if [ ${#missing[@]} -gt 0 ]; then
 	if [ "$(id -u)" != 0 ] && { [ ${#SUDO[@]} = 0 ] || ! "${SUDO[@]}" true 2>/dev/null; }; then
 		log "warning: not root, cannot install: ${missing[*]}"
@@ -265,12 +267,16 @@ if ! python3 -c 'import moto.server, boto3' >/dev/null 2>&1; then
 		die "pip install 'moto[server]' failed"
 fi
 
-# The independent cosign verifier of the tests (cryptography, PyNaCl) and the schema
-# checks of SARIF and CycloneDX output (jsonschema).
-if ! python3 -c 'import cryptography, nacl, jsonschema' >/dev/null 2>&1; then
-	log "installing cryptography, PyNaCl, jsonschema (test verifiers)"
-	python3 -m pip install --quiet --disable-pip-version-check cryptography PyNaCl jsonschema >/dev/null ||
-		die "pip install cryptography PyNaCl jsonschema failed"
+# The independent cosign verifier of the tests (cryptography, PyNaCl), the schema
+# checks of SARIF, CycloneDX and SPDX output (jsonschema >= 4.18, with `referencing`),
+# the DSSE / in-toto / SLSA checks (securesystemslib, in-toto, in-toto-attestation) and
+# the CVSS reference scores (cvss, Red Hat's implementation).
+# The tests fail, never skip, when one is missing.
+if ! python3 -c 'import cryptography, nacl, jsonschema, referencing, securesystemslib, in_toto, in_toto_attestation, cvss' >/dev/null 2>&1; then
+	log "installing cryptography, PyNaCl, jsonschema, securesystemslib, in-toto, in-toto-attestation, cvss (test verifiers)"
+	python3 -m pip install --quiet --disable-pip-version-check cryptography PyNaCl 'jsonschema>=4.18' \
+		'securesystemslib>=1,<2' 'in-toto>=3,<4' 'in-toto-attestation==0.9.3' 'cvss==3.6' >/dev/null ||
+		die "pip install of the test verifiers failed"
 fi
 
 # The GitHub Actions step's tests: act runs workflows on this host, actionlint and zizmor

@@ -7,15 +7,21 @@ Schemas are read from fixtures/scan/schemas/ (no network): CycloneDX
 bom-1.5.schema.json with the spdx.schema.json and jsf-0.82.schema.json it
 references, from github.com/CycloneDX/specification (schema/), and SPDX 2.3
 spdx-2.3.schema.json from github.com/spdx/spdx-spec (schemas/spdx-schema.json).
-Needs `pip install jsonschema` (>= 4.18, for `referencing`). Exit 0 when all valid.
+Needs `pip install jsonschema` (>= 4.18, for `referencing`). Exit 0 when all valid,
+1 when one is not, 2 on a usage or setup error (the validator is missing).
+Called by tests/it/formats_external.rs.
 """
 import json
 import pathlib
 import sys
 
-import jsonschema
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT7
+try:
+    import jsonschema
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT7
+except ImportError as e:  # a missing validator is a setup error (exit 2), never a pass
+    print(f"{e}: pip install 'jsonschema>=4.18' (bash scripts/setup.sh)", file=sys.stderr)
+    sys.exit(2)
 
 SCHEMAS = pathlib.Path(__file__).resolve().parents[2] / "fixtures" / "scan" / "schemas"
 

@@ -87,7 +87,12 @@ fn version(json: bool) -> ExitStatus {
     if json {
         println!(
             "{}",
-            serde_json::json!({"name": "runner", "version": version, "commit": commit})
+            serde_json::json!({
+                "name": "runner",
+                "version": version,
+                "commit": commit,
+                "advisory_data": advisory_data_json(),
+            })
         );
     } else {
         match commit {
@@ -96,6 +101,22 @@ fn version(json: bool) -> ExitStatus {
         }
     }
     ExitStatus::Success
+}
+
+/// Where the advisory data is (RUNNER_ADVISORIES, else `<data dir>/advisories`), when it
+/// was fetched and how old it is; `null` fields when there is none.
+fn advisory_data_json() -> serde_json::Value {
+    let dir = std::env::var_os("RUNNER_ADVISORIES")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| data_dir().join("advisories"));
+    let age = crate::scan::osv::data_age(&dir, time::OffsetDateTime::now_utc());
+    serde_json::json!({
+        "dir": dir.display().to_string(),
+        "fetched_at": age.as_ref().map(|a| a.fetched_at.clone()),
+        "age_seconds": age.as_ref().map(|a| a.age_seconds),
+        "basis": age.as_ref().map(|a| a.basis),
+    })
 }
 
 fn block_on(fut: impl std::future::Future<Output = ExitStatus>) -> ExitStatus {

@@ -23,6 +23,7 @@ fn render(
     findings: &Findings,
     verdict: &crate::scan::policy::Verdict,
     rules: &[crate::scan::secrets::RuleMeta],
+    max_age_hours: u64,
 ) -> String {
     match common.effective_format() {
         ScanFormat::Json => {
@@ -37,6 +38,7 @@ fn render(
                 "bytes_scanned": findings.bytes_scanned,
                 "verdict": verdict,
                 "notes": findings.notes,
+                "advisory_data": advisory_json(findings, max_age_hours, false),
             });
             serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
         }
@@ -49,6 +51,10 @@ fn render(
             );
             crate::scan::sarif::add_unreadable(&mut v, &findings.unreadable);
             crate::scan::sarif::add_undecided(&mut v, &findings.undecided);
+            if let Some(data) = advisory_json(findings, max_age_hours, true) {
+                // The run's property bag: when the advisory data was fetched, how old.
+                v["runs"][0]["properties"]["advisoryData"] = data;
+            }
             serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
         }
         ScanFormat::Table => {
@@ -102,6 +108,9 @@ fn render(
             for n in &findings.notes {
                 out.push_str(&format!("note: {n}\n"));
             }
+            if let Some(age) = &findings.advisory_data {
+                out.push_str(&format!("{}\n", age.describe()));
+            }
             out.push_str(&format!(
                 "{} secrets, {} vulnerabilities, {} not decided, {} unreadable ({} packages, {} files scanned): policy {}\n",
                 findings.secrets.len(),
@@ -145,6 +154,15 @@ fn finish(
     for w in warnings {
         eprintln!("{w}");
     }
+    let mut findings = findings.clone();
+    if let Some(age) = &findings.advisory_data {
+        eprintln!("{}", age.describe());
+        if let Some(w) = age.stale_warning(policy.max_data_age_hours) {
+            eprintln!("warning: {w}");
+            findings.notes.push(w);
+        }
+    }
+    let findings = &findings;
     let verdict = crate::scan::policy::evaluate_all(
         &policy,
         &findings.secrets,
@@ -153,7 +171,10 @@ fn finish(
         &findings.undecided,
         &scans::today(),
     );
-    if let Err(e) = write_out(common, &render(common, findings, &verdict, rules)) {
+    if let Err(e) = write_out(
+        common,
+        &render(common, findings, &verdict, rules, policy.max_data_age_hours),
+    ) {
         eprintln!("error: {e}");
         return ExitStatus::Setup;
     }
@@ -164,17 +185,63 @@ fn finish(
     }
 }
 
-fn advisories(explicit: Option<&Path>) -> crate::scan::osv::AdvisoryDb {
+/// The advisory database, and how old its data is.
+fn advisories(
+    explicit: Option<&Path>,
+) -> (
+    crate::scan::osv::AdvisoryDb,
+    Option<crate::scan::osv::DataAge>,
+) {
     let data = super::data_dir();
     let dir = scans::advisories_dir(explicit, &data);
     if explicit.is_some() && dir.is_none() {
         eprintln!("warning: --advisories directory does not exist");
     }
     let (db, note) = scans::open_advisories(dir.as_deref());
-    if let Some(n) = note {
+    if let Some(n) = &note {
         eprintln!("warning: {n}");
     }
-    db
+    let age = dir
+        .filter(|_| note.is_none())
+        .and_then(|d| crate::scan::osv::data_age(&d, time::OffsetDateTime::now_utc()));
+    (db, age)
+}
+
+/// `advisory_data` of the JSON report (snake_case keys, as the rest of the report) or
+/// SARIF's run properties (`advisoryData`, camelCase as SARIF's own): when the data was
+/// fetched, its age, and whether that is past the policy's limit.
+fn advisory_json(
+    findings: &Findings,
+    max_age_hours: u64,
+    camel: bool,
+) -> Option<serde_json::Value> {
+    let age = findings.advisory_data.as_ref()?;
+    let k = |snake: &'static str, camel_case: &'static str| {
+        if camel {
+            camel_case
+        } else {
+            snake
+        }
+    };
+    let mut m = serde_json::Map::new();
+    m.insert(
+        k("fetched_at", "fetchedAt").into(),
+        age.fetched_at.clone().into(),
+    );
+    m.insert(
+        k("age_seconds", "ageSeconds").into(),
+        age.age_seconds.into(),
+    );
+    m.insert("basis".into(), serde_json::json!(age.basis));
+    m.insert(
+        k("max_age_hours", "maxAgeHours").into(),
+        max_age_hours.into(),
+    );
+    m.insert(
+        "stale".into(),
+        age.stale_warning(max_age_hours).is_some().into(),
+    );
+    Some(serde_json::Value::Object(m))
 }
 
 pub async fn run(cmd: ScanCommand) -> ExitStatus {
@@ -249,9 +316,12 @@ pub async fn run(cmd: ScanCommand) -> ExitStatus {
             advisories: adv,
             common,
         } => {
-            let db = advisories(adv.as_deref());
+            let (db, age) = advisories(adv.as_deref());
             match scans::scan_deps(&path, &db) {
-                Ok(f) => finish(&common, &f, &[]),
+                Ok(mut f) => {
+                    f.advisory_data = age;
+                    finish(&common, &f, &[])
+                }
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitStatus::Setup
@@ -318,7 +388,7 @@ pub async fn run(cmd: ScanCommand) -> ExitStatus {
                     }
                 };
             }
-            let db = advisories(adv.as_deref());
+            let (db, age) = advisories(adv.as_deref());
             let scanner = match SecretScanner::default_rules() {
                 Ok(s) => s,
                 Err(e) => {
@@ -327,7 +397,10 @@ pub async fn run(cmd: ScanCommand) -> ExitStatus {
                 }
             };
             match scans::scan_inventory(inv, &db, &scanner) {
-                Ok(f) => finish(&common, &f, &scanner.rule_meta()),
+                Ok(mut f) => {
+                    f.advisory_data = age;
+                    finish(&common, &f, &scanner.rule_meta())
+                }
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitStatus::Setup

@@ -298,11 +298,28 @@ pub async fn prepare(req: BuildRequest, reporter: &dyn Reporter) -> Result<Prepa
                 .or_else(|| req.advisories.clone());
             let dir = crate::run::scans::advisories_dir(explicit.as_deref(), &req.data_dir);
             let (db, note) = crate::run::scans::open_advisories(dir.as_deref());
+            // How old the advisory data is; a warning past the policy's limit.
+            let age = dir
+                .as_deref()
+                .filter(|_| note.is_none())
+                .and_then(|d| crate::scan::osv::data_age(d, time::OffsetDateTime::now_utc()));
             if let Some(message) = note {
                 notices.push(Event::Notice {
                     level: Level::Warning,
                     message,
                 });
+            }
+            if let Some(age) = age {
+                notices.push(Event::Notice {
+                    level: Level::Info,
+                    message: age.describe(),
+                });
+                if let Some(message) = age.stale_warning(policy.max_data_age_hours) {
+                    notices.push(Event::Notice {
+                        level: Level::Warning,
+                        message,
+                    });
+                }
             }
             let scanner = Arc::new(SecretScanner::default_rules()?);
             (policy, db, Some(scanner))

@@ -69,6 +69,8 @@ pub struct Findings {
     pub bytes_scanned: u64,
     /// Why a part could not be scanned (no advisory data, an unreadable lockfile...).
     pub notes: Vec<String>,
+    /// How old the advisory data the vulnerabilities were matched against is.
+    pub advisory_data: Option<crate::scan::osv::DataAge>,
 }
 
 impl Findings {

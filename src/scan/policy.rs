@@ -60,6 +60,9 @@ pub struct Policy {
     pub fail_on_severity: Severity,
     pub only_fixable: bool,
     pub unknown_as: Severity,
+    /// Scans warn when the advisory data is older than this many hours (0: never);
+    /// `vulnerabilities.max-data-age-hours`.
+    pub max_data_age_hours: u64,
     pub allow: Vec<AllowEntry>,
 }
 
@@ -72,6 +75,7 @@ impl Default for Policy {
             fail_on_severity: Severity::High,
             only_fixable: true,
             unknown_as: Severity::Medium,
+            max_data_age_hours: crate::scan::osv::DEFAULT_MAX_AGE_HOURS,
             allow: Vec::new(),
         }
     }
@@ -144,6 +148,10 @@ pub fn parse(text: &str) -> (Option<Policy>, Vec<Diagnostic>) {
                                     "true" => p.only_fixable = true,
                                     "false" => p.only_fixable = false,
                                     _ => diags.push(Diagnostic::error(v2.pos(), "only-fixable must be true or false")),
+                                },
+                                Some("max-data-age-hours") => match val.parse::<u64>() {
+                                    Ok(h) => p.max_data_age_hours = h,
+                                    Err(_) => diags.push(Diagnostic::error(v2.pos(), format!("max-data-age-hours must be a whole number of hours (0: never warn), found {val:?}"))),
                                 },
                                 _ => diags.push(Diagnostic::warning(k2.pos(), "unknown key in vulnerabilities (ignored)")),
                             }
@@ -470,6 +478,17 @@ mod tests {
         let ids: Vec<&str> = v.violations.iter().map(|j| j.id.as_str()).collect();
         assert_eq!(ids, ["github-pat", "RUSTSEC-1"]);
         assert!(!v.passed());
+    }
+
+    #[test]
+    fn max_data_age_is_configurable() {
+        assert_eq!(Policy::default().max_data_age_hours, 24);
+        let (p, d) = parse("vulnerabilities:\n  max-data-age-hours: 168\n");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(p.unwrap().max_data_age_hours, 168);
+        let (p, d) = parse("vulnerabilities:\n  max-data-age-hours: a week\n");
+        assert!(p.is_none());
+        assert!(d[0].message.contains("max-data-age-hours"), "{d:?}");
     }
 
     #[test]

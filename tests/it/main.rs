@@ -4,6 +4,7 @@ mod support;
 mod support_registry;
 
 mod action_act;
+mod advisory_freshness;
 mod artifacts_e2e;
 mod batch;
 mod build_semantics;
@@ -12,7 +13,9 @@ mod cache_e2e;
 mod cache_s3;
 mod cli_conventions;
 mod cli_input;
+mod cvss_reference;
 mod forge_limits;
+mod formats_external;
 mod gitops_corpus;
 mod gitops_e2e;
 mod hostile_build;

@@ -1,13 +1,14 @@
 //! Severity of a record: explicit labels, or a score computed from a CVSS vector.
 //!
-//! * CVSS v3.0/v3.1: the exact base score (FIRST specification §7.1, with the v3.1
-//!   `Roundup`), bucketed Low (0.1-3.9), Medium (4.0-6.9), High (7.0-8.9), Critical (9.0+).
+//! * CVSS v3.0/v3.1 and v4.0: the exact scores of RustSec's `cvss` crate (v3: the base
+//!   score, FIRST specification §7.1 with v3.1's `Roundup`; v4: FIRST's macro-vector
+//!   lookup and interpolation, every metric the vector carries), bucketed Low (0.1-3.9),
+//!   Medium (4.0-6.9), High (7.0-8.9), Critical (9.0+). Checked against published scores
+//!   (fixtures/scan/cvss, from FIRST's calculators via Red Hat's test data) and against
+//!   PyPI's `cvss` over the whole v3 and v4 base-metric spaces (tests/it/cvss_reference.rs).
 //! * CVSS v2: the exact v2 base score, bucketed Low (<4), Medium (<7), High.
-//! * CVSS v4: **approximation** (the real v4 score needs FIRST's macro-vector table): the
-//!   v4 metrics are mapped onto v3 ones (AT:P raises AC to H; UI:P/A -> UI:R; any
-//!   subsequent-system impact SC/SI/SA above the vulnerable-system one -> S:C with the
-//!   higher impact) and scored with the v3 formula. It agrees with the published v4
-//!   ratings in the common cases (network, no privileges, high impact -> Critical/High).
+//!
+//! A vector missing one of its version's base metrics scores nothing (`None`).
 
 use crate::scan::model::Severity;
 use crate::scan::osv::record::{SeverityScore, Vuln};
@@ -81,9 +82,9 @@ pub fn parse_label(s: &str) -> Option<Severity> {
 /// Severity bucket of a CVSS vector of any supported version.
 pub fn severity_from_vector(vector: &str) -> Option<Severity> {
     if vector.starts_with("CVSS:3.") {
-        Some(bucket_v3(base_score_v3(vector)?))
+        Some(bucket(base_score_v3(vector)?))
     } else if vector.starts_with("CVSS:4.") {
-        Some(bucket_v3(approx_score_v4(vector)?))
+        Some(bucket(score_v4(vector)?))
     } else {
         let s = base_score_v2(vector)?;
         Some(if s < 4.0 {
@@ -96,7 +97,8 @@ pub fn severity_from_vector(vector: &str) -> Option<Severity> {
     }
 }
 
-fn bucket_v3(score: f64) -> Severity {
+/// FIRST's qualitative rating scale (the same for v3.x and v4.0).
+fn bucket(score: f64) -> Severity {
     if score >= 9.0 {
         Severity::Critical
     } else if score >= 7.0 {
@@ -117,132 +119,32 @@ fn metrics(vector: &str) -> HashMap<&str, &str> {
         .collect()
 }
 
-/// CVSS v3.1 `Roundup`.
-fn roundup(x: f64) -> f64 {
-    let int_input = (x * 100_000.0).round() as i64;
-    if int_input % 10_000 == 0 {
-        int_input as f64 / 100_000.0
-    } else {
-        ((int_input / 10_000) + 1) as f64 / 10.0
-    }
+/// All of `required` are present in the vector (the crate would default a missing one).
+fn has_all(vector: &str, required: &[&str]) -> bool {
+    let m = metrics(vector);
+    required.iter().all(|k| m.contains_key(k))
 }
 
-/// The CVSS v3.x base score, `None` if a base metric is missing or invalid.
+/// The CVSS v3.x base score, `None` if a base metric is missing or a metric is invalid.
 pub fn base_score_v3(vector: &str) -> Option<f64> {
-    let m = metrics(vector);
-    let changed = match *m.get("S")? {
-        "U" => false,
-        "C" => true,
-        _ => return None,
-    };
-    let av = match *m.get("AV")? {
-        "N" => 0.85,
-        "A" => 0.62,
-        "L" => 0.55,
-        "P" => 0.2,
-        _ => return None,
-    };
-    let ac = match *m.get("AC")? {
-        "L" => 0.77,
-        "H" => 0.44,
-        _ => return None,
-    };
-    let pr = match (*m.get("PR")?, changed) {
-        ("N", _) => 0.85,
-        ("L", false) => 0.62,
-        ("L", true) => 0.68,
-        ("H", false) => 0.27,
-        ("H", true) => 0.5,
-        _ => return None,
-    };
-    let ui = match *m.get("UI")? {
-        "N" => 0.85,
-        "R" => 0.62,
-        _ => return None,
-    };
-    let cia = |k: &str| -> Option<f64> {
-        match *m.get(k)? {
-            "H" => Some(0.56),
-            "L" => Some(0.22),
-            "N" => Some(0.0),
-            _ => None,
-        }
-    };
-    let (c, i, a) = (cia("C")?, cia("I")?, cia("A")?);
-    Some(score_v3(changed, av, ac, pr, ui, c, i, a))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn score_v3(changed: bool, av: f64, ac: f64, pr: f64, ui: f64, c: f64, i: f64, a: f64) -> f64 {
-    let iss = 1.0 - (1.0 - c) * (1.0 - i) * (1.0 - a);
-    let impact = if changed {
-        7.52 * (iss - 0.029) - 3.25 * (iss - 0.02).powi(15)
-    } else {
-        6.42 * iss
-    };
-    let exploitability = 8.22 * av * ac * pr * ui;
-    if impact <= 0.0 {
-        0.0
-    } else if changed {
-        roundup((1.08 * (impact + exploitability)).min(10.0))
-    } else {
-        roundup((impact + exploitability).min(10.0))
+    if !has_all(vector, &["AV", "AC", "PR", "UI", "S", "C", "I", "A"]) {
+        return None;
     }
+    let v: cvss::v3::Vector = vector.parse().ok()?;
+    Some(v.base_score().value())
 }
 
-/// Approximate CVSS v4 score through the v3 formula (see the module docs).
-pub fn approx_score_v4(vector: &str) -> Option<f64> {
-    let m = metrics(vector);
-    let av = match *m.get("AV")? {
-        "N" => 0.85,
-        "A" => 0.62,
-        "L" => 0.55,
-        "P" => 0.2,
-        _ => return None,
-    };
-    let ac = match (*m.get("AC")?, m.get("AT").copied().unwrap_or("N")) {
-        ("L", "N") => 0.77,
-        ("L" | "H", _) => 0.44,
-        _ => return None,
-    };
-    let imp = |k: &str| -> Option<f64> {
-        match *m.get(k)? {
-            "H" => Some(0.56),
-            "L" => Some(0.22),
-            "N" => Some(0.0),
-            _ => None,
-        }
-    };
-    let (vc, vi, va) = (imp("VC")?, imp("VI")?, imp("VA")?);
-    let (sc, si, sa) = (
-        imp("SC").unwrap_or(0.0),
-        imp("SI").unwrap_or(0.0),
-        imp("SA").unwrap_or(0.0),
-    );
-    let changed = sc > vc || si > vi || sa > va;
-    let pr = match (*m.get("PR")?, changed) {
-        ("N", _) => 0.85,
-        ("L", false) => 0.62,
-        ("L", true) => 0.68,
-        ("H", false) => 0.27,
-        ("H", true) => 0.5,
-        _ => return None,
-    };
-    let ui = match *m.get("UI")? {
-        "N" => 0.85,
-        "P" | "A" => 0.62,
-        _ => return None,
-    };
-    Some(score_v3(
-        changed,
-        av,
-        ac,
-        pr,
-        ui,
-        vc.max(sc),
-        vi.max(si),
-        va.max(sa),
-    ))
+/// The CVSS v4.0 score (FIRST's algorithm, all metrics the vector carries: CVSS-B, -BT,
+/// -BE or -BTE), `None` if a base metric is missing or a metric is invalid.
+pub fn score_v4(vector: &str) -> Option<f64> {
+    let base = [
+        "AV", "AC", "AT", "PR", "UI", "VC", "VI", "VA", "SC", "SI", "SA",
+    ];
+    if !has_all(vector, &base) {
+        return None;
+    }
+    let v: cvss::v4::Vector = vector.parse().ok()?;
+    Some(v.score().value())
 }
 
 /// The CVSS v2 base score.
@@ -285,6 +187,7 @@ pub fn base_score_v2(vector: &str) -> Option<f64> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn v3_scores_match_nvd() {
@@ -314,9 +217,91 @@ mod tests {
             severity_from_vector("CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N"),
             Some(Severity::Critical)
         );
-        assert_eq!(
-            severity_from_vector("CVSS:4.0/AV:L/AC:L/AT:N/PR:L/UI:N/VC:N/VI:N/VA:L/SC:N/SI:N/SA:N"),
-            Some(Severity::Low)
+        // 4.8 in FIRST's v4 calculator (Medium); the v3-formula approximation said Low.
+        let v = "CVSS:4.0/AV:L/AC:L/AT:N/PR:L/UI:N/VC:N/VI:N/VA:L/SC:N/SI:N/SA:N";
+        assert_eq!(score_v4(v), Some(4.8));
+        assert_eq!(severity_from_vector(v), Some(Severity::Medium));
+    }
+
+    /// `VECTOR - (score, ...)` or `VECTOR - score` lines of fixtures/scan/cvss/NAME: the
+    /// vector and its first (base, or v4's single) published score.
+    fn published(name: &str) -> Vec<(String, f64)> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/scan/cvss")
+            .join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let (v, scores) = l.split_once(" - ").unwrap();
+                let first = scores
+                    .trim()
+                    .trim_start_matches('(')
+                    .split([',', ')'])
+                    .next()
+                    .unwrap();
+                (v.trim().to_string(), first.trim().parse::<f64>().unwrap())
+            })
+            .collect()
+    }
+
+    /// Every published score, compared; returns (vectors compared, disagreements).
+    fn compare(files: &[&str], score: fn(&str) -> Option<f64>) -> (usize, Vec<String>) {
+        let mut n = 0;
+        let mut bad = Vec::new();
+        for f in files {
+            for (v, want) in published(f) {
+                n += 1;
+                let got = score(&v);
+                if got != Some(want) {
+                    bad.push(format!("{f}: {v}: published {want}, computed {got:?}"));
+                }
+            }
+        }
+        (n, bad)
+    }
+
+    #[test]
+    fn published_vectors_v3_all_agree() {
+        let files = [
+            "vectors_simple3",
+            "vectors_simple31",
+            "vectors_calculator3",
+            "vectors_cvsslib3",
+        ];
+        let (n, bad) = compare(&files, base_score_v3);
+        eprintln!(
+            "CVSS v3 published vectors: {n} compared, {} disagree",
+            bad.len()
+        );
+        assert!(n >= 5000, "only {n} vectors");
+        assert!(
+            bad.is_empty(),
+            "{} of {n} disagree:\n{}",
+            bad.len(),
+            bad[..bad.len().min(20)].join("\n")
+        );
+    }
+
+    #[test]
+    fn published_vectors_v4_all_agree() {
+        let files = [
+            "vectors_simple4",
+            "vectors_supplemental4",
+            "vectors_security4",
+            "vectors_threat4",
+        ];
+        let (n, bad) = compare(&files, score_v4);
+        eprintln!(
+            "CVSS v4 published vectors: {n} compared, {} disagree",
+            bad.len()
+        );
+        assert!(n >= 1500, "only {n} vectors");
+        assert!(
+            bad.is_empty(),
+            "{} of {n} disagree:\n{}",
+            bad.len(),
+            bad[..bad.len().min(20)].join("\n")
         );
     }
 

@@ -5,6 +5,7 @@
 pub mod cvss;
 pub mod db;
 pub mod error;
+pub mod freshness;
 pub mod matching;
 pub mod names;
 pub mod record;
@@ -14,6 +15,7 @@ pub mod update;
 
 pub use db::{AdvisoryDb, EcosystemStats};
 pub use error::OsvError;
+pub use freshness::{data_age, DataAge, DEFAULT_MAX_AGE_HOURS};
 pub use update::{update, Fetch, FetchError, DEFAULT_BASE_URL};
 
 #[cfg(test)]

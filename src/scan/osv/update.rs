@@ -1,6 +1,7 @@
 //! `runner db update`: download `<base_url>/<ecosystem>/all.zip` for each ecosystem into
 //! `<dir>/<ecosystem>/all.zip`, atomically (temp file + rename, after checking the bytes
-//! open as a zip). The HTTP client is pluggable through [`Fetch`].
+//! open as a zip), recording when each was fetched (`freshness`). The HTTP client is
+//! pluggable through [`Fetch`].
 
 use crate::scan::osv::error::OsvError;
 use std::io::Write;
@@ -65,6 +66,14 @@ pub fn update(
             let _ = std::fs::remove_file(&tmp);
             return Err(OsvError::io(&target, e));
         }
+        // When it was fetched: every scan reports the data's age from this.
+        crate::scan::osv::freshness::record_fetch(
+            dir,
+            eco,
+            &url,
+            records,
+            time::OffsetDateTime::now_utc(),
+        )?;
         done.push(Updated {
             ecosystem: eco.to_string(),
             path: target,
@@ -219,6 +228,18 @@ mod tests {
         // The downloaded dump opens and answers queries.
         let db = crate::scan::osv::AdvisoryDb::open(dir.path()).unwrap();
         assert_eq!(db.records_for("npm", "left-pad").unwrap().len(), 1);
+
+        // The fetch is recorded (for the data's age); the failed ones are not.
+        let state: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join(crate::scan::osv::freshness::STATE_FILE)).unwrap(),
+        )
+        .unwrap();
+        let ecos = state["ecosystems"].as_object().unwrap();
+        assert_eq!(ecos.keys().collect::<Vec<_>>(), ["npm"], "{state}");
+        assert_eq!(ecos["npm"]["url"], format!("{base}/npm/all.zip"));
+        let age = crate::scan::osv::data_age(dir.path(), time::OffsetDateTime::now_utc()).unwrap();
+        assert_eq!(age.basis, crate::scan::osv::freshness::AgeBasis::DbUpdate);
+        assert!(age.age_seconds < 3600, "{age:?}");
         let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("npm")).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp files left");
     }
