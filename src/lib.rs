@@ -24,6 +24,7 @@ pub mod pool;
 pub mod publish;
 pub mod reports;
 pub mod run;
+pub mod runtimes;
 pub mod scan;
 pub mod secrets;
 pub mod sign;
