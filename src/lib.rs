@@ -16,6 +16,7 @@ pub mod datadir;
 pub mod docker;
 pub mod project;
 pub mod source;
+pub mod standard_image;
 
 pub mod artifacts;
 pub mod gitops;

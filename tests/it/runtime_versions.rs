@@ -188,3 +188,98 @@ fn an_image_without_a_runtimes_file_skips_selection_with_a_notice() {
         notices(&run)
     );
 }
+
+/// The standard image (`scripts/images.sh standard`, idempotent: built once, then
+/// found). Every test that needs it goes through here, so a test run builds it at most
+/// once.
+pub fn standard_image() -> &'static str {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let r = READY.get_or_init(|| {
+        crate::support::stack();
+        let out = Command::new("bash")
+            .arg(crate::support::repo_root().join("scripts/images.sh"))
+            .arg("standard")
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(())
+    });
+    if let Err(e) = r {
+        panic!("scripts/images.sh standard: {e}");
+    }
+    runner::standard_image::STANDARD_IMAGE
+}
+
+#[test]
+fn the_standard_image_selects_two_real_go_versions_and_refuses_one_it_lacks() {
+    let image = standard_image();
+    let p = Project::new();
+    for (asked, expect) in [("1.19", "go version go1.19"), ("1.22", "go version go1.22")] {
+        p.write(
+            "buildspec.yml",
+            &format!(
+                "version: 0.2\nphases:\n  install:\n    runtime-versions:\n      golang: {asked}\n      java: corretto17\n  build:\n    commands:\n      - go version\n      - java -version 2>&1 | head -n 1\n"
+            ),
+        );
+        let run = build_with(&p, image);
+        assert_eq!(run.status(), "SUCCEEDED", "{asked}: {}", run.debug());
+        assert!(
+            run.logs().iter().any(|l| l.starts_with(expect)),
+            "{asked}: {}",
+            run.debug()
+        );
+        assert!(
+            run.logs().iter().any(|l| l.contains("\"17.")),
+            "{asked}: {}",
+            run.debug()
+        );
+    }
+    p.write(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  install:\n    runtime-versions:\n      golang: 1.20\n  build:\n    commands:\n      - go version\n",
+    );
+    let run = build_with(&p, image);
+    assert_eq!(run.status(), "FAILED", "{}", run.debug());
+    assert_eq!(
+        phase_context(&run, "INSTALL"),
+        "YAML_FILE_ERROR: Unknown runtime version named '1.20' of golang. This build image has the following versions: 1.19, 1.22"
+    );
+}
+
+#[test]
+fn runner_build_without_an_image_uses_the_standard_image() {
+    let image = standard_image();
+    let p = Project::new();
+    p.write(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  install:\n    runtime-versions:\n      nodejs: 18\n      python: 3.x\n  build:\n    commands:\n      - node --version\n      - python3 --version\n      - aws --version\n      - docker --version\n      - git --version && jq --version && mvn -v | head -n 1 && zip -v | sed -n 2p && gcc --version | head -n 1\n",
+    );
+    // No --image, no RUNNER_IMAGE (support's runner() removes it), no runner.yml.
+    let mut c = p.runner();
+    c.args(["build", "--json", "--source"]).arg(p.path());
+    let run = Run::from(c.output().unwrap_or_else(|e| panic!("run runner: {e}")));
+    assert_eq!(run.status(), "SUCCEEDED", "{}", run.debug());
+    let started = run
+        .events
+        .iter()
+        .find(|e| e["event"] == "build_started")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(started["image"], image, "{}", run.debug());
+    let logs = run.logs();
+    for prefix in [
+        "v18.",
+        "Python 3.11",
+        "aws-cli/2.",
+        "Docker version",
+        "git version",
+    ] {
+        assert!(
+            logs.iter().any(|l| l.starts_with(prefix)),
+            "{prefix}: {}",
+            run.debug()
+        );
+    }
+}
