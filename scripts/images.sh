@@ -18,6 +18,10 @@
 #                           Python 3.11, AWS CLI v2, git, jq, zip, build-essential,
 #                           the host's static docker client) with its runtimes in
 #                           /codebuild/image/config/runtimes.yml.
+#   runner/standard-test:bookworm  only with `standard-test`: the same recipe
+#                           with only Go 1.19 + 1.22 installed (what the tests
+#                           of runtime-versions select; minutes, not a quarter
+#                           of an hour).
 #
 # Idempotent: an image that already exists is left alone unless --rebuild.
 # (runner/busybox is also rebuilt when its fixture or the host busybox changed;
@@ -26,7 +30,7 @@ set -euo pipefail
 
 usage() {
 	cat <<'EOF'
-usage: scripts/images.sh [standard] [--debian] [--python] [--rebuild] [--refresh-cache]
+usage: scripts/images.sh [standard] [standard-test] [--debian] [--python] [--rebuild] [--refresh-cache]
 
   --debian         also build runner/debian:bookworm (or RUNNER_DEBIAN_IMAGE=1)
   --python         also build runner/python:bookworm, FROM runner/debian:bookworm
@@ -34,6 +38,8 @@ usage: scripts/images.sh [standard] [--debian] [--python] [--rebuild] [--refresh
   standard, --standard
                    also build runner/standard:bookworm, the default build image
                    (implies --debian; or RUNNER_STANDARD_IMAGE=1)
+  standard-test    also build runner/standard-test:bookworm: the same recipe
+                   with only Go 1.19 and 1.22 (for the tests; implies --debian)
   --rebuild        rebuild images even if they already exist
   --refresh-cache  re-run debootstrap instead of reusing the cached rootfs tarball
                    (implies --rebuild for the Debian image)
@@ -63,12 +69,15 @@ DEBIAN_IMAGE=runner/debian:bookworm
 DEBIAN_SUITE=bookworm
 PYTHON_IMAGE=runner/python:bookworm
 STANDARD_IMAGE=runner/standard:bookworm
+STANDARD_TEST_IMAGE=runner/standard-test:bookworm
+STANDARD_TEST_PACKAGES="ca-certificates golang-1.19-go"
 
 rebuild=0
 refresh_cache=0
 want_debian=0
 want_python=0
 want_standard=0
+want_standard_test=0
 case ${RUNNER_STANDARD_IMAGE:-0} in 1 | true | yes) want_standard=1 ;; esac
 case ${RUNNER_DEBIAN_IMAGE:-0} in 1 | true | yes) want_debian=1 ;; esac
 case ${RUNNER_PYTHON_IMAGE:-0} in 1 | true | yes) want_python=1 ;; esac
@@ -78,6 +87,7 @@ while [ $# -gt 0 ]; do
 	--debian) want_debian=1 ;;
 	--python) want_python=1 ;;
 	standard | --standard) want_standard=1 ;;
+	standard-test | --standard-test) want_standard_test=1 ;;
 	--rebuild) rebuild=1 ;;
 	--refresh-cache) refresh_cache=1 ;;
 	-h | --help)
@@ -479,8 +489,10 @@ static_docker_client() {
 	printf '%s\n' "$d"
 }
 
+# build_standard IMAGE [PACKAGES]: the recipe, with PACKAGES instead of the full list.
 build_standard() {
-	local fixture=$FIXTURES/standard fixture_sha have_sha t0 old_id logfile ctx client extra="" out
+	local packages=${2:-} STANDARD_IMAGE=$1
+	local fixture=$FIXTURES/standard fixture_sha have_sha t0 old_id logfile ctx client extra="" out smoke
 	image_exists "$DEBIAN_IMAGE" || die "$DEBIAN_IMAGE is missing (build it with --debian)"
 	[ -f "$fixture/Dockerfile" ] || die "missing $fixture/Dockerfile"
 	client=$(static_docker_client)
@@ -490,6 +502,7 @@ build_standard() {
 		cd "$fixture" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
 		image_id "$DEBIAN_IMAGE"
 		[ -z "$client" ] || sha256sum <"$client"
+		printf '%s\n' "$packages"
 	} | sha256sum | cut -c1-16)
 
 	if image_exists "$STANDARD_IMAGE" && [ "$rebuild" = 0 ]; then
@@ -507,27 +520,25 @@ build_standard() {
 	TMP_PATHS+=("$ctx")
 	cp -R "$fixture/." "$ctx/"
 	mkdir -p "$ctx/bin"
-	if [ -n "$client" ]; then
-		cp "$client" "$ctx/bin/docker"
-		log "building $STANDARD_IMAGE (apt: Go, Java, Maven, Node.js, Python, AWS CLI, build tools; docker client: $client); this takes several minutes"
-	else
-		log "building $STANDARD_IMAGE (apt: Go, Java, Maven, Node.js, Python, AWS CLI, build tools, docker.io); this takes several minutes"
-	fi
+	[ -z "$client" ] || cp "$client" "$ctx/bin/docker"
+	log "building $STANDARD_IMAGE (apt: ${packages:-Go, Java, Maven, Node.js, Python, AWS CLI, build tools} + Go 1.22 from backports; docker client: ${client:-Debian docker.io}); this takes several minutes"
 	logfile=$(mktemp "${TMPDIR:-/tmp}/runner-standard-build.XXXXXX")
 	TMP_PATHS+=("$logfile")
 	run_logged "$logfile" docker build --force-rm \
 		--build-arg "BASE=$DEBIAN_IMAGE" --build-arg "EXTRA_PACKAGES=$extra" \
+		${packages:+--build-arg "PACKAGES=$packages"} \
 		--label "dev.runner.fixture-sha=$fixture_sha" \
 		-t "$STANDARD_IMAGE" "$ctx"
 
-	out=$(docker run --rm "$STANDARD_IMAGE" bash -c '
-		set -e
-		go version && "$GOLANG_119_HOME/bin/go" version
-		java -version 2>&1 | head -n 1 && mvn -v | head -n 1
+	smoke='set -e
+		go version && "$GOLANG_119_HOME/bin/go" version && docker --version
+		test -s /codebuild/image/config/runtimes.yml && id -u builder'
+	[ -n "$packages" ] || smoke="$smoke"'
+		java -version 2>&1 | sed -n 1p && mvn -B -v | sed -n 1p
 		node --version && npm --version && python3 --version && aws --version
-		docker --version && git --version && jq --version && zip -v | sed -n 2p
-		unzip -v | head -n 1 && gcc --version | head -n 1
-		test -s /codebuild/image/config/runtimes.yml && id -u builder' 2>&1) ||
+		git --version && jq --version && zip -v | sed -n 2p
+		unzip -v | sed -n 1p && gcc --version | sed -n 1p'
+	out=$(docker run --rm "$STANDARD_IMAGE" bash -c "$smoke" 2>&1) ||
 		die "$STANDARD_IMAGE smoke test failed: $out"
 	drop_replaced "$old_id" "$STANDARD_IMAGE"
 	log "built $STANDARD_IMAGE ($(image_size "$STANDARD_IMAGE")) in $(($(now) - t0))s:"
@@ -537,12 +548,15 @@ build_standard() {
 # ---------------------------------------------------------------------------
 
 build_busybox
-if [ "$want_debian" = 1 ] || [ "$want_python" = 1 ] || [ "$want_standard" = 1 ]; then
+if [ "$want_debian" = 1 ] || [ "$want_python" = 1 ] || [ "$want_standard" = 1 ] || [ "$want_standard_test" = 1 ]; then
 	build_debian
 fi
 if [ "$want_python" = 1 ]; then
 	build_python
 fi
 if [ "$want_standard" = 1 ]; then
-	build_standard
+	build_standard "$STANDARD_IMAGE"
+fi
+if [ "$want_standard_test" = 1 ]; then
+	build_standard "$STANDARD_TEST_IMAGE" "$STANDARD_TEST_PACKAGES"
 fi
