@@ -10,6 +10,18 @@
 #                           --debian): runner/debian plus Debian's python3,
 #                           python3-venv, python3-pip and ca-certificates from the
 #                           apt mirror (HTTP; no PyPI access needed).
+#   runner/standard:bookworm  only with `standard` (or --standard, or
+#                           RUNNER_STANDARD_IMAGE=1; implies --debian): the
+#                           default build image, runner's counterpart of
+#                           CodeBuild's standard image (fixtures/images/standard:
+#                           Go 1.19 + 1.22, OpenJDK 17 + Maven, Node.js 18 + npm,
+#                           Python 3.11, AWS CLI v2, git, jq, zip, build-essential,
+#                           the host's static docker client) with its runtimes in
+#                           /codebuild/image/config/runtimes.yml.
+#   runner/standard-test:bookworm  only with `standard-test`: the same recipe
+#                           with only Go 1.19 + 1.22 installed (what the tests
+#                           of runtime-versions select; minutes, not a quarter
+#                           of an hour).
 #
 # Idempotent: an image that already exists is left alone unless --rebuild.
 # (runner/busybox is also rebuilt when its fixture or the host busybox changed;
@@ -18,11 +30,16 @@ set -euo pipefail
 
 usage() {
 	cat <<'EOF'
-usage: scripts/images.sh [--debian] [--python] [--rebuild] [--refresh-cache]
+usage: scripts/images.sh [standard] [standard-test] [--debian] [--python] [--rebuild] [--refresh-cache]
 
   --debian         also build runner/debian:bookworm (or RUNNER_DEBIAN_IMAGE=1)
   --python         also build runner/python:bookworm, FROM runner/debian:bookworm
                    (implies --debian; or RUNNER_PYTHON_IMAGE=1)
+  standard, --standard
+                   also build runner/standard:bookworm, the default build image
+                   (implies --debian; or RUNNER_STANDARD_IMAGE=1)
+  standard-test    also build runner/standard-test:bookworm: the same recipe
+                   with only Go 1.19 and 1.22 (for the tests; implies --debian)
   --rebuild        rebuild images even if they already exist
   --refresh-cache  re-run debootstrap instead of reusing the cached rootfs tarball
                    (implies --rebuild for the Debian image)
@@ -51,11 +68,17 @@ BUSYBOX_IMAGE=runner/busybox:latest
 DEBIAN_IMAGE=runner/debian:bookworm
 DEBIAN_SUITE=bookworm
 PYTHON_IMAGE=runner/python:bookworm
+STANDARD_IMAGE=runner/standard:bookworm
+STANDARD_TEST_IMAGE=runner/standard-test:bookworm
+STANDARD_TEST_PACKAGES="ca-certificates golang-1.19-go"
 
 rebuild=0
 refresh_cache=0
 want_debian=0
 want_python=0
+want_standard=0
+want_standard_test=0
+case ${RUNNER_STANDARD_IMAGE:-0} in 1 | true | yes) want_standard=1 ;; esac
 case ${RUNNER_DEBIAN_IMAGE:-0} in 1 | true | yes) want_debian=1 ;; esac
 case ${RUNNER_PYTHON_IMAGE:-0} in 1 | true | yes) want_python=1 ;; esac
 
@@ -63,6 +86,8 @@ while [ $# -gt 0 ]; do
 	case $1 in
 	--debian) want_debian=1 ;;
 	--python) want_python=1 ;;
+	standard | --standard) want_standard=1 ;;
+	standard-test | --standard-test) want_standard_test=1 ;;
 	--rebuild) rebuild=1 ;;
 	--refresh-cache) refresh_cache=1 ;;
 	-h | --help)
@@ -451,11 +476,87 @@ build_python() {
 }
 
 # ---------------------------------------------------------------------------
+# runner/standard:bookworm
+
+# The host's docker client, when it is a static binary (it then runs in any image).
+static_docker_client() {
+	local d
+	d=$(command -v docker 2>/dev/null) || return 0
+	d=$(readlink -f "$d")
+	if command -v ldd >/dev/null 2>&1 && ldd "$d" >/dev/null 2>&1; then
+		return 0
+	fi
+	printf '%s\n' "$d"
+}
+
+# build_standard IMAGE [PACKAGES]: the recipe, with PACKAGES instead of the full list.
+build_standard() {
+	local packages=${2:-} STANDARD_IMAGE=$1
+	local fixture=$FIXTURES/standard fixture_sha have_sha t0 old_id logfile ctx client extra="" out smoke
+	image_exists "$DEBIAN_IMAGE" || die "$DEBIAN_IMAGE is missing (build it with --debian)"
+	[ -f "$fixture/Dockerfile" ] || die "missing $fixture/Dockerfile"
+	client=$(static_docker_client)
+	[ -n "$client" ] || extra=docker.io
+	# Identity: the fixture, the base image and the docker client copied in.
+	fixture_sha=$({
+		cd "$fixture" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+		image_id "$DEBIAN_IMAGE"
+		[ -z "$client" ] || sha256sum <"$client"
+		printf '%s\n' "$packages"
+	} | sha256sum | cut -c1-16)
+
+	if image_exists "$STANDARD_IMAGE" && [ "$rebuild" = 0 ]; then
+		have_sha=$(image_label "$STANDARD_IMAGE" dev.runner.fixture-sha)
+		if [ "$have_sha" = "$fixture_sha" ]; then
+			log "$STANDARD_IMAGE exists ($(image_size "$STANDARD_IMAGE")), skipping (--rebuild to force)"
+			return 0
+		fi
+		log "$STANDARD_IMAGE is stale (fixtures/images/standard or $DEBIAN_IMAGE changed), rebuilding"
+	fi
+
+	t0=$(now)
+	old_id=$(image_id "$STANDARD_IMAGE")
+	ctx=$(mktemp -d "${TMPDIR:-/tmp}/runner-standard.XXXXXX")
+	TMP_PATHS+=("$ctx")
+	cp -R "$fixture/." "$ctx/"
+	mkdir -p "$ctx/bin"
+	[ -z "$client" ] || cp "$client" "$ctx/bin/docker"
+	log "building $STANDARD_IMAGE (apt: ${packages:-Go, Java, Maven, Node.js, Python, AWS CLI, build tools} + Go 1.22 from backports; docker client: ${client:-Debian docker.io}); this takes several minutes"
+	logfile=$(mktemp "${TMPDIR:-/tmp}/runner-standard-build.XXXXXX")
+	TMP_PATHS+=("$logfile")
+	run_logged "$logfile" docker build --force-rm \
+		--build-arg "BASE=$DEBIAN_IMAGE" --build-arg "EXTRA_PACKAGES=$extra" \
+		${packages:+--build-arg "PACKAGES=$packages"} \
+		--label "dev.runner.fixture-sha=$fixture_sha" \
+		-t "$STANDARD_IMAGE" "$ctx"
+
+	smoke='set -e
+		go version && "$GOLANG_119_HOME/bin/go" version && docker --version
+		test -s /codebuild/image/config/runtimes.yml && id -u builder'
+	[ -n "$packages" ] || smoke="$smoke"'
+		java -version 2>&1 | sed -n 1p && mvn -B -v | sed -n 1p
+		node --version && npm --version && python3 --version && aws --version
+		git --version && jq --version && zip -v | sed -n 2p
+		unzip -v | sed -n 1p && gcc --version | sed -n 1p'
+	out=$(docker run --rm "$STANDARD_IMAGE" bash -c "$smoke" 2>&1) ||
+		die "$STANDARD_IMAGE smoke test failed: $out"
+	drop_replaced "$old_id" "$STANDARD_IMAGE"
+	log "built $STANDARD_IMAGE ($(image_size "$STANDARD_IMAGE")) in $(($(now) - t0))s:"
+	sed 's/^/  /' <<<"$out" >&2
+}
+
+# ---------------------------------------------------------------------------
 
 build_busybox
-if [ "$want_debian" = 1 ] || [ "$want_python" = 1 ]; then
+if [ "$want_debian" = 1 ] || [ "$want_python" = 1 ] || [ "$want_standard" = 1 ] || [ "$want_standard_test" = 1 ]; then
 	build_debian
 fi
 if [ "$want_python" = 1 ]; then
 	build_python
+fi
+if [ "$want_standard" = 1 ]; then
+	build_standard "$STANDARD_IMAGE"
+fi
+if [ "$want_standard_test" = 1 ]; then
+	build_standard "$STANDARD_TEST_IMAGE" "$STANDARD_TEST_PACKAGES"
 fi

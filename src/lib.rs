@@ -16,6 +16,7 @@ pub mod datadir;
 pub mod docker;
 pub mod project;
 pub mod source;
+pub mod standard_image;
 
 pub mod artifacts;
 pub mod gitops;
@@ -24,6 +25,7 @@ pub mod pool;
 pub mod publish;
 pub mod reports;
 pub mod run;
+pub mod runtimes;
 pub mod scan;
 pub mod secrets;
 pub mod sign;

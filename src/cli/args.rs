@@ -551,9 +551,14 @@ pub struct BuildArgs {
     #[arg(long, short = 's', value_name = "DIR", default_value = ".")]
     pub source: PathBuf,
     /// The build image (must be on the engine, or pullable); default: `build.image` in
-    /// the project file.
+    /// the project file, else the standard image runner/standard:bookworm (built on
+    /// first use).
     #[arg(long, short = 'i', value_name = "IMAGE", env = "RUNNER_IMAGE")]
     pub image: Option<String>,
+    /// When no image is named and runner/standard:bookworm is not built yet, say how
+    /// to build it (`scripts/images.sh standard`) instead of building it now.
+    #[arg(long)]
+    pub no_build_image: bool,
     /// The project file (default: runner.yml in the source directory, when present).
     #[arg(long, value_name = "FILE")]
     pub project_file: Option<PathBuf>,

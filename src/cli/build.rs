@@ -109,6 +109,7 @@ fn request(args: BuildArgs) -> Result<BuildRequest, crate::publish::PublishError
         project_file: args.project_file,
         project: args.project,
         image: args.image,
+        standard_image: super::standard_image::choice(args.no_build_image),
         env: args.env,
         env_files: args.env_file,
         secrets_file: args.secrets_file,

@@ -19,6 +19,7 @@ use crate::scan::secrets::{SecretScanner, SecretsError};
 use crate::secrets::local::{LocalFileError, LocalSecrets};
 use crate::secrets::{Masker, ResolveError, Secret};
 use crate::source::GitInfo;
+use crate::standard_image::{self, StandardImageError, STANDARD_IMAGE};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,8 +67,9 @@ pub enum PrepareError {
         buildspec: PathBuf,
         source: ResolveError,
     },
-    #[error("no build image: pass --image IMAGE, set RUNNER_IMAGE, or set build.image in runner.yml; `bash scripts/images.sh` builds runner/busybox:latest locally")]
-    NoImage,
+    /// No image named and the default image cannot be had.
+    #[error(transparent)]
+    StandardImage(#[from] StandardImageError),
     #[error(transparent)]
     Docker(#[from] DockerError),
     #[error(transparent)]
@@ -188,6 +190,32 @@ fn diagnostic(reporter: &dyn Reporter, d: Diagnostic) {
     reporter.event(&Event::Diagnostic(d));
 }
 
+/// Makes sure the standard image is on the engine, reporting the build's steps.
+async fn default_image(
+    engine: &DockerEngine,
+    req: &BuildRequest,
+    reporter: &dyn Reporter,
+) -> Result<(), StandardImageError> {
+    let mut announced = false;
+    standard_image::ensure(engine, &req.standard_image, |step| {
+        if !announced {
+            announced = true;
+            diagnostic(
+                reporter,
+                Diagnostic::general(
+                    Level::Info,
+                    format!("no build image named: building the default image {STANDARD_IMAGE} (first use; several minutes)"),
+                ),
+            );
+        }
+        diagnostic(
+            reporter,
+            Diagnostic::general(Level::Info, format!("{STANDARD_IMAGE}: {step}")),
+        );
+    })
+    .await
+}
+
 /// Sets the request up; reports diagnostics (buildspec, project file, policy, masking,
 /// cache) to `reporter` as [`Event::Diagnostic`]s as they are found. Starts no container.
 pub async fn prepare(req: BuildRequest, reporter: &dyn Reporter) -> Result<Prepared, PrepareError> {
@@ -203,12 +231,16 @@ pub async fn prepare(req: BuildRequest, reporter: &dyn Reporter) -> Result<Prepa
     } else {
         resolve_secrets(&req, &spec, &buildspec_path).await?
     };
-    let image = req
-        .image
-        .clone()
-        .or_else(|| facts.config.image.clone())
-        .ok_or(PrepareError::NoImage)?;
+    let named = req.image.clone().or_else(|| facts.config.image.clone());
     let engine = DockerEngine::connect().await?;
+    // Nothing names an image: the standard image, built on first use if the caller says so.
+    let image = match named {
+        Some(image) => image,
+        None => {
+            default_image(&engine, &req, reporter).await?;
+            STANDARD_IMAGE.to_string()
+        }
+    };
     // A missing image is a setup problem, found before any build starts.
     engine.ensure_image(&image).await?;
     let mut run_opts = RunOptions {

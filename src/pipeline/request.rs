@@ -79,8 +79,12 @@ pub struct BuildRequest {
     pub project_file: Option<PathBuf>,
     /// Default: the project file's `name`, else the source directory's name.
     pub project: Option<String>,
-    /// Default: the project file's `build.image`.
+    /// Default: the project file's `build.image`, else the standard image
+    /// (`standard_image::STANDARD_IMAGE`).
     pub image: Option<String>,
+    /// When the standard image is the build's image and not on the engine: build it
+    /// (the CLI's default) or fail with the instruction to (this default).
+    pub standard_image: crate::standard_image::StandardImage,
     /// `KEY=VALUE` overrides (win over `env_files`).
     pub env: Vec<String>,
     /// Dotenv files of overrides.
@@ -121,6 +125,7 @@ impl BuildRequest {
             project_file: None,
             project: None,
             image: None,
+            standard_image: Default::default(),
             env: Vec::new(),
             env_files: Vec::new(),
             secrets_file: None,

@@ -79,6 +79,10 @@ pub struct PlannedPhase {
     pub on_failure: OnFailure,
     /// The Linux user for this phase (phase `run-as`, else top-level `run-as`).
     pub run_as: Option<String>,
+    /// INSTALL's `runtime-versions` (runtime, version) in the buildspec's order; empty
+    /// for the other phases. Resolved against the image's runtimes file when INSTALL
+    /// starts (`run::runtime_steps`).
+    pub runtime_versions: Vec<(String, String)>,
 }
 
 /// Everything the executor needs for one build.
@@ -285,28 +289,21 @@ pub fn plan(spec: &BuildSpec, input: &PlanInput) -> Result<BuildPlan, PlanError>
         upsert(&mut env, n, v);
     }
 
-    let mut notices = Vec::new();
+    let notices = Vec::new();
     let mut phases = Vec::new();
     for (name, phase) in spec.phases.in_order() {
         let Some(phase) = phase else { continue };
-        if name == PhaseName::Install && !phase.runtime_versions.is_empty() {
-            // What CodeBuild prints on images that are not its standard images.
-            notices.push(format!(
-                "Skipping install of runtimes ({}). Runtime version selection is not supported by this build image.",
-                phase
-                    .runtime_versions
-                    .iter()
-                    .map(|r| format!("{}: {}", r.name, r.value))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
         phases.push(PlannedPhase {
             name,
             commands: phase.commands.clone(),
             finally: phase.finally.clone(),
             on_failure: phase.on_failure.clone(),
             run_as: phase.run_as.clone().or_else(|| spec.run_as.clone()),
+            runtime_versions: phase
+                .runtime_versions
+                .iter()
+                .map(|r| (r.name.clone(), r.value.clone()))
+                .collect(),
         });
     }
 
@@ -403,15 +400,23 @@ mod tests {
     }
 
     #[test]
-    fn runtime_versions_are_announced_not_ignored() {
+    fn runtime_versions_reach_the_install_phase_in_order() {
         let mut spec = BuildSpec::default();
         spec.phases.install = Some(Phase {
-            runtime_versions: vec![var("python", "3.11")],
+            runtime_versions: vec![var("python", "3.11"), var("nodejs", "20.x")],
             ..Default::default()
         });
         let p = plan(&spec, &input()).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(p.notices.len(), 1);
-        assert!(p.notices[0].contains("python: 3.11"));
+        // Whether they are honoured depends on the image: decided when INSTALL starts.
+        assert!(p.notices.is_empty(), "{:?}", p.notices);
+        assert_eq!(p.phases[0].name, PhaseName::Install);
+        assert_eq!(
+            p.phases[0].runtime_versions,
+            [
+                ("python".to_string(), "3.11".to_string()),
+                ("nodejs".to_string(), "20.x".to_string())
+            ]
+        );
     }
 
     #[test]

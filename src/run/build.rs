@@ -4,6 +4,7 @@
 use super::cache_steps;
 use super::cancel::{Cancel, CancelReason};
 use super::ctx::{Ctx, Progress};
+use super::runtime_steps::{self, RuntimeStep};
 use super::shells::{inject_secrets, Shells};
 use crate::artifacts::{self, CollectOptions};
 use crate::buildspec::model::{Artifacts, Command, OnFailure, PhaseName, Version};
@@ -499,11 +500,24 @@ async fn run_phase(
 ) -> Result<bool, DockerError> {
     let plan = ctx.plan;
     ctx.phase_start(phase.name);
+    // INSTALL's runtime-versions: the image's selection commands run first, in the
+    // build's shell, so what they export (PATH, JAVA_HOME) lasts into the later phases.
+    let mut selection = Vec::new();
+    if !phase.runtime_versions.is_empty() {
+        match runtime_steps::select(ctx, shells.container, &phase.runtime_versions).await? {
+            RuntimeStep::Run(commands) => selection = commands,
+            RuntimeStep::Skipped => {}
+            RuntimeStep::Fail(context) => {
+                ctx.phase_end(phase.name, PhaseStatus::Failed, Some(context));
+                return Ok(false);
+            }
+        }
+    }
     let succeeding = if ctx.failed() { "0" } else { "1" };
     let mut failure: Option<String> = None;
-    let lists: [&[Command]; 2] = [&phase.commands, &phase.finally];
+    let lists: [&[Command]; 3] = [&selection, &phase.commands, &phase.finally];
     for (i, list) in lists.iter().enumerate() {
-        let is_finally = i == 1;
+        let is_finally = i == 2;
         if !is_finally && failure.is_some() {
             continue;
         }

@@ -10,6 +10,7 @@ mod cancel;
 mod ctx;
 mod emit;
 mod release;
+mod runtime_steps;
 pub mod scans;
 mod shells;
 

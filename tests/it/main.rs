@@ -24,6 +24,7 @@ mod image_inventory;
 mod pipeline;
 mod registry_limits;
 mod reports_e2e;
+mod runtime_versions;
 mod scan_gate;
 mod scan_os_families;
 mod secrets_aws;
