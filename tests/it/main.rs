@@ -6,6 +6,7 @@ mod support_registry;
 mod action_act;
 mod artifacts_e2e;
 mod batch;
+mod build_credentials;
 mod build_semantics;
 mod buildspec_corpus;
 mod cache_e2e;
@@ -25,6 +26,7 @@ mod scan_gate;
 mod scan_os_families;
 mod secrets_aws;
 mod secrets_leak;
+mod support_awscli;
 mod support_moto;
 mod support_pg;
 
