@@ -289,8 +289,94 @@ fn listen_addr() -> std::net::SocketAddr {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use aws_credential_types::provider::{error::CredentialsError, future};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Gives credentials `key-<n>` valid for `lifetimes[n]` from now (the last one
+    /// repeats), or an error once the list says `None`.
+    #[derive(Debug)]
+    struct Sequence {
+        calls: Arc<AtomicUsize>,
+        lifetimes: Vec<Option<Duration>>,
+    }
+
+    impl ProvideCredentials for Sequence {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            let lifetime = self.lifetimes[n.min(self.lifetimes.len() - 1)];
+            future::ProvideCredentials::ready(match lifetime {
+                Some(d) => Ok(Credentials::new(
+                    format!("AKIA{n}"),
+                    format!("key-{n}"),
+                    Some(format!("token-{n}")),
+                    Some(SystemTime::now() + d),
+                    "test",
+                )),
+                None => Err(CredentialsError::not_loaded("gone")),
+            })
+        }
+    }
+
+    async fn served(lifetimes: Vec<Option<Duration>>) -> (BuildCredentials, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seq = Sequence {
+            calls: calls.clone(),
+            lifetimes,
+        };
+        let settings = BuildAwsSettings {
+            serve: true,
+            ..Default::default()
+        };
+        let creds = BuildCredentials::with_provider(SharedCredentialsProvider::new(seq), &settings)
+            .await
+            .unwrap()
+            .unwrap();
+        (creds, calls)
+    }
+
+    #[tokio::test]
+    async fn credentials_near_expiry_are_refreshed_before_they_are_served() {
+        let hour = Some(Duration::from_secs(3600));
+        // Two minutes left: below REFRESH_BEFORE, so the next request gets new ones.
+        let (creds, seq) = served(vec![Some(Duration::from_secs(120)), hour]).await;
+        assert_eq!(creds.current().await.unwrap().secret_access_key(), "key-1");
+        // An hour left: served from the cache, no new call.
+        assert_eq!(creds.current().await.unwrap().secret_access_key(), "key-1");
+        assert_eq!(seq.load(Ordering::SeqCst), 2);
+        // The first credentials (and the token) are what the masker gets.
+        let (creds, _) = served(vec![hour]).await;
+        let masked: Vec<String> = creds
+            .masked_values()
+            .await
+            .iter()
+            .map(|(_, v)| v.expose().to_string())
+            .collect();
+        assert!(masked.contains(&"key-0".to_string()) && masked.contains(&"token-0".to_string()));
+        assert!(masked.contains(&creds.token.expose().to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_failed_refresh_serves_what_is_still_valid_and_fails_once_expired() {
+        let (creds, _) = served(vec![Some(Duration::from_secs(120)), None]).await;
+        assert_eq!(creds.current().await.unwrap().secret_access_key(), "key-0");
+        let (creds, _) = served(vec![Some(Duration::ZERO), None]).await;
+        assert!(creds.current().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn nothing_is_prepared_unless_asked_for() {
+        let none =
+            BuildCredentials::prepare(&BuildAwsSettings::default(), &AwsSettings::default(), "s")
+                .await
+                .unwrap();
+        assert!(none.is_none());
+    }
 
     #[test]
     fn refreshes_only_near_expiry() {
