@@ -711,7 +711,7 @@ mod tests {
     #[test]
     fn reads_every_key() {
         let (cfg, diags) = parse_project(
-            "name: demo\nbuild:\n  buildspec: ci/bs.yml\n  image: img:1\n  privileged: yes\n  timeout-minutes: 15\n  source-mode: copy\n  variables:\n    A: 1\n",
+            "name: demo\nbuild:\n  buildspec: ci/bs.yml\n  image: img:1\n  privileged: yes\n  timeout-minutes: 15\n  source-mode: copy\n  build-role: arn:aws:iam::1:role/b\n  variables:\n    A: 1\n",
         );
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(
@@ -724,6 +724,7 @@ mod tests {
                 timeout_minutes: Some(15.0),
                 source_mode: Some(SourceMode::Copy),
                 variables: vec![("A".into(), "1".into())],
+                build_role: Some("arn:aws:iam::1:role/b".into()),
                 ..Default::default()
             })
         );

@@ -47,6 +47,11 @@ pub struct BuildAwsSettings {
     /// into the build (a loopback address is forwarded: the container's loopback is its
     /// own).
     pub endpoints: Vec<(String, String)>,
+    /// runner itself gets its credentials from an ECS endpoint on 169.254.170.2
+    /// (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` is set: runner runs in ECS or CodeBuild).
+    /// The credentials network would give the host that address and hide the real
+    /// endpoint, so serving is refused.
+    pub host_uses_ecs_endpoint: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +66,12 @@ pub enum BuildCredentialsError {
          may call sts:AssumeRole on it and that the role trusts them"
     )]
     AssumeRole { role: String, reason: String },
+    #[error(
+        "runner's own credentials come from the ECS endpoint on 169.254.170.2 \
+         (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI is set), the address the build's endpoint \
+         would take; run builds here with --build-credentials none"
+    )]
+    EcsHost,
     #[error("the build's credentials endpoint cannot be set up: {0}")]
     Network(#[from] crate::docker::DockerError),
     #[error(
@@ -103,6 +114,9 @@ impl BuildCredentials {
     ) -> Result<Option<Self>, BuildCredentialsError> {
         if !settings.serve && settings.role_arn.is_none() {
             return Ok(None);
+        }
+        if settings.host_uses_ecs_endpoint {
+            return Err(BuildCredentialsError::EcsHost);
         }
         let config = crate::aws_config::load_sdk_config(aws).await;
         let Some(own) = config.credentials_provider() else {
@@ -189,8 +203,16 @@ impl BuildCredentials {
         self: &Arc<Self>,
         engine: &DockerEngine,
     ) -> Result<Session, BuildCredentialsError> {
-        engine.ensure_credentials_network().await?;
-        let (uri, server) = endpoint::serve(self.clone()).await?;
+        // Another network owning the subnet (a CodeBuild local agent's, say) gives the host
+        // the address too: what counts is that the endpoint can listen on it.
+        let network = engine.ensure_credentials_network().await;
+        let (uri, server) = match endpoint::serve(self.clone()).await {
+            Ok(served) => served,
+            Err(e) => return Err(network.err().map(Into::into).unwrap_or(e)),
+        };
+        if let Err(e) = network {
+            tracing::debug!(error = %e, "no runner-credentials network, but 169.254.170.2 is the host's");
+        }
         let mut tasks = vec![server];
         let mut env = vec![(FULL_URI_VAR.to_string(), uri)];
         let mut forwarded: Vec<(String, String)> = Vec::new();
@@ -376,6 +398,32 @@ mod tests {
                 .await
                 .unwrap();
         assert!(none.is_none());
+        let on_ecs = BuildAwsSettings {
+            serve: true,
+            host_uses_ecs_endpoint: true,
+            ..Default::default()
+        };
+        let refused = BuildCredentials::prepare(&on_ecs, &AwsSettings::default(), "s").await;
+        assert!(matches!(refused, Err(BuildCredentialsError::EcsHost)));
+    }
+
+    #[tokio::test]
+    async fn a_chain_without_credentials_is_a_setup_error_naming_the_fix() {
+        let seq = Sequence {
+            calls: Arc::new(AtomicUsize::new(0)),
+            lifetimes: vec![None],
+        };
+        let settings = BuildAwsSettings {
+            serve: true,
+            ..Default::default()
+        };
+        let err = BuildCredentials::with_provider(SharedCredentialsProvider::new(seq), &settings)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("--build-credentials none"),
+            "{err}"
+        );
     }
 
     #[test]

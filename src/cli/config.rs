@@ -100,10 +100,14 @@ pub fn build_aws(
         Vec::new()
     };
     endpoints.sort();
+    let ecs = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
     crate::build_credentials::BuildAwsSettings {
         serve,
         role_arn: role,
         endpoints,
+        host_uses_ecs_endpoint: ecs("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+            || std::env::var("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+                .is_ok_and(|v| v.contains("169.254.170.2")),
     }
 }
 
