@@ -18,6 +18,7 @@
 
 mod endpoint;
 mod forward;
+mod session_token;
 
 use crate::aws_config::AwsSettings;
 use crate::docker::{DockerEngine, CREDENTIALS_GATEWAY};
@@ -125,7 +126,9 @@ impl BuildCredentials {
             ));
         };
         let provider = match &settings.role_arn {
-            None => own,
+            // Long-term keys never reach the build: they are exchanged for a session
+            // (STS GetSessionToken), as CodeBuild serves temporary credentials too.
+            None => SharedCredentialsProvider::new(session_token::SessionTokens::new(&config, own)),
             Some(role) => SharedCredentialsProvider::new(
                 aws_config::sts::AssumeRoleProvider::builder(role.clone())
                     .session_name(session_name)

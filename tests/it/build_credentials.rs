@@ -119,6 +119,7 @@ doc = json.load(urllib.request.urlopen(req, timeout=10))
 print("key-sha=" + hashlib.sha256(doc["SecretAccessKey"].encode()).hexdigest())
 print("key=" + doc["SecretAccessKey"])
 print("id=" + doc["AccessKeyId"][:4])
+print("token=" + ("set" if doc.get("Token") else "none"))
 print("expiration=" + ("set" if doc.get("Expiration") else "none"))
 "#;
 
@@ -212,13 +213,19 @@ fn aws_cli_in_the_build_gets_runners_credentials_and_endpoints_and_the_key_leaks
         endpoint.starts_with("http://169.254.170.2:"),
         "loopback endpoint forwarded: {endpoint}"
     );
-    // What the SDK inside got is runner's key (same hash), yet printed it is masked.
+    // What the build is served is a session (STS GetSessionToken), never runner's
+    // long-term key; printed, the session's key is masked.
     assert!(
-        run.has_line(&format!("key-sha={}", sha256_hex(&secret))),
+        logs.iter().any(|l| l.starts_with("key-sha=")),
         "{}",
         run.debug()
     );
+    assert!(
+        !run.has_line(&format!("key-sha={}", sha256_hex(&secret))),
+        "runner's long-term key was served"
+    );
     assert!(run.has_line("key=***"), "{}", run.debug());
+    assert!(run.has_line("token=set"), "{}", run.debug());
     // The endpoint refuses a request without the token (401) or with a wrong one (403).
     assert!(run.has_line("probe - 401"), "{}", run.debug());
     assert!(run.has_line("probe wrong 403"), "{}", run.debug());
