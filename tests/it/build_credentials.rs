@@ -226,6 +226,7 @@ fn aws_cli_in_the_build_gets_runners_credentials_and_endpoints_and_the_key_leaks
     );
     assert!(run.has_line("key=***"), "{}", run.debug());
     assert!(run.has_line("token=set"), "{}", run.debug());
+    assert!(run.has_line("expiration=set"), "{}", run.debug());
     // The endpoint refuses a request without the token (401) or with a wrong one (403).
     assert!(run.has_line("probe - 401"), "{}", run.debug());
     assert!(run.has_line("probe wrong 403"), "{}", run.debug());
