@@ -6,6 +6,7 @@
 //! ARCHITECTURE.md has the map.
 
 pub mod aws_config;
+pub mod build_credentials;
 pub mod buildspec;
 pub mod cache;
 pub mod event;

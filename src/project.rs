@@ -10,6 +10,7 @@
 //!   privileged: false
 //!   timeout-minutes: 30
 //!   source-mode: copy        # mount (default) | copy
+//!   build-role: arn:aws:iam::123456789012:role/build   # with --build-credentials runner
 //!   variables:               # between the buildspec's env.variables and --env
 //!     STAGE: test
 //! image:                   # after the phases succeed: build, push, sign (see README)
@@ -45,6 +46,9 @@ pub struct ProjectConfig {
     pub timeout_minutes: Option<f64>,
     pub source_mode: Option<SourceMode>,
     pub variables: Vec<(String, String)>,
+    /// `build.build-role`: the role whose credentials the build is served (assumed
+    /// through STS), when runner serves credentials (`--build-credentials runner`).
+    pub build_role: Option<String>,
     /// The `image:` section.
     pub publish: Option<ImageConfig>,
     pub sign: Option<SignConfig>,
@@ -154,6 +158,7 @@ const BUILD_KEYS: &[&str] = &[
     "timeout-minutes",
     "source-mode",
     "variables",
+    "build-role",
 ];
 
 /// A value that runner.yml and the command line share, refused the same way in both.
@@ -262,6 +267,7 @@ fn build_section(node: &Node, cfg: &mut ProjectConfig, diags: &mut Vec<Diagnosti
         match key {
             "buildspec" => cfg.buildspec = string(v, &path, diags),
             "image" => cfg.image = string(v, &path, diags),
+            "build-role" => cfg.build_role = string(v, &path, diags),
             "privileged" => {
                 cfg.privileged = string(v, &path, diags).and_then(|s| match boolean(&s) {
                     Some(b) => Some(b),
@@ -705,7 +711,7 @@ mod tests {
     #[test]
     fn reads_every_key() {
         let (cfg, diags) = parse_project(
-            "name: demo\nbuild:\n  buildspec: ci/bs.yml\n  image: img:1\n  privileged: yes\n  timeout-minutes: 15\n  source-mode: copy\n  variables:\n    A: 1\n",
+            "name: demo\nbuild:\n  buildspec: ci/bs.yml\n  image: img:1\n  privileged: yes\n  timeout-minutes: 15\n  source-mode: copy\n  build-role: arn:aws:iam::1:role/b\n  variables:\n    A: 1\n",
         );
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(
@@ -718,6 +724,7 @@ mod tests {
                 timeout_minutes: Some(15.0),
                 source_mode: Some(SourceMode::Copy),
                 variables: vec![("A".into(), "1".into())],
+                build_role: Some("arn:aws:iam::1:role/b".into()),
                 ..Default::default()
             })
         );

@@ -170,6 +170,8 @@ fn template(
         key_password: args.password.key_password.clone().map(Secret::new),
         registry_limits: super::image::registry_limits(args.registry_timeout.as_deref())?,
         masked,
+        // Jobs come from a server: the agent's own credentials are not served to them.
+        build_aws: Default::default(),
     };
     let mut req = BuildRequest::new(data_dir.join("agent"), data_dir);
     req.advisories = config::advisories();

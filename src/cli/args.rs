@@ -678,6 +678,29 @@ pub struct BuildArgs {
     /// AWS_REGION / AWS_DEFAULT_REGION inside the build.
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
     pub region: String,
+    /// AWS credentials for the build, as CodeBuild serves its service role: `runner`
+    /// serves runner's own (its credential chain) through the container-credentials
+    /// endpoint, with runner's AWS_ENDPOINT_URL* passed in; `none` serves nothing.
+    #[arg(
+        long,
+        value_enum,
+        env = "RUNNER_BUILD_CREDENTIALS",
+        default_value = "none",
+        value_name = "SOURCE"
+    )]
+    pub build_credentials: BuildCredentialsSource,
+    /// Serve the build this role's credentials (STS AssumeRole with runner's own);
+    /// implies --build-credentials runner and wins over runner.yml's build.build-role.
+    #[arg(long, env = "RUNNER_BUILD_ROLE", value_name = "ARN")]
+    pub build_role: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BuildCredentialsSource {
+    /// runner's own credential chain (or --build-role's role).
+    Runner,
+    /// No credentials and no endpoint overrides for the build.
+    None,
 }
 
 #[derive(Debug, Args)]

@@ -93,6 +93,7 @@ fn request(args: BuildArgs) -> Result<BuildRequest, crate::publish::PublishError
         sign_key: args.sign_key,
         key_password: args.password.key_password.map(Secret::new),
         masked,
+        build_aws: config::build_aws(args.build_credentials, args.build_role),
     };
     let cache = config::cache_choice(
         args.no_cache,

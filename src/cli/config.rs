@@ -80,6 +80,37 @@ pub fn own_masked_values() -> Vec<(String, Secret)> {
         .collect()
 }
 
+/// What `runner build` serves the build of AWS: runner's own credentials (or the role's)
+/// and the endpoint overrides it uses itself (`AWS_ENDPOINT_URL`,
+/// `AWS_ENDPOINT_URL_<SERVICE>`), when asked for.
+pub fn build_aws(
+    source: super::args::BuildCredentialsSource,
+    role: Option<String>,
+) -> crate::build_credentials::BuildAwsSettings {
+    let role = role.filter(|r| !r.trim().is_empty());
+    let serve = source == super::args::BuildCredentialsSource::Runner || role.is_some();
+    let mut endpoints: Vec<(String, String)> = if serve {
+        std::env::vars()
+            .filter(|(name, value)| {
+                (name == "AWS_ENDPOINT_URL" || name.starts_with("AWS_ENDPOINT_URL_"))
+                    && !value.trim().is_empty()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    endpoints.sort();
+    let ecs = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    crate::build_credentials::BuildAwsSettings {
+        serve,
+        role_arn: role,
+        endpoints,
+        host_uses_ecs_endpoint: ecs("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+            || std::env::var("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+                .is_ok_and(|v| v.contains("169.254.170.2")),
+    }
+}
+
 /// Where `cache:` entries go, from `--no-cache`, `--cache-s3`, `--cache-dir` and
 /// `--cache-size` (MiB), as `runner build` and `runner agent` both take them.
 pub fn cache_choice(

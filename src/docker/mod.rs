@@ -8,6 +8,7 @@ mod client;
 mod container;
 mod error;
 mod image;
+mod network;
 mod shell;
 mod volume;
 
@@ -15,4 +16,5 @@ pub use client::DockerEngine;
 pub use container::{BuildContainer, ContainerSpec, LABEL_BUILD_ID, LABEL_OWNER};
 pub use error::DockerError;
 pub use image::{ImageBuildSpec, ImageInfo};
+pub use network::{CREDENTIALS_GATEWAY, CREDENTIALS_NETWORK, CREDENTIALS_SUBNET};
 pub use shell::{CommandExit, DockerShell};

@@ -4,6 +4,7 @@
 //! file, the scan policy and rules.
 
 use super::request::{BuildRequest, CacheChoice, Credentials, HostCa};
+use crate::build_credentials::BuildCredentials;
 use crate::buildspec::{self, model::BuildSpec};
 use crate::cache::{CacheError, CacheStore, LocalStore, S3Location, S3Store};
 use crate::datadir;
@@ -92,6 +93,8 @@ pub enum PrepareError {
     PolicyInvalid(String),
     #[error(transparent)]
     SecretRules(#[from] SecretsError),
+    #[error(transparent)]
+    BuildCredentials(#[from] crate::build_credentials::BuildCredentialsError),
     #[error("--batch: {} has no batch section", .0.display())]
     NoBatchSection(PathBuf),
     #[error("batch task {identifier}: buildspec {buildspec:?} must be a path inside the source directory")]
@@ -218,7 +221,10 @@ async fn default_image(
 
 /// Sets the request up; reports diagnostics (buildspec, project file, policy, masking,
 /// cache) to `reporter` as [`Event::Diagnostic`]s as they are found. Starts no container.
-pub async fn prepare(req: BuildRequest, reporter: &dyn Reporter) -> Result<Prepared, PrepareError> {
+pub async fn prepare(
+    mut req: BuildRequest,
+    reporter: &dyn Reporter,
+) -> Result<Prepared, PrepareError> {
     let facts = gather(&req, reporter)?;
     let buildspec_path = req.buildspec.clone().unwrap_or_else(|| {
         facts
@@ -253,7 +259,10 @@ pub async fn prepare(req: BuildRequest, reporter: &dyn Reporter) -> Result<Prepa
         cache_store: cache_store(&req, reporter).await?,
         local_cache_dir: Some(req.data_dir.join("cache-volumes")),
         cache_volumes: req.cache_volumes,
+        build_credentials: None,
     };
+    // Resolved before the masker is made: what the build is served is masked too.
+    run_opts.build_credentials = build_credentials(&mut req, &facts).await?;
 
     if let Some(concurrency) = req.batch {
         let (batch, (masker, mask_values)) = prepare_batch(
@@ -531,6 +540,27 @@ async fn resolve_secrets(
         buildspec: buildspec.to_path_buf(),
         source,
     })
+}
+
+/// The credentials served to the build, when the request asks for them (runner.yml's
+/// `build-role` applies only then; `--build-role` wins over it); their values join the
+/// masked ones.
+async fn build_credentials(
+    req: &mut BuildRequest,
+    facts: &Facts,
+) -> Result<Option<Arc<BuildCredentials>>, PrepareError> {
+    let mut settings = req.credentials.build_aws.clone();
+    if settings.serve && settings.role_arn.is_none() {
+        settings.role_arn = facts.config.build_role.clone();
+    }
+    let session = format!("runner-{}", datadir::safe_name(&facts.project));
+    let session: String = session.chars().take(64).collect();
+    let Some(creds) = BuildCredentials::prepare(&settings, &req.credentials.aws, &session).await?
+    else {
+        return Ok(None);
+    };
+    req.credentials.masked.extend(creds.masked_values().await);
+    Ok(Some(Arc::new(creds)))
 }
 
 /// Masks the build's secrets and the values runner itself holds; reports values too

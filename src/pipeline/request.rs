@@ -59,6 +59,8 @@ pub struct Credentials {
     /// Values runner itself holds (its own AWS secret key, session token) that must never
     /// appear in the output: masked like the build's secrets.
     pub masked: Vec<(String, Secret)>,
+    /// AWS credentials and endpoint overrides served to the build (default: none).
+    pub build_aws: crate::build_credentials::BuildAwsSettings,
 }
 
 /// A build of `source` as `runner build` would run it.

@@ -44,6 +44,8 @@ pub struct RunOptions {
     /// The caller already made sure the image is on the engine (the CLI does, to exit 2
     /// before a build starts); skip the check in PROVISIONING.
     pub image_checked: bool,
+    /// AWS credentials served to the build (an endpoint per build, for its lifetime).
+    pub build_credentials: Option<Arc<crate::build_credentials::BuildCredentials>>,
 }
 
 /// Runs one build to the end and returns its result. Never leaves a container behind.
@@ -55,6 +57,20 @@ pub async fn run_build(
     mut cancel: Cancel,
 ) -> BuildResult {
     let started = Instant::now();
+    // The build's credentials endpoint, alive until the container is gone; what the shell
+    // needs of it is exported over stdin like the secrets.
+    let credentials = match &opts.build_credentials {
+        Some(c) => Some(c.start(engine).await),
+        None => None,
+    };
+    let with_credentials;
+    let plan = match &credentials {
+        Some(Ok(session)) => {
+            with_credentials = super::credentials::plan_with(plan, session);
+            &with_credentials
+        }
+        _ => plan,
+    };
     let progress = Mutex::new(Progress::default());
     let ctx = Ctx::new(plan, reporter, &progress);
     ctx.emit(Event::BuildStarted {
@@ -70,6 +86,12 @@ pub async fn run_build(
     ctx.phase_end(PhaseName::Submitted, PhaseStatus::Succeeded, None);
     for n in &plan.notices {
         ctx.notice(Level::Warning, n.clone());
+    }
+    if let Some(Err(e)) = &credentials {
+        ctx.notice(
+            Level::Error,
+            format!("the build gets no AWS credentials: {e}"),
+        );
     }
 
     let mut container: Option<BuildContainer> = None;
@@ -124,6 +146,8 @@ pub async fn run_build(
         c.remove().await;
     }
     drop(leases);
+    // The endpoint ends with the build.
+    drop(credentials);
     ctx.phase_end(PhaseName::Finalizing, PhaseStatus::Succeeded, None);
     ctx.phase_start(PhaseName::Completed);
     ctx.phase_end(PhaseName::Completed, PhaseStatus::Succeeded, None);

@@ -7,6 +7,7 @@ mod batch;
 mod build;
 mod cache_steps;
 mod cancel;
+mod credentials;
 mod ctx;
 mod emit;
 mod release;

@@ -7,6 +7,7 @@ mod action_act;
 mod advisory_freshness;
 mod artifacts_e2e;
 mod batch;
+mod build_credentials;
 mod build_semantics;
 mod buildspec_corpus;
 mod cache_e2e;
@@ -29,6 +30,7 @@ mod scan_gate;
 mod scan_os_families;
 mod secrets_aws;
 mod secrets_leak;
+mod support_awscli;
 mod support_moto;
 mod support_pg;
 
