@@ -221,6 +221,8 @@ pub async fn prepare(req: BuildRequest, reporter: &dyn Reporter) -> Result<Prepa
         cache_store: cache_store(&req, reporter).await?,
         local_cache_dir: Some(req.data_dir.join("cache-volumes")),
         cache_volumes: req.cache_volumes,
+        docker: req.docker.or(facts.config.docker),
+        engine_socket: req.engine_socket.clone(),
     };
 
     if let Some(concurrency) = req.batch {

@@ -6,6 +6,7 @@ mod support_registry;
 mod action_act;
 mod artifacts_e2e;
 mod batch;
+mod build_docker;
 mod build_semantics;
 mod buildspec_corpus;
 mod cache_e2e;
