@@ -223,6 +223,12 @@ pub async fn prepare(req: BuildRequest, reporter: &dyn Reporter) -> Result<Prepa
         cache_volumes: req.cache_volumes,
         docker: req.docker.or(facts.config.docker),
         engine_socket: req.engine_socket.clone(),
+        registries: req
+            .credentials
+            .registry_endpoints
+            .overrides()
+            .map(|(h, u)| (h.to_string(), u.to_string()))
+            .collect(),
     };
 
     if let Some(concurrency) = req.batch {

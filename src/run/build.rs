@@ -48,6 +48,9 @@ pub struct RunOptions {
     pub docker: Option<DockerMode>,
     /// The host engine's unix socket the Docker gate forwards to.
     pub engine_socket: Option<PathBuf>,
+    /// `(registry host, endpoint URL)`: registries mapped elsewhere
+    /// (`--registry-endpoint`), mapped the same way for `docker` inside the build.
+    pub registries: Vec<(String, String)>,
 }
 
 /// Runs one build to the end and returns its result. Never leaves a container behind.
@@ -327,6 +330,13 @@ async fn start_gate(plan: &BuildPlan, opts: &RunOptions) -> Result<DockerGate, D
         owner: crate::docker::owner_label(),
         project: plan.project.clone(),
         source,
+        registries: opts
+            .registries
+            .iter()
+            .filter_map(|(h, url)| {
+                crate::docker::gate::policy::endpoint_host(url).map(|to| (h.clone(), to))
+            })
+            .collect(),
     };
     // Unix socket paths are short (108 bytes): a long data directory falls back to /tmp.
     let parent = match &opts.scratch_dir {

@@ -394,3 +394,82 @@ fn what_a_killed_runner_left_is_removed_by_the_next_build_of_the_project() {
     assert!(left.is_empty(), "left after the next build: {left:?}");
     crate::support::remove_cache_volumes(&project);
 }
+
+#[test]
+fn a_push_to_a_mapped_registry_from_inside_the_build_lands_with_the_engines_digest() {
+    use crate::support_registry::{Registry, ECR_HOST, ECR_PASSWORD};
+    let reg = Registry::start(true);
+    let p = Project::new();
+    let repo = unique("gate-app");
+    p.write(
+        "Dockerfile",
+        &format!("FROM runner/busybox:latest\nRUN echo {repo} > /id\n"),
+    );
+    // The classic "ECR login, build, push" buildspec, unmodified: the registry host is
+    // ECR's, runner maps it to the local registry as it does for its own push.
+    p.write(
+        "buildspec.yml",
+        &format!(
+            "version: 0.2\nphases:\n  pre_build:\n    commands:\n\
+             \x20     - echo \"$ECR_TOKEN\" | docker login --username AWS --password-stdin {ECR_HOST}\n\
+             \x20 build:\n    commands:\n\
+             \x20     - docker build -q -t {ECR_HOST}/{repo}:1 .\n\
+             \x20     - docker push {ECR_HOST}/{repo}:1\n\
+             \x20     - docker image inspect -f '{{{{range .RepoDigests}}}}digest={{{{.}}}}{{{{end}}}}' {ECR_HOST}/{repo}:1\n\
+             \x20     - docker rmi {ECR_HOST}/{repo}:1 >/dev/null\n\
+             \x20     - docker rmi runner/busybox:latest 2>&1 | sed 's/^/rmi-base| /'\n\
+             \x20     - docker pull -q {ECR_HOST}/{repo}:1\n\
+             \x20     - docker run --rm {ECR_HOST}/{repo}:1 cat /id\n"
+        ),
+    );
+    let run = build(
+        &p,
+        &[
+            "--registry-endpoint",
+            &reg.ecr_endpoint(),
+            "--env",
+            &format!("ECR_TOKEN={ECR_PASSWORD}"),
+        ],
+    );
+    let _ = docker(&["rmi", &format!("{ECR_HOST}/{repo}:1")]);
+    let _ = docker(&["rmi", &format!("{}/{repo}:1", reg.addr())]);
+    assert_eq!(run.status(), "SUCCEEDED", "{}", run.debug());
+    assert!(run.has_line("Login Succeeded"), "{}", run.debug());
+    assert!(run.has_line(&repo), "pulled back and ran: {}", run.debug());
+    assert!(
+        run.logs()
+            .iter()
+            .any(|l| l.starts_with("rmi-base| ") && l.contains("not allowed")),
+        "{}",
+        run.debug()
+    );
+    let engine_digest = run
+        .logs()
+        .iter()
+        .find_map(|l| l.strip_prefix("digest=").map(str::to_string))
+        .unwrap_or_else(|| panic!("no RepoDigests: {}", run.debug()));
+    // What the registry holds under the tag.
+    let out = Command::new("curl")
+        .args([
+            "-sfI",
+            "-u",
+            &format!("AWS:{ECR_PASSWORD}"),
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+            &format!("{}/v2/{repo}/manifests/1", reg.url()),
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("curl: {e}"));
+    let headers = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    let registry_digest = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("docker-content-digest:"))
+        .map(|d| d.trim().to_string())
+        .unwrap_or_else(|| panic!("the registry has no {repo}:1: {headers}"));
+    assert_eq!(
+        engine_digest,
+        format!("{}/{repo}@{registry_digest}", reg.addr()),
+        "{}",
+        run.debug()
+    );
+}

@@ -33,6 +33,9 @@ pub struct Scope {
     /// bind-mounted (mount mode). `docker run -v $PWD:/src` names the container path;
     /// the engine is given the host directory.
     pub source: Option<(String, String)>,
+    /// `(registry host, host:port)`: registries runner maps to another endpoint
+    /// (`--registry-endpoint`); pushes, pulls and logins inside the build go there too.
+    pub registries: Vec<(String, String)>,
 }
 
 impl Scope {
@@ -105,6 +108,8 @@ pub enum Body {
     CreateNetwork,
     CreateExec,
     NetworkConnect,
+    /// `/auth` (docker login): the server address mapped (`Scope::registries`).
+    Auth,
 }
 
 /// What the proxy must do with the request's query.
@@ -119,6 +124,8 @@ pub enum Query {
     ImageCreate,
     /// `/commit`: the `container` must be the build's own.
     Commit,
+    /// `DELETE /images/{name}`: never forced.
+    ImageDelete,
 }
 
 /// A request the policy lets through, with what is left to check.
@@ -242,7 +249,10 @@ pub fn route(method: &str, path: &str) -> Result<Route, Denied> {
     let ok = match (method, s.as_slice()) {
         (_, ["_ping"]) if get => true,
         ("GET", ["version"]) | ("GET", ["info"]) => true,
-        ("POST", ["auth"]) => true,
+        ("POST", ["auth"]) => {
+            r.body = Body::Auth;
+            true
+        }
         ("GET", ["events"]) => {
             r.query = Query::LabelFilter;
             true
@@ -327,12 +337,24 @@ pub fn route(method: &str, path: &str) -> Result<Route, Denied> {
             r.query = Query::Commit;
             true
         }
-        ("DELETE", ["images", ..]) => {
-            return deny(
-                "removing images is not allowed through runner's Docker gate: images are \
-                 shared by every build on this engine (the layer cache), so the host's owner \
-                 prunes them (`docker image prune`)",
-            )
+        // Untagging a name (`docker rmi app:1`) takes nothing a build could not already
+        // do with `docker tag`; removing by id or by force could take another build's
+        // image out from under it, and runner's base images are left alone.
+        ("DELETE", ["images", name @ ..]) => {
+            let reference = name.join("/");
+            if reference.starts_with("runner/") || reference.starts_with("sha256:") || {
+                let hex = reference.chars().all(|c| c.is_ascii_hexdigit());
+                hex && reference.len() >= 12
+            } {
+                return deny(format!(
+                    "removing image {reference:?} is not allowed through runner's Docker gate: \
+                     images are shared by every build on this engine (the layer cache); a \
+                     build may untag the names it uses (`docker rmi NAME:TAG`), the host's \
+                     owner prunes the rest (`docker image prune`)"
+                ));
+            }
+            r.query = Query::ImageDelete;
+            true
         }
         (_, [kind, "prune"]) => {
             return deny(format!(
@@ -475,6 +497,14 @@ pub fn check_query(
             }
             Ok((pairs, needs))
         }
+        Query::ImageDelete => Ok((
+            pairs
+                .into_iter()
+                .filter(|(k, _)| k != "force")
+                .chain([("force".to_string(), "false".to_string())])
+                .collect(),
+            needs,
+        )),
         Query::ImageCreate => {
             for (k, v) in &pairs {
                 if k == "fromSrc" && v != "-" {
@@ -932,6 +962,47 @@ pub fn check_network_connect(body: &[u8]) -> Result<(Vec<u8>, Vec<Need>), Denied
     Ok((body, vec![Need::Own(Kind::Container, container)]))
 }
 
+/// `host:port` of a `--registry-endpoint` URL (`http://127.0.0.1:5000` → `127.0.0.1:5000`).
+pub fn endpoint_host(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(url);
+    let host = rest.split('/').next().unwrap_or_default();
+    (!host.is_empty()).then(|| host.to_string())
+}
+
+/// The repository `repo` (`HOST/path`) names when its registry is mapped.
+pub fn map_repository(repo: &str, scope: &Scope) -> Option<String> {
+    let (first, rest) = repo.split_once('/')?;
+    scope
+        .registries
+        .iter()
+        .find(|(h, _)| h == first)
+        .map(|(_, to)| format!("{to}/{rest}"))
+}
+
+/// `docker login HOST`: the server address the engine checks, mapped.
+pub fn check_auth(body: &[u8], scope: &Scope) -> Result<Vec<u8>, Denied> {
+    let mut v: serde_json::Value = parse_body(body, "login")?;
+    if let Some(addr) = v.get("serveraddress").and_then(|a| a.as_str()) {
+        let host = endpoint_host(addr).unwrap_or_default();
+        if let Some((_, to)) = scope.registries.iter().find(|(h, _)| *h == host) {
+            v["serveraddress"] = serde_json::Value::String(to.clone());
+        }
+    }
+    to_body(&v)
+}
+
+/// Splits `repo:tag` (a tag after the last `/`) into the repository and the tag.
+pub fn split_tag(reference: &str) -> (&str, Option<&str>) {
+    let slash = reference.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match reference[slash..].rfind(':') {
+        Some(i) => (&reference[..slash + i], Some(&reference[slash + i + 1..])),
+        None => (reference, None),
+    }
+}
+
 /// Whether the labels of an inspected object make it the build's own (created through
 /// its gate).
 pub fn is_own(labels: Option<&serde_json::Map<String, serde_json::Value>>, scope: &Scope) -> bool {
@@ -952,6 +1023,7 @@ mod tests {
             owner: "h:1".into(),
             project: "p".into(),
             source: Some(("/codebuild/output/src1/src".into(), "/home/u/app".into())),
+            registries: Vec::new(),
         }
     }
 
@@ -970,7 +1042,6 @@ mod tests {
             ("POST", "/volumes/prune"),
             ("POST", "/images/prune"),
             ("POST", "/build/prune"),
-            ("DELETE", "/images/alpine"),
             ("GET", "/secrets"),
             ("POST", "/containers/x/copy"),
             ("PUT", "/containers/create"),
@@ -1034,7 +1105,15 @@ mod tests {
         ] {
             assert!(route(m, p).is_ok(), "{m} {p}");
         }
-        assert!(denied("DELETE", "/images/app").contains("shared by every build"));
+        assert!(
+            denied("DELETE", "/images/runner/debian:bookworm").contains("shared by every build")
+        );
+        assert!(denied("DELETE", "/images/sha256:abc").contains("shared by every build"));
+        assert!(denied("DELETE", "/images/0123456789ab").contains("shared by every build"));
+        let r = route("DELETE", "/images/app:1").unwrap();
+        let (q, _) = check_query(r.query, parse_query("force=1&noprune=0"), &scope()).unwrap();
+        assert!(q.contains(&("force".into(), "false".into())));
+        assert!(!q.contains(&("force".into(), "1".into())));
     }
 
     #[test]
@@ -1232,6 +1311,40 @@ mod tests {
         let (_, needs) =
             check_query(Query::Commit, parse_query("container=c2&repo=x"), &s).unwrap();
         assert_eq!(needs, vec![Need::Own(Kind::Container, "c2".into())]);
+    }
+
+    #[test]
+    fn mapped_registries_are_rewritten() {
+        let s = Scope {
+            registries: vec![(
+                "1.dkr.ecr.us-east-1.amazonaws.com".into(),
+                endpoint_host("http://127.0.0.1:5000").unwrap(),
+            )],
+            ..scope()
+        };
+        assert_eq!(
+            map_repository("1.dkr.ecr.us-east-1.amazonaws.com/app", &s).as_deref(),
+            Some("127.0.0.1:5000/app")
+        );
+        assert_eq!(map_repository("docker.io/library/app", &s), None);
+        assert_eq!(map_repository("app", &s), None);
+        let b: serde_json::Value = serde_json::from_slice(
+            &check_auth(
+                br#"{"username":"AWS","password":"t","serveraddress":"https://1.dkr.ecr.us-east-1.amazonaws.com"}"#,
+                &s,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(b["serveraddress"], "127.0.0.1:5000");
+        assert_eq!(
+            split_tag("127.0.0.1:5000/app:1"),
+            ("127.0.0.1:5000/app", Some("1"))
+        );
+        assert_eq!(
+            split_tag("127.0.0.1:5000/app"),
+            ("127.0.0.1:5000/app", None)
+        );
     }
 
     #[test]

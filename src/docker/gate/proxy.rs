@@ -261,6 +261,7 @@ async fn handle(state: &State, mut req: Request<Incoming>) -> Result<Response<Ga
     for n in &needs {
         resolve(state, n).await?;
     }
+    let (pairs, tag_after_pull) = map_registry(state, &mut route, pairs).await?;
     let client_upgrade = (route.upgrade && req.headers().contains_key(UPGRADE))
         .then(|| hyper::upgrade::on(&mut req));
 
@@ -293,6 +294,7 @@ async fn handle(state: &State, mut req: Request<Incoming>) -> Result<Response<Ga
                 }
                 Body::CreateExec => (policy::check_exec_create(&bytes)?, vec![]),
                 Body::NetworkConnect => policy::check_network_connect(&bytes)?,
+                Body::Auth => (policy::check_auth(&bytes, &state.scope)?, vec![]),
                 Body::Stream | Body::Drop => (bytes.to_vec(), vec![]),
             };
             for n in &needs {
@@ -301,7 +303,112 @@ async fn handle(state: &State, mut req: Request<Incoming>) -> Result<Response<Ga
             Outgoing::Bytes(body)
         }
     };
-    forward(state, &route, &pairs, parts, body, client_upgrade).await
+    let resp = forward(state, &route, &pairs, parts, body, client_upgrade).await?;
+    match tag_after_pull {
+        Some((mapped, original)) if resp.status().is_success() => {
+            // The pull's progress is read to the end before the original name is tagged.
+            let (parts, body) = resp.into_parts();
+            let bytes = body.collect().await.map_err(upstream_error)?.to_bytes();
+            tag(state, &mapped, &original).await?;
+            Ok(Response::from_parts(parts, full(bytes)))
+        }
+        _ => Ok(resp),
+    }
+}
+
+/// `POST /images/{name}/tag`: `source` gets the name `target` (`repo:tag`).
+async fn tag(state: &State, source: &str, target: &str) -> Result<(), Reply> {
+    let (repo, t) = policy::split_tag(target);
+    let mut q = vec![("repo".to_string(), repo.to_string())];
+    if let Some(t) = t {
+        q.push(("tag".to_string(), t.to_string()));
+    }
+    let path = format!(
+        "/images/{}/tag?{}",
+        source.split('/').map(segment).collect::<Vec<_>>().join("/"),
+        policy::encode_query(&q)
+    );
+    let (status, v) = call(state, Method::POST, &path, None).await?;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(Reply {
+            status,
+            message: v
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("tag failed")
+                .to_string(),
+        })
+    }
+}
+
+/// A registry runner maps elsewhere (`Scope::registries`): a push of `HOST/app:tag`
+/// tags the image as `MAPPED/app:tag` and pushes that; a pull of `HOST/app:tag` pulls
+/// `MAPPED/app:tag` and then tags it with the name asked for (returned, to do after the
+/// pull).
+async fn map_registry(
+    state: &State,
+    route: &mut Route,
+    mut pairs: policy::Pairs,
+) -> Result<(policy::Pairs, Option<(String, String)>), Reply> {
+    if state.scope.registries.is_empty() {
+        return Ok((pairs, None));
+    }
+    let segs = &route.segments;
+    let is_push = segs.len() >= 3
+        && segs.first().map(String::as_str) == Some("images")
+        && segs.last().map(String::as_str) == Some("push");
+    if is_push {
+        let repo = segs[1..segs.len() - 1].join("/");
+        if let Some(mapped) = policy::map_repository(&repo, &state.scope) {
+            let t = pairs
+                .iter()
+                .find(|(k, _)| k == "tag")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            if t.is_empty() {
+                return Err(Denied(format!(
+                    "push {repo} with a tag (`docker push {repo}:TAG`): runner maps its \
+                     registry to another endpoint one tag at a time"
+                ))
+                .into());
+            }
+            tag(state, &format!("{repo}:{t}"), &format!("{mapped}:{t}")).await?;
+            let mut s = vec!["images".to_string()];
+            s.extend(mapped.split('/').map(str::to_string));
+            s.push("push".to_string());
+            route.segments = s;
+        }
+        return Ok((pairs, None));
+    }
+    if segs.len() == 2 && segs[0] == "images" && segs[1] == "create" {
+        let from = pairs
+            .iter()
+            .find(|(k, _)| k == "fromImage")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let t = pairs
+            .iter()
+            .find(|(k, _)| k == "tag")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        if let Some(mapped) = policy::map_repository(&from, &state.scope) {
+            for (k, v) in pairs.iter_mut() {
+                if k == "fromImage" {
+                    *v = mapped.clone();
+                }
+            }
+            // A digest reference (`@sha256:…`) keeps no tag to carry over.
+            if !t.is_empty() && !t.starts_with("sha256:") {
+                return Ok((
+                    pairs,
+                    Some((format!("{mapped}:{t}"), format!("{from}:{t}"))),
+                ));
+            }
+        }
+    }
+    Ok((pairs, None))
 }
 
 /// The body forwarded: rebuilt by the policy, or the client's streamed through.
