@@ -765,6 +765,19 @@ pub fn check_container_create(body: &[u8], scope: &Scope) -> Result<(Vec<u8>, Ve
         if h.container_id_file.as_ref().is_some_and(|v| !v.is_empty()) {
             refuse("a container id file")?;
         }
+        if let Some(log) = &h.log_config {
+            // Other drivers (syslog, fluentd, gelf, splunk, awslogs…) make the engine
+            // connect to an address of the build's choosing from the host's network.
+            if !matches!(
+                log.typ.as_deref(),
+                None | Some("" | "json-file" | "local" | "none")
+            ) {
+                refuse(&format!(
+                    "--log-driver {}",
+                    log.typ.as_deref().unwrap_or_default()
+                ))?;
+            }
+        }
         if h.oom_kill_disable == Some(true) {
             refuse("--oom-kill-disable")?;
         }
@@ -1204,6 +1217,7 @@ mod tests {
             serde_json::json!({"Sysctls": {"net.ipv4.ip_forward": "1"}}),
             serde_json::json!({"MaskedPaths": []}),
             serde_json::json!({"Runtime": "runc-unsafe"}),
+            serde_json::json!({"LogConfig": {"Type": "syslog", "Config": {"syslog-address": "tcp://127.0.0.1:22"}}}),
             serde_json::json!({"Binds": ["/:/host"]}),
             serde_json::json!({"Binds": ["/var/run/docker.sock:/var/run/docker.sock"]}),
             serde_json::json!({"Binds": ["/codebuild/output/src1/src/sub:/x"]}),
