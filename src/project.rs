@@ -43,6 +43,8 @@ pub struct ProjectConfig {
     pub buildspec: Option<String>,
     pub image: Option<String>,
     pub privileged: Option<bool>,
+    /// `docker: gate | privileged | none` (see `docker::gate::DockerMode`).
+    pub docker: Option<crate::docker::gate::DockerMode>,
     pub timeout_minutes: Option<f64>,
     pub source_mode: Option<SourceMode>,
     pub variables: Vec<(String, String)>,
@@ -155,6 +157,7 @@ const BUILD_KEYS: &[&str] = &[
     "buildspec",
     "image",
     "privileged",
+    "docker",
     "timeout-minutes",
     "source-mode",
     "variables",
@@ -278,6 +281,18 @@ fn build_section(node: &Node, cfg: &mut ProjectConfig, diags: &mut Vec<Diagnosti
                         ));
                         None
                     }
+                })
+            }
+            "docker" => {
+                cfg.docker = string(v, &path, diags).and_then(|s| {
+                    let m = crate::docker::gate::DockerMode::parse(&s);
+                    if m.is_none() {
+                        diags.push(Diagnostic::error(
+                            v.pos(),
+                            format!("{path} must be gate, privileged or none, found {s:?}"),
+                        ));
+                    }
+                    m
                 })
             }
             "timeout-minutes" => {

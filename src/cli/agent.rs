@@ -187,6 +187,7 @@ fn template(
     );
     req.cache_volumes = !args.no_cache_volumes;
     req.privileged = args.privileged;
+    req.engine_socket = config::engine_socket();
     req.region = args.region.clone();
     req.credentials = credentials;
     Ok(req)

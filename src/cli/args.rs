@@ -620,9 +620,16 @@ pub struct BuildArgs {
     /// extract. The archive is saved either way (for other machines, and --cache-s3).
     #[arg(long)]
     pub no_cache_volumes: bool,
-    /// Run the container privileged (for buildspecs that run docker themselves).
+    /// The build asks for privileged mode (for buildspecs that run docker themselves, as
+    /// on CodeBuild): by default it gets Docker through runner's gate (see --docker).
     #[arg(long)]
     pub privileged: bool,
+    /// What a build gets for running `docker`: `gate` (the host engine through runner's
+    /// filter: only its own containers, no privileged ones; the default for privileged
+    /// builds), `privileged` (a real privileged container, for images that start their
+    /// own Docker daemon) or `none`. Default: runner.yml's `docker:`.
+    #[arg(long, value_enum, value_name = "MODE", env = "RUNNER_DOCKER")]
+    pub docker: Option<crate::docker::gate::DockerMode>,
     /// Send a registry host's traffic to another address when pushing the project's
     /// image (see `runner push --help`). Repeatable; also RUNNER_REGISTRY_ENDPOINTS.
     #[arg(long = "registry-endpoint", value_name = "HOST=URL", value_parser = endpoint)]

@@ -120,6 +120,8 @@ fn request(args: BuildArgs) -> Result<BuildRequest, crate::publish::PublishError
         cache,
         cache_volumes: !args.no_cache_volumes,
         privileged: args.privileged,
+        docker: args.docker,
+        engine_socket: config::engine_socket(),
         artifacts: args.artifacts,
         zip: args.zip,
         batch: args.batch.then_some(args.concurrency),

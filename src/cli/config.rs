@@ -26,6 +26,16 @@ pub fn data_dir() -> PathBuf {
     )
 }
 
+/// The engine's unix socket for the build's Docker gate: DOCKER_HOST when it is a
+/// `unix://` address, the standard socket when DOCKER_HOST is unset, else none.
+pub fn engine_socket() -> Option<PathBuf> {
+    match std::env::var("DOCKER_HOST") {
+        Err(_) => Some(PathBuf::from("/var/run/docker.sock")),
+        Ok(h) if h.is_empty() => Some(PathBuf::from("/var/run/docker.sock")),
+        Ok(h) => h.strip_prefix("unix://").map(PathBuf::from),
+    }
+}
+
 /// RUNNER_ADVISORIES: the OSV dumps (default `<data dir>/advisories`).
 pub fn advisories() -> Option<PathBuf> {
     var_path("RUNNER_ADVISORIES").filter(|p| !p.as_os_str().is_empty())

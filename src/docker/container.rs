@@ -36,6 +36,9 @@ pub struct ContainerSpec {
     /// that path, removed with the container).
     pub volumes: Vec<String>,
     pub privileged: bool,
+    /// The host path of the build's Docker gate socket (`docker::gate`): mounted at
+    /// `/var/run/docker.sock`, with `DOCKER_HOST` pointing at it.
+    pub docker_socket: Option<String>,
 }
 
 /// An owned build container.
@@ -58,11 +61,19 @@ impl BuildContainer {
         labels.insert(LABEL_BUILD_ID.to_string(), spec.build_id.clone());
         labels.insert(LABEL_OWNER.to_string(), owner());
         labels.insert(LABEL_PROJECT.to_string(), spec.project.clone());
-        let binds = spec
+        let mut binds: Vec<String> = spec
             .binds
             .iter()
             .map(|(h, c, ro)| format!("{h}:{c}:{}", if *ro { "ro" } else { "rw" }))
             .collect();
+        let mut env = Vec::new();
+        if let Some(socket) = &spec.docker_socket {
+            binds.push(format!("{socket}:{}:rw", super::gate::SOCKET_IN_CONTAINER));
+            env.push(format!(
+                "DOCKER_HOST=unix://{}",
+                super::gate::SOCKET_IN_CONTAINER
+            ));
+        }
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             // Pure shell builtins, so any image with a /bin/sh works.
@@ -76,6 +87,7 @@ impl BuildContainer {
             stdin_once: Some(true),
             attach_stdin: Some(true),
             working_dir: Some(spec.working_dir.clone()),
+            env: (!env.is_empty()).then_some(env),
             labels: Some(labels),
             volumes: (!spec.volumes.is_empty()).then(|| spec.volumes.clone()),
             host_config: Some(HostConfig {
@@ -388,6 +400,12 @@ fn is_stale(owner: Option<&str>, state: Option<&str>, host: &str) -> bool {
         return stopped;
     }
     stopped || !Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Whether the runner process named by an `io.runner.owner` label is gone (this
+/// machine only; another machine's owner is never stale by this test).
+pub(crate) fn is_stale_owner(owner: Option<&str>) -> bool {
+    is_stale(owner, None, &hostname())
 }
 
 impl DockerEngine {

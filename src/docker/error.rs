@@ -29,6 +29,8 @@ pub enum DockerError {
         "cannot run commands as user {0:?} (run-as): the image has no such user, or its shell cannot start"
     )]
     RunAs(String),
+    #[error("runner's Docker gate for the build could not start: {0}")]
+    Gate(String),
     #[error("cannot read the source directory {path}: {source}")]
     Source {
         path: String,

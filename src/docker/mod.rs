@@ -7,6 +7,7 @@
 mod client;
 mod container;
 mod error;
+pub mod gate;
 mod image;
 mod network;
 mod shell;
@@ -15,6 +16,12 @@ mod volume;
 pub use client::DockerEngine;
 pub use container::{BuildContainer, ContainerSpec, LABEL_BUILD_ID, LABEL_OWNER};
 pub use error::DockerError;
+
+/// The `io.runner.owner` label of objects this process creates (`host:pid`).
+pub fn owner_label() -> String {
+    container::owner()
+}
+pub use gate::DockerGate;
 pub use image::{ImageBuildSpec, ImageInfo};
 pub use network::{CREDENTIALS_GATEWAY, CREDENTIALS_NETWORK, CREDENTIALS_SUBNET};
 pub use shell::{CommandExit, DockerShell};

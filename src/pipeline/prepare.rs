@@ -260,6 +260,14 @@ pub async fn prepare(
         local_cache_dir: Some(req.data_dir.join("cache-volumes")),
         cache_volumes: req.cache_volumes,
         build_credentials: None,
+        docker: req.docker.or(facts.config.docker),
+        engine_socket: req.engine_socket.clone(),
+        registries: req
+            .credentials
+            .registry_endpoints
+            .overrides()
+            .map(|(h, u)| (h.to_string(), u.to_string()))
+            .collect(),
     };
     // Resolved before the masker is made: what the build is served is masked too.
     run_opts.build_credentials = build_credentials(&mut req, &facts).await?;

@@ -100,6 +100,12 @@ pub struct BuildRequest {
     /// Keep the cache paths in engine volumes between builds.
     pub cache_volumes: bool,
     pub privileged: bool,
+    /// What a build gets for running `docker` (`--docker`); default: the project file's
+    /// `docker:`, else the gate for privileged builds.
+    pub docker: Option<crate::docker::gate::DockerMode>,
+    /// The host engine's unix socket the Docker gate forwards to (`None`: the engine is
+    /// not reached through a local socket, so no gate).
+    pub engine_socket: Option<PathBuf>,
     /// Collect artifacts here (a directory per artifact identifier).
     pub artifacts: Option<PathBuf>,
     pub zip: bool,
@@ -140,6 +146,8 @@ impl BuildRequest {
             },
             cache_volumes: true,
             privileged: false,
+            docker: None,
+            engine_socket: Some(PathBuf::from("/var/run/docker.sock")),
             artifacts: None,
             zip: false,
             batch: None,

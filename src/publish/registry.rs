@@ -54,6 +54,12 @@ impl Endpoints {
         Ok(Self { overrides })
     }
 
+    /// The `(host, URL)` overrides (for the build's Docker gate, which maps the same
+    /// registries inside the build).
+    pub fn overrides(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.overrides.iter().map(|(h, u)| (h.as_str(), u.as_str()))
+    }
+
     pub fn base_url(&self, registry: &str) -> String {
         if let Some(url) = self.overrides.get(registry) {
             return url.clone();

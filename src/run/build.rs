@@ -9,8 +9,9 @@ use super::shells::{inject_secrets, Shells};
 use crate::artifacts::{self, CollectOptions};
 use crate::buildspec::model::{Artifacts, Command, OnFailure, PhaseName, Version};
 use crate::cache::{CacheStore, HostMount};
+use crate::docker::gate::{DockerMode, Scope as GateScope};
 use crate::docker::{
-    BuildContainer, CommandExit, ContainerSpec, DockerEngine, DockerError, DockerShell,
+    BuildContainer, CommandExit, ContainerSpec, DockerEngine, DockerError, DockerGate, DockerShell,
 };
 use crate::event::{
     ArtifactSummary, BuildResult, BuildStatus, CacheSummary, Event, Level, PhaseStatus, Reporter,
@@ -46,6 +47,13 @@ pub struct RunOptions {
     pub image_checked: bool,
     /// AWS credentials served to the build (an endpoint per build, for its lifetime).
     pub build_credentials: Option<Arc<crate::build_credentials::BuildCredentials>>,
+    /// What builds get for running `docker` (`None`: the gate for privileged builds).
+    pub docker: Option<DockerMode>,
+    /// The host engine's unix socket the Docker gate forwards to.
+    pub engine_socket: Option<PathBuf>,
+    /// `(registry host, endpoint URL)`: registries mapped elsewhere
+    /// (`--registry-endpoint`), mapped the same way for `docker` inside the build.
+    pub registries: Vec<(String, String)>,
 }
 
 /// Runs one build to the end and returns its result. Never leaves a container behind.
@@ -95,10 +103,12 @@ pub async fn run_build(
     }
 
     let mut container: Option<BuildContainer> = None;
+    // The build's Docker gate: stopped after the container, removing what it created.
+    let mut gate: Option<DockerGate> = None;
     // Dropped after FINALIZING, once the container no longer uses what they guard.
     let mut leases = cache_steps::Leases::default();
     let interrupted = tokio::select! {
-        r = drive(&ctx, engine, opts, &mut container, &mut leases) => match r {
+        r = drive(&ctx, engine, opts, &mut container, &mut gate, &mut leases) => match r {
             Ok(()) => None,
             Err(e) => Some(Interruption::Fault(e)),
         },
@@ -145,6 +155,14 @@ pub async fn run_build(
     if let Some(c) = container.as_mut() {
         c.remove().await;
     }
+    if let Some(g) = gate.take() {
+        if let Err(e) = g.stop(engine).await {
+            ctx.notice(
+                Level::Warning,
+                format!("could not remove what the build created through docker: {e}"),
+            );
+        }
+    }
     drop(leases);
     // The endpoint ends with the build.
     drop(credentials);
@@ -190,10 +208,15 @@ async fn drive(
     engine: &DockerEngine,
     opts: &RunOptions,
     container: &mut Option<BuildContainer>,
+    gate: &mut Option<DockerGate>,
     leases: &mut cache_steps::Leases,
 ) -> Result<(), DockerError> {
     ctx.phase_start(PhaseName::Provisioning);
-    let spec = provision(ctx, engine, opts, leases).await?;
+    let mut spec = provision(ctx, engine, opts, leases).await?;
+    if DockerMode::effective(opts.docker, ctx.plan.privileged) == DockerMode::Gate {
+        let g = gate.insert(start_gate(ctx.plan, opts).await?);
+        spec.docker_socket = Some(g.socket().display().to_string());
+    }
     let c: &BuildContainer = container.insert(BuildContainer::start(engine, &spec).await?);
     ctx.phase_end(PhaseName::Provisioning, PhaseStatus::Succeeded, None);
 
@@ -244,6 +267,15 @@ async fn provision(
             format!("could not remove containers left behind by earlier builds: {e}"),
         );
     }
+    // And what their builds created through the Docker gate (containers, networks,
+    // volumes) when runner was killed before removing it.
+    if let Err(e) = engine.remove_stale_gate_objects(&plan.project).await {
+        ctx.notice(
+            Level::Warning,
+            format!("could not remove docker objects left behind by earlier builds: {e}"),
+        );
+    }
+    let docker_mode = DockerMode::effective(opts.docker, plan.privileged);
     if !opts.image_checked {
         engine.ensure_image(&plan.image).await?;
     }
@@ -254,7 +286,7 @@ async fn provision(
     if let Some(ca) = &plan.host_ca_bundle {
         binds.push((ca.clone(), CA_BUNDLE_MOUNT.to_string(), true));
     }
-    if plan.privileged && opts.cache_store.is_some() {
+    if docker_mode == DockerMode::Privileged && opts.cache_store.is_some() {
         // Docker layer cache for buildspecs that run their own dockerd (privileged mode,
         // as on CodeBuild): /var/lib/docker lives in a volume per project, so the next
         // build's `docker build` reuses the layers. One build at a time: two daemons
@@ -300,8 +332,43 @@ async fn provision(
         working_dir: plan.src_dir.clone(),
         binds,
         volumes,
-        privileged: plan.privileged,
+        privileged: docker_mode == DockerMode::Privileged,
+        docker_socket: None,
     })
+}
+
+/// Starts the build's Docker gate (see `docker::gate`), forwarding to the engine's
+/// socket; the source directory is the one host path the build may bind-mount.
+async fn start_gate(plan: &BuildPlan, opts: &RunOptions) -> Result<DockerGate, DockerError> {
+    let Some(engine_socket) = &opts.engine_socket else {
+        return Err(DockerError::Gate(
+            "the Docker engine is not reached through a local unix socket (DOCKER_HOST), \
+             which the gate forwards to; run the build with `--docker none`, or \
+             `--docker privileged` with an image that starts its own daemon"
+                .to_string(),
+        ));
+    };
+    let source = (plan.source_mode == SourceMode::Mount)
+        .then(|| (plan.src_dir.clone(), plan.source_dir_host.clone()));
+    let scope = GateScope {
+        build_id: plan.build_id.clone(),
+        owner: crate::docker::owner_label(),
+        project: plan.project.clone(),
+        source,
+        registries: opts
+            .registries
+            .iter()
+            .filter_map(|(h, url)| {
+                crate::docker::gate::policy::endpoint_host(url).map(|to| (h.clone(), to))
+            })
+            .collect(),
+    };
+    // Unix socket paths are short (108 bytes): a long data directory falls back to /tmp.
+    let parent = match &opts.scratch_dir {
+        Some(d) if d.as_os_str().len() < 60 => d.join("docker-gate"),
+        _ => PathBuf::from("/tmp/runner-docker-gate"),
+    };
+    DockerGate::start(engine_socket, &parent, scope).await
 }
 
 /// The cache a build restored, for saving it after a successful build.

@@ -8,6 +8,7 @@ mod advisory_freshness;
 mod artifacts_e2e;
 mod batch;
 mod build_credentials;
+mod build_docker;
 mod build_semantics;
 mod buildspec_corpus;
 mod cache_e2e;
