@@ -248,6 +248,9 @@ have_postgres || missing+=(postgresql)
 command -v rpmbuild >/dev/null 2>&1 || missing+=(rpm)
 /usr/bin/python3 -c 'import rpm' >/dev/null 2>&1 || missing+=(python3-rpm)
 /usr/bin/python3 -c 'import packaging.version' >/dev/null 2>&1 || missing+=(python3-packaging)
+# Headless Chromium for the web page's browser tests (tests/it/pool_web_browser.rs,
+# driven over the DevTools protocol).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
 	if [ "$(id -u)" != 0 ] && { [ ${#SUDO[@]} = 0 ] || ! "${SUDO[@]}" true 2>/dev/null; }; then
 		log "warning: not root, cannot install: ${missing[*]}"
