@@ -197,6 +197,17 @@ impl Api {
 
     /// Claims the oldest queued job, sends `events` as its log and completes it.
     pub async fn run(&self, events: &[Value], conclusion: &str, exit_code: i32) -> String {
+        self.run_with(events, &[], conclusion, exit_code).await
+    }
+
+    /// As [`Api::run`], uploading `artifacts` (name, bytes) before completing.
+    pub async fn run_with(
+        &self,
+        events: &[Value],
+        artifacts: &[(&str, &[u8])],
+        conclusion: &str,
+        exit_code: i32,
+    ) -> String {
         let (s, a) = self
             .call(
                 &self.agent,
@@ -221,6 +232,22 @@ impl Api {
             )
             .await;
         assert_eq!(s, StatusCode::NO_CONTENT);
+        for (name, bytes) in artifacts {
+            let r = self
+                .http
+                .put(format!(
+                    "{}{base}/artifacts/{name}?lease={}",
+                    self.base,
+                    lease.as_str().unwrap()
+                ))
+                .bearer_auth(&self.agent)
+                .header("runner-protocol", "1")
+                .body(bytes.to_vec())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        }
         let (s, v) = self
             .call(
                 &self.agent,
@@ -342,7 +369,16 @@ async fn web_posts_without_the_csrf_token_or_from_another_origin_change_nothing(
 
 #[tokio::test]
 async fn web_job_list_filters_by_project_branch_and_status_and_pages() {
-    let pool = Pool::start(30);
+    list_filters(Pool::start(30)).await;
+}
+
+#[tokio::test]
+async fn web_job_list_filters_and_pages_on_postgres() {
+    let db = crate::support_pg::database().await;
+    list_filters(Pool::start_on(30, Some(db))).await;
+}
+
+async fn list_filters(pool: Pool) {
     let api = Api::new(&pool);
     for _ in 0..28 {
         api.submit("list-a", "main").await;
@@ -416,8 +452,15 @@ async fn web_job_page_shows_phases_log_release_and_escapes_everything() {
                   "detail": {"pull_request": {"url": "https://github.com/o/config/pull/7"}},
                   "duration_ms": 5}),
     ];
-    assert_eq!(api.run(&events, "succeeded", 0).await, id);
+    let artifact: &[u8] = b"artifact <body>";
+    assert_eq!(
+        api.run_with(&events, &[("dist/app <1>.txt", artifact)], "succeeded", 0)
+            .await,
+        id
+    );
     let mut b = Browser::new(&pool);
+    let download = format!("/jobs/{id}/artifacts/dist/app%20%3C1%3E.txt");
+    assert_eq!(b.get(&download).await.status, StatusCode::SEE_OTHER);
     b.sign_in(&api.submit).await;
     let page = b.get(&format!("/jobs/{id}")).await;
     assert_eq!(page.status, StatusCode::OK);
@@ -452,6 +495,20 @@ async fn web_job_page_shows_phases_log_release_and_escapes_everything() {
         .starts_with("text/plain"));
     assert!(txt.body.contains("<script>alert('log')</script>"));
     assert!(txt.body.contains("red line") && !txt.body.contains('\u{1b}'));
+    // Artifacts: listed (name escaped) and downloadable.
+    assert!(h.contains("dist/app &lt;1&gt;.txt"), "{h}");
+    assert!(h.contains(&format!("href=\"{download}\"")), "{h}");
+    let r = b.get(&download).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body.as_bytes(), artifact);
+    assert!(r.headers["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment"));
+    // The agents page shows the agent that ran it, with its labels and last contact.
+    let agents = b.get("/agents").await.body;
+    assert!(agents.contains("<td>web-test-agent</td>"), "{agents}");
+    assert!(agents.contains("s-online"), "{agents}");
     // The badge escapes the project name too.
     let badge = b.get(&format!("/badge/{}.svg", enc(project))).await.body;
     assert!(

@@ -275,10 +275,20 @@ fn web_browser_signs_in_follows_a_live_log_and_cancels_without_a_reload() {
     let _agent = pool.agent("web-browser", &[]);
     let name = project("web-browser");
     let _containers = Containers(name.clone());
-    let src = source(&[(
-        "buildspec.yml",
-        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo \"starting <b>build</b>\"\n      - for i in $(seq 1 600); do echo \"line $i\"; sleep 0.2; done\n",
-    )]);
+    let src = source(&[
+        (
+            "buildspec.yml",
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - echo \"starting <b>build</b>\"\n      - for i in $(seq 1 600); do echo \"line $i\"; sleep 0.2; done\n",
+        ),
+        (
+            "pass.yml",
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - printf '\\033[32mok\\033[0m\\n'\n",
+        ),
+        (
+            "fail.yml",
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - echo failing\n      - exit 3\n",
+        ),
+    ]);
     let id = pool.submit(src.path(), &name, &[]);
     wait_for_log(&pool, &id, "line 3");
 
@@ -363,9 +373,31 @@ fn web_browser_signs_in_follows_a_live_log_and_cancels_without_a_reload() {
         json!({"value": false}),
     );
 
+    // Two finished jobs on branches beside the cancelled one, for the list's screenshot.
+    for (spec, branch) in [("fail.yml", "feature/login"), ("pass.yml", "main")] {
+        let job = pool.submit(
+            src.path(),
+            &name,
+            &[
+                "--buildspec",
+                spec,
+                "--env",
+                &format!("RUNNER_BRANCH={branch}"),
+            ],
+        );
+        let done = pool.wait_job(&job, "the job to finish", 120, |j| {
+            j["state"] != "queued" && j["state"] != "running"
+        });
+        let want = if spec == "pass.yml" {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        assert_eq!(done["state"], want, "{done}");
+    }
     cdp.navigate(&format!("{}/jobs", pool.url));
     eventually("the list with scripts", 30, || {
-        (cdp.eval("document.querySelectorAll('tr.job').length") == 1).then_some(())
+        (cdp.eval("document.querySelectorAll('tr.job').length") == 3).then_some(())
     });
     cdp.screenshot("job-list.png");
 }

@@ -432,13 +432,14 @@ async fn signout(
 
 // ---- the job list ----
 
-/// A job's branch, from its submission: a webhook's `CODEBUILD_WEBHOOK_HEAD_REF`
-/// (`refs/heads/NAME`), else a git source's revision unless it is a commit id.
+/// A job's branch, from its submission: `RUNNER_BRANCH` in its env (`NAME` or
+/// `refs/heads/NAME`; `CODEBUILD_*` names are reserved for runner), else a git source's
+/// revision unless it is a commit id.
 pub fn job_branch(spec: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(spec).ok()?;
     let from_env = v.get("env").and_then(|e| e.as_array()).and_then(|env| {
         env.iter().filter_map(|e| e.as_str()).find_map(|e| {
-            e.strip_prefix("CODEBUILD_WEBHOOK_HEAD_REF=")
+            e.strip_prefix("RUNNER_BRANCH=")
                 .map(|r| r.strip_prefix("refs/heads/").unwrap_or(r).to_string())
         })
     });
@@ -1265,14 +1266,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn branches_come_from_the_webhook_ref_or_a_git_revision() {
+    fn branches_come_from_runner_branch_or_a_git_revision() {
         let git = |rev: &str| {
             format!(r#"{{"source":{{"kind":"git","url":"u","revision":"{rev}"}},"env":[]}}"#)
         };
         assert_eq!(job_branch(&git("main")).as_deref(), Some("main"));
         assert_eq!(job_branch(&git("refs/heads/dev")).as_deref(), Some("dev"));
         assert_eq!(job_branch(&git("0123abcd")), None);
-        let hook = r#"{"source":{"kind":"archive","sha256":"x"},"env":["CODEBUILD_WEBHOOK_HEAD_REF=refs/heads/feat/x"]}"#;
+        let hook = r#"{"source":{"kind":"archive","sha256":"x"},"env":["RUNNER_BRANCH=refs/heads/feat/x"]}"#;
         assert_eq!(job_branch(hook).as_deref(), Some("feat/x"));
         assert_eq!(spec_needle("a\"b"), "a\\\"b");
         assert_eq!(local_next(Some("//evil.example")), "/jobs");
