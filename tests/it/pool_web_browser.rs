@@ -340,6 +340,11 @@ fn web_browser_signs_in_follows_a_live_log_and_cancels_without_a_reload() {
         (cdp.eval("document.getElementById('state').textContent") == "cancelled").then_some(())
     });
     assert_eq!(cdp.eval("window.__noReload"), 42, "the page did not reload");
+    // The timeline followed too: BUILD no longer runs.
+    eventually("the timeline to show BUILD ended", 30, || {
+        let t = cdp.eval("document.getElementById('timeline').textContent");
+        (t.as_str()?.contains("BUILD") && !t.as_str()?.contains("RUNNING")).then_some(())
+    });
     let api_state = pool.job(&id)["state"].clone();
     assert_eq!(api_state, "cancelled");
 

@@ -24,6 +24,10 @@
       log.insertAdjacentHTML("beforeend", e.data + "\n");
       if (follow) box.scrollTop = box.scrollHeight;
     });
+    es.addEventListener("timeline", function (e) {
+      var t = document.getElementById("timeline");
+      if (t) t.innerHTML = e.data;
+    });
     es.addEventListener("state", function (e) {
       var d = JSON.parse(e.data);
       setState(d.state);

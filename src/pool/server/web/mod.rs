@@ -7,7 +7,8 @@
 //! POST /signout
 //! GET  /jobs?project=&branch=&state=&page=   the job list, newest first, 25 a page
 //! GET  /jobs/{id}?attempt=               a job: phases, release, artifacts, log
-//! GET  /jobs/{id}/live?attempt=&after=   server-sent events: `log` (HTML lines), `state`, `end`
+//! GET  /jobs/{id}/live?attempt=&after=   server-sent events: `log` (HTML lines), `timeline`,
+//!                                        `state`, `end`
 //! GET  /jobs/{id}/log.txt?attempt=       the log as text (download)
 //! GET  /jobs/{id}/artifacts/{name}       an artifact (download)
 //! POST /jobs/{id}/cancel, /jobs/{id}/retry
@@ -990,6 +991,8 @@ struct Live {
     state: Option<JobState>,
     queue: VecDeque<SseEvent>,
     done: bool,
+    /// The log read so far (for the phase timeline).
+    log: JobLog,
 }
 
 impl Live {
@@ -1011,12 +1014,19 @@ impl Live {
             }
         };
         if !page.chunks.is_empty() {
-            let mut log = JobLog::default();
+            let phases = self.log.phases.clone();
             let mut html = String::new();
             for c in &page.chunks {
-                for l in log.feed(&c.data) {
+                for l in self.log.feed(&c.data) {
                     html.push_str(&l.html);
                 }
+            }
+            if self.log.phases != phases {
+                self.queue.push_back(
+                    SseEvent::default()
+                        .event("timeline")
+                        .data(self.log.timeline_html()),
+                );
             }
             self.after = page.next;
             self.queue.push_back(
@@ -1081,15 +1091,35 @@ async fn live(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let events = st.store.hub().subscribe();
+    let attempt = q.attempt.unwrap_or(job.attempt);
+    let after = resume.or(q.after).unwrap_or(0);
+    // The phases so far, so the timeline sent on a phase change is whole.
+    let mut log = JobLog::default();
+    let mut from = 0;
+    while from < after {
+        let page = st
+            .store
+            .read_log(&id, Some(attempt), from, 500)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        if page.chunks.is_empty() {
+            break;
+        }
+        for c in page.chunks.iter().filter(|c| c.seq < after) {
+            log.feed(&c.data);
+        }
+        from = page.next;
+    }
     let live = Live {
         st: st.clone(),
         id,
-        attempt: q.attempt.unwrap_or(job.attempt),
-        after: resume.or(q.after).unwrap_or(0),
+        attempt,
+        after,
         events,
         state: None,
         queue: VecDeque::new(),
         done: false,
+        log,
     };
     let stream = futures_util::stream::unfold(live, |mut l| async move {
         loop {
