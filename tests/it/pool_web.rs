@@ -62,7 +62,7 @@ pub struct Resp {
 
 /// A browser-like client: no redirects followed, the session cookie kept by hand.
 pub struct Browser {
-    http: reqwest::Client,
+    pub http: reqwest::Client,
     pub base: String,
     pub cookie: Option<String>,
 }
@@ -563,4 +563,63 @@ async fn web_badge_colour_follows_the_last_finished_job() {
     api.run(&[], "succeeded", 0).await;
     assert_eq!(colour(&badge("").await), "#2da44e");
     assert_eq!(colour(&badge("?branch=dev").await), "#2da44e");
+}
+
+#[tokio::test]
+async fn web_live_log_streams_a_job_opened_while_queued_until_it_ends() {
+    let pool = Pool::start(30);
+    let api = Api::new(&pool);
+    let id = api.submit("live-proj", "main").await;
+    let mut b = Browser::new(&pool);
+    // Not signed in: no stream.
+    let live = format!("/jobs/{id}/live?attempt=0&after=0");
+    assert_eq!(b.get(&live).await.status, StatusCode::SEE_OTHER);
+    b.sign_in(&api.submit).await;
+    let page = b.get(&format!("/jobs/{id}")).await.body;
+    assert!(page.contains(&format!(
+        "data-live=\"/jobs/{id}/live?attempt=0&amp;after=0\""
+    )));
+    let mut resp = b
+        .http
+        .get(format!("{}{live}", b.base))
+        .header(
+            "cookie",
+            format!("runner_session={}", b.cookie.clone().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    // The first event is the state it was opened in; the job runs only after that.
+    let mut text = String::new();
+    while !text.contains("\"state\":\"queued\"") {
+        text.push_str(&String::from_utf8_lossy(
+            &resp.chunk().await.unwrap().unwrap(),
+        ));
+    }
+    let events = [
+        json!({"event": "phase_started", "phase": "BUILD"}),
+        json!({"event": "log", "stream": "stdout", "line": "<img src=x onerror=alert(1)>"}),
+        json!({"event": "phase_ended", "phase": "BUILD", "status": "FAILED", "duration_ms": 10}),
+    ];
+    api.run(&events, "failed", 1).await;
+    while !text.contains("event: end") {
+        match resp.chunk().await.unwrap() {
+            Some(c) => text.push_str(&String::from_utf8_lossy(&c)),
+            None => break,
+        }
+    }
+    assert!(text.contains("event: log"), "{text}");
+    assert!(
+        text.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{text}"
+    );
+    assert!(!text.contains("<img"), "{text}");
+    assert!(text.contains("event: timeline"), "{text}");
+    assert!(text.contains("\"state\":\"failed\""), "{text}");
+    assert!(text.contains("event: end"), "{text}");
 }

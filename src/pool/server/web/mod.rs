@@ -1059,8 +1059,27 @@ impl Live {
                     .push_back(SseEvent::default().event("state").data(data.to_string()));
                 any = true;
             }
-            let moved_on = j.attempt != self.attempt && j.state != JobState::Queued;
-            if page.complete && (j.state.is_final() || moved_on) {
+            if page.complete && j.attempt > self.attempt && j.state != JobState::Queued {
+                // The next attempt started (the page was opened while the job was queued,
+                // or its agent was lost): follow that one, as `runner jobs logs -f` does.
+                if self.attempt > 0 {
+                    let mark = format!(
+                        "<span class=\"ln phase\">── attempt {} ──</span>",
+                        j.attempt
+                    );
+                    self.queue
+                        .push_back(SseEvent::default().event("log").data(mark));
+                }
+                self.attempt = j.attempt;
+                self.after = 0;
+                self.log = JobLog::default();
+                self.queue.push_back(
+                    SseEvent::default()
+                        .event("timeline")
+                        .data(self.log.timeline_html()),
+                );
+                any = true;
+            } else if page.complete && j.state.is_final() {
                 self.queue
                     .push_back(SseEvent::default().event("end").data(j.state.as_str()));
                 self.done = true;
