@@ -623,3 +623,119 @@ async fn web_live_log_streams_a_job_opened_while_queued_until_it_ends() {
     assert!(text.contains("\"state\":\"failed\""), "{text}");
     assert!(text.contains("event: end"), "{text}");
 }
+
+/// A self-signed certificate for 127.0.0.1 (openssl): (cert, key).
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let conf = dir.join("openssl.cnf");
+    std::fs::write(
+        &conf,
+        "[req]\nprompt = no\ndistinguished_name = dn\nx509_extensions = ext\n\
+         [dn]\nCN = runner-test\n\
+         [ext]\nbasicConstraints = critical, CA:FALSE\n\
+         subjectAltName = IP:127.0.0.1, DNS:localhost\n\
+         keyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n",
+    )
+    .unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-config"])
+        .arg(&conf)
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (needed for the TLS test)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+#[tokio::test]
+async fn web_session_cookie_is_secure_under_tls_or_behind_an_https_proxy() {
+    // Plain HTTP: no Secure flag (the browser would drop the cookie); behind a proxy that
+    // says the client used HTTPS: Secure.
+    let pool = Pool::start(30);
+    let api = Api::new(&pool);
+    let mut b = Browser::new(&pool);
+    let r = b.sign_in(&api.submit).await;
+    assert!(!r.headers[SET_COOKIE].to_str().unwrap().contains("Secure"));
+    let r = b
+        .send(
+            b.http
+                .post(format!("{}/signin", b.base))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("x-forwarded-proto", "https")
+                .body(form(&[("token", &api.submit)])),
+        )
+        .await;
+    assert!(r.headers[SET_COOKIE].to_str().unwrap().contains("; Secure"));
+
+    // A server with --tls-cert/--tls-key on the same store.
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(certs.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg("--data-dir")
+        .arg(pool.dir.path().join("tls-data"))
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            &pool.database,
+        ])
+        .arg("--blobs")
+        .arg(pool.dir.path().join("blobs"))
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .env_remove("RUNNER_DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let https = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let pem = std::fs::read(&cert).unwrap();
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http
+        .post(format!("{https}/signin"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", &https)
+        .body(form(&[("token", &api.submit)]))
+        .send()
+        .await
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let c = r.headers()[SET_COOKIE].to_str().unwrap();
+    assert!(
+        c.contains("; Secure") && c.contains("HttpOnly") && c.contains("SameSite=Strict"),
+        "{c}"
+    );
+}

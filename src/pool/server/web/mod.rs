@@ -201,9 +201,9 @@ fn signed_in(web: &WebState, headers: &HeaderMap, uri: &Uri) -> Res<Session> {
     }
 }
 
-/// A POST from a page of this server: `Origin` (when sent) names this host, and the
-/// browser does not call it cross-site.
-fn same_origin(headers: &HeaderMap) -> Res<()> {
+/// A POST from a page of this server: `Origin` (when sent) names this host (the `Host`
+/// header, or HTTP/2's `:authority`), and the browser does not call it cross-site.
+fn same_origin(headers: &HeaderMap, uri: &Uri) -> Res<()> {
     let refuse = || {
         WebError::new(
             StatusCode::FORBIDDEN,
@@ -219,6 +219,7 @@ fn same_origin(headers: &HeaderMap) -> Res<()> {
         let host = headers
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
+            .or_else(|| uri.authority().map(|a| a.as_str()))
             .ok_or_else(refuse)?;
         let origin = origin.to_str().map_err(|_| refuse())?;
         let origin_host = origin
@@ -233,8 +234,13 @@ fn same_origin(headers: &HeaderMap) -> Res<()> {
 }
 
 /// A state-changing POST: same origin, a session, its CSRF token.
-fn checked_post(web: &WebState, headers: &HeaderMap, csrf: Option<&str>) -> Res<(String, Session)> {
-    same_origin(headers)?;
+fn checked_post(
+    web: &WebState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    csrf: Option<&str>,
+) -> Res<(String, Session)> {
+    same_origin(headers, uri)?;
     let Some((key, session)) = web.find(headers) else {
         return Err(WebError::new(
             StatusCode::FORBIDDEN,
@@ -368,9 +374,10 @@ async fn signin(
     State(st): St,
     Extension(web): Web,
     headers: HeaderMap,
+    uri: Uri,
     Form(f): Form<SignIn>,
 ) -> Res<Response> {
-    same_origin(&headers)?;
+    same_origin(&headers, &uri)?;
     let next = local_next(f.next.as_deref());
     let token = f.token.trim();
     let role = if token.is_empty() {
@@ -419,9 +426,10 @@ struct CsrfForm {
 async fn signout(
     Extension(web): Web,
     headers: HeaderMap,
+    uri: Uri,
     Form(f): Form<CsrfForm>,
 ) -> Res<Response> {
-    let (key, _) = checked_post(&web, &headers, f.csrf.as_deref())?;
+    let (key, _) = checked_post(&web, &headers, &uri, f.csrf.as_deref())?;
     web.remove(&key);
     let mut r = Redirect::to("/signin").into_response();
     r.headers_mut().insert(
@@ -942,10 +950,11 @@ async fn cancel(
     State(st): St,
     Extension(web): Web,
     headers: HeaderMap,
+    uri: Uri,
     UrlPath(id): UrlPath<String>,
     Form(f): Form<CsrfForm>,
 ) -> Res<Response> {
-    let (_, session) = checked_post(&web, &headers, f.csrf.as_deref())?;
+    let (_, session) = checked_post(&web, &headers, &uri, f.csrf.as_deref())?;
     if !role_may_read(session.role) {
         return Err(WebError::new(
             StatusCode::FORBIDDEN,
@@ -960,10 +969,11 @@ async fn retry(
     State(st): St,
     Extension(web): Web,
     headers: HeaderMap,
+    uri: Uri,
     UrlPath(id): UrlPath<String>,
     Form(f): Form<CsrfForm>,
 ) -> Res<Response> {
-    let (_, session) = checked_post(&web, &headers, f.csrf.as_deref())?;
+    let (_, session) = checked_post(&web, &headers, &uri, f.csrf.as_deref())?;
     if !role_may_read(session.role) {
         return Err(WebError::new(
             StatusCode::FORBIDDEN,
