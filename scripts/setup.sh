@@ -242,15 +242,15 @@ have_postgres() {
 	compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
 }
 have_postgres || missing+=(postgresql)
+# Headless Chromium for the web page's browser tests (tests/it/pool_web_browser.rs,
+# driven over the DevTools protocol).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # Reference implementations the OS-family scan tests compare against (tests/it/
 # scan_os_families.rs): rpm and rpmbuild (write real rpm databases), python3-rpm
 # (rpm's own version comparison) and python3-packaging (PEP 440), for Debian's python3.
 command -v rpmbuild >/dev/null 2>&1 || missing+=(rpm)
 /usr/bin/python3 -c 'import rpm' >/dev/null 2>&1 || missing+=(python3-rpm)
 /usr/bin/python3 -c 'import packaging.version' >/dev/null 2>&1 || missing+=(python3-packaging)
-# Headless Chromium for the web page's browser tests (tests/it/pool_web_browser.rs,
-# driven over the DevTools protocol).
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
 	if [ "$(id -u)" != 0 ] && { [ ${#SUDO[@]} = 0 ] || ! "${SUDO[@]}" true 2>/dev/null; }; then
 		log "warning: not root, cannot install: ${missing[*]}"
