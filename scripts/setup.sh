@@ -242,6 +242,9 @@ have_postgres() {
 	compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
 }
 have_postgres || missing+=(postgresql)
+# Headless Chromium for the web page's browser tests (tests/it/pool_web_browser.rs,
+# driven over the DevTools protocol).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # Reference implementations the OS-family scan tests compare against (tests/it/
 # scan_os_families.rs): rpm and rpmbuild (write real rpm databases), python3-rpm
 # (rpm's own version comparison) and python3-packaging (PEP 440), for Debian's python3.

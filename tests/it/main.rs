@@ -38,4 +38,6 @@ mod support_pg;
 mod pool_e2e;
 mod pool_faults;
 mod pool_server;
+mod pool_web;
+mod pool_web_browser;
 mod support_pool;

@@ -9,6 +9,7 @@
 
 pub mod blobs;
 mod metrics;
+mod web;
 
 use crate::pool::archive::{self, is_sha256_hex};
 use crate::pool::protocol::{
@@ -52,6 +53,8 @@ pub struct ServerConfig {
     pub claim_budget: Duration,
     /// How often agents' last-seen times (kept in memory) are written to the store.
     pub agents_flush_every: Duration,
+    /// The web page's session cookie is `Secure` (set when the server serves TLS).
+    pub secure_cookies: bool,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +69,7 @@ impl Default for ServerConfig {
             reap_every: Duration::from_secs(1),
             claim_budget: Duration::from_secs(5),
             agents_flush_every: Duration::from_secs(5),
+            secure_cookies: false,
         }
     }
 }
@@ -341,6 +345,7 @@ pub fn router(store: Store, blobs: BlobStore, config: ServerConfig) -> Router {
             "/v1/agent/jobs/{id}/{attempt}/release",
             post(release).layer(json_limit),
         )
+        .merge(web::routes())
         .fallback(|| async { Answer::not_found("route") })
         .with_state(state)
 }
@@ -356,6 +361,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     store.listen().await?;
+    let mut config = config;
+    config.secure_cookies |= tls.is_some();
     let reap_every = config.reap_every;
     let flush_every = config.agents_flush_every;
     let app = router(store.clone(), blobs, config);

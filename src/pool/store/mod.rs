@@ -824,3 +824,51 @@ mod pg_ops {
 
     include!("ops.rs");
 }
+
+/// A job as the web page's lists show it (no attempts, one query per page).
+#[derive(Debug, Clone)]
+pub struct WebJob {
+    pub id: String,
+    pub state: JobState,
+    pub project: String,
+    /// The submission (source, env, …) as JSON.
+    pub spec: String,
+    pub attempt: u32,
+    /// The agent running it (while running).
+    pub agent: Option<String>,
+    pub created_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub exit_code: Option<i32>,
+    pub message: Option<String>,
+}
+
+/// What the web page's job list asks for (every field narrows it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WebFilter<'a> {
+    pub id: Option<&'a str>,
+    pub project: Option<&'a str>,
+    /// Any of these states (none: every state).
+    pub states: &'a [&'a str],
+    /// The spec's JSON text contains this (a superset of a branch filter).
+    pub spec_contains: Option<&'a str>,
+}
+
+/// Queries for the web page (see `crate::pool::server::web`).
+impl Store {
+    /// Jobs newest first, filtered.
+    pub async fn web_jobs(
+        &self,
+        filter: &WebFilter<'_>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<WebJob>, StoreError> {
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        read_op!(self, web_jobs(filter, i64::from(limit), offset))
+    }
+
+    /// Every agent that ever asked for work: (name, label key, last seen ms).
+    pub async fn web_agents(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.flush_agents().await?;
+        read_op!(self, web_agents())
+    }
+}

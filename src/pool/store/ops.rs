@@ -966,3 +966,96 @@ pub async fn counts(pool: &Pool, online_since: i64) -> Result<Counts, StoreError
         agents_online,
     })
 }
+
+/// The web page's job list: newest first, filtered by id, project, states and (a superset
+/// of the branch filter, refined by the caller) a substring of the spec.
+pub async fn web_jobs(
+    pool: &Pool,
+    f: &super::WebFilter<'_>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<super::WebJob>, StoreError> {
+    let (id, project, states, spec_contains) = (f.id, f.project, f.states, f.spec_contains);
+    let mut conds: Vec<String> = Vec::new();
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        format!("${n}")
+    };
+    if id.is_some() {
+        conds.push(format!("id = {}", next()));
+    }
+    if project.is_some() {
+        conds.push(format!("project = {}", next()));
+    }
+    if !states.is_empty() {
+        let ps: Vec<String> = states.iter().map(|_| next()).collect();
+        conds.push(format!("state IN ({})", ps.join(", ")));
+    }
+    if spec_contains.is_some() {
+        conds.push(format!("spec LIKE {} ESCAPE '\\'", next()));
+    }
+    let (l, o) = (next(), next());
+    let filter = if conds.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conds.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT id, state, project, spec, attempt, agent, created, finished, exit_code, \
+         message FROM jobs {filter} ORDER BY created DESC, id LIMIT {l} OFFSET {o}"
+    );
+    let mut q = sqlx::query(&sql);
+    if let Some(i) = id {
+        q = q.bind(i);
+    }
+    if let Some(p) = project {
+        q = q.bind(p);
+    }
+    for s in states {
+        q = q.bind(*s);
+    }
+    let like = spec_contains.map(|s| {
+        let esc = s
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("%{esc}%")
+    });
+    if let Some(like) = &like {
+        q = q.bind(like);
+    }
+    let rows = q.bind(limit).bind(offset).fetch_all(pool).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(super::WebJob {
+            id: r.try_get("id")?,
+            state: super::parse_state(r.try_get::<&str, _>("state")?)?,
+            project: r.try_get("project")?,
+            spec: r.try_get("spec")?,
+            attempt: r.try_get::<i64, _>("attempt")? as u32,
+            agent: r.try_get("agent")?,
+            created_ms: r.try_get("created")?,
+            finished_ms: r.try_get("finished")?,
+            exit_code: r.try_get::<Option<i64>, _>("exit_code")?.map(|c| c as i32),
+            message: r.try_get("message")?,
+        });
+    }
+    Ok(out)
+}
+
+/// The web page's agents: every known agent (name, label key, last seen ms).
+pub async fn web_agents(pool: &Pool) -> Result<Vec<(String, String, i64)>, StoreError> {
+    let rows = sqlx::query("SELECT name, labels, last_seen FROM agents ORDER BY name")
+        .fetch_all(pool)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push((
+            r.try_get("name")?,
+            r.try_get("labels")?,
+            r.try_get("last_seen")?,
+        ));
+    }
+    Ok(out)
+}
