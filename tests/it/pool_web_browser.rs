@@ -2,7 +2,8 @@
 //! protocol (a minimal WebSocket client below: no browser download, no new crate). A real
 //! agent runs a busybox job that prints a line every 0.2 s: the test signs in, watches the
 //! log grow without a reload, cancels the job and sees the state change on the same page,
-//! reads the page with JavaScript off, and saves screenshots under docs/screenshots/.
+//! reads the page with JavaScript off, and saves screenshots under target/test-artifacts/screenshots/ (docs/screenshots/ with
+//! `UPDATE_SCREENSHOTS=1`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::pool_web::token;
@@ -256,7 +257,14 @@ impl Cdp {
         let png = base64::engine::general_purpose::STANDARD
             .decode(r["data"].as_str().unwrap())
             .unwrap();
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+        // Test artifacts under target/; `UPDATE_SCREENSHOTS=1` refreshes the committed ones
+        // in docs/screenshots/ (a test run must not modify the checkout).
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
+            root.join("docs/screenshots")
+        } else {
+            root.join("target/test-artifacts/screenshots")
+        };
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(name), png).unwrap();
     }
