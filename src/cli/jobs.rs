@@ -226,6 +226,9 @@ async fn jobs(cmd: JobsCommand) -> Result<ExitStatus, ClientError> {
 fn print_job(job: &JobView) {
     println!("job:       {}", job.id);
     println!("project:   {}", job.project);
+    if job.build_number > 0 {
+        println!("build:     #{}", job.build_number);
+    }
     println!("state:     {}", job.state.as_str());
     if let Some(c) = job.exit_code {
         println!("exit code: {c}");

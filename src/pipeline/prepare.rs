@@ -566,12 +566,15 @@ fn make_plan(
     p: PlanRequest<'_>,
 ) -> Result<BuildPlan, PrepareError> {
     let uuid = datadir::new_uuid();
-    let number = datadir::next_build_number(&req.data_dir, &facts.project).map_err(|source| {
-        PrepareError::BuildNumber {
-            data: req.data_dir.clone(),
-            source,
-        }
-    })?;
+    let number = match req.build_number {
+        Some(n) => n,
+        None => datadir::next_build_number(&req.data_dir, &facts.project).map_err(|source| {
+            PrepareError::BuildNumber {
+                data: req.data_dir.clone(),
+                source,
+            }
+        })?,
+    };
     // A batch task's own variables sit under the request's overrides.
     let mut overrides: Vec<(String, String)> = p.extra_overrides.to_vec();
     overrides.extend(facts.overrides.iter().cloned());

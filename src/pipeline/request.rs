@@ -106,6 +106,9 @@ pub struct BuildRequest {
     /// CODEBUILD_INITIATOR, e.g. `runner/alice`.
     pub initiator: String,
     pub credentials: Credentials,
+    /// CODEBUILD_BUILD_NUMBER as assigned elsewhere (an agent's job: the server numbers a
+    /// project's builds); `None` takes the next number from the data directory.
+    pub build_number: Option<u64>,
 }
 
 impl BuildRequest {
@@ -140,6 +143,7 @@ impl BuildRequest {
             region: "us-east-1".into(),
             initiator: "runner/local".into(),
             credentials: Credentials::default(),
+            build_number: None,
         }
     }
 }
