@@ -507,4 +507,41 @@ fn build_numbers_come_from_the_server_per_project() {
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("build:     #2"), "{shown}");
 
+    // `runner jobs logs` prints what `runner build` prints: CodeBuild's `[Container]`
+    // lines with CodeBuild's timestamp (not RFC 3339), the output, the summary.
+    let out = pool.cli().args(["jobs", "logs", &two]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let entering = text
+        .lines()
+        .find(|l| l.ends_with(" Entering phase BUILD"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let stamp = entering
+        .strip_prefix("[Container] ")
+        .and_then(|r| r.strip_suffix(" Entering phase BUILD"))
+        .unwrap_or_else(|| panic!("{entering}"));
+    let shape: String = stamp
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '9' } else { c })
+        .collect();
+    assert_eq!(shape, "9999/99/99 99:99:99.999999", "{entering}");
+    assert!(text.lines().any(|l| l == line2), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("Build SUCCEEDED in ")),
+        "{text}"
+    );
+    // --timestamps: every line carries the recorded RFC 3339 time.
+    let out = pool
+        .cli()
+        .args(["jobs", "logs", "--timestamps", &two])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let output_line = text
+        .lines()
+        .find(|l| l.ends_with(&line2))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        output_line.contains('T') && output_line.contains("Z "),
+        "{output_line}"
+    );
 }
