@@ -126,6 +126,7 @@ fn request(args: BuildArgs) -> Result<BuildRequest, crate::publish::PublishError
         initiator: format!("runner/{}", env("USER").unwrap_or_else(|| "local".into())),
         credentials,
         build_number: None,
+        fail_on: args.fail_on.map(Into::into),
     })
 }
 

@@ -289,7 +289,10 @@ pub async fn prepare(req: BuildRequest, reporter: &dyn Reporter) -> Result<Prepa
     let (policy, advisories, secret_scanner) = match &scan {
         Some(cfg) => {
             let policy_path = cfg.policy.as_ref().map(|p| facts.source.join(p));
-            let policy = load_policy(policy_path.as_deref(), reporter)?;
+            let mut policy = load_policy(policy_path.as_deref(), reporter)?;
+            if let Some(severity) = req.fail_on {
+                policy.fail_on(severity);
+            }
             // The project file's choice, else the caller's (RUNNER_ADVISORIES).
             let explicit = cfg
                 .advisories

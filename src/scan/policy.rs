@@ -33,6 +33,9 @@ pub enum SecretsFailOn {
     Verified,
     Any,
     None,
+    /// A finding of this severity or above (`runner build --fail-on`).
+    #[serde(rename = "severity")]
+    AtLeast(Severity),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -61,6 +64,17 @@ pub struct Policy {
     pub only_fixable: bool,
     pub unknown_as: Severity,
     pub allow: Vec<AllowEntry>,
+}
+
+impl Policy {
+    /// `runner build --fail-on SEVERITY`: any finding at or above `severity` fails, a
+    /// secret (whatever its format) or a vulnerability, in place of the file's
+    /// thresholds; the allow list, `only-fixable` and the fail-on-unreadable/undecided
+    /// settings stay as the file says.
+    pub fn fail_on(&mut self, severity: Severity) {
+        self.fail_on_severity = severity;
+        self.secrets_fail_on = SecretsFailOn::AtLeast(severity);
+    }
 }
 
 impl Default for Policy {
@@ -346,6 +360,7 @@ pub fn evaluate_all(
             SecretsFailOn::None => false,
             SecretsFailOn::Verified => s.verified_format,
             SecretsFailOn::Any => true,
+            SecretsFailOn::AtLeast(min) => s.severity >= min,
         };
         if !fails {
             continue;

