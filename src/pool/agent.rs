@@ -260,20 +260,18 @@ pub async fn run(
     // A fatal answer (bad token, wrong role) stops every slot.
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<ClientError>(capacity);
     let (slot_stop_tx, slot_stop) = StopHandle::new();
-    // The pipeline's `prepare` future is not `Send`: slots run on this thread (the
-    // builds' own work runs in the tasks the pipeline spawns).
-    let local = tokio::task::LocalSet::new();
-    local
-        .run_until(supervise(
-            ctx,
-            stop,
-            capacity,
-            slot_stop_tx,
-            slot_stop,
-            fatal_tx,
-            &mut fatal_rx,
-        ))
-        .await
+    // Slots are ordinary tasks: `pipeline::prepare`'s future is `Send`, so they run on
+    // every worker thread.
+    supervise(
+        ctx,
+        stop,
+        capacity,
+        slot_stop_tx,
+        slot_stop,
+        fatal_tx,
+        &mut fatal_rx,
+    )
+    .await
 }
 
 async fn supervise(
@@ -287,7 +285,7 @@ async fn supervise(
 ) -> Result<AgentSummary, AgentError> {
     let mut slots = tokio::task::JoinSet::new();
     for _ in 0..capacity {
-        slots.spawn_local(slot(ctx.clone(), slot_stop.clone(), fatal_tx.clone()));
+        slots.spawn(slot(ctx.clone(), slot_stop.clone(), fatal_tx.clone()));
     }
     drop(fatal_tx);
     let mut stop = stop;
