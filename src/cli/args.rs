@@ -201,6 +201,28 @@ pub enum CacheCommand {
     },
 }
 
+/// `runner build --fail-on`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "lowercase")]
+pub enum FailOn {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl From<FailOn> for crate::scan::model::Severity {
+    fn from(f: FailOn) -> Self {
+        use crate::scan::model::Severity;
+        match f {
+            FailOn::Low => Severity::Low,
+            FailOn::Medium => Severity::Medium,
+            FailOn::High => Severity::High,
+            FailOn::Critical => Severity::Critical,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ScanFormat {
     Table,
@@ -679,6 +701,11 @@ pub struct BuildArgs {
     /// (the `sarif-file` output; an empty log when nothing was scanned).
     #[arg(long, value_name = "FILE")]
     pub sarif: Option<PathBuf>,
+    /// Fail the scan gates on any finding at or above this severity, a secret or a
+    /// vulnerability, in place of the scan policy's thresholds (`secrets.fail-on`,
+    /// `vulnerabilities.fail-on-severity`); its allow list and other settings still apply.
+    #[arg(long, value_enum, value_name = "SEVERITY")]
+    pub fail_on: Option<FailOn>,
     /// Leave the build's own output out of the terminal (it stays in the log file).
     #[arg(long, short = 'q')]
     pub quiet: bool,

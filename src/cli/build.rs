@@ -129,6 +129,8 @@ fn request(args: BuildArgs) -> Result<BuildRequest, crate::publish::PublishError
         region: args.region,
         initiator: format!("runner/{}", env("USER").unwrap_or_else(|| "local".into())),
         credentials,
+        build_number: None,
+        fail_on: args.fail_on.map(Into::into),
     })
 }
 

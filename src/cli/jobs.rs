@@ -70,6 +70,10 @@ pub enum JobsCommand {
         /// The events as JSON lines (as `runner build --json` prints them)
         #[arg(long)]
         json: bool,
+        /// Prefix every line (build output included) with the RFC 3339 time the agent
+        /// recorded it
+        #[arg(long, conflicts_with = "json")]
+        timestamps: bool,
     },
     /// Ask for a job to be cancelled (a running build is stopped within seconds)
     Cancel {
@@ -163,9 +167,10 @@ async fn jobs(cmd: JobsCommand) -> Result<ExitStatus, ClientError> {
             follow: f,
             attempt,
             json,
+            timestamps,
         } => {
             let client = conn.client()?;
-            let job = follow(&client, &id, attempt, json, f).await?;
+            let job = follow(&client, &id, attempt, LogForm::new(json, timestamps), f).await?;
             if f {
                 return Ok(job_exit(&job));
             }
@@ -226,6 +231,9 @@ async fn jobs(cmd: JobsCommand) -> Result<ExitStatus, ClientError> {
 fn print_job(job: &JobView) {
     println!("job:       {}", job.id);
     println!("project:   {}", job.project);
+    if job.build_number > 0 {
+        println!("build:     #{}", job.build_number);
+    }
     println!("state:     {}", job.state.as_str());
     if let Some(c) = job.exit_code {
         println!("exit code: {c}");
@@ -359,7 +367,7 @@ pub(super) async fn follow(
     client: &PoolClient,
     id: &str,
     attempt: Option<u32>,
-    json: bool,
+    form: LogForm,
     follow: bool,
 ) -> Result<JobView, ClientError> {
     let pinned = attempt.is_some();
@@ -374,7 +382,7 @@ pub(super) async fn follow(
             attempt = Some(page.attempt);
         }
         for chunk in &page.chunks {
-            render_chunk(&chunk.data, json);
+            render_chunk(&chunk.data, form);
         }
         if attempt.is_some() {
             after = Some(page.next);
@@ -424,85 +432,58 @@ pub(super) async fn follow(
     }
 }
 
-/// One chunk of JSON lines: verbatim with `json`, else in short form.
-fn render_chunk(data: &str, json: bool) {
+/// How `runner jobs logs` (and `submit --wait`) prints a log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LogForm {
+    /// What `runner build` prints: CodeBuild's `[Container] 2026/11/23 18:42:10.123456 …`
+    /// lines (at the time each event was recorded), the build's output as it was printed,
+    /// and the summary at the end.
+    Lines,
+    /// [`LogForm::Lines`], every line prefixed with the event's RFC 3339 time.
+    Timestamps,
+    /// The events as JSON lines, verbatim (`runner build --json`'s form).
+    Json,
+}
+
+impl LogForm {
+    pub(super) fn new(json: bool, timestamps: bool) -> LogForm {
+        match (json, timestamps) {
+            (true, _) => LogForm::Json,
+            (false, true) => LogForm::Timestamps,
+            (false, false) => LogForm::Lines,
+        }
+    }
+}
+
+/// One chunk of JSON lines in `form`.
+fn render_chunk(data: &str, form: LogForm) {
     let mut out = std::io::stdout().lock();
     for line in data.lines() {
-        if json {
-            let _ = writeln!(out, "{line}");
-            continue;
-        }
-        let Ok(v) = serde_json::from_str::<Value>(line) else {
-            let _ = writeln!(out, "{line}");
-            continue;
-        };
-        if let Some(text) = short_form(&v) {
+        for text in render_line(line, form) {
             let _ = writeln!(out, "{text}");
         }
     }
     let _ = out.flush();
 }
 
-/// The line the terminal would show for an event (log lines verbatim).
-fn short_form(v: &Value) -> Option<String> {
-    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("");
-    let time = s("time");
-    Some(match s("event") {
-        "log" => s("line").to_string(),
-        "build_started" => format!(
-            "[Container] {time} Running build {} on image {}",
-            s("build_id"),
-            s("image")
-        ),
-        "phase_started" => format!("[Container] {time} Entering phase {}", s("phase")),
-        "phase_ended" => {
-            let mut l = format!(
-                "[Container] {time} Phase complete: {} State: {}",
-                s("phase"),
-                s("status")
-            );
-            if !s("context").is_empty() {
-                l.push_str(&format!(" ({})", s("context")));
-            }
-            l
+/// The lines one JSON event line prints as.
+fn render_line(line: &str, form: LogForm) -> Vec<String> {
+    if form == LogForm::Json {
+        return vec![line.to_string()];
+    }
+    let Ok(v) = serde_json::from_str::<Value>(line) else {
+        return vec![line.to_string()];
+    };
+    let Some(text) = crate::report::codebuild_line_json(&v) else {
+        return Vec::new();
+    };
+    match form {
+        LogForm::Timestamps => {
+            let time = v.get("time").and_then(Value::as_str).unwrap_or("");
+            text.lines().map(|l| format!("{time} {l}")).collect()
         }
-        "command_started" => format!("[Container] {time} Running command {}", s("command")),
-        "notice" => {
-            let tag = match s("level") {
-                "warning" => "Warning: ",
-                "error" => "Error: ",
-                _ => "",
-            };
-            format!("[Container] {time} {tag}{}", s("message"))
-        }
-        "diagnostic" => {
-            let level = match s("level") {
-                "info" => "note",
-                other => other,
-            };
-            match (v.get("file").and_then(Value::as_str), v.get("line")) {
-                (Some(f), Some(l)) => format!(
-                    "{f}:{l}:{}: {level}: {}",
-                    v.get("col").and_then(Value::as_u64).unwrap_or(1),
-                    s("message")
-                ),
-                _ => format!("{level}: {}", s("message")),
-            }
-        }
-        "artifact" => format!(
-            "[Container] {time} Artifact {}: {} files, {} bytes",
-            s("identifier"),
-            v.get("files").and_then(Value::as_u64).unwrap_or(0),
-            v.get("bytes").and_then(Value::as_u64).unwrap_or(0)
-        ),
-        "stage" => format!("[Container] {time} {}", s("message")),
-        "build_ended" => format!(
-            "[Container] {time} Build {} finished: {}",
-            s("build_id"),
-            s("status")
-        ),
-        _ => return None,
-    })
+        _ => vec![text],
+    }
 }
 
 #[cfg(test)]
@@ -510,26 +491,90 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
+    /// `runner jobs logs` prints what `runner build` printed: the events as an agent
+    /// ships them (`event_line`), read back, give the reporter's own lines at the
+    /// recorded time, and the terminal's summary at the end.
     #[test]
-    fn events_render_like_the_terminal() {
-        let v: Value = serde_json::from_str(
-            r#"{"time":"T","event":"phase_ended","phase":"BUILD","status":"FAILED","duration_ms":3}"#,
-        )
-        .unwrap();
+    fn logs_print_runner_builds_lines() {
+        use crate::buildspec::model::PhaseName;
+        use crate::event::{
+            BuildResult, BuildStatus, Diagnostic, Event, Level, PhaseStatus, PhaseSummary, Stream,
+        };
+        use crate::report::{build_summary, codebuild_line_at, codebuild_timestamp};
+        let events = vec![
+            Event::PhaseStarted {
+                phase: PhaseName::Build,
+            },
+            Event::CommandStarted {
+                phase: PhaseName::Build,
+                command: "echo hi".into(),
+            },
+            Event::Log {
+                stream: Stream::Stdout,
+                line: "hi".into(),
+            },
+            Event::PhaseEnded {
+                phase: PhaseName::Build,
+                status: PhaseStatus::Failed,
+                duration_ms: 1200,
+                context: Some("COMMAND_EXECUTION_ERROR: Error while executing command: false. Reason: exit status 1".into()),
+            },
+            Event::Notice {
+                level: Level::Warning,
+                message: "careful".into(),
+            },
+            Event::Diagnostic(Diagnostic::general(Level::Error, "bad")),
+        ];
+        for e in &events {
+            let line = crate::pool::agent::event_line(e).unwrap();
+            let v: Value = serde_json::from_str(&line).unwrap();
+            let at = time::OffsetDateTime::parse(
+                v["time"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap();
+            let want = match e {
+                Event::Diagnostic(d) => d.render(),
+                e => codebuild_line_at(e, &codebuild_timestamp(at)).unwrap(),
+            };
+            assert_eq!(
+                render_line(&line, LogForm::Lines),
+                vec![want.clone()],
+                "{line}"
+            );
+            assert!(!want.contains(v["time"].as_str().unwrap()), "{want}");
+            let stamped = render_line(&line, LogForm::Timestamps);
+            assert_eq!(stamped.len(), want.lines().count());
+            assert!(
+                stamped[0].starts_with(v["time"].as_str().unwrap()),
+                "{stamped:?}"
+            );
+            assert_eq!(render_line(&line, LogForm::Json), vec![line.clone()]);
+        }
+        let result = BuildResult {
+            build_id: "p:1".into(),
+            build_number: 1,
+            batch_identifier: None,
+            status: BuildStatus::Failed,
+            phases: vec![PhaseSummary {
+                phase: PhaseName::Build,
+                status: PhaseStatus::Failed,
+                duration_ms: 1200,
+                context: None,
+            }],
+            exported_variables: vec![("A".into(), "1".into())],
+            artifacts: Vec::new(),
+            cache: Vec::new(),
+            duration_ms: 3400,
+            log_file: None,
+        };
+        let line = crate::pool::agent::event_line(&Event::BuildEnded(result.clone())).unwrap();
         assert_eq!(
-            short_form(&v).unwrap(),
-            "[Container] T Phase complete: BUILD State: FAILED"
+            render_line(&line, LogForm::Lines),
+            vec![build_summary(&result, |_, t| t.to_string())]
         );
-        let v: Value =
-            serde_json::from_str(r#"{"event":"log","stream":"stdout","line":"hello"}"#).unwrap();
-        assert_eq!(short_form(&v).unwrap(), "hello");
-        let v: Value = serde_json::from_str(
-            r#"{"event":"diagnostic","level":"error","file":"buildspec.yml","line":3,"col":5,"message":"bad"}"#,
-        )
-        .unwrap();
-        assert_eq!(short_form(&v).unwrap(), "buildspec.yml:3:5: error: bad");
         let v: Value = serde_json::from_str(r#"{"event":"command_ended"}"#).unwrap();
-        assert_eq!(short_form(&v), None);
+        assert_eq!(crate::report::codebuild_line_json(&v), None);
     }
 
     #[test]

@@ -149,7 +149,15 @@ pub async fn run(args: SubmitArgs) -> ExitStatus {
         return ExitStatus::Success;
     }
     eprintln!("runner: job {} queued; following its log", view.id);
-    match follow(&client, &view.id, None, args.json, true).await {
+    match follow(
+        &client,
+        &view.id,
+        None,
+        super::jobs::LogForm::new(args.json, false),
+        true,
+    )
+    .await
+    {
         Ok(job) => {
             if !args.json {
                 let detail = job

@@ -338,7 +338,10 @@ pub async fn prepare(
     let (policy, advisories, secret_scanner) = match &scan {
         Some(cfg) => {
             let policy_path = cfg.policy.as_ref().map(|p| facts.source.join(p));
-            let policy = load_policy(policy_path.as_deref(), reporter)?;
+            let mut policy = load_policy(policy_path.as_deref(), reporter)?;
+            if let Some(severity) = req.fail_on {
+                policy.fail_on(severity);
+            }
             // The project file's choice, else the caller's (RUNNER_ADVISORIES).
             let explicit = cfg
                 .advisories
@@ -653,12 +656,15 @@ fn make_plan(
     p: PlanRequest<'_>,
 ) -> Result<BuildPlan, PrepareError> {
     let uuid = datadir::new_uuid();
-    let number = datadir::next_build_number(&req.data_dir, &facts.project).map_err(|source| {
-        PrepareError::BuildNumber {
-            data: req.data_dir.clone(),
-            source,
-        }
-    })?;
+    let number = match req.build_number {
+        Some(n) => n,
+        None => datadir::next_build_number(&req.data_dir, &facts.project).map_err(|source| {
+            PrepareError::BuildNumber {
+                data: req.data_dir.clone(),
+                source,
+            }
+        })?,
+    };
     // A batch task's own variables sit under the request's overrides.
     let mut overrides: Vec<(String, String)> = p.extra_overrides.to_vec();
     overrides.extend(facts.overrides.iter().cloned());

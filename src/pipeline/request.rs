@@ -118,6 +118,12 @@ pub struct BuildRequest {
     /// CODEBUILD_INITIATOR, e.g. `runner/alice`.
     pub initiator: String,
     pub credentials: Credentials,
+    /// CODEBUILD_BUILD_NUMBER as assigned elsewhere (an agent's job: the server numbers a
+    /// project's builds); `None` takes the next number from the data directory.
+    pub build_number: Option<u64>,
+    /// `runner build --fail-on`: the scan gates fail on any finding at or above this
+    /// severity, over the policy file's thresholds.
+    pub fail_on: Option<crate::scan::model::Severity>,
 }
 
 impl BuildRequest {
@@ -155,6 +161,8 @@ impl BuildRequest {
             region: "us-east-1".into(),
             initiator: "runner/local".into(),
             credentials: Credentials::default(),
+            build_number: None,
+            fail_on: None,
         }
     }
 }

@@ -13,8 +13,11 @@
 //!   masker exists) go through a masker of the agent's own secrets.
 //! - A 409 (the lease is lost) on any call stops the build and every further call for
 //!   that attempt: a zombie never completes a job.
-//! - A claim answered after the agent began draining is released at once, so shutdown
-//!   never leaves a job assigned to nobody.
+//! - A drain drops the claim long-poll at once (an idle agent stops promptly); a claim
+//!   answered after the agent began draining is released at once, and one the server
+//!   committed as the agent stopped is never confirmed, so it is queued again within
+//!   its unconfirmed lease: shutdown never leaves a job assigned to nobody. A claim is
+//!   confirmed (a heartbeat) before anything else happens to it.
 
 use super::archive;
 use super::client::{ClientError, PoolClient};
@@ -257,20 +260,18 @@ pub async fn run(
     // A fatal answer (bad token, wrong role) stops every slot.
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<ClientError>(capacity);
     let (slot_stop_tx, slot_stop) = StopHandle::new();
-    // The pipeline's `prepare` future is not `Send`: slots run on this thread (the
-    // builds' own work runs in the tasks the pipeline spawns).
-    let local = tokio::task::LocalSet::new();
-    local
-        .run_until(supervise(
-            ctx,
-            stop,
-            capacity,
-            slot_stop_tx,
-            slot_stop,
-            fatal_tx,
-            &mut fatal_rx,
-        ))
-        .await
+    // Slots are ordinary tasks: `pipeline::prepare`'s future is `Send`, so they run on
+    // every worker thread.
+    supervise(
+        ctx,
+        stop,
+        capacity,
+        slot_stop_tx,
+        slot_stop,
+        fatal_tx,
+        &mut fatal_rx,
+    )
+    .await
 }
 
 async fn supervise(
@@ -284,7 +285,7 @@ async fn supervise(
 ) -> Result<AgentSummary, AgentError> {
     let mut slots = tokio::task::JoinSet::new();
     for _ in 0..capacity {
-        slots.spawn_local(slot(ctx.clone(), slot_stop.clone(), fatal_tx.clone()));
+        slots.spawn(slot(ctx.clone(), slot_stop.clone(), fatal_tx.clone()));
     }
     drop(fatal_tx);
     let mut stop = stop;
@@ -342,15 +343,25 @@ async fn slot(
     };
     let mut failures = 0u32;
     while stop.get() == Stop::Run {
-        // The claim in flight is awaited even when draining (its answer may hold a
-        // job, which is then released); only an abort drops it.
+        // A drain drops the claim in flight at once: the server stops waiting when the
+        // connection closes, and a claim it committed just before is never confirmed,
+        // so it returns to the queue within the claim's short unconfirmed lease.
         let answer = tokio::select! {
             a = ctx.client.claim(&claim) => a,
-            _ = stop.reached(Stop::Abort) => break,
+            _ = stop.reached(Stop::Drain) => break,
         };
         match answer {
             Ok(Some(assignment)) => {
                 failures = 0;
+                if stop.get() != Stop::Run {
+                    release(&ctx, &assignment).await;
+                    summary.released += 1;
+                    break;
+                }
+                if !confirm(&ctx, &assignment).await {
+                    summary.lost += 1;
+                    continue;
+                }
                 if stop.get() != Stop::Run {
                     release(&ctx, &assignment).await;
                     summary.released += 1;
@@ -389,6 +400,39 @@ async fn slot(
 fn backoff(failures: u32) -> Duration {
     let ms = 250u64.saturating_mul(1 << failures.min(5));
     Duration::from_millis(ms.min(5000))
+}
+
+/// Confirms a fresh claim (a heartbeat) before its unconfirmed lease runs out; `false`
+/// when the server no longer holds it for this agent (409: it was queued again).
+/// Transient failures are retried within the confirm window; past it the build goes
+/// ahead and the fence decides (a lost lease stops it at the next heartbeat).
+async fn confirm(ctx: &Ctx, a: &Assignment) -> bool {
+    let until = tokio::time::Instant::now() + Duration::from_secs(a.confirm_secs);
+    let mut failures = 0;
+    loop {
+        match ctx.client.heartbeat(&a.job_id, a.attempt, &a.lease).await {
+            Ok(_) => return true,
+            Err(ClientError::Fenced(_)) => {
+                (ctx.notify)(&AgentNote::Lost {
+                    job: a.job_id.clone(),
+                    attempt: a.attempt,
+                });
+                return false;
+            }
+            Err(e) => {
+                failures += 1;
+                let delay = backoff(failures);
+                if tokio::time::Instant::now() + delay >= until {
+                    (ctx.notify)(&AgentNote::Problem(format!(
+                        "could not confirm job {} attempt {} ({e}); running it anyway",
+                        a.job_id, a.attempt
+                    )));
+                    return true;
+                }
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
 }
 
 async fn release(ctx: &Ctx, a: &Assignment) {
@@ -735,6 +779,9 @@ fn job_request(
         None => None,
     };
     req.project = Some(a.project.clone());
+    // The server numbers the project's builds; an older server's 0 leaves it to the
+    // data directory.
+    req.build_number = (a.build_number > 0).then_some(a.build_number);
     req.env.extend(a.env.iter().cloned());
     if let Some(t) = a.timeout_minutes {
         req.timeout_minutes = Some(f64::from(t));
@@ -1216,11 +1263,13 @@ mod tests {
             attempt: 2,
             lease: "l".into(),
             lease_secs: 30,
+            confirm_secs: 10,
             source: SourceSpec::Archive {
                 sha256: "0".repeat(64),
             },
             buildspec: buildspec.map(str::to_string),
             project: "p".into(),
+            build_number: 7,
             env: vec!["B=2".into()],
             timeout_minutes: Some(5),
         }
@@ -1251,6 +1300,7 @@ mod tests {
         assert_eq!(r.buildspec, Some(PathBuf::from("/w/src/ci/b.yml")));
         assert_eq!(r.env, vec!["A=1", "B=2"]);
         assert_eq!(r.project.as_deref(), Some("p"));
+        assert_eq!(r.build_number, Some(7));
         assert_eq!(r.timeout_minutes, Some(5.0));
         assert_eq!(r.artifacts, Some(PathBuf::from("/w/a")));
         assert!(!r.zip);

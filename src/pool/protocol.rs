@@ -36,6 +36,12 @@
 //! that attempt is the job's current one, running, under that lease. Completion is
 //! idempotent: the same completion again answers 200 with the same result.
 //!
+//! A claim is unconfirmed until the agent's first heartbeat (or log append): until then
+//! its lease is [`Assignment::confirm_secs`] (10 s), so a claim the server committed just
+//! as its agent stopped waiting (a shutdown drops the long-poll at once) is queued again
+//! within seconds, with the attempt's outcome `unconfirmed`, not counted as lost. Agents
+//! confirm the moment the claim's answer arrives.
+//!
 //! `release` gives an attempt back (the agent is shutting down, or a claim was answered
 //! after it stopped taking work): the job is queued again at once; the attempt stays in
 //! its history with the outcome `released` and does not count against `max_attempts`.
@@ -52,6 +58,8 @@ pub const VERSION_HEADER: &str = "runner-protocol";
 pub const MAX_WAIT_SECS: u64 = 30;
 /// A claim's lease, unless the server is told otherwise; agents heartbeat every third.
 pub const DEFAULT_LEASE_SECS: u64 = 30;
+/// A fresh claim's lease until the agent confirms it (see [`Assignment::confirm_secs`]).
+pub const CONFIRM_SECS: u64 = 10;
 /// At most this many labels on an agent or a job.
 pub const MAX_LABELS: usize = 8;
 
@@ -166,8 +174,9 @@ pub struct AttemptView {
     pub started_at: String,
     #[serde(default)]
     pub ended_at: Option<String>,
-    /// `succeeded`, `failed`, `cancelled`, `error`, `lost` (lease expired) or `released`
-    /// (the agent gave it back).
+    /// `succeeded`, `failed`, `cancelled`, `error`, `lost` (lease expired), `released`
+    /// (the agent gave it back) or `unconfirmed` (claimed, but the agent never confirmed
+    /// it: the job never started there).
     #[serde(default)]
     pub outcome: Option<String>,
 }
@@ -178,6 +187,10 @@ pub struct JobView {
     pub id: String,
     pub state: JobState,
     pub project: String,
+    /// The project's build number (CODEBUILD_BUILD_NUMBER), assigned by the server at
+    /// submit: 1, 2, … per project, like CodeBuild's `buildNumber`.
+    #[serde(default)]
+    pub build_number: u64,
     pub labels: BTreeMap<String, String>,
     /// The current (or last) attempt; 0 before the first claim.
     pub attempt: u32,
@@ -222,10 +235,20 @@ pub struct Assignment {
     /// The lease's id, named in every later request about this attempt.
     pub lease: String,
     pub lease_secs: u64,
+    /// The claim is unconfirmed: it holds only this long unless the agent confirms it
+    /// with a heartbeat (or a log append) first, so a claim whose answer reached no
+    /// running agent goes back to the queue soon (outcome `unconfirmed`, not counted
+    /// against `max_attempts`). 0 from an older server (its claims need no confirming).
+    #[serde(default)]
+    pub confirm_secs: u64,
     pub source: SourceSpec,
     #[serde(default)]
     pub buildspec: Option<String>,
     pub project: String,
+    /// The build's CODEBUILD_BUILD_NUMBER (the job's, from the server); 0 from an older
+    /// server (the agent then numbers it from its own data directory).
+    #[serde(default)]
+    pub build_number: u64,
     #[serde(default)]
     pub env: Vec<String>,
     #[serde(default)]

@@ -9,7 +9,10 @@ mod logfile;
 mod mask;
 mod terminal;
 
-pub use format::{codebuild_line, timestamp};
+pub use format::{
+    build_summary, codebuild_line, codebuild_line_at, codebuild_line_json, codebuild_timestamp,
+    timestamp,
+};
 pub use github::{GithubOptions, GithubReporter, StepStatus};
 pub use json::JsonReporter;
 pub use logfile::LogFileReporter;

@@ -1,5 +1,5 @@
 use super::format::codebuild_line;
-use crate::event::{BatchSummary, BuildStatus, Event, Level, PhaseStatus, Reporter};
+use crate::event::{BatchSummary, Event, Level, PhaseStatus, Reporter};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
 use std::sync::Mutex;
@@ -118,51 +118,8 @@ impl TerminalReporter {
         }
     }
 
-    fn status_colour(status: &str) -> &'static str {
-        match status {
-            "SUCCEEDED" => "32",
-            "SKIPPED" => "2",
-            _ => "31",
-        }
-    }
-
     fn summary(&self, r: &crate::event::BuildResult) -> String {
-        let mut s = String::new();
-        s.push('\n');
-        for p in &r.phases {
-            let status = p.status.as_str();
-            s.push_str(&format!(
-                "  {:<17} {} {:>8.1}s\n",
-                p.phase.as_str(),
-                self.paint(Self::status_colour(status), &format!("{status:<10}")),
-                p.duration_ms as f64 / 1000.0
-            ));
-        }
-        for (k, v) in &r.exported_variables {
-            s.push_str(&format!("  exported {k}={v}\n"));
-        }
-        let status = r.status.as_str();
-        let who = r
-            .batch_identifier
-            .as_deref()
-            .map(|b| format!(" {b}"))
-            .unwrap_or_default();
-        s.push_str(&format!(
-            "Build{who} {} in {:.1}s",
-            self.paint(
-                if r.status == BuildStatus::Succeeded {
-                    "1;32"
-                } else {
-                    "1;31"
-                },
-                status
-            ),
-            r.duration_ms as f64 / 1000.0
-        ));
-        if let Some(log) = &r.log_file {
-            s.push_str(&format!(" (log: {log})"));
-        }
-        s
+        super::format::build_summary(r, |code, text| self.paint(code, text))
     }
 }
 

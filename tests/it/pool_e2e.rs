@@ -450,3 +450,98 @@ fn a_git_source_is_cloned_by_the_agent_at_the_revision() {
         "{stdout}"
     );
 }
+
+/// Build numbers are the server's, per project (CodeBuild's `buildNumber`), not each
+/// agent's: a project's second build runs on a fresh agent (its own, empty data
+/// directory) and is still build 2, while another project's first build is 1. Before,
+/// every agent counted from its own data directory, so this second build was 1 again.
+#[test]
+fn build_numbers_come_from_the_server_per_project() {
+    let pool = Pool::start(30);
+    let name = project("numbers");
+    let other = format!("{name}-b");
+    let _containers = Containers(name.clone());
+    let _other_containers = Containers(other.clone());
+    let src = source(&[(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo \"number=$CODEBUILD_BUILD_NUMBER id=$CODEBUILD_BUILD_ID\"\n",
+    )]);
+    let number_of = |id: &str| -> (u64, String) {
+        let job = pool.wait_job(id, "the job to end", 180, |j| {
+            j["state"] != "queued" && j["state"] != "running"
+        });
+        assert_eq!(job["state"], "succeeded", "{job}");
+        let lines = log_lines(&pool.log_events(id, None));
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with("number="))
+            .unwrap_or_else(|| panic!("{lines:?}"))
+            .clone();
+        (job["build_number"].as_u64().unwrap_or(0), line)
+    };
+
+    let mut first_agent = pool.agent("first", &[]);
+    let one = pool.submit(src.path(), &name, &[]);
+    let (n1, line1) = number_of(&one);
+    first_agent.kill9();
+
+    let _fresh = pool.agent("fresh", &[]);
+    let two = pool.submit(src.path(), &name, &[]);
+    let b1 = pool.submit(src.path(), &other, &[]);
+    let (n2, line2) = number_of(&two);
+    let (nb, lineb) = number_of(&b1);
+    assert_eq!((n1, n2, nb), (1, 2, 1));
+    assert!(
+        line1.starts_with(&format!("number=1 id={name}:")),
+        "{line1}"
+    );
+    assert!(
+        line2.starts_with(&format!("number=2 id={name}:")),
+        "{line2}"
+    );
+    assert!(
+        lineb.starts_with(&format!("number=1 id={other}:")),
+        "{lineb}"
+    );
+    let out = pool.cli().args(["jobs", "show", &two]).output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("build:     #2"), "{shown}");
+
+    // `runner jobs logs` prints what `runner build` prints: CodeBuild's `[Container]`
+    // lines with CodeBuild's timestamp (not RFC 3339), the output, the summary.
+    let out = pool.cli().args(["jobs", "logs", &two]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let entering = text
+        .lines()
+        .find(|l| l.ends_with(" Entering phase BUILD"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let stamp = entering
+        .strip_prefix("[Container] ")
+        .and_then(|r| r.strip_suffix(" Entering phase BUILD"))
+        .unwrap_or_else(|| panic!("{entering}"));
+    let shape: String = stamp
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '9' } else { c })
+        .collect();
+    assert_eq!(shape, "9999/99/99 99:99:99.999999", "{entering}");
+    assert!(text.lines().any(|l| l == line2), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("Build SUCCEEDED in ")),
+        "{text}"
+    );
+    // --timestamps: every line carries the recorded RFC 3339 time.
+    let out = pool
+        .cli()
+        .args(["jobs", "logs", "--timestamps", &two])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let output_line = text
+        .lines()
+        .find(|l| l.ends_with(&line2))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        output_line.contains('T') && output_line.contains("Z "),
+        "{output_line}"
+    );
+}

@@ -291,3 +291,82 @@ fn pool_faults_a_claim_abandoned_mid_long_poll_takes_no_job() {
         "the abandoned claim took the job: {job}"
     );
 }
+
+// ------------------------------------------------------ SIGTERM to an idle agent
+
+/// SIGTERM stops an idle agent at once: it drops its claim long-poll (default
+/// `--poll-secs 30`) instead of waiting for the server to answer it. The 20 s bound only
+/// catches a hang (before the fix the agent sat in its claim until the server answered,
+/// up to 30 s). Then jobs submitted right around the signal: whatever the stopping agent
+/// did with each (claimed before the signal and drained, never claimed, claimed and
+/// released, or claimed by the server as it went and never confirmed), each job runs
+/// exactly once: there, or on the other agent.
+#[test]
+fn pool_faults_sigterm_stops_an_idle_agent_at_once_and_loses_no_job() {
+    let pool = Pool::start(30);
+    let name = project("idle-stop");
+    let _containers = Containers(name.clone());
+    let src = source(&[("buildspec.yml", &numbered_buildspec(2, "0"))]);
+
+    // Idle, nothing submitted: the agent exits without waiting for its claim's answer.
+    let mut idle = pool.agent("idle", &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    idle.sigterm();
+    let status = idle.wait_exit(20);
+    assert!(status.success(), "{status:?}\n{}", idle.stderr.text());
+
+    // A job submitted just before, at, and just after the signal.
+    let mut ids = Vec::new();
+    let mut stopped = Vec::new();
+    for (round, lead_ms) in [(0u32, 30u64), (1, 0), (2, 60)].into_iter() {
+        let mut agent = pool.agent(&format!("stopping{round}"), &[]);
+        let submitter = {
+            let cli = pool.cli();
+            let src = src.path().to_path_buf();
+            let name = name.clone();
+            std::thread::spawn(move || {
+                let mut cli = cli;
+                let out = cli
+                    .args(["submit", "--source"])
+                    .arg(&src)
+                    .args(["--project", &name])
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                String::from_utf8(out.stdout).unwrap().trim().to_string()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(lead_ms));
+        agent.sigterm();
+        let status = agent.wait_exit(20);
+        assert!(status.success(), "{status:?}\n{}", agent.stderr.text());
+        ids.push(submitter.join().unwrap());
+        stopped.push(agent.stderr.text());
+    }
+    let _other = pool.agent("other", &[]);
+    for (id, stderr) in ids.iter().zip(&stopped) {
+        let job = wait_final(&pool, id);
+        assert_eq!(job["state"], "succeeded", "{job}\n{stderr}");
+        let runs: Vec<_> = attempts(&job)
+            .into_iter()
+            .filter(|(_, _, outcome)| outcome != "released" && outcome != "unconfirmed")
+            .collect();
+        // Claimed before a signal, the job is drained (finished by that stopping agent,
+        // maybe a later round's: a submit can land after its round's agent is gone); else
+        // it runs on the other agent. Either way: one run.
+        let last = job["attempt"].as_u64().unwrap();
+        assert_eq!(runs.len(), 1, "{job}\n{stderr}");
+        assert_eq!(runs[0].0, last, "{job}");
+        assert_eq!(runs[0].2, "succeeded", "{job}");
+        assert!(
+            runs[0].1 == "other" || runs[0].1.starts_with("stopping"),
+            "{job}"
+        );
+        let events = pool.log_events(id, None);
+        assert_eq!(log_lines(&events), numbered(2), "{events:?}");
+    }
+}

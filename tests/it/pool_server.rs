@@ -482,9 +482,17 @@ async fn lease_expiry(db: Db) {
     assert_eq!(v["state"], "failed");
     assert_eq!(v["attempts"][1]["outcome"], "failed");
 
-    // Past max_attempts a vanishing agent fails the job, saying why.
+    // Past max_attempts a vanishing agent fails the job, saying why (it confirmed its
+    // claim, so the job may have started there).
     let id2 = submit(&user, &sha, json!({"max_attempts": 1})).await;
-    claim(&agent, "zombie", 5).await.unwrap();
+    let z2 = claim(&agent, "zombie", 5).await.unwrap();
+    let hb = agent
+        .post(
+            &attempt_path(&z2, "heartbeat"),
+            json!({"lease": z2["lease"].as_str().unwrap()}),
+        )
+        .await;
+    assert_eq!(hb.status, StatusCode::OK);
     until("agent lost once", async || {
         job(&user, &id2).await["state"] == "error"
     })
@@ -505,6 +513,76 @@ async fn pool_server_lease_expiry_fences_the_zombie_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_server_lease_expiry_fences_the_zombie_postgres() {
     lease_expiry(Db::Pg).await;
+}
+
+// ---------------------------------------------------------------- unconfirmed claims
+
+/// A claim whose answer reached no running agent (it stopped as the answer came) is never
+/// confirmed: the job goes back to the queue within the short unconfirmed lease (10 s, not
+/// the 30 s lease), the attempt says `unconfirmed`, and it does not count against
+/// `max_attempts` (1 here: counted, the job would fail as "agent lost").
+async fn unconfirmed_claim(db: Db) {
+    let env = Env::new(db).await;
+    let (sub_t, agent_t) = (env.token("submit"), env.token("agent"));
+    let server = env.server(&[]);
+    let user = Api::new(&server, Some(&sub_t));
+    let agent = Api::new(&server, Some(&agent_t));
+    let sha = upload_source(&user, BUILDSPEC).await;
+    let id = submit(&user, &sha, json!({"max_attempts": 1})).await;
+
+    let ghost = claim(&agent, "ghost", 5).await.unwrap();
+    assert_eq!(ghost["confirm_secs"], 10, "{ghost}");
+    let glease = ghost["lease"].as_str().unwrap().to_string();
+    until("the unconfirmed claim to be queued again", async || {
+        let v = job(&user, &id).await;
+        assert_ne!(
+            v["state"], "error",
+            "an unconfirmed claim counted as lost: {v}"
+        );
+        v["state"] == "queued"
+    })
+    .await;
+    let v = job(&user, &id).await;
+    assert_eq!(v["attempts"][0]["agent"], "ghost", "{v}");
+    assert_eq!(v["attempts"][0]["outcome"], "unconfirmed", "{v}");
+    // The ghost's lease is gone.
+    let hb = agent
+        .post(&attempt_path(&ghost, "heartbeat"), json!({"lease": glease}))
+        .await;
+    assert_eq!(hb.status, StatusCode::CONFLICT);
+
+    // The next agent confirms, and its lease then lasts past the confirm window.
+    let real = claim(&agent, "real", 5).await.unwrap();
+    assert_eq!(real["attempt"], 2);
+    let lease = real["lease"].as_str().unwrap().to_string();
+    let hb = agent
+        .post(&attempt_path(&real, "heartbeat"), json!({"lease": lease}))
+        .await;
+    assert_eq!(hb.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let fin = agent
+        .post(
+            &attempt_path(&real, "complete"),
+            json!({"lease": lease, "conclusion": "succeeded", "exit_code": 0, "log_chunks": 0}),
+        )
+        .await;
+    assert_eq!(
+        fin.status,
+        StatusCode::OK,
+        "a confirmed claim kept its lease"
+    );
+    let v = job(&user, &id).await;
+    assert_eq!(v["state"], "succeeded", "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_server_an_unconfirmed_claim_is_queued_again_soon_sqlite() {
+    unconfirmed_claim(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_server_an_unconfirmed_claim_is_queued_again_soon_postgres() {
+    unconfirmed_claim(Db::Pg).await;
 }
 
 // ---------------------------------------------------------------- release, cancel, retry

@@ -37,6 +37,11 @@ use std::time::Duration;
 pub struct ServerConfig {
     /// A claim's lease.
     pub lease: Duration,
+    /// A fresh claim's lease until the agent confirms it (its first heartbeat or log
+    /// append; capped at `lease`): a claim whose answer never reached a running agent
+    /// (it stopped, or crashed, as the answer came) is queued again this soon, without
+    /// counting as a lost attempt.
+    pub confirm: Duration,
     /// A job's log is cut past this many bytes (and says so).
     pub log_limit: u64,
     /// JSON request bodies.
@@ -61,6 +66,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             lease: Duration::from_secs(protocol::DEFAULT_LEASE_SECS),
+            confirm: Duration::from_secs(protocol::CONFIRM_SECS),
             log_limit: 64 * 1024 * 1024,
             json_limit: 1024 * 1024,
             log_append_limit: 1024 * 1024,
@@ -842,7 +848,7 @@ async fn claim(
                 &req.agent,
                 &keys,
                 &lease,
-                st.config.lease,
+                st.config.confirm.min(st.config.lease),
                 Some(st.config.claim_budget),
                 baton.is_none(),
             )
@@ -871,9 +877,11 @@ async fn claim(
                 attempt: c.attempt,
                 lease,
                 lease_secs: st.config.lease.as_secs(),
+                confirm_secs: st.config.confirm.min(st.config.lease).as_secs(),
                 source: spec.source,
                 buildspec: spec.buildspec,
                 project: c.project,
+                build_number: c.build_number,
                 env: spec.env,
                 timeout_minutes: spec.timeout_minutes,
             };

@@ -88,6 +88,7 @@ pub struct Claimed {
     pub id: String,
     pub attempt: u32,
     pub project: String,
+    pub build_number: u64,
     pub spec: String,
     /// The job's label key.
     pub key: String,
@@ -602,6 +603,7 @@ fn view_from(row: JobRow, attempts: Vec<AttemptView>) -> Result<JobView, StoreEr
         state: parse_state(&row.state)?,
         id: row.id,
         project: row.project,
+        build_number: u64::try_from(row.build_number).unwrap_or(0),
         labels,
         attempt: row.attempt as u32,
         max_attempts: row.max_attempts as u32,
@@ -621,6 +623,7 @@ struct JobRow {
     state: String,
     labels: String,
     project: String,
+    build_number: i64,
     attempt: i64,
     max_attempts: i64,
     created: i64,
@@ -631,8 +634,8 @@ struct JobRow {
     log_truncated: i64,
 }
 
-const JOB_COLS: &str = "id, state, labels, project, attempt, max_attempts, created, finished, \
-                        exit_code, message, cancel_requested, log_truncated";
+const JOB_COLS: &str = "id, state, labels, project, build_number, attempt, max_attempts, \
+                        created, finished, exit_code, message, cancel_requested, log_truncated";
 
 fn attempt_view(
     attempt: i64,

@@ -30,14 +30,46 @@ async fn migrate(conn: &mut Conn, ddl: &str) -> Result<(), sqlx::Error> {
     let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
         .fetch_one(&mut *tx)
         .await?;
-    if version.unwrap_or(0) < 1 {
+    let version = version.unwrap_or(0);
+    if version < 1 {
         sqlx::raw_sql(ddl).execute(&mut *tx).await?;
         sqlx::query("INSERT INTO schema_version (version) VALUES (1)")
             .execute(&mut *tx)
             .await?;
     }
+    for (step, ddl) in MIGRATIONS {
+        if version < *step {
+            sqlx::raw_sql(ddl).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
+                .bind(*step)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
     tx.commit().await
 }
+
+/// Schema changes after version 1 (the `schema_*.sql` file), in order; the same DDL in
+/// both dialects.
+const MIGRATIONS: &[(i64, &str)] = &[
+    // 2: a claim is unconfirmed until the agent's first heartbeat or log append; a job
+    // running when this runs is treated as confirmed.
+    (
+        2,
+        "ALTER TABLE jobs ADD COLUMN confirmed BIGINT NOT NULL DEFAULT 1",
+    ),
+    // 3: build numbers per project, assigned at submit (jobs from before count as built).
+    (
+        3,
+        "ALTER TABLE jobs ADD COLUMN build_number BIGINT NOT NULL DEFAULT 0; \
+         CREATE TABLE projects (name TEXT PRIMARY KEY NOT NULL, builds BIGINT NOT NULL); \
+         INSERT INTO projects (name, builds) SELECT project, COUNT(*) FROM jobs GROUP BY project",
+    ),
+];
+
+/// Takes the project's next build number (in the submit's transaction or statement).
+const NEXT_BUILD: &str = "INSERT INTO projects (name, builds) VALUES ($1, 1) \
+     ON CONFLICT (name) DO UPDATE SET builds = projects.builds + 1 RETURNING builds";
 
 pub async fn create_token(
     conn: &mut Conn,
@@ -76,24 +108,44 @@ pub async fn submit(
 ) -> Result<JobView, StoreError> {
     let labels = serde_json::to_string(&job.labels)
         .map_err(|e| StoreError::Invalid(format!("labels: {e}")))?;
-    sqlx::query(
-        "INSERT INTO jobs (id, state, label_key, labels, project, spec, max_attempts, \
-         created, queued) VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $7)",
-    )
-    .bind(&job.id)
-    .bind(key)
-    .bind(&labels)
-    .bind(&job.project)
-    .bind(&job.spec)
-    .bind(i64::from(job.max_attempts))
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
+    let insert = "INSERT INTO jobs (id, state, label_key, labels, project, spec, max_attempts, \
+                  created, queued, build_number) VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $7, ";
+    macro_rules! bind {
+        ($sql:expr) => {
+            sqlx::query_scalar::<_, i64>($sql)
+                .bind(&job.id)
+                .bind(key)
+                .bind(&labels)
+                .bind(&job.project)
+                .bind(&job.spec)
+                .bind(i64::from(job.max_attempts))
+                .bind(now)
+        };
+    }
+    let build_number = if PG {
+        // One statement: the number and the job commit together.
+        let sql = format!(
+            "WITH n AS ({}) {insert}(SELECT builds FROM n)) RETURNING build_number",
+            NEXT_BUILD.replace("$1", "$4")
+        );
+        bind!(&sql).fetch_one(&mut *conn).await?
+    } else {
+        let mut tx = conn.begin().await?;
+        let n: i64 = sqlx::query_scalar(NEXT_BUILD)
+            .bind(&job.project)
+            .fetch_one(&mut *tx)
+            .await?;
+        let sql = format!("{insert}$8) RETURNING build_number");
+        let n = bind!(&sql).bind(n).fetch_one(&mut *tx).await?;
+        tx.commit().await?;
+        n
+    };
     let row = JobRow {
         id: job.id.clone(),
         state: "queued".into(),
         labels,
         project: job.project.clone(),
+        build_number,
         attempt: 0,
         max_attempts: i64::from(job.max_attempts),
         created: now,
@@ -112,6 +164,7 @@ fn job_row(row: &<Db as sqlx::Database>::Row) -> Result<JobRow, sqlx::Error> {
         state: row.try_get("state")?,
         labels: row.try_get("labels")?,
         project: row.try_get("project")?,
+        build_number: row.try_get("build_number")?,
         attempt: row.try_get("attempt")?,
         max_attempts: row.try_get("max_attempts")?,
         created: row.try_get("created")?,
@@ -254,10 +307,10 @@ pub async fn claim(
     let placeholders: Vec<String> = (0..keys.len()).map(|i| format!("${}", i + 5)).collect();
     let update = format!(
         "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease = $1, \
-         lease_expires = $2, agent = $3 \
+         lease_expires = $2, agent = $3, confirmed = 0 \
          WHERE state = 'queued' AND id = (SELECT id FROM jobs WHERE state = 'queued' AND \
          label_key IN ({}) ORDER BY queued, id LIMIT 1{SKIP_LOCKED}) \
-         RETURNING id, attempt, project, spec, label_key, queued",
+         RETURNING id, attempt, project, build_number, spec, label_key, queued",
         placeholders.join(", ")
     );
     let insert_attempt =
@@ -266,7 +319,7 @@ pub async fn claim(
         format!(
             "WITH c AS ({update}), a AS (INSERT INTO attempts (job_id, attempt, agent, lease, \
              started) SELECT id, attempt, $3, $1, $4 FROM c) \
-             SELECT id, attempt, project, spec, label_key, queued FROM c"
+             SELECT id, attempt, project, build_number, spec, label_key, queued FROM c"
         )
     } else {
         update
@@ -280,6 +333,7 @@ pub async fn claim(
             id: row.try_get("id")?,
             attempt: row.try_get::<i64, _>("attempt")? as u32,
             project: row.try_get("project")?,
+            build_number: u64::try_from(row.try_get::<i64, _>("build_number")?).unwrap_or(0),
             spec: row.try_get("spec")?,
             key: row.try_get("label_key")?,
             queued_ms: row.try_get("queued")?,
@@ -337,7 +391,8 @@ pub async fn heartbeat(
     expires: i64,
 ) -> Result<bool, StoreError> {
     let sql = format!(
-        "UPDATE jobs SET lease_expires = $4 WHERE {FENCE} RETURNING cancel_requested"
+        "UPDATE jobs SET lease_expires = $4, confirmed = 1 WHERE {FENCE} \
+         RETURNING cancel_requested"
     );
     let cancel: Option<i64> = sqlx::query_scalar(&sql)
         .bind(id)
@@ -412,7 +467,7 @@ pub async fn append_log(
     }
     let len = data.len() as i64;
     if bytes.saturating_add(len) > limit {
-        sqlx::query("UPDATE jobs SET log_truncated = 1 WHERE id = $1")
+        sqlx::query("UPDATE jobs SET log_truncated = 1, confirmed = 1 WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -427,7 +482,7 @@ pub async fn append_log(
         .bind(data)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE jobs SET log_bytes = log_bytes + $2 WHERE id = $1")
+        sqlx::query("UPDATE jobs SET log_bytes = log_bytes + $2, confirmed = 1 WHERE id = $1")
             .bind(id)
             .bind(len)
             .execute(&mut *tx)
@@ -866,7 +921,7 @@ pub async fn expire_leases(
     now: i64,
 ) -> Result<Vec<(Expired, String)>, StoreError> {
     let candidates = sqlx::query(
-        "SELECT id, attempt, lost, max_attempts, cancel_requested, label_key FROM jobs \
+        "SELECT id, attempt, lost, max_attempts, cancel_requested, label_key, confirmed FROM jobs \
          WHERE state = 'running' AND lease_expires < $1 ORDER BY lease_expires LIMIT 500",
     )
     .bind(now)
@@ -876,12 +931,18 @@ pub async fn expire_leases(
     for r in candidates {
         let id: String = r.try_get("id")?;
         let attempt: i64 = r.try_get("attempt")?;
-        let lost: i64 = r.try_get::<i64, _>("lost")? + 1;
+        let confirmed = r.try_get::<i64, _>("confirmed")? != 0;
+        // A claim its agent never confirmed (the answer was lost, or the agent stopped
+        // as it came): the job never started there, so it goes back without counting.
+        let lost: i64 = r.try_get::<i64, _>("lost")? + i64::from(confirmed);
         let max: i64 = r.try_get("max_attempts")?;
         let cancel: i64 = r.try_get("cancel_requested")?;
         let key: String = r.try_get("label_key")?;
+        let outcome = if confirmed { "lost" } else { "unconfirmed" };
         let (state, message): (&str, Option<String>) = if cancel != 0 {
             ("cancelled", Some("cancelled (its agent was lost)".to_string()))
+        } else if !confirmed {
+            ("queued", None)
         } else if lost >= max {
             (
                 "error",
@@ -916,11 +977,12 @@ pub async fn expire_leases(
             continue;
         }
         sqlx::query(
-            "UPDATE attempts SET ended = $3, outcome = 'lost' WHERE job_id = $1 AND attempt = $2",
+            "UPDATE attempts SET ended = $3, outcome = $4 WHERE job_id = $1 AND attempt = $2",
         )
         .bind(&id)
         .bind(attempt)
         .bind(now)
+        .bind(outcome)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
