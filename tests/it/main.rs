@@ -12,6 +12,7 @@ mod cache_e2e;
 mod cache_s3;
 mod cli_conventions;
 mod cli_input;
+mod cosign_bundle;
 mod forge_limits;
 mod gitops_corpus;
 mod gitops_e2e;
