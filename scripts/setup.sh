@@ -236,6 +236,8 @@ command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 # The registry that stands in for ECR's data plane in the tests, and htpasswd for its auth.
 [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
 command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
+# The remote-engine test (DOCKER_HOST=tcp:// with TLS): a TLS proxy in front of the socket.
+command -v stunnel >/dev/null 2>&1 || missing+=(stunnel4)
 # PostgreSQL for the agent pool's tests (a throwaway cluster via initdb + pg_ctl).
 have_postgres() {
 	{ [ -x /usr/local/bin/initdb ] && [ -x /usr/local/bin/pg_ctl ]; } && return 0

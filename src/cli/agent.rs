@@ -98,8 +98,15 @@ pub async fn run(args: AgentArgs) -> ExitStatus {
         eprintln!("error: --name `{name}`: 1-63 characters of letters, digits, `.`, `_`, `-`");
         return ExitStatus::Setup;
     }
-    let template = match template(&args, &data_dir) {
+    let mut template = match template(&args, &data_dir) {
         Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitStatus::Setup;
+        }
+    };
+    template.engine = match config::engine_endpoint() {
+        Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitStatus::Setup;

@@ -49,8 +49,12 @@ async fn build(
     github: Option<&GithubReporter<std::io::Stdout>>,
 ) -> (ExitStatus, Option<String>) {
     let setup = |e: &dyn std::fmt::Display| (ExitStatus::Setup, Some(e.to_string()));
-    let request = match request(args) {
+    let mut request = match request(args) {
         Ok(r) => r,
+        Err(e) => return setup(&e),
+    };
+    request.engine = match config::engine_endpoint() {
+        Ok(e) => e,
         Err(e) => return setup(&e),
     };
     let prepared = match pipeline::prepare(request, reporter.as_ref()).await {
@@ -125,6 +129,7 @@ fn request(args: BuildArgs) -> Result<BuildRequest, crate::publish::PublishError
         region: args.region,
         initiator: format!("runner/{}", env("USER").unwrap_or_else(|| "local".into())),
         credentials,
+        engine: Default::default(),
     })
 }
 

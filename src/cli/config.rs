@@ -26,6 +26,19 @@ pub fn data_dir() -> PathBuf {
     )
 }
 
+/// The Docker engine: DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH (default
+/// `~/.docker`), as docker's CLI reads them.
+pub fn engine_endpoint() -> Result<crate::docker::EngineEndpoint, crate::docker::DockerError> {
+    let cert_dir = var_path("DOCKER_CERT_PATH")
+        .filter(|p| !p.as_os_str().is_empty())
+        .or_else(|| var_path("HOME").map(|h| h.join(".docker")));
+    crate::docker::EngineEndpoint::from_docker_env(
+        std::env::var("DOCKER_HOST").ok().as_deref(),
+        std::env::var("DOCKER_TLS_VERIFY").ok().as_deref(),
+        cert_dir.as_deref(),
+    )
+}
+
 /// RUNNER_ADVISORIES: the OSV dumps (default `<data dir>/advisories`).
 pub fn advisories() -> Option<PathBuf> {
     var_path("RUNNER_ADVISORIES").filter(|p| !p.as_os_str().is_empty())

@@ -130,7 +130,11 @@ pub async fn push(args: PushArgs) -> ExitStatus {
         Ok(o) => o,
         Err(e) => return fail(json, ExitStatus::Setup, &e.to_string()),
     };
-    let engine = match crate::docker::DockerEngine::connect().await {
+    let endpoint = match super::config::engine_endpoint() {
+        Ok(e) => e,
+        Err(e) => return fail(json, ExitStatus::Setup, &e.to_string()),
+    };
+    let engine = match crate::docker::DockerEngine::connect_to(&endpoint).await {
         Ok(e) => e,
         Err(e) => return fail(json, ExitStatus::Setup, &e.to_string()),
     };

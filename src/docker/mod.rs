@@ -11,7 +11,7 @@ mod image;
 mod shell;
 mod volume;
 
-pub use client::DockerEngine;
+pub use client::{DockerEngine, EngineEndpoint};
 pub use container::{BuildContainer, ContainerSpec, LABEL_BUILD_ID, LABEL_OWNER};
 pub use error::DockerError;
 pub use image::{ImageBuildSpec, ImageInfo};

@@ -208,7 +208,7 @@ pub async fn prepare(req: BuildRequest, reporter: &dyn Reporter) -> Result<Prepa
         .clone()
         .or_else(|| facts.config.image.clone())
         .ok_or(PrepareError::NoImage)?;
-    let engine = DockerEngine::connect().await?;
+    let engine = DockerEngine::connect_to(&req.engine).await?;
     // A missing image is a setup problem, found before any build starts.
     engine.ensure_image(&image).await?;
     let mut run_opts = RunOptions {

@@ -106,6 +106,8 @@ pub struct BuildRequest {
     /// CODEBUILD_INITIATOR, e.g. `runner/alice`.
     pub initiator: String,
     pub credentials: Credentials,
+    /// The Docker engine (default: the local socket).
+    pub engine: crate::docker::EngineEndpoint,
 }
 
 impl BuildRequest {
@@ -140,6 +142,7 @@ impl BuildRequest {
             region: "us-east-1".into(),
             initiator: "runner/local".into(),
             credentials: Credentials::default(),
+            engine: crate::docker::EngineEndpoint::Local,
         }
     }
 }

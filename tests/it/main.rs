@@ -13,6 +13,7 @@ mod cache_s3;
 mod cli_conventions;
 mod cli_input;
 mod cosign_bundle;
+mod docker_remote;
 mod forge_limits;
 mod gitops_corpus;
 mod gitops_e2e;
