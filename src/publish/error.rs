@@ -21,6 +21,17 @@ pub enum PublishError {
         detail: String,
     },
 
+    /// The registry is rate limiting or unavailable and asks for a longer wait than
+    /// runner gives it.
+    #[error("registry {registry} answered {status} to {what} and asks to retry after {seconds} s (Retry-After), longer than runner waits ({limit} s); try again later")]
+    RetryAfter {
+        registry: String,
+        what: String,
+        status: u16,
+        seconds: u64,
+        limit: u64,
+    },
+
     /// The registry answered, but not as the distribution API says it should.
     #[error("registry {registry} answered {status} to {what}: {detail}")]
     Protocol {

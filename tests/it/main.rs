@@ -22,6 +22,7 @@ mod image_e2e;
 mod image_inventory;
 mod pipeline;
 mod registry_limits;
+mod registry_retry;
 mod reports_e2e;
 mod scan_gate;
 mod scan_os_families;
