@@ -105,6 +105,14 @@ pub enum PublishError {
 
     #[error("image build failed: {0}")]
     Build(String),
+
+    /// docker's credential helper (`credHelpers` / `credsStore` in config.json) failed.
+    #[error("docker-credential-{helper} get for {registry} failed: {detail}; check the helper works (`echo {registry} | docker-credential-{helper} get`) or remove it from config.json's credHelpers/credsStore")]
+    CredentialHelper {
+        helper: String,
+        registry: String,
+        detail: String,
+    },
 }
 
 /// `4194304` → `4 MiB`.

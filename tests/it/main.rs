@@ -21,6 +21,7 @@ mod hostile_build;
 mod image_e2e;
 mod image_inventory;
 mod pipeline;
+mod registry_cred_helper;
 mod registry_limits;
 mod registry_retry;
 mod reports_e2e;
