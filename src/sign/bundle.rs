@@ -670,4 +670,53 @@ mod tests {
             .iter()
             .any(|l| l.starts_with("PUT /v2/app/manifests/sha256-")));
     }
+
+    /// A valid `.sig` signature stands when the referrers index cannot be read (here:
+    /// more entries than runner reads); without one, that is the error.
+    #[tokio::test]
+    async fn an_unreadable_referrers_index_does_not_hide_a_valid_sig_signature() {
+        let state = Arc::new(Mutex::new(Fake::default()));
+        let image_manifest = br#"{"schemaVersion":2,"config":{},"layers":[]}"#;
+        let digest = crate::publish::reference::sha256_digest(image_manifest);
+        let many: Vec<Value> = (0..crate::publish::registry::MAX_ATTACHMENT_LAYERS + 1)
+            .map(|i| json!({"mediaType": OCI_MANIFEST, "digest": format!("sha256:{i:064x}"), "size": 1}))
+            .collect();
+        let index = serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": many})).unwrap();
+        {
+            let mut f = state.lock().unwrap();
+            f.manifests.insert(
+                digest.clone(),
+                (OCI_MANIFEST.to_string(), image_manifest.to_vec()),
+            );
+            f.manifests
+                .insert(referrers_tag(&digest), (OCI_INDEX.to_string(), index));
+        }
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let registry = Registry::new(
+            &host,
+            &Endpoints::default(),
+            Arc::new(Static(Credentials::Anonymous)),
+            RetryPolicy::default(),
+        )
+        .unwrap();
+        let image = ImageRef::parse(&format!("{host}/app:1")).unwrap();
+        let key = SigningKey::generate().unwrap();
+        let public = key.verifying_key().unwrap();
+        let err = crate::sign::cosign::verify(&registry, &image, &digest, &public)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SignError::TooManyLayers { .. }), "{err}");
+        crate::sign::cosign::sign(&registry, &image, &digest, &key, &BTreeMap::new())
+            .await
+            .unwrap();
+        let valid = crate::sign::cosign::verify(&registry, &image, &digest, &public)
+            .await
+            .unwrap();
+        assert_eq!(valid, 1);
+    }
 }

@@ -274,7 +274,16 @@ pub async fn verify(
 ) -> Result<usize, SignError> {
     let (sig_valid, mut reasons) = verify_sig_layers(registry, image, digest, key).await?;
     let (bundle_valid, bundle_reasons) =
-        super::bundle::verify_bundles(registry, image, digest, key).await?;
+        match super::bundle::verify_bundles(registry, image, digest, key).await {
+            Ok(found) => found,
+            // A valid `.sig` signature stands even when the referrers cannot be read
+            // (a registry refusing the API's path, an oversized or hostile index).
+            Err(e) if sig_valid > 0 => {
+                tracing::warn!(error = %e, "the referrers (bundle signatures) could not be read");
+                (0, Vec::new())
+            }
+            Err(e) => return Err(e),
+        };
     reasons.extend(bundle_reasons);
     let valid = sig_valid + bundle_valid;
     if valid == 0 {
