@@ -209,3 +209,51 @@ fn runner_signs_in_the_bundle_format_and_the_independent_checker_accepts_it() {
     let v = s.verify();
     assert_eq!(v.status.code(), Some(0), "{}", text(&v));
 }
+
+#[test]
+fn runner_build_signs_in_the_bundle_format_when_runner_yml_asks() {
+    stack();
+    let reg = Registry::start(false);
+    let data = tempfile::tempdir().unwrap();
+    let app = tempfile::tempdir().unwrap();
+    for f in ["Dockerfile", "app.sh", "buildspec.yml", "test.sh"] {
+        std::fs::copy(
+            repo_root().join("fixtures/image-app").join(f),
+            app.path().join(f),
+        )
+        .unwrap();
+    }
+    let out = runner(data.path())
+        .args(["key", "generate", "--output-dir"])
+        .arg(app.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::write(
+        app.path().join("runner.yml"),
+        format!(
+            "name: image-app-bundle\nbuild:\n  image: runner/busybox:latest\nimage:\n  repository: {}/image-app-bundle\n  tags: [latest]\n  build-args:\n    GREETING: hi\nsign:\n  key: cosign.key\n  format: bundle\n",
+            reg.addr()
+        ),
+    )
+    .unwrap();
+    let out = runner(data.path())
+        .args(["build", "--json", "--source"])
+        .arg(app.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let push = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["event"] == "stage" && e["stage"] == "push")
+        .unwrap_or_else(|| panic!("no push stage: {}", text(&out)));
+    let digest = push["detail"]["digest"].as_str().unwrap().to_string();
+    let image = format!("{}/image-app-bundle@{digest}", reg.addr());
+    let public = app.path().join("cosign.pub").display().to_string();
+    let o = indep(&["verify", "--key", &public, &image]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let _ = Command::new("docker")
+        .args(["rmi", &format!("{}/image-app-bundle:latest", reg.addr())])
+        .output();
+}
