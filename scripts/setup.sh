@@ -236,6 +236,8 @@ command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 # The registry that stands in for ECR's data plane in the tests, and htpasswd for its auth.
 [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
 command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
+# The remote-engine test (DOCKER_HOST=tcp:// with TLS): a TLS proxy in front of the socket.
+command -v stunnel >/dev/null 2>&1 || missing+=(stunnel4)
 # PostgreSQL for the agent pool's tests (a throwaway cluster via initdb + pg_ctl).
 have_postgres() {
 	{ [ -x /usr/local/bin/initdb ] && [ -x /usr/local/bin/pg_ctl ]; } && return 0
@@ -280,6 +282,14 @@ if ! python3 -c 'import cryptography, nacl, jsonschema, referencing, securesyste
 	python3 -m pip install --quiet --disable-pip-version-check cryptography PyNaCl 'jsonschema>=4.18' \
 		'securesystemslib>=1,<2' 'in-toto>=3,<4' 'in-toto-attestation==0.9.3' 'cvss==3.6' >/dev/null ||
 		die "pip install of the test verifiers failed"
+fi
+
+# The independent producer/checker of cosign's bundle-format signatures
+# (tests/it/sigstore_bundle_indep.py): the Sigstore bundle's model from PyPI.
+if ! python3 -c 'import sigstore_models.bundle.v1' >/dev/null 2>&1; then
+	log "installing sigstore-models (bundle-format signature tests)"
+	python3 -m pip install --quiet --disable-pip-version-check 'sigstore-models==0.0.6' >/dev/null ||
+		die "pip install sigstore-models failed"
 fi
 
 # The GitHub Actions step's tests: act runs workflows on this host, actionlint and zizmor

@@ -25,6 +25,7 @@
 //! sign:
 //!   key: keys/cosign.key     # password from COSIGN_PASSWORD
 //!   attest: [provenance, sbom]
+//!   format: sig              # or bundle: a Sigstore bundle as an OCI referrer (cosign 3)
 //! ```
 //!
 //! Parsing is pure (text → config + diagnostics); unknown top-level sections are warnings,
@@ -119,6 +120,9 @@ pub struct SignConfig {
     pub key: String,
     /// `provenance` (SLSA v1) and/or `sbom` (CycloneDX 1.5).
     pub attest: Vec<String>,
+    /// `format: sig` (default, a `.sig` tag) or `bundle` (a Sigstore bundle attached as
+    /// an OCI referrer, as cosign 3 signs).
+    pub format: crate::sign::bundle::SignatureFormat,
 }
 
 const TOP_KEYS: &[&str] = &["name", "build", "image", "sign", "scan", "gitops"];
@@ -133,7 +137,7 @@ const IMAGE_KEYS: &[&str] = &[
     "create-repository",
     "cache-from",
 ];
-const SIGN_KEYS: &[&str] = &["key", "attest"];
+const SIGN_KEYS: &[&str] = &["key", "attest", "format"];
 /// The keys of a `gitops:` entry: [`crate::gitops::GitopsConfig`]'s, and `require-signature`.
 const GITOPS_KEYS: &[&str] = &[
     "repo",
@@ -499,6 +503,16 @@ fn sign_section(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<SignConfig> 
                     }
                 }
             }
+            "format" => {
+                let f = string(v, &path, diags).unwrap_or_default();
+                match crate::sign::bundle::SignatureFormat::parse(&f) {
+                    Some(f) => cfg.format = f,
+                    None => diags.push(Diagnostic::error(
+                        v.pos(),
+                        format!("sign.format: {f:?} is not sig or bundle"),
+                    )),
+                }
+            }
             other => unknown(k, other, "sign.", SIGN_KEYS, diags),
         }
     }
@@ -764,7 +778,22 @@ mod tests {
         assert_eq!(image.tags, ["latest", "{short-revision}"]);
         assert_eq!(image.dockerfile, "Dockerfile");
         assert_eq!(image.build_args, [("A".to_string(), "b".to_string())]);
-        assert_eq!(cfg.sign.unwrap().attest, ["provenance", "sbom"]);
+        let sign = cfg.sign.unwrap();
+        assert_eq!(sign.attest, ["provenance", "sbom"]);
+        assert_eq!(sign.format, crate::sign::bundle::SignatureFormat::Sig);
+        let (cfg, diags) = parse_project("sign:\n  key: k\n  format: bundle\n");
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(
+            cfg.unwrap().sign.unwrap().format,
+            crate::sign::bundle::SignatureFormat::Bundle
+        );
+        let (_, diags) = parse_project("sign:\n  key: k\n  format: sigstore\n");
+        assert!(
+            diags
+                .iter()
+                .any(|d| d.message.contains("not sig or bundle")),
+            "{diags:?}"
+        );
         let (cfg, diags) = parse_project("gitops:\n  repo: https://example.com/deploy.git\n  files: [k8s/kustomization.yaml]\n  force-push: true\n  require-signature: false\nscan:\n  deps: false\n");
         assert!(diags.is_empty(), "{diags:?}");
         let cfg = cfg.unwrap();

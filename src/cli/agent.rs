@@ -98,8 +98,15 @@ pub async fn run(args: AgentArgs) -> ExitStatus {
         eprintln!("error: --name `{name}`: 1-63 characters of letters, digits, `.`, `_`, `-`");
         return ExitStatus::Setup;
     }
-    let template = match template(&args, &data_dir) {
+    let mut template = match template(&args, &data_dir) {
         Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitStatus::Setup;
+        }
+    };
+    template.engine = match config::engine_endpoint() {
+        Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitStatus::Setup;
@@ -187,7 +194,6 @@ fn template(
     );
     req.cache_volumes = !args.no_cache_volumes;
     req.privileged = args.privileged;
-    req.engine_socket = config::engine_socket();
     req.region = args.region.clone();
     req.credentials = credentials;
     Ok(req)

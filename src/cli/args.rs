@@ -511,6 +511,11 @@ pub struct SignArgs {
     /// Annotation in the signed payload's `optional` section. Repeatable.
     #[arg(long = "annotation", short = 'a', value_name = "KEY=VALUE")]
     pub annotations: Vec<String>,
+    /// Sign as a Sigstore bundle attached through the OCI referrers API (or the
+    /// `sha256-<hex>` referrers tag), as cosign 3 / `--new-bundle-format` does, instead
+    /// of a `.sig` tag.
+    #[arg(long = "new-bundle-format", visible_alias = "bundle")]
+    pub new_bundle_format: bool,
     #[command(flatten)]
     pub password: KeyPassword,
     #[command(flatten)]

@@ -49,8 +49,12 @@ async fn build(
     github: Option<&GithubReporter<std::io::Stdout>>,
 ) -> (ExitStatus, Option<String>) {
     let setup = |e: &dyn std::fmt::Display| (ExitStatus::Setup, Some(e.to_string()));
-    let request = match request(args) {
+    let mut request = match request(args) {
         Ok(r) => r,
+        Err(e) => return setup(&e),
+    };
+    request.engine = match config::engine_endpoint() {
+        Ok(e) => e,
         Err(e) => return setup(&e),
     };
     let prepared = match pipeline::prepare(request, reporter.as_ref()).await {
@@ -121,7 +125,6 @@ fn request(args: BuildArgs) -> Result<BuildRequest, crate::publish::PublishError
         cache_volumes: !args.no_cache_volumes,
         privileged: args.privileged,
         docker: args.docker,
-        engine_socket: config::engine_socket(),
         artifacts: args.artifacts,
         zip: args.zip,
         batch: args.batch.then_some(args.concurrency),
@@ -131,6 +134,7 @@ fn request(args: BuildArgs) -> Result<BuildRequest, crate::publish::PublishError
         credentials,
         build_number: None,
         fail_on: args.fail_on.map(Into::into),
+        engine: Default::default(),
     })
 }
 

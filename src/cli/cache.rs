@@ -21,7 +21,11 @@ fn fail(json: bool, status: ExitStatus, msg: &str) -> ExitStatus {
 
 async fn invalidate_project(project: &str, json: bool) -> ExitStatus {
     let dir = super::data_dir().join("cache-volumes");
-    let engine = match DockerEngine::connect().await {
+    let endpoint = match super::config::engine_endpoint() {
+        Ok(e) => e,
+        Err(e) => return fail(json, ExitStatus::Setup, &e.to_string()),
+    };
+    let engine = match DockerEngine::connect_to(&endpoint).await {
         Ok(e) => e,
         Err(e) => return fail(json, ExitStatus::Setup, &e.to_string()),
     };

@@ -26,14 +26,17 @@ pub fn data_dir() -> PathBuf {
     )
 }
 
-/// The engine's unix socket for the build's Docker gate: DOCKER_HOST when it is a
-/// `unix://` address, the standard socket when DOCKER_HOST is unset, else none.
-pub fn engine_socket() -> Option<PathBuf> {
-    match std::env::var("DOCKER_HOST") {
-        Err(_) => Some(PathBuf::from("/var/run/docker.sock")),
-        Ok(h) if h.is_empty() => Some(PathBuf::from("/var/run/docker.sock")),
-        Ok(h) => h.strip_prefix("unix://").map(PathBuf::from),
-    }
+/// The Docker engine: DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH (default
+/// `~/.docker`), as docker's CLI reads them.
+pub fn engine_endpoint() -> Result<crate::docker::EngineEndpoint, crate::docker::DockerError> {
+    let cert_dir = var_path("DOCKER_CERT_PATH")
+        .filter(|p| !p.as_os_str().is_empty())
+        .or_else(|| var_path("HOME").map(|h| h.join(".docker")));
+    crate::docker::EngineEndpoint::from_docker_env(
+        std::env::var("DOCKER_HOST").ok().as_deref(),
+        std::env::var("DOCKER_TLS_VERIFY").ok().as_deref(),
+        cert_dir.as_deref(),
+    )
 }
 
 /// RUNNER_ADVISORIES: the OSV dumps (default `<data dir>/advisories`).

@@ -9,6 +9,7 @@ use crate::publish::push::{push_image, PushOptions};
 use crate::publish::registry::{Endpoints, Limits};
 use crate::publish::{ImageRef, PublishError};
 use crate::secrets::Secret;
+use crate::sign::bundle::SignatureFormat;
 use crate::sign::{cosign, generate_key_pair, SignError, SigningKey, VerifyingKey};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -129,7 +130,11 @@ pub async fn push(args: PushArgs) -> ExitStatus {
         Ok(o) => o,
         Err(e) => return fail(json, ExitStatus::Setup, &e.to_string()),
     };
-    let engine = match crate::docker::DockerEngine::connect().await {
+    let endpoint = match super::config::engine_endpoint() {
+        Ok(e) => e,
+        Err(e) => return fail(json, ExitStatus::Setup, &e.to_string()),
+    };
+    let engine = match crate::docker::DockerEngine::connect_to(&endpoint).await {
         Ok(e) => e,
         Err(e) => return fail(json, ExitStatus::Setup, &e.to_string()),
     };
@@ -209,7 +214,12 @@ pub async fn sign(args: SignArgs) -> ExitStatus {
         let digest = cosign::resolve(&c.registry, &image)
             .await
             .map_err(|e| e.to_string())?;
-        cosign::sign(&c.registry, &image, &digest, &key, &annotations)
+        let format = if args.new_bundle_format {
+            SignatureFormat::Bundle
+        } else {
+            SignatureFormat::Sig
+        };
+        cosign::sign_as(format, &c.registry, &image, &digest, &key, &annotations)
             .await
             .map_err(|e| e.to_string())
     }

@@ -353,7 +353,14 @@ pub async fn run(cmd: ScanCommand) -> ExitStatus {
                     }
                 }
             } else {
-                let r = match crate::docker::DockerEngine::connect().await {
+                let endpoint = match super::config::engine_endpoint() {
+                    Ok(e) => e,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitStatus::Setup;
+                    }
+                };
+                let r = match crate::docker::DockerEngine::connect_to(&endpoint).await {
                     Ok(engine) => {
                         scans::image_inventory(&engine, &image, &super::data_dir().join("tmp"))
                             .await

@@ -11,6 +11,19 @@ pub enum DockerError {
         source: bollard::errors::Error,
     },
     #[error(
+        "cannot reach the Docker engine at {endpoint}: {detail}; check DOCKER_HOST, and with \
+         DOCKER_TLS_VERIFY that DOCKER_CERT_PATH holds the CA that signed the engine's \
+         certificate (ca.pem) and a client certificate the engine accepts (cert.pem, key.pem)"
+    )]
+    ConnectRemote { endpoint: String, detail: String },
+    #[error("DOCKER_HOST={value:?}: {reason}")]
+    BadEndpoint { value: String, reason: String },
+    #[error(
+        "DOCKER_TLS_VERIFY is set but {path} is missing: put the engine's CA (ca.pem), a client \
+         certificate (cert.pem) and its key (key.pem) in DOCKER_CERT_PATH (default ~/.docker)"
+    )]
+    TlsFiles { path: String },
+    #[error(
         "image {image:?} is not on this machine and could not be pulled ({reason}); \
          build the local base images with `bash scripts/images.sh` or pass another --image"
     )]

@@ -13,7 +13,7 @@ mod network;
 mod shell;
 mod volume;
 
-pub use client::DockerEngine;
+pub use client::{DockerEngine, EngineEndpoint};
 pub use container::{BuildContainer, ContainerSpec, LABEL_BUILD_ID, LABEL_OWNER};
 pub use error::DockerError;
 

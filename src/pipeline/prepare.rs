@@ -238,7 +238,7 @@ pub async fn prepare(
         resolve_secrets(&req, &spec, &buildspec_path).await?
     };
     let named = req.image.clone().or_else(|| facts.config.image.clone());
-    let engine = DockerEngine::connect().await?;
+    let engine = DockerEngine::connect_to(&req.engine).await?;
     // Nothing names an image: the standard image, built on first use if the caller says so.
     let image = match named {
         Some(image) => image,
@@ -261,7 +261,7 @@ pub async fn prepare(
         cache_volumes: req.cache_volumes,
         build_credentials: None,
         docker: req.docker.or(facts.config.docker),
-        engine_socket: req.engine_socket.clone(),
+        engine_socket: req.engine.unix_socket(),
         registries: req
             .credentials
             .registry_endpoints

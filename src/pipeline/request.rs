@@ -103,9 +103,6 @@ pub struct BuildRequest {
     /// What a build gets for running `docker` (`--docker`); default: the project file's
     /// `docker:`, else the gate for privileged builds.
     pub docker: Option<crate::docker::gate::DockerMode>,
-    /// The host engine's unix socket the Docker gate forwards to (`None`: the engine is
-    /// not reached through a local socket, so no gate).
-    pub engine_socket: Option<PathBuf>,
     /// Collect artifacts here (a directory per artifact identifier).
     pub artifacts: Option<PathBuf>,
     pub zip: bool,
@@ -124,6 +121,8 @@ pub struct BuildRequest {
     /// `runner build --fail-on`: the scan gates fail on any finding at or above this
     /// severity, over the policy file's thresholds.
     pub fail_on: Option<crate::scan::model::Severity>,
+    /// The Docker engine (default: the local socket).
+    pub engine: crate::docker::EngineEndpoint,
 }
 
 impl BuildRequest {
@@ -153,7 +152,6 @@ impl BuildRequest {
             cache_volumes: true,
             privileged: false,
             docker: None,
-            engine_socket: Some(PathBuf::from("/var/run/docker.sock")),
             artifacts: None,
             zip: false,
             batch: None,
@@ -163,6 +161,7 @@ impl BuildRequest {
             credentials: Credentials::default(),
             build_number: None,
             fail_on: None,
+            engine: crate::docker::EngineEndpoint::Local,
         }
     }
 }

@@ -58,7 +58,7 @@ impl RegistryAuth {
     }
 
     /// The credentials for `registry` (`host[:port]`): `basic`, else docker's entry for
-    /// the host, else anonymous.
+    /// the host, else anonymous. (Credential helpers are not run: see `source_for`.)
     pub fn credentials_for(&self, registry: &str) -> Credentials {
         if let Some((username, password)) = &self.basic {
             return Credentials::Basic {
@@ -70,6 +70,128 @@ impl RegistryAuth {
             .as_deref()
             .and_then(|dir| docker_config_auth(dir, registry))
             .unwrap_or(Credentials::Anonymous)
+    }
+
+    /// Where `registry`'s credentials come from, as docker decides: `basic`, else in
+    /// docker's `config.json` the host's `credHelpers` entry, else `credsStore`, else the
+    /// host's `auths` entry, else anonymous. A helper (`docker-credential-<name>`, from
+    /// PATH) is run when credentials are first needed and again when refused.
+    pub fn source_for(&self, registry: &str) -> Arc<dyn CredentialSource> {
+        if self.basic.is_none() {
+            if let Some(helper) = self
+                .docker_config
+                .as_deref()
+                .and_then(|dir| docker_config_helper(dir, registry))
+            {
+                return Arc::new(CredentialHelper {
+                    helper,
+                    registry: registry.to_string(),
+                });
+            }
+        }
+        Arc::new(Static(self.credentials_for(registry)))
+    }
+}
+
+/// `https://host/v1/` or `host` → `host`.
+fn config_host(key: &str) -> &str {
+    let k = key
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    k.split('/').next().unwrap_or(k)
+}
+
+/// The helper docker would ask for `registry`: its `credHelpers` entry, else `credsStore`.
+/// Only names of letters, digits, `.`, `_` and `-` (the program is
+/// `docker-credential-<name>`, never a path).
+fn docker_config_helper(dir: &Path, registry: &str) -> Option<String> {
+    let text = read_small(&dir.join("config.json"))?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let per_host = json
+        .get("credHelpers")
+        .and_then(|h| h.as_object())
+        .and_then(|h| h.iter().find(|(k, _)| config_host(k) == registry))
+        .and_then(|(_, v)| v.as_str());
+    let name = per_host.or_else(|| json.get("credsStore").and_then(|s| s.as_str()))?;
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    ok.then(|| name.to_string())
+}
+
+/// The longest a credential helper may take (a keychain prompt, a token exchange).
+const HELPER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// The most of a helper's answer read.
+const MAX_HELPER_OUTPUT: usize = 1 << 20;
+
+/// docker's credential-helper protocol: `docker-credential-<helper> get` with the
+/// registry's host on standard input answers `{"ServerURL", "Username", "Secret"}`.
+struct CredentialHelper {
+    helper: String,
+    registry: String,
+}
+
+impl CredentialHelper {
+    async fn get(&self) -> Result<Credentials, PublishError> {
+        use tokio::io::AsyncWriteExt;
+        let fail = |detail: String| PublishError::CredentialHelper {
+            helper: self.helper.clone(),
+            registry: self.registry.clone(),
+            detail,
+        };
+        let program = format!("docker-credential-{}", self.helper);
+        let mut child = tokio::process::Command::new(&program)
+            .arg("get")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| fail(format!("cannot run {program} ({e}); is it on PATH?")))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A helper that exits without reading is judged by its answer below.
+            let _ = stdin.write_all(self.registry.as_bytes()).await;
+        }
+        let out = tokio::time::timeout(HELPER_TIMEOUT, child.wait_with_output())
+            .await
+            .map_err(|_| fail(format!("no answer within {} s", HELPER_TIMEOUT.as_secs())))?
+            .map_err(|e| fail(e.to_string()))?;
+        let said = |b: &[u8]| {
+            String::from_utf8_lossy(&b[..b.len().min(300)])
+                .trim()
+                .to_string()
+        };
+        if !out.status.success() {
+            let msg = format!("{} {}", said(&out.stdout), said(&out.stderr));
+            // The protocol's answer for a host the store has nothing for.
+            if msg.contains("credentials not found") {
+                return Ok(Credentials::Anonymous);
+            }
+            return Err(fail(format!("{}: {}", out.status, msg.trim())));
+        }
+        if out.stdout.len() > MAX_HELPER_OUTPUT {
+            return Err(fail("answer larger than 1 MiB".into()));
+        }
+        // The answer holds the secret: parse errors must not echo it.
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .map_err(|_| fail("the answer is not the JSON object of the protocol".into()))?;
+        let (Some(user), Some(secret)) = (v["Username"].as_str(), v["Secret"].as_str()) else {
+            return Err(fail("the answer lacks Username or Secret".into()));
+        };
+        if secret.is_empty() {
+            return Ok(Credentials::Anonymous);
+        }
+        Ok(Credentials::Basic {
+            username: user.to_string(),
+            password: Arc::new(Secret::new(secret)),
+        })
+    }
+}
+
+impl CredentialSource for CredentialHelper {
+    fn credentials(&self, _refresh: bool) -> CredentialFuture<'_> {
+        Box::pin(self.get())
     }
 }
 
@@ -117,4 +239,36 @@ pub fn decode_basic(encoded: &str) -> Option<Credentials> {
         username: user.to_string(),
         password: Arc::new(Secret::new(password)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn the_helper_is_chosen_as_docker_chooses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |text: &str| std::fs::write(dir.path().join("config.json"), text).unwrap();
+        let helper = |host: &str| docker_config_helper(dir.path(), host);
+        write(
+            r#"{"credsStore":"desktop","credHelpers":{"https://123.dkr.ecr.us-east-1.amazonaws.com":"ecr-login","bad.example":"../../bin/sh"}}"#,
+        );
+        assert_eq!(
+            helper("123.dkr.ecr.us-east-1.amazonaws.com").as_deref(),
+            Some("ecr-login")
+        );
+        assert_eq!(helper("ghcr.io").as_deref(), Some("desktop"));
+        assert_eq!(helper("bad.example"), None, "a path is not a helper name");
+        write(r#"{"auths":{"ghcr.io":{"auth":"dTpw"}}}"#);
+        assert_eq!(helper("ghcr.io"), None);
+        let auth = RegistryAuth {
+            basic: None,
+            docker_config: Some(dir.path().to_path_buf()),
+        };
+        assert!(matches!(
+            auth.credentials_for("ghcr.io"),
+            Credentials::Basic { ref username, .. } if username == "u"
+        ));
+    }
 }

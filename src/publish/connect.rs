@@ -2,7 +2,7 @@
 //! tokens through the AWS SDK (and their repository checked or created), other hosts
 //! the caller's or docker's credentials ([`RegistryAuth`]).
 
-use super::auth::{RegistryAuth, Static};
+use super::auth::RegistryAuth;
 use super::ecr::{parse_ecr_host, EcrCredentials};
 use super::error::PublishError;
 use super::reference::ImageRef;
@@ -65,7 +65,7 @@ pub async fn connect(
             })
         }
         None => {
-            let creds = Arc::new(Static(opts.auth.credentials_for(&image.registry)));
+            let creds = opts.auth.source_for(&image.registry);
             let registry = Registry::with_limits(
                 &image.registry,
                 &opts.endpoints,

@@ -21,6 +21,17 @@ pub enum PublishError {
         detail: String,
     },
 
+    /// The registry is rate limiting or unavailable and asks for a longer wait than
+    /// runner gives it.
+    #[error("registry {registry} answered {status} to {what} and asks to retry after {seconds} s (Retry-After), longer than runner waits ({limit} s); try again later")]
+    RetryAfter {
+        registry: String,
+        what: String,
+        status: u16,
+        seconds: u64,
+        limit: u64,
+    },
+
     /// The registry answered, but not as the distribution API says it should.
     #[error("registry {registry} answered {status} to {what}: {detail}")]
     Protocol {
@@ -94,6 +105,14 @@ pub enum PublishError {
 
     #[error("image build failed: {0}")]
     Build(String),
+
+    /// docker's credential helper (`credHelpers` / `credsStore` in config.json) failed.
+    #[error("docker-credential-{helper} get for {registry} failed: {detail}; check the helper works (`echo {registry} | docker-credential-{helper} get`) or remove it from config.json's credHelpers/credsStore")]
+    CredentialHelper {
+        helper: String,
+        registry: String,
+        detail: String,
+    },
 }
 
 /// `4194304` → `4 MiB`.

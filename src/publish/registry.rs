@@ -331,6 +331,9 @@ pub struct RetryPolicy {
     pub attempts: u32,
     pub first_delay: Duration,
     pub max_delay: Duration,
+    /// The longest `Retry-After` (of a 429 or 5xx) honoured; a registry asking for more
+    /// is reported at once instead of being waited for.
+    pub max_retry_after: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -339,15 +342,40 @@ impl Default for RetryPolicy {
             attempts: 8,
             first_delay: Duration::from_millis(250),
             max_delay: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(60),
         }
     }
 }
 
 impl RetryPolicy {
+    /// The wait after failed attempt `attempt`: exponential from `first_delay`, at most
+    /// `max_delay`, jittered (a random point of its upper half) so that clients refused
+    /// together do not come back together.
     fn delay(&self, attempt: u32) -> Duration {
-        let d = self.first_delay.saturating_mul(1u32 << attempt.min(16));
-        d.min(self.max_delay)
+        self.delay_at(attempt, rand::random::<f64>())
     }
+
+    /// `delay` with the random draw `r` in [0, 1) given.
+    fn delay_at(&self, attempt: u32, r: f64) -> Duration {
+        let d = self.first_delay.saturating_mul(1u32 << attempt.min(16));
+        d.min(self.max_delay).mul_f64(0.5 + 0.5 * r.clamp(0.0, 1.0))
+    }
+}
+
+/// A `Retry-After` header: delay-seconds or an HTTP date (RFC 9110), as the wait from
+/// `now` (a date in the past is no wait).
+fn retry_after(resp: &Response, now: std::time::SystemTime) -> Option<Duration> {
+    let v = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// What a client did, for logs, `--json` and tests.
@@ -673,13 +701,33 @@ impl Registry {
                     if resp.status().is_server_error()
                         || resp.status() == StatusCode::TOO_MANY_REQUESTS =>
                 {
+                    let status = resp.status().as_u16();
+                    let asked = retry_after(&resp, std::time::SystemTime::now());
+                    if let Some(wait) = asked.filter(|w| *w > self.retry.max_retry_after) {
+                        return Err(PublishError::RetryAfter {
+                            registry: self.registry.clone(),
+                            what: what.to_string(),
+                            status,
+                            seconds: wait.as_secs(),
+                            limit: self.retry.max_retry_after.as_secs(),
+                        });
+                    }
                     attempt += 1;
                     if attempt >= self.retry.attempts {
-                        let status = resp.status().as_u16();
                         let body = self.error_text(resp).await;
                         return Err(self.protocol(what, status, body));
                     }
-                    tokio::time::sleep(self.retry.delay(attempt)).await;
+                    let backoff = self.retry.delay(attempt);
+                    let wait = asked.map_or(backoff, |asked| asked.max(backoff));
+                    tracing::warn!(
+                        registry = %self.registry,
+                        what,
+                        status,
+                        retry_after = ?asked.map(|d| d.as_secs_f64()),
+                        wait_secs = wait.as_secs_f64(),
+                        "registry busy; retrying (Retry-After honoured, jittered backoff)"
+                    );
+                    tokio::time::sleep(wait).await;
                 }
                 Ok(resp) => return Ok(resp),
             }
@@ -1081,6 +1129,22 @@ impl Registry {
         media_type: &str,
         bytes: &[u8],
     ) -> Result<String, PublishError> {
+        Ok(self
+            .put_manifest_subject(repo, reference, media_type, bytes)
+            .await?
+            .0)
+    }
+
+    /// Like `put_manifest`, and whether the registry answered with `OCI-Subject`: it
+    /// indexed the manifest's `subject` for the referrers API (OCI distribution 1.1), so
+    /// no referrers tag needs to be kept by the client.
+    pub async fn put_manifest_subject(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<(String, bool), PublishError> {
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
         let body = bytes::Bytes::copy_from_slice(bytes);
         let mt = media_type.to_string();
@@ -1102,7 +1166,49 @@ impl Registry {
             }
             return Err(self.protocol(&format!("PUT manifest {reference}"), s, body));
         }
-        Ok(sha256_digest(bytes))
+        let subject = resp.headers().contains_key("OCI-Subject");
+        Ok((sha256_digest(bytes), subject))
+    }
+
+    /// The OCI 1.1 referrers API (`GET /v2/<name>/referrers/<digest>`): the image index
+    /// listing the manifests whose `subject` is `digest`, or `None` when the registry
+    /// does not offer the API (404, as distribution 2.8 answers; 400/405/501 from
+    /// others), in which case the referrers tag schema (`sha256-<hex>`) is the fallback.
+    pub async fn get_referrers(
+        &self,
+        repo: &str,
+        digest: &str,
+    ) -> Result<Option<Vec<u8>>, PublishError> {
+        let url = self.url(&format!("/v2/{repo}/referrers/{digest}"));
+        let resp = self
+            .send("GET referrers", &url, |c, u| {
+                c.get(u).header("Accept", OCI_INDEX)
+            })
+            .await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND
+            | StatusCode::BAD_REQUEST
+            | StatusCode::METHOD_NOT_ALLOWED
+            | StatusCode::NOT_IMPLEMENTED => Ok(None),
+            s if s.is_success() => {
+                let is_index = resp
+                    .headers()
+                    .get("Content-Type")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|t| t.starts_with(OCI_INDEX));
+                let what = format!("the referrers of {}/{repo}@{digest}", self.registry);
+                let bytes = self
+                    .read_capped(resp, &what, self.limits.max_manifest)
+                    .await?;
+                // A 200 that is not an index is a registry serving something else at
+                // that path (a catch-all page): the same as no API.
+                Ok(is_index.then_some(bytes))
+            }
+            s => {
+                let body = self.error_text(resp).await;
+                Err(self.protocol(&format!("GET referrers {digest}"), s.as_u16(), body))
+            }
+        }
     }
 
     /// The manifest a tag or digest names, or `None` when there is none.
@@ -1250,9 +1356,45 @@ mod tests {
     }
 
     #[test]
-    fn retry_delays_grow_and_cap() {
+    fn retry_delays_grow_cap_and_jitter() {
         let r = RetryPolicy::default();
         assert!(r.delay(1) < r.delay(2));
-        assert_eq!(r.delay(30), r.max_delay);
+        assert_eq!(r.delay_at(30, 1.0), r.max_delay);
+        assert_eq!(r.delay_at(30, 0.0), r.max_delay / 2);
+        assert_eq!(r.delay_at(1, 0.0), Duration::from_millis(250));
+        assert_eq!(r.delay_at(1, 1.0), Duration::from_millis(500));
+        for _ in 0..100 {
+            let d = r.delay(3);
+            assert!(
+                d >= Duration::from_secs(1) && d <= Duration::from_secs(2),
+                "{d:?}"
+            );
+        }
+        let draws: std::collections::BTreeSet<Duration> = (0..20).map(|_| r.delay(3)).collect();
+        assert!(draws.len() > 1, "no jitter: {draws:?}");
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let resp = |v: &str| {
+            Response::from(
+                axum::http::Response::builder()
+                    .status(429)
+                    .header("Retry-After", v)
+                    .body(Vec::<u8>::new())
+                    .unwrap(),
+            )
+        };
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_445_412_480); // Wed, 21 Oct 2015 07:28:00 GMT
+        assert_eq!(retry_after(&resp("7"), now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            retry_after(&resp("Wed, 21 Oct 2015 07:28:30 GMT"), now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_after(&resp("Wed, 21 Oct 2015 07:00:00 GMT"), now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after(&resp("soon"), now), None);
     }
 }

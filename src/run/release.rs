@@ -564,9 +564,16 @@ async fn sign_stage(
     let key =
         SigningKey::load(&key_path, password).map_err(|e| st.fail(ReleaseError::Sign(e.into())))?;
     let digest = out.digest.clone();
-    cosign::sign(registry, repo, &digest, &key, &BTreeMap::new())
-        .await
-        .map_err(|e| st.fail(ReleaseError::Sign(e.into())))?;
+    cosign::sign_as(
+        sign_cfg.format,
+        registry,
+        repo,
+        &digest,
+        &key,
+        &BTreeMap::new(),
+    )
+    .await
+    .map_err(|e| st.fail(ReleaseError::Sign(e.into())))?;
     out.signed = true;
     for what in &sign_cfg.attest {
         match what.as_str() {

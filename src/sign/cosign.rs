@@ -244,14 +244,65 @@ pub async fn sign(
     })
 }
 
-/// Verifies that `digest` carries at least one signature by `key` whose payload names
-/// this digest. Returns the number of valid signatures.
+/// Signs in the chosen format: a `.sig` layer, or a Sigstore bundle as a referrer.
+pub async fn sign_as(
+    format: super::bundle::SignatureFormat,
+    registry: &Registry,
+    image: &ImageRef,
+    digest: &str,
+    key: &SigningKey,
+    annotations: &BTreeMap<String, String>,
+) -> Result<Signed, SignError> {
+    match format {
+        super::bundle::SignatureFormat::Sig => {
+            sign(registry, image, digest, key, annotations).await
+        }
+        super::bundle::SignatureFormat::Bundle => {
+            super::bundle::sign(registry, image, digest, key, annotations).await
+        }
+    }
+}
+
+/// Verifies that `digest` carries at least one signature by `key` about this digest:
+/// a classic `.sig` layer or a Sigstore bundle attached as a referrer (what cosign 3
+/// writes). Returns the number of valid signatures of both kinds.
 pub async fn verify(
     registry: &Registry,
     image: &ImageRef,
     digest: &str,
     key: &VerifyingKey,
 ) -> Result<usize, SignError> {
+    let (sig_valid, mut reasons) = verify_sig_layers(registry, image, digest, key).await?;
+    let (bundle_valid, bundle_reasons) =
+        match super::bundle::verify_bundles(registry, image, digest, key).await {
+            Ok(found) => found,
+            // A valid `.sig` signature stands even when the referrers cannot be read
+            // (a registry refusing the API's path, an oversized or hostile index).
+            Err(e) if sig_valid > 0 => {
+                tracing::warn!(error = %e, "the referrers (bundle signatures) could not be read");
+                (0, Vec::new())
+            }
+            Err(e) => return Err(e),
+        };
+    reasons.extend(bundle_reasons);
+    let valid = sig_valid + bundle_valid;
+    if valid == 0 {
+        return Err(SignError::NotVerified {
+            what: "signature",
+            image: format!("{}@{digest}", image.name()),
+            reasons,
+        });
+    }
+    Ok(valid)
+}
+
+/// The classic `.sig` signatures: how many verify and why the others do not.
+async fn verify_sig_layers(
+    registry: &Registry,
+    image: &ImageRef,
+    digest: &str,
+    key: &VerifyingKey,
+) -> Result<(usize, Vec<String>), SignError> {
     let layers = read_layers(
         registry,
         &image.repository,
@@ -307,14 +358,7 @@ pub async fn verify(
         }
         valid += 1;
     }
-    if valid == 0 {
-        return Err(SignError::NotVerified {
-            what: "signature",
-            image: format!("{}@{digest}", image.name()),
-            reasons,
-        });
-    }
-    Ok(valid)
+    Ok((valid, reasons))
 }
 
 /// Attaches an in-toto statement about `digest` as a DSSE envelope signed with `key`.

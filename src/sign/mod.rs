@@ -1,9 +1,10 @@
 //! Signatures and attestations in cosign's format: keys (`keys`), the registry layout and
-//! verification (`cosign`), and the statements runner attests (`provenance`).
+//! verification (`cosign`; Sigstore bundles attached as OCI referrers in `bundle`), and the statements runner attests (`provenance`).
 //!
 //! Architecture invariant: the private key never leaves `SigningKey`; nothing here
 //! prints key material or the key's password.
 
+pub mod bundle;
 pub mod cosign;
 mod error;
 pub mod keys;
