@@ -267,6 +267,62 @@ fn privileged_host_namespace_and_host_path_containers_are_refused() {
     }
 }
 
+#[test]
+fn a_build_cannot_overwrite_runners_own_images() {
+    // Names in runner's namespace that no build uses, so a failure here poisons nothing.
+    let (tagged, built) = ("runner/gate-poison-tag:1", "runner/gate-poison-build:1");
+    let gone = || {
+        for name in [tagged, built] {
+            let _ = Command::new("docker")
+                .args(["image", "rm", "--force", name])
+                .output();
+        }
+    };
+    gone();
+    let p = Project::new();
+    p.write(
+        "buildspec.yml",
+        &format!(
+            "version: 0.2\nphases:\n  build:\n    commands:\n\
+             \x20     - docker tag runner/busybox:latest {tagged} 2>&1 | sed 's/^/tag| /'\n\
+             \x20     - printf 'FROM runner/busybox:latest\\n' | docker build -q -t {built} - 2>&1 | sed 's/^/build| /'\n\
+             \x20     - docker save runner/busybox:latest -o img.tar && docker load -i img.tar 2>&1 | sed 's/^/load| /'\n\
+             \x20     - docker tag runner/busybox:latest gate-own-name:1 && echo own-name-tagged\n"
+        ),
+    );
+    let run = build(&p, &[]);
+    let exists = |name: &str| {
+        Command::new("docker")
+            .args(["image", "inspect", name])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    let (tag_landed, build_landed) = (exists(tagged), exists(built));
+    gone();
+    let _ = Command::new("docker")
+        .args(["image", "rm", "gate-own-name:1"])
+        .output();
+    assert_eq!(run.status(), "SUCCEEDED", "{}", run.debug());
+    assert!(run.has_line("own-name-tagged"), "{}", run.debug());
+    assert!(!tag_landed, "docker tag wrote {tagged}:\n{}", run.debug());
+    assert!(
+        !build_landed,
+        "docker build -t wrote {built}:\n{}",
+        run.debug()
+    );
+    for what in ["tag", "build", "load"] {
+        assert!(
+            run.logs()
+                .iter()
+                .any(|l| l.starts_with(&format!("{what}| "))
+                    && l.contains("not allowed through runner's Docker gate")),
+            "{what} was not refused by the gate:\n{}",
+            run.debug()
+        );
+    }
+}
+
 /// A buildspec that creates a container, a volume and a network through the gate,
 /// prints CREATED, then runs `then`.
 fn creating_buildspec(then: &str) -> String {

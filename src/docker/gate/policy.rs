@@ -126,6 +126,32 @@ pub enum Query {
     Commit,
     /// `DELETE /images/{name}`: never forced.
     ImageDelete,
+    /// `POST /images/{name}/tag`: the new name (`repo`) must not be runner's own.
+    Tag,
+}
+
+/// Image names a build may not write (tag, build `-t`, commit, pull, import): runner's own
+/// base and build images (`runner/…`). Every build on the engine starts from them, so a
+/// build that could overwrite one would run its code in every later build of every
+/// project, with their secrets.
+pub fn reserved_image_name(name: &str) -> bool {
+    let name = name.trim().to_ascii_lowercase();
+    let name = name
+        .strip_prefix("docker.io/")
+        .or_else(|| name.strip_prefix("index.docker.io/"))
+        .unwrap_or(&name);
+    name.starts_with("runner/")
+}
+
+fn refuse_reserved(name: &str, what: &str) -> Result<(), Denied> {
+    if reserved_image_name(name) {
+        return deny(format!(
+            "{what} {name:?} is not allowed through runner's Docker gate: `runner/…` images \
+             are runner's own base images, shared by every build on this engine; use a name \
+             of your own"
+        ));
+    }
+    Ok(())
 }
 
 /// A request the policy lets through, with what is left to check.
@@ -326,12 +352,24 @@ pub fn route(method: &str, path: &str) -> Result<Route, Denied> {
             r.query = Query::ImageCreate;
             true
         }
-        ("POST", ["images", "load"]) => true,
+        // An archive names its own tags (inside the tar, after its layers), which could
+        // overwrite runner's base images; refused rather than parsed in flight.
+        ("POST", ["images", "load"]) => {
+            return deny(
+                "docker load is not allowed through runner's Docker gate: the archive's tags \
+                 could overwrite images other builds start from; push the image to a registry \
+                 and pull it, or use `docker build --cache-from`",
+            )
+        }
         ("GET", ["images", "json" | "search" | "get"]) => true,
         (_, ["images", .., last]) if get && matches!(*last, "json" | "history" | "get") => {
             s.len() >= 3
         }
-        ("POST", ["images", _, ..]) if matches!(s.last(), Some(&"push" | &"tag")) => s.len() >= 3,
+        ("POST", ["images", _, ..]) if s.last() == Some(&"tag") && s.len() >= 3 => {
+            r.query = Query::Tag;
+            true
+        }
+        ("POST", ["images", _, ..]) if s.last() == Some(&"push") => s.len() >= 3,
         ("GET", ["distribution", .., "json"]) if s.len() >= 3 => true,
         ("POST", ["commit"]) => {
             r.query = Query::Commit;
@@ -492,7 +530,16 @@ pub fn check_query(
                     "isolation" if !matches!(v.as_str(), "" | "default") => {
                         return deny("docker build --isolation is not allowed")
                     }
+                    "t" => refuse_reserved(v, "docker build -t")?,
                     _ => {}
+                }
+            }
+            Ok((pairs, needs))
+        }
+        Query::Tag => {
+            for (k, v) in &pairs {
+                if k == "repo" {
+                    refuse_reserved(v, "docker tag to")?;
                 }
             }
             Ok((pairs, needs))
@@ -507,6 +554,9 @@ pub fn check_query(
         )),
         Query::ImageCreate => {
             for (k, v) in &pairs {
+                if matches!(k.as_str(), "fromImage" | "repo") {
+                    refuse_reserved(v, "writing the image name")?;
+                }
                 if k == "fromSrc" && v != "-" {
                     return deny(
                         "importing an image from a URL is not allowed through runner's Docker \
@@ -525,6 +575,11 @@ pub fn check_query(
                 .unwrap_or_default();
             if container.is_empty() {
                 return deny("docker commit needs a container");
+            }
+            for (k, v) in &pairs {
+                if k == "repo" {
+                    refuse_reserved(v, "docker commit to")?;
+                }
             }
             needs.push(Need::Own(Kind::Container, container));
             Ok((pairs, needs))
@@ -1042,6 +1097,49 @@ mod tests {
 
     fn denied(method: &str, path: &str) -> String {
         route(method, path).expect_err(path).0
+    }
+
+    #[test]
+    fn runners_own_image_names_cannot_be_written() {
+        let sc = scope();
+        let q = |rule: Query, pairs: &[(&str, &str)]| {
+            let pairs = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            check_query(rule, pairs, &sc)
+        };
+        let tag = route("POST", "/v1.41/images/evil:1/tag").unwrap();
+        assert_eq!(tag.query, Query::Tag);
+        for name in [
+            "runner/debian",
+            "docker.io/runner/busybox",
+            "RUNNER/standard",
+        ] {
+            let e = q(Query::Tag, &[("repo", name), ("tag", "bookworm")]).unwrap_err();
+            assert!(e.0.contains("runner's own base images"), "{}", e.0);
+        }
+        assert!(q(Query::Tag, &[("repo", "app"), ("tag", "1")]).is_ok());
+        assert!(q(
+            Query::Build,
+            &[("t", "app:1"), ("t", "runner/debian:bookworm")]
+        )
+        .is_err());
+        assert!(q(Query::Build, &[("t", "app:1")]).is_ok());
+        assert!(q(Query::ImageCreate, &[("fromImage", "runner/busybox")]).is_err());
+        assert!(q(
+            Query::ImageCreate,
+            &[("fromSrc", "-"), ("repo", "runner/x")]
+        )
+        .is_err());
+        assert!(q(Query::ImageCreate, &[("fromImage", "alpine")]).is_ok());
+        assert!(q(
+            Query::Commit,
+            &[("container", "c1"), ("repo", "runner/standard")]
+        )
+        .is_err());
+        assert!(denied("POST", "/v1.41/images/load").contains("docker load"));
+        assert!(!reserved_image_name("myrunner/x") && !reserved_image_name("app/runner/x"));
     }
 
     #[test]
