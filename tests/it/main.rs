@@ -15,6 +15,7 @@ mod cache_e2e;
 mod cache_s3;
 mod cli_conventions;
 mod cli_input;
+mod corpus_docker;
 mod cosign_bundle;
 mod cvss_reference;
 mod docker_remote;
