@@ -5,6 +5,7 @@ mod support_registry;
 
 mod action_act;
 mod advisory_freshness;
+mod agent_build_flags;
 mod artifacts_e2e;
 mod batch;
 mod build_credentials;
