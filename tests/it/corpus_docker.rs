@@ -11,6 +11,25 @@
 //! Each test checks that `runner build` exits 0 and that what the registry holds under the
 //! pushed tag is the image the engine built: the registry's manifest digest is the
 //! engine's RepoDigest of that image, and the manifest's config is the engine's image ID.
+//!
+//! The other corpus buildspecs of this kind, and why they are not in the passing set
+//! (none for a lack in runner):
+//! - clareliguori/gimme-pizza-slack-command: `$(aws ecr get-login)` with the email flag,
+//!   which Docker 17.06+ refuses (a test below shows it fails as on CodeBuild today).
+//! - wlstmd/wsi-api-repo: `runtime-versions: python: 3.8`; the standard image has 3.11,
+//!   so INSTALL fails with CodeBuild's message (as on a CodeBuild image without 3.8).
+//! - 711brown/ecs-demo-php-simple-app: `runtime-versions: php: 7.3`; no PHP in the image.
+//! - cleophasmashiri/nx-module-federation-demo: literal `<your-account-id>` placeholders
+//!   (a shell redirect from a missing file) and a Docker Hub login and push.
+//! - stokilo/aws-spring-cdk-ci-cd: `mvn clean install` of the Spring project first
+//!   (Maven Central plugins; not a small fixture).
+//! - ACS7th/k8s-lotus-market: pushes `$IMAGE_REPO_NAME:<tag>`, a name it never built or
+//!   tagged (it tags next-app/mongo-db/spring-app): fails on CodeBuild as well.
+//! - 11stcorp/street-builder, Codeseys-Labs/chimera: download installers (AWS CLI v2
+//!   zip, bun) from the internet during INSTALL.
+//! - abdihakim-said/cloudmart-enterprise-devsecops, aws-samples/
+//!   aws-codepipeline-devsecops-amazoneks: `nodejs: 14` / scanners and EKS tooling
+//!   fetched at build time.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
@@ -439,4 +458,35 @@ fn corpus_sayofuta_get_login_hardcoded_account_through_the_build_role() {
     let run = case.run(&p, &host);
     assert_succeeded(&run);
     case.assert_pushed(&run, &host, repo, "count");
+}
+
+/// clareliguori/gimme-pizza-slack-command buildspec-docker.yml is excluded from the
+/// passing set, for a reason outside runner: `$(aws ecr get-login)` without
+/// `--no-include-email` prints `docker login … -e none …`, and Docker 17.06 and later
+/// (CodeBuild's current images included) have no `-e`. runner runs it as CodeBuild would
+/// today: the build fails at that command, with the docker client's own message.
+#[test]
+fn corpus_clareliguori_get_login_with_email_fails_as_on_docker_17_06_and_later() {
+    let host = ecr_host(ACCOUNT, "us-east-1");
+    let case = Case::new(
+        "clareliguori__gimme-pizza-slack-command__buildspec-docker.yml",
+        "us-east-1",
+        None,
+    )
+    .env("AWS_DEFAULT_REGION", "us-east-1")
+    .env("ECR_REGISTRY", &host);
+    let p = Project::new();
+    p.write("Dockerfile", "FROM runner/busybox:latest\n");
+    let _images = Images(vec!["gimme-pizza:latest".into()]);
+    let run = case.run(&p, &host);
+    assert_eq!(run.status(), "FAILED", "{}", run.debug());
+    assert!(
+        run.logs()
+            .iter()
+            .any(|l| l.contains("unknown shorthand flag: 'e'")),
+        "{}",
+        run.debug()
+    );
+    // It stopped there: nothing was built.
+    assert!(!run.logs().iter().any(|l| l.contains("Successfully built")));
 }
