@@ -27,9 +27,10 @@
 //!   tagged (it tags next-app/mongo-db/spring-app): fails on CodeBuild as well.
 //! - 11stcorp/street-builder, Codeseys-Labs/chimera: download installers (AWS CLI v2
 //!   zip, bun) from the internet during INSTALL.
-//! - abdihakim-said/cloudmart-enterprise-devsecops, aws-samples/
-//!   aws-codepipeline-devsecops-amazoneks: `nodejs: 14` / scanners and EKS tooling
-//!   fetched at build time.
+//! - abdihakim-said/cloudmart-enterprise-devsecops: `nodejs: 14` (the image has 18) and
+//!   kubectl downloaded from S3 during INSTALL.
+//! - aws-samples/aws-codepipeline-devsecops-amazoneks: apt and Trivy repositories,
+//!   aws-iam-authenticator from S3, Security Hub and EKS calls.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
