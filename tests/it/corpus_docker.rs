@@ -34,12 +34,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+use crate::runtime_versions::standard_test_image;
 use crate::support::{Project, Run};
 use crate::support_moto::moto;
 use crate::support_registry::{Registry, ECR_USER};
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 
 /// moto's account (what `sts get-caller-identity` and ECR's token name by default).
 const ACCOUNT: &str = "123456789012";
@@ -50,29 +50,6 @@ fn corpus(name: &str) -> PathBuf {
         .join(name);
     assert!(p.is_file(), "corpus buildspec {} is missing", p.display());
     p
-}
-
-/// The test variant of the standard image (same recipe: AWS CLI from PyPI, the host's
-/// docker client, runtimes.yml), built through `scripts/images.sh` once.
-fn standard_test_image() -> &'static str {
-    const TAG: &str = "runner/standard-test:bookworm";
-    static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let r = READY.get_or_init(|| {
-        crate::support::stack();
-        let out = Command::new("bash")
-            .arg(crate::support::repo_root().join("scripts/images.sh"))
-            .arg("standard-test")
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        Ok(())
-    });
-    if let Err(e) = r {
-        panic!("scripts/images.sh standard-test: {e}");
-    }
-    TAG
 }
 
 fn docker(args: &[&str]) -> (bool, String) {
