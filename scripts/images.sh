@@ -521,6 +521,12 @@ build_standard() {
 	cp -R "$fixture/." "$ctx/"
 	mkdir -p "$ctx/bin"
 	[ -z "$client" ] || cp "$client" "$ctx/bin/docker"
+	# pip (the AWS CLI) trusts what the host trusts: a proxy may re-sign TLS.
+	if [ -s /etc/ssl/certs/ca-certificates.crt ]; then
+		cp /etc/ssl/certs/ca-certificates.crt "$ctx/host-ca.crt"
+	else
+		: >"$ctx/host-ca.crt"
+	fi
 	log "building $STANDARD_IMAGE (apt: ${packages:-Go, Java, Maven, Node.js, Python, AWS CLI, build tools} + Go 1.22 from backports; docker client: ${client:-Debian docker.io}); this takes several minutes"
 	logfile=$(mktemp "${TMPDIR:-/tmp}/runner-standard-build.XXXXXX")
 	TMP_PATHS+=("$logfile")
@@ -531,11 +537,11 @@ build_standard() {
 		-t "$STANDARD_IMAGE" "$ctx"
 
 	smoke='set -e
-		go version && "$GOLANG_119_HOME/bin/go" version && docker --version
+		go version && "$GOLANG_119_HOME/bin/go" version && docker --version && aws --version
 		test -s /codebuild/image/config/runtimes.yml && id -u builder'
 	[ -n "$packages" ] || smoke="$smoke"'
 		java -version 2>&1 | sed -n 1p && mvn -B -v | sed -n 1p
-		node --version && npm --version && python3 --version && aws --version
+		node --version && npm --version && python3 --version
 		git --version && jq --version && zip -v | sed -n 2p
 		unzip -v | sed -n 1p && gcc --version | sed -n 1p'
 	out=$(docker run --rm "$STANDARD_IMAGE" bash -c "$smoke" 2>&1) ||

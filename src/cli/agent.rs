@@ -54,9 +54,15 @@ pub struct AgentArgs {
     /// Do not keep cache paths in engine volumes between builds
     #[arg(long)]
     pub no_cache_volumes: bool,
-    /// Run build containers privileged (docker-in-docker)
+    /// Every job asks for privileged mode (for buildspecs that run docker themselves, as
+    /// on CodeBuild): by default it gets Docker through runner's gate (see --docker)
     #[arg(long)]
     pub privileged: bool,
+    /// What a job gets for running `docker`, as `runner build --docker`: `gate` (the host
+    /// engine through runner's filter; the default for privileged builds), `privileged` (a
+    /// real privileged container) or `none`. Default: the project's runner.yml `docker:`
+    #[arg(long, value_enum, value_name = "MODE", env = "RUNNER_DOCKER")]
+    pub docker: Option<crate::docker::gate::DockerMode>,
     /// Reach a registry at another URL when pushing: HOST=URL (repeatable)
     #[arg(long = "registry-endpoint", value_name = "HOST=URL")]
     pub registry_endpoint: Vec<String>,
@@ -81,6 +87,22 @@ pub struct AgentArgs {
     /// AWS_REGION inside builds
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
     pub region: String,
+    /// AWS credentials for the jobs, as `runner build --build-credentials`: `runner` serves
+    /// the agent's own (its credential chain) through the container-credentials endpoint,
+    /// with its AWS_ENDPOINT_URL* passed in; `none` (the default) serves nothing: jobs come
+    /// from a server, so serving the agent's credentials to them is an explicit choice
+    #[arg(
+        long,
+        value_enum,
+        env = "RUNNER_BUILD_CREDENTIALS",
+        default_value = "none",
+        value_name = "SOURCE"
+    )]
+    pub build_credentials: super::args::BuildCredentialsSource,
+    /// Serve the jobs this role's credentials (STS AssumeRole with the agent's own);
+    /// implies --build-credentials runner
+    #[arg(long, env = "RUNNER_BUILD_ROLE", value_name = "ARN")]
+    pub build_role: Option<String>,
 }
 
 fn labels(s: &str) -> Result<BTreeMap<String, String>, protocol::LabelError> {
@@ -177,8 +199,9 @@ fn template(
         key_password: args.password.key_password.clone().map(Secret::new),
         registry_limits: super::image::registry_limits(args.registry_timeout.as_deref())?,
         masked,
-        // Jobs come from a server: the agent's own credentials are not served to them.
-        build_aws: Default::default(),
+        // Jobs come from a server: the agent's own credentials are served to them only
+        // when asked for (--build-credentials runner / --build-role).
+        build_aws: config::build_aws(args.build_credentials, args.build_role.clone()),
     };
     let mut req = BuildRequest::new(data_dir.join("agent"), data_dir);
     req.advisories = config::advisories();
@@ -194,6 +217,7 @@ fn template(
     );
     req.cache_volumes = !args.no_cache_volumes;
     req.privileged = args.privileged;
+    req.docker = args.docker;
     req.region = args.region.clone();
     req.credentials = credentials;
     Ok(req)

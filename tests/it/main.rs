@@ -5,6 +5,7 @@ mod support_registry;
 
 mod action_act;
 mod advisory_freshness;
+mod agent_build_flags;
 mod artifacts_e2e;
 mod batch;
 mod build_credentials;
@@ -15,6 +16,7 @@ mod cache_e2e;
 mod cache_s3;
 mod cli_conventions;
 mod cli_input;
+mod corpus_docker;
 mod cosign_bundle;
 mod cvss_reference;
 mod docker_remote;

@@ -190,10 +190,10 @@ fn an_image_without_a_runtimes_file_skips_selection_with_a_notice() {
 }
 
 /// The test variant of the standard image (`scripts/images.sh standard-test`: the same
-/// recipe and runtimes.yml with only Go 1.19 and 1.22 installed; the full image takes
+/// recipe and runtimes.yml with only Go 1.19 and 1.22 and the AWS CLI installed; the full image takes
 /// a quarter of an hour here). Idempotent: built once, then found; every test that
 /// needs it goes through here.
-fn standard_test_image() -> &'static str {
+pub fn standard_test_image() -> &'static str {
     const TAG: &str = "runner/standard-test:bookworm";
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
     let r = READY.get_or_init(|| {
