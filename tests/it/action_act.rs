@@ -537,3 +537,45 @@ fn sigint_reports_cancelled_in_the_outputs() {
     assert!(summary.contains("| BUILD | STOPPED |"), "{summary}");
     assert_eq!(containers_of(&project), "", "{log}");
 }
+
+/// A batch whose two builds run side by side: in the step's log each build is one
+/// group, named after its identifier and status, holding only its own lines (GitHub's
+/// groups do not nest; phase groups of concurrent builds would interleave).
+#[test]
+fn batch_builds_are_one_group_each() {
+    let project = unique("batch");
+    let (ok, log) = act_run("batch.yml", &project);
+    assert!(ok, "act failed:\n{log}");
+    assert!(log.contains("batch checked: status=succeeded"), "{log}");
+    let steps = step_lines(&log, "Run the build");
+    for id in ["first", "second"] {
+        let start = steps
+            .iter()
+            .position(|l| l.ends_with(&format!("::group::{id}: SUCCEEDED")))
+            .unwrap_or_else(|| panic!("no group for {id}:\n{log}"));
+        let len = steps[start..]
+            .iter()
+            .position(|l| l.ends_with("::endgroup::"))
+            .unwrap_or_else(|| panic!("the group of {id} is not closed:\n{log}"));
+        let inside = &steps[start + 1..start + len];
+        let other = if id == "first" { "second" } else { "first" };
+        assert!(
+            inside
+                .iter()
+                .any(|l| l.ends_with(&format!("[{id}] {id} starts")))
+                && inside
+                    .iter()
+                    .any(|l| l.ends_with(&format!("[{id}] {id} ends"))),
+            "the group of {id} lacks its lines:\n{log}"
+        );
+        assert!(
+            !inside
+                .iter()
+                .any(|l| l.contains(&format!("[{other}]")) || l.contains("::group::")),
+            "the group of {id} holds other lines:\n{log}"
+        );
+    }
+    let opened = steps.iter().filter(|l| l.contains("::group::")).count();
+    let closed = steps.iter().filter(|l| l.ends_with("::endgroup::")).count();
+    assert_eq!(opened, closed, "{log}");
+}
