@@ -428,6 +428,20 @@ fn actionlint_and_zizmor_are_clean() {
         }
     }
     workflows.sort();
+    // README's example workflows themselves, as README shows them.
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let extracted = tempfile::tempdir().expect("tempdir");
+    let examples = readme_workflows(&readme);
+    assert_eq!(
+        examples.len(),
+        2,
+        "README's GitHub Actions section should show two example workflows"
+    );
+    for (i, text) in examples.iter().enumerate() {
+        let path = extracted.path().join(format!("readme-example-{i}.yml"));
+        std::fs::write(&path, text).expect("write example");
+        workflows.push(path);
+    }
     assert!(
         workflows.iter().any(|p| p.ends_with("examples/sarif.yml"))
             && workflows
@@ -459,7 +473,6 @@ fn actionlint_and_zizmor_are_clean() {
         String::from_utf8_lossy(&out.stderr)
     );
     // README shows the same examples the linters checked.
-    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
     for example in ["sarif.yml", "release.yml"] {
         let text = std::fs::read_to_string(root.join("fixtures/action/examples").join(example))
             .expect("example");
@@ -578,4 +591,74 @@ fn batch_builds_are_one_group_each() {
     let opened = steps.iter().filter(|l| l.contains("::group::")).count();
     let closed = steps.iter().filter(|l| l.ends_with("::endgroup::")).count();
     assert_eq!(opened, closed, "{log}");
+}
+
+/// The ```yaml blocks of README's GitHub Actions section that are workflows.
+fn readme_workflows(readme: &str) -> Vec<String> {
+    let section = readme
+        .split_once("### GitHub Actions (`action.yml`)")
+        .map(|(_, rest)| rest)
+        .expect("README has the GitHub Actions section");
+    let section = section.split("\n### ").next().unwrap_or(section);
+    section
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|block| {
+            block
+                .split_once("\n```")
+                .map(|(text, _)| format!("{text}\n"))
+        })
+        .filter(|text| text.contains("\njobs:"))
+        .collect()
+}
+
+/// The names in README's input and output tables of the action, in order: the
+/// backquoted names of each row's first cell, for the table under the header `| {header} |`.
+fn readme_table(readme: &str, header: &str) -> Vec<String> {
+    let section = readme
+        .split_once("### GitHub Actions (`action.yml`)")
+        .map(|(_, rest)| rest)
+        .expect("README has the GitHub Actions section");
+    let mut rows = section
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!("| {header} |")))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'));
+    let mut names = Vec::new();
+    for row in rows.by_ref() {
+        let cell = row.trim_start_matches('|').split('|').next().unwrap_or("");
+        names.extend(cell.split('`').skip(1).step_by(2).map(str::to_string));
+    }
+    names
+}
+
+/// The keys of `inputs` or `outputs` in action.yml, in order.
+fn action_keys(action: &yaml_rust2::Yaml, what: &str) -> Vec<String> {
+    action[what]
+        .as_hash()
+        .unwrap_or_else(|| panic!("action.yml has no {what}"))
+        .keys()
+        .map(|k| k.as_str().expect("a name").to_string())
+        .collect()
+}
+
+/// README's tables of the action's inputs and outputs name exactly action.yml's, in
+/// its order, so neither can change without the other.
+#[test]
+fn readme_tables_match_action_yml() {
+    let root = repo_root();
+    let text = std::fs::read_to_string(root.join("action.yml")).expect("action.yml");
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("action.yml parses");
+    let action = &docs[0];
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    assert_eq!(
+        readme_table(&readme, "Input"),
+        action_keys(action, "inputs"),
+        "README's input table and action.yml's inputs differ"
+    );
+    assert_eq!(
+        readme_table(&readme, "Output"),
+        action_keys(action, "outputs"),
+        "README's output table and action.yml's outputs differ"
+    );
 }
