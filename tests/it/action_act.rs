@@ -662,3 +662,199 @@ fn readme_tables_match_action_yml() {
         "README's output table and action.yml's outputs differ"
     );
 }
+
+/// A git command in `dir` that must succeed.
+fn git_in(dir: &Path, args: &[&str]) {
+    run(Command::new("git")
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@localhost",
+        ])
+        .args(args)
+        .current_dir(dir));
+}
+
+/// The release path: the action builds the image of fixtures/image-app, pushes it to the
+/// local registry standing in for ECR (behind the token moto's ECR hands out), signs it
+/// and opens the GitOps pull request on the strict GitHub stand-in
+/// (tests/it/forge_github.py); the next step checks the `image`, `digest` and
+/// `pull-request-url` outputs, and the job summary shows all four.
+#[test]
+fn release_outputs_and_summary_show_image_digest_signature_and_pull_request() {
+    use crate::support::KillOnDrop;
+    use crate::support_moto::moto;
+    use crate::support_registry::{Registry, ECR_HOST};
+    support::stack();
+    let project = unique("release");
+    let reg = Registry::start(true);
+    // The config repository acme/config, served by git daemon.
+    let srv = tempfile::tempdir().expect("tempdir");
+    let bare = srv.path().join("acme/config.git");
+    std::fs::create_dir_all(&bare).expect("config dir");
+    git_in(&bare, &["init", "-q", "--bare", "-b", "main"]);
+    let seed = srv.path().join("seed");
+    std::fs::create_dir_all(&seed).expect("seed dir");
+    git_in(&seed, &["init", "-q", "-b", "main"]);
+    std::fs::write(
+        seed.join("kustomization.yaml"),
+        format!("resources: []\nimages:\n  - name: action-release\n    newName: {ECR_HOST}/action-release\n    newTag: \"0.0.0\"\n"),
+    )
+    .expect("kustomization");
+    git_in(&seed, &["add", "-A"]);
+    git_in(&seed, &["commit", "-qm", "seed"]);
+    git_in(&seed, &["push", "-q", &bare.display().to_string(), "main"]);
+    let git_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let _daemon = KillOnDrop(
+        Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--enable=receive-pack",
+                "--listen=127.0.0.1",
+                &format!("--port={git_port}"),
+                &format!("--base-path={}", srv.path().display()),
+                &srv.path().display().to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("git daemon"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", git_port)).is_err() {
+        assert!(Instant::now() < deadline, "git daemon did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The GitHub stand-in, validating requests against GitHub's OpenAPI description.
+    let spec = Command::new("bash")
+        .arg(repo_root().join("scripts/octokit-openapi.sh"))
+        .output()
+        .expect("bash");
+    assert!(spec.status.success(), "octokit-openapi.sh: {spec:?}");
+    let spec = String::from_utf8_lossy(&spec.stdout).trim().to_string();
+    let token = "ghs_actionreleasetoken0123456789";
+    let mut forge = Command::new("python3")
+        .arg(repo_root().join("tests/it/forge_github.py"))
+        .args(["--spec", &spec, "--token", token, "--port", "0"])
+        .arg("--git-root")
+        .arg(srv.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 tests/it/forge_github.py");
+    let mut line = String::new();
+    BufReader::new(forge.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("stand-in's port");
+    let _forge = KillOnDrop(forge);
+    let forge_port: u16 = line
+        .trim()
+        .strip_prefix("PORT ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the GitHub stand-in did not start: {line:?}"));
+    // The checkout: the action, the workflow, the app under release/ with its key.
+    let repo = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        repo_root().join("action.yml"),
+        repo.path().join("action.yml"),
+    )
+    .expect("action.yml");
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(repo_root().join("fixtures/image-app"))
+        .arg(repo.path().join("release")));
+    std::fs::write(
+        repo.path().join("release/runner.yml"),
+        format!(
+            "name: {project}\nbuild:\n  image: runner/busybox:latest\nimage:\n  repository: {ECR_HOST}/action-release\n  tags: [v1]\n  create-repository: true\nsign:\n  key: not-in-the-checkout.key\ngitops:\n  repo: git://127.0.0.1:{git_port}/acme/config.git\n  forge: github\n  forge-url: http://127.0.0.1:{forge_port}\n  files: [kustomization.yaml]\n"
+        ),
+    )
+    .expect("runner.yml");
+    let wf = repo.path().join(".github/workflows");
+    std::fs::create_dir_all(&wf).expect("workflows dir");
+    std::fs::copy(
+        repo_root().join("fixtures/action/release.yml"),
+        wf.join("release.yml"),
+    )
+    .expect("workflow");
+    git_in(repo.path(), &["init", "-q"]);
+    git_in(repo.path(), &["add", "-A"]);
+    git_in(repo.path(), &["commit", "-qm", "checkout"]);
+    // The signing key, kept outside the checkout (a CI secret).
+    let keys = tempfile::tempdir().expect("tempdir");
+    run(Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["key", "generate", "--output-dir"])
+        .arg(keys.path())
+        .env("COSIGN_PASSWORD", "correct horse"));
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = act_command(repo.path(), "release.yml")
+        .arg("--env")
+        .arg(format!("TEST_AWS_ENDPOINT={}", moto().endpoint))
+        .arg("--env")
+        .arg(format!("TEST_REGISTRY_ENDPOINTS={}", reg.ecr_endpoint()))
+        .arg("--env")
+        .arg(format!(
+            "TEST_SIGN_KEY={}",
+            keys.path().join("cosign.key").display()
+        ))
+        // What configure-aws-credentials and the job's secrets put in the environment.
+        .args(["--env", "AWS_ACCESS_KEY_ID=test"])
+        .args(["--env", "AWS_SECRET_ACCESS_KEY=test"])
+        .args(["--env", "COSIGN_PASSWORD=correct horse"])
+        .arg("--env")
+        .arg(format!("RUNNER_GITOPS_TOKEN={token}"))
+        .arg("--env")
+        .arg(format!("RUNNER_DATA_DIR={}", data.path().display()))
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("RUNNER_REGISTRY_ENDPOINTS")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run act");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "act failed:\n{log}");
+    assert!(
+        log.contains(&format!("release checked: image={ECR_HOST}/action-release")),
+        "{log}"
+    );
+    let checked = log
+        .lines()
+        .find(|l| l.contains("release checked: "))
+        .expect("checked line");
+    let digest = checked
+        .split("digest=")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .expect("digest");
+    let pr = checked.split("pr=").nth(1).expect("pr").trim();
+    assert!(
+        pr.starts_with("https://github.example/acme/config/pull/"),
+        "{checked}"
+    );
+    // The job summary's release section (act prints the summary's first line after
+    // `Summary - `, the rest as they are).
+    let summary: Vec<&str> = log
+        .lines()
+        .skip_while(|l| !l.contains("Summary - ## runner build: succeeded"))
+        .collect();
+    let has = |what: &str| summary.iter().any(|l| l.starts_with(what));
+    assert!(
+        has(&format!("- Image: `{ECR_HOST}/action-release")),
+        "{log}"
+    );
+    assert!(has(&format!("- Digest: `{digest}`")), "{log}");
+    assert!(has(&format!("- Signature: signed {digest} with ")), "{log}");
+    assert!(has(&format!("- GitOps pull request: {pr}")), "{log}");
+    assert!(!log.contains(token), "the GitOps token leaked:\n{log}");
+}
