@@ -691,6 +691,26 @@ fn release_outputs_and_summary_show_image_digest_signature_and_pull_request() {
     support::stack();
     let project = unique("release");
     let reg = Registry::start(true);
+    // The image the build tags in the shared engine goes when the test ends.
+    struct RemoveImages(String);
+    impl Drop for RemoveImages {
+        fn drop(&mut self) {
+            let ids = Command::new("docker")
+                .args(["image", "ls", "-q", "--filter"])
+                .arg(format!("reference={}", self.0))
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                .unwrap_or_default();
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let _ = Command::new("docker")
+                    .args(["rmi", "-f"])
+                    .args(ids)
+                    .output();
+            }
+        }
+    }
+    let _images = RemoveImages(format!("{ECR_HOST}/action-release"));
     // The config repository acme/config, served by git daemon.
     let srv = tempfile::tempdir().expect("tempdir");
     let bare = srv.path().join("acme/config.git");
