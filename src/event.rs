@@ -319,6 +319,15 @@ pub enum Event {
 /// shared by the concurrent builds of a batch.
 pub trait Reporter: Send + Sync {
     fn event(&self, event: &Event);
+
+    /// An event of the batch build `task` (its identifier), from one of the builds a
+    /// batch runs side by side. A reporter that shows builds one after another (the
+    /// GitHub reporter's groups) keeps each task's events together; the default treats
+    /// it as any other event.
+    fn task_event(&self, task: &str, event: &Event) {
+        let _ = task;
+        self.event(event);
+    }
 }
 
 /// A shared handle to a reporter.
@@ -331,6 +340,12 @@ impl Reporter for Fanout {
     fn event(&self, event: &Event) {
         for r in &self.0 {
             r.event(event);
+        }
+    }
+
+    fn task_event(&self, task: &str, event: &Event) {
+        for r in &self.0 {
+            r.task_event(task, event);
         }
     }
 }

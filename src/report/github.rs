@@ -2,7 +2,10 @@
 //!
 //! - `::add-mask::` for every value the build's masker hides, before any other line
 //!   (lines reported before [`GithubReporter::add_masks`] are held back until then);
-//! - `::group::`/`::endgroup::` per phase and per stage after the phases;
+//! - `::group::`/`::endgroup::` per phase and per stage after the phases; in a batch,
+//!   whose builds run side by side, each build's lines are held until it ends and then
+//!   printed as one group named after its identifier (GitHub's groups do not nest and
+//!   would interleave otherwise);
 //! - the build's own output with workflow commands stopped (`::stop-commands::`), so a
 //!   line the build prints can neither set outputs nor add annotations: outputs come
 //!   from the buildspec's `exported-variables`;
@@ -199,6 +202,16 @@ struct State {
     vulns: Vec<VulnFinding>,
     tests: Vec<(String, u64, u64, u64, u64)>,
     errors: Vec<String>,
+    /// The lines of the batch builds still running, by identifier, in start order.
+    tasks: Vec<(String, TaskLines)>,
+}
+
+/// One batch build's lines, held until it ends, with its own workflow-command state.
+#[derive(Default)]
+struct TaskLines {
+    group: bool,
+    stopped: Option<String>,
+    lines: Vec<String>,
 }
 
 /// See the module documentation.
@@ -266,7 +279,7 @@ impl<W: Write + Send> GithubReporter<W> {
         };
         let (out, state) = &mut *guard;
         Self::release(out, state);
-        let mut lines = Vec::new();
+        let mut lines = flush_tasks(state);
         close_group(state, &mut lines);
         resume(state, &mut lines);
         if let Some(e) = error {
@@ -819,21 +832,95 @@ fn summary(state: &State, status: StepStatus, exit_code: u8) -> String {
     s
 }
 
+/// The group of the batch build `task` with its held lines (its workflow commands
+/// resumed at the end), after the step's own open group is closed.
+fn task_group(state: &mut State, task: &str, status: &str, mut buf: TaskLines) -> Vec<String> {
+    let mut lines = Vec::new();
+    close_group(state, &mut lines);
+    resume(state, &mut lines);
+    let title = task.replace(['\r', '\n'], " ");
+    if status.is_empty() {
+        lines.push(format!("::group::{title}"));
+    } else {
+        lines.push(format!("::group::{title}: {status}"));
+    }
+    lines.append(&mut buf.lines);
+    if let Some(token) = buf.stopped.take() {
+        lines.push(format!("::{token}::"));
+    }
+    lines.push("::endgroup::".into());
+    lines
+}
+
+/// The groups of the batch builds that have not ended (a batch stopped or broken).
+fn flush_tasks(state: &mut State) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (task, buf) in std::mem::take(&mut state.tasks) {
+        lines.extend(task_group(state, &task, "", buf));
+    }
+    lines
+}
+
+fn emit<W: Write>(out: &mut W, state: &mut State, lines: Vec<String>) {
+    match &mut state.held {
+        Some(held) => held.extend(lines),
+        None => {
+            for l in lines {
+                let _ = writeln!(out, "{l}");
+            }
+            let _ = out.flush();
+        }
+    }
+}
+
 impl<W: Write + Send> Reporter for GithubReporter<W> {
     fn event(&self, event: &Event) {
         let Ok(mut guard) = self.out.lock() else {
             return;
         };
         let (out, state) = &mut *guard;
-        let lines = self.lines_for(state, event);
-        match &mut state.held {
-            Some(held) => held.extend(lines),
+        let mut lines = Vec::new();
+        if matches!(event, Event::BatchEnded(_)) {
+            lines = flush_tasks(state);
+        }
+        lines.extend(self.lines_for(state, event));
+        emit(out, state, lines);
+    }
+
+    /// A batch build's event: its lines (phases without groups of their own) are held
+    /// until its `build_ended`, then printed as one group, so the builds a batch runs
+    /// side by side do not interleave in GitHub's log.
+    fn task_event(&self, task: &str, event: &Event) {
+        let Ok(mut guard) = self.out.lock() else {
+            return;
+        };
+        let (out, state) = &mut *guard;
+        let i = match state.tasks.iter().position(|(t, _)| t == task) {
+            Some(i) => i,
             None => {
-                for l in lines {
-                    let _ = writeln!(out, "{l}");
-                }
-                let _ = out.flush();
+                state.tasks.push((task.to_string(), TaskLines::default()));
+                state.tasks.len() - 1
             }
+        };
+        let mut buf = std::mem::take(&mut state.tasks[i].1);
+        // The task's own command state in place of the step's while its lines are made.
+        std::mem::swap(&mut state.group, &mut buf.group);
+        std::mem::swap(&mut state.stopped, &mut buf.stopped);
+        let lines = self.lines_for(state, event);
+        std::mem::swap(&mut state.group, &mut buf.group);
+        std::mem::swap(&mut state.stopped, &mut buf.stopped);
+        buf.group = false;
+        buf.lines.extend(
+            lines
+                .into_iter()
+                .filter(|l| !l.starts_with("::group::") && l != "::endgroup::"),
+        );
+        if let Event::BuildEnded(r) = event {
+            state.tasks.remove(i);
+            let lines = task_group(state, task, r.status.as_str(), buf);
+            emit(out, state, lines);
+        } else {
+            state.tasks[i].1 = buf;
         }
     }
 }
@@ -1034,5 +1121,95 @@ mod tests {
         ));
         // Nothing exported: no env file written.
         assert!(!dir.path().join("env").exists());
+    }
+
+    /// Two batch builds running side by side: each one's lines come out together, in
+    /// one group named after it, when it ends (not interleaved phase groups).
+    #[test]
+    fn batch_builds_come_out_one_group_each() {
+        use crate::buildspec::model::PhaseName;
+        use crate::event::{BuildStatus, Stream};
+        let buf = Buf::default();
+        let r = GithubReporter::new(buf.clone(), GithubOptions::default());
+        r.add_masks(&[]);
+        let ended = |id: &str, status| {
+            Event::BuildEnded(BuildResult {
+                build_id: format!("p:{id}"),
+                build_number: 1,
+                batch_identifier: Some(id.into()),
+                status,
+                phases: Vec::new(),
+                exported_variables: Vec::new(),
+                artifacts: Vec::new(),
+                cache: Vec::new(),
+                duration_ms: 1,
+                log_file: None,
+            })
+        };
+        let log = |id: &str, n: u32| Event::Log {
+            stream: Stream::Stdout,
+            line: format!("[{id}] line {n}"),
+        };
+        let build = Event::PhaseStarted {
+            phase: PhaseName::Build,
+        };
+        r.task_event("a", &build);
+        r.task_event("b", &build);
+        r.task_event("a", &log("a", 1));
+        r.task_event("b", &log("b", 1));
+        r.task_event("a", &log("a", 2));
+        r.task_event("b", &log("b", 2));
+        r.task_event("b", &ended("b", BuildStatus::Failed));
+        r.task_event("a", &log("a", 3));
+        r.task_event("a", &ended("a", BuildStatus::Succeeded));
+        let text = buf.text();
+        let lines: Vec<&str> = text.lines().collect();
+        let groups: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.starts_with("::group::"))
+            .collect();
+        assert_eq!(
+            groups,
+            ["::group::b: FAILED", "::group::a: SUCCEEDED"],
+            "{text}"
+        );
+        let opened = lines.iter().filter(|l| l.starts_with("::group::")).count();
+        let closed = lines.iter().filter(|l| **l == "::endgroup::").count();
+        assert_eq!(opened, closed, "{text}");
+        // Each build's lines sit inside its own group, in order, none of the other's.
+        for (id, n) in [("b", 2), ("a", 3)] {
+            let start = lines
+                .iter()
+                .position(|l| l.starts_with(&format!("::group::{id}:")))
+                .unwrap();
+            let end = start
+                + lines[start..]
+                    .iter()
+                    .position(|l| *l == "::endgroup::")
+                    .unwrap();
+            let inside = &lines[start..end];
+            let own: Vec<&str> = inside
+                .iter()
+                .copied()
+                .filter(|l| l.starts_with("[a]") || l.starts_with("[b]"))
+                .collect();
+            let want: Vec<String> = (1..=n).map(|k| format!("[{id}] line {k}")).collect();
+            assert_eq!(own, want, "{text}");
+            // The build's output is inert inside the group (commands stopped, resumed).
+            let stop = inside
+                .iter()
+                .position(|l| l.starts_with("::stop-commands::"))
+                .unwrap();
+            let token = inside[stop].strip_prefix("::stop-commands::").unwrap();
+            let resumed = inside.iter().position(|l| *l == format!("::{token}::"));
+            assert!(
+                resumed
+                    > inside
+                        .iter()
+                        .rposition(|l| l.starts_with(&format!("[{id}]"))),
+                "{text}"
+            );
+        }
     }
 }

@@ -127,4 +127,14 @@ impl Reporter for MaskingReporter {
             self.inner.event(&mask_event(&self.masker, event));
         }
     }
+
+    fn task_event(&self, task: &str, event: &Event) {
+        if self.masker.is_empty() {
+            self.inner.task_event(task, event);
+        } else {
+            let task = self.masker.mask(task);
+            self.inner
+                .task_event(&task, &mask_event(&self.masker, event));
+        }
+    }
 }

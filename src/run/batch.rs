@@ -175,16 +175,24 @@ struct Tagged {
 
 impl Reporter for Tagged {
     fn event(&self, event: &Event) {
-        match event {
-            Event::Log { stream, line } => self.inner.event(&Event::Log {
-                stream: *stream,
-                line: format!("[{}] {line}", self.id),
-            }),
-            Event::Notice { level, message } => self.inner.event(&Event::Notice {
-                level: *level,
-                message: format!("[{}] {message}", self.id),
-            }),
-            other => self.inner.event(other),
-        }
+        let tagged;
+        let event = match event {
+            Event::Log { stream, line } => {
+                tagged = Event::Log {
+                    stream: *stream,
+                    line: format!("[{}] {line}", self.id),
+                };
+                &tagged
+            }
+            Event::Notice { level, message } => {
+                tagged = Event::Notice {
+                    level: *level,
+                    message: format!("[{}] {message}", self.id),
+                };
+                &tagged
+            }
+            other => other,
+        };
+        self.inner.task_event(&self.id, event);
     }
 }

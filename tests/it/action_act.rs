@@ -435,6 +435,20 @@ fn actionlint_and_zizmor_are_clean() {
         }
     }
     workflows.sort();
+    // README's example workflows themselves, as README shows them.
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let extracted = tempfile::tempdir().expect("tempdir");
+    let examples = readme_workflows(&readme);
+    assert_eq!(
+        examples.len(),
+        2,
+        "README's GitHub Actions section should show two example workflows"
+    );
+    for (i, text) in examples.iter().enumerate() {
+        let path = extracted.path().join(format!("readme-example-{i}.yml"));
+        std::fs::write(&path, text).expect("write example");
+        workflows.push(path);
+    }
     assert!(
         workflows.iter().any(|p| p.ends_with("examples/sarif.yml"))
             && workflows
@@ -466,7 +480,6 @@ fn actionlint_and_zizmor_are_clean() {
         String::from_utf8_lossy(&out.stderr)
     );
     // README shows the same examples the linters checked.
-    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
     for example in ["sarif.yml", "release.yml"] {
         let text = std::fs::read_to_string(root.join("fixtures/action/examples").join(example))
             .expect("example");
@@ -543,4 +556,332 @@ fn sigint_reports_cancelled_in_the_outputs() {
     let summary = std::fs::read_to_string(&summary).expect("summary written");
     assert!(summary.contains("| BUILD | STOPPED |"), "{summary}");
     assert_eq!(containers_of(&project), "", "{log}");
+}
+
+/// A batch whose two builds run side by side: in the step's log each build is one
+/// group, named after its identifier and status, holding only its own lines (GitHub's
+/// groups do not nest; phase groups of concurrent builds would interleave).
+#[test]
+fn batch_builds_are_one_group_each() {
+    let project = unique("batch");
+    let (ok, log) = act_run("batch.yml", &project);
+    assert!(ok, "act failed:\n{log}");
+    assert!(log.contains("batch checked: status=succeeded"), "{log}");
+    let steps = step_lines(&log, "Run the build");
+    for id in ["first", "second"] {
+        let start = steps
+            .iter()
+            .position(|l| l.ends_with(&format!("::group::{id}: SUCCEEDED")))
+            .unwrap_or_else(|| panic!("no group for {id}:\n{log}"));
+        let len = steps[start..]
+            .iter()
+            .position(|l| l.ends_with("::endgroup::"))
+            .unwrap_or_else(|| panic!("the group of {id} is not closed:\n{log}"));
+        let inside = &steps[start + 1..start + len];
+        let other = if id == "first" { "second" } else { "first" };
+        assert!(
+            inside
+                .iter()
+                .any(|l| l.ends_with(&format!("[{id}] {id} starts")))
+                && inside
+                    .iter()
+                    .any(|l| l.ends_with(&format!("[{id}] {id} ends"))),
+            "the group of {id} lacks its lines:\n{log}"
+        );
+        assert!(
+            !inside
+                .iter()
+                .any(|l| l.contains(&format!("[{other}]")) || l.contains("::group::")),
+            "the group of {id} holds other lines:\n{log}"
+        );
+    }
+    let opened = steps.iter().filter(|l| l.contains("::group::")).count();
+    let closed = steps.iter().filter(|l| l.ends_with("::endgroup::")).count();
+    assert_eq!(opened, closed, "{log}");
+}
+
+/// The ```yaml blocks of README's GitHub Actions section that are workflows.
+fn readme_workflows(readme: &str) -> Vec<String> {
+    let section = readme
+        .split_once("### GitHub Actions (`action.yml`)")
+        .map(|(_, rest)| rest)
+        .expect("README has the GitHub Actions section");
+    let section = section.split("\n### ").next().unwrap_or(section);
+    section
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|block| {
+            block
+                .split_once("\n```")
+                .map(|(text, _)| format!("{text}\n"))
+        })
+        .filter(|text| text.contains("\njobs:"))
+        .collect()
+}
+
+/// The names in README's input and output tables of the action, in order: the
+/// backquoted names of each row's first cell, for the table under the header `| {header} |`.
+fn readme_table(readme: &str, header: &str) -> Vec<String> {
+    let section = readme
+        .split_once("### GitHub Actions (`action.yml`)")
+        .map(|(_, rest)| rest)
+        .expect("README has the GitHub Actions section");
+    let mut rows = section
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!("| {header} |")))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'));
+    let mut names = Vec::new();
+    for row in rows.by_ref() {
+        let cell = row.trim_start_matches('|').split('|').next().unwrap_or("");
+        names.extend(cell.split('`').skip(1).step_by(2).map(str::to_string));
+    }
+    names
+}
+
+/// The keys of `inputs` or `outputs` in action.yml, in order.
+fn action_keys(action: &yaml_rust2::Yaml, what: &str) -> Vec<String> {
+    action[what]
+        .as_hash()
+        .unwrap_or_else(|| panic!("action.yml has no {what}"))
+        .keys()
+        .map(|k| k.as_str().expect("a name").to_string())
+        .collect()
+}
+
+/// README's tables of the action's inputs and outputs name exactly action.yml's, in
+/// its order, so neither can change without the other.
+#[test]
+fn readme_tables_match_action_yml() {
+    let root = repo_root();
+    let text = std::fs::read_to_string(root.join("action.yml")).expect("action.yml");
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("action.yml parses");
+    let action = &docs[0];
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    assert_eq!(
+        readme_table(&readme, "Input"),
+        action_keys(action, "inputs"),
+        "README's input table and action.yml's inputs differ"
+    );
+    assert_eq!(
+        readme_table(&readme, "Output"),
+        action_keys(action, "outputs"),
+        "README's output table and action.yml's outputs differ"
+    );
+}
+
+/// A git command in `dir` that must succeed.
+fn git_in(dir: &Path, args: &[&str]) {
+    run(Command::new("git")
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@localhost",
+        ])
+        .args(args)
+        .current_dir(dir));
+}
+
+/// The release path: the action builds the image of fixtures/image-app, pushes it to the
+/// local registry standing in for ECR (behind the token moto's ECR hands out), signs it
+/// and opens the GitOps pull request on the strict GitHub stand-in
+/// (tests/it/forge_github.py); the next step checks the `image`, `digest` and
+/// `pull-request-url` outputs, and the job summary shows all four.
+#[test]
+fn release_outputs_and_summary_show_image_digest_signature_and_pull_request() {
+    use crate::support::KillOnDrop;
+    use crate::support_moto::moto;
+    use crate::support_registry::{Registry, ECR_HOST};
+    support::stack();
+    let project = unique("release");
+    let reg = Registry::start(true);
+    // The image the build tags in the shared engine goes when the test ends.
+    struct RemoveImages(String);
+    impl Drop for RemoveImages {
+        fn drop(&mut self) {
+            let ids = Command::new("docker")
+                .args(["image", "ls", "-q", "--filter"])
+                .arg(format!("reference={}", self.0))
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                .unwrap_or_default();
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let _ = Command::new("docker")
+                    .args(["rmi", "-f"])
+                    .args(ids)
+                    .output();
+            }
+        }
+    }
+    let _images = RemoveImages(format!("{ECR_HOST}/action-release"));
+    // The config repository acme/config, served by git daemon.
+    let srv = tempfile::tempdir().expect("tempdir");
+    let bare = srv.path().join("acme/config.git");
+    std::fs::create_dir_all(&bare).expect("config dir");
+    git_in(&bare, &["init", "-q", "--bare", "-b", "main"]);
+    let seed = srv.path().join("seed");
+    std::fs::create_dir_all(&seed).expect("seed dir");
+    git_in(&seed, &["init", "-q", "-b", "main"]);
+    std::fs::write(
+        seed.join("kustomization.yaml"),
+        format!("resources: []\nimages:\n  - name: action-release\n    newName: {ECR_HOST}/action-release\n    newTag: \"0.0.0\"\n"),
+    )
+    .expect("kustomization");
+    git_in(&seed, &["add", "-A"]);
+    git_in(&seed, &["commit", "-qm", "seed"]);
+    git_in(&seed, &["push", "-q", &bare.display().to_string(), "main"]);
+    let git_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let _daemon = KillOnDrop(
+        Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--enable=receive-pack",
+                "--listen=127.0.0.1",
+                &format!("--port={git_port}"),
+                &format!("--base-path={}", srv.path().display()),
+                &srv.path().display().to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("git daemon"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", git_port)).is_err() {
+        assert!(Instant::now() < deadline, "git daemon did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The GitHub stand-in, validating requests against GitHub's OpenAPI description.
+    let spec = Command::new("bash")
+        .arg(repo_root().join("scripts/octokit-openapi.sh"))
+        .output()
+        .expect("bash");
+    assert!(spec.status.success(), "octokit-openapi.sh: {spec:?}");
+    let spec = String::from_utf8_lossy(&spec.stdout).trim().to_string();
+    let token = "ghs_actionreleasetoken0123456789";
+    let mut forge = Command::new("python3")
+        .arg(repo_root().join("tests/it/forge_github.py"))
+        .args(["--spec", &spec, "--token", token, "--port", "0"])
+        .arg("--git-root")
+        .arg(srv.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 tests/it/forge_github.py");
+    let mut line = String::new();
+    BufReader::new(forge.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("stand-in's port");
+    let _forge = KillOnDrop(forge);
+    let forge_port: u16 = line
+        .trim()
+        .strip_prefix("PORT ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the GitHub stand-in did not start: {line:?}"));
+    // The checkout: the action, the workflow, the app under release/ with its key.
+    let repo = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        repo_root().join("action.yml"),
+        repo.path().join("action.yml"),
+    )
+    .expect("action.yml");
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(repo_root().join("fixtures/image-app"))
+        .arg(repo.path().join("release")));
+    std::fs::write(
+        repo.path().join("release/runner.yml"),
+        format!(
+            "name: {project}\nbuild:\n  image: runner/busybox:latest\nimage:\n  repository: {ECR_HOST}/action-release\n  tags: [v1]\n  create-repository: true\nsign:\n  key: not-in-the-checkout.key\ngitops:\n  repo: git://127.0.0.1:{git_port}/acme/config.git\n  forge: github\n  forge-url: http://127.0.0.1:{forge_port}\n  files: [kustomization.yaml]\n"
+        ),
+    )
+    .expect("runner.yml");
+    let wf = repo.path().join(".github/workflows");
+    std::fs::create_dir_all(&wf).expect("workflows dir");
+    std::fs::copy(
+        repo_root().join("fixtures/action/release.yml"),
+        wf.join("release.yml"),
+    )
+    .expect("workflow");
+    git_in(repo.path(), &["init", "-q"]);
+    git_in(repo.path(), &["add", "-A"]);
+    git_in(repo.path(), &["commit", "-qm", "checkout"]);
+    // The signing key, kept outside the checkout (a CI secret).
+    let keys = tempfile::tempdir().expect("tempdir");
+    run(Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["key", "generate", "--output-dir"])
+        .arg(keys.path())
+        .env("COSIGN_PASSWORD", "correct horse"));
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = act_command(repo.path(), "release.yml")
+        .arg("--env")
+        .arg(format!("TEST_AWS_ENDPOINT={}", moto().endpoint))
+        .arg("--env")
+        .arg(format!("TEST_REGISTRY_ENDPOINTS={}", reg.ecr_endpoint()))
+        .arg("--env")
+        .arg(format!(
+            "TEST_SIGN_KEY={}",
+            keys.path().join("cosign.key").display()
+        ))
+        // What configure-aws-credentials and the job's secrets put in the environment.
+        .args(["--env", "AWS_ACCESS_KEY_ID=test"])
+        .args(["--env", "AWS_SECRET_ACCESS_KEY=test"])
+        .args(["--env", "COSIGN_PASSWORD=correct horse"])
+        .arg("--env")
+        .arg(format!("RUNNER_GITOPS_TOKEN={token}"))
+        .arg("--env")
+        .arg(format!("RUNNER_DATA_DIR={}", data.path().display()))
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("RUNNER_REGISTRY_ENDPOINTS")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run act");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "act failed:\n{log}");
+    assert!(
+        log.contains(&format!("release checked: image={ECR_HOST}/action-release")),
+        "{log}"
+    );
+    let checked = log
+        .lines()
+        .find(|l| l.contains("release checked: "))
+        .expect("checked line");
+    let digest = checked
+        .split("digest=")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .expect("digest");
+    let pr = checked.split("pr=").nth(1).expect("pr").trim();
+    assert!(
+        pr.starts_with("https://github.example/acme/config/pull/"),
+        "{checked}"
+    );
+    // The job summary's release section (act prints the summary's first line after
+    // `Summary - `, the rest as they are).
+    let summary: Vec<&str> = log
+        .lines()
+        .skip_while(|l| !l.contains("Summary - ## runner build: succeeded"))
+        .collect();
+    let has = |what: &str| summary.iter().any(|l| l.starts_with(what));
+    assert!(
+        has(&format!("- Image: `{ECR_HOST}/action-release")),
+        "{log}"
+    );
+    assert!(has(&format!("- Digest: `{digest}`")), "{log}");
+    assert!(has(&format!("- Signature: signed {digest} with ")), "{log}");
+    assert!(has(&format!("- GitOps pull request: {pr}")), "{log}");
+    assert!(!log.contains(token), "the GitOps token leaked:\n{log}");
 }
