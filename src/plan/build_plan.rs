@@ -50,6 +50,9 @@ pub struct PlanInput {
     pub batch_identifier: Option<String>,
     pub privileged: bool,
     pub initiator: String,
+    /// Further variables runner sets like its own (a webhook job's `CODEBUILD_WEBHOOK_*`,
+    /// `CODEBUILD_SOURCE_VERSION`): they win over everything, the others above included.
+    pub trigger_variables: Vec<(String, String)>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -286,6 +289,9 @@ pub fn plan(spec: &BuildSpec, input: &PlanInput) -> Result<BuildPlan, PlanError>
         reserved.push(("CODEBUILD_BATCH_BUILD_IDENTIFIER", v.clone()));
     }
     for (n, v) in &reserved {
+        upsert(&mut env, n, v);
+    }
+    for (n, v) in &input.trigger_variables {
         upsert(&mut env, n, v);
     }
 

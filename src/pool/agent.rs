@@ -783,6 +783,14 @@ fn job_request(
     // data directory.
     req.build_number = (a.build_number > 0).then_some(a.build_number);
     req.env.extend(a.env.iter().cloned());
+    if let Some(trigger) = &a.trigger {
+        req.trigger_variables = trigger
+            .variables
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        req.untrusted = trigger.untrusted;
+    }
     if let Some(t) = a.timeout_minutes {
         req.timeout_minutes = Some(f64::from(t));
     }
@@ -1272,6 +1280,7 @@ mod tests {
             build_number: 7,
             env: vec!["B=2".into()],
             timeout_minutes: Some(5),
+            trigger: None,
         }
     }
 
