@@ -167,9 +167,20 @@ async fn deliver(
     body: &str,
     secret: &str,
 ) -> (StatusCode, Value) {
+    deliver_to(&pool.url, event, delivery, body, secret).await
+}
+
+/// POSTs a delivery signed with `secret` to the server at `url`.
+async fn deliver_to(
+    url: &str,
+    event: &str,
+    delivery: &str,
+    body: &str,
+    secret: &str,
+) -> (StatusCode, Value) {
     let sig = runner::pool::server::webhooks::signature::sign(secret.as_bytes(), body.as_bytes());
     let resp = reqwest::Client::new()
-        .post(format!("{}/v1/webhooks/github", pool.url))
+        .post(format!("{url}/v1/webhooks/github"))
         .header("X-GitHub-Event", event)
         .header("X-GitHub-Delivery", delivery)
         .header("X-Hub-Signature-256", sig)
@@ -239,6 +250,10 @@ async fn a_signed_push_creates_one_job_and_a_redelivery_creates_none() {
     let (status, again) = deliver(&pool, "push", "d-push-1", &body, SECRET).await;
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(again["duplicate"], "d-push-1");
+    // Another replica on the same store refuses it too.
+    let replica = pool.replica();
+    let (status, again) = deliver_to(&replica.url, "push", "d-push-1", &body, SECRET).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
     // An unknown event is answered and ignored.
     let (status, _) = deliver(&pool, "issues", "d-issue-1", "{}", SECRET).await;
     assert_eq!(status, StatusCode::ACCEPTED);
