@@ -45,8 +45,9 @@ pub struct ServerArgs {
     /// pull_request deliveries create jobs).
     #[arg(long, env = "RUNNER_GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
     github_webhook_secret: Option<String>,
-    /// OWNER/NAME=PROJECT: deliveries from this repository run as this project
-    /// (repeat, or comma-separate in the variable); other repositories are ignored.
+    /// OWNER/NAME=PROJECT: pushes and pull requests of this repository run as this
+    /// project (repeat, or comma-separate in the variable); other repositories build
+    /// nothing (their merged pull requests are still recorded).
     #[arg(
         long = "github-repo",
         env = "RUNNER_GITHUB_REPOS",
@@ -82,11 +83,6 @@ fn github_config(args: &ServerArgs) -> Result<Option<crate::pool::server::Github
         let (repo, project) =
             crate::pool::server::webhooks::parse_repo_mapping(r).map_err(|e| e.to_string())?;
         repos.insert(repo, project);
-    }
-    if repos.is_empty() {
-        return Err(
-            "--github-webhook-secret needs at least one --github-repo OWNER/NAME=PROJECT".into(),
-        );
     }
     Ok(Some(crate::pool::server::GithubConfig {
         secret,

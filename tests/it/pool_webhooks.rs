@@ -280,6 +280,22 @@ async fn a_bad_or_missing_signature_is_401_and_creates_nothing() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert!(jobs_of(&pool, &name).is_empty());
+    // A submitter cannot pose as a webhook (the trigger is the server's to set).
+    let submit = crate::pool_web::token(&pool, "submit");
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/jobs", pool.url))
+        .bearer_auth(&submit)
+        .header("Runner-Protocol", "1")
+        .json(&json!({
+            "source": {"kind": "git", "url": src.path().display().to_string(), "revision": sha},
+            "project": name,
+            "trigger": {"variables": {}, "untrusted": false}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(jobs_of(&pool, &name).is_empty());
     // The same delivery id, correctly signed, is still new: nothing was recorded for it.
     let (status, _) = deliver(&pool, "push", "d-bad-1", &body, SECRET).await;
     assert_eq!(status, StatusCode::CREATED);
@@ -454,4 +470,31 @@ async fn a_merged_pull_request_is_recorded_once() {
             merge_sha: Some("9".repeat(40)),
         }]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_status_api_never_holds_a_job_up() {
+    let name = project("hook-noapi");
+    // Statuses go to a port nobody listens on: every post fails and is retried.
+    let pool = Pool::start_with(
+        30,
+        None,
+        &[
+            "--github-webhook-secret".to_string(),
+            SECRET.to_string(),
+            "--github-repo".to_string(),
+            format!("acme/shop={name}"),
+            "--github-api-url".to_string(),
+            "http://127.0.0.1:9".to_string(),
+            "--github-status-token".to_string(),
+            STATUS_TOKEN.to_string(),
+        ],
+    );
+    let (_secrets, _agent) = agent(&pool, &name);
+    let (src, sha) = repo(&[]);
+    let body = push_payload(&src.path().display().to_string(), &sha);
+    let (status, job) = deliver(&pool, "push", "d-noapi-1", &body, SECRET).await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    let done = finished(&pool, job["id"].as_str().unwrap());
+    assert_eq!(done["state"], "succeeded", "{done}");
 }
