@@ -74,6 +74,11 @@ impl GitHub {
 
 /// A server taking acme/shop's webhooks as `project` (statuses to `github` if given).
 fn server(project: &str, github: Option<&GitHub>) -> Pool {
+    server_on(project, github, None)
+}
+
+/// As [`server`], on `database` (a `postgres://` URL) or SQLite.
+fn server_on(project: &str, github: Option<&GitHub>, database: Option<String>) -> Pool {
     let mut args = vec![
         "--github-webhook-secret".to_string(),
         SECRET.to_string(),
@@ -90,7 +95,7 @@ fn server(project: &str, github: Option<&GitHub>) -> Pool {
             STATUS_TOKEN.to_string(),
         ]);
     }
-    Pool::start_with(30, None, &args)
+    Pool::start_with(30, database, &args)
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -239,9 +244,18 @@ fn finished(pool: &Pool, id: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signed_push_creates_one_job_and_a_redelivery_creates_none() {
+async fn a_signed_push_creates_one_job_and_a_redelivery_creates_none_sqlite() {
+    push_once(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_push_creates_one_job_and_a_redelivery_creates_none_postgres() {
+    push_once(Some(crate::support_pg::database().await)).await;
+}
+
+async fn push_once(database: Option<String>) {
     let name = project("hook-push");
-    let pool = server(&name, None);
+    let pool = server_on(&name, None, database);
     let (src, sha) = repo(&[]);
     let body = push_payload(&src.path().display().to_string(), &sha);
     let (status, job) = deliver(&pool, "push", "d-push-1", &body, SECRET).await;
@@ -423,9 +437,18 @@ async fn a_fork_pull_requests_job_gets_no_secret_and_runs_no_release_stage() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_merged_pull_request_is_recorded_once() {
+async fn a_merged_pull_request_is_recorded_once_sqlite() {
+    merged_once(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merged_pull_request_is_recorded_once_postgres() {
+    merged_once(Some(crate::support_pg::database().await)).await;
+}
+
+async fn merged_once(database: Option<String>) {
     let name = project("hook-merged");
-    let pool = server(&name, None);
+    let pool = server_on(&name, None, database);
     let body = pr_payload(
         "closed",
         (
