@@ -406,6 +406,26 @@ mod tests {
     }
 
     #[test]
+    fn a_webhooks_variables_win_over_the_source_facts() {
+        let mut inp = input();
+        inp.source_version = Some("main".into());
+        inp.trigger_variables = vec![
+            ("CODEBUILD_SOURCE_VERSION".into(), "pr/12".into()),
+            (
+                "CODEBUILD_WEBHOOK_EVENT".into(),
+                "PULL_REQUEST_CREATED".into(),
+            ),
+        ];
+        inp.overrides = vec![("CODEBUILD_WEBHOOK_EVENT".into(), "PUSH".into())];
+        let p = plan(&BuildSpec::default(), &inp).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(get(&p, "CODEBUILD_SOURCE_VERSION"), Some("pr/12"));
+        assert_eq!(
+            get(&p, "CODEBUILD_WEBHOOK_EVENT"),
+            Some("PULL_REQUEST_CREATED")
+        );
+    }
+
+    #[test]
     fn runtime_versions_reach_the_install_phase_in_order() {
         let mut spec = BuildSpec::default();
         spec.phases.install = Some(Phase {
