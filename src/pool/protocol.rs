@@ -30,6 +30,8 @@
 //! PUT  /v1/agent/jobs/{id}/{attempt}/artifacts/{name}?lease= [agent] 204 | 409
 //! POST /v1/agent/jobs/{id}/{attempt}/complete   Complete   [agent] 200 JobView | 409
 //! POST /v1/agent/jobs/{id}/{attempt}/release    Fence      [agent] 204 | 409
+//! POST /v1/webhooks/github                       (X-Hub-Signature-256, no token)
+//!                                                 201 job | 200 redelivery, merge | 202 ignored | 401
 //! ```
 //! `admin` may do everything. Fencing: a claim returns the attempt number and a random
 //! lease id; every later agent request names both, and the server accepts it only while
