@@ -135,6 +135,8 @@ fn request(args: BuildArgs) -> Result<BuildRequest, crate::publish::PublishError
         build_number: None,
         fail_on: args.fail_on.map(Into::into),
         engine: Default::default(),
+        trigger_variables: Vec::new(),
+        untrusted: false,
     })
 }
 

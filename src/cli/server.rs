@@ -41,6 +41,56 @@ pub struct ServerArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "RUNNER_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// The GitHub webhook's secret: enables `POST /v1/webhooks/github` (push and
+    /// pull_request deliveries create jobs).
+    #[arg(long, env = "RUNNER_GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
+    github_webhook_secret: Option<String>,
+    /// OWNER/NAME=PROJECT: pushes and pull requests of this repository run as this
+    /// project (repeat, or comma-separate in the variable); other repositories build
+    /// nothing (their merged pull requests are still recorded).
+    #[arg(
+        long = "github-repo",
+        env = "RUNNER_GITHUB_REPOS",
+        value_delimiter = ','
+    )]
+    github_repos: Vec<String>,
+    /// GitHub's REST API (GitHub Enterprise: https://HOST/api/v3).
+    #[arg(
+        long,
+        env = "RUNNER_GITHUB_API_URL",
+        default_value = "https://api.github.com"
+    )]
+    github_api_url: String,
+    /// A token that may write commit statuses (fine-grained: "Commit statuses: write");
+    /// without it no statuses are posted.
+    #[arg(long, env = "RUNNER_GITHUB_STATUS_TOKEN", hide_env_values = true)]
+    github_status_token: Option<String>,
+    /// The server's address as browsers reach it (the statuses link to job pages there).
+    #[arg(long, env = "RUNNER_PUBLIC_URL")]
+    public_url: Option<String>,
+}
+
+/// The webhook settings from the flags; `Err` with what to fix.
+fn github_config(args: &ServerArgs) -> Result<Option<crate::pool::server::GithubConfig>, String> {
+    let Some(secret) = args.github_webhook_secret.clone().filter(|s| !s.is_empty()) else {
+        if !args.github_repos.is_empty() {
+            return Err("--github-repo needs --github-webhook-secret".into());
+        }
+        return Ok(None);
+    };
+    let mut repos = std::collections::BTreeMap::new();
+    for r in args.github_repos.iter().filter(|r| !r.trim().is_empty()) {
+        let (repo, project) =
+            crate::pool::server::webhooks::parse_repo_mapping(r).map_err(|e| e.to_string())?;
+        repos.insert(repo, project);
+    }
+    Ok(Some(crate::pool::server::GithubConfig {
+        secret,
+        repos,
+        api_url: args.github_api_url.clone(),
+        token: args.github_status_token.clone().filter(|t| !t.is_empty()),
+        public_url: args.public_url.clone(),
+    }))
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -167,6 +217,13 @@ async fn blob_store(spec: Option<String>, s3_endpoint: Option<String>) -> BlobSt
 }
 
 async fn serve(args: ServerArgs) -> ExitStatus {
+    let github = match github_config(&args) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitStatus::Setup;
+        }
+    };
     let store = match Store::open(&store_config(args.database)).await {
         Ok(s) => s,
         Err(e) => {
@@ -180,6 +237,7 @@ async fn serve(args: ServerArgs) -> ExitStatus {
         return ExitStatus::Setup;
     }
     let config = ServerConfig {
+        github,
         lease: Duration::from_secs(args.lease_secs),
         log_limit: args.log_limit_mib * 1024 * 1024,
         blob_limit: usize::try_from(args.blob_limit_mib * 1024 * 1024).unwrap_or(usize::MAX),

@@ -132,6 +132,7 @@ pub async fn run(args: SubmitArgs) -> ExitStatus {
         labels: args.labels.clone().unwrap_or_default(),
         max_attempts: args.max_attempts,
         timeout_minutes: args.timeout,
+        trigger: None,
     };
     let view = match client.submit(&job).await {
         Ok(v) => v,

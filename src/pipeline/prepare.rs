@@ -179,6 +179,31 @@ impl Prepared {
     }
 }
 
+/// An untrusted source (a fork's pull request): none of the request's secrets or
+/// credentials reach the build, the buildspec's secret references stay unresolved, and no
+/// release stage (image push, signing, GitOps) runs.
+fn withhold_secrets(req: &mut BuildRequest, facts: &mut Facts, reporter: &dyn Reporter) {
+    req.secrets_file = None;
+    req.credentials = super::Credentials {
+        registry_endpoints: req.credentials.registry_endpoints.clone(),
+        registry_limits: req.credentials.registry_limits,
+        ..Default::default()
+    };
+    facts.config.build_role = None;
+    let releases = facts.config.publish.is_some()
+        || facts.config.sign.is_some()
+        || !facts.config.gitops.is_empty();
+    facts.config.publish = None;
+    facts.config.sign = None;
+    facts.config.gitops.clear();
+    let mut message =
+        "untrusted source (a fork's pull request): the build gets no secrets".to_string();
+    if releases {
+        message.push_str(" and runs no release stage (image push, signing, GitOps)");
+    }
+    diagnostic(reporter, Diagnostic::general(Level::Info, message));
+}
+
 /// Context shared by every build of one request.
 struct Facts {
     source: PathBuf,
@@ -225,14 +250,17 @@ pub async fn prepare(
     mut req: BuildRequest,
     reporter: &dyn Reporter,
 ) -> Result<Prepared, PrepareError> {
-    let facts = gather(&req, reporter)?;
+    let mut facts = gather(&req, reporter)?;
+    if req.untrusted {
+        withhold_secrets(&mut req, &mut facts, reporter);
+    }
     let buildspec_path = req.buildspec.clone().unwrap_or_else(|| {
         facts
             .source
             .join(facts.config.buildspec.as_deref().unwrap_or("buildspec.yml"))
     });
     let spec = load_buildspec(&buildspec_path, req.strict, reporter)?;
-    let secrets = if req.batch.is_some() {
+    let secrets = if req.batch.is_some() || req.untrusted {
         Vec::new()
     } else {
         resolve_secrets(&req, &spec, &buildspec_path).await?
@@ -705,6 +733,7 @@ fn make_plan(
         batch_identifier: p.batch_identifier,
         privileged: p.privileged,
         initiator: req.initiator.clone(),
+        trigger_variables: req.trigger_variables.clone(),
     };
     Ok(plan::plan(p.spec, &input)?)
 }

@@ -123,6 +123,13 @@ pub struct BuildRequest {
     pub fail_on: Option<crate::scan::model::Severity>,
     /// The Docker engine (default: the local socket).
     pub engine: crate::docker::EngineEndpoint,
+    /// Variables runner sets like its own `CODEBUILD_*` ones (a webhook job's
+    /// `CODEBUILD_WEBHOOK_*` and `CODEBUILD_SOURCE_VERSION`); they win over everything.
+    pub trigger_variables: Vec<(String, String)>,
+    /// Untrusted source (a fork's pull request): no secrets are resolved, none of the
+    /// request's credentials or secrets file reach the build, and no release stage
+    /// (image push, signing, GitOps) runs.
+    pub untrusted: bool,
 }
 
 impl BuildRequest {
@@ -162,6 +169,8 @@ impl BuildRequest {
             build_number: None,
             fail_on: None,
             engine: crate::docker::EngineEndpoint::Local,
+            trigger_variables: Vec::new(),
+            untrusted: false,
         }
     }
 }

@@ -50,6 +50,9 @@ pub struct PlanInput {
     pub batch_identifier: Option<String>,
     pub privileged: bool,
     pub initiator: String,
+    /// Further variables runner sets like its own (a webhook job's `CODEBUILD_WEBHOOK_*`,
+    /// `CODEBUILD_SOURCE_VERSION`): they win over everything, the others above included.
+    pub trigger_variables: Vec<(String, String)>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -288,6 +291,9 @@ pub fn plan(spec: &BuildSpec, input: &PlanInput) -> Result<BuildPlan, PlanError>
     for (n, v) in &reserved {
         upsert(&mut env, n, v);
     }
+    for (n, v) in &input.trigger_variables {
+        upsert(&mut env, n, v);
+    }
 
     let notices = Vec::new();
     let mut phases = Vec::new();
@@ -397,6 +403,26 @@ mod tests {
         assert_eq!(get(&p, "SSL_CERT_FILE"), Some(CA_BUNDLE_MOUNT));
         assert!(p.src_dir.starts_with("/codebuild/output/src"));
         assert_eq!(get(&p, "CODEBUILD_SRC_DIR"), Some(p.src_dir.as_str()));
+    }
+
+    #[test]
+    fn a_webhooks_variables_win_over_the_source_facts() {
+        let mut inp = input();
+        inp.source_version = Some("main".into());
+        inp.trigger_variables = vec![
+            ("CODEBUILD_SOURCE_VERSION".into(), "pr/12".into()),
+            (
+                "CODEBUILD_WEBHOOK_EVENT".into(),
+                "PULL_REQUEST_CREATED".into(),
+            ),
+        ];
+        inp.overrides = vec![("CODEBUILD_WEBHOOK_EVENT".into(), "PUSH".into())];
+        let p = plan(&BuildSpec::default(), &inp).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(get(&p, "CODEBUILD_SOURCE_VERSION"), Some("pr/12"));
+        assert_eq!(
+            get(&p, "CODEBUILD_WEBHOOK_EVENT"),
+            Some("PULL_REQUEST_CREATED")
+        );
     }
 
     #[test]

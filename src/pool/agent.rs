@@ -783,6 +783,18 @@ fn job_request(
     // data directory.
     req.build_number = (a.build_number > 0).then_some(a.build_number);
     req.env.extend(a.env.iter().cloned());
+    if let Some(trigger) = &a.trigger {
+        // Only the webhook's own variables: a trigger never overrides runner's others.
+        req.trigger_variables = trigger
+            .variables
+            .iter()
+            .filter(|(k, _)| {
+                k.starts_with("CODEBUILD_WEBHOOK_") || k.as_str() == "CODEBUILD_SOURCE_VERSION"
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        req.untrusted = trigger.untrusted;
+    }
     if let Some(t) = a.timeout_minutes {
         req.timeout_minutes = Some(f64::from(t));
     }
@@ -1272,7 +1284,38 @@ mod tests {
             build_number: 7,
             env: vec!["B=2".into()],
             timeout_minutes: Some(5),
+            trigger: None,
         }
+    }
+
+    #[test]
+    fn a_trigger_sets_only_webhook_variables_and_untrusted() {
+        let mut a = assignment(None);
+        let mut variables = BTreeMap::new();
+        variables.insert("CODEBUILD_WEBHOOK_EVENT".to_string(), "PUSH".to_string());
+        variables.insert("CODEBUILD_SOURCE_VERSION".to_string(), "pr/3".to_string());
+        variables.insert("CODEBUILD_BUILD_ID".to_string(), "forged".to_string());
+        a.trigger = Some(crate::pool::protocol::Trigger {
+            variables,
+            untrusted: true,
+        });
+        let config = AgentConfig {
+            name: "a1".into(),
+            labels: BTreeMap::new(),
+            capacity: 1,
+            work_root: "/data/agent".into(),
+            template: BuildRequest::new("/nowhere", "/data"),
+            claim_wait_secs: 30,
+        };
+        let r = job_request(&config, &a, Path::new("/src"), Path::new("/art")).unwrap();
+        assert!(r.untrusted);
+        assert_eq!(
+            r.trigger_variables,
+            vec![
+                ("CODEBUILD_SOURCE_VERSION".to_string(), "pr/3".to_string()),
+                ("CODEBUILD_WEBHOOK_EVENT".to_string(), "PUSH".to_string()),
+            ]
+        );
     }
 
     #[test]

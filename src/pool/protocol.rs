@@ -30,6 +30,8 @@
 //! PUT  /v1/agent/jobs/{id}/{attempt}/artifacts/{name}?lease= [agent] 204 | 409
 //! POST /v1/agent/jobs/{id}/{attempt}/complete   Complete   [agent] 200 JobView | 409
 //! POST /v1/agent/jobs/{id}/{attempt}/release    Fence      [agent] 204 | 409
+//! POST /v1/webhooks/github                       (X-Hub-Signature-256, no token)
+//!                                                 201 job | 200 redelivery, merge | 202 ignored | 401
 //! ```
 //! `admin` may do everything. Fencing: a claim returns the attempt number and a random
 //! lease id; every later agent request names both, and the server accepts it only while
@@ -119,6 +121,24 @@ pub struct SubmitJob {
     /// Build timeout in minutes (default: the buildspec's or runner's).
     #[serde(default)]
     pub timeout_minutes: Option<u32>,
+    /// Set by the server for a job a GitHub webhook created; `POST /v1/jobs` refuses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
+}
+
+/// What a webhook delivery tells the build, set by the server (never by a submitter).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trigger {
+    /// CodeBuild's webhook variables (`CODEBUILD_WEBHOOK_EVENT`, `…_HEAD_REF`,
+    /// `…_BASE_REF`, `…_TRIGGER`, `…_ACTOR_ACCOUNT_ID`, `CODEBUILD_SOURCE_VERSION`): the
+    /// agent sets them as runner's own variables (a job's `env` may not name `CODEBUILD_*`).
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    /// A pull request from a fork: the build gets no secrets (neither the buildspec's
+    /// references nor the agent's credentials) and runs no release stage (image push,
+    /// signing, GitOps), as CodeBuild and GitHub Actions do.
+    #[serde(default)]
+    pub untrusted: bool,
 }
 
 /// A job's state.
@@ -253,6 +273,9 @@ pub struct Assignment {
     pub env: Vec<String>,
     #[serde(default)]
     pub timeout_minutes: Option<u32>,
+    /// A webhook's facts (variables, untrusted fork), when a webhook created the job.
+    #[serde(default)]
+    pub trigger: Option<Trigger>,
 }
 
 /// Names an attempt's lease in agent requests.

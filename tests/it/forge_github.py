@@ -11,7 +11,8 @@ with the validator's message), and the Authorization header must carry the expec
 sending). Pull requests live in memory; a second open PR for the same head/base gets
 GitHub's 422 "A pull request already exists for owner:branch.".
 
-Implemented: pulls/list, pulls/create, pulls/update, pulls/get, issues/add-labels. Other
+Implemented: pulls/list, pulls/create, pulls/update, pulls/get, issues/add-labels,
+repos/create-commit-status (stored per commit, listed by GET /_statuses). Other
 documented operations answer 501. Every request is recorded (JSON lines in --record, and
 GET /_recorded); GET /_pulls lists the stored PRs. An optional `/api/v3` prefix (GitHub
 Enterprise) is accepted.
@@ -32,7 +33,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import jsonschema
 
-IMPLEMENTED = {"pulls/list", "pulls/create", "pulls/update", "pulls/get", "issues/add-labels"}
+IMPLEMENTED = {"pulls/list", "pulls/create", "pulls/update", "pulls/get", "issues/add-labels",
+               "repos/create-commit-status"}
 
 
 class Spec:
@@ -111,6 +113,7 @@ class State:
         self.pulls = {}  # (owner, repo) -> list of PR dicts
         self.next_number = {}
         self.recorded = []
+        self.statuses = {}  # "owner/repo@sha" -> list of status dicts, oldest first
 
     def record(self, entry):
         with self.lock:
@@ -177,6 +180,9 @@ def make_handler(spec, state, base_url_holder):
             if path == "/_pulls" and method == "GET":
                 with state.lock:
                     return self.reply(200, {f"{o}/{r}": prs for (o, r), prs in state.pulls.items()})
+            if path == "/_statuses" and method == "GET":
+                with state.lock:
+                    return self.reply(200, state.statuses)
             op, pparams = spec.match(method, path)
             if op is None or op == "method":
                 return self.reply(404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"})
@@ -343,6 +349,23 @@ def make_handler(spec, state, base_url_holder):
             if pr is None:
                 return self.reply(404, {"message": "Not Found"}, op)
             return self.reply(200, [{"id": i + 1, "name": n, "color": "ededed", "default": False} for i, n in enumerate(pr["labels"])], op)
+
+        def op_repos_create_commit_status(self, op, v, q, body):
+            sha = v["sha"]
+            if not re.fullmatch(r"[0-9a-f]{40}", sha):
+                return self.reply(422, {"message": "No commit found for SHA: " + sha}, op)
+            with state.lock:
+                lst = state.statuses.setdefault(f"{v['owner']}/{v['repo']}@{sha}", [])
+                st = {"id": len(lst) + 1, "state": body["state"], "context": body.get("context", "default"),
+                      "target_url": body.get("target_url"), "description": body.get("description")}
+                lst.append(st)
+            base = base_url_holder[0]
+            return self.reply(201, {
+                "url": f"{base}/repos/{v['owner']}/{v['repo']}/statuses/{sha}",
+                "avatar_url": None, "id": st["id"], "node_id": f"SC_{st['id']}",
+                "state": st["state"], "description": st["description"], "target_url": st["target_url"],
+                "context": st["context"], "created_at": "2026-01-01T00:00:00Z",
+                "updated_at": "2026-01-01T00:00:00Z", "creator": None}, op)
 
         def do_GET(self):
             self.handle_any("GET")

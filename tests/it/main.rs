@@ -46,4 +46,5 @@ mod pool_faults;
 mod pool_server;
 mod pool_web;
 mod pool_web_browser;
+mod pool_webhooks;
 mod support_pool;

@@ -10,6 +10,7 @@
 pub mod blobs;
 mod metrics;
 mod web;
+pub mod webhooks;
 
 use crate::pool::archive::{self, is_sha256_hex};
 use crate::pool::protocol::{
@@ -31,6 +32,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+pub use webhooks::GithubConfig;
 
 /// The server's settings (the CLI edge fills them from flags and env).
 #[derive(Debug, Clone)]
@@ -60,6 +62,9 @@ pub struct ServerConfig {
     pub agents_flush_every: Duration,
     /// The web page's session cookie is `Secure` (set when the server serves TLS).
     pub secure_cookies: bool,
+    /// GitHub webhooks and commit statuses (`POST /v1/webhooks/github` answers 404
+    /// without).
+    pub github: Option<GithubConfig>,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +81,7 @@ impl Default for ServerConfig {
             claim_budget: Duration::from_secs(5),
             agents_flush_every: Duration::from_secs(5),
             secure_cookies: false,
+            github: None,
         }
     }
 }
@@ -351,6 +357,10 @@ pub fn router(store: Store, blobs: BlobStore, config: ServerConfig) -> Router {
             "/v1/agent/jobs/{id}/{attempt}/release",
             post(release).layer(json_limit),
         )
+        .route(
+            "/v1/webhooks/github",
+            post(webhooks::github).layer(DefaultBodyLimit::max(webhooks::BODY_LIMIT)),
+        )
         .merge(web::routes())
         .fallback(|| async { Answer::not_found("route") })
         .with_state(state)
@@ -616,6 +626,11 @@ async fn submit(
     auth(&st, &headers, Role::Submit).await?;
     let job: SubmitJob = parse_json(&body?)?;
     check_labels(&job.labels)?;
+    if job.trigger.is_some() {
+        return Err(Answer::bad(
+            "`trigger` is set by the server for webhook jobs; leave it out",
+        ));
+    }
     if let Some(e) = job
         .env
         .iter()
@@ -884,6 +899,7 @@ async fn claim(
                 build_number: c.build_number,
                 env: spec.env,
                 timeout_minutes: spec.timeout_minutes,
+                trigger: spec.trigger,
             };
             return Ok(Json(assignment).into_response());
         }

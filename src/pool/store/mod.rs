@@ -71,6 +71,17 @@ impl StoreError {
     }
 }
 
+/// A merged pull request, as its `pull_request` `closed` webhook delivery told it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergedPr {
+    /// `owner/name`.
+    pub repo: String,
+    pub number: i64,
+    /// RFC 3339, as GitHub sent it.
+    pub merged_at: String,
+    pub merge_sha: Option<String>,
+}
+
 /// What a submitted job needs stored.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -360,6 +371,41 @@ impl Store {
 
     pub async fn get(&self, id: &str) -> Result<Option<JobView>, StoreError> {
         read_op!(self, get(id))
+    }
+
+    /// Submits the job a GitHub webhook delivery asked for, recording the delivery in the
+    /// same transaction: `None` (nothing created) when that delivery id was seen before,
+    /// on any replica.
+    pub async fn webhook_submit(
+        &self,
+        delivery: &str,
+        event: &str,
+        job: &NewJob,
+    ) -> Result<Option<JobView>, StoreError> {
+        let key = crate::pool::protocol::label_key(&job.labels);
+        let key = key.as_str();
+        let now = now_ms();
+        let view = write_op!(self, None, webhook_submit(r delivery, r event, r job, r key, v now))?;
+        if view.is_some() {
+            self.notify(Notice::Queued(key.to_string())).await;
+        }
+        Ok(view)
+    }
+
+    /// Records a merged pull request (a `pull_request` `closed` delivery with
+    /// `merged: true`): false when the delivery or that merge was recorded before.
+    pub async fn record_merged_pr(
+        &self,
+        delivery: &str,
+        pr: &MergedPr,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        write_op!(self, None, record_merged_pr(r delivery, r pr, v now))
+    }
+
+    /// The merged pull requests recorded for `repo` (`owner/name`), by number.
+    pub async fn merged_prs(&self, repo: &str) -> Result<Vec<MergedPr>, StoreError> {
+        read_op!(self, merged_prs(repo))
     }
 
     pub async fn list(

@@ -65,6 +65,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
          CREATE TABLE projects (name TEXT PRIMARY KEY NOT NULL, builds BIGINT NOT NULL); \
          INSERT INTO projects (name, builds) SELECT project, COUNT(*) FROM jobs GROUP BY project",
     ),
+    // 4: GitHub webhook deliveries seen (the primary key refuses a redelivery, on every
+    // replica) and merged pull requests (for the delivery metrics).
+    (
+        4,
+        "CREATE TABLE webhook_deliveries (id TEXT PRIMARY KEY NOT NULL, event TEXT NOT NULL, \
+             received BIGINT NOT NULL, job TEXT); \
+         CREATE TABLE merged_prs (repo TEXT NOT NULL, number BIGINT NOT NULL, \
+             merged_at TEXT NOT NULL, merge_sha TEXT, delivery TEXT NOT NULL, \
+             PRIMARY KEY (repo, number))",
+    ),
 ];
 
 /// Takes the project's next build number (in the submit's transaction or statement).
@@ -1118,6 +1128,93 @@ pub async fn web_agents(pool: &Pool) -> Result<Vec<(String, String, i64)>, Store
             r.try_get("labels")?,
             r.try_get("last_seen")?,
         ));
+    }
+    Ok(out)
+}
+
+/// Records a webhook delivery and, with it, the job it asked for (one transaction): `None`
+/// when the delivery was seen before (nothing is created).
+pub async fn webhook_submit(
+    conn: &mut Conn,
+    delivery: &str,
+    event: &str,
+    job: &NewJob,
+    key: &str,
+    now: i64,
+) -> Result<Option<JobView>, StoreError> {
+    let mut tx = conn.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO webhook_deliveries (id, event, received, job) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(delivery)
+    .bind(event)
+    .bind(now)
+    .bind(&job.id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(None);
+    }
+    let view = submit(&mut tx, job, key, now).await?;
+    tx.commit().await?;
+    Ok(Some(view))
+}
+
+/// Records a merged pull request from a webhook delivery: false when the delivery (or
+/// that pull request's merge) was recorded before.
+pub async fn record_merged_pr(
+    conn: &mut Conn,
+    delivery: &str,
+    pr: &super::MergedPr,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let mut tx = conn.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO webhook_deliveries (id, event, received, job) VALUES ($1, 'pull_request', $2, NULL) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(delivery)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(false);
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO merged_prs (repo, number, merged_at, merge_sha, delivery) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (repo, number) DO NOTHING",
+    )
+    .bind(&pr.repo)
+    .bind(pr.number)
+    .bind(&pr.merged_at)
+    .bind(&pr.merge_sha)
+    .bind(delivery)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(inserted > 0)
+}
+
+/// Merged pull requests of a repository (`owner/name`), by number.
+pub async fn merged_prs(pool: &Pool, repo: &str) -> Result<Vec<super::MergedPr>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT repo, number, merged_at, merge_sha FROM merged_prs WHERE repo = $1 ORDER BY number",
+    )
+    .bind(repo)
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(super::MergedPr {
+            repo: r.try_get("repo")?,
+            number: r.try_get("number")?,
+            merged_at: r.try_get("merged_at")?,
+            merge_sha: r.try_get("merge_sha")?,
+        });
     }
     Ok(out)
 }
