@@ -180,9 +180,17 @@ impl Prepared {
 }
 
 /// An untrusted source (a fork's pull request): none of the request's secrets or
-/// credentials reach the build, the buildspec's secret references stay unresolved, and no
-/// release stage (image push, signing, GitOps) runs.
+/// credentials reach the build, the buildspec's secret references stay unresolved, no
+/// release stage (image push, signing, GitOps) runs, and nothing shared with trusted
+/// builds can be written: no Docker (the gate lets a build retag shared image names) and
+/// no cache (neither restored nor saved, so a fork cannot plant content the next trusted
+/// build restores).
 fn withhold_secrets(req: &mut BuildRequest, facts: &mut Facts, reporter: &dyn Reporter) {
+    req.docker = Some(crate::docker::gate::DockerMode::None);
+    req.privileged = false;
+    facts.config.privileged = None;
+    req.cache = super::CacheChoice::Off;
+    req.cache_volumes = false;
     req.secrets_file = None;
     req.credentials = super::Credentials {
         registry_endpoints: req.credentials.registry_endpoints.clone(),
@@ -197,7 +205,7 @@ fn withhold_secrets(req: &mut BuildRequest, facts: &mut Facts, reporter: &dyn Re
     facts.config.sign = None;
     facts.config.gitops.clear();
     let mut message =
-        "untrusted source (a fork's pull request): the build gets no secrets".to_string();
+        "untrusted source (a fork's pull request): the build gets no secrets, no Docker and no cache".to_string();
     if releases {
         message.push_str(" and runs no release stage (image push, signing, GitOps)");
     }

@@ -116,7 +116,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-const BUILDSPEC: &str = "version: 0.2\nenv:\n  parameter-store:\n    TOKEN: /app/token\nphases:\n  build:\n    commands:\n      - echo \"branch=$RUNNER_BRANCH event=$CODEBUILD_WEBHOOK_EVENT trigger=$CODEBUILD_WEBHOOK_TRIGGER head=$CODEBUILD_WEBHOOK_HEAD_REF base=$CODEBUILD_WEBHOOK_BASE_REF actor=$CODEBUILD_WEBHOOK_ACTOR_ACCOUNT_ID version=$CODEBUILD_SOURCE_VERSION\"\n      - if [ -n \"$TOKEN\" ]; then echo secret-present; else echo secret-absent; fi\n";
+const BUILDSPEC: &str = "version: 0.2\nenv:\n  parameter-store:\n    TOKEN: /app/token\nphases:\n  build:\n    commands:\n      - echo \"branch=$RUNNER_BRANCH event=$CODEBUILD_WEBHOOK_EVENT trigger=$CODEBUILD_WEBHOOK_TRIGGER head=$CODEBUILD_WEBHOOK_HEAD_REF base=$CODEBUILD_WEBHOOK_BASE_REF actor=$CODEBUILD_WEBHOOK_ACTOR_ACCOUNT_ID version=$CODEBUILD_SOURCE_VERSION\"\n      - if [ -n \"$TOKEN\" ]; then echo secret-present; else echo secret-absent; fi\n      - echo \"docker=${DOCKER_HOST:-none}\"\n";
 
 /// A repository with a buildspec (and `extra` files) committed on `main`: (dir, sha).
 fn repo(extra: &[(&str, &str)]) -> (tempfile::TempDir, String) {
@@ -375,8 +375,9 @@ async fn a_fork_pull_requests_job_gets_no_secret_and_runs_no_release_stage() {
     let (_secrets, _agent) = agent(&pool, &name);
     // The project publishes an image (to a registry nobody listens on): a trusted build
     // runs the image stage, an untrusted one must not.
-    let runner_yml =
-        "image:\n  repository: 127.0.0.1:9/acme/shop\n  tags: [\"build-{build-number}\"]\n";
+    // It also asks for privileged mode (Docker through the gate): a fork's build gets no
+    // Docker at all, since the gate lets a build retag image names other builds use.
+    let runner_yml = "build:\n  privileged: true\nimage:\n  repository: 127.0.0.1:9/acme/shop\n  tags: [\"build-{build-number}\"]\n";
     let (src, sha) = repo(&[("runner.yml", runner_yml)]);
     let url = src.path().display().to_string();
 
@@ -396,6 +397,7 @@ async fn a_fork_pull_requests_job_gets_no_secret_and_runs_no_release_stage() {
     let lines = log_lines(&events);
     assert_eq!(fork["state"], "succeeded", "{fork} {lines:?}");
     assert!(lines.iter().any(|l| l == "secret-absent"), "{lines:?}");
+    assert!(lines.iter().any(|l| l == "docker=none"), "{lines:?}");
     assert!(
         lines.iter().any(|l| l.contains(
             "branch=feature event=PULL_REQUEST_CREATED trigger=pr/12 head=refs/heads/feature base=refs/heads/main actor=777 version=pr/12"
@@ -424,6 +426,12 @@ async fn a_fork_pull_requests_job_gets_no_secret_and_runs_no_release_stage() {
     let events = pool.log_events(&push_id, None);
     let lines = log_lines(&events);
     assert!(lines.iter().any(|l| l == "secret-present"), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "docker=unix:///var/run/docker.sock"),
+        "{lines:?}"
+    );
     assert!(
         !lines.iter().any(|l| l.contains(SECRET_VALUE)),
         "the secret's value reached the log: {lines:?}"
