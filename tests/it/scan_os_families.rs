@@ -352,7 +352,7 @@ struct Family<'a> {
     expect: &'a [&'a str],
 }
 
-fn record(id: &str, ecosystem: &str, name: &str, fixed: &str) -> String {
+pub(crate) fn record(id: &str, ecosystem: &str, name: &str, fixed: &str) -> String {
     serde_json::json!({
         "id": id,
         "modified": "2026-01-01T00:00:00Z",

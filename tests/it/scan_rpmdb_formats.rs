@@ -13,10 +13,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
-use crate::scan_os_families::{need, run, Imported};
+use crate::scan_os_families::{need, record, run, Imported};
 use crate::support::repo_root;
 use runner::scan::image::scan_image_archive;
 use runner::scan::model::Package;
+use runner::scan::osv::AdvisoryDb;
 use std::io::Read;
 use std::path::Path;
 use std::process::Command;
@@ -93,6 +94,18 @@ fn rpm_qa(dbpath: &Path, backend: &str) -> Vec<String> {
 
 /// Scans an image of `files` + os-release; returns (ecosystem, sorted package lines).
 fn scan(dir: &Path, tag: &str, os_release: &str, path: &str, db: Vec<u8>) -> (String, Vec<String>) {
+    let (eco, got, _) = scan_packages(dir, tag, os_release, path, db);
+    (eco, got)
+}
+
+/// [`scan`], with the packages themselves.
+fn scan_packages(
+    dir: &Path,
+    tag: &str,
+    os_release: &str,
+    path: &str,
+    db: Vec<u8>,
+) -> (String, Vec<String>, Vec<Package>) {
     let files = vec![
         ("etc/os-release".to_string(), os_release.as_bytes().to_vec()),
         (path.to_string(), db),
@@ -103,7 +116,11 @@ fn scan(dir: &Path, tag: &str, os_release: &str, path: &str, db: Vec<u8>) -> (St
     assert!(inv.warnings.is_empty(), "{tag}: {:?}", inv.warnings);
     let mut got: Vec<String> = inv.packages.iter().map(line).collect();
     got.sort();
-    (inv.os_ecosystem().unwrap_or_default().to_string(), got)
+    (
+        inv.os_ecosystem().unwrap_or_default().to_string(),
+        got,
+        inv.packages,
+    )
 }
 
 /// `name evr arch` from a scanned package (arch from its purl).
@@ -192,13 +209,40 @@ fn sle15_ndb_rpmdb_lists_go_rpmdbs_reference() {
         .map(str::to_string)
         .collect();
     want.sort();
+    // OSV files SLE 15 fixes under the module shipping the package, not the product
+    // os-release names: a glibc record of the Basesystem module of SP3 applies, one of
+    // SP4 does not.
+    let adv = work.path().join("advisories/SUSE");
+    std::fs::create_dir_all(&adv).unwrap();
+    for (id, eco) in [
+        (
+            "SUSE-SU-TEST-1",
+            "SUSE:Linux Enterprise Module for Basesystem 15 SP3",
+        ),
+        (
+            "SUSE-SU-TEST-2",
+            "SUSE:Linux Enterprise Module for Basesystem 15 SP4",
+        ),
+    ] {
+        let text = record(id, eco, "glibc", "2.31-9.3.3");
+        std::fs::write(adv.join(format!("{id}.json")), text).unwrap();
+    }
+    let advisories = AdvisoryDb::open_dirs(&[work.path().join("advisories")]).unwrap();
     for path in [
         "var/lib/rpm/Packages.db",
         "usr/lib/sysimage/rpm/Packages.db",
     ] {
-        let (eco, got) = scan(work.path(), "sle15", SLE15, path, db.clone());
+        let (eco, got, pkgs) = scan_packages(work.path(), "sle15", SLE15, path, db.clone());
         assert_eq!(eco, "SUSE:Linux Enterprise Server 15 SP3");
         assert_eq!(got, want, "{path}");
         eprintln!("{path}: {} packages, equal to go-rpmdb's list", got.len());
+        let glibc = pkgs.iter().find(|p| p.name == "glibc").unwrap();
+        let found: Vec<String> = advisories
+            .query(glibc)
+            .unwrap()
+            .into_iter()
+            .map(|v| v.id)
+            .collect();
+        assert_eq!(found, ["SUSE-SU-TEST-1"], "{path}");
     }
 }
