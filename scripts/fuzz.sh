@@ -90,6 +90,14 @@ seed_all() { # TARGET DIR-OR-GLOB... : every regular file under each
 # A small image, as `docker save` writes it (prefix 0) and as an OCI layout (prefix 1),
 # built from the scanner's fixtures: dpkg, apk, Python and node metadata, a whiteout, a
 # gzip-compressed second layer.
+# seed_gz TARGET FILE.gz [PREFIX]: seed with FILE.gz decompressed.
+seed_gz() {
+    local u
+    u=$(mktemp)
+    gunzip -c "$2" >"$u" && seed "$1" "$u" "${3:-}"
+    rm -f "$u"
+}
+
 image_seeds() {
     local w sha
     w=$(mktemp -d)
@@ -191,6 +199,7 @@ seed_target() {
             seed "$t" fixtures/scan/image/dpkg-status '\000'
             seed "$t" fixtures/scan/image/apk-installed '\001'
             seed "$t" fixtures/scan/image/rpmdb.sqlite '\002'
+            seed_gz "$t" fixtures/scan/rpmdb/rhel8-libuuid/Packages.gz '\002'
             seed "$t" fixtures/scan/image/dep-v0.bin '\005'
             seed "$t" fixtures/scan/image/METADATA '\006' ;;
         junit) seed_all "$t" fuzz/seeds/junit ;;

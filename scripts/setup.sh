@@ -253,6 +253,8 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v rpmbuild >/dev/null 2>&1 || missing+=(rpm)
 /usr/bin/python3 -c 'import rpm' >/dev/null 2>&1 || missing+=(python3-rpm)
 /usr/bin/python3 -c 'import packaging.version' >/dev/null 2>&1 || missing+=(python3-packaging)
+# Berkeley DB's own db5.3_load writes the BerkeleyDB rpmdbs of tests/it/scan_rpmdb_formats.rs.
+command -v db5.3_load >/dev/null 2>&1 || missing+=(db5.3-util)
 # skopeo reads the manifests runner pushes (tests/it/formats_external.rs).
 command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -210,7 +210,8 @@ pub fn image_inventory(data: &[u8]) {
             let _ = apk::parse_installed(rest);
         }
         2 => {
-            let _ = rpm::parse_rpmdb_sqlite(rest);
+            // sqlite, ndb or BerkeleyDB, by magic.
+            let _ = rpm::parse_rpmdb(rest);
         }
         3 => {
             let _ = rpm::parse_header(rest);

@@ -77,6 +77,7 @@ fn harness() -> &'static Harness {
             attempts: 2,
             first_delay: Duration::ZERO,
             max_delay: Duration::ZERO,
+            max_retry_after: Duration::ZERO,
         };
         let registry =
             Registry::new(&host, &Endpoints::default(), source, retry).expect("registry client");

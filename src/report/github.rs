@@ -607,6 +607,24 @@ impl<W: Write + Send> GithubReporter<W> {
                         target: target.clone(),
                     });
                 }
+                // Packages the scan could not decide (unorderable version, no data for
+                // the ecosystem): listed, never left out as if clean.
+                let undecided: Vec<crate::scan::model::Undecided> = d
+                    .get("undecided")
+                    .and_then(|v| serde_json::from_value(v.clone()).ok())
+                    .unwrap_or_default();
+                for u in &undecided {
+                    state.findings.push(Finding {
+                        severity: Severity::Unknown,
+                        kind: "not decided",
+                        id: crate::scan::model::UNDECIDED_ID.to_string(),
+                        title: format!("{}@{}: {}", u.package.name, u.package.version, u.reason),
+                        path: u.package.location.path.clone(),
+                        line: u.package.location.line,
+                        col: u.package.location.column,
+                        target: target.clone(),
+                    });
+                }
                 state.secrets.extend(secrets);
                 state.vulns.extend(vulns);
             }
@@ -1211,5 +1229,46 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    /// A package the scan could not decide is listed in the job summary (and
+    /// annotated), never left out as if clean.
+    #[test]
+    fn summary_lists_undecided_packages() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = GithubOptions {
+            step_summary: Some(dir.path().join("summary")),
+            ..Default::default()
+        };
+        let buf = Buf::default();
+        let r = GithubReporter::new(buf.clone(), opts);
+        let undecided = crate::scan::model::Undecided {
+            package: crate::scan::model::Package {
+                ecosystem: "Amazon Linux:2".into(),
+                name: "openssl".into(),
+                version: "1:1.0.2k-19.amzn2".into(),
+                purl: "pkg:rpm/amzn/openssl@1.0.2k-19.amzn2".into(),
+                source_name: None,
+                location: Location {
+                    path: "var/lib/rpm/Packages".into(),
+                    ..Location::default()
+                },
+            },
+            reason: "no advisory data for Amazon Linux:2".into(),
+            advisories: Vec::new(),
+        };
+        r.event(&Event::Stage(StageSummary {
+            stage: "scan",
+            ok: false,
+            message: "Scan of image: 1 not decided".into(),
+            detail: serde_json::json!({"target": "image", "undecided": [undecided]}),
+            duration_ms: 3,
+        }));
+        r.finish(StepStatus::Failed, 1, None);
+        let summary = std::fs::read_to_string(dir.path().join("summary")).unwrap();
+        assert!(
+            summary.contains("| Unknown | not decided | undecided | var/lib/rpm/Packages | image | openssl@1:1.0.2k-19.amzn2: no advisory data for Amazon Linux:2 |"),
+            "{summary}"
+        );
     }
 }

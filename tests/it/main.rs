@@ -35,6 +35,7 @@ mod reports_e2e;
 mod runtime_versions;
 mod scan_gate;
 mod scan_os_families;
+mod scan_rpmdb_formats;
 mod secrets_aws;
 mod secrets_leak;
 mod support_awscli;

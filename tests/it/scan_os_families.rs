@@ -37,7 +37,7 @@ fn script() -> PathBuf {
     repo_root().join("tests/it/version_reference.py")
 }
 
-fn need(cmd: &mut Command, what: &str) {
+pub(crate) fn need(cmd: &mut Command, what: &str) {
     let ok = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -53,7 +53,7 @@ fn need_python_module(module: &str) {
     );
 }
 
-fn run(cmd: &mut Command) -> String {
+pub(crate) fn run(cmd: &mut Command) -> String {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("{cmd:?}: {e} ({HINT})"));
@@ -293,10 +293,10 @@ fn rootfs_tar(files: &[(String, Vec<u8>)]) -> Vec<u8> {
 }
 
 /// `docker import` of the rootfs as `tag`; removed when dropped.
-struct Imported(String);
+pub(crate) struct Imported(String);
 
 impl Imported {
-    fn new(tag: &str, files: &[(String, Vec<u8>)]) -> Imported {
+    pub(crate) fn new(tag: &str, files: &[(String, Vec<u8>)]) -> Imported {
         let tar = rootfs_tar(files);
         let mut child = Command::new("docker")
             .args(["import", "-", tag])
@@ -309,7 +309,7 @@ impl Imported {
         Imported(tag.to_string())
     }
 
-    fn save(&self, dir: &Path) -> PathBuf {
+    pub(crate) fn save(&self, dir: &Path) -> PathBuf {
         let p = dir.join("image.tar");
         run(Command::new("docker").args(["save", &self.0, "-o"]).arg(&p));
         p
@@ -352,7 +352,7 @@ struct Family<'a> {
     expect: &'a [&'a str],
 }
 
-fn record(id: &str, ecosystem: &str, name: &str, fixed: &str) -> String {
+pub(crate) fn record(id: &str, ecosystem: &str, name: &str, fixed: &str) -> String {
     serde_json::json!({
         "id": id,
         "modified": "2026-01-01T00:00:00Z",

@@ -21,7 +21,11 @@ pub struct Hit {
 ///   `Ubuntu:22.04:LTS` without them is affected, so those records apply too;
 /// - Red Hat records name a product stream and repository
 ///   (`Red Hat:enterprise_linux:9::appstream`); a RHEL 9 image
-///   (`Red Hat:enterprise_linux:9`) matches every repository of its release.
+///   (`Red Hat:enterprise_linux:9`) matches every repository of its release;
+/// - SUSE files SLE fixes under the module shipping the package (`SUSE:Linux
+///   Enterprise Module for Basesystem 15 SP5`) and support channels (`...15 SP5-LTSS`),
+///   which os-release does not name: an SLE image (`SUSE:Linux Enterprise Server 15
+///   SP5`) matches every `Linux Enterprise` product and channel of its release.
 pub fn ecosystem_matches(record_ecosystem: &str, package_ecosystem: &str) -> bool {
     if record_ecosystem == package_ecosystem
         || (!record_ecosystem.contains(':')
@@ -39,7 +43,29 @@ pub fn ecosystem_matches(record_ecosystem: &str, package_ecosystem: &str) -> boo
             .strip_prefix(package_ecosystem)
             .is_some_and(|rest| rest.starts_with("::"));
     }
+    if let (Some(record), Some(package)) = (
+        sle_release(record_ecosystem),
+        sle_release(package_ecosystem),
+    ) {
+        return record == package;
+    }
     false
+}
+
+/// The release of a `SUSE:Linux Enterprise ...` ecosystem, a channel suffix
+/// dropped: `15 SP5` from `SUSE:Linux Enterprise Module for Basesystem 15 SP5-LTSS`,
+/// `15` from `SUSE:Linux Enterprise Server 15`, `5.5` from `... Micro 5.5`.
+fn sle_release(ecosystem: &str) -> Option<String> {
+    let rest = ecosystem.strip_prefix("SUSE:Linux Enterprise ")?;
+    let words: Vec<&str> = rest.split(' ').collect();
+    let (&last, head) = words.split_last()?;
+    let last = last.split_once('-').map_or(last, |(core, _channel)| core);
+    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if let Some(sp) = last.strip_prefix("SP").filter(|sp| number(sp)) {
+        let major = head.last().filter(|m| number(m))?;
+        return Some(format!("{major} SP{sp}"));
+    }
+    number(last).then(|| last.to_string())
 }
 
 fn cmp_for(kind: &str, ecosystem: &str, a: &str, b: &str) -> Option<Ordering> {
@@ -301,6 +327,90 @@ mod tests {
             affected_verdict(&with_git, "PyPI", "1.1"),
             Verdict::Hit(_)
         ));
+    }
+
+    /// OSV files SLE 15 fixes under the module that ships the package
+    /// (`SUSE:Linux Enterprise Module for Basesystem 15 SP5`), not the product an
+    /// image's os-release names (`SUSE:Linux Enterprise Server 15 SP5`).
+    #[test]
+    fn suse_products_match_the_modules_and_channels_of_their_release() {
+        let sles = "SUSE:Linux Enterprise Server 15 SP5";
+        let table = [
+            (
+                "SUSE:Linux Enterprise Module for Basesystem 15 SP5",
+                sles,
+                true,
+            ),
+            (
+                "SUSE:Linux Enterprise Module for Server Applications 15 SP5",
+                sles,
+                true,
+            ),
+            ("SUSE:Linux Enterprise Server 15 SP5", sles, true),
+            ("SUSE:Linux Enterprise Server 15 SP5-LTSS", sles, true),
+            (
+                "SUSE:Linux Enterprise High Performance Computing 15 SP5-ESPOS",
+                sles,
+                true,
+            ),
+            (
+                "SUSE:Linux Enterprise Module for Basesystem 15 SP4",
+                sles,
+                false,
+            ),
+            (
+                "SUSE:Linux Enterprise Module for Basesystem 15",
+                sles,
+                false,
+            ),
+            ("SUSE:Linux Enterprise Server 12 SP5", sles, false),
+            (
+                "SUSE:Linux Enterprise Module for Basesystem 15 SP5",
+                "SUSE:Linux Enterprise Desktop 15 SP5",
+                true,
+            ),
+            (
+                "SUSE:Linux Enterprise Module for Basesystem 15",
+                "SUSE:Linux Enterprise Server 15",
+                true,
+            ),
+            (
+                "SUSE:Linux Enterprise Module for Basesystem 15 SP1",
+                "SUSE:Linux Enterprise Server 15",
+                false,
+            ),
+            (
+                "SUSE:Linux Enterprise Micro 5.5",
+                "SUSE:Linux Enterprise Micro 5.5",
+                true,
+            ),
+            (
+                "SUSE:Linux Enterprise Micro 5.4",
+                "SUSE:Linux Enterprise Micro 5.5",
+                false,
+            ),
+            (
+                "SUSE:Manager Server 4.3",
+                "SUSE:Linux Enterprise Server 15 SP5",
+                false,
+            ),
+            ("openSUSE:Leap 15.5", sles, false),
+            (
+                "SUSE:Linux Enterprise Module for Basesystem 15 SP5",
+                "openSUSE:Leap 15.5",
+                false,
+            ),
+            ("openSUSE:Leap 15.5", "openSUSE:Leap 15.5", true),
+            ("openSUSE:Leap 15.4", "openSUSE:Leap 15.5", false),
+            ("openSUSE:Tumbleweed", "openSUSE:Tumbleweed", true),
+        ];
+        for (record, package, want) in table {
+            assert_eq!(
+                ecosystem_matches(record, package),
+                want,
+                "{record} ~ {package}"
+            );
+        }
     }
 
     #[test]

@@ -8,6 +8,8 @@ pub mod dpkg;
 pub mod node;
 pub mod python;
 pub mod rpm;
+pub mod rpm_bdb;
+pub mod rpm_ndb;
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -50,6 +52,24 @@ pub enum InventoryError {
     SqliteCorruptCell,
     #[error("corrupt sqlite overflow chain")]
     SqliteOverflowChain,
+    #[error("not an rpm database: neither sqlite, ndb (Packages.db) nor Berkeley DB (Packages)")]
+    UnknownRpmdb,
+    #[error("not a Berkeley DB hash database")]
+    NotBdbHash,
+    #[error("bad Berkeley DB page size {0}")]
+    BdbPageSize(u32),
+    #[error("encrypted Berkeley DB database (rpm never writes one; the file is not an rpmdb)")]
+    BdbEncrypted,
+    #[error("corrupt Berkeley DB hash page (truncated file? rebuild it with `rpmdb --rebuilddb` in the image)")]
+    BdbCorruptPage,
+    #[error("corrupt Berkeley DB overflow chain (truncated file? rebuild it with `rpmdb --rebuilddb` in the image)")]
+    BdbOverflowChain,
+    #[error("not an rpm ndb database (bad magic or version)")]
+    NotNdb,
+    #[error("bad ndb slot page count {0}")]
+    NdbSlotPages(usize),
+    #[error("corrupt ndb slot or blob (truncated file? rebuild it with `rpmdb --rebuilddb` in the image)")]
+    NdbCorrupt,
     #[error(".dep-v0: bad zlib data: {0}")]
     DepV0Zlib(#[source] std::io::Error),
     #[error(".dep-v0: dependency list too large")]
@@ -83,8 +103,14 @@ pub fn classify(path: &str, mode: u32) -> Option<Kind> {
     if path == "lib/apk/db/installed" {
         return Some(Kind::Apk);
     }
-    if path == "var/lib/rpm/rpmdb.sqlite" || path == "usr/lib/sysimage/rpm/rpmdb.sqlite" {
-        return Some(Kind::Rpm);
+    if let Some(name) = path
+        .strip_prefix("var/lib/rpm/")
+        .or_else(|| path.strip_prefix("usr/lib/sysimage/rpm/"))
+    {
+        // sqlite (RHEL 9, Fedora), ndb (SUSE), BerkeleyDB (Amazon Linux 2, RHEL 5-8).
+        if matches!(name, "rpmdb.sqlite" | "Packages.db" | "Packages") {
+            return Some(Kind::Rpm);
+        }
     }
     if python::is_metadata_path(path) {
         return Some(Kind::Python);
@@ -306,7 +332,7 @@ fn parse_file(
             ),
             Err(e) => warnings.push(format!("{path}: {e}")),
         },
-        Kind::Rpm => match rpm::parse_rpmdb_sqlite(bytes) {
+        Kind::Rpm => match rpm::parse_rpmdb(bytes) {
             Ok(list) => pkgs.extend(list.into_iter().map(|p| (kind, rpm_package(p, os, &loc)))),
             Err(e) => warnings.push(format!("{path}: {e}")),
         },

@@ -5,8 +5,11 @@
 //! decoded for NAME, VERSION, RELEASE, EPOCH, ARCH and SOURCERPM.
 //!
 //! Limits: a `-wal` file next to the database is not replayed (rpm checkpoints
-//! when it closes the database, so images normally have none); BerkeleyDB
-//! (`Packages`) and ndb (`Packages.db`) databases of older releases are not read.
+//! when it closes the database, so images normally have none).
+//!
+//! The other two formats rpm writes are read by [`super::rpm_bdb`] (BerkeleyDB
+//! `Packages`) and [`super::rpm_ndb`] (ndb `Packages.db`); [`parse_rpmdb`] picks
+//! the reader from the file's magic.
 
 use std::collections::HashSet;
 
@@ -43,6 +46,20 @@ impl RpmPackage {
         let (rest, _release) = s.rsplit_once('-')?;
         let (name, _version) = rest.rsplit_once('-')?;
         (!name.is_empty()).then(|| name.to_string())
+    }
+}
+
+/// Packages of an rpm database in any of rpm's formats, told apart by their magic:
+/// sqlite (`rpmdb.sqlite`), ndb (`Packages.db`) or BerkeleyDB hash (`Packages`).
+pub fn parse_rpmdb(db: &[u8]) -> Result<Vec<RpmPackage>, InventoryError> {
+    if db.starts_with(b"SQLite format 3\0") {
+        parse_rpmdb_sqlite(db)
+    } else if super::rpm_ndb::is_ndb(db) {
+        super::rpm_ndb::parse_rpmdb_ndb(db)
+    } else if super::rpm_bdb::is_bdb_hash(db) {
+        super::rpm_bdb::parse_rpmdb_bdb(db)
+    } else {
+        Err(InventoryError::UnknownRpmdb)
     }
 }
 
