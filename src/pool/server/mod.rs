@@ -9,6 +9,7 @@
 
 pub mod blobs;
 mod metrics;
+pub mod notify;
 mod web;
 
 use crate::pool::archive::{self, is_sha256_hex};
@@ -60,6 +61,8 @@ pub struct ServerConfig {
     pub agents_flush_every: Duration,
     /// The web page's session cookie is `Secure` (set when the server serves TLS).
     pub secure_cookies: bool,
+    /// Job state changes pushed to receivers (see [`notify`]).
+    pub notify: notify::NotifyConfig,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +79,7 @@ impl Default for ServerConfig {
             claim_budget: Duration::from_secs(5),
             agents_flush_every: Duration::from_secs(5),
             secure_cookies: false,
+            notify: notify::NotifyConfig::default(),
         }
     }
 }
@@ -94,6 +98,8 @@ pub enum ServeError {
     Tls(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Notify(#[from] notify::NotifyError),
 }
 
 struct AppState {
@@ -352,6 +358,7 @@ pub fn router(store: Store, blobs: BlobStore, config: ServerConfig) -> Router {
             post(release).layer(json_limit),
         )
         .merge(web::routes())
+        .merge(notify::routes())
         .fallback(|| async { Answer::not_found("route") })
         .with_state(state)
 }
@@ -371,6 +378,7 @@ pub async fn serve(
     config.secure_cookies |= tls.is_some();
     let reap_every = config.reap_every;
     let flush_every = config.agents_flush_every;
+    let senders = notify::start(&store, &config.notify)?;
     let app = router(store.clone(), blobs, config);
     let reaper = tokio::spawn(reap(store.clone(), reap_every));
     let flusher = tokio::spawn(flush_agents(store.clone(), flush_every));
@@ -383,6 +391,9 @@ pub async fn serve(
     };
     reaper.abort();
     flusher.abort();
+    for s in senders {
+        s.abort();
+    }
     if let Err(e) = store.flush_agents().await {
         tracing::warn!("cannot record the agents' last-seen times: {e}");
     }
