@@ -75,6 +75,8 @@ pub struct Pool {
     /// The store: a SQLite file in `dir`, or a `postgres://` URL.
     pub database: String,
     lease_secs: u64,
+    /// More `runner server` flags (kept for restarts and replicas).
+    server_args: Vec<String>,
 }
 
 impl Pool {
@@ -86,7 +88,13 @@ impl Pool {
     /// A server with leases of `lease_secs` on `database` (a `postgres://` URL), or on a
     /// SQLite file in the pool's directory when `None`.
     pub fn start_on(lease_secs: u64, database: Option<String>) -> Pool {
+        Pool::start_with(lease_secs, database, &[])
+    }
+
+    /// As [`Pool::start_on`], the server run with more flags.
+    pub fn start_with(lease_secs: u64, database: Option<String>, server_args: &[&str]) -> Pool {
         stack();
+        let server_args: Vec<String> = server_args.iter().map(|a| a.to_string()).collect();
         let dir = tempfile::tempdir().unwrap();
         let db = database.unwrap_or_else(|| dir.path().join("jobs.db").display().to_string());
         let token = |role: &str| {
@@ -119,7 +127,8 @@ impl Pool {
         };
         let agent_token = token("agent");
         let submit_token = token("submit");
-        let (server, url, server_out) = spawn_server(dir.path(), &db, lease_secs, "127.0.0.1:0");
+        let (server, url, server_out) =
+            spawn_server(dir.path(), &db, lease_secs, "127.0.0.1:0", &server_args);
         Pool {
             dir,
             url,
@@ -129,6 +138,7 @@ impl Pool {
             submit_token,
             database: db,
             lease_secs,
+            server_args,
         }
     }
 
@@ -144,7 +154,13 @@ impl Pool {
         // The port was just freed: another process may not have taken it, but retry a
         // little in case the kernel has not released it yet.
         let (server, url, out) = eventually("the server to start again", 30, || {
-            spawn_server_checked(self.dir.path(), &self.database, self.lease_secs, &addr)
+            spawn_server_checked(
+                self.dir.path(),
+                &self.database,
+                self.lease_secs,
+                &addr,
+                &self.server_args,
+            )
         });
         assert_eq!(url, self.url);
         self.server = server;
@@ -158,6 +174,7 @@ impl Pool {
             &self.database,
             self.lease_secs,
             "127.0.0.1:0",
+            &self.server_args,
         );
         Replica {
             child,
@@ -322,8 +339,14 @@ impl Drop for Pool {
 
 /// `runner server --listen ADDR` on `db` with blobs in `dir/blobs`: the process, its URL
 /// and its output.
-fn spawn_server(dir: &Path, db: &str, lease_secs: u64, addr: &str) -> (Child, String, Lines) {
-    spawn_server_checked(dir, db, lease_secs, addr).expect("the server did not start")
+fn spawn_server(
+    dir: &Path,
+    db: &str,
+    lease_secs: u64,
+    addr: &str,
+    extra: &[String],
+) -> (Child, String, Lines) {
+    spawn_server_checked(dir, db, lease_secs, addr, extra).expect("the server did not start")
 }
 
 /// As [`spawn_server`], `None` when the server exits without saying where it listens.
@@ -332,6 +355,7 @@ fn spawn_server_checked(
     db: &str,
     lease_secs: u64,
     addr: &str,
+    extra: &[String],
 ) -> Option<(Child, String, Lines)> {
     let mut server = runner()
         .arg("--data-dir")
@@ -340,6 +364,7 @@ fn spawn_server_checked(
         .arg("--blobs")
         .arg(dir.join("blobs"))
         .args(["--lease-secs", &lease_secs.to_string()])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
