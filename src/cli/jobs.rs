@@ -736,6 +736,7 @@ impl SseParser {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod watch_tests {
     use super::*;
 

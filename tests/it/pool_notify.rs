@@ -445,4 +445,44 @@ fn postgres_outbox_delivers_after_an_outage_and_a_server_kill9() {
     let events = receiver.wait_finished(&job, 60);
     assert_eq!(kinds(&events), vec!["queued queued", "finished cancelled"]);
     assert_signed(&receiver.deliveries());
+
+    // The event stream from the start, then resumed after its first event.
+    let all = sse(&pool, &name, Some("0"), 2);
+    assert_eq!(
+        all.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
+        events
+    );
+    let rest = sse(&pool, &name, Some(&all[0].0), 1);
+    assert_eq!(rest, all[1..].to_vec());
+}
+
+/// `GET /v1/events?project=` (with `Last-Event-ID`): its first `n` events as (id, event).
+fn sse(pool: &Pool, project: &str, last_event_id: Option<&str>, n: usize) -> Vec<(String, Value)> {
+    let addr = pool.url.strip_prefix("http://").unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut req = format!(
+        "GET /v1/events?project={project} HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer {}\r\nrunner-protocol: 1\r\nAccept: text/event-stream\r\n",
+        pool.submit_token()
+    );
+    if let Some(id) = last_event_id {
+        req.push_str(&format!("Last-Event-ID: {id}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut r = BufReader::new(s);
+    let mut out = Vec::new();
+    let (mut id, mut line) = (String::new(), String::new());
+    while out.len() < n {
+        line.clear();
+        assert!(r.read_line(&mut line).unwrap() > 0, "the stream ended");
+        // Chunked framing lines are neither `id:` nor `data:`; skip them.
+        if let Some(v) = line.trim_end().strip_prefix("id: ") {
+            id = v.to_string();
+        } else if let Some(v) = line.trim_end().strip_prefix("data: ") {
+            out.push((id.clone(), serde_json::from_str(v).unwrap()));
+        }
+    }
+    out
 }

@@ -226,6 +226,11 @@ impl Pool {
         &self.agent_token
     }
 
+    /// The submit role's token (for a test that speaks HTTP itself).
+    pub fn submit_token(&self) -> &str {
+        &self.submit_token
+    }
+
     /// `runner` with RUNNER_SERVER and a submit token.
     pub fn cli(&self) -> Command {
         let mut c = runner();

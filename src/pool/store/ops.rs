@@ -1313,3 +1313,14 @@ pub async fn settle_delivery(
     .await?;
     Ok(())
 }
+
+/// Jobs not finished, or finished at or after `since` (ms): what the outbox reconciles.
+pub async fn jobs_to_reconcile(pool: &Pool, since: i64) -> Result<Vec<String>, StoreError> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE finished IS NULL OR finished >= $1 ORDER BY created, id",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await?;
+    Ok(ids)
+}

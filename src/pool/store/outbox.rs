@@ -204,9 +204,9 @@ impl Store {
         id: &str,
         attempt: u32,
         changes: &[Change<'_>],
-    ) -> Result<(), StoreError> {
+    ) -> Result<usize, StoreError> {
         let Some(job) = self.get(id).await? else {
-            return Ok(());
+            return Ok(0);
         };
         let config = self.outbox_config();
         let now = now_ms();
@@ -220,7 +220,29 @@ impl Store {
         if new > 0 {
             self.outbox.wake.notify_waiters();
         }
-        Ok(())
+        Ok(new)
+    }
+
+    /// Records the event of each job's current state if it is missing: a change commits
+    /// before its event is recorded, so a server killed between the two would lose that
+    /// event; run at start-up, this records it (event ids are stable, so an event already
+    /// there is left alone). Covers unfinished jobs and those finished within `window`.
+    pub async fn reconcile_outbox(&self, window: Duration) -> Result<usize, StoreError> {
+        let since = now_ms() - window.as_millis() as i64;
+        let ids: Vec<String> = read_op!(self, jobs_to_reconcile(since))?;
+        let mut n = 0;
+        for id in ids {
+            let Some(job) = self.get(&id).await? else {
+                continue;
+            };
+            let change = match job.state {
+                crate::pool::protocol::JobState::Queued => Change::Queued,
+                crate::pool::protocol::JobState::Running => Change::Started,
+                _ => Change::Finished,
+            };
+            n += self.try_outbox_record(&id, job.attempt, &[change]).await?;
+        }
+        Ok(n)
     }
 
     /// Events after `after` (their `seq`), oldest first, of one project or all.
@@ -281,8 +303,78 @@ impl Store {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::pool::store::{NewJob, StoreConfig};
+
+    #[tokio::test]
+    async fn a_change_whose_event_was_lost_is_recorded_at_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("jobs.db").display().to_string();
+        let store = Store::open(&StoreConfig { url: url.clone() })
+            .await
+            .unwrap();
+        store.set_outbox(OutboxConfig {
+            receivers: vec!["http://127.0.0.1:9/hook".into()],
+            public_url: None,
+        });
+        let job = NewJob {
+            id: "j1".into(),
+            project: "p".into(),
+            labels: Default::default(),
+            spec: "{}".into(),
+            max_attempts: 1,
+        };
+        store.submit(&job).await.unwrap();
+        store.cancel("j1").await.unwrap();
+        let events = store.events_after(0, None, 10).await.unwrap();
+        assert_eq!(events.len(), 2);
+        // The server died between the cancel's commit and its event's.
+        {
+            use sqlx::Connection;
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{url}"))
+                .await
+                .unwrap();
+            sqlx::query("DELETE FROM notify_events WHERE id = 'j1/0/finished'")
+                .execute(&mut c)
+                .await
+                .unwrap();
+            sqlx::query("DELETE FROM notify_deliveries WHERE event_seq = $1")
+                .bind(events[1].0)
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.events_after(0, None, 10).await.unwrap().len(), 1);
+        assert_eq!(
+            store
+                .reconcile_outbox(Duration::from_secs(3600))
+                .await
+                .unwrap(),
+            1
+        );
+        let events = store.events_after(0, None, 10).await.unwrap();
+        let types: Vec<String> = events
+            .iter()
+            .map(|(_, b)| serde_json::from_str::<serde_json::Value>(b).unwrap()["id"].to_string())
+            .collect();
+        assert_eq!(types, vec!["\"j1/0/queued\"", "\"j1/0/finished\""]);
+        // The delivery to the receiver is pending again, and a second pass adds nothing.
+        let d = store
+            .claim_delivery("http://127.0.0.1:9/hook", "l", Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.id, "j1/0/queued");
+        assert_eq!(
+            store
+                .reconcile_outbox(Duration::from_secs(3600))
+                .await
+                .unwrap(),
+            0
+        );
+    }
 
     #[test]
     fn phase_changes_are_read_from_build_events() {

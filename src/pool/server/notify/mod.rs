@@ -70,6 +70,8 @@ impl std::fmt::Debug for NotifyConfig {
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_BACKOFF: Duration = Duration::from_millis(500);
 const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Jobs finished this long ago or less are reconciled at start-up.
+const RECONCILE_WINDOW: Duration = Duration::from_secs(3600);
 const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// Why notifications cannot be set up.
@@ -145,6 +147,15 @@ pub fn start(
             .public_url
             .as_ref()
             .map(|u| u.trim_end_matches('/').to_string()),
+    });
+    // Events of changes committed just before a crash (see Store::reconcile_outbox).
+    let reconcile = store.clone();
+    tokio::spawn(async move {
+        match reconcile.reconcile_outbox(RECONCILE_WINDOW).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("recorded {n} job change notifications lost by a crash"),
+            Err(e) => tracing::warn!("cannot reconcile the notification outbox: {e}"),
+        }
     });
     let timeout = config.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let http = reqwest::Client::builder()
@@ -342,6 +353,7 @@ async fn events(State(st): St, headers: HeaderMap, Query(q): Query<EventsQuery>)
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
