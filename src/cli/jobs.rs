@@ -1,4 +1,4 @@
-//! `runner jobs list|show|logs|cancel|retry|artifacts`: jobs on a `runner server`. Also
+//! `runner jobs list|show|logs|cancel|retry|watch|artifacts`: jobs on a `runner server`. Also
 //! the connection flags and the log follower `runner submit --wait` shares.
 
 use super::exit::ExitStatus;
