@@ -454,35 +454,89 @@ fn postgres_outbox_delivers_after_an_outage_and_a_server_kill9() {
     );
     let rest = sse(&pool, &name, Some(&all[0].0), 1);
     assert_eq!(rest, all[1..].to_vec());
+
+    // On PostgreSQL a sequence number can commit after a higher one: a stream that has
+    // sent the higher one still sends the late one (rows written here as the race would).
+    let last: i64 = all[1].0.parse().unwrap();
+    let mut stream = SseReader::open(&pool, &name, Some(&all[1].0));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let insert = |seq: i64, id: &str| {
+        let body = serde_json::json!({"id": id, "type": "dev.runner.job.test",
+            "data": {"project": name}})
+        .to_string();
+        rt.block_on(async {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&pool.database).await.unwrap();
+            sqlx::query(
+                "INSERT INTO notify_events (seq, id, job_id, project, body, created) \
+                 VALUES ($1, $2, 'x', $3, $4, $5)",
+            )
+            .bind(seq)
+            .bind(id)
+            .bind(&name)
+            .bind(&body)
+            .bind(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as i64,
+            )
+            .execute(&mut c)
+            .await
+            .unwrap();
+        });
+    };
+    insert(last + 1000, "higher");
+    assert_eq!(stream.next().1["id"], "higher");
+    insert(last + 500, "late");
+    assert_eq!(stream.next().1["id"], "late");
 }
 
 /// `GET /v1/events?project=` (with `Last-Event-ID`): its first `n` events as (id, event).
 fn sse(pool: &Pool, project: &str, last_event_id: Option<&str>, n: usize) -> Vec<(String, Value)> {
-    let addr = pool.url.strip_prefix("http://").unwrap();
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut req = format!(
-        "GET /v1/events?project={project} HTTP/1.1\r\nHost: {addr}\r\n\
-         Authorization: Bearer {}\r\nrunner-protocol: 1\r\nAccept: text/event-stream\r\n",
-        pool.submit_token()
-    );
-    if let Some(id) = last_event_id {
-        req.push_str(&format!("Last-Event-ID: {id}\r\n"));
+    let mut r = SseReader::open(pool, project, last_event_id);
+    (0..n).map(|_| r.next()).collect()
+}
+
+/// An open `GET /v1/events` stream.
+struct SseReader(BufReader<TcpStream>);
+
+impl SseReader {
+    fn open(pool: &Pool, project: &str, last_event_id: Option<&str>) -> SseReader {
+        let addr = pool.url.strip_prefix("http://").unwrap();
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut req = format!(
+            "GET /v1/events?project={project} HTTP/1.1\r\nHost: {addr}\r\n\
+             Authorization: Bearer {}\r\nrunner-protocol: 1\r\nAccept: text/event-stream\r\n",
+            pool.submit_token()
+        );
+        if let Some(id) = last_event_id {
+            req.push_str(&format!("Last-Event-ID: {id}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        SseReader(BufReader::new(s))
     }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut r = BufReader::new(s);
-    let mut out = Vec::new();
-    let (mut id, mut line) = (String::new(), String::new());
-    while out.len() < n {
-        line.clear();
-        assert!(r.read_line(&mut line).unwrap() > 0, "the stream ended");
-        // Chunked framing lines are neither `id:` nor `data:`; skip them.
-        if let Some(v) = line.trim_end().strip_prefix("id: ") {
-            id = v.to_string();
-        } else if let Some(v) = line.trim_end().strip_prefix("data: ") {
-            out.push((id.clone(), serde_json::from_str(v).unwrap()));
+
+    /// The next event: (id, event).
+    fn next(&mut self) -> (String, Value) {
+        let (mut id, mut line) = (String::new(), String::new());
+        let start = std::time::Instant::now();
+        loop {
+            // Keep-alive comments come every 15 s: give up after a minute without an event.
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "gave up after 60 s waiting for an event on the stream"
+            );
+            line.clear();
+            assert!(self.0.read_line(&mut line).unwrap() > 0, "the stream ended");
+            // Chunked framing lines are neither `id:` nor `data:`; skip them.
+            if let Some(v) = line.trim_end().strip_prefix("id: ") {
+                id = v.to_string();
+            } else if let Some(v) = line.trim_end().strip_prefix("data: ") {
+                return (id, serde_json::from_str(v).unwrap());
+            }
         }
     }
-    out
 }

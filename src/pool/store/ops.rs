@@ -1190,31 +1190,38 @@ pub async fn record_events(
     Ok(new)
 }
 
-/// Events after `after` (a `seq`), oldest first, of one project or all.
+/// Events with `after < seq < before`, oldest first, of one project or all: (seq, body,
+/// recorded ms).
 pub async fn events_after(
     pool: &Pool,
     after: i64,
+    before: i64,
     project: Option<&str>,
     limit: i64,
-) -> Result<Vec<(i64, String)>, StoreError> {
-    let rows: Vec<(i64, String)> = match project {
+) -> Result<Vec<(i64, String, i64)>, StoreError> {
+    let rows: Vec<(i64, String, i64)> = match project {
         Some(p) => {
             sqlx::query_as(
-                "SELECT seq, body FROM notify_events WHERE seq > $1 AND project = $2 \
-                 ORDER BY seq LIMIT $3",
+                "SELECT seq, body, created FROM notify_events WHERE seq > $1 AND seq < $2 \
+                 AND project = $3 ORDER BY seq LIMIT $4",
             )
             .bind(after)
+            .bind(before)
             .bind(p)
             .bind(limit)
             .fetch_all(pool)
             .await?
         }
         None => {
-            sqlx::query_as("SELECT seq, body FROM notify_events WHERE seq > $1 ORDER BY seq LIMIT $2")
-                .bind(after)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
+            sqlx::query_as(
+                "SELECT seq, body, created FROM notify_events WHERE seq > $1 AND seq < $2 \
+                 ORDER BY seq LIMIT $3",
+            )
+            .bind(after)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
         }
     };
     Ok(rows)

@@ -252,7 +252,19 @@ impl Store {
         project: Option<&str>,
         limit: u32,
     ) -> Result<Vec<(i64, String)>, StoreError> {
-        read_op!(self, events_after(after, project, i64::from(limit)))
+        let rows = self.events_between(after, i64::MAX, project, limit).await?;
+        Ok(rows.into_iter().map(|(seq, body, _)| (seq, body)).collect())
+    }
+
+    /// Events with `after < seq < before`, oldest first: (seq, body, recorded ms).
+    pub async fn events_between(
+        &self,
+        after: i64,
+        before: i64,
+        project: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(i64, String, i64)>, StoreError> {
+        read_op!(self, events_after(after, before, project, i64::from(limit)))
     }
 
     /// The newest event's `seq` (0: none yet).

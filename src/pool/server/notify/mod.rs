@@ -291,11 +291,77 @@ struct EventsQuery {
     after: Option<i64>,
 }
 
+/// How long after an event is recorded a stream still looks for events with a lower
+/// `seq` (PostgreSQL: a sequence number can commit after a higher one).
+const LATE_WINDOW_MS: i64 = 10_000;
+
 struct Stream {
     store: Store,
     project: Option<String>,
+    /// The highest `seq` sent (what `Last-Event-ID` resumes after).
     after: i64,
+    /// PostgreSQL: every `seq` below this is settled; those above it already sent are in
+    /// `sent` (with when they were recorded), so a late commit is sent, once.
+    floor: i64,
+    sent: std::collections::BTreeMap<i64, i64>,
     queue: VecDeque<SseEvent>,
+}
+
+impl Stream {
+    fn push(&mut self, seq: i64, body: String, created: i64) {
+        let kind = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(String::from))
+            .unwrap_or_else(|| "message".into());
+        self.after = self.after.max(seq);
+        if self.store.is_postgres() {
+            self.sent.insert(seq, created);
+        }
+        self.queue.push_back(
+            SseEvent::default()
+                .id(self.after.to_string())
+                .event(kind)
+                .data(body),
+        );
+    }
+
+    /// Reads what is new; false when nothing was.
+    async fn poll(&mut self) -> Result<bool, crate::pool::store::StoreError> {
+        let project = self.project.clone();
+        let mut any = false;
+        if self.store.is_postgres() && self.floor < self.after {
+            let late = self
+                .store
+                .events_between(self.floor, self.after, project.as_deref(), 1000)
+                .await?;
+            for (seq, body, created) in late {
+                if !self.sent.contains_key(&seq) {
+                    self.push(seq, body, created);
+                    any = true;
+                }
+            }
+            let settled = now_ms() - LATE_WINDOW_MS;
+            while let Some((&seq, &created)) = self.sent.first_key_value() {
+                if created >= settled {
+                    break;
+                }
+                self.floor = self.floor.max(seq);
+                self.sent.remove(&seq);
+            }
+        }
+        let rows = self
+            .store
+            .events_between(self.after, i64::MAX, project.as_deref(), 200)
+            .await?;
+        for (seq, body, created) in rows {
+            self.push(seq, body, created);
+            any = true;
+        }
+        if !self.store.is_postgres() {
+            self.floor = self.after;
+        }
+        Ok(any)
+    }
 }
 
 async fn events(State(st): St, headers: HeaderMap, Query(q): Query<EventsQuery>) -> Res<Response> {
@@ -312,6 +378,8 @@ async fn events(State(st): St, headers: HeaderMap, Query(q): Query<EventsQuery>)
         store: st.store.clone(),
         project: q.project.filter(|p| !p.is_empty()),
         after,
+        floor: after,
+        sent: Default::default(),
         queue: VecDeque::new(),
     };
     let stream = futures_util::stream::unfold(s, |mut s| async move {
@@ -319,27 +387,9 @@ async fn events(State(st): St, headers: HeaderMap, Query(q): Query<EventsQuery>)
             if let Some(e) = s.queue.pop_front() {
                 return Some((Ok::<_, std::convert::Infallible>(e), s));
             }
-            match s
-                .store
-                .events_after(s.after, s.project.as_deref(), 200)
-                .await
-            {
-                Ok(rows) if !rows.is_empty() => {
-                    for (seq, body) in rows {
-                        s.after = seq;
-                        let kind = serde_json::from_str::<serde_json::Value>(&body)
-                            .ok()
-                            .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(String::from))
-                            .unwrap_or_else(|| "message".into());
-                        s.queue.push_back(
-                            SseEvent::default()
-                                .id(seq.to_string())
-                                .event(kind)
-                                .data(body),
-                        );
-                    }
-                }
-                Ok(_) => s.store.outbox_wait(Duration::from_secs(1)).await,
+            match s.poll().await {
+                Ok(true) => {}
+                Ok(false) => s.store.outbox_wait(Duration::from_secs(1)).await,
                 Err(e) => {
                     tracing::warn!("event stream: {e}");
                     tokio::time::sleep(Duration::from_secs(1)).await;
