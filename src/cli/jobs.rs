@@ -1,4 +1,4 @@
-//! `runner jobs list|show|logs|cancel|retry|artifacts`: jobs on a `runner server`. Also
+//! `runner jobs list|show|logs|cancel|retry|watch|artifacts`: jobs on a `runner server`. Also
 //! the connection flags and the log follower `runner submit --wait` shares.
 
 use super::exit::ExitStatus;
@@ -88,6 +88,18 @@ pub enum JobsCommand {
         #[command(flatten)]
         conn: Conn,
         id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print job state changes (queued, started, phase, finished) as they happen, from a
+    /// server-sent event stream; reconnects after a dropped connection without missing any
+    Watch {
+        #[command(flatten)]
+        conn: Conn,
+        /// Only this project's jobs
+        #[arg(long)]
+        project: Option<String>,
+        /// Each event as one line of JSON (a CloudEvent, as notification receivers get it)
         #[arg(long)]
         json: bool,
     },
@@ -192,6 +204,13 @@ async fn jobs(cmd: JobsCommand) -> Result<ExitStatus, ClientError> {
             } else {
                 println!("job {} queued again", job.id);
             }
+        }
+        JobsCommand::Watch {
+            conn,
+            project,
+            json,
+        } => {
+            watch(&conn.client()?, project.as_deref(), json).await?;
         }
         JobsCommand::Artifacts {
             conn,
@@ -606,5 +625,138 @@ mod tests {
         assert_eq!(job_exit(&job), ExitStatus::Fault);
         job.exit_code = Some(0);
         assert_eq!(job_exit(&job), ExitStatus::Success);
+    }
+}
+
+/// `runner jobs watch`: prints events until interrupted; after a dropped connection it
+/// connects again with `Last-Event-ID`, so no event is missed or printed twice.
+async fn watch(client: &PoolClient, project: Option<&str>, json: bool) -> Result<(), ClientError> {
+    use futures_util::StreamExt;
+    let mut last: Option<String> = None;
+    let mut connected_once = false;
+    loop {
+        let resp = match client.events(project, last.as_deref()).await {
+            Ok(r) => r,
+            Err(e) if connected_once && e.is_transient() => {
+                tracing::debug!("event stream: {e}; connecting again");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        connected_once = true;
+        let mut body = resp.bytes_stream();
+        let mut parser = SseParser::default();
+        while let Some(chunk) = body.next().await {
+            let Ok(chunk) = chunk else { break };
+            for ev in parser.feed(&chunk) {
+                if let Some(id) = ev.id {
+                    last = Some(id);
+                }
+                print_event(&ev.data, json);
+            }
+        }
+        // The stream ended (server restart, proxy timeout): resume where it stopped.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+fn print_event(data: &str, json: bool) {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = writeln!(out, "{data}");
+    } else {
+        let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+        let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let d = v.get("data").cloned().unwrap_or(Value::Null);
+        let kind = s(&v, "type");
+        let kind = kind.strip_prefix("dev.runner.job.").unwrap_or(&kind);
+        let mut line = format!(
+            "{} {:<8} {} #{} {} attempt {} {}",
+            s(&v, "time"),
+            kind,
+            s(&d, "project"),
+            d.get("build_number").and_then(Value::as_u64).unwrap_or(0),
+            s(&d, "job"),
+            d.get("attempt").and_then(Value::as_u64).unwrap_or(0),
+            s(&d, "status"),
+        );
+        if kind == "phase" {
+            line.push_str(&format!(" {} {}", s(&d, "phase"), s(&d, "phase_status")));
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = out.flush();
+}
+
+/// One server-sent event.
+#[derive(Debug, Default, PartialEq)]
+struct SseEvent {
+    id: Option<String>,
+    data: String,
+}
+
+/// A server-sent events parser (the parts `/v1/events` uses: `id:`, `data:`, comments).
+#[derive(Default)]
+struct SseParser {
+    buf: Vec<u8>,
+    id: Option<String>,
+    data: Vec<String>,
+}
+
+impl SseParser {
+    fn feed(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
+        self.buf.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        while let Some(nl) = self.buf.iter().position(|b| *b == b'\n') {
+            let raw: Vec<u8> = self.buf.drain(..=nl).collect();
+            let line = String::from_utf8_lossy(&raw);
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                if !self.data.is_empty() {
+                    out.push(SseEvent {
+                        id: self.id.take(),
+                        data: self.data.join("\n"),
+                    });
+                    self.data.clear();
+                }
+                self.id = None;
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "id" => self.id = Some(value.to_string()),
+                "data" => self.data.push(value.to_string()),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod watch_tests {
+    use super::*;
+
+    #[test]
+    fn sse_events_split_across_chunks() {
+        let mut p = SseParser::default();
+        assert!(p.feed(b": keep-alive\n\nid: 7\nevent: x\nda").is_empty());
+        let got = p.feed(b"ta: {\"a\":1}\n\nid: 8\r\ndata: b\r\n\r\n");
+        assert_eq!(
+            got,
+            vec![
+                SseEvent {
+                    id: Some("7".into()),
+                    data: "{\"a\":1}".into()
+                },
+                SseEvent {
+                    id: Some("8".into()),
+                    data: "b".into()
+                }
+            ]
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 use super::exit::ExitStatus;
 use crate::pool::protocol::Role;
+use crate::pool::server::notify::NotifyConfig;
 use crate::pool::server::{BlobStore, ServerConfig};
 use crate::pool::store::{Store, StoreConfig};
 use std::io::Write;
@@ -68,6 +69,34 @@ pub struct ServerArgs {
     /// The server's address as browsers reach it (the statuses link to job pages there).
     #[arg(long, env = "RUNNER_PUBLIC_URL")]
     public_url: Option<String>,
+    /// POST every job state change (queued, started, phase, finished) to this URL as a
+    /// signed CloudEvent; repeat for several receivers (RUNNER_NOTIFY: comma-separated)
+    #[arg(
+        long = "notify",
+        value_name = "URL",
+        env = "RUNNER_NOTIFY",
+        value_delimiter = ','
+    )]
+    notify: Vec<String>,
+    /// The HMAC-SHA256 key of the notifications' X-Runner-Signature-256 header; prefer
+    /// RUNNER_NOTIFY_SECRET, which `ps` does not show
+    #[arg(
+        long,
+        env = "RUNNER_NOTIFY_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    notify_secret: Option<String>,
+    /// One notification delivery's time limit; a failed one is tried again with
+    /// exponential backoff for up to --notify-max-age-secs
+    #[arg(long, env = "RUNNER_NOTIFY_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    notify_timeout_secs: u64,
+    /// The longest wait between two tries of a notification
+    #[arg(long, env = "RUNNER_NOTIFY_MAX_BACKOFF_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    notify_max_backoff_secs: u64,
+    /// A notification not delivered this long after its event is given up
+    #[arg(long, env = "RUNNER_NOTIFY_MAX_AGE_SECS", default_value_t = 86400, value_parser = clap::value_parser!(u64).range(1..=604800))]
+    notify_max_age_secs: u64,
 }
 
 /// The webhook settings from the flags; `Err` with what to fix.
@@ -236,11 +265,25 @@ async fn serve(args: ServerArgs) -> ExitStatus {
         eprintln!("error: {e}");
         return ExitStatus::Setup;
     }
-    let config = ServerConfig {
+    let mut config = ServerConfig {
         github,
         lease: Duration::from_secs(args.lease_secs),
         log_limit: args.log_limit_mib * 1024 * 1024,
         blob_limit: usize::try_from(args.blob_limit_mib * 1024 * 1024).unwrap_or(usize::MAX),
+        notify: NotifyConfig {
+            receivers: args
+                .notify
+                .iter()
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty())
+                .collect(),
+            secret: args.notify_secret.clone(),
+            public_url: args.public_url.clone(),
+            timeout: Some(Duration::from_secs(args.notify_timeout_secs)),
+            backoff: None,
+            max_backoff: Some(Duration::from_secs(args.notify_max_backoff_secs)),
+            max_age: Some(Duration::from_secs(args.notify_max_age_secs)),
+        },
         ..ServerConfig::default()
     };
     let listener = match tokio::net::TcpListener::bind(&args.listen).await {
@@ -269,6 +312,9 @@ async fn serve(args: ServerArgs) -> ExitStatus {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on {scheme}://{addr}");
         let _ = out.flush();
+    }
+    if config.notify.public_url.is_none() {
+        config.notify.public_url = Some(format!("{scheme}://{addr}"));
     }
     tracing::info!(%addr, postgres = store.is_postgres(), "runner server started");
     let tls = args.tls_cert.zip(args.tls_key);

@@ -392,6 +392,27 @@ impl PoolClient {
         Self::json("log", resp).await
     }
 
+    /// `GET /v1/events?project=`: the server-sent event stream of job state changes, from
+    /// after `last_event_id` (default: from now on). The answer's body is the stream.
+    pub async fn events(
+        &self,
+        project: Option<&str>,
+        last_event_id: Option<&str>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let mut url = self.url(&["v1", "events"]);
+        if let Some(p) = project {
+            url.query_pairs_mut().append_pair("project", p);
+        }
+        let mut req = self
+            .http
+            .get(url)
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        self.send("events", req).await
+    }
+
     /// `GET /v1/jobs/{id}/artifacts`.
     pub async fn artifacts(&self, id: &str) -> Result<ArtifactList, ClientError> {
         let url = self.url(&["v1", "jobs", id, "artifacts"]);

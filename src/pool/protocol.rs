@@ -22,6 +22,7 @@
 //! GET  /v1/jobs/{id}/log?attempt=&after=&wait=    [submit] LogPage (long-polls ≤ 30 s)
 //! GET  /v1/jobs/{id}/artifacts                    [submit] ArtifactList
 //! GET  /v1/jobs/{id}/artifacts/{name}             [submit] bytes
+//! GET  /v1/events?project=  (Last-Event-ID)      [submit] text/event-stream of CloudEvents
 //! POST /v1/agent/claim           Claim            [agent]  200 Assignment | 204 none
 //! GET  /v1/agent/blobs/{sha256}                   [agent]  the source archive
 //! POST /v1/agent/jobs/{id}/{attempt}/heartbeat  Fence   [agent] Heartbeat | 409

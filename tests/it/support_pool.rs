@@ -75,7 +75,7 @@ pub struct Pool {
     /// The store: a SQLite file in `dir`, or a `postgres://` URL.
     pub database: String,
     lease_secs: u64,
-    /// Further `runner server` arguments (every replica gets them).
+    /// More `runner server` flags (kept for restarts and replicas).
     server_args: Vec<String>,
 }
 
@@ -88,12 +88,17 @@ impl Pool {
     /// A server with leases of `lease_secs` on `database` (a `postgres://` URL), or on a
     /// SQLite file in the pool's directory when `None`.
     pub fn start_on(lease_secs: u64, database: Option<String>) -> Pool {
-        Pool::start_with(lease_secs, database, &[])
+        Pool::start_with(lease_secs, database, &[] as &[&str])
     }
 
-    /// As [`Pool::start_on`], the server started with `server_args` too.
-    pub fn start_with(lease_secs: u64, database: Option<String>, server_args: &[String]) -> Pool {
+    /// As [`Pool::start_on`], the server run with more flags.
+    pub fn start_with(
+        lease_secs: u64,
+        database: Option<String>,
+        server_args: &[impl AsRef<str>],
+    ) -> Pool {
         stack();
+        let server_args: Vec<String> = server_args.iter().map(|a| a.as_ref().to_string()).collect();
         let dir = tempfile::tempdir().unwrap();
         let db = database.unwrap_or_else(|| dir.path().join("jobs.db").display().to_string());
         let token = |role: &str| {
@@ -127,7 +132,7 @@ impl Pool {
         let agent_token = token("agent");
         let submit_token = token("submit");
         let (server, url, server_out) =
-            spawn_server(dir.path(), &db, lease_secs, "127.0.0.1:0", server_args);
+            spawn_server(dir.path(), &db, lease_secs, "127.0.0.1:0", &server_args);
         Pool {
             dir,
             url,
@@ -137,7 +142,7 @@ impl Pool {
             submit_token,
             database: db,
             lease_secs,
-            server_args: server_args.to_vec(),
+            server_args,
         }
     }
 
@@ -223,6 +228,11 @@ impl Pool {
     /// The agent role's token (for a test that speaks the protocol itself).
     pub fn agent_token(&self) -> &str {
         &self.agent_token
+    }
+
+    /// The submit role's token (for a test that speaks HTTP itself).
+    pub fn submit_token(&self) -> &str {
+        &self.submit_token
     }
 
     /// `runner` with RUNNER_SERVER and a submit token.

@@ -9,6 +9,7 @@
 
 pub mod blobs;
 mod metrics;
+pub mod notify;
 mod web;
 pub mod webhooks;
 
@@ -65,6 +66,8 @@ pub struct ServerConfig {
     /// GitHub webhooks and commit statuses (`POST /v1/webhooks/github` answers 404
     /// without).
     pub github: Option<GithubConfig>,
+    /// Job state changes pushed to receivers (see [`notify`]).
+    pub notify: notify::NotifyConfig,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +85,7 @@ impl Default for ServerConfig {
             agents_flush_every: Duration::from_secs(5),
             secure_cookies: false,
             github: None,
+            notify: notify::NotifyConfig::default(),
         }
     }
 }
@@ -100,6 +104,8 @@ pub enum ServeError {
     Tls(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Notify(#[from] notify::NotifyError),
 }
 
 struct AppState {
@@ -362,6 +368,7 @@ pub fn router(store: Store, blobs: BlobStore, config: ServerConfig) -> Router {
             post(webhooks::github).layer(DefaultBodyLimit::max(webhooks::BODY_LIMIT)),
         )
         .merge(web::routes())
+        .merge(notify::routes())
         .fallback(|| async { Answer::not_found("route") })
         .with_state(state)
 }
@@ -381,6 +388,7 @@ pub async fn serve(
     config.secure_cookies |= tls.is_some();
     let reap_every = config.reap_every;
     let flush_every = config.agents_flush_every;
+    let senders = notify::start(&store, &config.notify)?;
     let app = router(store.clone(), blobs, config);
     let reaper = tokio::spawn(reap(store.clone(), reap_every));
     let flusher = tokio::spawn(flush_agents(store.clone(), flush_every));
@@ -393,6 +401,9 @@ pub async fn serve(
     };
     reaper.abort();
     flusher.abort();
+    for s in senders {
+        s.abort();
+    }
     if let Err(e) = store.flush_agents().await {
         tracing::warn!("cannot record the agents' last-seen times: {e}");
     }

@@ -154,6 +154,8 @@ pub struct Store {
     /// PostgreSQL: claims may hold at most this many of the pool's connections at once,
     /// so a herd of polling agents never starves submits, completions and heartbeats.
     claim_slots: Arc<tokio::sync::Semaphore>,
+    /// The notification outbox's settings (see [`outbox`]).
+    outbox: Arc<outbox::Outbox>,
 }
 
 /// PostgreSQL connections, and how many of them claims may use at once.
@@ -314,6 +316,7 @@ impl Store {
             hub,
             seen: Arc::new(Mutex::new(HashMap::new())),
             claim_slots: Arc::new(tokio::sync::Semaphore::new(PG_CLAIM_SLOTS)),
+            outbox: Arc::default(),
         })
     }
 
@@ -365,6 +368,8 @@ impl Store {
         let key = key.as_str();
         let now = now_ms();
         let view = write_op!(self, None, submit(r job, r key, v now))?;
+        self.outbox_record(&view.id, 0, outbox::Change::Queued)
+            .await;
         self.notify(Notice::Queued(key.to_string())).await;
         Ok(view)
     }
@@ -474,11 +479,16 @@ impl Store {
         };
         let now = now_ms();
         let expires = now + lease_for.as_millis() as i64;
-        write_op!(
+        let claimed = write_op!(
             self,
             budget,
             claim(r agent, r keys, r lease, v expires, v now)
-        )
+        )?;
+        if let Some(c) = &claimed {
+            self.outbox_record(&c.id, c.attempt, outbox::Change::Started)
+                .await;
+        }
+        Ok(claimed)
     }
 
     /// Extends the attempt's lease; answers whether a cancel was asked.
@@ -521,6 +531,7 @@ impl Store {
             None,
             append_log(r id, v attempt, r lease, v seq, r data, v limit)
         )?;
+        self.outbox_phases(id, attempt, seq as u64, data).await;
         self.notify(Notice::Log(id.to_string())).await;
         Ok(())
     }
@@ -580,6 +591,8 @@ impl Store {
             )
         )?;
         if changed {
+            self.outbox_record(id, attempt, outbox::Change::Finished)
+                .await;
             self.notify(Notice::Finished(id.to_string())).await;
         }
         Ok(view)
@@ -589,6 +602,11 @@ impl Store {
         let now = now_ms();
         let requeued: Option<String> =
             write_op!(self, None, release(r id, v attempt, r lease, v now))?;
+        let change = match requeued {
+            Some(_) => outbox::Change::Queued,
+            None => outbox::Change::Finished,
+        };
+        self.outbox_record(id, attempt, change).await;
         match requeued {
             Some(key) => self.notify(Notice::Queued(key)).await,
             None => self.notify(Notice::Finished(id.to_string())).await,
@@ -599,6 +617,10 @@ impl Store {
     pub async fn cancel(&self, id: &str) -> Result<JobView, StoreError> {
         let now = now_ms();
         let (view, notice) = write_op!(self, None, cancel(r id, v now))?;
+        if let Some(Notice::Finished(_)) = &notice {
+            self.outbox_record(id, view.attempt, outbox::Change::Finished)
+                .await;
+        }
         if let Some(n) = notice {
             self.notify(n).await;
         }
@@ -608,6 +630,8 @@ impl Store {
     pub async fn retry(&self, id: &str) -> Result<JobView, StoreError> {
         let now = now_ms();
         let (view, key) = write_op!(self, None, retry(r id, v now))?;
+        self.outbox_record(id, view.attempt, outbox::Change::Queued)
+            .await;
         self.notify(Notice::Queued(key)).await;
         Ok(view)
     }
@@ -618,6 +642,11 @@ impl Store {
         let expired: Vec<(Expired, String)> = write_op!(self, None, expire_leases(v now))?;
         let mut out = Vec::with_capacity(expired.len());
         for (e, key) in expired {
+            let change = match e.ended {
+                None => outbox::Change::Queued,
+                Some(_) => outbox::Change::Finished,
+            };
+            self.outbox_record(&e.id, e.attempt, change).await;
             match e.ended {
                 None => self.notify(Notice::Queued(key)).await,
                 Some(_) => self.notify(Notice::Finished(e.id.clone())).await,
@@ -921,3 +950,6 @@ impl Store {
         read_op!(self, web_agents())
     }
 }
+
+pub mod outbox;
+pub use outbox::{DueDelivery, OutEvent, OutboxConfig};

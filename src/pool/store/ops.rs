@@ -75,6 +75,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
              merged_at TEXT NOT NULL, merge_sha TEXT, delivery TEXT NOT NULL, \
              PRIMARY KEY (repo, number))",
     ),
+    // 5: the notification outbox (see crate::pool::server::notify).
+    (5, NOTIFY_DDL),
 ];
 
 /// Takes the project's next build number (in the submit's transaction or statement).
@@ -1217,4 +1219,212 @@ pub async fn merged_prs(pool: &Pool, repo: &str) -> Result<Vec<super::MergedPr>,
         });
     }
     Ok(out)
+}
+
+// ---- notification outbox (crate::pool::server::notify) ----------------------------
+
+/// Job state changes (`notify_events`, also the `/v1/events` stream) and one delivery row
+/// per (event, receiver URL) that receivers' senders claim with a lease, as agents claim
+/// jobs.
+const NOTIFY_DDL: &str = if PG {
+    "CREATE TABLE notify_events (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, \
+     job_id TEXT NOT NULL, project TEXT NOT NULL, body TEXT NOT NULL, created BIGINT NOT NULL); \
+     CREATE INDEX notify_events_project ON notify_events (project, seq); \
+     CREATE TABLE notify_deliveries (receiver TEXT NOT NULL, event_seq BIGINT NOT NULL, \
+     job_id TEXT NOT NULL, state TEXT NOT NULL, tries BIGINT NOT NULL DEFAULT 0, \
+     next_try BIGINT NOT NULL, created BIGINT NOT NULL, lease TEXT, lease_expires BIGINT, \
+     PRIMARY KEY (receiver, event_seq)); \
+     CREATE INDEX notify_deliveries_due ON notify_deliveries (receiver, state, next_try)"
+} else {
+    "CREATE TABLE notify_events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, \
+     job_id TEXT NOT NULL, project TEXT NOT NULL, body TEXT NOT NULL, created BIGINT NOT NULL); \
+     CREATE INDEX notify_events_project ON notify_events (project, seq); \
+     CREATE TABLE notify_deliveries (receiver TEXT NOT NULL, event_seq BIGINT NOT NULL, \
+     job_id TEXT NOT NULL, state TEXT NOT NULL, tries BIGINT NOT NULL DEFAULT 0, \
+     next_try BIGINT NOT NULL, created BIGINT NOT NULL, lease TEXT, lease_expires BIGINT, \
+     PRIMARY KEY (receiver, event_seq)); \
+     CREATE INDEX notify_deliveries_due ON notify_deliveries (receiver, state, next_try)"
+};
+
+/// Records events (idempotent by event id) and a pending delivery of each new one to
+/// every receiver, in one transaction. Answers how many were new.
+pub async fn record_events(
+    conn: &mut Conn,
+    events: &[super::OutEvent],
+    receivers: &[String],
+    now: i64,
+) -> Result<usize, StoreError> {
+    let mut tx = conn.begin().await?;
+    let mut new = 0;
+    for e in events {
+        let seq: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO notify_events (id, job_id, project, body, created) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING RETURNING seq",
+        )
+        .bind(&e.id)
+        .bind(&e.job_id)
+        .bind(&e.project)
+        .bind(&e.body)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(seq) = seq else { continue };
+        new += 1;
+        for r in receivers {
+            sqlx::query(
+                "INSERT INTO notify_deliveries (receiver, event_seq, job_id, state, next_try, \
+                 created) VALUES ($1, $2, $3, 'pending', $4, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(r)
+            .bind(seq)
+            .bind(&e.job_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(new)
+}
+
+/// Events with `after < seq < before`, oldest first, of one project or all: (seq, body,
+/// recorded ms).
+pub async fn events_after(
+    pool: &Pool,
+    after: i64,
+    before: i64,
+    project: Option<&str>,
+    limit: i64,
+) -> Result<Vec<(i64, String, i64)>, StoreError> {
+    let rows: Vec<(i64, String, i64)> = match project {
+        Some(p) => {
+            sqlx::query_as(
+                "SELECT seq, body, created FROM notify_events WHERE seq > $1 AND seq < $2 \
+                 AND project = $3 ORDER BY seq LIMIT $4",
+            )
+            .bind(after)
+            .bind(before)
+            .bind(p)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }
+        None => {
+            sqlx::query_as(
+                "SELECT seq, body, created FROM notify_events WHERE seq > $1 AND seq < $2 \
+                 ORDER BY seq LIMIT $3",
+            )
+            .bind(after)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    Ok(rows)
+}
+
+/// The newest event's `seq` (0 when none).
+pub async fn last_event(pool: &Pool) -> Result<i64, StoreError> {
+    let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM notify_events")
+        .fetch_one(pool)
+        .await?;
+    Ok(seq.unwrap_or(0))
+}
+
+/// Whether a delivery to `receiver` may be due (a read: an idle sender skips the writer).
+pub async fn any_delivery_due(pool: &Pool, receiver: &str, now: i64) -> Result<bool, StoreError> {
+    let due: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM notify_deliveries WHERE receiver = $1 AND state = 'pending' \
+         AND next_try <= $2 AND (lease_expires IS NULL OR lease_expires < $2) LIMIT 1",
+    )
+    .bind(receiver)
+    .bind(now)
+    .fetch_optional(pool)
+    .await?;
+    Ok(due.is_some())
+}
+
+/// Claims the oldest due delivery to `receiver` whose job has no earlier pending one (so
+/// a job's events go out in order, on any number of replicas): (seq, tries so far,
+/// event id, body, created).
+pub async fn claim_delivery(
+    conn: &mut Conn,
+    receiver: &str,
+    lease: &str,
+    expires: i64,
+    now: i64,
+) -> Result<Option<super::DueDelivery>, StoreError> {
+    let sql = format!(
+        "UPDATE notify_deliveries SET lease = $1, lease_expires = $2, tries = tries + 1 \
+         WHERE receiver = $3 AND state = 'pending' \
+         AND (lease_expires IS NULL OR lease_expires < $4) AND event_seq = ( \
+           SELECT d.event_seq FROM notify_deliveries d WHERE d.receiver = $3 \
+           AND d.state = 'pending' AND d.next_try <= $4 \
+           AND (d.lease_expires IS NULL OR d.lease_expires < $4) \
+           AND NOT EXISTS (SELECT 1 FROM notify_deliveries e WHERE e.receiver = d.receiver \
+             AND e.job_id = d.job_id AND e.state = 'pending' AND e.event_seq < d.event_seq) \
+           ORDER BY d.event_seq LIMIT 1{SKIP_LOCKED}) \
+         RETURNING event_seq, tries, created"
+    );
+    let mut tx = conn.begin().await?;
+    let row: Option<(i64, i64, i64)> = sqlx::query_as(&sql)
+        .bind(lease)
+        .bind(expires)
+        .bind(receiver)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some((seq, tries, created)) = row else {
+        tx.rollback().await?;
+        return Ok(None);
+    };
+    let (id, body): (String, String) =
+        sqlx::query_as("SELECT id, body FROM notify_events WHERE seq = $1")
+            .bind(seq)
+            .fetch_one(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    Ok(Some(super::DueDelivery {
+        seq,
+        tries: tries as u32,
+        id,
+        body,
+        created_ms: created,
+    }))
+}
+
+/// Ends a claimed delivery (fenced by its lease): `next_try` `None` = delivered or given
+/// up (`state`), else pending again from then.
+pub async fn settle_delivery(
+    conn: &mut Conn,
+    receiver: &str,
+    seq: i64,
+    lease: &str,
+    state: &str,
+    next_try: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE notify_deliveries SET state = $1, next_try = $2, lease = NULL, \
+         lease_expires = NULL WHERE receiver = $3 AND event_seq = $4 AND lease = $5",
+    )
+    .bind(state)
+    .bind(next_try)
+    .bind(receiver)
+    .bind(seq)
+    .bind(lease)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Jobs not finished, or finished at or after `since` (ms): what the outbox reconciles.
+pub async fn jobs_to_reconcile(pool: &Pool, since: i64) -> Result<Vec<String>, StoreError> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE finished IS NULL OR finished >= $1 ORDER BY created, id",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await?;
+    Ok(ids)
 }
