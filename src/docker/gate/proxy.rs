@@ -245,10 +245,33 @@ async fn resolve(state: &State, need: &Need) -> Result<(), Reply> {
     }
 }
 
+/// Reads and drops a refused request's body, up to 1 GiB (beyond, the connection closes
+/// and the client sees a broken pipe instead of the message).
+async fn drain(mut body: Incoming) {
+    const LIMIT: u64 = 1 << 30;
+    let mut read = 0u64;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(data) = frame.data_ref() {
+            read += data.len() as u64;
+            if read > LIMIT {
+                break;
+            }
+        }
+    }
+}
+
 async fn handle(state: &State, mut req: Request<Incoming>) -> Result<Response<GateBody>, Reply> {
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
-    let mut route: Route = policy::route(&method, &path)?;
+    let mut route: Route = match policy::route(&method, &path) {
+        Ok(route) => route,
+        Err(denied) => {
+            // Read what the client is still sending (an archive for `docker load`), so it
+            // gets the refusal's message rather than a broken pipe.
+            drain(req.into_body()).await;
+            return Err(denied.into());
+        }
+    };
     for (kind, index) in route.owned.clone() {
         let Some(id) = route.segments.get(index).cloned() else {
             continue;
