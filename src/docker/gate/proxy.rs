@@ -245,6 +245,31 @@ async fn resolve(state: &State, need: &Need) -> Result<(), Reply> {
     }
 }
 
+/// Everything decided before the body is read: the route, owned objects resolved to full
+/// ids, the query checked and rewritten, what it needs, mapped registries.
+async fn check(
+    state: &State,
+    method: &str,
+    path: &str,
+    query: &str,
+) -> Result<(Route, policy::Pairs, Option<(String, String)>), Reply> {
+    let mut route: Route = policy::route(method, path)?;
+    for (kind, index) in route.owned.clone() {
+        let Some(id) = route.segments.get(index).cloned() else {
+            continue;
+        };
+        let full_id = own(state, kind, &id).await?;
+        route.segments[index] = full_id;
+    }
+    let pairs = policy::parse_query(query);
+    let (pairs, needs) = policy::check_query(route.query, pairs, &state.scope)?;
+    for n in &needs {
+        resolve(state, n).await?;
+    }
+    let (pairs, tag_after_pull) = map_registry(state, &mut route, pairs).await?;
+    Ok((route, pairs, tag_after_pull))
+}
+
 /// Reads and drops a refused request's body, up to 1 GiB (beyond, the connection closes
 /// and the client sees a broken pipe instead of the message).
 async fn drain(mut body: Incoming) {
@@ -263,28 +288,16 @@ async fn drain(mut body: Incoming) {
 async fn handle(state: &State, mut req: Request<Incoming>) -> Result<Response<GateBody>, Reply> {
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
-    let mut route: Route = match policy::route(&method, &path) {
-        Ok(route) => route,
-        Err(denied) => {
-            // Read what the client is still sending (an archive for `docker load`), so it
+    let query = req.uri().query().unwrap_or("").to_string();
+    let (route, pairs, tag_after_pull) = match check(state, &method, &path, &query).await {
+        Ok(checked) => checked,
+        Err(reply) => {
+            // Read what the client is still sending (a build context, an archive), so it
             // gets the refusal's message rather than a broken pipe.
             drain(req.into_body()).await;
-            return Err(denied.into());
+            return Err(reply);
         }
     };
-    for (kind, index) in route.owned.clone() {
-        let Some(id) = route.segments.get(index).cloned() else {
-            continue;
-        };
-        let full_id = own(state, kind, &id).await?;
-        route.segments[index] = full_id;
-    }
-    let pairs = policy::parse_query(req.uri().query().unwrap_or(""));
-    let (pairs, needs) = policy::check_query(route.query, pairs, &state.scope)?;
-    for n in &needs {
-        resolve(state, n).await?;
-    }
-    let (pairs, tag_after_pull) = map_registry(state, &mut route, pairs).await?;
     let client_upgrade = (route.upgrade && req.headers().contains_key(UPGRADE))
         .then(|| hyper::upgrade::on(&mut req));
 
