@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+use crate::support::output_text as text;
 use crate::support::{repo_root, Project};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
@@ -45,15 +46,6 @@ fn serve_once(zip: Vec<u8>) -> String {
         stream.write_all(&body).unwrap();
     });
     format!("http://{addr}")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn scan(p: &Project, adv: &Path, args: &[&str]) -> Output {

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+use crate::support::output_text as text;
 use crate::support::{repo_root, stack};
 use crate::support_registry::Registry;
 use serde_json::Value;
@@ -23,15 +24,6 @@ fn runner(data: &std::path::Path) -> Command {
         .env_remove("RUNNER_REGISTRY_USER")
         .env("DOCKER_CONFIG", data.join("no-docker-config"));
     c
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn indep(args: &[&str]) -> Output {

@@ -9,6 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+use crate::support::output_text as text;
 use crate::support::{repo_root, stack};
 use crate::support_moto::moto;
 use crate::support_registry::{Registry, ECR_PASSWORD, ECR_USER};
@@ -16,15 +17,6 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::process::{Command, Output};
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn runner(data: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_runner"));

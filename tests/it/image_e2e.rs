@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+use crate::support::output_text as text;
 use crate::support::{repo_root, stack};
 use crate::support_moto::moto;
 use crate::support_registry::{Proxy, Registry, ECR_HOST, ECR_PASSWORD, ECR_USER};
@@ -75,15 +76,6 @@ impl Env {
             .env_remove("RUNNER_IMAGE");
         c
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// The independent verifier/signer, with the registry's credentials.

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+use crate::support::output_text as text;
 use crate::support::stack;
 use crate::support_registry::{Registry, ECR_PASSWORD, ECR_USER};
 use std::os::unix::fs::PermissionsExt;
@@ -64,15 +65,6 @@ fn push(reg: &Registry, config_dir: &Path, bin: &Path, name: &str) -> Output {
         .unwrap();
     let _ = Command::new("docker").args(["rmi", &local]).output();
     out
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+use crate::support::output_text as text;
 use crate::support::stack;
 use crate::support_registry::Registry;
 use std::io::{Read, Write};
@@ -101,15 +102,6 @@ fn push(port: u16, name: &str) -> Output {
         .unwrap();
     let _ = Command::new("docker").args(["rmi", &local]).output();
     out
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]

@@ -253,3 +253,14 @@ impl Run {
         )
     }
 }
+
+/// A finished process's exit code, standard output and standard error, for assertion
+/// messages.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
