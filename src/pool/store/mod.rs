@@ -12,6 +12,7 @@
 //! `LISTEN` task, so a job submitted to one replica wakes an agent waiting on another.
 
 pub mod hub;
+mod pg_batch;
 mod writer;
 
 use crate::pool::protocol::{
@@ -151,16 +152,16 @@ pub struct Store {
     /// Agent last-seen times, kept here and written in batches by [`Store::flush_agents`]
     /// rather than one upsert per claim.
     seen: Arc<Mutex<Seen>>,
-    /// PostgreSQL: claims may hold at most this many of the pool's connections at once,
-    /// so a herd of polling agents never starves submits, completions and heartbeats.
-    claim_slots: Arc<tokio::sync::Semaphore>,
+    /// PostgreSQL: claims and completions are group-committed (see [`pg_batch`]); a
+    /// few batches at a time, so a herd of polling agents holds a few of the pool's
+    /// connections and never starves submits and heartbeats.
+    pg_batch: Option<Arc<pg_batch::PgBatch>>,
     /// The notification outbox's settings (see [`outbox`]).
     outbox: Arc<outbox::Outbox>,
 }
 
-/// PostgreSQL connections, and how many of them claims may use at once.
+/// PostgreSQL connections.
 const PG_CONNECTIONS: u32 = 32;
-const PG_CLAIM_SLOTS: usize = 16;
 
 /// Runs a write operation: on SQLite through the writer's next batch (owned arguments),
 /// on PostgreSQL on a pooled connection. Arguments are marked `r` (a reference, cloned
@@ -297,8 +298,16 @@ impl Store {
     /// Opens (creating a SQLite file if needed) and migrates the store.
     pub async fn open(config: &StoreConfig) -> Result<Store, StoreError> {
         let hub = Arc::new(Hub::new());
+        let outbox: Arc<outbox::Outbox> = Arc::default();
+        let mut pg_batch = None;
         let backend = if is_postgres(&config.url) {
-            Backend::Postgres(pg_ops::open(&config.url, hub.clone()).await?)
+            let pool = pg_ops::open(&config.url, hub.clone()).await?;
+            pg_batch = Some(Arc::new(pg_batch::PgBatch::start(
+                pool.clone(),
+                outbox.clone(),
+                hub.clone(),
+            )));
+            Backend::Postgres(pool)
         } else {
             let path = config
                 .url
@@ -315,8 +324,8 @@ impl Store {
             backend: Arc::new(backend),
             hub,
             seen: Arc::new(Mutex::new(HashMap::new())),
-            claim_slots: Arc::new(tokio::sync::Semaphore::new(PG_CLAIM_SLOTS)),
-            outbox: Arc::default(),
+            pg_batch,
+            outbox,
         })
     }
 
@@ -460,25 +469,25 @@ impl Store {
         budget: Option<Duration>,
         look_first: bool,
     ) -> Result<Option<Claimed>, StoreError> {
-        // PostgreSQL's claim is one statement that finds nothing just as cheaply.
-        if look_first && !self.is_postgres() && !read_op!(self, any_queued(keys))? {
-            return Ok(None);
-        }
-        let _slot = if self.is_postgres() {
-            let busy = || StoreError::Busy("every claim slot stayed taken".into());
-            let acquire = self.claim_slots.acquire();
-            Some(match budget {
-                Some(b) => tokio::time::timeout(b, acquire)
-                    .await
-                    .map_err(|_| busy())?
-                    .map_err(|_| busy())?,
-                None => acquire.await.map_err(|_| busy())?,
-            })
-        } else {
-            None
-        };
         let now = now_ms();
         let expires = now + lease_for.as_millis() as i64;
+        if let Some(pg) = &self.pg_batch {
+            // One batch statement per label-key group finds nothing just as cheaply; the
+            // `started` event is recorded in the claim's transaction.
+            if keys.is_empty() {
+                return Ok(None);
+            }
+            let req = pg_batch::ClaimReq {
+                agent: agent.to_string(),
+                keys: keys.to_vec(),
+                lease: lease.to_string(),
+                expires,
+            };
+            return pg.claims.run(req, budget).await;
+        }
+        if look_first && !read_op!(self, any_queued(keys))? {
+            return Ok(None);
+        }
         let claimed = write_op!(
             self,
             budget,
@@ -575,6 +584,23 @@ impl Store {
         log_chunks: u64,
     ) -> Result<JobView, StoreError> {
         let log_chunks = log_chunks as i64;
+        if let Some(pg) = &self.pg_batch {
+            // The usual completion, group-committed with its `finished` event and
+            // `NOTIFY`; anything else (a repeat, fenced, log chunks missing) goes the
+            // single way below, which tells those apart.
+            let req = pg_batch::CompleteReq {
+                id: id.to_string(),
+                attempt,
+                lease: lease.to_string(),
+                conclusion,
+                exit_code,
+                message: message.map(str::to_string),
+                log_chunks,
+            };
+            if let Some(view) = pg.completes.run(req, None).await? {
+                return Ok(view);
+            }
+        }
         let now = now_ms();
         let (view, changed) = write_op!(
             self,

@@ -170,7 +170,7 @@ pub async fn submit(
     view_from(row, Vec::new())
 }
 
-fn job_row(row: &<Db as sqlx::Database>::Row) -> Result<JobRow, sqlx::Error> {
+pub(super) fn job_row(row: &<Db as sqlx::Database>::Row) -> Result<JobRow, sqlx::Error> {
     Ok(JobRow {
         id: row.try_get("id")?,
         state: row.try_get("state")?,

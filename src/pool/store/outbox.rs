@@ -50,7 +50,17 @@ pub struct OutboxConfig {
 #[derive(Default)]
 pub(super) struct Outbox {
     config: RwLock<OutboxConfig>,
-    wake: tokio::sync::Notify,
+    pub(super) wake: tokio::sync::Notify,
+}
+
+impl Outbox {
+    /// The settings new events are recorded with.
+    pub(super) fn config(&self) -> OutboxConfig {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 /// A change to record.
@@ -69,7 +79,7 @@ pub(super) enum Change<'a> {
 }
 
 /// The CloudEvent of `change` of `job` (its attempt `attempt`).
-fn cloud_event(
+pub(super) fn cloud_event(
     config: &OutboxConfig,
     job: &JobView,
     attempt: u32,
