@@ -45,6 +45,7 @@ mod support_pg;
 mod pool_e2e;
 mod pool_faults;
 mod pool_notify;
+mod pool_pg_batch;
 mod pool_server;
 mod pool_web;
 mod pool_web_browser;
