@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::support_pg;
-use runner::pool::protocol::{claimable_keys, Conclusion, JobState};
+use runner::pool::protocol::{claimable_keys, label_key, Conclusion, JobState};
 use runner::pool::store::{Claimed, NewJob, Store, StoreConfig};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -70,9 +70,14 @@ async fn pool_pg_batch_concurrent_claims_and_completions_share_commits_and_stay_
     let mut set = tokio::task::JoinSet::new();
     for i in 0..50 {
         let store = store.clone();
-        let agent_labels = if i < 20 { gpu.clone() } else { BTreeMap::new() };
+        // Disjoint keys (a `pool=gpu` agent could also take unlabelled jobs; then who
+        // gets what would depend on timing): 20 claimers for 10 gpu jobs, 30 for 30.
+        let keys = if i < 20 {
+            vec![label_key(&gpu)]
+        } else {
+            claimable_keys(&BTreeMap::new())
+        };
         set.spawn(async move {
-            let keys = claimable_keys(&agent_labels);
             let lease = format!("lease-{i}");
             let c = store
                 .claim(
@@ -102,9 +107,12 @@ async fn pool_pg_batch_concurrent_claims_and_completions_share_commits_and_stay_
     for (i, _, c) in &got {
         let c = c.as_ref().unwrap();
         assert_eq!(c.attempt, 1);
-        if gpu_jobs.contains(&c.id) {
-            assert!(*i < 20, "gpu job {} went to plain agent-{i}", c.id);
-        }
+        assert_eq!(
+            gpu_jobs.contains(&c.id),
+            *i < 20,
+            "job {} went to agent-{i} of the other label",
+            c.id
+        );
     }
     // Old code: each claim committed on its own, and its outbox event in a second
     // transaction (≥ 80 transactions for 40 claims).
