@@ -508,7 +508,8 @@ fn version_downloads_a_release_checked_by_its_sha256() {
 /// it between jobs); the next run with the same version checks the cached copy's
 /// SHA-256 again and runs it without a request to the release server. A cached binary
 /// changed between runs is never run: it is removed and the release downloaded again.
-/// `cache: false` downloads every time.
+/// `cache: false` downloads every time; an entry without its `.complete` marker is not
+/// taken.
 #[test]
 fn version_is_kept_in_the_tool_cache_and_checked_again() {
     support::stack();
@@ -619,6 +620,24 @@ fn version_is_kept_in_the_tool_cache_and_checked_again() {
     let fourth = step_lines(&log, step).join("\n");
     assert!(!fourth.contains("from the tool cache"), "{fourth}");
     assert!(fourth.contains("released runner is running"), "{fourth}");
+
+    // 5. An entry without its .complete marker (a job stopped while writing it) is not
+    // taken: downloaded again and completed.
+    std::fs::remove_file(&marker).expect("remove the marker");
+    let (ok, log) = act_install_run(
+        "cache.yml",
+        &unique("cache5"),
+        &server,
+        act_cache.path(),
+        &[],
+    );
+    assert!(ok, "act failed:\n{log}");
+    assert_eq!(server.requests().len(), 8, "{:?}", server.requests());
+    let fifth = step_lines(&log, step).join("\n");
+    assert!(!fifth.contains("from the tool cache"), "{fifth}");
+    assert!(fifth.contains("released runner is running"), "{fifth}");
+    let record = std::fs::read_to_string(&marker).expect("the .complete marker");
+    assert!(record.contains(&format!("sha256={sha}\n")), "{record}");
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
