@@ -593,7 +593,7 @@ fn version_is_kept_in_the_tool_cache_and_checked_again() {
     assert_eq!(server.requests().len(), 4, "{:?}", server.requests());
     let third = step_lines(&log, step).join("\n");
     assert!(
-        third.contains(&format!("not {sha} as recorded when it was downloaded")),
+        third.contains(&format!("not {sha} as recorded when it was kept")),
         "{third}"
     );
     assert!(
@@ -1112,4 +1112,141 @@ fn release_outputs_and_summary_show_image_digest_signature_and_pull_request() {
     assert!(has(&format!("- Signature: signed {digest} with ")), "{log}");
     assert!(has(&format!("- GitOps pull request: {pr}")), "{log}");
     assert!(!log.contains(token), "the GitOps token leaked:\n{log}");
+}
+
+/// No binary, no version, no runner on PATH: the action builds runner with `cargo
+/// install` from its own source (a stand-in cargo first on PATH here, counting its runs)
+/// and keeps the result in the tool cache under the SHA-256 of the action's files. The
+/// next run of the same source checks the cached copy's SHA-256 and builds nothing; a
+/// cached binary changed between runs is never run (built again); other source files
+/// are another key (built again).
+#[test]
+fn cargo_build_is_kept_in_the_tool_cache_keyed_by_the_source() {
+    support::stack();
+    let tools = tempfile::tempdir().expect("tempdir");
+    let program = release_program("built runner is running");
+    let sha = sha256_hex(program.as_bytes());
+    let built = tools.path().join("built-runner");
+    std::fs::write(&built, &program).expect("built runner");
+    let runs = tools.path().join("cargo-runs");
+    let bin = tools.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("bin dir");
+    let cargo = bin.join("cargo");
+    std::fs::write(
+        &cargo,
+        format!(
+            "#!/bin/sh\n# cargo install ... --root R: the \"built\" runner in R/bin\necho \"$*\" >>'{}'\nroot=\nwhile [ $# -gt 0 ]; do\n  case $1 in --root) root=$2; shift ;; esac\n  shift\ndone\nmkdir -p \"$root/bin\" && cp '{}' \"$root/bin/runner\" && chmod +x \"$root/bin/runner\"\n",
+            runs.display(),
+            built.display()
+        ),
+    )
+    .expect("cargo stand-in");
+    run(Command::new("chmod").arg("+x").arg(&cargo));
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let on_path = Command::new("sh")
+        .args(["-c", "command -v runner"])
+        .env("PATH", &path)
+        .output()
+        .expect("sh");
+    assert!(
+        !on_path.status.success(),
+        "a runner on PATH ({}) would be used instead of cargo: remove it to run this test",
+        String::from_utf8_lossy(&on_path.stdout).trim()
+    );
+    let builds = || {
+        std::fs::read_to_string(&runs)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let act_cache = tempfile::tempdir().expect("tempdir");
+    let act_run_source = |project: &str| {
+        let repo = checkout("source.yml", project);
+        let out = act_command(repo.path(), "source.yml")
+            .arg("--action-cache-path")
+            .arg(act_cache.path())
+            .env("PATH", &path)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run act");
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "act failed:\n{log}");
+        assert!(log.contains("source checked: built=succeeded"), "{log}");
+        step_lines(&log, "Build with runner built from source").join("\n")
+    };
+    let entries = || -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(act_cache.path().join("tool_cache/runner"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with("source-"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        dirs.sort();
+        dirs
+    };
+    // The same checkout (project name included) for the first three runs.
+    let project = unique("source");
+
+    // 1. Built by cargo and kept.
+    let first = act_run_source(&project);
+    assert_eq!(builds(), 1, "{first}");
+    assert!(
+        first.contains(&format!("by cargo, SHA-256 {sha}")),
+        "{first}"
+    );
+    assert!(first.contains("built runner is running"), "{first}");
+    let kept = entries();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let entry = kept[0].join("x86_64-unknown-linux-gnu");
+    assert_eq!(
+        std::fs::read_to_string(entry.join("runner")).expect("the cached runner"),
+        program
+    );
+    let record = std::fs::read_to_string(entry.with_extension("complete")).expect("the marker");
+    assert!(record.contains(&format!("sha256={sha}\n")), "{record}");
+
+    // 2. The same source: checked again and run, not built.
+    let second = act_run_source(&project);
+    assert_eq!(builds(), 1, "{second}");
+    assert!(
+        second.contains(&format!(
+            "from the tool cache ({}), SHA-256 {sha} verified",
+            entry.display()
+        )),
+        "{second}"
+    );
+    assert!(second.contains("built runner is running"), "{second}");
+
+    // 3. The cached binary changed: never run, built again.
+    std::fs::write(
+        entry.join("runner"),
+        release_program("tampered cached runner is running"),
+    )
+    .expect("tamper with the cache");
+    let third = act_run_source(&project);
+    assert!(
+        !third.contains("tampered cached runner is running"),
+        "the tampered cached runner ran:\n{third}"
+    );
+    assert_eq!(builds(), 2, "{third}");
+    assert!(third.contains(&format!("not {sha} as recorded")), "{third}");
+    assert!(third.contains("built runner is running"), "{third}");
+
+    // 4. Other source files (the project's name in app/runner.yml): another key.
+    let fourth = act_run_source(&unique("source-changed"));
+    assert_eq!(builds(), 3, "{fourth}");
+    assert!(!fourth.contains("from the tool cache"), "{fourth}");
+    assert_eq!(entries().len(), 2, "{:?}", entries());
 }
