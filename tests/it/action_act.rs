@@ -1119,7 +1119,7 @@ fn release_outputs_and_summary_show_image_digest_signature_and_pull_request() {
 /// and keeps the result in the tool cache under the SHA-256 of the action's files. The
 /// next run of the same source checks the cached copy's SHA-256 and builds nothing; a
 /// cached binary changed between runs is never run (built again); other source files
-/// are another key (built again).
+/// are another key (built again); the three builds used last are kept.
 #[test]
 fn cargo_build_is_kept_in_the_tool_cache_keyed_by_the_source() {
     support::stack();
@@ -1249,4 +1249,18 @@ fn cargo_build_is_kept_in_the_tool_cache_keyed_by_the_source() {
     assert_eq!(builds(), 3, "{fourth}");
     assert!(!fourth.contains("from the tool cache"), "{fourth}");
     assert_eq!(entries().len(), 2, "{:?}", entries());
+
+    // 5. Two more sources: the three builds used last are kept, the first one goes.
+    act_run_source(&unique("source-changed-again"));
+    let sixth = act_run_source(&unique("source-changed-once-more"));
+    assert_eq!(builds(), 5, "{sixth}");
+    assert_eq!(entries().len(), 3, "{:?}", entries());
+    assert!(!entry.exists(), "{sixth}");
+    assert!(
+        sixth.contains(&format!(
+            "removed the older build {} from the tool cache",
+            kept[0].display()
+        )),
+        "{sixth}"
+    );
 }
