@@ -1,0 +1,264 @@
+//! `docker buildx` through runner's gate: BuildKit's gRPC API (`POST /grpc`, what
+//! `docker buildx build` with the docker driver speaks, and plain `docker build` when the
+//! buildx plugin is installed) is served call by call, so a build can neither run a step
+//! in the host's network namespace (`--network host`, the `network.host` entitlement) nor
+//! write a `runner/…` image name through an exporter, while ordinary builds keep working
+//! (streams and trailers forwarded).
+//!
+//! The build image is runner/debian:bookworm with the host's docker client and Debian's
+//! buildx plugin (docker-buildx from trixie, its SHA256 pinned below), downloaded once
+//! per machine into ~/.cache/runner-test and kept by tag.
+
+use crate::build_docker::{docker, unique, which_docker};
+use crate::support::{stack, Project, Run};
+use sha2::{Digest, Sha256};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Bump when the Dockerfile or the plugin changes.
+const BUILDX_IMAGE: &str = "runner-test/buildx:1";
+
+/// Debian trixie's docker-buildx (`Filename` and `SHA256` of its `Packages` index).
+const DEB_URL: &str =
+    "http://deb.debian.org/debian/pool/main/d/docker-buildx/docker-buildx_0.13.1+ds1-3_amd64.deb";
+/// The same file in Debian's snapshot archive, for when the pool has moved on.
+const DEB_SNAPSHOT_URL: &str = "http://snapshot.debian.org/archive/debian/20250415T000000Z/pool/main/d/docker-buildx/docker-buildx_0.13.1+ds1-3_amd64.deb";
+const DEB_SHA256: &str = "fcf8c48204d1603c8f209451d7827eb91bf30759578baf7704e9e1a87e5f1d7f";
+
+const DOCKERFILE: &str = "FROM runner/debian:bookworm
+COPY docker /usr/local/bin/docker
+COPY docker-buildx.deb /tmp/docker-buildx.deb
+RUN dpkg-deb -x /tmp/docker-buildx.deb /tmp/bx \\
+ && install -D -m 0755 /tmp/bx/usr/libexec/docker/cli-plugins/docker-buildx \\
+      /usr/libexec/docker/cli-plugins/docker-buildx \\
+ && rm -rf /tmp/bx /tmp/docker-buildx.deb \\
+ && docker buildx version
+";
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The plugin's .deb, from the cache or downloaded (and checked) into it.
+fn buildx_deb() -> Result<Vec<u8>, String> {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))
+        .ok_or("neither XDG_CACHE_HOME nor HOME is set")?
+        .join("runner-test");
+    let file = cache.join("docker-buildx_0.13.1+ds1-3_amd64.deb");
+    if let Ok(bytes) = std::fs::read(&file) {
+        if sha256_hex(&bytes) == DEB_SHA256 {
+            return Ok(bytes);
+        }
+    }
+    std::fs::create_dir_all(&cache).map_err(|e| format!("{}: {e}", cache.display()))?;
+    let part = cache.join(format!("docker-buildx.deb.{}", std::process::id()));
+    let mut errors = Vec::new();
+    for url in [DEB_URL, DEB_SNAPSHOT_URL] {
+        let out = Command::new("curl")
+            .args(["-fsSL", "--retry", "3", "-o"])
+            .arg(&part)
+            .arg(url)
+            .output()
+            .map_err(|e| format!("curl: {e}"))?;
+        if !out.status.success() {
+            errors.push(format!(
+                "{url}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+            continue;
+        }
+        let bytes = std::fs::read(&part).map_err(|e| format!("{}: {e}", part.display()))?;
+        let got = sha256_hex(&bytes);
+        if got != DEB_SHA256 {
+            errors.push(format!("{url}: SHA256 {got}, expected {DEB_SHA256}"));
+            continue;
+        }
+        std::fs::rename(&part, &file).map_err(|e| format!("{}: {e}", file.display()))?;
+        return Ok(bytes);
+    }
+    let _ = std::fs::remove_file(&part);
+    Err(format!(
+        "cannot download docker-buildx: {}",
+        errors.join("; ")
+    ))
+}
+
+/// The build image with docker and buildx, built first when missing.
+fn buildx_image() -> &'static str {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let r = READY.get_or_init(|| {
+        stack();
+        if docker(&["image", "inspect", BUILDX_IMAGE]).0 {
+            return Ok(());
+        }
+        let deb = buildx_deb()?;
+        let ctx = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+        std::fs::write(ctx.path().join("docker-buildx.deb"), deb).map_err(|e| e.to_string())?;
+        std::fs::copy(which_docker(), ctx.path().join("docker")).map_err(|e| e.to_string())?;
+        std::fs::write(ctx.path().join("Dockerfile"), DOCKERFILE).map_err(|e| e.to_string())?;
+        let out = Command::new("docker")
+            .args(["build", "-q", "--force-rm", "-t", BUILDX_IMAGE])
+            .arg(ctx.path())
+            .env("DOCKER_BUILDKIT", "0")
+            .output()
+            .map_err(|e| format!("docker build: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "building {BUILDX_IMAGE} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
+    });
+    match r {
+        Ok(()) => BUILDX_IMAGE,
+        Err(e) => panic!("the buildx test image is unavailable: {e}"),
+    }
+}
+
+fn build(p: &Project) -> Run {
+    let mut c = p.runner();
+    c.args(["build", "--json", "--privileged", "--image", buildx_image()])
+        .arg("--source")
+        .arg(p.path());
+    Run::from(c.output().unwrap_or_else(|e| panic!("run runner: {e}")))
+}
+
+fn image_exists(name: &str) -> bool {
+    docker(&["image", "inspect", name]).0
+}
+
+/// A RUN step that says whether it sees the host's network: the host has the engine's
+/// `docker0` bridge, a build step's own namespace does not. The marker is assembled by
+/// the shell so BuildKit's echo of the command line never contains it.
+fn network_probe_dockerfile(token: &str) -> String {
+    format!(
+        "FROM runner/busybox:latest\n\
+         RUN echo {token}; ip -o link > /tmp/links; \
+         if grep -q docker0 /tmp/links; then echo SAW-HOST-$(echo NETWORK); \
+         else echo OWN-$(echo NAMESPACE); fi\n"
+    )
+}
+
+#[test]
+fn buildx_with_the_host_network_is_refused_by_the_gate() {
+    let p = Project::new();
+    p.write("Dockerfile", &network_probe_dockerfile(&unique("probe")));
+    p.write(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n\
+         \x20     - docker buildx version\n\
+         \x20     - docker buildx build --progress plain --network host . 2>&1 | sed 's/^/bx| /'\n\
+         \x20     - docker buildx build --progress plain --allow security.insecure . 2>&1 | sed 's/^/insecure| /'\n",
+    );
+    let run = build(&p);
+    assert_eq!(run.status(), "SUCCEEDED", "{}", run.debug());
+    assert!(
+        !run.logs().iter().any(|l| l.contains("SAW-HOST-NETWORK")),
+        "a BuildKit step ran in the host's network namespace:\n{}",
+        run.debug()
+    );
+    for (prefix, entitlement) in [
+        ("bx| ", "network.host"),
+        ("insecure| ", "security.insecure"),
+    ] {
+        assert!(
+            run.logs().iter().any(|l| l.starts_with(prefix)
+                && l.contains(&format!(
+                    "runner's Docker gate refuses BuildKit entitlement {entitlement}"
+                ))),
+            "{entitlement} was not refused by the gate:\n{}",
+            run.debug()
+        );
+    }
+}
+
+#[test]
+fn buildx_cannot_write_runners_own_images() {
+    let (loaded, exported) = ("runner/gate-poison-bx:1", "runner/gate-poison-bx-out:1");
+    let gone = || {
+        for name in [loaded, exported] {
+            let _ = docker(&["image", "rm", "--force", name]);
+        }
+    };
+    gone();
+    let p = Project::new();
+    p.write(
+        "Dockerfile",
+        &format!(
+            "FROM runner/busybox:latest\nRUN echo {} > /poison\n",
+            unique("poison")
+        ),
+    );
+    p.write(
+        "buildspec.yml",
+        &format!(
+            "version: 0.2\nphases:\n  build:\n    commands:\n\
+             \x20     - docker buildx build --progress plain -t {loaded} --load . 2>&1 | sed 's/^/load| /'\n\
+             \x20     - docker buildx build --progress plain --output type=image,name=docker.io/{exported} . 2>&1 | sed 's/^/output| /'\n"
+        ),
+    );
+    let run = build(&p);
+    let landed = (image_exists(loaded), image_exists(exported));
+    gone();
+    assert_eq!(run.status(), "SUCCEEDED", "{}", run.debug());
+    assert!(!landed.0, "buildx --load wrote {loaded}:\n{}", run.debug());
+    assert!(
+        !landed.1,
+        "buildx --output type=image wrote {exported}:\n{}",
+        run.debug()
+    );
+    for prefix in ["load| ", "output| "] {
+        assert!(
+            run.logs().iter().any(|l| l.starts_with(prefix)
+                && l.contains("runner's own base images")
+                && l.contains("runner's Docker gate")),
+            "{prefix}was not refused by the gate:\n{}",
+            run.debug()
+        );
+    }
+}
+
+#[test]
+fn buildx_builds_load_and_run_through_the_gate() {
+    let p = Project::new();
+    let tag = unique("gate-bx-app");
+    let token = unique("bx-built");
+    p.write("marker.txt", "copied-by-buildx\n");
+    p.write(
+        "Dockerfile",
+        &format!(
+            "FROM runner/busybox:latest\nCOPY marker.txt /marker.txt\nRUN echo {token} > /built\n"
+        ),
+    );
+    // A step's own network namespace is the default: the probe prints its marker.
+    p.write("probe/Dockerfile", &network_probe_dockerfile(&token));
+    p.write(
+        "buildspec.yml",
+        &format!(
+            "version: 0.2\nphases:\n  build:\n    commands:\n\
+             \x20     - docker buildx build --progress plain -t {tag}:1 --load .\n\
+             \x20     - docker run --rm {tag}:1 cat /built /marker.txt\n\
+             \x20     - docker build -q -t {tag}:2 . >/dev/null && echo plain-build-ok\n\
+             \x20     - docker buildx build --progress plain probe 2>&1 | sed 's/^/probe| /'\n"
+        ),
+    );
+    let run = build(&p);
+    let _ = docker(&["rmi", &format!("{tag}:1"), &format!("{tag}:2")]);
+    assert_eq!(run.status(), "SUCCEEDED", "{}", run.debug());
+    assert!(run.has_line(&token), "{}", run.debug());
+    assert!(run.has_line("copied-by-buildx"), "{}", run.debug());
+    assert!(run.has_line("plain-build-ok"), "{}", run.debug());
+    assert!(
+        run.logs()
+            .iter()
+            .any(|l| l.starts_with("probe| ") && l.contains("OWN-NAMESPACE")),
+        "{}",
+        run.debug()
+    );
+}
