@@ -262,3 +262,90 @@ fn buildx_builds_load_and_run_through_the_gate() {
         run.debug()
     );
 }
+
+/// POSTs a file to the gate's socket (perl: the build image has no curl) and prints the
+/// answer: `post.pl PATH FILE`.
+const POST_PL: &str = r#"use strict;
+use IO::Socket::UNIX;
+my ($path, $file) = @ARGV;
+open(my $fh, '<:raw', $file) or die "$file: $!";
+my $body = do { local $/; <$fh> };
+close $fh;
+my $s = IO::Socket::UNIX->new(Peer => '/var/run/docker.sock') or die "connect: $!";
+binmode $s;
+print $s "POST $path HTTP/1.1\r\nHost: docker\r\nContent-Type: application/x-tar\r\n"
+  . "Content-Length: " . length($body) . "\r\nConnection: close\r\n\r\n" . $body;
+while (my $line = <$s>) { print $line; }
+"#;
+
+/// `%XX` for everything but unreserved characters.
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn buildkit_through_the_classic_build_endpoint_cannot_name_runners_own_images() {
+    // `/build?version=2` is BuildKit behind the classic endpoint: it needs no session
+    // when the context is uploaded, and its `outputs` name the image (no `t` needed).
+    let (poison, own) = ("runner/gate-poison-v2:1", unique("gate-v2-own"));
+    let gone = || {
+        let _ = docker(&["image", "rm", "--force", poison]);
+        let _ = docker(&["image", "rm", "--force", &format!("{own}:1")]);
+    };
+    gone();
+    let outputs = |name: &str| {
+        query_escape(&format!(
+            r#"[{{"Type":"moby","Attrs":{{"name":"{name}"}}}}]"#
+        ))
+    };
+    let p = Project::new();
+    p.write("post.pl", POST_PL);
+    p.write(
+        "ctx/Dockerfile",
+        &format!(
+            "FROM runner/busybox:latest\nRUN echo {} > /v2\n",
+            unique("v2")
+        ),
+    );
+    p.write(
+        "buildspec.yml",
+        &format!(
+            "version: 0.2\nphases:\n  build:\n    commands:\n\
+             \x20     - tar -C ctx -cf ctx.tar Dockerfile\n\
+             \x20     - perl post.pl '/v1.41/build?version=2&outputs={}' ctx.tar | grep -v buildkit.trace | sed 's/^/poison| /'\n\
+             \x20     - perl post.pl '/v1.41/build?version=2&outputs={}' ctx.tar | grep -v buildkit.trace | sed 's/^/own| /'\n",
+            outputs(poison),
+            outputs(&format!("{own}:1")),
+        ),
+    );
+    let run = build(&p);
+    let landed = (image_exists(poison), image_exists(&format!("{own}:1")));
+    gone();
+    assert_eq!(run.status(), "SUCCEEDED", "{}", run.debug());
+    assert!(
+        !landed.0,
+        "/build?version=2 outputs wrote {poison}:\n{}",
+        run.debug()
+    );
+    assert!(
+        run.logs().iter().any(|l| l.starts_with("poison| ")
+            && l.contains("runner's own base images")
+            && l.contains("runner's Docker gate")),
+        "the outputs name was not refused by the gate:\n{}",
+        run.debug()
+    );
+    // The same request with a name of the build's own works: the check is not a wall.
+    assert!(
+        landed.1,
+        "/build?version=2 with outputs failed:\n{}",
+        run.debug()
+    );
+}
