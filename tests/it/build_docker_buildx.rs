@@ -18,11 +18,14 @@ use std::sync::OnceLock;
 /// Bump when the Dockerfile or the plugin changes.
 const BUILDX_IMAGE: &str = "runner-test/buildx:1";
 
-/// Debian trixie's docker-buildx (`Filename` and `SHA256` of its `Packages` index).
-const DEB_URL: &str =
-    "http://deb.debian.org/debian/pool/main/d/docker-buildx/docker-buildx_0.13.1+ds1-3_amd64.deb";
-/// The same file in Debian's snapshot archive, for when the pool has moved on.
-const DEB_SNAPSHOT_URL: &str = "http://snapshot.debian.org/archive/debian/20250415T000000Z/pool/main/d/docker-buildx/docker-buildx_0.13.1+ds1-3_amd64.deb";
+/// Debian trixie's docker-buildx (`Filename` and `SHA256` of its `Packages` index),
+/// under a mirror: RUNNER_DEBIAN_MIRROR (as for scripts/images.sh), else deb.debian.org,
+/// else Debian's snapshot archive for when the pool has moved on.
+const DEB_PATH: &str = "pool/main/d/docker-buildx/docker-buildx_0.13.1+ds1-3_amd64.deb";
+const DEB_MIRRORS: [&str; 2] = [
+    "http://deb.debian.org/debian",
+    "http://snapshot.debian.org/archive/debian/20250415T000000Z",
+];
 const DEB_SHA256: &str = "fcf8c48204d1603c8f209451d7827eb91bf30759578baf7704e9e1a87e5f1d7f";
 
 const DOCKERFILE: &str = "FROM runner/debian:bookworm
@@ -58,11 +61,17 @@ fn buildx_deb() -> Result<Vec<u8>, String> {
     std::fs::create_dir_all(&cache).map_err(|e| format!("{}: {e}", cache.display()))?;
     let part = cache.join(format!("docker-buildx.deb.{}", std::process::id()));
     let mut errors = Vec::new();
-    for url in [DEB_URL, DEB_SNAPSHOT_URL] {
+    let mirrors = std::env::var("RUNNER_DEBIAN_MIRROR")
+        .ok()
+        .filter(|m| !m.trim().is_empty())
+        .into_iter()
+        .chain(DEB_MIRRORS.iter().map(|m| m.to_string()));
+    for mirror in mirrors {
+        let url = format!("{}/{DEB_PATH}", mirror.trim_end_matches('/'));
         let out = Command::new("curl")
             .args(["-fsSL", "--retry", "3", "-o"])
             .arg(&part)
-            .arg(url)
+            .arg(&url)
             .output()
             .map_err(|e| format!("curl: {e}"))?;
         if !out.status.success() {
