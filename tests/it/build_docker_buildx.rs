@@ -301,7 +301,8 @@ fn query_escape(s: &str) -> String {
 }
 
 #[test]
-fn buildkit_through_the_classic_build_endpoint_cannot_name_runners_own_images() {
+fn buildkit_through_the_classic_build_endpoint_cannot_name_runners_images_or_use_the_host_network()
+{
     // `/build?version=2` is BuildKit behind the classic endpoint: it needs no session
     // when the context is uploaded, and its `outputs` name the image (no `t` needed).
     let (poison, own) = ("runner/gate-poison-v2:1", unique("gate-v2-own"));
@@ -324,11 +325,27 @@ fn buildkit_through_the_classic_build_endpoint_cannot_name_runners_own_images() 
             unique("v2")
         ),
     );
+    // A step asking for the host's network itself: the engine refuses it without the
+    // network.host entitlement (or, before dockerfile 1.3, does not know the flag).
+    p.write(
+        "nethost/Dockerfile",
+        &network_probe_dockerfile(&unique("v2-probe")).replace("RUN ", "RUN --network=host "),
+    );
+    // The same probe without the flag: its marker shows the decoding below finds one.
+    p.write(
+        "probe/Dockerfile",
+        &network_probe_dockerfile(&unique("v2-probe")),
+    );
     p.write(
         "buildspec.yml",
         &format!(
             "version: 0.2\nphases:\n  build:\n    commands:\n\
              \x20     - tar -C ctx -cf ctx.tar Dockerfile\n\
+             \x20     - tar -C nethost -cf nethost.tar Dockerfile\n\
+             \x20     - tar -C probe -cf probe.tar Dockerfile\n\
+             \x20     - perl post.pl '/v1.41/build?version=2' probe.tar | sed 's/^/probe| /'\n\
+             \x20     - perl post.pl '/v1.41/build?version=2' nethost.tar | sed 's/^/nethost| /'\n\
+             \x20     - perl post.pl '/v1.41/build?version=2&networkmode=host' ctx.tar | sed 's/^/netmode| /'\n\
              \x20     - perl post.pl '/v1.41/build?version=2&outputs={}' ctx.tar | grep -v buildkit.trace | sed 's/^/poison| /'\n\
              \x20     - perl post.pl '/v1.41/build?version=2&outputs={}' ctx.tar | grep -v buildkit.trace | sed 's/^/own| /'\n",
             outputs(poison),
@@ -349,6 +366,48 @@ fn buildkit_through_the_classic_build_endpoint_cannot_name_runners_own_images() 
             && l.contains("runner's own base images")
             && l.contains("runner's Docker gate")),
         "the outputs name was not refused by the gate:\n{}",
+        run.debug()
+    );
+    // BuildKit's progress is base64 in `moby.buildkit.trace` records: look for the
+    // marker there too.
+    let decoded = |prefix: &str| -> Vec<String> {
+        run.logs()
+            .iter()
+            .filter(|l| l.starts_with(prefix))
+            .flat_map(|l| l.split('"').map(str::to_string).collect::<Vec<_>>())
+            .filter_map(|field| {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.decode(field).ok()
+            })
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .collect()
+    };
+    assert!(
+        decoded("probe| ")
+            .iter()
+            .any(|l| l.contains("OWN-NAMESPACE")),
+        "the probe's marker was not found in BuildKit's progress:\n{}",
+        run.debug()
+    );
+    let decoded = decoded("nethost| ");
+    assert!(
+        !run.logs().iter().any(|l| l.contains("SAW-HOST-NETWORK"))
+            && !decoded.iter().any(|l| l.contains("SAW-HOST-NETWORK")),
+        "RUN --network=host saw the host's network through /build?version=2:\n{}",
+        run.debug()
+    );
+    assert!(
+        run.logs()
+            .iter()
+            .any(|l| l.starts_with("nethost| ") && l.contains("errorDetail")),
+        "RUN --network=host did not fail:\n{}",
+        run.debug()
+    );
+    assert!(
+        run.logs()
+            .iter()
+            .any(|l| l.starts_with("netmode| ") && l.contains("--network host is not allowed")),
+        "{}",
         run.debug()
     );
     // The same request with a name of the build's own works: the check is not a wall.
