@@ -621,4 +621,34 @@ async fn statuses_survive(database: Option<String>) {
             .all(|r| r["status"] == 201),
         "{recorded}"
     );
+    // The restarted server counted the three posts, and nothing waits any more.
+    let metrics = reqwest::get(format!("{}/metrics", pool.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "runner_notify_deliveries_total{receiver=\"github:statuses\",result=\"ok\"} 3\n"
+        ),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("runner_notify_pending{"), "{metrics}");
+    // A month on, the retention sweep deletes the delivered rows, their events and the
+    // delivery id (in this dialect's SQL); the same delivery then makes a new job.
+    let store = runner::pool::store::Store::open(&runner::pool::store::StoreConfig {
+        url: pool.database.clone(),
+    })
+    .await
+    .unwrap();
+    let day = std::time::Duration::from_secs(24 * 3600);
+    let month = runner::pool::store::now_ms() + 31 * day.as_millis() as i64;
+    let pruned = store.prune(month, 7 * day, 30 * day).await.unwrap();
+    assert_eq!(pruned.deliveries, 3, "{pruned:?}");
+    assert_eq!(pruned.webhook_deliveries, 1, "{pruned:?}");
+    assert!(pruned.events >= 3, "{pruned:?}");
+    assert!(store.pending_deliveries().await.unwrap().is_empty());
+    let (status, again) = deliver(&pool, "push", "d-durable-1", &body, SECRET).await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
 }
