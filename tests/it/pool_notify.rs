@@ -42,7 +42,7 @@ struct Receiver {
 
 impl Receiver {
     fn start(hang: bool) -> Receiver {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let l = listener_outside_ephemeral_range();
         let addr = l.local_addr().unwrap();
         let mut r = Receiver {
             addr,
@@ -127,6 +127,28 @@ impl Drop for Receiver {
     fn drop(&mut self) {
         self.down();
     }
+}
+
+/// A loopback listener on a port outside the kernel's ephemeral range. A test that stops
+/// listening and listens again on the same port (an outage) would otherwise, with other
+/// tests connecting out meanwhile, find the port taken as some connection's source port.
+pub(crate) fn listener_outside_ephemeral_range() -> TcpListener {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (from, to) = if low > 12_000 {
+        (10_000, low)
+    } else {
+        (61_000, u16::MAX)
+    };
+    for _ in 0..1000 {
+        let port = from + rand::random::<u16>() % (to - from);
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            return l;
+        }
+    }
+    TcpListener::bind("127.0.0.1:0").unwrap()
 }
 
 /// Reads one HTTP/1.1 request, answers 200 and closes.

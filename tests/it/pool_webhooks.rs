@@ -25,7 +25,6 @@ const SECRET_VALUE: &str = "s3cr3t-V4lue-9Qx";
 struct GitHub {
     _child: KillOnDrop,
     api: String,
-    port: u16,
 }
 
 impl GitHub {
@@ -66,7 +65,6 @@ impl GitHub {
         GitHub {
             _child: KillOnDrop(child),
             api: format!("http://127.0.0.1:{port}"),
-            port,
         }
     }
 
@@ -552,8 +550,12 @@ async fn statuses_due_while_github_was_down_arrive_in_order_after_a_server_kill9
 /// it, GitHub comes back on the same address and the server restarts: GitHub then gets
 /// the job's statuses, each once, in order.
 async fn statuses_survive(database: Option<String>) {
-    // A free port for the stand-in, which is not running yet.
-    let port = GitHub::start().port;
+    // A free port for the stand-in, which is not running yet (outside the ephemeral
+    // range, so no outgoing connection takes it meanwhile).
+    let port = crate::pool_notify::listener_outside_ephemeral_range()
+        .local_addr()
+        .unwrap()
+        .port();
     let name = project("hook-durable");
     let mut pool = Pool::start_with(
         30,
