@@ -98,7 +98,7 @@ pub struct ServerArgs {
     #[arg(long, env = "RUNNER_NOTIFY_MAX_AGE_SECS", default_value_t = 86400, value_parser = clap::value_parser!(u64).range(1..=604800))]
     notify_max_age_secs: u64,
     /// Delivered (or given-up) notifications and commit statuses, and events no delivery
-    /// waits for, are deleted this long after the event (at least 1 hour)
+    /// waits for, are deleted this long after the event
     #[arg(long, env = "RUNNER_NOTIFY_RETENTION_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..=87600))]
     notify_retention_hours: u64,
     /// GitHub webhook delivery ids are kept this long: a redelivery within it creates

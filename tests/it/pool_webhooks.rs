@@ -646,7 +646,15 @@ async fn statuses_survive(database: Option<String>) {
     .unwrap();
     let day = std::time::Duration::from_secs(24 * 3600);
     let month = runner::pool::store::now_ms() + 31 * day.as_millis() as i64;
-    let pruned = store.prune(month, 7 * day, 30 * day).await.unwrap();
+    let pruned = store
+        .prune(
+            month,
+            7 * day,
+            30 * day,
+            std::time::Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
     assert_eq!(pruned.deliveries, 3, "{pruned:?}");
     assert_eq!(pruned.webhook_deliveries, 1, "{pruned:?}");
     assert!(pruned.events >= 3, "{pruned:?}");

@@ -1495,10 +1495,13 @@ pub async fn pending_deliveries(pool: &Pool) -> Result<Vec<(String, i64, i64)>, 
 
 /// Deletes up to `batch` settled (delivered or given up) deliveries created before
 /// `before`, then up to `batch` events created before `before` that no delivery row
-/// names any more: (deliveries, events) deleted.
+/// names any more and whose job finished before `finished_before` (the start-up
+/// reconciliation would record the event of an unfinished or recently finished job
+/// again): (deliveries, events) deleted.
 pub async fn prune_outbox(
     conn: &mut Conn,
     before: i64,
+    finished_before: i64,
     batch: i64,
 ) -> Result<(u64, u64), StoreError> {
     let deliveries = sqlx::query(
@@ -1514,10 +1517,13 @@ pub async fn prune_outbox(
     let events = sqlx::query(
         "DELETE FROM notify_events WHERE seq IN ( \
            SELECT seq FROM notify_events e WHERE e.created < $1 AND NOT EXISTS ( \
-             SELECT 1 FROM notify_deliveries d WHERE d.event_seq = e.seq) LIMIT $2)",
+             SELECT 1 FROM notify_deliveries d WHERE d.event_seq = e.seq) \
+           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = e.job_id \
+             AND (j.finished IS NULL OR j.finished >= $3)) LIMIT $2)",
     )
     .bind(before)
     .bind(batch)
+    .bind(finished_before)
     .execute(&mut *conn)
     .await?
     .rows_affected();

@@ -341,26 +341,35 @@ impl Store {
     /// The retention sweep, as of `now` (ms): deletes delivered and given-up deliveries
     /// and the events no delivery names any more, recorded more than `outbox` before, and
     /// webhook delivery ids received more than `webhooks` before. Pending deliveries are
-    /// kept (their sender gives them up after its maximum age). Idempotent plain
-    /// `DELETE`s in batches of 1,000 (short transactions), so any replica may run it.
+    /// kept (their sender gives them up after its maximum age), and so are the events of
+    /// jobs unfinished or finished within `reconciled` (the window
+    /// [`Store::reconcile_outbox`] is given: it would record them again). Idempotent
+    /// plain `DELETE`s in batches of 1,000 (short transactions), so any replica may run it.
     pub async fn prune(
         &self,
         now: i64,
         outbox: Duration,
         webhooks: Duration,
+        reconciled: Duration,
     ) -> Result<Pruned, StoreError> {
         const BATCH: i64 = 1000;
+        let ago =
+            |d: Duration| now.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let mut pruned = Pruned::default();
-        let before = now.saturating_sub(i64::try_from(outbox.as_millis()).unwrap_or(i64::MAX));
+        let (before, finished_before) = (ago(outbox), ago(reconciled));
         loop {
-            let (d, e): (u64, u64) = write_op!(self, None, prune_outbox(v before, v BATCH))?;
+            let (d, e): (u64, u64) = write_op!(
+                self,
+                None,
+                prune_outbox(v before, v finished_before, v BATCH)
+            )?;
             pruned.deliveries += d;
             pruned.events += e;
             if d < BATCH as u64 && e < BATCH as u64 {
                 break;
             }
         }
-        let before = now.saturating_sub(i64::try_from(webhooks.as_millis()).unwrap_or(i64::MAX));
+        let before = ago(webhooks);
         loop {
             let n: u64 = write_op!(self, None, prune_webhook_deliveries(v before, v BATCH))?;
             pruned.webhook_deliveries += n;
@@ -511,6 +520,7 @@ mod tests {
 
     const HOOK: &str = "http://127.0.0.1:9/hook";
     const DAY: Duration = Duration::from_secs(24 * 3600);
+    const HOUR: Duration = Duration::from_secs(3600);
 
     #[tokio::test]
     async fn a_webhook_jobs_state_changes_are_commit_status_deliveries_in_order() {
@@ -572,30 +582,40 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        // j1's queued event is delivered; its finished one and j2's stay pending.
-        let d = store
-            .claim_delivery(HOOK, "l", Duration::from_secs(30))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(d.id, "j1/0/queued");
-        store
-            .settle_delivery(HOOK, d.seq, "l", true, None)
-            .await
-            .unwrap();
+        // The queued events of j1 (since cancelled) and j2 (still queued) are delivered,
+        // j1's finished one stays pending.
         let now = now_ms();
+        for (id, delivered) in [
+            ("j1/0/queued", true),
+            ("j1/0/finished", false),
+            ("j2/0/queued", true),
+        ] {
+            let d = store
+                .claim_delivery(HOOK, "l", Duration::from_secs(30))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(d.id, id);
+            let retry_at = (!delivered).then_some(now + 100 * 24 * 3600 * 1000);
+            store
+                .settle_delivery(HOOK, d.seq, "l", delivered, retry_at)
+                .await
+                .unwrap();
+        }
         // Nothing is old enough yet.
         assert_eq!(
-            store.prune(now, 7 * DAY, 30 * DAY).await.unwrap(),
+            store.prune(now, 7 * DAY, 30 * DAY, HOUR).await.unwrap(),
             Pruned::default()
         );
         assert_eq!(store.events_after(0, None, 10).await.unwrap().len(), 3);
-        // Eight days on: the delivered row and its event go; pending ones stay.
+        // Eight days on: the delivered rows go, and so does the event of the finished
+        // job; the pending row stays, and the event of the job still queued too (the
+        // start-up reconciliation would record it again).
         let later = now + 8 * 24 * 3600 * 1000;
         assert_eq!(
-            store.prune(later, 7 * DAY, 30 * DAY).await.unwrap(),
+            store.prune(later, 7 * DAY, 30 * DAY, HOUR).await.unwrap(),
             Pruned {
-                deliveries: 1,
+                deliveries: 2,
                 events: 1,
                 webhook_deliveries: 0
             }
@@ -617,7 +637,7 @@ mod tests {
         // A month on the delivery id is forgotten; a second sweep finds nothing more.
         let month = now + 31 * 24 * 3600 * 1000;
         assert_eq!(
-            store.prune(month, 7 * DAY, 30 * DAY).await.unwrap(),
+            store.prune(month, 7 * DAY, 30 * DAY, HOUR).await.unwrap(),
             Pruned {
                 deliveries: 0,
                 events: 0,
@@ -625,7 +645,7 @@ mod tests {
             }
         );
         assert_eq!(
-            store.prune(month, 7 * DAY, 30 * DAY).await.unwrap(),
+            store.prune(month, 7 * DAY, 30 * DAY, HOUR).await.unwrap(),
             Pruned::default()
         );
         assert!(store

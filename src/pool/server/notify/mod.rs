@@ -54,10 +54,10 @@ pub struct NotifyConfig {
     pub max_backoff: Option<Duration>,
     /// An event not delivered this long after it happened is given up.
     pub max_age: Option<Duration>,
-    /// Delivered and given-up deliveries, and events with no delivery left, are deleted
-    /// this long after the event (default 7 days; at least 1 hour: the start-up
-    /// reconciliation looks at jobs finished within the last hour, and would record a
-    /// pruned event of such a job again).
+    /// Delivered and given-up deliveries, and events with no delivery left (but those of
+    /// jobs unfinished or finished within the last hour, which the start-up
+    /// reconciliation would record again), are deleted this long after the event
+    /// (default 7 days).
     pub retention: Option<Duration>,
     /// GitHub webhook delivery ids are kept this long (default 30 days), so a redelivery
     /// within it still creates nothing.
@@ -103,8 +103,6 @@ const RECONCILE_WINDOW: Duration = Duration::from_secs(3600);
 const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Settled outbox rows are kept this long.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-/// The shortest outbox retention (see [`NotifyConfig::retention`]).
-pub const MIN_RETENTION: Duration = RECONCILE_WINDOW;
 /// Webhook delivery ids are kept this long: GitHub lets a delivery be redelivered (by
 /// hand or through its API) for a few days (3, as documented), so a month covers that
 /// and scripts that redeliver failed deliveries late, while the table stays bounded.
@@ -204,10 +202,7 @@ pub fn start(
         .collect();
     tasks.push(tokio::spawn(prune(
         store.clone(),
-        config
-            .retention
-            .unwrap_or(DEFAULT_RETENTION)
-            .max(MIN_RETENTION),
+        config.retention.unwrap_or(DEFAULT_RETENTION),
         config
             .webhook_retention
             .unwrap_or(DEFAULT_WEBHOOK_RETENTION),
@@ -221,7 +216,10 @@ pub fn start(
 async fn prune(store: Store, retention: Duration, webhooks: Duration) {
     tokio::time::sleep(PRUNE_EVERY.mul_f64(rand::random::<f64>())).await;
     loop {
-        match store.prune(now_ms(), retention, webhooks).await {
+        match store
+            .prune(now_ms(), retention, webhooks, RECONCILE_WINDOW)
+            .await
+        {
             Ok(p) if p == Default::default() => {}
             Ok(p) => tracing::info!(
                 deliveries = p.deliveries,
