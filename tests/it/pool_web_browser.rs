@@ -341,7 +341,7 @@ fn web_browser_signs_in_follows_a_live_log_and_cancels_without_a_reload() {
         "the markup in the log is text"
     );
     assert_eq!(cdp.eval("document.querySelectorAll('#log b').length"), 0);
-    cdp.screenshot("job-page.png");
+    cdp.screenshot("job-live.png");
 
     cdp.eval("document.querySelector('#cancel button').click(); 1");
     eventually("the state to turn cancelled on the page", 90, || {
@@ -413,4 +413,40 @@ fn web_browser_signs_in_follows_a_live_log_and_cancels_without_a_reload() {
         (cdp.eval("document.querySelectorAll('tr.job').length") == 3).then_some(())
     });
     cdp.screenshot("job-list.png");
+
+    // A job with a JUnit report and scan findings: the tables render, findings most
+    // severe first, the failure's message as text.
+    let (results_src, planted) = crate::pool_web_results::results_source();
+    let job = pool.submit(results_src.path(), &name, &[]);
+    let done = pool.wait_job(&job, "the results job to finish", 180, |j| {
+        j["state"] != "queued" && j["state"] != "running"
+    });
+    assert_eq!(done["state"], "succeeded", "{done}");
+    cdp.navigate(&format!("{}/jobs/{job}", pool.url));
+    eventually("the job page with tests and findings", 30, || {
+        (cdp.eval("location.pathname") == format!("/jobs/{job}")
+            && cdp.eval("document.querySelectorAll('#results table.findings tr.finding').length")
+                == 2)
+            .then_some(())
+    });
+    assert_eq!(
+        cdp.eval("document.querySelector('#results table.failures td.msg').textContent"),
+        "expected <-3> but was 3"
+    );
+    assert_eq!(
+        cdp.eval("document.querySelector('#results table.tests td.failed').textContent"),
+        "1"
+    );
+    let badge = cdp.eval(
+        "getComputedStyle(document.querySelector('#results tr.finding .sev')).backgroundColor",
+    );
+    assert_ne!(badge, "rgba(0, 0, 0, 0)", "the severity badge is styled");
+    assert_eq!(
+        cdp.eval(&format!(
+            "document.body.textContent.includes({})",
+            json!(planted)
+        )),
+        false
+    );
+    cdp.screenshot("job-page.png");
 }

@@ -6,9 +6,9 @@
 //!                                        Secure under TLS or X-Forwarded-Proto: https)
 //! POST /signout
 //! GET  /jobs?project=&branch=&state=&page=   the job list, newest first, 25 a page
-//! GET  /jobs/{id}?attempt=               a job: phases, release, artifacts, log
+//! GET  /jobs/{id}?attempt=               a job: phases, release, tests, findings, artifacts, log
 //! GET  /jobs/{id}/live?attempt=&after=   server-sent events: `log` (HTML lines), `timeline`,
-//!                                        `state`, `end`
+//!                                        `results` (tests and findings), `state`, `end`
 //! GET  /jobs/{id}/log.txt?attempt=       the log as text (download)
 //! GET  /jobs/{id}/artifacts/{name}       an artifact (download)
 //! POST /jobs/{id}/cancel, /jobs/{id}/retry
@@ -25,6 +25,7 @@
 mod ansi;
 mod events;
 mod html;
+mod results;
 
 use super::{AppState, St};
 use crate::pool::protocol::{JobState, Role};
@@ -814,6 +815,7 @@ async fn job_page(
     if !release.is_empty() {
         let _ = write!(b, "<h2>Release</h2><div class=\"release\">{release}</div>");
     }
+    let _ = write!(b, "<div id=\"results\">{}</div>", log.results.html());
     if let Some(list) = artifacts.filter(|a| !a.artifacts.is_empty()) {
         b.push_str("<h2>Artifacts</h2><ul class=\"artifacts\">");
         for a in &list.artifacts {
@@ -1025,6 +1027,7 @@ impl Live {
         };
         if !page.chunks.is_empty() {
             let phases = self.log.phases.clone();
+            let (reports, scans) = (self.log.results.reports.len(), self.log.results.scans.len());
             let mut html = String::new();
             for c in &page.chunks {
                 for l in self.log.feed(&c.data) {
@@ -1036,6 +1039,13 @@ impl Live {
                     SseEvent::default()
                         .event("timeline")
                         .data(self.log.timeline_html()),
+                );
+            }
+            if (reports, scans) != (self.log.results.reports.len(), self.log.results.scans.len()) {
+                self.queue.push_back(
+                    SseEvent::default()
+                        .event("results")
+                        .data(self.log.results.html()),
                 );
             }
             self.after = page.next;
