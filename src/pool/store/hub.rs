@@ -22,6 +22,8 @@ pub enum Notice {
     Log(String),
     /// This job ended.
     Finished(String),
+    /// The queue's pauses changed (paused or resumed): every replica reads them again.
+    Paused,
 }
 
 impl Notice {
@@ -32,6 +34,7 @@ impl Notice {
             Notice::Cancel(j) => format!("c:{j}"),
             Notice::Log(j) => format!("l:{j}"),
             Notice::Finished(j) => format!("f:{j}"),
+            Notice::Paused => "p:".to_string(),
         }
     }
 
@@ -43,6 +46,7 @@ impl Notice {
             "c" => Notice::Cancel(rest),
             "l" => Notice::Log(rest),
             "f" => Notice::Finished(rest),
+            "p" => Notice::Paused,
             _ => return None,
         })
     }
@@ -50,7 +54,7 @@ impl Notice {
     /// The job this notice is about (not for `Queued`).
     pub fn job(&self) -> Option<&str> {
         match self {
-            Notice::Queued(_) => None,
+            Notice::Queued(_) | Notice::Paused => None,
             Notice::Cancel(j) | Notice::Log(j) | Notice::Finished(j) => Some(j),
         }
     }
@@ -308,6 +312,7 @@ mod tests {
             Notice::Cancel("j".into()),
             Notice::Log("j".into()),
             Notice::Finished("j".into()),
+            Notice::Paused,
         ] {
             assert_eq!(Notice::decode(&n.encode()), Some(n));
         }

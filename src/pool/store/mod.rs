@@ -953,3 +953,4 @@ impl Store {
 
 pub mod outbox;
 pub use outbox::{DueDelivery, OutEvent, OutboxConfig};
+pub mod pause;

@@ -13,6 +13,8 @@
 //! GET  /jobs/{id}/artifacts/{name}       an artifact (download)
 //! POST /jobs/{id}/cancel, /jobs/{id}/retry
 //! GET  /agents                           agents: online, labels, running job, last seen
+//! GET  /queue                            pauses, queued jobs by label set and their wait
+//! POST /queue/pause, /queue/resume       (admin) pause or resume (all, or a label set)
 //! GET  /badge/{project}.svg?branch=      status badge of the last finished job (public)
 //! ```
 //!
@@ -25,6 +27,7 @@
 mod ansi;
 mod events;
 mod html;
+mod queue;
 mod results;
 
 use super::{AppState, St};
@@ -278,6 +281,9 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/jobs/{id}/cancel", post(cancel))
         .route("/jobs/{id}/retry", post(retry))
         .route("/agents", get(agents_page))
+        .route("/queue", get(queue::page))
+        .route("/queue/pause", post(queue::pause))
+        .route("/queue/resume", post(queue::resume))
         .route("/badge/{file}", get(badge))
         .route("/static/web.css", get(css))
         .route("/static/live.js", get(script))
