@@ -3,7 +3,7 @@
 //!
 //! The pauses live in the store (so every replica and a restarted server honour them);
 //! each replica keeps them in a [`Pauses`] cache, read again when a change is announced
-//! ([`Notice::Paused`], through `NOTIFY` on PostgreSQL) and, as a safety net for a notice
+//! (`Notice::Paused`, through `NOTIFY` on PostgreSQL) and, as a safety net for a notice
 //! lost with a `LISTEN` connection, every [`RECHECK`]. A claim leaves the label keys a
 //! pause holds out of what it asks the store for and waits under the others only; a
 //! change wakes every waiting claim, so a resume starts pickup at once.
@@ -12,7 +12,6 @@ use super::{auth, parse_json, AppState, Res, St};
 use crate::pool::protocol::{
     label_key, PauseQueue, PauseView, QueueView, QueuedView, ResumeQueue, Role,
 };
-use crate::pool::store::hub::Notice;
 use crate::pool::store::pause::QueuePause;
 use crate::pool::store::{self, Store, StoreError};
 use axum::body::Bytes;
@@ -97,26 +96,17 @@ async fn reload(
     Ok(set)
 }
 
-/// Reads the pauses again on every [`Notice::Paused`] (any replica's) and every
-/// [`RECHECK`]; ends when the server's state is gone.
+/// Reads the pauses again on every `Notice::Paused` (any replica's) and after
+/// [`RECHECK`] without one; ends when the server's state is gone.
 async fn watch_pauses(store: Store, current: Weak<watch::Sender<Option<Arc<PauseSet>>>>) {
-    let mut events = store.hub().subscribe();
+    let mut changes = store.hub().pause_changes();
     loop {
-        let changed = tokio::time::timeout(RECHECK, async {
-            loop {
-                match events.recv().await {
-                    Ok(Notice::Paused) => return true,
-                    Ok(_) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return true,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
-                }
-            }
-        })
-        .await;
+        let changed = tokio::time::timeout(RECHECK, changes.changed()).await;
         let Some(current) = current.upgrade() else {
             return;
         };
-        if changed == Ok(false) {
+        if matches!(changed, Ok(Err(_))) {
+            // The hub is gone.
             return;
         }
         if let Err(e) = reload(&store, &current).await {

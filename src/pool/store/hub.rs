@@ -90,6 +90,8 @@ struct Waiters {
 pub struct Hub {
     waiters: Mutex<Waiters>,
     events: broadcast::Sender<Notice>,
+    /// Counts [`Notice::Paused`] (its own channel: the queue's pause cache is no follower).
+    pauses: tokio::sync::watch::Sender<u64>,
 }
 
 impl Default for Hub {
@@ -104,6 +106,7 @@ impl Hub {
         Hub {
             waiters: Mutex::new(Waiters::default()),
             events,
+            pauses: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -115,6 +118,7 @@ impl Hub {
     pub fn dispatch(&self, notice: Notice) {
         match notice {
             Notice::Queued(key) => self.wake(&key),
+            Notice::Paused => self.pauses.send_modify(|n| *n = n.wrapping_add(1)),
             other => {
                 // No receiver is fine: nobody is following that job here.
                 let _ = self.events.send(other);
@@ -125,6 +129,11 @@ impl Hub {
     /// Log followers and cancel watchers subscribe here.
     pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
         self.events.subscribe()
+    }
+
+    /// Changes when the queue's pauses change (a [`Notice::Paused`] from any replica).
+    pub fn pause_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.pauses.subscribe()
     }
 
     /// Wakes one live waiter registered under `key`.
