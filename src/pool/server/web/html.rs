@@ -82,6 +82,45 @@ pub fn page(title: &str, viewer: Option<&Viewer>, body: &str, script: bool) -> S
     )
 }
 
+/// One row of a [`table`]: its class, more attributes (HTML, escaped by the caller, with a
+/// leading space) and each cell's HTML.
+pub struct Row {
+    pub class: &'static str,
+    pub attrs: String,
+    pub cells: Vec<String>,
+}
+
+impl Row {
+    pub fn new(class: &'static str, cells: Vec<String>) -> Row {
+        Row {
+            class,
+            attrs: String::new(),
+            cells,
+        }
+    }
+}
+
+/// A list page's table: `head` (text) over `rows`, or `empty` (text) when there is none.
+pub fn table(class: &str, head: &[&str], rows: &[Row], empty: &str) -> String {
+    if rows.is_empty() {
+        return format!("<p class=\"muted empty\">{}</p>", esc(empty));
+    }
+    let mut h = format!("<table class=\"{}\"><thead><tr>", esc(class));
+    for th in head {
+        let _ = write!(h, "<th>{}</th>", esc(th));
+    }
+    h.push_str("</tr></thead><tbody>");
+    for r in rows {
+        let _ = write!(h, "<tr class=\"{}\"{}>", r.class, r.attrs);
+        for c in &r.cells {
+            let _ = write!(h, "<td>{c}</td>");
+        }
+        h.push_str("</tr>");
+    }
+    h.push_str("</tbody></table>");
+    h
+}
+
 /// A state as a coloured label.
 pub fn state_label(state: &str) -> String {
     format!(
@@ -129,6 +168,21 @@ mod tests {
             Some("https://github.com/o/r/pull/1?a=1&amp;b=2")
         );
         assert_eq!(duration(65_000), "1m 05s");
+        let t = table(
+            "jobs",
+            &["A<b>"],
+            &[Row::new("job", vec!["<i>x</i>".into()])],
+            "none",
+        );
+        assert_eq!(
+            t,
+            "<table class=\"jobs\"><thead><tr><th>A&lt;b&gt;</th></tr></thead><tbody>\
+             <tr class=\"job\"><td><i>x</i></td></tr></tbody></table>"
+        );
+        assert_eq!(
+            table("jobs", &[], &[], "No <jobs>."),
+            "<p class=\"muted empty\">No &lt;jobs&gt;.</p>"
+        );
         assert_eq!(duration(3_200), "3.2s");
     }
 }

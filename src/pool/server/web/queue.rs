@@ -3,7 +3,7 @@
 //! with the session's CSRF token).
 
 use super::super::queue as q;
-use super::{checked_post, esc, html, signed_in, url_part, viewer, Res, Web, WebError};
+use super::{checked_post, esc, html, signed_in, viewer, Res, Web, WebError};
 use crate::pool::protocol::{label_key, parse_labels, Role};
 use crate::pool::server::St;
 use crate::pool::store;
@@ -100,51 +100,60 @@ pub(super) async fn page(
     }
 
     b.push_str("<h2>Queued by label set</h2>");
-    if view.queued.is_empty() {
-        b.push_str("<p class=\"muted empty\">No queued jobs.</p>");
-    } else {
-        b.push_str(
-            "<table class=\"queued\"><thead><tr><th>Labels</th><th>Jobs</th>\
-             <th>Oldest waits</th><th></th></tr></thead><tbody>",
-        );
-        for g in &view.queued {
-            let _ = write!(
-                b,
-                "<tr class=\"group\"><td><code>{}</code></td><td class=\"n\">{}</td>\
-                 <td>{}</td><td>{}</td></tr>",
-                esc(key_text(&label_key(&g.labels))),
-                g.count,
-                esc(&html::duration(g.oldest_age_secs.saturating_mul(1000))),
-                if g.paused {
-                    "<span class=\"state s-queued\">paused</span>"
-                } else {
-                    "waiting for an agent"
-                }
-            );
-        }
-        b.push_str("</tbody></table>");
-    }
+    let groups: Vec<html::Row> = view
+        .queued
+        .iter()
+        .map(|g| {
+            html::Row::new(
+                "group",
+                vec![
+                    format!("<code>{}</code>", esc(key_text(&label_key(&g.labels)))),
+                    g.count.to_string(),
+                    esc(&html::duration(g.oldest_age_secs.saturating_mul(1000))),
+                    if g.paused {
+                        "<span class=\"state s-queued\">paused</span>"
+                    } else {
+                        "waiting for an agent"
+                    }
+                    .to_string(),
+                ],
+            )
+        })
+        .collect();
+    b.push_str(&html::table(
+        "queued",
+        &["Labels", "Jobs", "Oldest waits", ""],
+        &groups,
+        "No queued jobs.",
+    ));
     if !jobs.is_empty() {
-        b.push_str(
-            "<h2>Longest waiting</h2><table class=\"jobs\"><thead><tr><th>Job</th>\
-             <th>Project</th><th>Labels</th><th>Waiting</th></tr></thead><tbody>",
-        );
-        for j in &jobs {
-            let _ = write!(
-                b,
-                "<tr class=\"qjob{}\"><td><a class=\"jobid\" href=\"/jobs/{}\">{}</a></td>\
-                 <td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
-                if pauses.holds(&j.key) { " held" } else { "" },
-                esc(&url_part(&j.id)),
-                esc(j.id.get(..8).unwrap_or(&j.id)),
-                esc(&j.project),
-                esc(key_text(&j.key)),
-                esc(&html::duration(
-                    u64::try_from(now - j.queued_ms).unwrap_or(0)
-                )),
-            );
-        }
-        b.push_str("</tbody></table>");
+        let rows: Vec<html::Row> = jobs
+            .iter()
+            .map(|j| {
+                html::Row::new(
+                    if pauses.holds(&j.key) {
+                        "qjob held"
+                    } else {
+                        "qjob"
+                    },
+                    vec![
+                        super::job_link(&j.id),
+                        esc(&j.project),
+                        format!("<code>{}</code>", esc(key_text(&j.key))),
+                        esc(&html::duration(
+                            u64::try_from(now - j.queued_ms).unwrap_or(0),
+                        )),
+                    ],
+                )
+            })
+            .collect();
+        b.push_str("<h2>Longest waiting</h2>");
+        b.push_str(&html::table(
+            "jobs",
+            &["Job", "Project", "Labels", "Waiting"],
+            &rows,
+            "",
+        ));
     }
     Ok(Html(html::page(
         "Queue",
