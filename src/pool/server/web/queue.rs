@@ -42,6 +42,7 @@ pub(super) async fn page(
     let session = signed_in(&web, &headers, &uri)?;
     let view = q::view(&st).await?;
     let jobs = st.store.queued_jobs(SHOWN).await?;
+    let queued = st.store.queued_groups().await?;
     let pauses = st.pauses.current(&st.store).await?;
     let admin = session.role == Role::Admin;
     let csrf = esc(&session.csrf);
@@ -100,17 +101,18 @@ pub(super) async fn page(
     }
 
     b.push_str("<h2>Queued by label set</h2>");
-    let groups: Vec<html::Row> = view
-        .queued
+    let groups: Vec<html::Row> = queued
         .iter()
         .map(|g| {
             html::Row::new(
                 "group",
                 vec![
-                    format!("<code>{}</code>", esc(key_text(&label_key(&g.labels)))),
+                    format!("<code>{}</code>", esc(key_text(&g.key))),
                     g.count.to_string(),
-                    esc(&html::duration(g.oldest_age_secs.saturating_mul(1000))),
-                    if g.paused {
+                    esc(&html::duration(
+                        u64::try_from(now - g.oldest_ms).unwrap_or(0),
+                    )),
+                    if pauses.holds(&g.key) {
                         "<span class=\"state s-queued\">paused</span>"
                     } else {
                         "waiting for an agent"
