@@ -2,7 +2,8 @@
 //! protocol (a minimal WebSocket client below: no browser download, no new crate). A real
 //! agent runs a busybox job that prints a line every 0.2 s: the test signs in, watches the
 //! log grow without a reload, cancels the job and sees the state change on the same page,
-//! reads the page with JavaScript off, and saves screenshots under target/test-artifacts/screenshots/ (docs/screenshots/ with
+//! reads the page with JavaScript off, reads a job's tests and findings, pauses and
+//! resumes the queue with the page's buttons, and saves screenshots under target/test-artifacts/screenshots/ (docs/screenshots/ with
 //! `UPDATE_SCREENSHOTS=1`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -449,4 +450,40 @@ fn web_browser_signs_in_follows_a_live_log_and_cancels_without_a_reload() {
         false
     );
     cdp.screenshot("job-page.png");
+
+    // The queue page as an admin: a job no agent can take waits there; Pause and Resume
+    // all are plain forms carrying the session's CSRF token.
+    let waiting = pool.submit(src.path(), &name, &["--labels", "os=windows"]);
+    let admin = token(&pool, "admin");
+    cdp.navigate(&format!("{}/signin?next=/queue", pool.url));
+    eventually("the sign-in form", 30, || {
+        (cdp.eval("!!document.querySelector('form.signin')") == true).then_some(())
+    });
+    cdp.eval(&format!(
+        "document.querySelector('input[name=token]').value = {}; \
+         document.querySelector('form.signin').submit(); 1",
+        json!(admin)
+    ));
+    eventually("the queue page", 30, || {
+        (cdp.eval("location.pathname") == "/queue"
+            && cdp.eval("!!document.querySelector('#pause button')") == true)
+            .then_some(())
+    });
+    assert_eq!(
+        cdp.eval(&format!(
+            "!!document.querySelector('a[href=\"/jobs/{waiting}\"]')"
+        )),
+        true
+    );
+    cdp.eval("document.querySelector('#pause button').click(); 1");
+    eventually("the queue to show paused", 30, || {
+        (cdp.eval("document.querySelector('#qstate .state') && document.querySelector('#qstate .state').textContent") == "paused")
+            .then_some(())
+    });
+    cdp.screenshot("queue.png");
+    cdp.eval("document.querySelector('#resume button').click(); 1");
+    eventually("the queue to run again", 30, || {
+        (cdp.eval("document.querySelector('#qstate .state') && document.querySelector('#qstate .state').textContent") == "running")
+            .then_some(())
+    });
 }
