@@ -940,17 +940,28 @@ async fn claim(
         if let Some(b) = baton.take() {
             b.used_for(None);
         }
-        // A pause or a resume (on any replica) looks again at once.
-        let paused_or_resumed = async {
-            if pause_changes.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        };
-        tokio::select! {
-            key = registration.woken() => baton = Some(Baton::new(hub.clone(), key)),
-            () = paused_or_resumed => {}
-            () = tokio::time::sleep_until(deadline) => {
-                return Ok(StatusCode::NO_CONTENT.into_response())
+        loop {
+            // A pause or a resume (on any replica) that changes what this agent may take
+            // looks again at once; one about other labels leaves it waiting.
+            let paused_or_resumed = async {
+                if pause_changes.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                key = registration.woken() => {
+                    baton = Some(Baton::new(hub.clone(), key));
+                    break;
+                }
+                () = paused_or_resumed => {
+                    let now = pause_changes.borrow_and_update().clone();
+                    if now.is_none_or(|p| queue::claimable(&all_keys, &p) != keys) {
+                        break;
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    return Ok(StatusCode::NO_CONTENT.into_response())
+                }
             }
         }
     }
