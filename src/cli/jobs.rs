@@ -1,4 +1,5 @@
-//! `runner jobs list|show|logs|cancel|retry|watch|artifacts`: jobs on a `runner server`. Also
+//! `runner jobs list|show|logs|cancel|retry|watch|artifacts|queue|pause|resume`: jobs on a
+//! `runner server`. Also
 //! the connection flags and the log follower `runner submit --wait` shares.
 
 use super::exit::ExitStatus;
@@ -114,6 +115,35 @@ pub enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The queue: pauses in force, queued jobs per label set and how long they waited
+    Queue {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop agents from taking queued jobs (all, or those with --labels), on every
+    /// replica; running jobs go on (admin token)
+    Pause {
+        #[command(flatten)]
+        conn: Conn,
+        /// Only jobs that have all these labels (KEY=VALUE,…)
+        #[arg(long, value_name = "LABELS")]
+        labels: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a pause (the one of --labels, else every pause); waiting agents take jobs at
+    /// once (admin token)
+    Resume {
+        #[command(flatten)]
+        conn: Conn,
+        /// The pause of exactly these labels (KEY=VALUE,…)
+        #[arg(long, value_name = "LABELS")]
+        labels: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(cmd: JobsCommand) -> ExitStatus {
@@ -212,6 +242,13 @@ async fn jobs(cmd: JobsCommand) -> Result<ExitStatus, ClientError> {
         } => {
             watch(&conn.client()?, project.as_deref(), json).await?;
         }
+        JobsCommand::Queue { conn, json } => return Ok(queue(&conn, None, json).await),
+        JobsCommand::Pause { conn, labels, json } => {
+            return Ok(queue(&conn, Some((true, labels)), json).await)
+        }
+        JobsCommand::Resume { conn, labels, json } => {
+            return Ok(queue(&conn, Some((false, labels)), json).await)
+        }
         JobsCommand::Artifacts {
             conn,
             id,
@@ -245,6 +282,77 @@ async fn jobs(cmd: JobsCommand) -> Result<ExitStatus, ClientError> {
         }
     }
     Ok(ExitStatus::Success)
+}
+
+/// `runner jobs queue|pause|resume`: `change` is (pause?, --labels).
+async fn queue(conn: &Conn, change: Option<(bool, Option<String>)>, json: bool) -> ExitStatus {
+    let labels = match change.as_ref().and_then(|(_, l)| l.as_deref()) {
+        None => None,
+        Some(l) => match crate::pool::protocol::parse_labels(l) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitStatus::Setup;
+            }
+        },
+    };
+    let result = async {
+        let client = conn.client()?;
+        match change {
+            None => client.queue().await,
+            Some((true, _)) => {
+                let req = crate::pool::protocol::PauseQueue {
+                    labels: labels.unwrap_or_default(),
+                };
+                client.pause_queue(&req).await
+            }
+            Some((false, _)) => {
+                let req = crate::pool::protocol::ResumeQueue { labels };
+                client.resume_queue(&req).await
+            }
+        }
+    }
+    .await;
+    let view = match result {
+        Ok(v) => v,
+        Err(e) => return client_error(&e),
+    };
+    if json {
+        print_json(&view);
+        return ExitStatus::Success;
+    }
+    let set = |l: &std::collections::BTreeMap<String, String>| {
+        if l.is_empty() {
+            "(every job)".to_string()
+        } else {
+            crate::pool::protocol::label_key(l)
+        }
+    };
+    if view.pauses.is_empty() {
+        println!("queue: running (no pause)");
+    }
+    for p in &view.pauses {
+        println!("paused: {} since {}", set(&p.labels), p.since);
+    }
+    if view.queued.is_empty() {
+        println!("no queued jobs");
+    } else {
+        println!("{:>6} {:>10}  {:<8} LABELS", "QUEUED", "OLDEST", "");
+        for q in &view.queued {
+            println!(
+                "{:>6} {:>9}s  {:<8} {}",
+                q.count,
+                q.oldest_age_secs,
+                if q.paused { "paused" } else { "" },
+                if q.labels.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    crate::pool::protocol::label_key(&q.labels)
+                }
+            );
+        }
+    }
+    ExitStatus::Success
 }
 
 fn print_job(job: &JobView) {

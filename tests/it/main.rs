@@ -49,5 +49,7 @@ mod pool_notify;
 mod pool_server;
 mod pool_web;
 mod pool_web_browser;
+mod pool_web_queue;
+mod pool_web_results;
 mod pool_webhooks;
 mod support_pool;

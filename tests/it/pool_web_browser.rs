@@ -2,7 +2,8 @@
 //! protocol (a minimal WebSocket client below: no browser download, no new crate). A real
 //! agent runs a busybox job that prints a line every 0.2 s: the test signs in, watches the
 //! log grow without a reload, cancels the job and sees the state change on the same page,
-//! reads the page with JavaScript off, and saves screenshots under target/test-artifacts/screenshots/ (docs/screenshots/ with
+//! reads the page with JavaScript off, reads a job's tests and findings, pauses and
+//! resumes the queue with the page's buttons, and saves screenshots under target/test-artifacts/screenshots/ (docs/screenshots/ with
 //! `UPDATE_SCREENSHOTS=1`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -341,7 +342,7 @@ fn web_browser_signs_in_follows_a_live_log_and_cancels_without_a_reload() {
         "the markup in the log is text"
     );
     assert_eq!(cdp.eval("document.querySelectorAll('#log b').length"), 0);
-    cdp.screenshot("job-page.png");
+    cdp.screenshot("job-live.png");
 
     cdp.eval("document.querySelector('#cancel button').click(); 1");
     eventually("the state to turn cancelled on the page", 90, || {
@@ -413,4 +414,76 @@ fn web_browser_signs_in_follows_a_live_log_and_cancels_without_a_reload() {
         (cdp.eval("document.querySelectorAll('tr.job').length") == 3).then_some(())
     });
     cdp.screenshot("job-list.png");
+
+    // A job with a JUnit report and scan findings: the tables render, findings most
+    // severe first, the failure's message as text.
+    let (results_src, planted) = crate::pool_web_results::results_source();
+    let job = pool.submit(results_src.path(), &name, &[]);
+    let done = pool.wait_job(&job, "the results job to finish", 180, |j| {
+        j["state"] != "queued" && j["state"] != "running"
+    });
+    assert_eq!(done["state"], "succeeded", "{done}");
+    cdp.navigate(&format!("{}/jobs/{job}", pool.url));
+    eventually("the job page with tests and findings", 30, || {
+        (cdp.eval("location.pathname") == format!("/jobs/{job}")
+            && cdp.eval("document.querySelectorAll('#results table.findings tr.finding').length")
+                == 2)
+            .then_some(())
+    });
+    assert_eq!(
+        cdp.eval("document.querySelector('#results table.failures td.msg').textContent"),
+        "expected <-3> but was 3"
+    );
+    assert_eq!(
+        cdp.eval("document.querySelector('#results table.tests td.failed').textContent"),
+        "1"
+    );
+    let badge = cdp.eval(
+        "getComputedStyle(document.querySelector('#results tr.finding .sev')).backgroundColor",
+    );
+    assert_ne!(badge, "rgba(0, 0, 0, 0)", "the severity badge is styled");
+    assert_eq!(
+        cdp.eval(&format!(
+            "document.body.textContent.includes({})",
+            json!(planted)
+        )),
+        false
+    );
+    cdp.screenshot("job-page.png");
+
+    // The queue page as an admin: a job no agent can take waits there; Pause and Resume
+    // all are plain forms carrying the session's CSRF token.
+    let waiting = pool.submit(src.path(), &name, &["--labels", "os=windows"]);
+    let admin = token(&pool, "admin");
+    cdp.navigate(&format!("{}/signin?next=/queue", pool.url));
+    eventually("the sign-in form", 30, || {
+        (cdp.eval("!!document.querySelector('form.signin')") == true).then_some(())
+    });
+    cdp.eval(&format!(
+        "document.querySelector('input[name=token]').value = {}; \
+         document.querySelector('form.signin').submit(); 1",
+        json!(admin)
+    ));
+    eventually("the queue page", 30, || {
+        (cdp.eval("location.pathname") == "/queue"
+            && cdp.eval("!!document.querySelector('#pause button')") == true)
+            .then_some(())
+    });
+    assert_eq!(
+        cdp.eval(&format!(
+            "!!document.querySelector('a[href=\"/jobs/{waiting}\"]')"
+        )),
+        true
+    );
+    cdp.eval("document.querySelector('#pause button').click(); 1");
+    eventually("the queue to show paused", 30, || {
+        (cdp.eval("document.querySelector('#qstate .state') && document.querySelector('#qstate .state').textContent") == "paused")
+            .then_some(())
+    });
+    cdp.screenshot("queue.png");
+    cdp.eval("document.querySelector('#resume button').click(); 1");
+    eventually("the queue to run again", 30, || {
+        (cdp.eval("document.querySelector('#qstate .state') && document.querySelector('#qstate .state').textContent") == "running")
+            .then_some(())
+    });
 }

@@ -10,6 +10,7 @@
 pub mod blobs;
 mod metrics;
 pub mod notify;
+mod queue;
 mod web;
 pub mod webhooks;
 
@@ -115,6 +116,8 @@ struct AppState {
     metrics: metrics::Metrics,
     /// Token hash → role (tokens are never revoked in place; a cache is safe).
     tokens: Mutex<HashMap<String, Role>>,
+    /// The queue's pauses, as this replica last read them (see [`queue`]).
+    pauses: queue::Pauses,
 }
 
 type St = State<Arc<AppState>>;
@@ -325,6 +328,7 @@ pub fn router(store: Store, blobs: BlobStore, config: ServerConfig) -> Router {
         config,
         metrics: metrics::Metrics::default(),
         tokens: Mutex::new(HashMap::new()),
+        pauses: queue::Pauses::default(),
     });
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -369,6 +373,8 @@ pub fn router(store: Store, blobs: BlobStore, config: ServerConfig) -> Router {
         )
         .merge(web::routes())
         .merge(notify::routes())
+        // Queue pause and resume.
+        .merge(queue::routes())
         .fallback(|| async { Answer::not_found("route") })
         .with_state(state)
 }
@@ -869,36 +875,53 @@ async fn claim(
         return Err(Answer::bad("agent: 1-255 printable characters"));
     }
     st.store.touch_agent(&req.agent, &req.labels);
-    let keys = protocol::claimable_keys(&req.labels);
+    let all_keys = protocol::claimable_keys(&req.labels);
     let wait = Duration::from_secs(req.wait_secs.min(protocol::MAX_WAIT_SECS));
     let deadline = tokio::time::Instant::now() + wait;
     let hub = st.store.hub().clone();
     let mut baton: Option<Baton> = None;
+    let mut pause_changes = st.pauses.subscribe();
     loop {
-        // Registered before looking, so a job queued in between still wakes us.
-        let registration = hub.register(&keys);
-        let lease = crate::pool::store::new_lease_id();
-        let claimed = match st
-            .store
-            .claim(
-                &req.agent,
-                &keys,
-                &lease,
-                st.config.confirm.min(st.config.lease),
-                Some(st.config.claim_budget),
-                baton.is_none(),
-            )
-            .await
-        {
-            Ok(c) => c,
-            // Overload: the claim took nothing; "no job" makes the agent poll again (a
-            // held wake-up passes on to another waiter when `baton` drops).
+        // The keys no pause holds (read from this replica's cache, kept current by the
+        // hub's notices): a paused key is neither claimed nor waited on.
+        pause_changes.borrow_and_update();
+        let pauses = match st.pauses.current(&st.store).await {
+            Ok(p) => p,
             Err(e) if e.is_overload() => {
                 st.metrics.observe_shed();
-                tracing::debug!("claim shed: {e}");
                 return Ok(StatusCode::NO_CONTENT.into_response());
             }
             Err(e) => return Err(e.into()),
+        };
+        let keys = queue::claimable(&all_keys, &pauses);
+        // Registered before looking, so a job queued in between still wakes us.
+        let registration = hub.register(&keys);
+        let lease = crate::pool::store::new_lease_id();
+        let claimed = if keys.is_empty() {
+            None
+        } else {
+            match st
+                .store
+                .claim(
+                    &req.agent,
+                    &keys,
+                    &lease,
+                    st.config.confirm.min(st.config.lease),
+                    Some(st.config.claim_budget),
+                    baton.is_none(),
+                )
+                .await
+            {
+                Ok(c) => c,
+                // Overload: the claim took nothing; "no job" makes the agent poll again (a
+                // held wake-up passes on to another waiter when `baton` drops).
+                Err(e) if e.is_overload() => {
+                    st.metrics.observe_shed();
+                    tracing::debug!("claim shed: {e}");
+                    return Ok(StatusCode::NO_CONTENT.into_response());
+                }
+                Err(e) => return Err(e.into()),
+            }
         };
         if let Some(c) = claimed {
             if let Some(b) = baton.take() {
@@ -927,9 +950,29 @@ async fn claim(
         if let Some(b) = baton.take() {
             b.used_for(None);
         }
-        match tokio::time::timeout_at(deadline, registration.woken()).await {
-            Ok(key) => baton = Some(Baton::new(hub.clone(), key)),
-            Err(_) => return Ok(StatusCode::NO_CONTENT.into_response()),
+        loop {
+            // A pause or a resume (on any replica) that changes what this agent may take
+            // looks again at once; one about other labels leaves it waiting.
+            let paused_or_resumed = async {
+                if pause_changes.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                key = registration.woken() => {
+                    baton = Some(Baton::new(hub.clone(), key));
+                    break;
+                }
+                () = paused_or_resumed => {
+                    let now = pause_changes.borrow_and_update().clone();
+                    if now.is_none_or(|p| queue::claimable(&all_keys, &p) != keys) {
+                        break;
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    return Ok(StatusCode::NO_CONTENT.into_response())
+                }
+            }
         }
     }
 }

@@ -968,3 +968,4 @@ impl Store {
 
 pub mod outbox;
 pub use outbox::{DueDelivery, OutEvent, OutboxConfig, PendingDeliveries, Pruned, STATUS_RECEIVER};
+pub mod pause;

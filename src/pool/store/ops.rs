@@ -80,6 +80,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // 6: where a webhook job's commit statuses go (written with the job), and indexes
     // for the retention sweep (crate::pool::store::outbox::Store::prune).
     (6, STATUS_DDL),
+    // 8: the queue's pauses (see crate::pool::server::queue): a label key ('' = every
+    // job) whose jobs no agent claims until it is resumed.
+    (8, PAUSE_DDL),
 ];
 
 /// Takes the project's next build number (in the submit's transaction or statement).
@@ -1545,4 +1548,96 @@ pub async fn prune_webhook_deliveries(
     .execute(&mut *conn)
     .await?
     .rows_affected())
+}
+
+// ---- the queue's pauses (crate::pool::server::queue; migration 8) ----
+
+const PAUSE_DDL: &str =
+    "CREATE TABLE queue_pauses (label_key TEXT PRIMARY KEY NOT NULL, paused BIGINT NOT NULL)";
+
+/// Pauses the jobs under `key` (and every key with those labels); pausing twice keeps the
+/// first time.
+pub async fn pause_queue(conn: &mut Conn, key: &str, now: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO queue_pauses (label_key, paused) VALUES ($1, $2) \
+         ON CONFLICT (label_key) DO NOTHING",
+    )
+    .bind(key)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes the pause of `key`, or every pause (`None`); how many were removed.
+pub async fn resume_queue(conn: &mut Conn, key: Option<&str>) -> Result<u64, StoreError> {
+    let done = match key {
+        Some(k) => {
+            sqlx::query("DELETE FROM queue_pauses WHERE label_key = $1")
+                .bind(k)
+                .execute(&mut *conn)
+                .await?
+        }
+        None => {
+            sqlx::query("DELETE FROM queue_pauses")
+                .execute(&mut *conn)
+                .await?
+        }
+    };
+    Ok(done.rows_affected())
+}
+
+/// Every pause: (label key, paused at ms), by key.
+pub async fn queue_pauses(pool: &Pool) -> Result<Vec<(String, i64)>, StoreError> {
+    let rows = sqlx::query("SELECT label_key, paused FROM queue_pauses ORDER BY label_key")
+        .fetch_all(pool)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push((r.try_get("label_key")?, r.try_get("paused")?));
+    }
+    Ok(out)
+}
+
+/// Queued jobs per label key: (key, how many, the oldest's queued time in ms).
+pub async fn queued_groups(pool: &Pool) -> Result<Vec<(String, i64, i64)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT label_key, COUNT(*) AS n, MIN(queued) AS oldest FROM jobs \
+         WHERE state = 'queued' GROUP BY label_key ORDER BY MIN(queued), label_key",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push((
+            r.try_get("label_key")?,
+            r.try_get("n")?,
+            r.try_get("oldest")?,
+        ));
+    }
+    Ok(out)
+}
+
+/// The oldest queued jobs: (id, project, label key, queued ms), oldest first.
+pub async fn queued_jobs(
+    pool: &Pool,
+    limit: i64,
+) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, project, label_key, queued FROM jobs WHERE state = 'queued' \
+         ORDER BY queued, id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push((
+            r.try_get("id")?,
+            r.try_get("project")?,
+            r.try_get("label_key")?,
+            r.try_get("queued")?,
+        ));
+    }
+    Ok(out)
 }
