@@ -33,7 +33,7 @@
 
 pub mod chart;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One change a deployment carries: the build whose GitOps pull request was merged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +72,7 @@ pub struct History {
 }
 
 /// A window `[from_ms, to_ms)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Window {
     pub from_ms: i64,
     pub to_ms: i64,
@@ -81,7 +81,7 @@ pub struct Window {
 const DAY_MS: f64 = 86_400_000.0;
 
 /// The four figures over a window.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Figures {
     /// Deployments merged in the window.
     pub deployments: u64,
@@ -284,6 +284,84 @@ pub fn reported_pull_requests(chunk: &str) -> Vec<String> {
 pub fn is_revert_message(message: &str) -> bool {
     let subject = message.lines().next().unwrap_or("").trim_start();
     subject.starts_with("Revert \"") || subject.to_ascii_lowercase().starts_with("revert:")
+}
+
+/// A span of time as `30d`, `2w`, `12h` or `90m` in milliseconds (positive, at most
+/// 100 years), or `None`.
+pub fn parse_span(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let unit = s.chars().last()?;
+    let n: i64 = s.get(..s.len() - unit.len_utf8())?.parse().ok()?;
+    let ms = match unit {
+        'm' => 60_000,
+        'h' => 3_600_000,
+        'd' => 86_400_000,
+        'w' => 7 * 86_400_000,
+        _ => return None,
+    };
+    let span = n.checked_mul(ms)?;
+    (span > 0 && span <= 100 * 366 * 86_400_000).then_some(span)
+}
+
+/// Prometheus gauges of each project's figures over `window` (a figure without data,
+/// such as a lead time without deployments, is left out).
+pub fn prometheus(window: Window, projects: &[(String, Figures)]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let secs = (window.to_ms - window.from_ms) as f64 / 1000.0;
+    let _ = writeln!(
+        out,
+        "# HELP runner_dora_window_seconds The window the delivery metrics cover (it ends now)."
+    );
+    let _ = writeln!(out, "# TYPE runner_dora_window_seconds gauge");
+    let _ = writeln!(out, "runner_dora_window_seconds {secs}");
+    type Get = fn(&Figures) -> Option<f64>;
+    let gauges: [(&str, &str, Get); 6] = [
+        (
+            "runner_dora_deployments",
+            "GitOps pull requests merged in the window, per project.",
+            |f| Some(f.deployments as f64),
+        ),
+        (
+            "runner_dora_deployments_per_day",
+            "Deployment frequency: deployments per day of the window, per project.",
+            |f| Some(f.deployments_per_day),
+        ),
+        (
+            "runner_dora_lead_time_seconds",
+            "Lead time for changes: median commit to deployment pull request merged, per project.",
+            |f| f.lead_time_seconds,
+        ),
+        (
+            "runner_dora_failed_deployments",
+            "Deployments in the window followed by a failed main-line build or a revert before the next one.",
+            |f| Some(f.failed_deployments as f64),
+        ),
+        (
+            "runner_dora_change_failure_rate",
+            "Change failure rate: failed deployments / deployments, per project.",
+            |f| f.change_failure_rate,
+        ),
+        (
+            "runner_dora_time_to_restore_seconds",
+            "Time to restore: median failure to the next successful deployment, per project.",
+            |f| f.time_to_restore_seconds,
+        ),
+    ];
+    for (name, help, get) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for (project, f) in projects {
+            if let Some(v) = get(f) {
+                let p = project
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
+                let _ = writeln!(out, "{name}{{project=\"{p}\"}} {v}");
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -291,3 +291,48 @@ fn reverts_are_recognised_by_their_subject() {
     assert!(!is_revert_message("fix: not a Revert \"x\""));
     assert!(!is_revert_message(""));
 }
+
+#[test]
+fn spans_and_prometheus_text() {
+    assert_eq!(parse_span("30d"), Some(30 * DAY));
+    assert_eq!(parse_span("2w"), Some(14 * DAY));
+    assert_eq!(parse_span("12h"), Some(12 * H));
+    assert_eq!(parse_span("90m"), Some(90 * 60_000));
+    for bad in [
+        "",
+        "d",
+        "0d",
+        "-1d",
+        "3x",
+        "1.5d",
+        "99999999999999999d",
+        "é",
+    ] {
+        assert_eq!(parse_span(bad), None, "{bad}");
+    }
+    let f = Figures {
+        deployments: 2,
+        deployments_per_day: 0.5,
+        lead_time_seconds: Some(5400.0),
+        changes: 2,
+        failed_deployments: 1,
+        change_failure_rate: Some(0.5),
+        time_to_restore_seconds: None,
+        restored: 0,
+        unrestored: 1,
+    };
+    let text = prometheus(window(0, 96), &[("a\"b".into(), f)]);
+    assert!(
+        text.contains("runner_dora_window_seconds 345600\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("runner_dora_deployments{project=\"a\\\"b\"} 2\n"),
+        "{text}"
+    );
+    assert!(text.contains("runner_dora_deployments_per_day{project=\"a\\\"b\"} 0.5\n"));
+    assert!(text.contains("runner_dora_lead_time_seconds{project=\"a\\\"b\"} 5400\n"));
+    assert!(text.contains("runner_dora_change_failure_rate{project=\"a\\\"b\"} 0.5\n"));
+    assert!(text.contains("# TYPE runner_dora_time_to_restore_seconds gauge\n"));
+    assert!(!text.contains("runner_dora_time_to_restore_seconds{"));
+}

@@ -10,6 +10,7 @@
 pub mod blobs;
 mod metrics;
 pub mod notify;
+mod stats;
 mod web;
 pub mod webhooks;
 
@@ -367,6 +368,8 @@ pub fn router(store: Store, blobs: BlobStore, config: ServerConfig) -> Router {
             "/v1/webhooks/github",
             post(webhooks::github).layer(DefaultBodyLimit::max(webhooks::BODY_LIMIT)),
         )
+        // delivery metrics (dora)
+        .route("/v1/stats", get(stats::stats))
         .merge(web::routes())
         .merge(notify::routes())
         .fallback(|| async { Answer::not_found("route") })
@@ -474,7 +477,8 @@ async fn metrics_route(State(st): St) -> Res<Response> {
         )
         .await?;
     let hub = st.store.hub();
-    let text = st.metrics.render(&counts, hub.waiting(), hub.followers());
+    let mut text = st.metrics.render(&counts, hub.waiting(), hub.followers());
+    text.push_str(&stats::metrics_text(&st.store).await?);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
@@ -684,6 +688,21 @@ async fn submit(
             }
         }
     }
+    let change = match &job.commit {
+        None => crate::pool::store::JobChange::default(),
+        Some(c) => crate::pool::store::JobChange {
+            commit_ms: Some(
+                crate::pool::store::parse_rfc3339_ms(&c.time).ok_or_else(|| {
+                    Answer::bad(format!(
+                        "commit.time `{}` is not an RFC 3339 time (e.g. 2026-01-02T03:04:05Z)",
+                        c.time
+                    ))
+                })?,
+            ),
+            revert: c.revert,
+            side: c.side_branch,
+        },
+    };
     let spec = serde_json::to_string(&job).map_err(Answer::internal)?;
     let new = NewJob {
         id: crate::datadir::new_uuid(),
@@ -691,6 +710,7 @@ async fn submit(
         labels: job.labels.clone(),
         spec,
         max_attempts,
+        change,
     };
     let view = st.store.submit(&new).await?;
     Ok((StatusCode::CREATED, Json(view)))
