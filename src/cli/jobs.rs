@@ -292,21 +292,6 @@ async fn jobs(cmd: JobsCommand) -> Result<ExitStatus, ClientError> {
     Ok(ExitStatus::Success)
 }
 
-/// Seconds as `3d 04h`, `2h 05m`, `4m 10s` or `12s`.
-fn span(secs: f64) -> String {
-    let s = secs.max(0.0).round() as u64;
-    let (d, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
-    if d > 0 {
-        format!("{d}d {h:02}h")
-    } else if h > 0 {
-        format!("{h}h {m:02}m")
-    } else if m > 0 {
-        format!("{m}m {:02}s", s % 60)
-    } else {
-        format!("{s}s")
-    }
-}
-
 fn print_stats(report: &crate::pool::protocol::StatsReport) {
     println!("delivery metrics from {} to {}", report.from, report.to);
     if report.projects.is_empty() {
@@ -324,12 +309,14 @@ fn print_stats(report: &crate::pool::protocol::StatsReport) {
             p.project,
             f.deployments,
             f.deployments_per_day,
-            f.lead_time_seconds.map(span).unwrap_or_else(|| "-".into()),
+            f.lead_time_seconds
+                .map(crate::pool::dora::human_span)
+                .unwrap_or_else(|| "-".into()),
             f.change_failure_rate
                 .map(|r| format!("{:.0}%", r * 100.0))
                 .unwrap_or_else(|| "-".into()),
             f.time_to_restore_seconds
-                .map(span)
+                .map(crate::pool::dora::human_span)
                 .unwrap_or_else(|| "-".into()),
         );
     }

@@ -187,9 +187,22 @@ fn after(t: i64) -> i64 {
     }
 }
 
-async fn history(database: Option<String>) {
-    let name = project("dora");
-    let pool = server(&name, database);
+/// What a scripted history's figures are, by hand.
+struct Scripted {
+    /// When the script started (ms).
+    t0: i64,
+    /// The first deployment's merge, its lead time (ms).
+    m1: i64,
+    c1: i64,
+    /// The fix's deployment (ms).
+    m2: i64,
+    lead: f64,
+    restore: f64,
+}
+
+/// Scripts project `name`'s history on `pool`: a change deployed, a pull request's
+/// failed build, a main-line failure, a fix deployed, and a merge nobody's job opened.
+async fn script(pool: &Pool) -> Scripted {
     let t0 = now_ms();
     // Commits made 5 h, 4 h and 3 h ago (GitHub sends whole seconds).
     let (c1, c2, c3) = (
@@ -199,28 +212,46 @@ async fn history(database: Option<String>) {
     );
 
     // 1. A change built; its GitOps pull request #101 merged: the first deployment.
-    let j1 = push(&pool, 1, c1, "add the basket").await;
-    let f1 = run_job(&pool, &j1, true, Some(101)).await;
+    let j1 = push(pool, 1, c1, "add the basket").await;
+    let f1 = run_job(pool, &j1, true, Some(101)).await;
     let m1 = after(f1);
-    merged(&pool, 101, m1).await;
+    merged(pool, 101, m1).await;
     // 2. A pull request's build fails: not the main line's, so no failure.
-    let side = pull_request_opened(&pool, 7).await;
-    run_job(&pool, &side, false, None).await;
+    let side = pull_request_opened(pool, 7).await;
+    run_job(pool, &side, false, None).await;
     // 3. The next change's build fails: the first deployment failed.
-    let j2 = push(&pool, 2, c2, "break the basket").await;
-    let failure = run_job(&pool, &j2, false, None).await;
+    let j2 = push(pool, 2, c2, "break the basket").await;
+    let failure = run_job(pool, &j2, false, None).await;
     // 4. The fix is built and deployed through pull request #102: restored.
-    let j3 = push(&pool, 3, c3, "fix the basket").await;
-    let f3 = run_job(&pool, &j3, true, Some(102)).await;
+    let j3 = push(pool, 3, c3, "fix the basket").await;
+    let f3 = run_job(pool, &j3, true, Some(102)).await;
     let m2 = after(f3.max(failure));
-    merged(&pool, 102, m2).await;
+    merged(pool, 102, m2).await;
     // A pull request merged in the config repository that no job opened is no deployment.
-    merged(&pool, 103, after(m2)).await;
+    merged(pool, 103, after(m2)).await;
     after(m2);
 
-    // The four figures, by hand.
-    let lead = ((m1 - c1) as f64 + (m2 - c3) as f64) / 2.0 / 1000.0;
-    let restore = (m2 - failure) as f64 / 1000.0;
+    Scripted {
+        t0,
+        m1,
+        c1,
+        m2,
+        lead: ((m1 - c1) as f64 + (m2 - c3) as f64) / 2.0 / 1000.0,
+        restore: (m2 - failure) as f64 / 1000.0,
+    }
+}
+
+async fn history(database: Option<String>) {
+    let name = project("dora");
+    let pool = server(&name, database);
+    let Scripted {
+        t0,
+        m1,
+        c1,
+        m2,
+        lead,
+        restore,
+    } = script(&pool).await;
 
     // `runner jobs stats --json` over a 2-day window ending an hour from now.
     let to = rfc3339(t0 + HOUR);
@@ -355,4 +386,76 @@ async fn a_scripted_history_gives_the_four_figures_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scripted_history_gives_the_four_figures_postgres() {
     history(Some(crate::support_pg::database().await)).await;
+}
+
+/// The web page's `/stats` in headless Chromium: the four charts render (SVG with bars,
+/// coloured through SVG attributes under the page's CSP), with JavaScript on and off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_browser_shows_the_delivery_charts() {
+    use crate::pool_web_browser::Chromium;
+    use crate::support_pool::eventually;
+    let name = project("dora-web");
+    let pool = server(&name, None);
+    script(&pool).await;
+    tokio::task::block_in_place(|| {
+        let chrome = Chromium::start();
+        let mut cdp = chrome.page();
+        cdp.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": false}),
+        );
+        let page = format!("/stats?project={name}&window=7d");
+        cdp.navigate(&format!("{}{page}", pool.url));
+        eventually("the sign-in form", 30, || {
+            (cdp.eval("location.pathname") == "/signin"
+                && cdp.eval("!!document.querySelector('form.signin')") == true)
+                .then_some(())
+        });
+        cdp.eval(&format!(
+            "document.querySelector('input[name=token]').value = {}; \
+             document.querySelector('form.signin').submit(); 1",
+            json!(pool.submit_token())
+        ));
+        eventually("the stats page after signing in", 30, || {
+            (cdp.eval("location.pathname + location.search") == page.as_str()
+                && cdp.eval("document.readyState") == "complete")
+                .then_some(())
+        });
+        // Four charts, each drawn: a box of its size, bars that have a height.
+        assert_eq!(cdp.eval("document.querySelectorAll('svg.chart').length"), 4);
+        for class in ["deployments", "lead-time", "failure-rate", "restore"] {
+            let drawn = cdp.eval(&format!(
+                "(() => {{ const s = document.querySelector('svg.chart.{class}'); \
+                 const r = s.getBoundingClientRect(); \
+                 const bars = [...s.querySelectorAll('rect.bar')]; \
+                 return r.width > 100 && r.height > 50 && bars.length > 0 && \
+                 bars.some(b => b.getBBox().height > 1); }})()"
+            ));
+            assert_eq!(drawn, true, "chart {class} is not drawn");
+        }
+        // A bar's colour is its SVG attribute (an inline style would break the CSP).
+        assert_eq!(
+            cdp.eval(
+                "getComputedStyle(document.querySelector('svg.chart.deployments rect.bar')).fill"
+            ),
+            "rgb(45, 164, 78)"
+        );
+        let row = cdp.eval("document.querySelector('tr.project').textContent");
+        let row = row.as_str().unwrap_or_default();
+        assert!(row.contains(&name) && row.contains("50%"), "{row}");
+        cdp.screenshot("stats-page.png");
+
+        // With JavaScript off the page is the same HTML.
+        cdp.call(
+            "Emulation.setScriptExecutionDisabled",
+            json!({"value": true}),
+        );
+        cdp.navigate(&format!("{}{page}", pool.url));
+        let html = eventually("the page without scripts", 30, || {
+            let h = cdp.html()?;
+            h.contains("svg class=\"chart restore\"").then_some(h)
+        });
+        assert_eq!(html.matches("<svg class=\"chart ").count(), 4, "{html}");
+        assert!(html.contains("<a href=\"/stats\">Delivery</a>"), "{html}");
+    });
 }

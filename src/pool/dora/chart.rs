@@ -1,5 +1,5 @@
 //! Small bar charts as SVG, for the web page's `/stats` (server-rendered, no script, no
-//! inline style: colours come from the page's stylesheet through classes).
+//! inline style, which the page's CSP forbids: colours are SVG presentation attributes).
 
 use std::fmt::Write as _;
 
@@ -16,6 +16,8 @@ const W: f64 = 320.0;
 const H: f64 = 120.0;
 const TOP: f64 = 14.0;
 const BOTTOM: f64 = 18.0;
+/// The ticks' text: the page's text colour, small.
+const TEXT: &str = "fill=\"currentColor\" font-size=\"10\"";
 
 /// Escapes text for XML text and double-quoted attribute values.
 fn esc(s: &str) -> String {
@@ -33,10 +35,11 @@ fn esc(s: &str) -> String {
     out
 }
 
-/// A bar chart of `bars` (oldest first) titled `title`; `class` names the metric (the
-/// stylesheet colours `.chart.<class> .bar`). Bars scale to the largest value; a
-/// missing value draws a dash on the axis.
-pub fn bars(title: &str, class: &str, bars: &[Bar]) -> String {
+/// A bar chart of `bars` (oldest first) titled `title`; `class` names the metric, `fill`
+/// is the bars' colour (`#rrggbb`). Bars scale to the largest value; a missing value
+/// draws a grey dash on the axis.
+pub fn bars(title: &str, class: &str, fill: &str, bars: &[Bar]) -> String {
+    let fill = esc(fill);
     let mut out = String::new();
     let _ = write!(
         out,
@@ -49,7 +52,8 @@ pub fn bars(title: &str, class: &str, bars: &[Bar]) -> String {
     let plot = H - TOP - BOTTOM;
     let _ = write!(
         out,
-        "<line class=\"axis\" x1=\"0\" y1=\"{y}\" x2=\"{W}\" y2=\"{y}\"/>",
+        "<line class=\"axis\" x1=\"0\" y1=\"{y}\" x2=\"{W}\" y2=\"{y}\" \
+         stroke=\"currentColor\" stroke-opacity=\"0.4\"/>",
         y = H - BOTTOM
     );
     let max = bars
@@ -69,7 +73,7 @@ pub fn bars(title: &str, class: &str, bars: &[Bar]) -> String {
                 let h = h.max(1.0);
                 let _ = write!(
                     out,
-                    "<rect class=\"bar\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{width:.1}\" \
+                    "<rect class=\"bar\" fill=\"{fill}\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{width:.1}\" \
                      height=\"{h:.1}\"><title>{}: {}</title></rect>",
                     H - BOTTOM - h,
                     esc(&b.label),
@@ -79,7 +83,7 @@ pub fn bars(title: &str, class: &str, bars: &[Bar]) -> String {
             None => {
                 let _ = write!(
                     out,
-                    "<rect class=\"none\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{width:.1}\" \
+                    "<rect class=\"none\" fill=\"#8c959f\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{width:.1}\" \
                      height=\"1\"><title>{}: no data</title></rect>",
                     H - BOTTOM - 1.0,
                     esc(&b.label)
@@ -90,8 +94,8 @@ pub fn bars(title: &str, class: &str, bars: &[Bar]) -> String {
     if let (Some(first), Some(last)) = (bars.first(), bars.last()) {
         let _ = write!(
             out,
-            "<text class=\"tick\" x=\"0\" y=\"{y}\">{}</text>\
-             <text class=\"tick end\" x=\"{W}\" y=\"{y}\" text-anchor=\"end\">{}</text>",
+            "<text class=\"tick\" x=\"0\" y=\"{y}\" {TEXT}>{}</text>\
+             <text class=\"tick end\" x=\"{W}\" y=\"{y}\" text-anchor=\"end\" {TEXT}>{}</text>",
             esc(&first.label),
             esc(&last.label),
             y = H - 4.0
@@ -99,7 +103,7 @@ pub fn bars(title: &str, class: &str, bars: &[Bar]) -> String {
     }
     let _ = write!(
         out,
-        "<text class=\"tick\" x=\"0\" y=\"10\">max {}</text></svg>",
+        "<text class=\"tick\" x=\"0\" y=\"10\" {TEXT}>max {}</text></svg>",
         esc(&bars
             .iter()
             .filter(|b| b.value.is_some_and(|v| v == max))
@@ -120,6 +124,7 @@ mod tests {
         let svg = bars(
             "Deployments <per week>",
             "deploys",
+            "#2da44e",
             &[
                 Bar {
                     label: "w1".into(),
@@ -158,10 +163,14 @@ mod tests {
         );
         assert!(svg.contains("height=\"1.0\"><title>w4: 0</title>"), "{svg}");
         assert!(svg.contains(">max 4</text>"));
+        assert!(
+            svg.contains("<rect class=\"bar\" fill=\"#2da44e\""),
+            "{svg}"
+        );
         assert!(!svg.contains("style"));
         assert!(svg.ends_with("</svg>"));
         // No bars at all is still a chart.
-        let empty = bars("t", "c", &[]);
+        let empty = bars("t", "c", "#000000", &[]);
         assert!(empty.contains("max -") && empty.ends_with("</svg>"));
     }
 }

@@ -303,6 +303,21 @@ pub fn parse_span(s: &str) -> Option<i64> {
     (span > 0 && span <= 100 * 366 * 86_400_000).then_some(span)
 }
 
+/// Seconds as `3d 04h`, `2h 05m`, `4m 10s` or `12s`.
+pub fn human_span(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    let (d, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
+    if d > 0 {
+        format!("{d}d {h:02}h")
+    } else if h > 0 {
+        format!("{h}h {m:02}m")
+    } else if m > 0 {
+        format!("{m}m {:02}s", s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
 /// Prometheus gauges of each project's figures over `window` (a figure without data,
 /// such as a lead time without deployments, is left out).
 pub fn prometheus(window: Window, projects: &[(String, Figures)]) -> String {

@@ -336,3 +336,13 @@ fn spans_and_prometheus_text() {
     assert!(text.contains("# TYPE runner_dora_time_to_restore_seconds gauge\n"));
     assert!(!text.contains("runner_dora_time_to_restore_seconds{"));
 }
+
+#[test]
+fn spans_read_as_days_hours_minutes_seconds() {
+    assert_eq!(human_span(12.4), "12s");
+    assert_eq!(human_span(250.0), "4m 10s");
+    assert_eq!(human_span(7500.0), "2h 05m");
+    assert_eq!(human_span(273_600.0), "3d 04h");
+    assert_eq!(human_span(-1.0), "0s");
+    assert_eq!(human_span(f64::NAN), "0s");
+}

@@ -13,6 +13,7 @@
 //! GET  /jobs/{id}/artifacts/{name}       an artifact (download)
 //! POST /jobs/{id}/cancel, /jobs/{id}/retry
 //! GET  /agents                           agents: online, labels, running job, last seen
+//! GET  /stats?project=&window=           delivery metrics: figures and an SVG chart each
 //! GET  /badge/{project}.svg?branch=      status badge of the last finished job (public)
 //! ```
 //!
@@ -25,6 +26,7 @@
 mod ansi;
 mod events;
 mod html;
+mod stats;
 
 use super::{AppState, St};
 use crate::pool::protocol::{JobState, Role};
@@ -277,6 +279,8 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/jobs/{id}/cancel", post(cancel))
         .route("/jobs/{id}/retry", post(retry))
         .route("/agents", get(agents_page))
+        // delivery metrics (dora)
+        .route("/stats", get(stats::page))
         .route("/badge/{file}", get(badge))
         .route("/static/web.css", get(css))
         .route("/static/live.js", get(script))
