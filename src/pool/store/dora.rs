@@ -45,9 +45,12 @@ pub struct DeployRow {
     pub commit_ms: Option<i64>,
 }
 
-/// How far before a window failures and deployments are read, so that an incident that
-/// began before the window is seen as one.
+/// How far before a window failures are read, so that an incident that began before the
+/// window is seen as one.
 const LOOKBACK_MS: i64 = 30 * 86_400_000;
+/// How far before a window the builds whose pull requests may be merged in it are read
+/// (a GitOps pull request left open longer than this is not counted).
+const PR_LOOKBACK_MS: i64 = 90 * 86_400_000;
 
 /// Milliseconds since the epoch of an RFC 3339 time.
 pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
@@ -134,7 +137,9 @@ impl Store {
         project: Option<&str>,
         window: Window,
     ) -> Result<BTreeMap<String, History>, StoreError> {
-        let deploys: Vec<DeployRow> = read_op!(self, dora_deployments(project, window.to_ms))?;
+        let pr_since = window.from_ms.saturating_sub(PR_LOOKBACK_MS);
+        let deploys: Vec<DeployRow> =
+            read_op!(self, dora_deployments(project, pr_since, window.to_ms))?;
         let since = window.from_ms.saturating_sub(LOOKBACK_MS);
         let builds = read_op!(self, dora_builds(project, since, window.to_ms))?;
         Ok(histories(deploys, builds))
@@ -145,6 +150,64 @@ impl Store {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    /// Migration 7 on a store from before it: pull requests' jobs become `side`, the rest
+    /// `main`.
+    #[tokio::test]
+    async fn migration_7_marks_earlier_pull_request_jobs_as_side() {
+        use sqlx::Connection;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.db").display().to_string();
+        let url = format!("sqlite://{path}");
+        drop(
+            Store::open(&crate::pool::store::StoreConfig { url: path.clone() })
+                .await
+                .unwrap(),
+        );
+        // Back to version 5, with two jobs from then.
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        for sql in [
+            "DROP TABLE deploy_prs",
+            "DROP INDEX jobs_project_finished",
+            "ALTER TABLE jobs DROP COLUMN commit_time",
+            "ALTER TABLE jobs DROP COLUMN change_kind",
+            "DELETE FROM schema_version WHERE version >= 6",
+        ] {
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        }
+        let pr_spec = r#"{"source":{"kind":"git","url":"u","revision":"r"},"trigger":{"variables":{"CODEBUILD_WEBHOOK_EVENT":"PULL_REQUEST_CREATED"},"untrusted":false}}"#;
+        let push_spec = r#"{"source":{"kind":"git","url":"u","revision":"r"},"trigger":{"variables":{"CODEBUILD_WEBHOOK_EVENT":"PUSH"},"untrusted":false}}"#;
+        for (id, spec) in [("pr", pr_spec), ("push", push_spec)] {
+            sqlx::query(
+                "INSERT INTO jobs (id, state, label_key, labels, project, spec, max_attempts, \
+                 created, queued) VALUES ($1, 'failed', '', '{}', 'p', $2, 1, 1, 1)",
+            )
+            .bind(id)
+            .bind(spec)
+            .execute(&mut c)
+            .await
+            .unwrap();
+        }
+        c.close().await.unwrap();
+        drop(
+            Store::open(&crate::pool::store::StoreConfig { url: path.clone() })
+                .await
+                .unwrap(),
+        );
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let kinds: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, change_kind FROM jobs ORDER BY id")
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
+        assert_eq!(
+            kinds,
+            vec![
+                ("pr".to_string(), "side".to_string()),
+                ("push".to_string(), "main".to_string())
+            ]
+        );
+    }
 
     #[test]
     fn rows_become_histories_per_project() {

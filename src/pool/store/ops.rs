@@ -1476,21 +1476,22 @@ pub async fn record_deploy_prs(
 }
 
 /// Merged GitOps pull requests and the jobs that reported them, of one project or all,
-/// for jobs created before `before`.
+/// for jobs created in `[since, before)`.
 pub async fn dora_deployments(
     pool: &Pool,
     project: Option<&str>,
+    since: i64,
     before: i64,
 ) -> Result<Vec<super::DeployRow>, StoreError> {
     let sql = format!(
         "SELECT j.project, d.job_id, d.repo, d.number, d.url, d.reported, m.merged_at, \
          j.commit_time FROM deploy_prs d \
          JOIN merged_prs m ON LOWER(m.repo) = d.repo AND m.number = d.number \
-         JOIN jobs j ON j.id = d.job_id WHERE j.created < $1{} \
+         JOIN jobs j ON j.id = d.job_id WHERE j.created >= $1 AND j.created < $2{} \
          ORDER BY j.project, d.repo, d.number, d.job_id",
-        if project.is_some() { " AND j.project = $2" } else { "" }
+        if project.is_some() { " AND j.project = $3" } else { "" }
     );
-    let mut q = sqlx::query(&sql).bind(before);
+    let mut q = sqlx::query(&sql).bind(since).bind(before);
     if let Some(p) = project {
         q = q.bind(p);
     }
