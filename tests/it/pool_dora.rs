@@ -459,3 +459,82 @@ async fn web_browser_shows_the_delivery_charts() {
         assert!(html.contains("<a href=\"/stats\">Delivery</a>"), "{html}");
     });
 }
+
+fn git(dir: &std::path::Path, date_ms: i64, args: &[&str]) {
+    let date = rfc3339(date_ms / 1000 * 1000);
+    let out = std::process::Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .env("GIT_AUTHOR_DATE", &date)
+        .env("GIT_COMMITTER_DATE", &date)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `runner submit` of a git work tree sends its commit's time (the lead time) and whether
+/// it is a revert (a failure of the deployment before it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runner_submit_reads_the_commit_time_and_reverts_from_git() {
+    let name = project("dora-submit");
+    let pool = server(&name, None);
+    let t0 = now_ms();
+    let (c1, c2) = ((t0 - 2 * HOUR) / 1000 * 1000, (t0 - HOUR) / 1000 * 1000);
+    let src = crate::support_pool::source(&[(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo hi\n",
+    )]);
+    git(src.path(), c1, &["init", "-q", "-b", "main"]);
+    git(src.path(), c1, &["add", "-A"]);
+    git(src.path(), c1, &["commit", "-qm", "add the basket"]);
+    let j1 = pool.submit(src.path(), &name, &[]);
+    let f1 = run_job(&pool, &j1, true, Some(201)).await;
+    let m1 = after(f1);
+    merged(&pool, 201, m1).await;
+    git(
+        src.path(),
+        c2,
+        &[
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "Revert \"add the basket\"",
+        ],
+    );
+    let j2 = pool.submit(src.path(), &name, &[]);
+    run_job(&pool, &j2, true, None).await;
+    after(m1);
+
+    let out = pool
+        .cli()
+        .args(["jobs", "stats", "--json", "--project", &name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &report["projects"][0];
+    assert_eq!(p["deployments"], 1, "{report:#}");
+    assert_eq!(
+        p["lead_time_seconds"],
+        (m1 - c1) as f64 / 1000.0,
+        "{report:#}"
+    );
+    assert_eq!(
+        p["change_failure_rate"], 1.0,
+        "the revert failed the deployment"
+    );
+    assert_eq!(p["unrestored"], 1);
+}
