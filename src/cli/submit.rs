@@ -156,7 +156,22 @@ pub async fn run(args: SubmitArgs) -> ExitStatus {
         trigger: None,
         commit,
     };
-    let view = match client.submit(&job).await {
+    let answer = match client.submit(&job).await {
+        // A server from before the delivery metrics refuses the unknown field (and stored
+        // nothing): submit without the commit's facts.
+        Err(crate::pool::client::ClientError::Refused {
+            status: 400, error, ..
+        }) if job.commit.is_some() && error.contains("unknown field `commit`") => {
+            client
+                .submit(&SubmitJob {
+                    commit: None,
+                    ..job.clone()
+                })
+                .await
+        }
+        other => other,
+    };
+    let view = match answer {
         Ok(v) => v,
         Err(e) => return client_error(&e),
     };
