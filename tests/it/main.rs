@@ -10,6 +10,7 @@ mod artifacts_e2e;
 mod batch;
 mod build_credentials;
 mod build_docker;
+mod build_docker_buildx;
 mod build_semantics;
 mod buildspec_corpus;
 mod cache_e2e;

@@ -391,7 +391,12 @@ pub async fn serve(
     config.secure_cookies |= tls.is_some();
     let reap_every = config.reap_every;
     let flush_every = config.agents_flush_every;
-    let senders = notify::start(&store, &config.notify)?;
+    // Commit statuses (ops): on before anything records job changes, so the start-up
+    // reconciliation's events carry theirs too.
+    let statuses =
+        webhooks::statuses::start(&store, config.github.as_ref(), config.notify.retry_policy());
+    let mut senders = notify::start(&store, &config.notify)?;
+    senders.extend(statuses);
     let app = router(store.clone(), blobs, config);
     let reaper = tokio::spawn(reap(store.clone(), reap_every));
     let flusher = tokio::spawn(flush_agents(store.clone(), flush_every));
@@ -478,6 +483,11 @@ async fn metrics_route(State(st): St) -> Res<Response> {
         .await?;
     let hub = st.store.hub();
     let mut text = st.metrics.render(&counts, hub.waiting(), hub.followers());
+    let pending = st.store.pending_deliveries().await?;
+    text.push_str(&metrics::render_outbox(
+        &pending,
+        crate::pool::store::now_ms(),
+    ));
     text.push_str(&stats::metrics_text(&st.store).await?);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }

@@ -164,14 +164,14 @@ mod tests {
                 .await
                 .unwrap(),
         );
-        // Back to version 5, with two jobs from then.
+        // Back to version 6, with two jobs from then.
         let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
         for sql in [
             "DROP TABLE deploy_prs",
             "DROP INDEX jobs_project_finished",
             "ALTER TABLE jobs DROP COLUMN commit_time",
             "ALTER TABLE jobs DROP COLUMN change_kind",
-            "DELETE FROM schema_version WHERE version >= 6",
+            "DELETE FROM schema_version WHERE version >= 7",
         ] {
             sqlx::query(sql).execute(&mut c).await.unwrap();
         }

@@ -77,6 +77,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     // 5: the notification outbox (see crate::pool::server::notify).
     (5, NOTIFY_DDL),
+    // 6: where a webhook job's commit statuses go (written with the job), and indexes
+    // for the retention sweep (crate::pool::store::outbox::Store::prune).
+    (6, STATUS_DDL),
     // 7: delivery metrics (crate::pool::dora): a job's commit time and kind of change
     // (`main`, `side`: a pull request's or side branch's, `revert`), and the GitOps pull
     // requests jobs reported. Pull requests' jobs from before are `side`.
@@ -1154,12 +1157,14 @@ pub async fn web_agents(pool: &Pool) -> Result<Vec<(String, String, i64)>, Store
 
 /// Records a webhook delivery and, with it, the job it asked for (one transaction): `None`
 /// when the delivery was seen before (nothing is created).
+#[allow(clippy::too_many_arguments)]
 pub async fn webhook_submit(
     conn: &mut Conn,
     delivery: &str,
     event: &str,
     job: &NewJob,
     key: &str,
+    status: &super::StatusTarget,
     now: i64,
 ) -> Result<Option<JobView>, StoreError> {
     let mut tx = conn.begin().await?;
@@ -1178,6 +1183,7 @@ pub async fn webhook_submit(
         return Ok(None);
     }
     let view = submit(&mut tx, job, key, now).await?;
+    record_status_target(&mut tx, &job.id, status, now).await?;
     tx.commit().await?;
     Ok(Some(view))
 }
@@ -1445,6 +1451,118 @@ pub async fn jobs_to_reconcile(pool: &Pool, since: i64) -> Result<Vec<String>, S
     .fetch_all(pool)
     .await?;
     Ok(ids)
+}
+
+// ---- commit statuses, outbox metrics and retention (crate::pool::server::webhooks::statuses,
+// crate::pool::server::metrics, Store::prune) -----------------------------------------
+
+/// Migration 6.
+const STATUS_DDL: &str = "CREATE TABLE commit_status_targets (job_id TEXT PRIMARY KEY NOT NULL, \
+     repo TEXT NOT NULL, sha TEXT NOT NULL, created BIGINT NOT NULL); \
+     CREATE INDEX notify_events_created ON notify_events (created); \
+     CREATE INDEX notify_deliveries_settled ON notify_deliveries (state, created); \
+     CREATE INDEX notify_deliveries_event ON notify_deliveries (event_seq); \
+     CREATE INDEX webhook_deliveries_received ON webhook_deliveries (received)";
+
+/// Records where a webhook job's commit statuses go (in the job's transaction).
+async fn record_status_target(
+    conn: &mut Conn,
+    job: &str,
+    t: &super::StatusTarget,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO commit_status_targets (job_id, repo, sha, created) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (job_id) DO NOTHING",
+    )
+    .bind(job)
+    .bind(&t.repo)
+    .bind(&t.sha)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The commit a webhook job's statuses are about (`None`: not a webhook job).
+pub async fn status_target(
+    pool: &Pool,
+    job: &str,
+) -> Result<Option<super::StatusTarget>, StoreError> {
+    let row: Option<(String, String)> =
+        sqlx::query_as("SELECT repo, sha FROM commit_status_targets WHERE job_id = $1")
+            .bind(job)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(|(repo, sha)| super::StatusTarget { repo, sha }))
+}
+
+/// Pending deliveries per receiver: (receiver, how many, oldest event's created ms).
+pub async fn pending_deliveries(pool: &Pool) -> Result<Vec<(String, i64, i64)>, StoreError> {
+    let rows: Vec<(String, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT receiver, COUNT(*), MIN(created) FROM notify_deliveries \
+         WHERE state = 'pending' GROUP BY receiver ORDER BY receiver",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(r, n, oldest)| (r, n, oldest.unwrap_or(0)))
+        .collect())
+}
+
+/// Deletes up to `batch` settled (delivered or given up) deliveries created before
+/// `before`, then up to `batch` events created before `before` that no delivery row
+/// names any more and whose job finished before `finished_before` (the start-up
+/// reconciliation would record the event of an unfinished or recently finished job
+/// again): (deliveries, events) deleted.
+pub async fn prune_outbox(
+    conn: &mut Conn,
+    before: i64,
+    finished_before: i64,
+    batch: i64,
+) -> Result<(u64, u64), StoreError> {
+    let deliveries = sqlx::query(
+        "DELETE FROM notify_deliveries WHERE (receiver, event_seq) IN ( \
+           SELECT receiver, event_seq FROM notify_deliveries \
+           WHERE state IN ('delivered', 'dead') AND created < $1 LIMIT $2)",
+    )
+    .bind(before)
+    .bind(batch)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let events = sqlx::query(
+        "DELETE FROM notify_events WHERE seq IN ( \
+           SELECT seq FROM notify_events e WHERE e.created < $1 AND NOT EXISTS ( \
+             SELECT 1 FROM notify_deliveries d WHERE d.event_seq = e.seq) \
+           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = e.job_id \
+             AND (j.finished IS NULL OR j.finished >= $3)) LIMIT $2)",
+    )
+    .bind(before)
+    .bind(batch)
+    .bind(finished_before)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok((deliveries, events))
+}
+
+/// Deletes up to `batch` webhook delivery ids received before `before`.
+pub async fn prune_webhook_deliveries(
+    conn: &mut Conn,
+    before: i64,
+    batch: i64,
+) -> Result<u64, StoreError> {
+    Ok(sqlx::query(
+        "DELETE FROM webhook_deliveries WHERE id IN ( \
+           SELECT id FROM webhook_deliveries WHERE received < $1 LIMIT $2)",
+    )
+    .bind(before)
+    .bind(batch)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected())
 }
 
 // ---- delivery metrics (crate::pool::dora) ------------------------------------------

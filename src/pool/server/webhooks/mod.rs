@@ -16,7 +16,7 @@
 //!
 //! `X-GitHub-Delivery` is the key of a row written in the job's own transaction, so a
 //! redelivery (on any replica) creates nothing. Commit statuses are posted for each job
-//! it creates ([`statuses`]).
+//! it creates, through the notification outbox ([`statuses`]).
 //!
 //! Answers: 401 bad or missing signature, 400 a signed body that is not the event's JSON
 //! or no delivery id, 404 webhooks not configured, 201 a job created, 200 a redelivery or
@@ -27,7 +27,7 @@ pub mod statuses;
 
 use super::{Answer, AppState, Res, St};
 use crate::pool::protocol::{CommitFacts, JobView, SourceSpec, SubmitJob, Trigger};
-use crate::pool::store::{JobChange, MergedPr, NewJob};
+use crate::pool::store::{JobChange, MergedPr, NewJob, StatusTarget};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -386,21 +386,8 @@ pub(super) async fn github(
                 )));
             };
             match submit(&st, delivery, event, &project, &build).await? {
-                Some(view) => {
-                    if let Some(poster) = statuses::Poster::new(&cfg) {
-                        tokio::spawn(statuses::follow(
-                            st.store.clone(),
-                            poster,
-                            statuses::Target {
-                                repo: build.repo.clone(),
-                                sha: build.sha.clone(),
-                                project,
-                                job: view.id.clone(),
-                            },
-                        ));
-                    }
-                    Ok((StatusCode::CREATED, Json(view)).into_response())
-                }
+                // Its commit statuses go through the outbox (see statuses.rs).
+                Some(view) => Ok((StatusCode::CREATED, Json(view)).into_response()),
                 None => Ok((
                     StatusCode::OK,
                     Json(serde_json::json!({
@@ -460,7 +447,14 @@ async fn submit(
         max_attempts: 3,
         change,
     };
-    Ok(st.store.webhook_submit(delivery, event, &new).await?)
+    let status = StatusTarget {
+        repo: build.repo.clone(),
+        sha: build.sha.clone(),
+    };
+    Ok(st
+        .store
+        .webhook_submit(delivery, event, &new, &status)
+        .await?)
 }
 
 #[cfg(test)]
