@@ -157,7 +157,7 @@ pub enum Command {
     ///   runner submit --server http://127.0.0.1:8420 --token "$TOKEN" --source . --wait
     #[command(verbatim_doc_comment)]
     Submit(super::submit::SubmitArgs),
-    /// Jobs on a server: list, show, logs, cancel, retry, watch, artifacts
+    /// Jobs on a server: list, show, logs, cancel, retry, watch, stats, artifacts
     #[command(subcommand)]
     Jobs(super::jobs::JobsCommand),
     /// Print runner's version

@@ -1,5 +1,5 @@
-//! `runner jobs list|show|logs|cancel|retry|watch|artifacts|queue|pause|resume`: jobs on a
-//! `runner server`. Also
+//! `runner jobs list|show|logs|cancel|retry|watch|stats|artifacts|queue|pause|resume`: jobs
+//! on a `runner server`. Also
 //! the connection flags and the log follower `runner submit --wait` shares.
 
 use super::exit::ExitStatus;
@@ -101,6 +101,32 @@ pub enum JobsCommand {
         #[arg(long)]
         project: Option<String>,
         /// Each event as one line of JSON (a CloudEvent, as notification receivers get it)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delivery metrics per project over a window: deployment frequency, lead time for
+    /// changes, change failure rate, time to restore (deployments are merged GitOps pull
+    /// requests; see the README's "Delivery metrics")
+    Stats {
+        #[command(flatten)]
+        conn: Conn,
+        /// Only this project
+        #[arg(long)]
+        project: Option<String>,
+        /// The window's length, ending at --to (or now): 30d, 2w, 12h, 90m
+        #[arg(
+            long,
+            value_name = "SPAN",
+            default_value = "30d",
+            conflicts_with = "from"
+        )]
+        window: String,
+        /// The window's start (RFC 3339)
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// The window's end, excluded (RFC 3339; default now)
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -249,6 +275,25 @@ async fn jobs(cmd: JobsCommand) -> Result<ExitStatus, ClientError> {
         JobsCommand::Resume { conn, labels, json } => {
             return Ok(queue(&conn, Some((false, labels)), json).await)
         }
+        JobsCommand::Stats {
+            conn,
+            project,
+            window,
+            from,
+            to,
+            json,
+        } => {
+            let window = from.is_none().then_some(window.as_str());
+            let report = conn
+                .client()?
+                .stats(project.as_deref(), from.as_deref(), to.as_deref(), window)
+                .await?;
+            if json {
+                print_json(&report);
+            } else {
+                print_stats(&report);
+            }
+        }
         JobsCommand::Artifacts {
             conn,
             id,
@@ -353,6 +398,36 @@ async fn queue(conn: &Conn, change: Option<(bool, Option<String>)>, json: bool) 
         }
     }
     ExitStatus::Success
+}
+
+fn print_stats(report: &crate::pool::protocol::StatsReport) {
+    println!("delivery metrics from {} to {}", report.from, report.to);
+    if report.projects.is_empty() {
+        println!("no project has builds or deployments in this window");
+        return;
+    }
+    println!(
+        "{:<24} {:>11} {:>8} {:>12} {:>13} {:>15}",
+        "PROJECT", "DEPLOYMENTS", "PER DAY", "LEAD TIME", "FAILURE RATE", "TIME TO RESTORE"
+    );
+    for p in &report.projects {
+        let f = &p.figures;
+        println!(
+            "{:<24} {:>11} {:>8.2} {:>12} {:>13} {:>15}",
+            p.project,
+            f.deployments,
+            f.deployments_per_day,
+            f.lead_time_seconds
+                .map(crate::pool::dora::human_span)
+                .unwrap_or_else(|| "-".into()),
+            f.change_failure_rate
+                .map(|r| format!("{:.0}%", r * 100.0))
+                .unwrap_or_else(|| "-".into()),
+            f.time_to_restore_seconds
+                .map(crate::pool::dora::human_span)
+                .unwrap_or_else(|| "-".into()),
+        );
+    }
 }
 
 fn print_job(job: &JobView) {

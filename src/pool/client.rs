@@ -367,6 +367,37 @@ impl PoolClient {
         Self::json("resume", resp).await
     }
 
+    /// `GET /v1/stats?project=&from=&to=&window=`: the delivery metrics.
+    pub async fn stats(
+        &self,
+        project: Option<&str>,
+        from: Option<&str>,
+        to: Option<&str>,
+        window: Option<&str>,
+    ) -> Result<crate::pool::protocol::StatsReport, ClientError> {
+        let mut url = self.url(&["v1", "stats"]);
+        {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in [
+                ("project", project),
+                ("from", from),
+                ("to", to),
+                ("window", window),
+            ] {
+                if let Some(v) = v {
+                    q.append_pair(k, v);
+                }
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        let resp = self
+            .send_retrying("stats", self.get(url.clone(), CALL_TIMEOUT))
+            .await?;
+        Self::json("stats", resp).await
+    }
+
     /// `GET /v1/jobs/{id}`.
     pub async fn job(&self, id: &str) -> Result<JobView, ClientError> {
         let url = self.url(&["v1", "jobs", id]);

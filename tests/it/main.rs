@@ -43,6 +43,7 @@ mod support_awscli;
 mod support_moto;
 mod support_pg;
 
+mod pool_dora;
 mod pool_e2e;
 mod pool_faults;
 mod pool_notify;

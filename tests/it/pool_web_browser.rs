@@ -16,14 +16,14 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 
 /// A headless Chromium with its DevTools endpoint; killed when dropped.
-struct Chromium {
+pub(crate) struct Chromium {
     child: Child,
     port: u16,
     _profile: tempfile::TempDir,
 }
 
 impl Chromium {
-    fn start() -> Chromium {
+    pub(crate) fn start() -> Chromium {
         let bin = ["chromium", "chromium-browser"]
             .into_iter()
             .find(|b| {
@@ -81,7 +81,7 @@ impl Chromium {
     }
 
     /// The DevTools session of the first page.
-    fn page(&self) -> Cdp {
+    pub(crate) fn page(&self) -> Cdp {
         let list = http_get(self.port, "/json/list");
         let targets: Value = serde_json::from_str(&list).unwrap();
         let ws = targets
@@ -131,7 +131,7 @@ fn http_get(port: u16, path: &str) -> String {
 }
 
 /// A DevTools protocol session over a WebSocket (RFC 6455, text frames, client-masked).
-struct Cdp {
+pub(crate) struct Cdp {
     s: TcpStream,
     next: u64,
 }
@@ -223,13 +223,13 @@ impl Cdp {
         }
     }
 
-    fn call(&mut self, method: &str, params: Value) -> Value {
+    pub(crate) fn call(&mut self, method: &str, params: Value) -> Value {
         self.try_call(method, params)
             .unwrap_or_else(|e| panic!("{method}: {e}"))
     }
 
     /// Evaluates an expression in the page; its value.
-    fn eval(&mut self, expr: &str) -> Value {
+    pub(crate) fn eval(&mut self, expr: &str) -> Value {
         let r = self.call(
             "Runtime.evaluate",
             json!({"expression": expr, "returnByValue": true}),
@@ -238,13 +238,13 @@ impl Cdp {
     }
 
     /// Starts a navigation (callers wait for what they expect to see).
-    fn navigate(&mut self, url: &str) {
+    pub(crate) fn navigate(&mut self, url: &str) {
         self.call("Page.navigate", json!({"url": url}));
     }
 
     /// The page's HTML as the browser has it (works with scripts off); `None` while a
     /// navigation replaces the document.
-    fn html(&mut self) -> Option<String> {
+    pub(crate) fn html(&mut self) -> Option<String> {
         let doc = self.try_call("DOM.getDocument", json!({"depth": 0})).ok()?;
         let node = doc["root"]["nodeId"].clone();
         let h = self
@@ -253,7 +253,7 @@ impl Cdp {
         h["outerHTML"].as_str().map(str::to_string)
     }
 
-    fn screenshot(&mut self, name: &str) {
+    pub(crate) fn screenshot(&mut self, name: &str) {
         let r = self.call("Page.captureScreenshot", json!({"format": "png"}));
         let png = base64::engine::general_purpose::STANDARD
             .decode(r["data"].as_str().unwrap())

@@ -11,6 +11,7 @@ pub mod blobs;
 mod metrics;
 pub mod notify;
 mod queue;
+mod stats;
 mod web;
 pub mod webhooks;
 
@@ -371,6 +372,8 @@ pub fn router(store: Store, blobs: BlobStore, config: ServerConfig) -> Router {
             "/v1/webhooks/github",
             post(webhooks::github).layer(DefaultBodyLimit::max(webhooks::BODY_LIMIT)),
         )
+        // delivery metrics (dora)
+        .route("/v1/stats", get(stats::stats))
         .merge(web::routes())
         .merge(notify::routes())
         // Queue pause and resume.
@@ -491,6 +494,7 @@ async fn metrics_route(State(st): St) -> Res<Response> {
         &pending,
         crate::pool::store::now_ms(),
     ));
+    text.push_str(&stats::metrics_text(&st.store).await?);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
@@ -700,6 +704,21 @@ async fn submit(
             }
         }
     }
+    let change = match &job.commit {
+        None => crate::pool::store::JobChange::default(),
+        Some(c) => crate::pool::store::JobChange {
+            commit_ms: Some(
+                crate::pool::store::parse_rfc3339_ms(&c.time).ok_or_else(|| {
+                    Answer::bad(format!(
+                        "commit.time `{}` is not an RFC 3339 time (e.g. 2026-01-02T03:04:05Z)",
+                        c.time
+                    ))
+                })?,
+            ),
+            revert: c.revert,
+            side: c.side_branch,
+        },
+    };
     let spec = serde_json::to_string(&job).map_err(Answer::internal)?;
     let new = NewJob {
         id: crate::datadir::new_uuid(),
@@ -707,6 +726,7 @@ async fn submit(
         labels: job.labels.clone(),
         spec,
         max_attempts,
+        change,
     };
     let view = st.store.submit(&new).await?;
     Ok((StatusCode::CREATED, Json(view)))

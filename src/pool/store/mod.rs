@@ -99,6 +99,8 @@ pub struct NewJob {
     /// The rest of the submission (source, buildspec, env, timeout), as JSON.
     pub spec: String,
     pub max_attempts: u32,
+    /// The commit, for the delivery metrics.
+    pub change: JobChange,
 }
 
 /// A claimed job.
@@ -547,6 +549,7 @@ impl Store {
             append_log(r id, v attempt, r lease, v seq, r data, v limit)
         )?;
         self.outbox_phases(id, attempt, seq as u64, data).await;
+        self.record_deploy_links(id, data).await;
         self.notify(Notice::Log(id.to_string())).await;
         Ok(())
     }
@@ -969,3 +972,7 @@ impl Store {
 pub mod outbox;
 pub use outbox::{DueDelivery, OutEvent, OutboxConfig, PendingDeliveries, Pruned, STATUS_RECEIVER};
 pub mod pause;
+
+
+mod dora;
+pub use dora::{parse_rfc3339_ms, DeployRow, JobChange};

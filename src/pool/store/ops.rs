@@ -80,6 +80,21 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // 6: where a webhook job's commit statuses go (written with the job), and indexes
     // for the retention sweep (crate::pool::store::outbox::Store::prune).
     (6, STATUS_DDL),
+    // 7: delivery metrics (crate::pool::dora): a job's commit time and kind of change
+    // (`main`, `side`: a pull request's or side branch's, `revert`), and the GitOps pull
+    // requests jobs reported. Pull requests' jobs from before are `side`.
+    (
+        7,
+        "ALTER TABLE jobs ADD COLUMN commit_time BIGINT; \
+         ALTER TABLE jobs ADD COLUMN change_kind TEXT NOT NULL DEFAULT 'main'; \
+         UPDATE jobs SET change_kind = 'side' \
+             WHERE spec LIKE '%\"CODEBUILD_WEBHOOK_EVENT\":\"PULL\\_REQUEST\\_%' ESCAPE '\\'; \
+         CREATE INDEX jobs_project_finished ON jobs (project, finished); \
+         CREATE TABLE deploy_prs (job_id TEXT NOT NULL, repo TEXT NOT NULL, \
+             number BIGINT NOT NULL, url TEXT NOT NULL, reported BIGINT NOT NULL, \
+             PRIMARY KEY (job_id, repo, number)); \
+         CREATE INDEX deploy_prs_pr ON deploy_prs (repo, number)",
+    ),
     // 8: the queue's pauses (see crate::pool::server::queue): a label key ('' = every
     // job) whose jobs no agent claims until it is resumed.
     (8, PAUSE_DDL),
@@ -127,7 +142,8 @@ pub async fn submit(
     let labels = serde_json::to_string(&job.labels)
         .map_err(|e| StoreError::Invalid(format!("labels: {e}")))?;
     let insert = "INSERT INTO jobs (id, state, label_key, labels, project, spec, max_attempts, \
-                  created, queued, build_number) VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $7, ";
+                  created, queued, commit_time, change_kind, build_number) \
+                  VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $7, $8, $9, ";
     macro_rules! bind {
         ($sql:expr) => {
             sqlx::query_scalar::<_, i64>($sql)
@@ -138,6 +154,8 @@ pub async fn submit(
                 .bind(&job.spec)
                 .bind(i64::from(job.max_attempts))
                 .bind(now)
+                .bind(job.change.commit_ms)
+                .bind(job.change.kind())
         };
     }
     let build_number = if PG {
@@ -153,7 +171,7 @@ pub async fn submit(
             .bind(&job.project)
             .fetch_one(&mut *tx)
             .await?;
-        let sql = format!("{insert}$8) RETURNING build_number");
+        let sql = format!("{insert}$10) RETURNING build_number");
         let n = bind!(&sql).bind(n).fetch_one(&mut *tx).await?;
         tx.commit().await?;
         n
@@ -1640,4 +1658,92 @@ pub async fn queued_jobs(
         ));
     }
     Ok(out)
+}
+
+// ---- delivery metrics (crate::pool::dora) ------------------------------------------
+
+/// Records the GitOps pull requests a job reported (repository lower case, number, URL);
+/// one already recorded is left alone.
+pub async fn record_deploy_prs(
+    conn: &mut Conn,
+    job: &str,
+    prs: &[(String, i64, String)],
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut tx = conn.begin().await?;
+    for (repo, number, url) in prs {
+        sqlx::query(
+            "INSERT INTO deploy_prs (job_id, repo, number, url, reported) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(job)
+        .bind(repo)
+        .bind(number)
+        .bind(url)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Merged GitOps pull requests and the jobs that reported them, of one project or all,
+/// for jobs created in `[since, before)`.
+pub async fn dora_deployments(
+    pool: &Pool,
+    project: Option<&str>,
+    since: i64,
+    before: i64,
+) -> Result<Vec<super::DeployRow>, StoreError> {
+    let sql = format!(
+        "SELECT j.project, d.job_id, d.repo, d.number, d.url, d.reported, m.merged_at, \
+         j.commit_time FROM deploy_prs d \
+         JOIN merged_prs m ON LOWER(m.repo) = d.repo AND m.number = d.number \
+         JOIN jobs j ON j.id = d.job_id WHERE j.created >= $1 AND j.created < $2{} \
+         ORDER BY j.project, d.repo, d.number, d.job_id",
+        if project.is_some() { " AND j.project = $3" } else { "" }
+    );
+    let mut q = sqlx::query(&sql).bind(since).bind(before);
+    if let Some(p) = project {
+        q = q.bind(p);
+    }
+    let rows = q.fetch_all(pool).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(super::DeployRow {
+            project: r.try_get("project")?,
+            job: r.try_get("job_id")?,
+            repo: r.try_get("repo")?,
+            number: r.try_get("number")?,
+            url: r.try_get("url")?,
+            reported_ms: r.try_get("reported")?,
+            merged_at: r.try_get("merged_at")?,
+            commit_ms: r.try_get("commit_time")?,
+        });
+    }
+    Ok(out)
+}
+
+/// The main line's finished builds (finished in `[since, before)`) and the revert
+/// commits' jobs (created in `[since, before)`) of one project or all: (project, state,
+/// finished ms, created ms, change kind).
+pub async fn dora_builds(
+    pool: &Pool,
+    project: Option<&str>,
+    since: i64,
+    before: i64,
+) -> Result<Vec<(String, String, Option<i64>, i64, String)>, StoreError> {
+    let sql = format!(
+        "SELECT project, state, finished, created, change_kind FROM jobs \
+         WHERE change_kind <> 'side' AND ((finished >= $1 AND finished < $2 \
+         AND state IN ('succeeded', 'failed')) OR (change_kind = 'revert' \
+         AND created >= $1 AND created < $2)){} ORDER BY project, created",
+        if project.is_some() { " AND project = $3" } else { "" }
+    );
+    let mut q = sqlx::query_as(&sql).bind(since).bind(before);
+    if let Some(p) = project {
+        q = q.bind(p);
+    }
+    Ok(q.fetch_all(pool).await?)
 }

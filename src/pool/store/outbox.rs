@@ -445,6 +445,7 @@ mod tests {
             labels: Default::default(),
             spec: "{}".into(),
             max_attempts: 1,
+            change: Default::default(),
         };
         store.submit(&job).await.unwrap();
         store.cancel("j1").await.unwrap();
@@ -503,6 +504,7 @@ mod tests {
             labels: Default::default(),
             spec: "{}".into(),
             max_attempts: 1,
+            change: Default::default(),
         }
     }
 

@@ -59,7 +59,8 @@ pub fn page(title: &str, viewer: Option<&Viewer>, body: &str, script: bool) -> S
     if let Some(v) = viewer {
         let _ = write!(
             nav,
-            "<nav><a href=\"/jobs\">Jobs</a> <a href=\"/agents\">Agents</a> <a href=\"/queue\">Queue</a>\
+            "<nav><a href=\"/jobs\">Jobs</a> <a href=\"/agents\">Agents</a> <a href=\"/queue\">Queue</a> \
+             <a href=\"/stats\">Delivery</a>\
              <form method=\"post\" action=\"/signout\" class=\"signout\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
              <span class=\"role\">{}</span> <button type=\"submit\">Sign out</button></form></nav>",

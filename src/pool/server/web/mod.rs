@@ -15,6 +15,7 @@
 //! GET  /agents                           agents: online, labels, running job, last seen
 //! GET  /queue                            pauses, queued jobs by label set and their wait
 //! POST /queue/pause, /queue/resume       (admin) pause or resume (all, or a label set)
+//! GET  /stats?project=&window=           delivery metrics: figures and an SVG chart each
 //! GET  /badge/{project}.svg?branch=      status badge of the last finished job (public)
 //! ```
 //!
@@ -29,6 +30,7 @@ mod events;
 mod html;
 mod queue;
 mod results;
+mod stats;
 
 use super::{AppState, St};
 use crate::pool::protocol::{JobState, Role};
@@ -284,6 +286,8 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/queue", get(queue::page))
         .route("/queue/pause", post(queue::pause))
         .route("/queue/resume", post(queue::resume))
+        // delivery metrics (dora)
+        .route("/stats", get(stats::page))
         .route("/badge/{file}", get(badge))
         .route("/static/web.css", get(css))
         .route("/static/live.js", get(script))
