@@ -973,6 +973,5 @@ pub mod outbox;
 pub use outbox::{DueDelivery, OutEvent, OutboxConfig, PendingDeliveries, Pruned, STATUS_RECEIVER};
 pub mod pause;
 
-
 mod dora;
 pub use dora::{parse_rfc3339_ms, DeployRow, JobChange};
