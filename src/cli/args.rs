@@ -157,7 +157,7 @@ pub enum Command {
     ///   runner submit --server http://127.0.0.1:8420 --token "$TOKEN" --source . --wait
     #[command(verbatim_doc_comment)]
     Submit(super::submit::SubmitArgs),
-    /// Jobs on a server: list, show, logs, cancel, retry, watch, artifacts
+    /// Jobs on a server: list, show, logs, cancel, retry, watch, stats, artifacts
     #[command(subcommand)]
     Jobs(super::jobs::JobsCommand),
     /// Print runner's version
@@ -577,11 +577,6 @@ pub struct BuildArgs {
     /// The source directory; it becomes CODEBUILD_SRC_DIR in the container.
     #[arg(long, short = 's', value_name = "DIR", default_value = ".")]
     pub source: PathBuf,
-    /// The build image (must be on the engine, or pullable); default: `build.image` in
-    /// the project file, else the standard image runner/standard:bookworm (built on
-    /// first use).
-    #[arg(long, short = 'i', value_name = "IMAGE", env = "RUNNER_IMAGE")]
-    pub image: Option<String>,
     /// When no image is named and runner/standard:bookworm is not built yet, say how
     /// to build it (`scripts/images.sh standard`) instead of building it now.
     #[arg(long)]
@@ -602,14 +597,6 @@ pub struct BuildArgs {
     /// Read variables from a dotenv file (KEY=VALUE lines); --env wins over it.
     #[arg(long, value_name = "FILE")]
     pub env_file: Vec<PathBuf>,
-    /// Resolve env.parameter-store and env.secrets-manager from this JSON file instead of
-    /// AWS (for working without AWS access):
-    /// {"parameters": {"/app/token": "…"}, "secrets": {"prod/db": {"password": "…"}}}.
-    /// Without it, references are resolved through the AWS SDK's standard credential
-    /// chain, region and endpoint settings (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_SSM,
-    /// AWS_ENDPOINT_URL_SECRETS_MANAGER).
-    #[arg(long, value_name = "FILE")]
-    pub secrets_file: Option<PathBuf>,
     /// How the source reaches the container [default: mount, or the project file's].
     #[arg(long, value_enum)]
     pub source_mode: Option<SourceMode>,
@@ -621,68 +608,6 @@ pub struct BuildArgs {
     /// file's `name`, else the source directory's name.
     #[arg(long)]
     pub project: Option<String>,
-    /// Make build containers trust the host's CA bundle (for networks that re-sign TLS)
-    /// and point SSL_CERT_FILE, REQUESTS_CA_BUNDLE, PIP_CERT, NODE_EXTRA_CA_CERTS,
-    /// CARGO_HTTP_CAINFO, GIT_SSL_CAINFO, CURL_CA_BUNDLE and AWS_CA_BUNDLE at it.
-    #[arg(long, value_enum, default_value_t = HostCa::Auto)]
-    pub host_ca: HostCa,
-    /// Where the buildspec's `cache:` entries are kept [default: <data dir>/cache].
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
-    /// Keep `cache:` entries in S3 instead (s3://bucket/prefix), shared by a pool of
-    /// runners; uses the AWS SDK's credential chain, region and endpoint settings
-    /// (AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).
-    #[arg(long, value_name = "S3_URL", conflicts_with = "cache_dir")]
-    pub cache_s3: Option<String>,
-    /// Size limit of the local cache in MiB (1 to 16777216, 16 TiB); least recently used
-    /// entries are evicted.
-    #[arg(long, value_name = "MIB", default_value_t = 5120, value_parser = RangedU64ValueParser::<u64>::new().range(1..=16_777_216))]
-    pub cache_size: u64,
-    /// Neither restore nor save the buildspec's cache.
-    #[arg(long)]
-    pub no_cache: bool,
-    /// Restore `cache:` from its archive on every build. By default the cache paths live
-    /// in engine volumes kept per project on this machine (CodeBuild's LOCAL_CUSTOM_CACHE):
-    /// a build whose key matches what they hold uses them as they are, with nothing to
-    /// extract. The archive is saved either way (for other machines, and --cache-s3).
-    #[arg(long)]
-    pub no_cache_volumes: bool,
-    /// The build asks for privileged mode (for buildspecs that run docker themselves, as
-    /// on CodeBuild): by default it gets Docker through runner's gate (see --docker).
-    #[arg(long)]
-    pub privileged: bool,
-    /// What a build gets for running `docker`: `gate` (the host engine through runner's
-    /// filter: only its own containers, no privileged ones; the default for privileged
-    /// builds), `privileged` (a real privileged container, for images that start their
-    /// own Docker daemon) or `none`. Default: runner.yml's `docker:`.
-    #[arg(long, value_enum, value_name = "MODE", env = "RUNNER_DOCKER")]
-    pub docker: Option<crate::docker::gate::DockerMode>,
-    /// Send a registry host's traffic to another address when pushing the project's
-    /// image (see `runner push --help`). Repeatable; also RUNNER_REGISTRY_ENDPOINTS.
-    #[arg(long = "registry-endpoint", value_name = "HOST=URL", value_parser = endpoint)]
-    pub registry_endpoint: Vec<String>,
-    /// Comma-separated HOST=URL overrides; --registry-endpoint wins for the same host.
-    #[arg(
-        long = "registry-endpoints",
-        value_name = "HOST=URL,...",
-        env = "RUNNER_REGISTRY_ENDPOINTS"
-    )]
-    pub registry_endpoints: Option<String>,
-    /// Longest silence from the registry when pushing the project's image (and pulling
-    /// its cache-from images), and the deadline of its small requests, in seconds (above
-    /// 0, at most 86400).
-    #[arg(
-        long = "registry-timeout",
-        value_name = "SECONDS",
-        env = "RUNNER_REGISTRY_TIMEOUT"
-    )]
-    pub registry_timeout: Option<String>,
-    /// The cosign key that signs the project's image, in place of the project file's
-    /// `sign.key` (a key kept outside the source tree, e.g. a CI secret).
-    #[arg(long, value_name = "FILE", env = "RUNNER_SIGN_KEY")]
-    pub sign_key: Option<String>,
-    #[command(flatten)]
-    pub password: KeyPassword,
     /// Run the buildspec's `batch` section (each task in its own container).
     #[arg(long)]
     pub batch: bool,
@@ -714,12 +639,100 @@ pub struct BuildArgs {
     /// Leave the build's own output out of the terminal (it stays in the log file).
     #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// AWS_REGION / AWS_DEFAULT_REGION inside the build.
+    #[command(flatten)]
+    pub settings: BuildSettings,
+}
+
+/// The build settings `runner build` and `runner agent` share: what a build runs in, its
+/// cache, Docker, registries, signing key and AWS. One definition, so both read them the
+/// same way (see `cli::settings`).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Build settings (runner build and runner agent)")]
+pub struct BuildSettings {
+    /// The build image (must be on the engine, or pullable); default: `build.image` in
+    /// the project file, else the standard image runner/standard:bookworm (built on
+    /// first use).
+    #[arg(long, short = 'i', value_name = "IMAGE", env = "RUNNER_IMAGE")]
+    pub image: Option<String>,
+    /// Resolve env.parameter-store and env.secrets-manager from this JSON file instead of
+    /// AWS (for working without AWS access):
+    /// {"parameters": {"/app/token": "…"}, "secrets": {"prod/db": {"password": "…"}}}.
+    /// Without it, references are resolved through the AWS SDK's standard credential
+    /// chain, region and endpoint settings (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_SSM,
+    /// AWS_ENDPOINT_URL_SECRETS_MANAGER).
+    #[arg(long, value_name = "FILE")]
+    pub secrets_file: Option<PathBuf>,
+    /// Make build containers trust the host's CA bundle (for networks that re-sign TLS)
+    /// and point SSL_CERT_FILE, REQUESTS_CA_BUNDLE, PIP_CERT, NODE_EXTRA_CA_CERTS,
+    /// CARGO_HTTP_CAINFO, GIT_SSL_CAINFO, CURL_CA_BUNDLE and AWS_CA_BUNDLE at it.
+    #[arg(long, value_enum, default_value_t = HostCa::Auto)]
+    pub host_ca: HostCa,
+    /// Where the buildspec's `cache:` entries are kept [default: <data dir>/cache].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Keep `cache:` entries in S3 instead (s3://bucket/prefix), shared by a pool of
+    /// runners; uses the AWS SDK's credential chain, region and endpoint settings
+    /// (AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).
+    #[arg(long, value_name = "S3_URL", conflicts_with = "cache_dir")]
+    pub cache_s3: Option<String>,
+    /// Size limit of the local cache in MiB (1 to 16777216, 16 TiB); least recently used
+    /// entries are evicted.
+    #[arg(long, value_name = "MIB", default_value_t = 5120, value_parser = RangedU64ValueParser::<u64>::new().range(1..=16_777_216))]
+    pub cache_size: u64,
+    /// Neither restore nor save the buildspec's cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Restore `cache:` from its archive on every build. By default the cache paths live
+    /// in engine volumes kept per project on this machine (CodeBuild's LOCAL_CUSTOM_CACHE):
+    /// a build whose key matches what they hold uses them as they are, with nothing to
+    /// extract. The archive is saved either way (for other machines, and --cache-s3).
+    #[arg(long)]
+    pub no_cache_volumes: bool,
+    /// Builds ask for privileged mode (for buildspecs that run docker themselves, as on
+    /// CodeBuild; also runner.yml's `privileged: true`): by default they get Docker
+    /// through runner's gate (see --docker).
+    #[arg(long)]
+    pub privileged: bool,
+    /// What a privileged build gets for running `docker`: `gate` (the host engine through runner's
+    /// filter: only its own containers, no privileged ones; the default for privileged
+    /// builds), `privileged` (a real privileged container, for images that start their
+    /// own Docker daemon) or `none`. Default: runner.yml's `docker:`.
+    #[arg(long, value_enum, value_name = "MODE", env = "RUNNER_DOCKER")]
+    pub docker: Option<crate::docker::gate::DockerMode>,
+    /// Send a registry host's traffic to another address when pushing the project's
+    /// image (see `runner push --help`). Repeatable; also RUNNER_REGISTRY_ENDPOINTS.
+    #[arg(long = "registry-endpoint", value_name = "HOST=URL", value_parser = endpoint)]
+    pub registry_endpoint: Vec<String>,
+    /// Comma-separated HOST=URL overrides; --registry-endpoint wins for the same host.
+    #[arg(
+        long = "registry-endpoints",
+        value_name = "HOST=URL,...",
+        env = "RUNNER_REGISTRY_ENDPOINTS"
+    )]
+    pub registry_endpoints: Option<String>,
+    /// Longest silence from the registry when pushing the project's image (and pulling
+    /// its cache-from images), and the deadline of its small requests, in seconds (above
+    /// 0, at most 86400).
+    #[arg(
+        long = "registry-timeout",
+        value_name = "SECONDS",
+        env = "RUNNER_REGISTRY_TIMEOUT"
+    )]
+    pub registry_timeout: Option<String>,
+    /// The cosign key that signs the project's image, in place of the project file's
+    /// `sign.key` (a key kept outside the source tree, e.g. a CI secret).
+    #[arg(long, value_name = "FILE", env = "RUNNER_SIGN_KEY")]
+    pub sign_key: Option<String>,
+    #[command(flatten)]
+    pub password: KeyPassword,
+    /// AWS_REGION / AWS_DEFAULT_REGION inside the build(s).
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
     pub region: String,
     /// AWS credentials for the build, as CodeBuild serves its service role: `runner`
     /// serves runner's own (its credential chain) through the container-credentials
-    /// endpoint, with runner's AWS_ENDPOINT_URL* passed in; `none` serves nothing.
+    /// endpoint, with runner's AWS_ENDPOINT_URL* passed in; `none` (the default) serves
+    /// nothing. On an agent the jobs come from a server, so serving the agent's
+    /// credentials to them is an explicit choice.
     #[arg(
         long,
         value_enum,

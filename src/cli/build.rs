@@ -6,10 +6,9 @@ use super::config;
 use super::exit::ExitStatus;
 use super::reporters::{github_options, reporter_kind, terminal_options};
 use crate::event::SharedReporter;
-use crate::pipeline::{self, BuildRequest, Credentials, Verdict};
+use crate::pipeline::{self, BuildRequest, Verdict};
 use crate::report::{GithubReporter, JsonReporter, StepStatus, TerminalReporter};
 use crate::run::{Cancel, CancelReason, Canceller};
-use crate::secrets::Secret;
 use std::sync::Arc;
 
 pub async fn run(args: BuildArgs) -> ExitStatus {
@@ -83,61 +82,25 @@ async fn build(
 /// `runner build` reads it).
 fn request(args: BuildArgs) -> Result<BuildRequest, crate::publish::PublishError> {
     let env = |name: &str| std::env::var(name).ok();
-    let masked = config::own_masked_values();
-    let credentials = Credentials {
-        registry_endpoints: super::image::registry_endpoints(
-            &args.registry_endpoint,
-            args.registry_endpoints.as_deref(),
-        )?,
-        registry_auth: config::registry_auth(),
-        registry_limits: super::image::registry_limits(args.registry_timeout.as_deref())?,
-        gitops_tokens: config::gitops_tokens(),
-        aws: Default::default(),
-        // --sign-key / RUNNER_SIGN_KEY points at the key from outside the source tree.
-        sign_key: args.sign_key,
-        key_password: args.password.key_password.map(Secret::new),
-        masked,
-        build_aws: config::build_aws(args.build_credentials, args.build_role),
-    };
-    let cache = config::cache_choice(
-        args.no_cache,
-        args.cache_s3,
-        args.cache_dir,
-        args.cache_size,
-    );
-    Ok(BuildRequest {
-        source: args.source,
-        data_dir: super::data_dir(),
-        advisories: config::advisories(),
-        push_concurrency: config::push_concurrency(),
-        buildspec: args.buildspec,
-        project_file: args.project_file,
-        project: args.project,
-        image: args.image,
-        standard_image: super::standard_image::choice(args.no_build_image),
-        env: args.env,
-        env_files: args.env_file,
-        secrets_file: args.secrets_file,
-        source_mode: args.source_mode,
-        timeout_minutes: args.timeout,
-        host_ca: args.host_ca.into(),
-        cache,
-        cache_volumes: !args.no_cache_volumes,
-        privileged: args.privileged,
-        docker: args.docker,
-        artifacts: args.artifacts,
-        zip: args.zip,
-        batch: args.batch.then_some(args.concurrency),
-        strict: args.strict,
-        region: args.region,
-        initiator: format!("runner/{}", env("USER").unwrap_or_else(|| "local".into())),
-        credentials,
-        build_number: None,
-        fail_on: args.fail_on.map(Into::into),
-        engine: Default::default(),
-        trigger_variables: Vec::new(),
-        untrusted: false,
-    })
+    let mut req = BuildRequest::new(args.source, super::data_dir());
+    super::settings::apply(args.settings, &mut req)?;
+    req.advisories = config::advisories();
+    req.push_concurrency = config::push_concurrency();
+    req.buildspec = args.buildspec;
+    req.project_file = args.project_file;
+    req.project = args.project;
+    req.standard_image = super::standard_image::choice(args.no_build_image);
+    req.env = args.env;
+    req.env_files = args.env_file;
+    req.source_mode = args.source_mode;
+    req.timeout_minutes = args.timeout;
+    req.artifacts = args.artifacts;
+    req.zip = args.zip;
+    req.batch = args.batch.then_some(args.concurrency);
+    req.strict = args.strict;
+    req.initiator = format!("runner/{}", env("USER").unwrap_or_else(|| "local".into()));
+    req.fail_on = args.fail_on.map(Into::into);
+    Ok(req)
 }
 
 /// Ctrl-C or SIGTERM → cancel the build(s).

@@ -1,4 +1,5 @@
-//! `runner jobs list|show|logs|cancel|retry|watch|artifacts`: jobs on a `runner server`. Also
+//! `runner jobs list|show|logs|cancel|retry|watch|stats|artifacts|queue|pause|resume`: jobs
+//! on a `runner server`. Also
 //! the connection flags and the log follower `runner submit --wait` shares.
 
 use super::exit::ExitStatus;
@@ -103,6 +104,32 @@ pub enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Delivery metrics per project over a window: deployment frequency, lead time for
+    /// changes, change failure rate, time to restore (deployments are merged GitOps pull
+    /// requests; see the README's "Delivery metrics")
+    Stats {
+        #[command(flatten)]
+        conn: Conn,
+        /// Only this project
+        #[arg(long)]
+        project: Option<String>,
+        /// The window's length, ending at --to (or now): 30d, 2w, 12h, 90m
+        #[arg(
+            long,
+            value_name = "SPAN",
+            default_value = "30d",
+            conflicts_with = "from"
+        )]
+        window: String,
+        /// The window's start (RFC 3339)
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// The window's end, excluded (RFC 3339; default now)
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// A job's artifacts, or download them
     Artifacts {
         #[command(flatten)]
@@ -111,6 +138,35 @@ pub enum JobsCommand {
         /// Download every artifact into DIR (created if missing)
         #[arg(long, value_name = "DIR")]
         download: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The queue: pauses in force, queued jobs per label set and how long they waited
+    Queue {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop agents from taking queued jobs (all, or those with --labels), on every
+    /// replica; running jobs go on (admin token)
+    Pause {
+        #[command(flatten)]
+        conn: Conn,
+        /// Only jobs that have all these labels (KEY=VALUE,…)
+        #[arg(long, value_name = "LABELS")]
+        labels: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a pause (the one of --labels, else every pause); waiting agents take jobs at
+    /// once (admin token)
+    Resume {
+        #[command(flatten)]
+        conn: Conn,
+        /// The pause of exactly these labels (KEY=VALUE,…)
+        #[arg(long, value_name = "LABELS")]
+        labels: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -212,6 +268,32 @@ async fn jobs(cmd: JobsCommand) -> Result<ExitStatus, ClientError> {
         } => {
             watch(&conn.client()?, project.as_deref(), json).await?;
         }
+        JobsCommand::Queue { conn, json } => return Ok(queue(&conn, None, json).await),
+        JobsCommand::Pause { conn, labels, json } => {
+            return Ok(queue(&conn, Some((true, labels)), json).await)
+        }
+        JobsCommand::Resume { conn, labels, json } => {
+            return Ok(queue(&conn, Some((false, labels)), json).await)
+        }
+        JobsCommand::Stats {
+            conn,
+            project,
+            window,
+            from,
+            to,
+            json,
+        } => {
+            let window = from.is_none().then_some(window.as_str());
+            let report = conn
+                .client()?
+                .stats(project.as_deref(), from.as_deref(), to.as_deref(), window)
+                .await?;
+            if json {
+                print_json(&report);
+            } else {
+                print_stats(&report);
+            }
+        }
         JobsCommand::Artifacts {
             conn,
             id,
@@ -245,6 +327,107 @@ async fn jobs(cmd: JobsCommand) -> Result<ExitStatus, ClientError> {
         }
     }
     Ok(ExitStatus::Success)
+}
+
+/// `runner jobs queue|pause|resume`: `change` is (pause?, --labels).
+async fn queue(conn: &Conn, change: Option<(bool, Option<String>)>, json: bool) -> ExitStatus {
+    let labels = match change.as_ref().and_then(|(_, l)| l.as_deref()) {
+        None => None,
+        Some(l) => match crate::pool::protocol::parse_labels(l) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitStatus::Setup;
+            }
+        },
+    };
+    let result = async {
+        let client = conn.client()?;
+        match change {
+            None => client.queue().await,
+            Some((true, _)) => {
+                let req = crate::pool::protocol::PauseQueue {
+                    labels: labels.unwrap_or_default(),
+                };
+                client.pause_queue(&req).await
+            }
+            Some((false, _)) => {
+                let req = crate::pool::protocol::ResumeQueue { labels };
+                client.resume_queue(&req).await
+            }
+        }
+    }
+    .await;
+    let view = match result {
+        Ok(v) => v,
+        Err(e) => return client_error(&e),
+    };
+    if json {
+        print_json(&view);
+        return ExitStatus::Success;
+    }
+    let set = |l: &std::collections::BTreeMap<String, String>| {
+        if l.is_empty() {
+            "(every job)".to_string()
+        } else {
+            crate::pool::protocol::label_key(l)
+        }
+    };
+    if view.pauses.is_empty() {
+        println!("queue: running (no pause)");
+    }
+    for p in &view.pauses {
+        println!("paused: {} since {}", set(&p.labels), p.since);
+    }
+    if view.queued.is_empty() {
+        println!("no queued jobs");
+    } else {
+        println!("{:>6} {:>10}  {:<8} LABELS", "QUEUED", "OLDEST", "");
+        for q in &view.queued {
+            println!(
+                "{:>6} {:>9}s  {:<8} {}",
+                q.count,
+                q.oldest_age_secs,
+                if q.paused { "paused" } else { "" },
+                if q.labels.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    crate::pool::protocol::label_key(&q.labels)
+                }
+            );
+        }
+    }
+    ExitStatus::Success
+}
+
+fn print_stats(report: &crate::pool::protocol::StatsReport) {
+    println!("delivery metrics from {} to {}", report.from, report.to);
+    if report.projects.is_empty() {
+        println!("no project has builds or deployments in this window");
+        return;
+    }
+    println!(
+        "{:<24} {:>11} {:>8} {:>12} {:>13} {:>15}",
+        "PROJECT", "DEPLOYMENTS", "PER DAY", "LEAD TIME", "FAILURE RATE", "TIME TO RESTORE"
+    );
+    for p in &report.projects {
+        let f = &p.figures;
+        println!(
+            "{:<24} {:>11} {:>8.2} {:>12} {:>13} {:>15}",
+            p.project,
+            f.deployments,
+            f.deployments_per_day,
+            f.lead_time_seconds
+                .map(crate::pool::dora::human_span)
+                .unwrap_or_else(|| "-".into()),
+            f.change_failure_rate
+                .map(|r| format!("{:.0}%", r * 100.0))
+                .unwrap_or_else(|| "-".into()),
+            f.time_to_restore_seconds
+                .map(crate::pool::dora::human_span)
+                .unwrap_or_else(|| "-".into()),
+        );
+    }
 }
 
 fn print_job(job: &JobView) {

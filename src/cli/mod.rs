@@ -16,6 +16,7 @@ mod logging;
 mod reporters;
 mod scan;
 mod server;
+mod settings;
 mod standard_image;
 mod submit;
 mod validate;

@@ -97,6 +97,14 @@ pub struct ServerArgs {
     /// A notification not delivered this long after its event is given up
     #[arg(long, env = "RUNNER_NOTIFY_MAX_AGE_SECS", default_value_t = 86400, value_parser = clap::value_parser!(u64).range(1..=604800))]
     notify_max_age_secs: u64,
+    /// Delivered (or given-up) notifications and commit statuses, and events no delivery
+    /// waits for, are deleted this long after the event
+    #[arg(long, env = "RUNNER_NOTIFY_RETENTION_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..=87600))]
+    notify_retention_hours: u64,
+    /// GitHub webhook delivery ids are kept this long: a redelivery within it creates
+    /// nothing (GitHub redelivers for up to 3 days)
+    #[arg(long, env = "RUNNER_GITHUB_DELIVERY_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(4..=3650))]
+    github_delivery_retention_days: u64,
 }
 
 /// The webhook settings from the flags; `Err` with what to fix.
@@ -283,6 +291,10 @@ async fn serve(args: ServerArgs) -> ExitStatus {
             backoff: None,
             max_backoff: Some(Duration::from_secs(args.notify_max_backoff_secs)),
             max_age: Some(Duration::from_secs(args.notify_max_age_secs)),
+            retention: Some(Duration::from_secs(args.notify_retention_hours * 3600)),
+            webhook_retention: Some(Duration::from_secs(
+                args.github_delivery_retention_days * 24 * 3600,
+            )),
         },
         ..ServerConfig::default()
     };

@@ -124,6 +124,27 @@ pub async fn run(args: SubmitArgs) -> ExitStatus {
             project_file_name(&dir).or(default_project)
         }
     });
+    // The commit built, for the server's delivery metrics: the source directory's HEAD,
+    // or the revision of a git source that is a local repository.
+    let facts = match &source {
+        SourceSpec::Archive { .. } => {
+            let dir = args.source.clone().unwrap_or_else(|| PathBuf::from("."));
+            crate::source::commit_facts(&dir, None)
+        }
+        SourceSpec::Git { url, revision } => {
+            let dir = PathBuf::from(url.strip_prefix("file://").unwrap_or(url));
+            if dir.is_dir() {
+                crate::source::commit_facts(&dir, Some(revision))
+            } else {
+                None
+            }
+        }
+    };
+    let commit = facts.map(|f| protocol::CommitFacts {
+        revert: crate::pool::dora::is_revert_message(&f.subject),
+        time: f.time,
+        side_branch: f.side_branch,
+    });
     let job = SubmitJob {
         source,
         buildspec: args.buildspec.clone(),
@@ -133,8 +154,24 @@ pub async fn run(args: SubmitArgs) -> ExitStatus {
         max_attempts: args.max_attempts,
         timeout_minutes: args.timeout,
         trigger: None,
+        commit,
     };
-    let view = match client.submit(&job).await {
+    let answer = match client.submit(&job).await {
+        // A server from before the delivery metrics refuses the unknown field (and stored
+        // nothing): submit without the commit's facts.
+        Err(crate::pool::client::ClientError::Refused {
+            status: 400, error, ..
+        }) if job.commit.is_some() && error.contains("unknown field `commit`") => {
+            client
+                .submit(&SubmitJob {
+                    commit: None,
+                    ..job.clone()
+                })
+                .await
+        }
+        other => other,
+    };
+    let view = match answer {
         Ok(v) => v,
         Err(e) => return client_error(&e),
     };

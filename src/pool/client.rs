@@ -8,7 +8,7 @@
 
 use super::protocol::{
     ApiError, ArtifactList, Assignment, Claim, Complete, Fence, Heartbeat, JobList, JobView,
-    LogAppend, LogPage, SubmitJob, VERSION, VERSION_HEADER,
+    LogAppend, LogPage, PauseQueue, QueueView, ResumeQueue, SubmitJob, VERSION, VERSION_HEADER,
 };
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use reqwest::{Method, StatusCode, Url};
@@ -334,6 +334,68 @@ impl PoolClient {
             .send_retrying("job list", self.get(url.clone(), CALL_TIMEOUT))
             .await?;
         Self::json("job list", resp).await
+    }
+
+    /// `GET /v1/queue`.
+    pub async fn queue(&self) -> Result<QueueView, ClientError> {
+        let url = self.url(&["v1", "queue"]);
+        let resp = self
+            .send_retrying("queue", self.get(url.clone(), CALL_TIMEOUT))
+            .await?;
+        Self::json("queue", resp).await
+    }
+
+    /// `POST /v1/queue/pause` (retried: pausing twice is pausing once).
+    pub async fn pause_queue(&self, req: &PauseQueue) -> Result<QueueView, ClientError> {
+        let url = self.url(&["v1", "queue", "pause"]);
+        let resp = self
+            .send_retrying("pause", {
+                self.http.post(url.clone()).json(req).timeout(CALL_TIMEOUT)
+            })
+            .await?;
+        Self::json("pause", resp).await
+    }
+
+    /// `POST /v1/queue/resume` (retried: resuming twice is resuming once).
+    pub async fn resume_queue(&self, req: &ResumeQueue) -> Result<QueueView, ClientError> {
+        let url = self.url(&["v1", "queue", "resume"]);
+        let resp = self
+            .send_retrying("resume", {
+                self.http.post(url.clone()).json(req).timeout(CALL_TIMEOUT)
+            })
+            .await?;
+        Self::json("resume", resp).await
+    }
+
+    /// `GET /v1/stats?project=&from=&to=&window=`: the delivery metrics.
+    pub async fn stats(
+        &self,
+        project: Option<&str>,
+        from: Option<&str>,
+        to: Option<&str>,
+        window: Option<&str>,
+    ) -> Result<crate::pool::protocol::StatsReport, ClientError> {
+        let mut url = self.url(&["v1", "stats"]);
+        {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in [
+                ("project", project),
+                ("from", from),
+                ("to", to),
+                ("window", window),
+            ] {
+                if let Some(v) = v {
+                    q.append_pair(k, v);
+                }
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        let resp = self
+            .send_retrying("stats", self.get(url.clone(), CALL_TIMEOUT))
+            .await?;
+        Self::json("stats", resp).await
     }
 
     /// `GET /v1/jobs/{id}`.

@@ -12,6 +12,8 @@
 //!   share.
 //! - [`agent`]: claim slots that run jobs through the pipeline and ship their masked
 //!   events, heartbeats, cancel watch, artifacts and completion.
+//! - [`dora`]: delivery metrics (deployment frequency, lead time, change failure rate,
+//!   time to restore) computed from the server's records (pure).
 //!
 //! Architecture invariants:
 //! - A job is never lost and never completed twice: a claim is a lease with a fencing
@@ -24,6 +26,7 @@
 pub mod agent;
 pub mod archive;
 pub mod client;
+pub mod dora;
 pub mod protocol;
 pub mod server;
 pub mod store;

@@ -23,6 +23,10 @@
 //! GET  /v1/jobs/{id}/artifacts                    [submit] ArtifactList
 //! GET  /v1/jobs/{id}/artifacts/{name}             [submit] bytes
 //! GET  /v1/events?project=  (Last-Event-ID)      [submit] text/event-stream of CloudEvents
+//! GET  /v1/queue                                  [submit] QueueView (pauses, queued jobs)
+//! POST /v1/queue/pause           PauseQueue       [admin]  QueueView
+//! POST /v1/queue/resume          ResumeQueue      [admin]  QueueView
+//! GET  /v1/stats?project=&from=&to=&window=       [submit] StatsReport (delivery metrics)
 //! POST /v1/agent/claim           Claim            [agent]  200 Assignment | 204 none
 //! GET  /v1/agent/blobs/{sha256}                   [agent]  the source archive
 //! POST /v1/agent/jobs/{id}/{attempt}/heartbeat  Fence   [agent] Heartbeat | 409
@@ -125,6 +129,41 @@ pub struct SubmitJob {
     /// Set by the server for a job a GitHub webhook created; `POST /v1/jobs` refuses it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<Trigger>,
+    /// The commit built, as the submitter knows it (for the delivery metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<CommitFacts>,
+}
+
+/// The commit a job builds, for the delivery metrics ([`crate::pool::dora`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitFacts {
+    /// When the commit was made (RFC 3339).
+    pub time: String,
+    /// A revert commit: it marks the deployment before it as failed.
+    #[serde(default)]
+    pub revert: bool,
+    /// Not the project's default branch (a pull request's or a side branch's build):
+    /// its failure is not a failure of what is deployed.
+    #[serde(default)]
+    pub side_branch: bool,
+}
+
+/// `GET /v1/stats`: the delivery metrics of each project over a window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsReport {
+    /// The window `[from, to)`, RFC 3339.
+    pub from: String,
+    pub to: String,
+    pub projects: Vec<ProjectStats>,
+}
+
+/// One project's four figures (see [`crate::pool::dora`] for their definitions).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectStats {
+    pub project: String,
+    #[serde(flatten)]
+    pub figures: crate::pool::dora::Figures,
 }
 
 /// What a webhook delivery tells the build, set by the server (never by a submitter).
@@ -351,6 +390,51 @@ pub struct ArtifactEntry {
 pub struct ArtifactList {
     pub attempt: u32,
     pub artifacts: Vec<ArtifactEntry>,
+}
+
+/// `POST /v1/queue/pause`: agents claim no queued job that has every one of `labels`
+/// (empty: no job at all) until it is resumed, on every replica; running jobs go on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PauseQueue {
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `POST /v1/queue/resume`: ends the pause of exactly `labels`, or every pause when
+/// `labels` is absent; waiting agents claim at once.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeQueue {
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// One pause in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PauseView {
+    /// The labels whose jobs it holds (empty: every job).
+    pub labels: BTreeMap<String, String>,
+    /// RFC 3339.
+    pub since: String,
+}
+
+/// Queued jobs of one label set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueuedView {
+    pub labels: BTreeMap<String, String>,
+    pub count: u64,
+    /// How long the oldest has waited, in seconds.
+    pub oldest_age_secs: u64,
+    /// A pause holds them.
+    pub paused: bool,
+}
+
+/// `GET /v1/queue` and the answer to a pause or a resume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueView {
+    pub pauses: Vec<PauseView>,
+    pub queued: Vec<QueuedView>,
 }
 
 /// The canonical form of a label set: `k=v` pairs sorted by key, joined by `,`.

@@ -97,10 +97,37 @@ fn act_command(repo: &Path, workflow: &str) -> Command {
         .arg(format!("ACTION_SRC={}", repo.display()))
         .arg("--env")
         .arg(format!("RUNNER_BINARY={}", env!("CARGO_BIN_EXE_runner")))
+        // act fetches every action a composite action uses before it evaluates the
+        // step's `if:`: action.yml's actions/cache step (skipped under act) is read from
+        // a stand-in that fails if it runs.
+        .arg("--local-repository")
+        .arg(format!(
+            "{}={}",
+            actions_cache_uses(),
+            repo_root().join("fixtures/action/actions-cache").display()
+        ))
         // The build's own settings must not leak in from the test's environment.
         .env_remove("GITHUB_ACTIONS")
         .env_remove("RUNNER_IMAGE");
     cmd
+}
+
+/// `actions/cache@<SHA>` as action.yml's step pins it.
+fn actions_cache_uses() -> String {
+    let text = std::fs::read_to_string(repo_root().join("action.yml")).expect("action.yml");
+    let at = text
+        .find("uses: actions/cache@")
+        .expect("action.yml uses actions/cache");
+    let uses = &text[at + "uses: ".len()..];
+    let len = "actions/cache@".len() + 40;
+    let uses = uses.get(..len).expect("a full commit SHA");
+    assert!(
+        uses["actions/cache@".len()..]
+            .chars()
+            .all(|c| c.is_ascii_hexdigit()),
+        "actions/cache is not pinned to a commit SHA: {uses}"
+    );
+    uses.to_string()
 }
 
 fn unique(what: &str) -> String {
@@ -325,6 +352,112 @@ fn fail_on_makes_a_finding_fail_the_build() {
     assert!(!log.contains(PLANTED), "the secret leaked:\n{log}");
 }
 
+const RELEASE_TARGET: &str = "runner-x86_64-unknown-linux-gnu";
+
+/// A "release": a small program that says it ran (`says` on stderr), then runs the
+/// runner under test.
+fn release_program(says: &str) -> String {
+    format!(
+        "#!/bin/sh\necho \"{says}\" >&2\nexec '{}' \"$@\"\n",
+        env!("CARGO_BIN_EXE_runner")
+    )
+}
+
+/// Releases served on loopback by python's http.server, as GitHub serves them:
+/// `<url>/<tag>/runner-<target>` and its `.sha256` beside it. Every request the server
+/// answers is a line of its log.
+struct ReleaseServer {
+    _server: support::KillOnDrop,
+    _dir: tempfile::TempDir,
+    log: PathBuf,
+    url: String,
+}
+
+impl ReleaseServer {
+    /// Serves `program` under each tag, with the checksum given for it.
+    fn start(program: &str, releases: &[(&str, String)]) -> ReleaseServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("releases");
+        for (tag, checksum) in releases {
+            let tag_dir = root.join(tag);
+            std::fs::create_dir_all(&tag_dir).expect("release dir");
+            std::fs::write(tag_dir.join(RELEASE_TARGET), program).expect("release binary");
+            std::fs::write(
+                tag_dir.join(format!("{RELEASE_TARGET}.sha256")),
+                format!("{checksum}  {RELEASE_TARGET}\n"),
+            )
+            .expect("checksum");
+        }
+        let log = dir.path().join("requests.log");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let server = Command::new("python3")
+            .args(["-u", "-m", "http.server", "--bind", "127.0.0.1"])
+            .arg(port.to_string())
+            .arg("--directory")
+            .arg(&root)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("request log"))
+            .spawn()
+            .expect("python3 http.server");
+        let server = support::KillOnDrop(server);
+        let mut up = false;
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                up = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(up, "the release server did not start");
+        ReleaseServer {
+            _server: server,
+            _dir: dir,
+            log,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// The requests answered so far (http.server logs each after its response).
+    fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .expect("request log")
+            .lines()
+            .filter(|l| l.contains("\"GET "))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// act for `workflow` in a fresh checkout with `RELEASE_URL` set and act's cache
+/// (RUNNER_TOOL_CACHE is its `tool_cache`) under `act_cache`: (act succeeded, its log).
+fn act_install_run(
+    workflow: &str,
+    project: &str,
+    server: &ReleaseServer,
+    act_cache: &Path,
+    env: &[&str],
+) -> (bool, String) {
+    let repo = checkout(workflow, project);
+    let mut cmd = act_command(repo.path(), workflow);
+    cmd.arg("--action-cache-path")
+        .arg(act_cache)
+        .arg("--env")
+        .arg(format!("RELEASE_URL={}", server.url));
+    for e in env {
+        cmd.args(["--env", e]);
+    }
+    let out = cmd.stdin(Stdio::null()).output().expect("run act");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), log)
+}
+
 /// The version input: a release served on loopback (`<url>/<tag>/runner-<target>` and
 /// its `.sha256`), downloaded, verified and run; the same with a wrong checksum fails
 /// the step without running it (and without falling back to another runner).
@@ -332,62 +465,16 @@ fn fail_on_makes_a_finding_fail_the_build() {
 fn version_downloads_a_release_checked_by_its_sha256() {
     support::stack();
     let project = unique("install");
-    let releases = tempfile::tempdir().expect("tempdir");
-    // The "release": a small program that says it ran, then runs the runner under test.
-    let program = format!(
-        "#!/bin/sh\necho \"released runner is running\" >&2\nexec '{}' \"$@\"\n",
-        env!("CARGO_BIN_EXE_runner")
-    );
+    let program = release_program("released runner is running");
     let sha = sha256_hex(program.as_bytes());
-    let name = "runner-x86_64-unknown-linux-gnu";
-    for (tag, checksum) in [("v9.9.9", sha.clone()), ("v9.9.8", "0".repeat(64))] {
-        let dir = releases.path().join(tag);
-        std::fs::create_dir_all(&dir).expect("release dir");
-        std::fs::write(dir.join(name), &program).expect("release binary");
-        std::fs::write(
-            dir.join(format!("{name}.sha256")),
-            format!("{checksum}  {name}\n"),
-        )
-        .expect("checksum");
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let mut server = Command::new("python3")
-        .args(["-u", "-m", "http.server", "--bind", "127.0.0.1"])
-        .arg(port.to_string())
-        .arg("--directory")
-        .arg(releases.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 http.server");
-    let url = format!("http://127.0.0.1:{port}");
-    let mut up = false;
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            up = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(up, "the release server did not start");
-    let repo = checkout("install.yml", &project);
-    let out = act_command(repo.path(), "install.yml")
-        .arg("--env")
-        .arg(format!("RELEASE_URL={url}"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run act");
-    let _ = server.kill();
-    let _ = server.wait();
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let server = ReleaseServer::start(
+        &program,
+        &[("v9.9.9", sha.clone()), ("v9.9.8", "0".repeat(64))],
     );
-    assert!(out.status.success(), "act failed:\n{log}");
+    // Its own act cache: nothing from another run's tool cache.
+    let act_cache = tempfile::tempdir().expect("tempdir");
+    let (ok, log) = act_install_run("install.yml", &project, &server, act_cache.path(), &[]);
+    assert!(ok, "act failed:\n{log}");
     assert!(
         log.contains("install checked: released=succeeded tampered=failure"),
         "{log}"
@@ -414,6 +501,143 @@ fn version_downloads_a_release_checked_by_its_sha256() {
         !tampered.contains("released runner is running"),
         "{tampered}"
     );
+}
+
+/// The tool cache: a verified download is kept in RUNNER_TOOL_CACHE (act's
+/// `<action cache path>/tool_cache`, kept between runs as a self-hosted runner keeps
+/// it between jobs); the next run with the same version checks the cached copy's
+/// SHA-256 again and runs it without a request to the release server. A cached binary
+/// changed between runs is never run: it is removed and the release downloaded again.
+/// `cache: false` downloads every time; an entry without its `.complete` marker is not
+/// taken.
+#[test]
+fn version_is_kept_in_the_tool_cache_and_checked_again() {
+    support::stack();
+    let program = release_program("released runner is running");
+    let sha = sha256_hex(program.as_bytes());
+    let server = ReleaseServer::start(&program, &[("v9.9.7", sha.clone())]);
+    let act_cache = tempfile::tempdir().expect("tempdir");
+    let tool = act_cache
+        .path()
+        .join("tool_cache/runner/v9.9.7/x86_64-unknown-linux-gnu");
+    let marker = act_cache
+        .path()
+        .join("tool_cache/runner/v9.9.7/x86_64-unknown-linux-gnu.complete");
+    let step = "Build with a released runner";
+
+    // 1. Nothing cached: downloaded (checksum and binary), verified, kept.
+    let (ok, log) = act_install_run(
+        "cache.yml",
+        &unique("cache1"),
+        &server,
+        act_cache.path(),
+        &[],
+    );
+    assert!(ok, "act failed:\n{log}");
+    assert!(log.contains("cache checked: released=succeeded"), "{log}");
+    assert_eq!(server.requests().len(), 2, "{:?}", server.requests());
+    let first = step_lines(&log, step).join("\n");
+    assert!(
+        first.contains(&format!("SHA-256 {sha} verified")),
+        "{first}"
+    );
+    assert!(first.contains("released runner is running"), "{first}");
+    assert_eq!(
+        std::fs::read_to_string(tool.join("runner")).expect("the cached runner"),
+        program
+    );
+    let record = std::fs::read_to_string(&marker).expect("the .complete marker");
+    assert!(record.contains(&format!("sha256={sha}\n")), "{record}");
+
+    // 2. Cached: checked again and run, no request at all.
+    let (ok, log) = act_install_run(
+        "cache.yml",
+        &unique("cache2"),
+        &server,
+        act_cache.path(),
+        &[],
+    );
+    assert!(ok, "act failed:\n{log}");
+    assert!(log.contains("cache checked: released=succeeded"), "{log}");
+    assert_eq!(server.requests().len(), 2, "{:?}", server.requests());
+    let second = step_lines(&log, step).join("\n");
+    assert!(
+        second.contains(&format!(
+            "from the tool cache ({}), SHA-256 {sha} verified",
+            tool.display()
+        )),
+        "{second}"
+    );
+    assert!(second.contains("released runner is running"), "{second}");
+
+    // 3. The cached binary changed behind the cache's back: refused, never run, the
+    // release downloaded again (and verified) and kept in its place.
+    std::fs::write(
+        tool.join("runner"),
+        release_program("tampered cached runner is running"),
+    )
+    .expect("tamper with the cache");
+    let (ok, log) = act_install_run(
+        "cache.yml",
+        &unique("cache3"),
+        &server,
+        act_cache.path(),
+        &[],
+    );
+    assert!(ok, "act failed:\n{log}");
+    assert!(
+        !log.contains("tampered cached runner is running"),
+        "the tampered cached runner ran:\n{log}"
+    );
+    assert!(log.contains("cache checked: released=succeeded"), "{log}");
+    assert_eq!(server.requests().len(), 4, "{:?}", server.requests());
+    let third = step_lines(&log, step).join("\n");
+    assert!(
+        third.contains(&format!("not {sha} as recorded when it was kept")),
+        "{third}"
+    );
+    assert!(
+        third.contains(&format!("downloaded from {}/v9.9.7/", server.url))
+            && third.contains(&format!("SHA-256 {sha} verified")),
+        "{third}"
+    );
+    assert!(third.contains("released runner is running"), "{third}");
+    assert_eq!(
+        std::fs::read_to_string(tool.join("runner")).expect("the cached runner"),
+        program
+    );
+
+    // 4. cache: false downloads although the release is cached.
+    let (ok, log) = act_install_run(
+        "cache.yml",
+        &unique("cache4"),
+        &server,
+        act_cache.path(),
+        &["RUNNER_CACHE=false"],
+    );
+    assert!(ok, "act failed:\n{log}");
+    assert_eq!(server.requests().len(), 6, "{:?}", server.requests());
+    let fourth = step_lines(&log, step).join("\n");
+    assert!(!fourth.contains("from the tool cache"), "{fourth}");
+    assert!(fourth.contains("released runner is running"), "{fourth}");
+
+    // 5. An entry without its .complete marker (a job stopped while writing it) is not
+    // taken: downloaded again and completed.
+    std::fs::remove_file(&marker).expect("remove the marker");
+    let (ok, log) = act_install_run(
+        "cache.yml",
+        &unique("cache5"),
+        &server,
+        act_cache.path(),
+        &[],
+    );
+    assert!(ok, "act failed:\n{log}");
+    assert_eq!(server.requests().len(), 8, "{:?}", server.requests());
+    let fifth = step_lines(&log, step).join("\n");
+    assert!(!fifth.contains("from the tool cache"), "{fifth}");
+    assert!(fifth.contains("released runner is running"), "{fifth}");
+    let record = std::fs::read_to_string(&marker).expect("the .complete marker");
+    assert!(record.contains(&format!("sha256={sha}\n")), "{record}");
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -888,4 +1112,155 @@ fn release_outputs_and_summary_show_image_digest_signature_and_pull_request() {
     assert!(has(&format!("- Signature: signed {digest} with ")), "{log}");
     assert!(has(&format!("- GitOps pull request: {pr}")), "{log}");
     assert!(!log.contains(token), "the GitOps token leaked:\n{log}");
+}
+
+/// No binary, no version, no runner on PATH: the action builds runner with `cargo
+/// install` from its own source (a stand-in cargo first on PATH here, counting its runs)
+/// and keeps the result in the tool cache under the SHA-256 of the action's files. The
+/// next run of the same source checks the cached copy's SHA-256 and builds nothing; a
+/// cached binary changed between runs is never run (built again); other source files
+/// are another key (built again); the three builds used last are kept.
+#[test]
+fn cargo_build_is_kept_in_the_tool_cache_keyed_by_the_source() {
+    support::stack();
+    let tools = tempfile::tempdir().expect("tempdir");
+    let program = release_program("built runner is running");
+    let sha = sha256_hex(program.as_bytes());
+    let built = tools.path().join("built-runner");
+    std::fs::write(&built, &program).expect("built runner");
+    let runs = tools.path().join("cargo-runs");
+    let bin = tools.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("bin dir");
+    let cargo = bin.join("cargo");
+    std::fs::write(
+        &cargo,
+        format!(
+            "#!/bin/sh\n# cargo install ... --root R: the \"built\" runner in R/bin\necho \"$*\" >>'{}'\nroot=\nwhile [ $# -gt 0 ]; do\n  case $1 in --root) root=$2; shift ;; esac\n  shift\ndone\nmkdir -p \"$root/bin\" && cp '{}' \"$root/bin/runner\" && chmod +x \"$root/bin/runner\"\n",
+            runs.display(),
+            built.display()
+        ),
+    )
+    .expect("cargo stand-in");
+    run(Command::new("chmod").arg("+x").arg(&cargo));
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let on_path = Command::new("sh")
+        .args(["-c", "command -v runner"])
+        .env("PATH", &path)
+        .output()
+        .expect("sh");
+    assert!(
+        !on_path.status.success(),
+        "a runner on PATH ({}) would be used instead of cargo: remove it to run this test",
+        String::from_utf8_lossy(&on_path.stdout).trim()
+    );
+    let builds = || {
+        std::fs::read_to_string(&runs)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let act_cache = tempfile::tempdir().expect("tempdir");
+    let act_run_source = |project: &str| {
+        let repo = checkout("source.yml", project);
+        let out = act_command(repo.path(), "source.yml")
+            .arg("--action-cache-path")
+            .arg(act_cache.path())
+            .env("PATH", &path)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run act");
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "act failed:\n{log}");
+        assert!(log.contains("source checked: built=succeeded"), "{log}");
+        step_lines(&log, "Build with runner built from source").join("\n")
+    };
+    let entries = || -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(act_cache.path().join("tool_cache/runner"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with("source-"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        dirs.sort();
+        dirs
+    };
+    // The same checkout (project name included) for the first three runs.
+    let project = unique("source");
+
+    // 1. Built by cargo and kept.
+    let first = act_run_source(&project);
+    assert_eq!(builds(), 1, "{first}");
+    assert!(
+        first.contains(&format!("by cargo, SHA-256 {sha}")),
+        "{first}"
+    );
+    assert!(first.contains("built runner is running"), "{first}");
+    let kept = entries();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let entry = kept[0].join("x86_64-unknown-linux-gnu");
+    assert_eq!(
+        std::fs::read_to_string(entry.join("runner")).expect("the cached runner"),
+        program
+    );
+    let record = std::fs::read_to_string(entry.with_extension("complete")).expect("the marker");
+    assert!(record.contains(&format!("sha256={sha}\n")), "{record}");
+
+    // 2. The same source: checked again and run, not built.
+    let second = act_run_source(&project);
+    assert_eq!(builds(), 1, "{second}");
+    assert!(
+        second.contains(&format!(
+            "from the tool cache ({}), SHA-256 {sha} verified",
+            entry.display()
+        )),
+        "{second}"
+    );
+    assert!(second.contains("built runner is running"), "{second}");
+
+    // 3. The cached binary changed: never run, built again.
+    std::fs::write(
+        entry.join("runner"),
+        release_program("tampered cached runner is running"),
+    )
+    .expect("tamper with the cache");
+    let third = act_run_source(&project);
+    assert!(
+        !third.contains("tampered cached runner is running"),
+        "the tampered cached runner ran:\n{third}"
+    );
+    assert_eq!(builds(), 2, "{third}");
+    assert!(third.contains(&format!("not {sha} as recorded")), "{third}");
+    assert!(third.contains("built runner is running"), "{third}");
+
+    // 4. Other source files (the project's name in app/runner.yml): another key.
+    let fourth = act_run_source(&unique("source-changed"));
+    assert_eq!(builds(), 3, "{fourth}");
+    assert!(!fourth.contains("from the tool cache"), "{fourth}");
+    assert_eq!(entries().len(), 2, "{:?}", entries());
+
+    // 5. Two more sources: the three builds used last are kept, the first one goes.
+    act_run_source(&unique("source-changed-again"));
+    let sixth = act_run_source(&unique("source-changed-once-more"));
+    assert_eq!(builds(), 5, "{sixth}");
+    assert_eq!(entries().len(), 3, "{:?}", entries());
+    assert!(!entry.exists(), "{sixth}");
+    assert!(
+        sixth.contains(&format!(
+            "removed the older build {} from the tool cache",
+            kept[0].display()
+        )),
+        "{sixth}"
+    );
 }

@@ -416,7 +416,6 @@ phases:
 
 /// An image that exists but has no shell: its container cannot start (a FAULT).
 fn image_without_shell() -> &'static str {
-    use std::io::Write;
     use std::sync::OnceLock;
     const NAME: &str = "runner-test/noshell:latest";
     static READY: OnceLock<()> = OnceLock::new();
@@ -429,29 +428,7 @@ fn image_without_shell() -> &'static str {
         if exists {
             return;
         }
-        let mut archive = tar::Builder::new(Vec::new());
-        let mut header = tar::Header::new_gnu();
-        header.set_size(3);
-        header.set_mode(0o644);
-        header.set_cksum();
-        archive
-            .append_data(&mut header, "readme", &b"hi\n"[..])
-            .unwrap_or_else(|e| panic!("{e}"));
-        let bytes = archive.into_inner().unwrap_or_else(|e| panic!("{e}"));
-        let mut child = std::process::Command::new("docker")
-            .args(["import", "-", NAME])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("docker import: {e}"));
-        child
-            .stdin
-            .take()
-            .unwrap_or_else(|| panic!("no stdin"))
-            .write_all(&bytes)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let st = child.wait().unwrap_or_else(|e| panic!("{e}"));
-        assert!(st.success(), "docker import failed");
+        crate::support::docker_import(NAME, &[("readme", b"hi\n")]);
     });
     NAME
 }

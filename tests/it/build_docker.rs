@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 /// this host: `docker build` uses the engine's classic builder).
 const DOCKER_IMAGE: &str = "runner-test/docker-cli:1";
 
-fn docker(args: &[&str]) -> (bool, String) {
+pub(crate) fn docker(args: &[&str]) -> (bool, String) {
     let o = Command::new("docker")
         .args(args)
         .output()
@@ -49,7 +49,7 @@ fn docker_image() -> &'static str {
     DOCKER_IMAGE
 }
 
-fn which_docker() -> std::path::PathBuf {
+pub(crate) fn which_docker() -> std::path::PathBuf {
     let out = Command::new("sh")
         .args(["-c", "command -v docker"])
         .output()
@@ -125,7 +125,7 @@ impl Drop for Foreign {
     }
 }
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     let n: u64 = rand::random();
     format!("{prefix}-{:x}", n & 0xffff_ffff)
 }

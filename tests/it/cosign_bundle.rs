@@ -56,23 +56,8 @@ impl Setup {
             .unwrap();
         assert!(out.status.success(), "{}", text(&out));
         let local = format!("runner-test/{name}:1");
-        let mut b = tar::Builder::new(Vec::new());
         let content = format!("bundle test {name}");
-        let mut h = tar::Header::new_gnu();
-        h.set_size(content.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, "hello.txt", content.as_bytes())
-            .unwrap();
-        let tar = b.into_inner().unwrap();
-        let mut child = Command::new("docker")
-            .args(["import", "-", &local])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(&mut child.stdin.take().unwrap(), &tar).unwrap();
-        assert!(child.wait().unwrap().success(), "docker import {local}");
+        crate::support::docker_import(&local, &[("hello.txt", content.as_bytes())]);
         let out = runner(data.path())
             .args([
                 "push",

@@ -90,34 +90,6 @@ fn indep(args: &[&str]) -> Output {
         .expect("python3 tests/it/cosign_indep.py (needs cryptography, PyNaCl: scripts/setup.sh)")
 }
 
-/// A one-layer image on the engine holding `files` (name, bytes), via `docker import`.
-fn import_image(name: &str, files: &[(&str, &[u8])]) {
-    // `docker import` makes a new image id every time (the creation time differs): drop the
-    // previous run's image first, or each run leaves a dangling `<none>` image behind.
-    let _ = Command::new("docker")
-        .args(["image", "rm", "--force", name])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
-    let mut b = tar::Builder::new(Vec::new());
-    for (path, data) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, path, *data).unwrap();
-    }
-    let tar = b.into_inner().unwrap();
-    let mut child = Command::new("docker")
-        .args(["import", "-", name])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &tar).unwrap();
-    assert!(child.wait().unwrap().success(), "docker import {name}");
-}
-
 /// The JSON events of a `--json` run.
 fn events(o: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&o.stdout)
@@ -262,7 +234,7 @@ fn build_push_sign_attest_and_verify_both_ways() {
 fn an_image_signed_independently_with_runners_key_is_accepted_and_unsigned_is_not() {
     let env = Env::new();
     let reg = Registry::start(true);
-    import_image(
+    crate::support::docker_import(
         "runner-test/indep-signed:1",
         &[("hello.txt", b"signed elsewhere")],
     );
@@ -469,8 +441,8 @@ fn a_cold_engine_reuses_layers_from_the_registry_through_cache_from() {
 fn unchanged_push_uploads_nothing_and_tag_immutability_is_honoured() {
     let env = Env::new();
     let reg = Registry::start(true);
-    import_image("runner-test/immut-a:1", &[("a.txt", b"first image")]);
-    import_image("runner-test/immut-b:1", &[("b.txt", b"second image")]);
+    crate::support::docker_import("runner-test/immut-a:1", &[("a.txt", b"first image")]);
+    crate::support::docker_import("runner-test/immut-b:1", &[("b.txt", b"second image")]);
     // An IMMUTABLE repository in moto's ECR.
     let py = format!(
         "import boto3\nboto3.client('ecr', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test').create_repository(repositoryName='immut', imageTagMutability='IMMUTABLE')",

@@ -134,30 +134,38 @@ fn pool_faults_round_trip_with_artifacts_on_postgres() {
 
 // ------------------------------------------------------------ server kill -9 mid-run
 
-fn server_kill9_mid_run(database: Option<String>) {
-    let mut pool = Pool::start_on(30, database);
-    let name = project("srvkill");
+/// A job printing LINES lines runs on agent a1 while `outage` happens (after its third
+/// line), beside an idle agent a2 long-polling for lane=b jobs; afterwards the job's log
+/// is complete, it was claimed once, and a2's claim loop still picks up a new job.
+fn outage_mid_run(pool: &mut Pool, tag: &str, outage: impl FnOnce(&mut Pool)) {
+    let name = project(tag);
     let _containers = Containers(name.clone());
     let src = source(&[("buildspec.yml", &numbered_buildspec(LINES, "0.25"))]);
     let a1 = pool.agent("a1", &[]);
     let first = pool.submit(src.path(), &name, &[]);
-    wait_for_log(&pool, &first, "line 3");
-    // An idle agent long-polling when the server dies (it only takes lane=b jobs).
+    wait_for_log(pool, &first, "line 3");
+    // An idle agent long-polling when the outage starts (it only takes lane=b jobs).
     let a2 = pool.agent("a2", &["--labels", "lane=b"]);
 
-    pool.kill9_server();
-    // The build goes on printing while nobody listens.
-    std::thread::sleep(OUTAGE);
-    pool.restart_server();
+    outage(pool);
 
-    assert_ran_once_with_log(&pool, &first, "a1", &numbered(LINES));
-    // The idle agent's claim loop found the server again.
+    assert_ran_once_with_log(pool, &first, "a1", &numbered(LINES));
     let second = pool.submit(src.path(), &name, &["--labels", "lane=b"]);
-    assert_ran_once_with_log(&pool, &second, "a2", &numbered(LINES));
+    assert_ran_once_with_log(pool, &second, "a2", &numbered(LINES));
     let stderr = [a1.stderr.text(), a2.stderr.text()];
     eprintln!("agents' output:\n{}\n{}", stderr[0], stderr[1]);
     assert_eq!(claims_of(&first, &stderr), 1, "{stderr:?}");
     assert_eq!(claims_of(&second, &stderr), 1, "{stderr:?}");
+}
+
+fn server_kill9_mid_run(database: Option<String>) {
+    let mut pool = Pool::start_on(30, database);
+    outage_mid_run(&mut pool, "srvkill", |pool| {
+        pool.kill9_server();
+        // The build goes on printing while nobody listens.
+        std::thread::sleep(OUTAGE);
+        pool.restart_server();
+    });
 }
 
 #[test]
@@ -175,26 +183,12 @@ fn pool_faults_server_kill9_mid_run_postgres() {
 #[test]
 fn pool_faults_postgres_restart_mid_run() {
     let pg = support_pg::Private::start();
-    let pool = Pool::start_on(30, Some(pg.url()));
-    let name = project("pgrestart");
-    let _containers = Containers(name.clone());
-    let src = source(&[("buildspec.yml", &numbered_buildspec(LINES, "0.25"))]);
-    let a1 = pool.agent("a1", &[]);
-    let first = pool.submit(src.path(), &name, &[]);
-    wait_for_log(&pool, &first, "line 3");
-    let a2 = pool.agent("a2", &["--labels", "lane=b"]);
-
-    pg.stop_fast();
-    std::thread::sleep(OUTAGE);
-    pg.start_again();
-
-    assert_ran_once_with_log(&pool, &first, "a1", &numbered(LINES));
-    let second = pool.submit(src.path(), &name, &["--labels", "lane=b"]);
-    assert_ran_once_with_log(&pool, &second, "a2", &numbered(LINES));
-    let stderr = [a1.stderr.text(), a2.stderr.text()];
-    eprintln!("agents' output:\n{}\n{}", stderr[0], stderr[1]);
-    assert_eq!(claims_of(&first, &stderr), 1, "{stderr:?}");
-    assert_eq!(claims_of(&second, &stderr), 1, "{stderr:?}");
+    let mut pool = Pool::start_on(30, Some(pg.url()));
+    outage_mid_run(&mut pool, "pgrestart", |_| {
+        pg.stop_fast();
+        std::thread::sleep(OUTAGE);
+        pg.start_again();
+    });
 }
 
 // ------------------------------------------------------- two replicas, one PostgreSQL

@@ -42,7 +42,7 @@ struct Receiver {
 
 impl Receiver {
     fn start(hang: bool) -> Receiver {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let l = listener_outside_ephemeral_range();
         let addr = l.local_addr().unwrap();
         let mut r = Receiver {
             addr,
@@ -127,6 +127,28 @@ impl Drop for Receiver {
     fn drop(&mut self) {
         self.down();
     }
+}
+
+/// A loopback listener on a port outside the kernel's ephemeral range. A test that stops
+/// listening and listens again on the same port (an outage) would otherwise, with other
+/// tests connecting out meanwhile, find the port taken as some connection's source port.
+pub(crate) fn listener_outside_ephemeral_range() -> TcpListener {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (from, to) = if low > 12_000 {
+        (10_000, low)
+    } else {
+        (61_000, u16::MAX)
+    };
+    for _ in 0..1000 {
+        let port = from + rand::random::<u16>() % (to - from);
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            return l;
+        }
+    }
+    TcpListener::bind("127.0.0.1:0").unwrap()
 }
 
 /// Reads one HTTP/1.1 request, answers 200 and closes.
@@ -490,6 +512,99 @@ fn postgres_outbox_delivers_after_an_outage_and_a_server_kill9() {
     assert_eq!(stream.next().1["id"], "higher");
     insert(last + 500, "late");
     assert_eq!(stream.next().1["id"], "late");
+}
+
+/// The server's `/metrics` text.
+fn metrics(pool: &Pool) -> String {
+    let url = format!("{}/metrics", pool.url);
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
+}
+
+/// The value of the series `name{labels}` in a `/metrics` text.
+fn series(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+/// `/metrics` counts deliveries per receiver and result, and shows each receiver's
+/// pending deliveries and the age of its oldest.
+#[test]
+fn metrics_show_deliveries_per_receiver_and_what_a_failing_receiver_has_pending() {
+    let receiver = Receiver::start(false);
+    let mut failing = Receiver::start(false);
+    failing.down();
+    let pool = Pool::start_with(
+        30,
+        None,
+        &[
+            "--notify",
+            &receiver.url(),
+            "--notify",
+            &failing.url(),
+            "--notify-secret",
+            SECRET,
+        ],
+    );
+    let name = project("notify-metrics");
+    let src = source(&[("buildspec.yml", BUILDSPEC)]);
+    // No agent: the job is queued, then cancelled (two events).
+    let job = pool.submit(src.path(), &name, &[]);
+    let out = pool.cli().args(["jobs", "cancel", &job]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        kinds(&receiver.wait_finished(&job, 60)),
+        vec!["queued queued", "finished cancelled"]
+    );
+    let ok = format!("{{receiver=\"{}\",result=\"ok\"}}", receiver.url());
+    let bad = format!("{{receiver=\"{}\",result=\"failed\"}}", failing.url());
+    let pending = format!("{{receiver=\"{}\"}}", failing.url());
+    let text = eventually(
+        "the failing receiver's failed tries in /metrics",
+        60,
+        || {
+            let text = metrics(&pool);
+            (series(&text, &format!("runner_notify_deliveries_total{bad}"))? >= 1.0).then_some(text)
+        },
+    );
+    assert_eq!(
+        series(&text, &format!("runner_notify_deliveries_total{ok}")),
+        Some(2.0),
+        "{text}"
+    );
+    // Both of the failing receiver's events wait (the second behind the first); the
+    // receiver that took them has none pending.
+    assert_eq!(
+        series(&text, &format!("runner_notify_pending{pending}")),
+        Some(2.0),
+        "{text}"
+    );
+    assert!(
+        series(
+            &text,
+            &format!("runner_notify_oldest_pending_seconds{pending}")
+        )
+        .unwrap()
+            >= 0.0,
+        "{text}"
+    );
+    assert!(
+        !text.contains(&format!(
+            "runner_notify_pending{{receiver=\"{}\"}}",
+            receiver.url()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE runner_notify_deliveries_total counter"),
+        "{text}"
+    );
 }
 
 /// `GET /v1/events?project=` (with `Last-Event-ID`): its first `n` events as (id, event).

@@ -60,6 +60,7 @@ async fn pool_pg_batch_concurrent_claims_and_completions_share_commits_and_stay_
                 labels: job_labels,
                 spec: "{}".into(),
                 max_attempts: 1,
+                change: Default::default(),
             })
             .await
             .unwrap();

@@ -605,6 +605,10 @@ async fn web_live_log_streams_a_job_opened_while_queued_until_it_ends() {
         json!({"event": "phase_started", "phase": "BUILD"}),
         json!({"event": "log", "stream": "stdout", "line": "<img src=x onerror=alert(1)>"}),
         json!({"event": "phase_ended", "phase": "BUILD", "status": "FAILED", "duration_ms": 10}),
+        json!({"event": "report", "group": "live<tests>", "format": "JUNITXML", "files": [],
+               "total": 2, "passed": 1, "failed": 1, "errored": 0, "skipped": 0,
+               "duration_secs": 0.1, "note": null, "errors": [],
+               "failures": [{"suite": "s", "name": "t", "message": "boom", "error": false}]}),
     ];
     api.run(&events, "failed", 1).await;
     while !text.contains("event: end") {
@@ -620,6 +624,9 @@ async fn web_live_log_streams_a_job_opened_while_queued_until_it_ends() {
     );
     assert!(!text.contains("<img"), "{text}");
     assert!(text.contains("event: timeline"), "{text}");
+    // The tests table follows live too, escaped.
+    assert!(text.contains("event: results"), "{text}");
+    assert!(text.contains("live&lt;tests&gt;"), "{text}");
     assert!(text.contains("\"state\":\"failed\""), "{text}");
     assert!(text.contains("event: end"), "{text}");
 }

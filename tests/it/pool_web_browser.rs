@@ -2,7 +2,8 @@
 //! protocol (a minimal WebSocket client below: no browser download, no new crate). A real
 //! agent runs a busybox job that prints a line every 0.2 s: the test signs in, watches the
 //! log grow without a reload, cancels the job and sees the state change on the same page,
-//! reads the page with JavaScript off, and saves screenshots under target/test-artifacts/screenshots/ (docs/screenshots/ with
+//! reads the page with JavaScript off, reads a job's tests and findings, pauses and
+//! resumes the queue with the page's buttons, and saves screenshots under target/test-artifacts/screenshots/ (docs/screenshots/ with
 //! `UPDATE_SCREENSHOTS=1`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,14 +16,14 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 
 /// A headless Chromium with its DevTools endpoint; killed when dropped.
-struct Chromium {
+pub(crate) struct Chromium {
     child: Child,
     port: u16,
     _profile: tempfile::TempDir,
 }
 
 impl Chromium {
-    fn start() -> Chromium {
+    pub(crate) fn start() -> Chromium {
         let bin = ["chromium", "chromium-browser"]
             .into_iter()
             .find(|b| {
@@ -80,7 +81,7 @@ impl Chromium {
     }
 
     /// The DevTools session of the first page.
-    fn page(&self) -> Cdp {
+    pub(crate) fn page(&self) -> Cdp {
         let list = http_get(self.port, "/json/list");
         let targets: Value = serde_json::from_str(&list).unwrap();
         let ws = targets
@@ -130,7 +131,7 @@ fn http_get(port: u16, path: &str) -> String {
 }
 
 /// A DevTools protocol session over a WebSocket (RFC 6455, text frames, client-masked).
-struct Cdp {
+pub(crate) struct Cdp {
     s: TcpStream,
     next: u64,
 }
@@ -222,13 +223,13 @@ impl Cdp {
         }
     }
 
-    fn call(&mut self, method: &str, params: Value) -> Value {
+    pub(crate) fn call(&mut self, method: &str, params: Value) -> Value {
         self.try_call(method, params)
             .unwrap_or_else(|e| panic!("{method}: {e}"))
     }
 
     /// Evaluates an expression in the page; its value.
-    fn eval(&mut self, expr: &str) -> Value {
+    pub(crate) fn eval(&mut self, expr: &str) -> Value {
         let r = self.call(
             "Runtime.evaluate",
             json!({"expression": expr, "returnByValue": true}),
@@ -237,13 +238,13 @@ impl Cdp {
     }
 
     /// Starts a navigation (callers wait for what they expect to see).
-    fn navigate(&mut self, url: &str) {
+    pub(crate) fn navigate(&mut self, url: &str) {
         self.call("Page.navigate", json!({"url": url}));
     }
 
     /// The page's HTML as the browser has it (works with scripts off); `None` while a
     /// navigation replaces the document.
-    fn html(&mut self) -> Option<String> {
+    pub(crate) fn html(&mut self) -> Option<String> {
         let doc = self.try_call("DOM.getDocument", json!({"depth": 0})).ok()?;
         let node = doc["root"]["nodeId"].clone();
         let h = self
@@ -252,7 +253,7 @@ impl Cdp {
         h["outerHTML"].as_str().map(str::to_string)
     }
 
-    fn screenshot(&mut self, name: &str) {
+    pub(crate) fn screenshot(&mut self, name: &str) {
         let r = self.call("Page.captureScreenshot", json!({"format": "png"}));
         let png = base64::engine::general_purpose::STANDARD
             .decode(r["data"].as_str().unwrap())
@@ -341,7 +342,7 @@ fn web_browser_signs_in_follows_a_live_log_and_cancels_without_a_reload() {
         "the markup in the log is text"
     );
     assert_eq!(cdp.eval("document.querySelectorAll('#log b').length"), 0);
-    cdp.screenshot("job-page.png");
+    cdp.screenshot("job-live.png");
 
     cdp.eval("document.querySelector('#cancel button').click(); 1");
     eventually("the state to turn cancelled on the page", 90, || {
@@ -413,4 +414,76 @@ fn web_browser_signs_in_follows_a_live_log_and_cancels_without_a_reload() {
         (cdp.eval("document.querySelectorAll('tr.job').length") == 3).then_some(())
     });
     cdp.screenshot("job-list.png");
+
+    // A job with a JUnit report and scan findings: the tables render, findings most
+    // severe first, the failure's message as text.
+    let (results_src, planted) = crate::pool_web_results::results_source();
+    let job = pool.submit(results_src.path(), &name, &[]);
+    let done = pool.wait_job(&job, "the results job to finish", 180, |j| {
+        j["state"] != "queued" && j["state"] != "running"
+    });
+    assert_eq!(done["state"], "succeeded", "{done}");
+    cdp.navigate(&format!("{}/jobs/{job}", pool.url));
+    eventually("the job page with tests and findings", 30, || {
+        (cdp.eval("location.pathname") == format!("/jobs/{job}")
+            && cdp.eval("document.querySelectorAll('#results table.findings tr.finding').length")
+                == 2)
+            .then_some(())
+    });
+    assert_eq!(
+        cdp.eval("document.querySelector('#results table.failures td.msg').textContent"),
+        "expected <-3> but was 3"
+    );
+    assert_eq!(
+        cdp.eval("document.querySelector('#results table.tests td.failed').textContent"),
+        "1"
+    );
+    let badge = cdp.eval(
+        "getComputedStyle(document.querySelector('#results tr.finding .sev')).backgroundColor",
+    );
+    assert_ne!(badge, "rgba(0, 0, 0, 0)", "the severity badge is styled");
+    assert_eq!(
+        cdp.eval(&format!(
+            "document.body.textContent.includes({})",
+            json!(planted)
+        )),
+        false
+    );
+    cdp.screenshot("job-page.png");
+
+    // The queue page as an admin: a job no agent can take waits there; Pause and Resume
+    // all are plain forms carrying the session's CSRF token.
+    let waiting = pool.submit(src.path(), &name, &["--labels", "os=windows"]);
+    let admin = token(&pool, "admin");
+    cdp.navigate(&format!("{}/signin?next=/queue", pool.url));
+    eventually("the sign-in form", 30, || {
+        (cdp.eval("!!document.querySelector('form.signin')") == true).then_some(())
+    });
+    cdp.eval(&format!(
+        "document.querySelector('input[name=token]').value = {}; \
+         document.querySelector('form.signin').submit(); 1",
+        json!(admin)
+    ));
+    eventually("the queue page", 30, || {
+        (cdp.eval("location.pathname") == "/queue"
+            && cdp.eval("!!document.querySelector('#pause button')") == true)
+            .then_some(())
+    });
+    assert_eq!(
+        cdp.eval(&format!(
+            "!!document.querySelector('a[href=\"/jobs/{waiting}\"]')"
+        )),
+        true
+    );
+    cdp.eval("document.querySelector('#pause button').click(); 1");
+    eventually("the queue to show paused", 30, || {
+        (cdp.eval("document.querySelector('#qstate .state') && document.querySelector('#qstate .state').textContent") == "paused")
+            .then_some(())
+    });
+    cdp.screenshot("queue.png");
+    cdp.eval("document.querySelector('#resume button').click(); 1");
+    eventually("the queue to run again", 30, || {
+        (cdp.eval("document.querySelector('#qstate .state') && document.querySelector('#qstate .state').textContent") == "running")
+            .then_some(())
+    });
 }

@@ -29,6 +29,11 @@ struct GitHub {
 
 impl GitHub {
     fn start() -> GitHub {
+        GitHub::start_on(0)
+    }
+
+    /// The stand-in on `port` (0: a free one).
+    fn start_on(port: u16) -> GitHub {
         let out = Command::new("bash")
             .arg(Path::new(ROOT).join("scripts/octokit-openapi.sh"))
             .output()
@@ -41,7 +46,8 @@ impl GitHub {
         let spec = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let mut child = Command::new("python3")
             .arg(Path::new(ROOT).join("tests/it/forge_github.py"))
-            .args(["--spec", &spec, "--token", STATUS_TOKEN, "--port", "0"])
+            .args(["--spec", &spec, "--token", STATUS_TOKEN])
+            .args(["--port", &port.to_string()])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -528,4 +534,131 @@ async fn an_unreachable_status_api_never_holds_a_job_up() {
     assert_eq!(status, StatusCode::CREATED, "{job}");
     let done = finished(&pool, job["id"].as_str().unwrap());
     assert_eq!(done["state"], "succeeded", "{done}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_due_while_github_was_down_arrive_in_order_after_a_server_kill9_sqlite() {
+    statuses_survive(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_due_while_github_was_down_arrive_in_order_after_a_server_kill9_postgres() {
+    statuses_survive(Some(crate::support_pg::database().await)).await;
+}
+
+/// GitHub is down for a webhook job's whole run, the server is killed (`kill -9`) after
+/// it, GitHub comes back on the same address and the server restarts: GitHub then gets
+/// the job's statuses, each once, in order.
+async fn statuses_survive(database: Option<String>) {
+    // A free port for the stand-in, which is not running yet (outside the ephemeral
+    // range, so no outgoing connection takes it meanwhile).
+    let port = crate::pool_notify::listener_outside_ephemeral_range()
+        .local_addr()
+        .unwrap()
+        .port();
+    let name = project("hook-durable");
+    let mut pool = Pool::start_with(
+        30,
+        database,
+        &[
+            "--github-webhook-secret".to_string(),
+            SECRET.to_string(),
+            "--github-repo".to_string(),
+            format!("acme/shop={name}"),
+            "--public-url".to_string(),
+            PUBLIC.to_string(),
+            "--github-api-url".to_string(),
+            format!("http://127.0.0.1:{port}"),
+            "--github-status-token".to_string(),
+            STATUS_TOKEN.to_string(),
+            "--notify-max-backoff-secs".to_string(),
+            "1".to_string(),
+        ],
+    );
+    let (_secrets, _agent) = agent(&pool, &name);
+    let (src, sha) = repo(&[]);
+    let body = push_payload(&src.path().display().to_string(), &sha);
+    let (status, job) = deliver(&pool, "push", "d-durable-1", &body, SECRET).await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let done = finished(&pool, &id);
+    assert_eq!(done["state"], "succeeded", "{done}");
+
+    pool.kill9_server();
+    let github = GitHub::start_on(port);
+    pool.restart_server();
+
+    let key = format!("acme/shop@{sha}");
+    let statuses = eventually("the final commit status after the restart", 60, || {
+        let all = futures_block(github.get("/_statuses"));
+        let list = all[&key].as_array().cloned().unwrap_or_default();
+        (list.last().map(|s| s["state"] == "success") == Some(true)).then_some(list)
+    });
+    let seen: Vec<(String, String)> = statuses
+        .iter()
+        .map(|s| {
+            (
+                s["state"].as_str().unwrap_or_default().to_string(),
+                s["description"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        ("pending", "queued"),
+        ("pending", "running"),
+        ("success", "the build passed"),
+    ]
+    .map(|(a, b)| (a.to_string(), b.to_string()));
+    assert_eq!(seen, want, "{statuses:?}");
+    for s in &statuses {
+        assert_eq!(s["context"], format!("runner/{name}"));
+        assert_eq!(s["target_url"], format!("{PUBLIC}/jobs/{id}"));
+    }
+    let recorded = github.get("/_recorded").await;
+    assert!(
+        recorded
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == 201),
+        "{recorded}"
+    );
+    // The restarted server counted the three posts, and nothing waits any more.
+    let metrics = reqwest::get(format!("{}/metrics", pool.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "runner_notify_deliveries_total{receiver=\"github:statuses\",result=\"ok\"} 3\n"
+        ),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("runner_notify_pending{"), "{metrics}");
+    // A month on, the retention sweep deletes the delivered rows, their events and the
+    // delivery id (in this dialect's SQL); the same delivery then makes a new job.
+    let store = runner::pool::store::Store::open(&runner::pool::store::StoreConfig {
+        url: pool.database.clone(),
+    })
+    .await
+    .unwrap();
+    let day = std::time::Duration::from_secs(24 * 3600);
+    let month = runner::pool::store::now_ms() + 31 * day.as_millis() as i64;
+    let pruned = store
+        .prune(
+            month,
+            7 * day,
+            30 * day,
+            std::time::Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pruned.deliveries, 3, "{pruned:?}");
+    assert_eq!(pruned.webhook_deliveries, 1, "{pruned:?}");
+    assert!(pruned.events >= 3, "{pruned:?}");
+    assert!(store.pending_deliveries().await.unwrap().is_empty());
+    let (status, again) = deliver(&pool, "push", "d-durable-1", &body, SECRET).await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
 }

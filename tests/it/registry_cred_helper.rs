@@ -10,7 +10,7 @@ use crate::support::stack;
 use crate::support_registry::{Registry, ECR_PASSWORD, ECR_USER};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 /// Writes `docker-credential-test` into `bin`: the protocol's `get`, logging the host.
 fn helper(bin: &Path, log: &Path) {
@@ -26,22 +26,8 @@ fn helper(bin: &Path, log: &Path) {
 fn push(reg: &Registry, config_dir: &Path, bin: &Path, name: &str) -> Output {
     let data = tempfile::tempdir().unwrap();
     let local = format!("runner-test/{name}:1");
-    let mut b = tar::Builder::new(Vec::new());
     let content = format!("cred helper {name}");
-    let mut h = tar::Header::new_gnu();
-    h.set_size(content.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    b.append_data(&mut h, "hello.txt", content.as_bytes())
-        .unwrap();
-    let mut child = Command::new("docker")
-        .args(["import", "-", &local])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &b.into_inner().unwrap()).unwrap();
-    assert!(child.wait().unwrap().success());
+    crate::support::docker_import(&local, &[("hello.txt", content.as_bytes())]);
     let path = format!(
         "{}:{}",
         bin.display(),

@@ -10,7 +10,7 @@ use crate::support::stack;
 use crate::support_registry::Registry;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -69,22 +69,8 @@ fn limiter(upstream: u16, status: &'static str, retry_after: &'static str) -> Li
 fn push(port: u16, name: &str) -> Output {
     let data = tempfile::tempdir().unwrap();
     let local = format!("runner-test/{name}:1");
-    let mut b = tar::Builder::new(Vec::new());
     let content = format!("retry test {name}");
-    let mut h = tar::Header::new_gnu();
-    h.set_size(content.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    b.append_data(&mut h, "hello.txt", content.as_bytes())
-        .unwrap();
-    let mut child = Command::new("docker")
-        .args(["import", "-", &local])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &b.into_inner().unwrap()).unwrap();
-    assert!(child.wait().unwrap().success());
+    crate::support::docker_import(&local, &[("hello.txt", content.as_bytes())]);
     let out = Command::new(env!("CARGO_BIN_EXE_runner"))
         .args([
             "push",

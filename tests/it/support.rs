@@ -264,3 +264,43 @@ pub fn output_text(o: &std::process::Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// `docker import` of a root filesystem made of `files` (path, contents; mode 0644) as
+/// image `tag`, on the real engine.
+/// The previous run's image of that tag is removed first: `docker import` makes a new
+/// image id every time (the creation time differs), so each run would otherwise leave a
+/// dangling `<none>` image behind.
+pub fn docker_import(tag: &str, files: &[(&str, &[u8])]) {
+    use std::io::Write;
+    let _ = Command::new("docker")
+        .args(["image", "rm", "--force", tag])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, path, *data)
+            .unwrap_or_else(|e| panic!("tar {path}: {e}"));
+    }
+    let tar = b.into_inner().unwrap_or_else(|e| panic!("tar: {e}"));
+    let mut child = Command::new("docker")
+        .args(["import", "-", tag])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("docker import {tag}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap_or_else(|| panic!("docker import {tag}: no stdin"))
+        .write_all(&tar)
+        .unwrap_or_else(|e| panic!("docker import {tag}: {e}"));
+    let status = child
+        .wait()
+        .unwrap_or_else(|e| panic!("docker import {tag}: {e}"));
+    assert!(status.success(), "docker import {tag}");
+}

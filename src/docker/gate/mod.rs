@@ -11,6 +11,7 @@
 //! `policy::route` knows it, and then exactly as the policy rebuilt it (canonical path,
 //! re-encoded query, re-serialized body).
 
+pub mod buildkit;
 pub mod policy;
 mod proxy;
 

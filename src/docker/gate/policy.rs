@@ -143,7 +143,7 @@ pub fn reserved_image_name(name: &str) -> bool {
     name.starts_with("runner/")
 }
 
-fn refuse_reserved(name: &str, what: &str) -> Result<(), Denied> {
+pub(super) fn refuse_reserved(name: &str, what: &str) -> Result<(), Denied> {
     if reserved_image_name(name) {
         return deny(format!(
             "{what} {name:?} is not allowed through runner's Docker gate: `runner/…` images \
@@ -168,6 +168,9 @@ pub struct Route {
     pub query: Query,
     /// A hijacked or upgraded stream (attach, exec start, BuildKit sessions).
     pub upgrade: bool,
+    /// BuildKit's gRPC API (`/grpc`): the upgraded stream is HTTP/2, served call by call
+    /// through `buildkit::route` and `buildkit::check_solve`, never copied as bytes.
+    pub grpc: bool,
 }
 
 impl Route {
@@ -179,6 +182,7 @@ impl Route {
             body: Body::Stream,
             query: Query::Keep,
             upgrade: false,
+            grpc: false,
         }
     }
 
@@ -344,8 +348,16 @@ pub fn route(method: &str, path: &str) -> Result<Route, Denied> {
             r.query = Query::Build;
             true
         }
-        ("POST", ["session"]) | ("POST", ["grpc"]) => {
+        // BuildKit's session: the engine calls the client's services (files, secrets,
+        // registry credentials the client holds).
+        ("POST", ["session"]) => {
             r.upgrade = true;
+            true
+        }
+        // BuildKit's control API: the client calls the engine's, checked call by call.
+        ("POST", ["grpc"]) => {
+            r.upgrade = true;
+            r.grpc = true;
             true
         }
         ("POST", ["images", "create"]) => {
@@ -531,6 +543,9 @@ pub fn check_query(
                         return deny("docker build --isolation is not allowed")
                     }
                     "t" => refuse_reserved(v, "docker build -t")?,
+                    // BuildKit through the classic endpoint (`version=2`): the exporter
+                    // names its image itself.
+                    "outputs" => check_build_outputs(v)?,
                     _ => {}
                 }
             }
@@ -585,6 +600,41 @@ pub fn check_query(
             Ok((pairs, needs))
         }
     }
+}
+
+/// `/build`'s `outputs` (BuildKit, `version=2`): `[{"Type": "moby", "Attrs": {"name":
+/// "app:1"}}]`. The image names an exporter writes must not be runner's own.
+fn check_build_outputs(json: &str) -> Result<(), Denied> {
+    if json.trim().is_empty() {
+        return Ok(());
+    }
+    let outputs: Vec<BuildOutput> = serde_json::from_str(json)
+        .map_err(|e| Denied::new(format!("docker build's outputs are not understood: {e}")))?;
+    for o in outputs {
+        for (k, v) in &o.attrs {
+            if matches!(k.as_str(), "name" | "dangling-name-prefix") {
+                for name in v.split(',') {
+                    refuse_reserved(
+                        name.trim().trim_matches(|c| c == '"' || c == '\''),
+                        "the BuildKit output image name (docker build --output name=)",
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One of `/build`'s `outputs` (the engine's `BuildOutput`). Go's JSON decoding matches
+/// keys case-insensitively and merges repeated ones, so other spellings are refused
+/// (unknown fields) and so are repeated keys (duplicate fields).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BuildOutput {
+    #[serde(rename = "Type", alias = "type", default)]
+    _typ: String,
+    #[serde(rename = "Attrs", alias = "attrs", default)]
+    attrs: BTreeMap<String, String>,
 }
 
 /// `filters` in either of the engine's formats: `{"k":["v"]}` or `{"k":{"v":true}}`.
@@ -1126,6 +1176,28 @@ mod tests {
         )
         .is_err());
         assert!(q(Query::Build, &[("t", "app:1")]).is_ok());
+        // BuildKit's exporter through the classic endpoint names its image itself.
+        for outputs in [
+            r#"[{"Type":"moby","Attrs":{"name":"runner/debian:bookworm"}}]"#,
+            r#"[{"type":"image","attrs":{"name":"app:1, docker.io/runner/x"}}]"#,
+            r#"[{"Type":"moby","Attrs":{"dangling-name-prefix":"runner/x"}}]"#,
+            r#"{"Type":"moby"}"#,
+            r#"[{"Type":"moby","ATTRS":{"name":"runner/x"}}]"#,
+            r#"[{"Type":"moby","Attrs":{"name":"runner/x"},"attrs":{}}]"#,
+        ] {
+            assert!(
+                q(Query::Build, &[("version", "2"), ("outputs", outputs)]).is_err(),
+                "{outputs}"
+            );
+        }
+        assert!(q(
+            Query::Build,
+            &[
+                ("version", "2"),
+                ("outputs", r#"[{"Type":"moby","Attrs":{"name":"app:1"}}]"#)
+            ]
+        )
+        .is_ok());
         assert!(q(Query::ImageCreate, &[("fromImage", "runner/busybox")]).is_err());
         assert!(q(
             Query::ImageCreate,
@@ -1220,6 +1292,11 @@ mod tests {
             denied("DELETE", "/images/runner/debian:bookworm").contains("shared by every build")
         );
         assert!(denied("DELETE", "/images/sha256:abc").contains("shared by every build"));
+        // BuildKit's control API is served call by call; its session stream is copied.
+        let grpc = route("POST", "/v1.41/grpc").unwrap();
+        assert!(grpc.upgrade && grpc.grpc);
+        let session = route("POST", "/session").unwrap();
+        assert!(session.upgrade && !session.grpc);
         assert!(denied("DELETE", "/images/0123456789ab").contains("shared by every build"));
         let r = route("DELETE", "/images/app:1").unwrap();
         let (q, _) = check_query(r.query, parse_query("force=1&noprune=0"), &scope()).unwrap();

@@ -1,17 +1,19 @@
 //! The gate's HTTP edge: a server on the build's private socket that applies `policy`
 //! and forwards what it allows to the engine's socket, one upstream connection per
 //! request (so an upgraded stream — attach, exec, BuildKit's session — owns its
-//! connection), copying upgraded streams both ways.
+//! connection), copying upgraded streams both ways — except BuildKit's gRPC API
+//! (`/grpc`), served as HTTP/2 call by call (`grpc_proxy`, checked by `buildkit`).
 
+use super::buildkit;
 use super::policy::{self, Body, Denied, Kind, Need, Route, Scope};
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full, Limited};
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full, Limited, StreamBody};
 use hyper::body::Incoming;
 use hyper::header::{
     HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING, UPGRADE,
 };
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -298,6 +300,16 @@ async fn handle(state: &State, mut req: Request<Incoming>) -> Result<Response<Ga
             return Err(reply);
         }
     };
+    if route.grpc && req.headers().get(UPGRADE).map(HeaderValue::as_bytes) != Some(b"h2c") {
+        // Only BuildKit's HTTP/2 (h2c) is served call by call; nothing else is copied.
+        drain(req.into_body()).await;
+        return Err(Reply {
+            status: StatusCode::BAD_REQUEST,
+            message: "BuildKit's API (/grpc) is served through runner's Docker gate only as \
+                      an h2c upgrade (docker buildx with the docker driver)"
+                .to_string(),
+        });
+    }
     let client_upgrade = (route.upgrade && req.headers().contains_key(UPGRADE))
         .then(|| hyper::upgrade::on(&mut req));
 
@@ -488,15 +500,27 @@ async fn forward(
         };
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         let mut stop = state.stop.clone();
+        let grpc = route.grpc.then(|| Arc::new(state.scope.clone()));
         tokio::spawn(async move {
             let (Ok(a), Ok(b)) = tokio::join!(client_upgrade, upstream_upgrade) else {
                 return;
             };
-            let mut a = TokioIo::new(a);
-            let mut b = TokioIo::new(b);
-            tokio::select! {
-                _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
-                _ = stop.wait_for(|s| *s) => {}
+            match grpc {
+                // BuildKit's control API: HTTP/2 both ways, each call checked.
+                Some(scope) => {
+                    tokio::select! {
+                        _ = grpc_proxy(scope, a, b) => {}
+                        _ = stop.wait_for(|s| *s) => {}
+                    }
+                }
+                None => {
+                    let mut a = TokioIo::new(a);
+                    let mut b = TokioIo::new(b);
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
+                        _ = stop.wait_for(|s| *s) => {}
+                    }
+                }
             }
         });
         let (parts, _) = resp.into_parts();
@@ -509,4 +533,134 @@ async fn forward(
     }
     let (parts, incoming) = resp.into_parts();
     Ok(Response::from_parts(parts, incoming.boxed()))
+}
+
+/// HTTP/2 flow-control windows of the gRPC proxy (both sides): the build context and
+/// layers travel over BuildKit's streams, larger than h2's 64 KiB default windows.
+const GRPC_STREAM_WINDOW: u32 = 4 * 1024 * 1024;
+const GRPC_CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+
+/// Serves BuildKit's gRPC API on the client's upgraded connection (an HTTP/2 server)
+/// over the engine's (an HTTP/2 client): every call routed by `buildkit::route`, the
+/// `Solve` request read and checked, the rest streamed unchanged (headers, messages,
+/// trailers, both ways). Ends when either side closes.
+async fn grpc_proxy(
+    scope: Arc<policy::Scope>,
+    client: hyper::upgrade::Upgraded,
+    engine: hyper::upgrade::Upgraded,
+) {
+    let handshake = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(GRPC_STREAM_WINDOW)
+        .initial_connection_window_size(GRPC_CONNECTION_WINDOW)
+        .handshake::<_, GateBody>(engine)
+        .await;
+    let (sender, engine_conn) = match handshake {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(error = %e, "docker gate: BuildKit's HTTP/2 handshake with the engine failed");
+            return;
+        }
+    };
+    let svc = hyper::service::service_fn(move |req| {
+        let (scope, sender) = (scope.clone(), sender.clone());
+        async move { Ok::<_, Infallible>(grpc_call(&scope, sender, req).await) }
+    });
+    let server = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(GRPC_STREAM_WINDOW)
+        .initial_connection_window_size(GRPC_CONNECTION_WINDOW)
+        .serve_connection(client, svc);
+    tokio::select! {
+        r = server => if let Err(e) = r {
+            tracing::debug!(error = %e, "docker gate: BuildKit client connection ended");
+        },
+        r = engine_conn => if let Err(e) = r {
+            tracing::debug!(error = %e, "docker gate: BuildKit engine connection ended");
+        },
+    }
+}
+
+/// A gRPC error answered by the gate itself (a trailers-only response).
+fn grpc_status(code: u32, message: &str) -> Response<GateBody> {
+    let mut resp = Response::new(empty());
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    h.insert("grpc-status", HeaderValue::from(code));
+    if let Ok(v) = HeaderValue::from_str(&buildkit::encode_grpc_message(message)) {
+        h.insert("grpc-message", v);
+    }
+    resp
+}
+
+/// One gRPC call of the build's client, answered by the engine or refused.
+async fn grpc_call(
+    scope: &policy::Scope,
+    mut sender: hyper::client::conn::http2::SendRequest<GateBody>,
+    req: Request<Incoming>,
+) -> Response<GateBody> {
+    let call = match buildkit::route(req.uri().path()) {
+        Ok(c) => c,
+        Err(Denied(why)) => return grpc_status(buildkit::PERMISSION_DENIED, &why),
+    };
+    let (mut parts, body) = req.into_parts();
+    let body = match call {
+        buildkit::Call::Forward => body.boxed(),
+        buildkit::Call::Solve => {
+            let bytes = match Limited::new(body, buildkit::MAX_SOLVE_REQUEST)
+                .collect()
+                .await
+            {
+                Ok(c) => c.to_bytes(),
+                Err(e) => {
+                    return grpc_status(
+                        buildkit::INVALID_ARGUMENT,
+                        &format!(
+                            "runner's Docker gate could not read the BuildKit solve request \
+                             (at most {} MiB): {e}",
+                            buildkit::MAX_SOLVE_REQUEST >> 20
+                        ),
+                    )
+                }
+            };
+            if let Err(Denied(why)) = buildkit::check_solve(&bytes, scope) {
+                return grpc_status(buildkit::PERMISSION_DENIED, &why);
+            }
+            // Forwarded as read (exactly what was checked), without a content-length.
+            StreamBody::new(futures_util::stream::iter([Ok::<_, hyper::Error>(
+                hyper::body::Frame::data(bytes),
+            )]))
+            .boxed()
+        }
+    };
+    // HTTP/2 needs the scheme and authority the client sent; a client that sent none
+    // gets the engine's usual ones.
+    if parts.uri.authority().is_none() {
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_string();
+        match hyper::Uri::builder()
+            .scheme("http")
+            .authority("docker")
+            .path_and_query(path)
+            .build()
+        {
+            Ok(u) => parts.uri = u,
+            Err(e) => return grpc_status(buildkit::INVALID_ARGUMENT, &e.to_string()),
+        }
+    }
+    let unreachable = |e: hyper::Error| {
+        grpc_status(
+            buildkit::UNAVAILABLE,
+            &format!("runner's Docker gate could not reach the Docker engine: {e}"),
+        )
+    };
+    if let Err(e) = sender.ready().await {
+        return unreachable(e);
+    }
+    match sender.send_request(Request::from_parts(parts, body)).await {
+        Ok(resp) => resp.map(BodyExt::boxed),
+        Err(e) => unreachable(e),
+    }
 }

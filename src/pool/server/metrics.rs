@@ -1,11 +1,104 @@
 //! `/metrics` in the Prometheus text format.
 
-use crate::pool::store::Counts;
+use crate::pool::store::{Counts, PendingDeliveries};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// Lease expiries this process's reaper handled.
 pub static LEASE_EXPIRIES: AtomicU64 = AtomicU64::new(0);
+
+/// Notification and commit-status delivery tries this process made, per receiver:
+/// (delivered, failed).
+static DELIVERIES: Mutex<BTreeMap<String, (u64, u64)>> = Mutex::new(BTreeMap::new());
+
+/// A delivery try to `receiver` (a notification URL or the commit-status receiver) ended:
+/// `ok` = delivered.
+pub fn observe_delivery(receiver: &str, ok: bool) {
+    let mut map = DELIVERIES.lock().unwrap_or_else(|p| p.into_inner());
+    let entry = map.entry(receiver.to_string()).or_default();
+    if ok {
+        entry.0 += 1;
+    } else {
+        entry.1 += 1;
+    }
+}
+
+/// A receiver as a label: its URL without user information, query or fragment (where a
+/// receiver's URL may carry a credential), escaped for the text format.
+fn receiver_label(receiver: &str) -> String {
+    let shown = match reqwest::Url::parse(receiver) {
+        Ok(mut u) if u.has_host() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        _ => receiver.to_string(),
+    };
+    shown
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The notification outbox's series: delivery tries of this process per receiver and
+/// outcome, and (from the store, every replica's) pending deliveries and the age of the
+/// oldest, per receiver, as of `now_ms`.
+pub fn render_outbox(pending: &[PendingDeliveries], now_ms: i64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP runner_notify_deliveries_total Notification and commit-status delivery tries this server made, per receiver and result (ok, failed)."
+    );
+    let _ = writeln!(out, "# TYPE runner_notify_deliveries_total counter");
+    let tries: Vec<(String, (u64, u64))> = DELIVERIES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(r, n)| (r.clone(), *n))
+        .collect();
+    for (receiver, (ok, failed)) in &tries {
+        let r = receiver_label(receiver);
+        let _ = writeln!(
+            out,
+            "runner_notify_deliveries_total{{receiver=\"{r}\",result=\"ok\"}} {ok}"
+        );
+        let _ = writeln!(
+            out,
+            "runner_notify_deliveries_total{{receiver=\"{r}\",result=\"failed\"}} {failed}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP runner_notify_pending Notifications and commit statuses waiting to be delivered, per receiver (all replicas)."
+    );
+    let _ = writeln!(out, "# TYPE runner_notify_pending gauge");
+    for p in pending {
+        let _ = writeln!(
+            out,
+            "runner_notify_pending{{receiver=\"{}\"}} {}",
+            receiver_label(&p.receiver),
+            p.count
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP runner_notify_oldest_pending_seconds Age of the oldest notification or commit status waiting to be delivered, per receiver."
+    );
+    let _ = writeln!(out, "# TYPE runner_notify_oldest_pending_seconds gauge");
+    for p in pending {
+        let age = (now_ms - p.oldest_ms).max(0) as f64 / 1000.0;
+        let _ = writeln!(
+            out,
+            "runner_notify_oldest_pending_seconds{{receiver=\"{}\"}} {age}",
+            receiver_label(&p.receiver)
+        );
+    }
+    out
+}
 
 /// Upper bounds of the pickup latency buckets, in seconds.
 const BUCKETS: [f64; 13] = [
@@ -120,5 +213,57 @@ impl Metrics {
             self.pickup_count.load(Ordering::Relaxed)
         );
         out
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receivers_credentials_stay_out_of_its_label() {
+        assert_eq!(
+            receiver_label("https://user:pw@ci.example:8443/hook?token=abc#x"),
+            "https://ci.example:8443/hook"
+        );
+        assert_eq!(receiver_label("github:statuses"), "github:statuses");
+        assert_eq!(receiver_label("a\"b"), "a\\\"b");
+    }
+
+    #[test]
+    fn pending_deliveries_show_depth_and_age() {
+        observe_delivery("http://127.0.0.1:1/unit-hook", true);
+        observe_delivery("http://127.0.0.1:1/unit-hook", false);
+        observe_delivery("http://127.0.0.1:1/unit-hook", false);
+        let text = render_outbox(
+            &[PendingDeliveries {
+                receiver: "http://127.0.0.1:1/unit-hook".into(),
+                count: 3,
+                oldest_ms: 1_000,
+            }],
+            3_500,
+        );
+        let r = "receiver=\"http://127.0.0.1:1/unit-hook\"";
+        assert!(
+            text.contains(&format!(
+                "runner_notify_deliveries_total{{{r},result=\"ok\"}} 1"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "runner_notify_deliveries_total{{{r},result=\"failed\"}} 2"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("runner_notify_pending{{{r}}} 3")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("runner_notify_oldest_pending_seconds{{{r}}} 2.5")),
+            "{text}"
+        );
     }
 }

@@ -10,6 +10,8 @@
 pub mod blobs;
 mod metrics;
 pub mod notify;
+mod queue;
+mod stats;
 mod web;
 pub mod webhooks;
 
@@ -115,6 +117,8 @@ struct AppState {
     metrics: metrics::Metrics,
     /// Token hash → role (tokens are never revoked in place; a cache is safe).
     tokens: Mutex<HashMap<String, Role>>,
+    /// The queue's pauses, as this replica last read them (see [`queue`]).
+    pauses: queue::Pauses,
 }
 
 type St = State<Arc<AppState>>;
@@ -325,6 +329,7 @@ pub fn router(store: Store, blobs: BlobStore, config: ServerConfig) -> Router {
         config,
         metrics: metrics::Metrics::default(),
         tokens: Mutex::new(HashMap::new()),
+        pauses: queue::Pauses::default(),
     });
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -367,8 +372,12 @@ pub fn router(store: Store, blobs: BlobStore, config: ServerConfig) -> Router {
             "/v1/webhooks/github",
             post(webhooks::github).layer(DefaultBodyLimit::max(webhooks::BODY_LIMIT)),
         )
+        // delivery metrics (dora)
+        .route("/v1/stats", get(stats::stats))
         .merge(web::routes())
         .merge(notify::routes())
+        // Queue pause and resume.
+        .merge(queue::routes())
         .fallback(|| async { Answer::not_found("route") })
         .with_state(state)
 }
@@ -388,7 +397,12 @@ pub async fn serve(
     config.secure_cookies |= tls.is_some();
     let reap_every = config.reap_every;
     let flush_every = config.agents_flush_every;
-    let senders = notify::start(&store, &config.notify)?;
+    // Commit statuses (ops): on before anything records job changes, so the start-up
+    // reconciliation's events carry theirs too.
+    let statuses =
+        webhooks::statuses::start(&store, config.github.as_ref(), config.notify.retry_policy());
+    let mut senders = notify::start(&store, &config.notify)?;
+    senders.extend(statuses);
     let app = router(store.clone(), blobs, config);
     let reaper = tokio::spawn(reap(store.clone(), reap_every));
     let flusher = tokio::spawn(flush_agents(store.clone(), flush_every));
@@ -474,7 +488,13 @@ async fn metrics_route(State(st): St) -> Res<Response> {
         )
         .await?;
     let hub = st.store.hub();
-    let text = st.metrics.render(&counts, hub.waiting(), hub.followers());
+    let mut text = st.metrics.render(&counts, hub.waiting(), hub.followers());
+    let pending = st.store.pending_deliveries().await?;
+    text.push_str(&metrics::render_outbox(
+        &pending,
+        crate::pool::store::now_ms(),
+    ));
+    text.push_str(&stats::metrics_text(&st.store).await?);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
@@ -684,6 +704,21 @@ async fn submit(
             }
         }
     }
+    let change = match &job.commit {
+        None => crate::pool::store::JobChange::default(),
+        Some(c) => crate::pool::store::JobChange {
+            commit_ms: Some(
+                crate::pool::store::parse_rfc3339_ms(&c.time).ok_or_else(|| {
+                    Answer::bad(format!(
+                        "commit.time `{}` is not an RFC 3339 time (e.g. 2026-01-02T03:04:05Z)",
+                        c.time
+                    ))
+                })?,
+            ),
+            revert: c.revert,
+            side: c.side_branch,
+        },
+    };
     let spec = serde_json::to_string(&job).map_err(Answer::internal)?;
     let new = NewJob {
         id: crate::datadir::new_uuid(),
@@ -691,6 +726,7 @@ async fn submit(
         labels: job.labels.clone(),
         spec,
         max_attempts,
+        change,
     };
     let view = st.store.submit(&new).await?;
     Ok((StatusCode::CREATED, Json(view)))
@@ -859,36 +895,53 @@ async fn claim(
         return Err(Answer::bad("agent: 1-255 printable characters"));
     }
     st.store.touch_agent(&req.agent, &req.labels);
-    let keys = protocol::claimable_keys(&req.labels);
+    let all_keys = protocol::claimable_keys(&req.labels);
     let wait = Duration::from_secs(req.wait_secs.min(protocol::MAX_WAIT_SECS));
     let deadline = tokio::time::Instant::now() + wait;
     let hub = st.store.hub().clone();
     let mut baton: Option<Baton> = None;
+    let mut pause_changes = st.pauses.subscribe();
     loop {
-        // Registered before looking, so a job queued in between still wakes us.
-        let registration = hub.register(&keys);
-        let lease = crate::pool::store::new_lease_id();
-        let claimed = match st
-            .store
-            .claim(
-                &req.agent,
-                &keys,
-                &lease,
-                st.config.confirm.min(st.config.lease),
-                Some(st.config.claim_budget),
-                baton.is_none(),
-            )
-            .await
-        {
-            Ok(c) => c,
-            // Overload: the claim took nothing; "no job" makes the agent poll again (a
-            // held wake-up passes on to another waiter when `baton` drops).
+        // The keys no pause holds (read from this replica's cache, kept current by the
+        // hub's notices): a paused key is neither claimed nor waited on.
+        pause_changes.borrow_and_update();
+        let pauses = match st.pauses.current(&st.store).await {
+            Ok(p) => p,
             Err(e) if e.is_overload() => {
                 st.metrics.observe_shed();
-                tracing::debug!("claim shed: {e}");
                 return Ok(StatusCode::NO_CONTENT.into_response());
             }
             Err(e) => return Err(e.into()),
+        };
+        let keys = queue::claimable(&all_keys, &pauses);
+        // Registered before looking, so a job queued in between still wakes us.
+        let registration = hub.register(&keys);
+        let lease = crate::pool::store::new_lease_id();
+        let claimed = if keys.is_empty() {
+            None
+        } else {
+            match st
+                .store
+                .claim(
+                    &req.agent,
+                    &keys,
+                    &lease,
+                    st.config.confirm.min(st.config.lease),
+                    Some(st.config.claim_budget),
+                    baton.is_none(),
+                )
+                .await
+            {
+                Ok(c) => c,
+                // Overload: the claim took nothing; "no job" makes the agent poll again (a
+                // held wake-up passes on to another waiter when `baton` drops).
+                Err(e) if e.is_overload() => {
+                    st.metrics.observe_shed();
+                    tracing::debug!("claim shed: {e}");
+                    return Ok(StatusCode::NO_CONTENT.into_response());
+                }
+                Err(e) => return Err(e.into()),
+            }
         };
         if let Some(c) = claimed {
             if let Some(b) = baton.take() {
@@ -917,9 +970,29 @@ async fn claim(
         if let Some(b) = baton.take() {
             b.used_for(None);
         }
-        match tokio::time::timeout_at(deadline, registration.woken()).await {
-            Ok(key) => baton = Some(Baton::new(hub.clone(), key)),
-            Err(_) => return Ok(StatusCode::NO_CONTENT.into_response()),
+        loop {
+            // A pause or a resume (on any replica) that changes what this agent may take
+            // looks again at once; one about other labels leaves it waiting.
+            let paused_or_resumed = async {
+                if pause_changes.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                key = registration.woken() => {
+                    baton = Some(Baton::new(hub.clone(), key));
+                    break;
+                }
+                () = paused_or_resumed => {
+                    let now = pause_changes.borrow_and_update().clone();
+                    if now.is_none_or(|p| queue::claimable(&all_keys, &p) != keys) {
+                        break;
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    return Ok(StatusCode::NO_CONTENT.into_response())
+                }
+            }
         }
     }
 }

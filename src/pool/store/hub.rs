@@ -22,6 +22,8 @@ pub enum Notice {
     Log(String),
     /// This job ended.
     Finished(String),
+    /// The queue's pauses changed (paused or resumed): every replica reads them again.
+    Paused,
 }
 
 impl Notice {
@@ -32,6 +34,7 @@ impl Notice {
             Notice::Cancel(j) => format!("c:{j}"),
             Notice::Log(j) => format!("l:{j}"),
             Notice::Finished(j) => format!("f:{j}"),
+            Notice::Paused => "p:".to_string(),
         }
     }
 
@@ -43,6 +46,7 @@ impl Notice {
             "c" => Notice::Cancel(rest),
             "l" => Notice::Log(rest),
             "f" => Notice::Finished(rest),
+            "p" => Notice::Paused,
             _ => return None,
         })
     }
@@ -50,7 +54,7 @@ impl Notice {
     /// The job this notice is about (not for `Queued`).
     pub fn job(&self) -> Option<&str> {
         match self {
-            Notice::Queued(_) => None,
+            Notice::Queued(_) | Notice::Paused => None,
             Notice::Cancel(j) | Notice::Log(j) | Notice::Finished(j) => Some(j),
         }
     }
@@ -86,6 +90,8 @@ struct Waiters {
 pub struct Hub {
     waiters: Mutex<Waiters>,
     events: broadcast::Sender<Notice>,
+    /// Counts [`Notice::Paused`] (its own channel: the queue's pause cache is no follower).
+    pauses: tokio::sync::watch::Sender<u64>,
 }
 
 impl Default for Hub {
@@ -100,6 +106,7 @@ impl Hub {
         Hub {
             waiters: Mutex::new(Waiters::default()),
             events,
+            pauses: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -111,6 +118,7 @@ impl Hub {
     pub fn dispatch(&self, notice: Notice) {
         match notice {
             Notice::Queued(key) => self.wake(&key),
+            Notice::Paused => self.pauses.send_modify(|n| *n = n.wrapping_add(1)),
             other => {
                 // No receiver is fine: nobody is following that job here.
                 let _ = self.events.send(other);
@@ -121,6 +129,11 @@ impl Hub {
     /// Log followers and cancel watchers subscribe here.
     pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
         self.events.subscribe()
+    }
+
+    /// Changes when the queue's pauses change (a [`Notice::Paused`] from any replica).
+    pub fn pause_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.pauses.subscribe()
     }
 
     /// Wakes one live waiter registered under `key`.
@@ -308,6 +321,7 @@ mod tests {
             Notice::Cancel("j".into()),
             Notice::Log("j".into()),
             Notice::Finished("j".into()),
+            Notice::Paused,
         ] {
             assert_eq!(Notice::decode(&n.encode()), Some(n));
         }

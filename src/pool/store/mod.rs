@@ -83,6 +83,14 @@ pub struct MergedPr {
     pub merge_sha: Option<String>,
 }
 
+/// The commit a webhook job's statuses are posted to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusTarget {
+    /// `owner/name`.
+    pub repo: String,
+    pub sha: String,
+}
+
 /// What a submitted job needs stored.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -92,6 +100,8 @@ pub struct NewJob {
     /// The rest of the submission (source, buildspec, env, timeout), as JSON.
     pub spec: String,
     pub max_attempts: u32,
+    /// The commit, for the delivery metrics.
+    pub change: JobChange,
 }
 
 /// A claimed job.
@@ -390,17 +400,24 @@ impl Store {
     /// Submits the job a GitHub webhook delivery asked for, recording the delivery in the
     /// same transaction: `None` (nothing created) when that delivery id was seen before,
     /// on any replica.
+    /// `status`: the commit its statuses are about, recorded with the job.
     pub async fn webhook_submit(
         &self,
         delivery: &str,
         event: &str,
         job: &NewJob,
+        status: &StatusTarget,
     ) -> Result<Option<JobView>, StoreError> {
         let key = crate::pool::protocol::label_key(&job.labels);
         let key = key.as_str();
         let now = now_ms();
-        let view = write_op!(self, None, webhook_submit(r delivery, r event, r job, r key, v now))?;
-        if view.is_some() {
+        let view = write_op!(
+            self,
+            None,
+            webhook_submit(r delivery, r event, r job, r key, r status, v now)
+        )?;
+        if let Some(v) = &view {
+            self.outbox_record(&v.id, 0, outbox::Change::Queued).await;
             self.notify(Notice::Queued(key.to_string())).await;
         }
         Ok(view)
@@ -541,6 +558,7 @@ impl Store {
             append_log(r id, v attempt, r lease, v seq, r data, v limit)
         )?;
         self.outbox_phases(id, attempt, seq as u64, data).await;
+        self.record_deploy_links(id, data).await;
         self.notify(Notice::Log(id.to_string())).await;
         Ok(())
     }
@@ -978,4 +996,8 @@ impl Store {
 }
 
 pub mod outbox;
-pub use outbox::{DueDelivery, OutEvent, OutboxConfig};
+pub use outbox::{DueDelivery, OutEvent, OutboxConfig, PendingDeliveries, Pruned, STATUS_RECEIVER};
+pub mod pause;
+
+mod dora;
+pub use dora::{parse_rfc3339_ms, DeployRow, JobChange};

@@ -77,6 +77,27 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     // 5: the notification outbox (see crate::pool::server::notify).
     (5, NOTIFY_DDL),
+    // 6: where a webhook job's commit statuses go (written with the job), and indexes
+    // for the retention sweep (crate::pool::store::outbox::Store::prune).
+    (6, STATUS_DDL),
+    // 7: delivery metrics (crate::pool::dora): a job's commit time and kind of change
+    // (`main`, `side`: a pull request's or side branch's, `revert`), and the GitOps pull
+    // requests jobs reported. Pull requests' jobs from before are `side`.
+    (
+        7,
+        "ALTER TABLE jobs ADD COLUMN commit_time BIGINT; \
+         ALTER TABLE jobs ADD COLUMN change_kind TEXT NOT NULL DEFAULT 'main'; \
+         UPDATE jobs SET change_kind = 'side' \
+             WHERE spec LIKE '%\"CODEBUILD_WEBHOOK_EVENT\":\"PULL\\_REQUEST\\_%' ESCAPE '\\'; \
+         CREATE INDEX jobs_project_finished ON jobs (project, finished); \
+         CREATE TABLE deploy_prs (job_id TEXT NOT NULL, repo TEXT NOT NULL, \
+             number BIGINT NOT NULL, url TEXT NOT NULL, reported BIGINT NOT NULL, \
+             PRIMARY KEY (job_id, repo, number)); \
+         CREATE INDEX deploy_prs_pr ON deploy_prs (repo, number)",
+    ),
+    // 8: the queue's pauses (see crate::pool::server::queue): a label key ('' = every
+    // job) whose jobs no agent claims until it is resumed.
+    (8, PAUSE_DDL),
 ];
 
 /// Takes the project's next build number (in the submit's transaction or statement).
@@ -121,7 +142,8 @@ pub async fn submit(
     let labels = serde_json::to_string(&job.labels)
         .map_err(|e| StoreError::Invalid(format!("labels: {e}")))?;
     let insert = "INSERT INTO jobs (id, state, label_key, labels, project, spec, max_attempts, \
-                  created, queued, build_number) VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $7, ";
+                  created, queued, commit_time, change_kind, build_number) \
+                  VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $7, $8, $9, ";
     macro_rules! bind {
         ($sql:expr) => {
             sqlx::query_scalar::<_, i64>($sql)
@@ -132,6 +154,8 @@ pub async fn submit(
                 .bind(&job.spec)
                 .bind(i64::from(job.max_attempts))
                 .bind(now)
+                .bind(job.change.commit_ms)
+                .bind(job.change.kind())
         };
     }
     let build_number = if PG {
@@ -147,7 +171,7 @@ pub async fn submit(
             .bind(&job.project)
             .fetch_one(&mut *tx)
             .await?;
-        let sql = format!("{insert}$8) RETURNING build_number");
+        let sql = format!("{insert}$10) RETURNING build_number");
         let n = bind!(&sql).bind(n).fetch_one(&mut *tx).await?;
         tx.commit().await?;
         n
@@ -1136,12 +1160,14 @@ pub async fn web_agents(pool: &Pool) -> Result<Vec<(String, String, i64)>, Store
 
 /// Records a webhook delivery and, with it, the job it asked for (one transaction): `None`
 /// when the delivery was seen before (nothing is created).
+#[allow(clippy::too_many_arguments)]
 pub async fn webhook_submit(
     conn: &mut Conn,
     delivery: &str,
     event: &str,
     job: &NewJob,
     key: &str,
+    status: &super::StatusTarget,
     now: i64,
 ) -> Result<Option<JobView>, StoreError> {
     let mut tx = conn.begin().await?;
@@ -1160,6 +1186,7 @@ pub async fn webhook_submit(
         return Ok(None);
     }
     let view = submit(&mut tx, job, key, now).await?;
+    record_status_target(&mut tx, &job.id, status, now).await?;
     tx.commit().await?;
     Ok(Some(view))
 }
@@ -1427,4 +1454,296 @@ pub async fn jobs_to_reconcile(pool: &Pool, since: i64) -> Result<Vec<String>, S
     .fetch_all(pool)
     .await?;
     Ok(ids)
+}
+
+// ---- commit statuses, outbox metrics and retention (crate::pool::server::webhooks::statuses,
+// crate::pool::server::metrics, Store::prune) -----------------------------------------
+
+/// Migration 6.
+const STATUS_DDL: &str = "CREATE TABLE commit_status_targets (job_id TEXT PRIMARY KEY NOT NULL, \
+     repo TEXT NOT NULL, sha TEXT NOT NULL, created BIGINT NOT NULL); \
+     CREATE INDEX notify_events_created ON notify_events (created); \
+     CREATE INDEX notify_deliveries_settled ON notify_deliveries (state, created); \
+     CREATE INDEX notify_deliveries_event ON notify_deliveries (event_seq); \
+     CREATE INDEX webhook_deliveries_received ON webhook_deliveries (received)";
+
+/// Records where a webhook job's commit statuses go (in the job's transaction).
+async fn record_status_target(
+    conn: &mut Conn,
+    job: &str,
+    t: &super::StatusTarget,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO commit_status_targets (job_id, repo, sha, created) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (job_id) DO NOTHING",
+    )
+    .bind(job)
+    .bind(&t.repo)
+    .bind(&t.sha)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The commit a webhook job's statuses are about (`None`: not a webhook job).
+pub async fn status_target(
+    pool: &Pool,
+    job: &str,
+) -> Result<Option<super::StatusTarget>, StoreError> {
+    let row: Option<(String, String)> =
+        sqlx::query_as("SELECT repo, sha FROM commit_status_targets WHERE job_id = $1")
+            .bind(job)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(|(repo, sha)| super::StatusTarget { repo, sha }))
+}
+
+/// Pending deliveries per receiver: (receiver, how many, oldest event's created ms).
+pub async fn pending_deliveries(pool: &Pool) -> Result<Vec<(String, i64, i64)>, StoreError> {
+    let rows: Vec<(String, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT receiver, COUNT(*), MIN(created) FROM notify_deliveries \
+         WHERE state = 'pending' GROUP BY receiver ORDER BY receiver",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(r, n, oldest)| (r, n, oldest.unwrap_or(0)))
+        .collect())
+}
+
+/// Deletes up to `batch` settled (delivered or given up) deliveries created before
+/// `before`, then up to `batch` events created before `before` that no delivery row
+/// names any more and whose job finished before `finished_before` (the start-up
+/// reconciliation would record the event of an unfinished or recently finished job
+/// again): (deliveries, events) deleted.
+pub async fn prune_outbox(
+    conn: &mut Conn,
+    before: i64,
+    finished_before: i64,
+    batch: i64,
+) -> Result<(u64, u64), StoreError> {
+    let deliveries = sqlx::query(
+        "DELETE FROM notify_deliveries WHERE (receiver, event_seq) IN ( \
+           SELECT receiver, event_seq FROM notify_deliveries \
+           WHERE state IN ('delivered', 'dead') AND created < $1 LIMIT $2)",
+    )
+    .bind(before)
+    .bind(batch)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let events = sqlx::query(
+        "DELETE FROM notify_events WHERE seq IN ( \
+           SELECT seq FROM notify_events e WHERE e.created < $1 AND NOT EXISTS ( \
+             SELECT 1 FROM notify_deliveries d WHERE d.event_seq = e.seq) \
+           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = e.job_id \
+             AND (j.finished IS NULL OR j.finished >= $3)) LIMIT $2)",
+    )
+    .bind(before)
+    .bind(batch)
+    .bind(finished_before)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok((deliveries, events))
+}
+
+/// Deletes up to `batch` webhook delivery ids received before `before`.
+pub async fn prune_webhook_deliveries(
+    conn: &mut Conn,
+    before: i64,
+    batch: i64,
+) -> Result<u64, StoreError> {
+    Ok(sqlx::query(
+        "DELETE FROM webhook_deliveries WHERE id IN ( \
+           SELECT id FROM webhook_deliveries WHERE received < $1 LIMIT $2)",
+    )
+    .bind(before)
+    .bind(batch)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected())
+}
+
+// ---- the queue's pauses (crate::pool::server::queue; migration 8) ----
+
+const PAUSE_DDL: &str =
+    "CREATE TABLE queue_pauses (label_key TEXT PRIMARY KEY NOT NULL, paused BIGINT NOT NULL)";
+
+/// Pauses the jobs under `key` (and every key with those labels); pausing twice keeps the
+/// first time.
+pub async fn pause_queue(conn: &mut Conn, key: &str, now: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO queue_pauses (label_key, paused) VALUES ($1, $2) \
+         ON CONFLICT (label_key) DO NOTHING",
+    )
+    .bind(key)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes the pause of `key`, or every pause (`None`); how many were removed.
+pub async fn resume_queue(conn: &mut Conn, key: Option<&str>) -> Result<u64, StoreError> {
+    let done = match key {
+        Some(k) => {
+            sqlx::query("DELETE FROM queue_pauses WHERE label_key = $1")
+                .bind(k)
+                .execute(&mut *conn)
+                .await?
+        }
+        None => {
+            sqlx::query("DELETE FROM queue_pauses")
+                .execute(&mut *conn)
+                .await?
+        }
+    };
+    Ok(done.rows_affected())
+}
+
+/// Every pause: (label key, paused at ms), by key.
+pub async fn queue_pauses(pool: &Pool) -> Result<Vec<(String, i64)>, StoreError> {
+    let rows = sqlx::query("SELECT label_key, paused FROM queue_pauses ORDER BY label_key")
+        .fetch_all(pool)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push((r.try_get("label_key")?, r.try_get("paused")?));
+    }
+    Ok(out)
+}
+
+/// Queued jobs per label key: (key, how many, the oldest's queued time in ms).
+pub async fn queued_groups(pool: &Pool) -> Result<Vec<(String, i64, i64)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT label_key, COUNT(*) AS n, MIN(queued) AS oldest FROM jobs \
+         WHERE state = 'queued' GROUP BY label_key ORDER BY MIN(queued), label_key",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push((
+            r.try_get("label_key")?,
+            r.try_get("n")?,
+            r.try_get("oldest")?,
+        ));
+    }
+    Ok(out)
+}
+
+/// The oldest queued jobs: (id, project, label key, queued ms), oldest first.
+pub async fn queued_jobs(
+    pool: &Pool,
+    limit: i64,
+) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, project, label_key, queued FROM jobs WHERE state = 'queued' \
+         ORDER BY queued, id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push((
+            r.try_get("id")?,
+            r.try_get("project")?,
+            r.try_get("label_key")?,
+            r.try_get("queued")?,
+        ));
+    }
+    Ok(out)
+}
+
+// ---- delivery metrics (crate::pool::dora) ------------------------------------------
+
+/// Records the GitOps pull requests a job reported (repository lower case, number, URL);
+/// one already recorded is left alone.
+pub async fn record_deploy_prs(
+    conn: &mut Conn,
+    job: &str,
+    prs: &[(String, i64, String)],
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut tx = conn.begin().await?;
+    for (repo, number, url) in prs {
+        sqlx::query(
+            "INSERT INTO deploy_prs (job_id, repo, number, url, reported) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(job)
+        .bind(repo)
+        .bind(number)
+        .bind(url)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Merged GitOps pull requests and the jobs that reported them, of one project or all,
+/// for jobs created in `[since, before)`.
+pub async fn dora_deployments(
+    pool: &Pool,
+    project: Option<&str>,
+    since: i64,
+    before: i64,
+) -> Result<Vec<super::DeployRow>, StoreError> {
+    let sql = format!(
+        "SELECT j.project, d.job_id, d.repo, d.number, d.url, d.reported, m.merged_at, \
+         j.commit_time FROM deploy_prs d \
+         JOIN merged_prs m ON LOWER(m.repo) = d.repo AND m.number = d.number \
+         JOIN jobs j ON j.id = d.job_id WHERE j.created >= $1 AND j.created < $2{} \
+         ORDER BY j.project, d.repo, d.number, d.job_id",
+        if project.is_some() { " AND j.project = $3" } else { "" }
+    );
+    let mut q = sqlx::query(&sql).bind(since).bind(before);
+    if let Some(p) = project {
+        q = q.bind(p);
+    }
+    let rows = q.fetch_all(pool).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(super::DeployRow {
+            project: r.try_get("project")?,
+            job: r.try_get("job_id")?,
+            repo: r.try_get("repo")?,
+            number: r.try_get("number")?,
+            url: r.try_get("url")?,
+            reported_ms: r.try_get("reported")?,
+            merged_at: r.try_get("merged_at")?,
+            commit_ms: r.try_get("commit_time")?,
+        });
+    }
+    Ok(out)
+}
+
+/// The main line's finished builds (finished in `[since, before)`) and the revert
+/// commits' jobs (created in `[since, before)`) of one project or all: (project, state,
+/// finished ms, created ms, change kind).
+pub async fn dora_builds(
+    pool: &Pool,
+    project: Option<&str>,
+    since: i64,
+    before: i64,
+) -> Result<Vec<(String, String, Option<i64>, i64, String)>, StoreError> {
+    let sql = format!(
+        "SELECT project, state, finished, created, change_kind FROM jobs \
+         WHERE change_kind <> 'side' AND ((finished >= $1 AND finished < $2 \
+         AND state IN ('succeeded', 'failed')) OR (change_kind = 'revert' \
+         AND created >= $1 AND created < $2)){} ORDER BY project, created",
+        if project.is_some() { " AND project = $3" } else { "" }
+    );
+    let mut q = sqlx::query_as(&sql).bind(since).bind(before);
+    if let Some(p) = project {
+        q = q.bind(p);
+    }
+    Ok(q.fetch_all(pool).await?)
 }

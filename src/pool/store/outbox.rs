@@ -7,7 +7,7 @@
 //! rows with a lease, as agents claim jobs, so several replicas deliver each row at least
 //! once and normally once; `/v1/events` streams the same events.
 
-use super::{now_ms, rfc3339, Backend, Store, StoreError};
+use super::{now_ms, rfc3339, Backend, StatusTarget, Store, StoreError};
 use super::{pg_ops, sqlite_ops};
 use crate::pool::protocol::JobView;
 use std::sync::RwLock;
@@ -46,10 +46,18 @@ pub struct OutboxConfig {
     pub public_url: Option<String>,
 }
 
+/// The receiver name of commit-status deliveries (not a URL, so no `--notify` receiver
+/// can take it): a webhook job's queued, started and finished events get a delivery to
+/// it while commit statuses are on ([`Store::set_commit_statuses`]); the sender in
+/// `crate::pool::server::webhooks::statuses` posts them to GitHub.
+pub const STATUS_RECEIVER: &str = "github:statuses";
+
 /// The outbox's settings and wake-up, shared by the store's clones.
 #[derive(Default)]
 pub(super) struct Outbox {
     config: RwLock<OutboxConfig>,
+    /// Record commit-status deliveries for webhook jobs.
+    statuses: std::sync::atomic::AtomicBool,
     pub(super) wake: tokio::sync::Notify,
 }
 
@@ -61,6 +69,31 @@ impl Outbox {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
+
+    /// Whether webhook jobs' state changes are also commit-status deliveries.
+    pub(super) fn statuses_on(&self) -> bool {
+        self.statuses.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// What one retention sweep deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Delivered or given-up delivery rows.
+    pub deliveries: u64,
+    /// Events no delivery row named any more.
+    pub events: u64,
+    /// Webhook delivery ids.
+    pub webhook_deliveries: u64,
+}
+
+/// Pending deliveries of one receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDeliveries {
+    pub receiver: String,
+    pub count: i64,
+    /// When the oldest pending one's event was recorded (ms).
+    pub oldest_ms: i64,
 }
 
 /// A change to record.
@@ -168,6 +201,14 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner()) = config;
     }
 
+    /// Turns the recording of commit-status deliveries for webhook jobs on or off (on
+    /// when a status token is configured; set before the server records anything).
+    pub fn set_commit_statuses(&self, on: bool) {
+        self.outbox
+            .statuses
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
     fn outbox_config(&self) -> OutboxConfig {
         self.outbox
             .config
@@ -225,7 +266,19 @@ impl Store {
             .map(|c| cloud_event(&config, &job, attempt, *c, now))
             .collect();
         let events = events.as_slice();
-        let receivers = config.receivers.as_slice();
+        let mut receivers = config.receivers;
+        // A webhook job's queued, started and finished events are also commit statuses.
+        let state_change = changes.iter().all(|c| !matches!(c, Change::Phase { .. }));
+        if state_change
+            && self
+                .outbox
+                .statuses
+                .load(std::sync::atomic::Ordering::SeqCst)
+            && self.status_target(id).await?.is_some()
+        {
+            receivers.push(STATUS_RECEIVER.to_string());
+        }
+        let receivers = receivers.as_slice();
         let new: usize = write_op!(self, None, record_events(r events, r receivers, v now))?;
         if new > 0 {
             self.outbox.wake.notify_waiters();
@@ -280,6 +333,66 @@ impl Store {
     /// The newest event's `seq` (0: none yet).
     pub async fn last_event(&self) -> Result<i64, StoreError> {
         read_op!(self, last_event())
+    }
+
+    /// The commit a webhook job's statuses go to (`None`: not a webhook job).
+    pub async fn status_target(&self, job: &str) -> Result<Option<StatusTarget>, StoreError> {
+        read_op!(self, status_target(job))
+    }
+
+    /// Pending deliveries per receiver (for `/metrics`).
+    pub async fn pending_deliveries(&self) -> Result<Vec<PendingDeliveries>, StoreError> {
+        let rows: Vec<(String, i64, i64)> = read_op!(self, pending_deliveries())?;
+        Ok(rows
+            .into_iter()
+            .map(|(receiver, count, oldest_ms)| PendingDeliveries {
+                receiver,
+                count,
+                oldest_ms,
+            })
+            .collect())
+    }
+
+    /// The retention sweep, as of `now` (ms): deletes delivered and given-up deliveries
+    /// and the events no delivery names any more, recorded more than `outbox` before, and
+    /// webhook delivery ids received more than `webhooks` before. Pending deliveries are
+    /// kept (their sender gives them up after its maximum age), and so are the events of
+    /// jobs unfinished or finished within `reconciled` (the window
+    /// [`Store::reconcile_outbox`] is given: it would record them again). Idempotent
+    /// plain `DELETE`s in batches of 1,000 (short transactions), so any replica may run it.
+    pub async fn prune(
+        &self,
+        now: i64,
+        outbox: Duration,
+        webhooks: Duration,
+        reconciled: Duration,
+    ) -> Result<Pruned, StoreError> {
+        const BATCH: i64 = 1000;
+        let ago =
+            |d: Duration| now.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let mut pruned = Pruned::default();
+        let (before, finished_before) = (ago(outbox), ago(reconciled));
+        loop {
+            let (d, e): (u64, u64) = write_op!(
+                self,
+                None,
+                prune_outbox(v before, v finished_before, v BATCH)
+            )?;
+            pruned.deliveries += d;
+            pruned.events += e;
+            if d < BATCH as u64 && e < BATCH as u64 {
+                break;
+            }
+        }
+        let before = ago(webhooks);
+        loop {
+            let n: u64 = write_op!(self, None, prune_webhook_deliveries(v before, v BATCH))?;
+            pruned.webhook_deliveries += n;
+            if n < BATCH as u64 {
+                break;
+            }
+        }
+        Ok(pruned)
     }
 
     /// Claims the next due delivery to `receiver` for `lease_for`.
@@ -347,6 +460,7 @@ mod tests {
             labels: Default::default(),
             spec: "{}".into(),
             max_attempts: 1,
+            change: Default::default(),
         };
         store.submit(&job).await.unwrap();
         store.cancel("j1").await.unwrap();
@@ -396,6 +510,166 @@ mod tests {
                 .unwrap(),
             0
         );
+    }
+
+    fn new_job(id: &str) -> NewJob {
+        NewJob {
+            id: id.into(),
+            project: "p".into(),
+            labels: Default::default(),
+            spec: "{}".into(),
+            max_attempts: 1,
+            change: Default::default(),
+        }
+    }
+
+    fn target() -> StatusTarget {
+        StatusTarget {
+            repo: "acme/shop".into(),
+            sha: "a".repeat(40),
+        }
+    }
+
+    async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
+        let url = dir.path().join("jobs.db").display().to_string();
+        Store::open(&StoreConfig { url }).await.unwrap()
+    }
+
+    const HOOK: &str = "http://127.0.0.1:9/hook";
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[tokio::test]
+    async fn a_webhook_jobs_state_changes_are_commit_status_deliveries_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir).await;
+        store.set_commit_statuses(true);
+        // A job submitted through the API has no commit: no status deliveries.
+        store.submit(&new_job("plain")).await.unwrap();
+        store
+            .webhook_submit("d1", "push", &new_job("hooked"), &target())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(store.status_target("hooked").await.unwrap(), Some(target()));
+        assert_eq!(store.status_target("plain").await.unwrap(), None);
+        store.cancel("hooked").await.unwrap();
+        let lease_for = Duration::from_secs(30);
+        let first = store
+            .claim_delivery(STATUS_RECEIVER, "l1", lease_for)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.id, "hooked/0/queued");
+        // The job's finished status waits for its queued one.
+        assert!(store
+            .claim_delivery(STATUS_RECEIVER, "l2", lease_for)
+            .await
+            .unwrap()
+            .is_none());
+        store
+            .settle_delivery(STATUS_RECEIVER, first.seq, "l1", true, None)
+            .await
+            .unwrap();
+        let second = store
+            .claim_delivery(STATUS_RECEIVER, "l3", lease_for)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.id, "hooked/0/finished");
+        assert!(
+            second.body.contains("\"status\":\"cancelled\""),
+            "{}",
+            second.body
+        );
+    }
+
+    #[tokio::test]
+    async fn settled_outbox_rows_and_old_webhook_deliveries_are_pruned_after_their_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir).await;
+        store.set_outbox(OutboxConfig {
+            receivers: vec![HOOK.into()],
+            public_url: None,
+        });
+        store.submit(&new_job("j1")).await.unwrap();
+        store.cancel("j1").await.unwrap();
+        store
+            .webhook_submit("d1", "push", &new_job("j2"), &target())
+            .await
+            .unwrap()
+            .unwrap();
+        // The queued events of j1 (since cancelled) and j2 (still queued) are delivered,
+        // j1's finished one stays pending.
+        let now = now_ms();
+        for (id, delivered) in [
+            ("j1/0/queued", true),
+            ("j1/0/finished", false),
+            ("j2/0/queued", true),
+        ] {
+            let d = store
+                .claim_delivery(HOOK, "l", Duration::from_secs(30))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(d.id, id);
+            let retry_at = (!delivered).then_some(now + 100 * 24 * 3600 * 1000);
+            store
+                .settle_delivery(HOOK, d.seq, "l", delivered, retry_at)
+                .await
+                .unwrap();
+        }
+        // Nothing is old enough yet.
+        assert_eq!(
+            store.prune(now, 7 * DAY, 30 * DAY, HOUR).await.unwrap(),
+            Pruned::default()
+        );
+        assert_eq!(store.events_after(0, None, 10).await.unwrap().len(), 3);
+        // Eight days on: the delivered rows go, and so does the event of the finished
+        // job; the pending row stays, and the event of the job still queued too (the
+        // start-up reconciliation would record it again).
+        let later = now + 8 * 24 * 3600 * 1000;
+        assert_eq!(
+            store.prune(later, 7 * DAY, 30 * DAY, HOUR).await.unwrap(),
+            Pruned {
+                deliveries: 2,
+                events: 1,
+                webhook_deliveries: 0
+            }
+        );
+        let ids: Vec<String> = store
+            .events_after(0, None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|(_, b)| serde_json::from_str::<serde_json::Value>(b).unwrap()["id"].to_string())
+            .collect();
+        assert_eq!(ids, vec!["\"j1/0/finished\"", "\"j2/0/queued\""]);
+        // The webhook delivery id is still known: a redelivery creates nothing.
+        assert!(store
+            .webhook_submit("d1", "push", &new_job("j3"), &target())
+            .await
+            .unwrap()
+            .is_none());
+        // A month on the delivery id is forgotten; a second sweep finds nothing more.
+        let month = now + 31 * 24 * 3600 * 1000;
+        assert_eq!(
+            store.prune(month, 7 * DAY, 30 * DAY, HOUR).await.unwrap(),
+            Pruned {
+                deliveries: 0,
+                events: 0,
+                webhook_deliveries: 1
+            }
+        );
+        assert_eq!(
+            store.prune(month, 7 * DAY, 30 * DAY, HOUR).await.unwrap(),
+            Pruned::default()
+        );
+        assert!(store
+            .webhook_submit("d1", "push", &new_job("j4"), &target())
+            .await
+            .unwrap()
+            .is_some());
     }
 
     #[test]

@@ -427,7 +427,8 @@ async fn load_attempts(
 
 /// Records the outbox events of `change` of these jobs (in the caller's transaction,
 /// one statement; idempotent by event id) with a pending delivery of each new one to
-/// every receiver. Answers how many were new.
+/// every receiver, and to the commit-status sender for a webhook job while commit
+/// statuses are on (as `Store::try_outbox_record` does). Answers how many were new.
 async fn record_events(
     conn: &mut PgConnection,
     outbox: &Outbox,
@@ -455,7 +456,10 @@ async fn record_events(
                     ON CONFLICT (id) DO NOTHING RETURNING seq, job_id), \
          d AS (INSERT INTO notify_deliveries (receiver, event_seq, job_id, state, next_try, \
                     created) SELECT r.r, e.seq, e.job_id, 'pending', $5, $5 FROM e \
-                    CROSS JOIN UNNEST($6::text[]) AS r(r) ON CONFLICT DO NOTHING) \
+                    CROSS JOIN UNNEST($6::text[]) AS r(r) \
+                    UNION ALL SELECT $8, e.seq, e.job_id, 'pending', $5, $5 FROM e \
+                    WHERE $7 AND EXISTS (SELECT 1 FROM commit_status_targets t \
+                    WHERE t.job_id = e.job_id) ON CONFLICT DO NOTHING) \
          SELECT COUNT(*) FROM e",
     )
     .bind(&ids)
@@ -464,6 +468,8 @@ async fn record_events(
     .bind(&bodies)
     .bind(now)
     .bind(&config.receivers)
+    .bind(outbox.statuses_on())
+    .bind(outbox::STATUS_RECEIVER)
     .fetch_one(&mut *conn)
     .await?;
     Ok(usize::try_from(new).unwrap_or(0))

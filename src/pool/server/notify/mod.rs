@@ -54,6 +54,35 @@ pub struct NotifyConfig {
     pub max_backoff: Option<Duration>,
     /// An event not delivered this long after it happened is given up.
     pub max_age: Option<Duration>,
+    /// Delivered and given-up deliveries, and events with no delivery left (but those of
+    /// jobs unfinished or finished within the last hour, which the start-up
+    /// reconciliation would record again), are deleted this long after the event
+    /// (default 7 days).
+    pub retention: Option<Duration>,
+    /// GitHub webhook delivery ids are kept this long (default 30 days), so a redelivery
+    /// within it still creates nothing.
+    pub webhook_retention: Option<Duration>,
+}
+
+/// How a failed delivery is tried again (notifications and commit statuses).
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// The first retry's delay (doubled each time, with jitter, up to `max_backoff`).
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    /// A delivery not made this long after its event is given up.
+    pub max_age: Duration,
+}
+
+impl NotifyConfig {
+    /// The retry settings, defaults filled in.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            backoff: self.backoff.unwrap_or(DEFAULT_BACKOFF),
+            max_backoff: self.max_backoff.unwrap_or(DEFAULT_MAX_BACKOFF),
+            max_age: self.max_age.unwrap_or(DEFAULT_MAX_AGE),
+        }
+    }
 }
 
 impl std::fmt::Debug for NotifyConfig {
@@ -72,6 +101,14 @@ const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Jobs finished this long ago or less are reconciled at start-up.
 const RECONCILE_WINDOW: Duration = Duration::from_secs(3600);
 const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// Settled outbox rows are kept this long.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Webhook delivery ids are kept this long: GitHub lets a delivery be redelivered (by
+/// hand or through its API) for a few days (3, as documented), so a month covers that
+/// and scripts that redeliver failed deliveries late, while the table stays bounded.
+pub const DEFAULT_WEBHOOK_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How often a replica runs the retention sweep.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Why notifications cannot be set up.
 #[derive(Debug, thiserror::Error)]
@@ -148,20 +185,52 @@ pub fn start(
         .timeout(timeout)
         .build()
         .map_err(|e| NotifyError::Client(e.to_string()))?;
+    let retry = config.retry_policy();
     let sender = Sender {
         store: store.clone(),
         http,
         secret: Arc::new(secret),
         lease_for: timeout + Duration::from_secs(30),
-        backoff: config.backoff.unwrap_or(DEFAULT_BACKOFF),
-        max_backoff: config.max_backoff.unwrap_or(DEFAULT_MAX_BACKOFF),
-        max_age: config.max_age.unwrap_or(DEFAULT_MAX_AGE),
+        backoff: retry.backoff,
+        max_backoff: retry.max_backoff,
+        max_age: retry.max_age,
     };
-    Ok(config
+    let mut tasks: Vec<_> = config
         .receivers
         .iter()
         .map(|r| tokio::spawn(sender.clone().run(r.clone())))
-        .collect())
+        .collect();
+    tasks.push(tokio::spawn(prune(
+        store.clone(),
+        config.retention.unwrap_or(DEFAULT_RETENTION),
+        config
+            .webhook_retention
+            .unwrap_or(DEFAULT_WEBHOOK_RETENTION),
+    )));
+    Ok(tasks)
+}
+
+/// The retention sweep, every [`PRUNE_EVERY`] (the first a random part of it after
+/// start-up, so replicas started together do not sweep in step; sweeps are idempotent
+/// `DELETE`s, so replicas running them at once only repeat each other's work).
+async fn prune(store: Store, retention: Duration, webhooks: Duration) {
+    tokio::time::sleep(PRUNE_EVERY.mul_f64(rand::random::<f64>())).await;
+    loop {
+        match store
+            .prune(now_ms(), retention, webhooks, RECONCILE_WINDOW)
+            .await
+        {
+            Ok(p) if p == Default::default() => {}
+            Ok(p) => tracing::info!(
+                deliveries = p.deliveries,
+                events = p.events,
+                webhook_deliveries = p.webhook_deliveries,
+                "pruned old notification and webhook records"
+            ),
+            Err(e) => tracing::warn!("cannot prune old notification records: {e}"),
+        }
+        tokio::time::sleep(PRUNE_EVERY).await;
+    }
 }
 
 #[derive(Clone)]
@@ -177,7 +246,7 @@ struct Sender {
 
 /// The delay before try `tries + 1`: `backoff * 2^(tries-1)` capped at `max`, then a
 /// random point in its upper half (jitter: replicas and receivers do not retry in step).
-fn retry_delay(backoff: Duration, max: Duration, tries: u32) -> Duration {
+pub(crate) fn retry_delay(backoff: Duration, max: Duration, tries: u32) -> Duration {
     let exp = backoff.saturating_mul(1u32 << tries.saturating_sub(1).min(20));
     let d = exp.min(max);
     let half = d / 2;
@@ -221,6 +290,7 @@ impl Sender {
             Ok(r) => Some(format!("it answered {}", r.status())),
             Err(e) => Some(error_chain(&e)),
         };
+        super::metrics::observe_delivery(receiver, failure.is_none());
         let now = now_ms();
         let retry_at = match &failure {
             None => None,

@@ -1,9 +1,11 @@
 //! A job's log, as the agent uploads it (JSON lines, one build event per line, see
 //! [`crate::event::Event`]), read back for the page: log lines as HTML and as text, the
-//! phase timeline, the pushed image digest and the GitOps pull requests.
+//! phase timeline, the pushed image digest, the GitOps pull requests, test reports and
+//! scan findings.
 
 use super::ansi;
 use super::html::{duration, esc, safe_href};
+use super::results::Results;
 use serde_json::Value;
 use std::fmt::Write as _;
 
@@ -26,6 +28,8 @@ pub struct JobLog {
     pub pull_requests: Vec<String>,
     /// `SUCCEEDED`, `FAILED`, … once the build ended.
     pub build_status: Option<String>,
+    /// Test reports and scan findings.
+    pub results: Results,
 }
 
 /// One rendered line: HTML for the page, text for the download.
@@ -166,6 +170,9 @@ impl JobLog {
                 if ok && stage == "push" {
                     self.pushed = Some((s(d, "reference").to_string(), s(d, "digest").to_string()));
                 }
+                if stage == "scan" {
+                    self.results.scan(d);
+                }
                 if ok && stage == "gitops" {
                     if let Some(url) = d
                         .get("pull_request")
@@ -178,6 +185,21 @@ impl JobLog {
                 out.push(plain(
                     if ok { "stage" } else { "stage err" },
                     format!("[{stage}] {}", s(v, "message")),
+                ));
+            }
+            "report" => {
+                self.results.report(v);
+                let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+                out.push(plain(
+                    "info",
+                    format!(
+                        "report {}: {} passed, {} failed, {} errored, {} skipped",
+                        s(v, "group"),
+                        n("passed"),
+                        n("failed"),
+                        n("errored"),
+                        n("skipped")
+                    ),
                 ));
             }
             "build_ended" => {

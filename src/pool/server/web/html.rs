@@ -59,7 +59,8 @@ pub fn page(title: &str, viewer: Option<&Viewer>, body: &str, script: bool) -> S
     if let Some(v) = viewer {
         let _ = write!(
             nav,
-            "<nav><a href=\"/jobs\">Jobs</a> <a href=\"/agents\">Agents</a>\
+            "<nav><a href=\"/jobs\">Jobs</a> <a href=\"/agents\">Agents</a> <a href=\"/queue\">Queue</a> \
+             <a href=\"/stats\">Delivery</a>\
              <form method=\"post\" action=\"/signout\" class=\"signout\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
              <span class=\"role\">{}</span> <button type=\"submit\">Sign out</button></form></nav>",
@@ -80,6 +81,45 @@ pub fn page(title: &str, viewer: Option<&Viewer>, body: &str, script: bool) -> S
          <main>{body}</main></body></html>\n",
         esc(title)
     )
+}
+
+/// One row of a [`table`]: its class, more attributes (HTML, escaped by the caller, with a
+/// leading space) and each cell's HTML.
+pub struct Row {
+    pub class: &'static str,
+    pub attrs: String,
+    pub cells: Vec<String>,
+}
+
+impl Row {
+    pub fn new(class: &'static str, cells: Vec<String>) -> Row {
+        Row {
+            class,
+            attrs: String::new(),
+            cells,
+        }
+    }
+}
+
+/// A list page's table: `head` (text) over `rows`, or `empty` (text) when there is none.
+pub fn table(class: &str, head: &[&str], rows: &[Row], empty: &str) -> String {
+    if rows.is_empty() {
+        return format!("<p class=\"muted empty\">{}</p>", esc(empty));
+    }
+    let mut h = format!("<table class=\"{}\"><thead><tr>", esc(class));
+    for th in head {
+        let _ = write!(h, "<th>{}</th>", esc(th));
+    }
+    h.push_str("</tr></thead><tbody>");
+    for r in rows {
+        let _ = write!(h, "<tr class=\"{}\"{}>", r.class, r.attrs);
+        for c in &r.cells {
+            let _ = write!(h, "<td>{c}</td>");
+        }
+        h.push_str("</tr>");
+    }
+    h.push_str("</tbody></table>");
+    h
 }
 
 /// A state as a coloured label.
@@ -129,6 +169,21 @@ mod tests {
             Some("https://github.com/o/r/pull/1?a=1&amp;b=2")
         );
         assert_eq!(duration(65_000), "1m 05s");
+        let t = table(
+            "jobs",
+            &["A<b>"],
+            &[Row::new("job", vec!["<i>x</i>".into()])],
+            "none",
+        );
+        assert_eq!(
+            t,
+            "<table class=\"jobs\"><thead><tr><th>A&lt;b&gt;</th></tr></thead><tbody>\
+             <tr class=\"job\"><td><i>x</i></td></tr></tbody></table>"
+        );
+        assert_eq!(
+            table("jobs", &[], &[], "No <jobs>."),
+            "<p class=\"muted empty\">No &lt;jobs&gt;.</p>"
+        );
         assert_eq!(duration(3_200), "3.2s");
     }
 }

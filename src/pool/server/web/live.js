@@ -28,6 +28,10 @@
       var t = document.getElementById("timeline");
       if (t) t.innerHTML = e.data;
     });
+    es.addEventListener("results", function (e) {
+      var r = document.getElementById("results");
+      if (r) r.innerHTML = e.data;
+    });
     es.addEventListener("state", function (e) {
       var d = JSON.parse(e.data);
       setState(d.state);

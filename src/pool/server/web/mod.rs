@@ -6,13 +6,16 @@
 //!                                        Secure under TLS or X-Forwarded-Proto: https)
 //! POST /signout
 //! GET  /jobs?project=&branch=&state=&page=   the job list, newest first, 25 a page
-//! GET  /jobs/{id}?attempt=               a job: phases, release, artifacts, log
+//! GET  /jobs/{id}?attempt=               a job: phases, release, tests, findings, artifacts, log
 //! GET  /jobs/{id}/live?attempt=&after=   server-sent events: `log` (HTML lines), `timeline`,
-//!                                        `state`, `end`
+//!                                        `results` (tests and findings), `state`, `end`
 //! GET  /jobs/{id}/log.txt?attempt=       the log as text (download)
 //! GET  /jobs/{id}/artifacts/{name}       an artifact (download)
 //! POST /jobs/{id}/cancel, /jobs/{id}/retry
 //! GET  /agents                           agents: online, labels, running job, last seen
+//! GET  /queue                            pauses, queued jobs by label set and their wait
+//! POST /queue/pause, /queue/resume       (admin) pause or resume (all, or a label set)
+//! GET  /stats?project=&window=           delivery metrics: figures and an SVG chart each
 //! GET  /badge/{project}.svg?branch=      status badge of the last finished job (public)
 //! ```
 //!
@@ -25,6 +28,9 @@
 mod ansi;
 mod events;
 mod html;
+mod queue;
+mod results;
+mod stats;
 
 use super::{AppState, St};
 use crate::pool::protocol::{JobState, Role};
@@ -277,6 +283,11 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/jobs/{id}/cancel", post(cancel))
         .route("/jobs/{id}/retry", post(retry))
         .route("/agents", get(agents_page))
+        .route("/queue", get(queue::page))
+        .route("/queue/pause", post(queue::pause))
+        .route("/queue/resume", post(queue::resume))
+        // delivery metrics (dora)
+        .route("/stats", get(stats::page))
         .route("/badge/{file}", get(badge))
         .route("/static/web.css", get(css))
         .route("/static/live.js", get(script))
@@ -597,36 +608,35 @@ async fn jobs_page(
         let _ = write!(b, "<option value=\"{s}\"{sel}>{s}</option>");
     }
     b.push_str("</select></label><button type=\"submit\">Filter</button></form>");
-    if jobs.is_empty() {
-        b.push_str("<p class=\"muted empty\">No jobs.</p>");
-    } else {
-        b.push_str(
-            "<table class=\"jobs\"><thead><tr><th>Status</th><th>Project</th><th>Branch</th>\
-             <th>Job</th><th>Attempt</th><th>Agent</th><th>Created</th><th>Took</th></tr>\
-             </thead><tbody>",
-        );
-        for j in &jobs {
-            let branch = job_branch(&j.spec).unwrap_or_default();
-            let _ = write!(
-                b,
-                "<tr class=\"job\" data-id=\"{id}\"><td>{}</td>\
-                 <td><a href=\"{}\">{}</a></td><td>{}</td>\
-                 <td><a class=\"jobid\" href=\"/jobs/{id}\">{}</a></td><td>{}</td><td>{}</td>\
-                 <td>{}</td><td>{}</td></tr>",
+    let rows: Vec<html::Row> = jobs
+        .iter()
+        .map(|j| html::Row {
+            class: "job",
+            attrs: format!(" data-id=\"{}\"", esc(&url_part(&j.id))),
+            cells: vec![
                 html::state_label(j.state.as_str()),
-                esc(&list_url(Some(&j.project), None, None, 1)),
-                esc(&j.project),
-                esc(&branch),
-                esc(j.id.get(..8).unwrap_or(&j.id)),
-                j.attempt,
+                format!(
+                    "<a href=\"{}\">{}</a>",
+                    esc(&list_url(Some(&j.project), None, None, 1)),
+                    esc(&j.project)
+                ),
+                esc(&job_branch(&j.spec).unwrap_or_default()),
+                job_link(&j.id),
+                j.attempt.to_string(),
                 esc(j.agent.as_deref().unwrap_or("")),
                 esc(&html::time(j.created_ms)),
                 esc(&took(j)),
-                id = esc(&url_part(&j.id)),
-            );
-        }
-        b.push_str("</tbody></table>");
-    }
+            ],
+        })
+        .collect();
+    b.push_str(&html::table(
+        "jobs",
+        &[
+            "Status", "Project", "Branch", "Job", "Attempt", "Agent", "Created", "Took",
+        ],
+        &rows,
+        "No jobs.",
+    ));
     b.push_str("<nav class=\"pages\">");
     if page > 1 {
         let _ = write!(
@@ -645,6 +655,25 @@ async fn jobs_page(
     }
     b.push_str("</nav>");
     Ok(Html(html::page("Jobs", Some(&viewer(&session)), &b, false)))
+}
+
+/// A link to a job page, named by the id's first 8 characters.
+fn job_link(id: &str) -> String {
+    format!(
+        "<a class=\"jobid\" href=\"/jobs/{}\">{}</a>",
+        esc(&url_part(id)),
+        esc(id.get(..8).unwrap_or(id))
+    )
+}
+
+/// A link to a job page, named by its project and the id's first 8 characters.
+fn job_link_named(id: &str, project: &str) -> String {
+    format!(
+        "<a href=\"/jobs/{}\">{} {}</a>",
+        esc(&url_part(id)),
+        esc(project),
+        esc(id.get(..8).unwrap_or(id))
+    )
 }
 
 // ---- a job ----
@@ -814,6 +843,7 @@ async fn job_page(
     if !release.is_empty() {
         let _ = write!(b, "<h2>Release</h2><div class=\"release\">{release}</div>");
     }
+    let _ = write!(b, "<div id=\"results\">{}</div>", log.results.html());
     if let Some(list) = artifacts.filter(|a| !a.artifacts.is_empty()) {
         b.push_str("<h2>Artifacts</h2><ul class=\"artifacts\">");
         for a in &list.artifacts {
@@ -1025,6 +1055,7 @@ impl Live {
         };
         if !page.chunks.is_empty() {
             let phases = self.log.phases.clone();
+            let (reports, scans) = (self.log.results.reports.len(), self.log.results.scans.len());
             let mut html = String::new();
             for c in &page.chunks {
                 for l in self.log.feed(&c.data) {
@@ -1036,6 +1067,13 @@ impl Live {
                     SseEvent::default()
                         .event("timeline")
                         .data(self.log.timeline_html()),
+                );
+            }
+            if (reports, scans) != (self.log.results.reports.len(), self.log.results.scans.len()) {
+                self.queue.push_back(
+                    SseEvent::default()
+                        .event("results")
+                        .data(self.log.results.html()),
                 );
             }
             self.after = page.next;
@@ -1191,44 +1229,43 @@ async fn agents_page(
         * 2;
     let now = store::now_ms();
     let online_since = now - online_window.as_millis() as i64;
-    let mut b = String::from("<h1>Agents</h1>");
-    if agents.is_empty() {
-        b.push_str("<p class=\"muted empty\">No agent has asked for work yet.</p>");
-    } else {
-        b.push_str(
-            "<table class=\"agents\"><thead><tr><th>Agent</th><th>Status</th><th>Labels</th>\
-             <th>Running</th><th>Last seen</th></tr></thead><tbody>",
-        );
-        for (name, labels, last_seen) in &agents {
+    let rows: Vec<html::Row> = agents
+        .iter()
+        .map(|(name, labels, last_seen)| {
             let online = *last_seen >= online_since;
-            let mut jobs = String::new();
-            for j in running.iter().filter(|j| j.agent.as_deref() == Some(name)) {
-                let _ = write!(
-                    jobs,
-                    "<a href=\"/jobs/{}\">{} {}</a> ",
-                    esc(&url_part(&j.id)),
-                    esc(&j.project),
-                    esc(j.id.get(..8).unwrap_or(&j.id))
-                );
-            }
+            let jobs: String = running
+                .iter()
+                .filter(|j| j.agent.as_deref() == Some(name))
+                .map(|j| format!("{} ", job_link_named(&j.id, &j.project)))
+                .collect();
             let ago = (now - last_seen).max(0) / 1000;
-            let _ = write!(
-                b,
-                "<tr class=\"agent\"><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td>\
-                 <td>{} <span class=\"muted\">({ago} s ago)</span></td></tr>",
-                esc(name),
-                if online {
-                    "<span class=\"state s-online\">online</span>"
-                } else {
-                    "<span class=\"state s-offline\">offline</span>"
-                },
-                esc(labels),
-                jobs,
-                esc(&html::time(*last_seen)),
-            );
-        }
-        b.push_str("</tbody></table>");
-    }
+            html::Row::new(
+                "agent",
+                vec![
+                    esc(name),
+                    if online {
+                        "<span class=\"state s-online\">online</span>"
+                    } else {
+                        "<span class=\"state s-offline\">offline</span>"
+                    }
+                    .to_string(),
+                    format!("<code>{}</code>", esc(labels)),
+                    jobs,
+                    format!(
+                        "{} <span class=\"muted\">({ago} s ago)</span>",
+                        esc(&html::time(*last_seen))
+                    ),
+                ],
+            )
+        })
+        .collect();
+    let mut b = String::from("<h1>Agents</h1>");
+    b.push_str(&html::table(
+        "agents",
+        &["Agent", "Status", "Labels", "Running", "Last seen"],
+        &rows,
+        "No agent has asked for work yet.",
+    ));
     Ok(Html(html::page(
         "Agents",
         Some(&viewer(&session)),

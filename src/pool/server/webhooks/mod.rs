@@ -7,13 +7,16 @@
 //!   `RUNNER_BRANCH`; its [`Trigger`] carries CodeBuild's webhook variables and, for a
 //!   pull request from a fork, `untrusted` (no secrets, no release stages).
 //! - `pull_request` `closed` with `merged: true` is recorded (repository, number, merge
-//!   time, merge commit) for the delivery metrics.
+//!   time, merge commit) for the delivery metrics ([`crate::pool::dora`]); a push's
+//!   `head_commit` gives its job's commit time and whether it is a revert, and a push to
+//!   a branch other than `repository.default_branch` (or a tag, or a pull request) is
+//!   not the project's main line.
 //! - `ping` answers 200; every other event, action or unmapped repository 202 and
 //!   creates nothing.
 //!
 //! `X-GitHub-Delivery` is the key of a row written in the job's own transaction, so a
 //! redelivery (on any replica) creates nothing. Commit statuses are posted for each job
-//! it creates ([`statuses`]).
+//! it creates, through the notification outbox ([`statuses`]).
 //!
 //! Answers: 401 bad or missing signature, 400 a signed body that is not the event's JSON
 //! or no delivery id, 404 webhooks not configured, 201 a job created, 200 a redelivery or
@@ -23,8 +26,8 @@ pub mod signature;
 pub mod statuses;
 
 use super::{Answer, AppState, Res, St};
-use crate::pool::protocol::{JobView, SourceSpec, SubmitJob, Trigger};
-use crate::pool::store::{MergedPr, NewJob};
+use crate::pool::protocol::{CommitFacts, JobView, SourceSpec, SubmitJob, Trigger};
+use crate::pool::store::{JobChange, MergedPr, NewJob, StatusTarget};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -90,6 +93,17 @@ pub fn parse_repo_mapping(s: &str) -> Result<(String, String), RepoMappingError>
 struct Repo {
     full_name: String,
     clone_url: String,
+    #[serde(default)]
+    default_branch: Option<String>,
+}
+
+/// A push's newest commit (for the delivery metrics).
+#[derive(Debug, Deserialize)]
+struct HeadCommit {
+    #[serde(default)]
+    timestamp: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,6 +123,8 @@ struct Push {
     repository: Repo,
     #[serde(default)]
     sender: Option<Sender>,
+    #[serde(default)]
+    head_commit: Option<HeadCommit>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +175,8 @@ pub(crate) struct Build {
     pub sha: String,
     pub branch: String,
     pub trigger: Trigger,
+    /// The commit, for the delivery metrics.
+    pub commit: Option<CommitFacts>,
 }
 
 fn bad_json(e: serde_json::Error) -> Answer {
@@ -175,10 +193,15 @@ pub(crate) fn interpret(event: &str, body: &[u8]) -> Res<Intent> {
             if p.deleted || p.after.bytes().all(|b| b == b'0') {
                 return Ok(Intent::Ignore("a deleted branch or tag".into()));
             }
-            let (branch, trigger) = if let Some(b) = p.git_ref.strip_prefix("refs/heads/") {
-                (b.to_string(), format!("branch/{b}"))
+            let (branch, trigger, side) = if let Some(b) = p.git_ref.strip_prefix("refs/heads/") {
+                let side = p
+                    .repository
+                    .default_branch
+                    .as_deref()
+                    .is_some_and(|d| d != b);
+                (b.to_string(), format!("branch/{b}"), side)
             } else if let Some(t) = p.git_ref.strip_prefix("refs/tags/") {
-                (t.to_string(), format!("tag/{t}"))
+                (t.to_string(), format!("tag/{t}"), true)
             } else {
                 return Ok(Intent::Ignore(format!(
                     "ref {} is no branch or tag",
@@ -199,6 +222,21 @@ pub(crate) fn interpret(event: &str, body: &[u8]) -> Res<Intent> {
                     s.id.to_string(),
                 );
             }
+            // The commit's time and whether it is a revert, when GitHub sent them (a
+            // time that is not RFC 3339 is left out rather than refusing the build).
+            let commit = p.head_commit.and_then(|c| {
+                let time = c
+                    .timestamp
+                    .filter(|t| crate::pool::store::parse_rfc3339_ms(t).is_some())?;
+                Some(CommitFacts {
+                    time,
+                    revert: c
+                        .message
+                        .as_deref()
+                        .is_some_and(crate::pool::dora::is_revert_message),
+                    side_branch: side,
+                })
+            });
             Ok(Intent::Build(Build {
                 repo: p.repository.full_name,
                 clone_url: p.repository.clone_url,
@@ -208,6 +246,7 @@ pub(crate) fn interpret(event: &str, body: &[u8]) -> Res<Intent> {
                     variables: v,
                     untrusted: false,
                 },
+                commit,
             }))
         }
         "pull_request" => {
@@ -275,6 +314,7 @@ pub(crate) fn interpret(event: &str, body: &[u8]) -> Res<Intent> {
                     variables: v,
                     untrusted,
                 },
+                commit: None,
             }))
         }
         other => Ok(Intent::Ignore(format!("event `{other}`"))),
@@ -346,21 +386,8 @@ pub(super) async fn github(
                 )));
             };
             match submit(&st, delivery, event, &project, &build).await? {
-                Some(view) => {
-                    if let Some(poster) = statuses::Poster::new(&cfg) {
-                        tokio::spawn(statuses::follow(
-                            st.store.clone(),
-                            poster,
-                            statuses::Target {
-                                repo: build.repo.clone(),
-                                sha: build.sha.clone(),
-                                project,
-                                job: view.id.clone(),
-                            },
-                        ));
-                    }
-                    Ok((StatusCode::CREATED, Json(view)).into_response())
-                }
+                // Its commit statuses go through the outbox (see statuses.rs).
+                Some(view) => Ok((StatusCode::CREATED, Json(view)).into_response()),
                 None => Ok((
                     StatusCode::OK,
                     Json(serde_json::json!({
@@ -393,16 +420,41 @@ async fn submit(
         max_attempts: None,
         timeout_minutes: None,
         trigger: Some(build.trigger.clone()),
+        commit: build.commit.clone(),
     };
     let spec = serde_json::to_string(&job).map_err(Answer::internal)?;
+    // A pull request's build is never the main line's.
+    let change = match &build.commit {
+        Some(c) => JobChange {
+            commit_ms: crate::pool::store::parse_rfc3339_ms(&c.time),
+            revert: c.revert,
+            side: c.side_branch,
+        },
+        None => JobChange {
+            side: build
+                .trigger
+                .variables
+                .get("CODEBUILD_WEBHOOK_EVENT")
+                .is_some_and(|e| e.starts_with("PULL_REQUEST_")),
+            ..JobChange::default()
+        },
+    };
     let new = NewJob {
         id: crate::datadir::new_uuid(),
         project: project.to_string(),
         labels: job.labels,
         spec,
         max_attempts: 3,
+        change,
     };
-    Ok(st.store.webhook_submit(delivery, event, &new).await?)
+    let status = StatusTarget {
+        repo: build.repo.clone(),
+        sha: build.sha.clone(),
+    };
+    Ok(st
+        .store
+        .webhook_submit(delivery, event, &new, &status)
+        .await?)
 }
 
 #[cfg(test)]
@@ -472,6 +524,65 @@ mod tests {
             Intent::Ignore(_)
         ));
         assert!(interpret("push", b"not json").is_err());
+    }
+
+    #[test]
+    fn pushes_carry_their_commit_for_the_delivery_metrics() {
+        let push = |git_ref: &str, message: &str, timestamp: &str| {
+            serde_json::json!({
+                "ref": git_ref, "after": "a".repeat(40), "before": "b".repeat(40),
+                "repository": {"full_name": "acme/shop", "clone_url": "https://x/acme/shop.git",
+                               "default_branch": "main"},
+                "head_commit": {"id": "a".repeat(40), "timestamp": timestamp, "message": message}
+            })
+            .to_string()
+            .into_bytes()
+        };
+        let commit = |body: Vec<u8>| match interpret("push", &body).unwrap() {
+            Intent::Build(b) => b.commit,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            commit(push(
+                "refs/heads/main",
+                "add x",
+                "2026-01-02T03:04:05+01:00"
+            )),
+            Some(CommitFacts {
+                time: "2026-01-02T03:04:05+01:00".into(),
+                revert: false,
+                side_branch: false
+            })
+        );
+        assert_eq!(
+            commit(push(
+                "refs/heads/main",
+                "Revert \"add x\"\n\nThis reverts a.",
+                "2026-01-02T03:04:05Z"
+            )),
+            Some(CommitFacts {
+                time: "2026-01-02T03:04:05Z".into(),
+                revert: true,
+                side_branch: false
+            })
+        );
+        assert!(
+            commit(push("refs/heads/topic", "x", "2026-01-02T03:04:05Z"))
+                .unwrap()
+                .side_branch
+        );
+        assert!(
+            commit(push("refs/tags/v1", "x", "2026-01-02T03:04:05Z"))
+                .unwrap()
+                .side_branch
+        );
+        assert_eq!(commit(push("refs/heads/main", "x", "yesterday")), None);
+        let Intent::Build(b) =
+            interpret("pull_request", &pr("opened", "acme/shop", false)).unwrap()
+        else {
+            panic!("not a build")
+        };
+        assert_eq!(b.commit, None);
     }
 
     #[test]

@@ -2,21 +2,26 @@
 //! context `runner/<project>` and the job page as `target_url`: `pending` when queued and
 //! again when an agent starts it, then `success`, `failure` or `error`.
 //!
-//! One task per job, on the replica that accepted the delivery, follows the job through
-//! the store's notices (and a look every few seconds, for the start and for notices from
-//! other replicas). Each post is retried with backoff; a status that still cannot be
-//! posted is logged and skipped. Nothing here is on the job's path: a slow or failing
-//! GitHub never delays a claim or a completion.
+//! Statuses travel through the notification outbox (`crate::pool::store::outbox`), so
+//! they survive a restart and any replica may send them: the commit is recorded with the
+//! webhook's job (one transaction), and each queued, started and finished event of such a
+//! job gets a delivery row for the receiver [`STATUS_RECEIVER`]. One sender task per
+//! replica claims those rows with a lease (the oldest due row of a job with no earlier
+//! pending one, so `success` never lands before `pending`), posts the status, and marks
+//! the row delivered, or pending again after an exponential backoff with jitter, or given
+//! up past the maximum age (or at once on GitHub's 422, which no retry changes). At
+//! least once: a replica killed mid-post leaves the row to another after the lease.
+//! Nothing here is on the job's path: a slow or failing GitHub never delays a claim or a
+//! completion.
 
 use super::GithubConfig;
-use crate::pool::protocol::JobState;
-use crate::pool::store::Store;
+use crate::pool::server::metrics;
+use crate::pool::server::notify::{retry_delay, RetryPolicy};
+use crate::pool::store::{new_lease_id, now_ms, DueDelivery, Store, STATUS_RECEIVER};
 use std::time::Duration;
 
-/// How often a followed job is looked at without a notice.
-const LOOK_EVERY: Duration = Duration::from_secs(2);
-/// Posts of one status before it is given up.
-const TRIES: u32 = 5;
+/// One post's time limit.
+const POST_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Posts statuses to one GitHub API with one token.
 #[derive(Clone)]
@@ -25,7 +30,6 @@ pub struct Poster {
     api: String,
     token: String,
     public_url: Option<String>,
-    first_backoff: Duration,
 }
 
 /// The commit a job's statuses are about.
@@ -57,7 +61,7 @@ impl Poster {
         let token = cfg.token.clone()?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("runner/", env!("CARGO_PKG_VERSION")))
-            .timeout(Duration::from_secs(20))
+            .timeout(POST_TIMEOUT)
             .build()
             .ok()?;
         Some(Poster {
@@ -68,7 +72,6 @@ impl Poster {
                 .public_url
                 .as_ref()
                 .map(|u| u.trim_end_matches('/').to_string()),
-            first_backoff: Duration::from_millis(500),
         })
     }
 
@@ -112,63 +115,161 @@ impl Poster {
             body: text.chars().take(300).collect(),
         })
     }
+}
 
-    /// Posts with retries (backoff doubling from 0.5 s); logs a status given up.
-    async fn post_retried(&self, t: &Target, state: &str, description: &str) {
-        let mut wait = self.first_backoff;
-        for attempt in 1..=TRIES {
-            match self.post(t, state, description).await {
-                Ok(()) => return,
-                Err(e) if attempt == TRIES => {
-                    tracing::warn!(job = %t.job, "commit status `{state}` not posted: {e}");
-                }
+/// GitHub's state and a description for the `status` of a job's event (its
+/// CloudEvent's `data.status`); `None` for a status runner does not have.
+fn github_state(status: &str) -> Option<(&'static str, &'static str)> {
+    Some(match status {
+        "queued" => ("pending", "queued"),
+        "running" => ("pending", "running"),
+        "succeeded" => ("success", "the build passed"),
+        "failed" => ("failure", "the build failed"),
+        "cancelled" => ("error", "cancelled"),
+        "error" => ("error", "runner could not run the build"),
+        _ => return None,
+    })
+}
+
+/// Turns on the recording of commit statuses (when a status token is configured) and
+/// starts this replica's sender; it runs until aborted. Call before anything records job
+/// changes (the start-up reconciliation included).
+pub fn start(
+    store: &Store,
+    cfg: Option<&GithubConfig>,
+    retry: RetryPolicy,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let poster = cfg.and_then(Poster::new)?;
+    store.set_commit_statuses(true);
+    let sender = Sender {
+        store: store.clone(),
+        poster,
+        retry,
+    };
+    Some(tokio::spawn(sender.run()))
+}
+
+struct Sender {
+    store: Store,
+    poster: Poster,
+    retry: RetryPolicy,
+}
+
+/// What became of one status delivery.
+enum Sent {
+    Ok,
+    /// Try again later (unless too old).
+    Failed(String),
+    /// No retry can help.
+    Hopeless(String),
+}
+
+impl Sender {
+    async fn run(self) {
+        let lease_for = POST_TIMEOUT + Duration::from_secs(30);
+        loop {
+            let lease = new_lease_id();
+            match self
+                .store
+                .claim_delivery(STATUS_RECEIVER, &lease, lease_for)
+                .await
+            {
+                Ok(Some(d)) => self.deliver(&lease, d).await,
+                Ok(None) => self.store.outbox_wait(Duration::from_millis(500)).await,
                 Err(e) => {
-                    tracing::debug!(job = %t.job, "commit status `{state}` (try {attempt}): {e}");
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
+                    tracing::warn!("commit statuses: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
         }
     }
-}
 
-/// GitHub's state and a description for a job's state.
-fn github_state(state: JobState) -> (&'static str, &'static str) {
-    match state {
-        JobState::Queued => ("pending", "queued"),
-        JobState::Running => ("pending", "running"),
-        JobState::Succeeded => ("success", "the build passed"),
-        JobState::Failed => ("failure", "the build failed"),
-        JobState::Cancelled => ("error", "cancelled"),
-        JobState::Error => ("error", "runner could not run the build"),
+    async fn send(&self, d: &DueDelivery) -> Sent {
+        let event: serde_json::Value = match serde_json::from_str(&d.body) {
+            Ok(v) => v,
+            Err(e) => return Sent::Hopeless(format!("the stored event is not JSON: {e}")),
+        };
+        let data = &event["data"];
+        let field = |k: &str| data[k].as_str().unwrap_or_default().to_string();
+        let (job, project, status) = (field("job"), field("project"), field("status"));
+        let Some((state, description)) = github_state(&status) else {
+            return Sent::Hopeless(format!("job status `{status}` has no commit status"));
+        };
+        let target = match self.store.status_target(&job).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return Sent::Hopeless("the job has no commit to report on".into()),
+            Err(e) => return Sent::Failed(e.to_string()),
+        };
+        let t = Target {
+            repo: target.repo,
+            sha: target.sha,
+            project,
+            job,
+        };
+        match self.poster.post(&t, state, description).await {
+            Ok(()) => Sent::Ok,
+            // Validation failed (e.g. GitHub does not know the commit): no retry helps.
+            Err(e @ StatusError::Refused { status: 422, .. }) => Sent::Hopeless(e.to_string()),
+            Err(e) => Sent::Failed(e.to_string()),
+        }
     }
-}
 
-/// Follows `t.job` to its end, posting each state once, in order.
-pub async fn follow(store: Store, poster: Poster, t: Target) {
-    let mut events = store.hub().subscribe();
-    let mut posted: Option<JobState> = None;
-    loop {
-        let state = match store.get(&t.job).await {
-            Ok(Some(v)) => Some(v.state),
-            Ok(None) => return,
-            Err(e) => {
-                tracing::debug!(job = %t.job, "commit statuses: {e}");
-                None
+    async fn deliver(&self, lease: &str, d: DueDelivery) {
+        let sent = self.send(&d).await;
+        let (delivered, retry_at) = match &sent {
+            Sent::Ok => (true, None),
+            Sent::Hopeless(why) => {
+                tracing::warn!(event = %d.id, "commit status not posted: {why}");
+                (false, None)
+            }
+            Sent::Failed(why) => {
+                let at = now_ms()
+                    + retry_delay(self.retry.backoff, self.retry.max_backoff, d.tries).as_millis()
+                        as i64;
+                if at - d.created_ms > self.retry.max_age.as_millis() as i64 {
+                    tracing::warn!(event = %d.id, tries = d.tries,
+                        "giving up on a commit status: {why}");
+                    (false, None)
+                } else {
+                    tracing::info!(event = %d.id, tries = d.tries,
+                        "commit status not posted, trying again: {why}");
+                    (false, Some(at))
+                }
             }
         };
-        if let Some(state) = state {
-            if posted != Some(state) {
-                // A job seen only once finished still says it ran.
-                let (gh, what) = github_state(state);
-                poster.post_retried(&t, gh, what).await;
-                posted = Some(state);
-            }
-            if state.is_final() {
-                return;
-            }
+        metrics::observe_delivery(STATUS_RECEIVER, delivered);
+        if let Err(e) = self
+            .store
+            .settle_delivery(STATUS_RECEIVER, d.seq, lease, delivered, retry_at)
+            .await
+        {
+            // The lease runs out and the status is posted again: at least once.
+            tracing::warn!(event = %d.id, "cannot record a commit status's delivery: {e}");
         }
-        let deadline = tokio::time::Instant::now() + LOOK_EVERY;
-        super::super::wait_for_job(&mut events, &t.job, deadline).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_job_status_has_a_commit_status() {
+        for s in [
+            crate::pool::protocol::JobState::Queued,
+            crate::pool::protocol::JobState::Running,
+            crate::pool::protocol::JobState::Succeeded,
+            crate::pool::protocol::JobState::Failed,
+            crate::pool::protocol::JobState::Cancelled,
+            crate::pool::protocol::JobState::Error,
+        ] {
+            assert!(github_state(s.as_str()).is_some(), "{s:?}");
+        }
+        assert_eq!(github_state("queued"), Some(("pending", "queued")));
+        assert_eq!(
+            github_state("succeeded"),
+            Some(("success", "the build passed"))
+        );
+        assert_eq!(github_state("phase"), None);
     }
 }
