@@ -105,6 +105,9 @@ pub struct ServerArgs {
     /// nothing (GitHub redelivers for up to 3 days)
     #[arg(long, env = "RUNNER_GITHUB_DELIVERY_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(4..=3650))]
     github_delivery_retention_days: u64,
+    /// A web page sign-in lasts this long (the session cookie's Max-Age)
+    #[arg(long, env = "RUNNER_WEB_SESSION_SECS", default_value_t = 43200, value_parser = clap::value_parser!(u64).range(1..=2592000))]
+    web_session_secs: u64,
 }
 
 /// The webhook settings from the flags; `Err` with what to fix.
@@ -278,6 +281,7 @@ async fn serve(args: ServerArgs) -> ExitStatus {
         lease: Duration::from_secs(args.lease_secs),
         log_limit: args.log_limit_mib * 1024 * 1024,
         blob_limit: usize::try_from(args.blob_limit_mib * 1024 * 1024).unwrap_or(usize::MAX),
+        session_ttl: Duration::from_secs(args.web_session_secs),
         notify: NotifyConfig {
             receivers: args
                 .notify

@@ -746,3 +746,131 @@ async fn web_session_cookie_is_secure_under_tls_or_behind_an_https_proxy() {
         "{c}"
     );
 }
+
+// ---- sessions in the store: every replica knows them, they outlive a restart ----
+
+#[tokio::test]
+async fn web_sessions_are_shared_by_replicas_on_sqlite() {
+    sessions_across_replicas(Pool::start(30)).await;
+}
+
+#[tokio::test]
+async fn web_sessions_are_shared_by_replicas_on_postgres() {
+    let db = crate::support_pg::database().await;
+    sessions_across_replicas(Pool::start_on(30, Some(db))).await;
+}
+
+/// Signed in on replica A, the same cookie reads a page and posts a CSRF-checked
+/// action on replica B; signing out on B ends the session on A too.
+async fn sessions_across_replicas(pool: Pool) {
+    let api = Api::new(&pool);
+    let id = api.submit("replica-proj", "main").await;
+    let replica = pool.replica();
+    let mut a = Browser::new(&pool);
+    let r = a.sign_in(&api.submit).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let csrf = a.csrf().await;
+    let mut b = Browser::new(&pool);
+    b.base = replica.url.clone();
+    b.cookie = a.cookie.clone();
+    assert!(b.cookie.is_some());
+
+    let r = b.get("/jobs").await;
+    assert_eq!(r.status, StatusCode::OK, "replica B knows A's session");
+    assert!(r.body.contains("replica-proj"));
+    assert_eq!(
+        b.csrf().await,
+        csrf,
+        "the same session, the same form token"
+    );
+    let origin = b.base.clone();
+    let r = b
+        .post(
+            &format!("/jobs/{id}/cancel"),
+            &[("csrf", &csrf)],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(api.job(&id).await["state"], "cancelled");
+
+    // Signing out on B ends the session everywhere.
+    let r = b.post("/signout", &[("csrf", &csrf)], Some(&origin)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    for (who, browser) in [("A", &a), ("B", &b)] {
+        let r = browser.get("/jobs").await;
+        assert_eq!(
+            r.status,
+            StatusCode::SEE_OTHER,
+            "replica {who} after sign-out"
+        );
+        assert!(!r.body.contains("replica-proj"));
+    }
+    let a_origin = a.base.clone();
+    let r = a
+        .post(
+            &format!("/jobs/{id}/retry"),
+            &[("csrf", &csrf)],
+            Some(&a_origin),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "a signed-out session posts nothing"
+    );
+    assert_eq!(api.job(&id).await["state"], "cancelled");
+}
+
+#[tokio::test]
+async fn a_web_session_survives_a_server_restart() {
+    let mut pool = Pool::start(30);
+    let api = Api::new(&pool);
+    let id = api.submit("restart-proj", "main").await;
+    let mut b = Browser::new(&pool);
+    b.sign_in(&api.submit).await;
+    let csrf = b.csrf().await;
+    pool.kill9_server();
+    pool.restart_server();
+    let r = b.get("/jobs").await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "still signed in after the restart"
+    );
+    assert!(r.body.contains("restart-proj"));
+    let origin = b.base.clone();
+    let r = b
+        .post(
+            &format!("/jobs/{id}/cancel"),
+            &[("csrf", &csrf)],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(api.job(&id).await["state"], "cancelled");
+}
+
+#[tokio::test]
+async fn an_expired_web_session_is_refused() {
+    let pool = Pool::start_with(30, None, &["--web-session-secs", "1"]);
+    let api = Api::new(&pool);
+    let id = api.submit("expiry-proj", "main").await;
+    let mut b = Browser::new(&pool);
+    let r = b.sign_in(&api.submit).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let c = r.headers[SET_COOKIE].to_str().unwrap();
+    assert!(c.contains("Max-Age=1;") || c.ends_with("Max-Age=1"), "{c}");
+    // Past the lifetime the server refuses the cookie (a browser would have dropped it).
+    std::thread::sleep(Duration::from_millis(2500));
+    let r = b.get("/jobs").await;
+    assert_eq!(
+        r.status,
+        StatusCode::SEE_OTHER,
+        "an expired session reads nothing"
+    );
+    assert!(r.headers[LOCATION].to_str().unwrap().starts_with("/signin"));
+    assert!(!r.body.contains("expiry-proj"));
+    let r = b.get(&format!("/jobs/{id}")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "nor a job page");
+}

@@ -65,6 +65,8 @@ pub struct ServerConfig {
     pub agents_flush_every: Duration,
     /// The web page's session cookie is `Secure` (set when the server serves TLS).
     pub secure_cookies: bool,
+    /// A web page sign-in session's lifetime.
+    pub session_ttl: Duration,
     /// GitHub webhooks and commit statuses (`POST /v1/webhooks/github` answers 404
     /// without).
     pub github: Option<GithubConfig>,
@@ -86,6 +88,7 @@ impl Default for ServerConfig {
             claim_budget: Duration::from_secs(5),
             agents_flush_every: Duration::from_secs(5),
             secure_cookies: false,
+            session_ttl: web::SESSION_TTL,
             github: None,
             notify: notify::NotifyConfig::default(),
         }
@@ -374,7 +377,7 @@ pub fn router(store: Store, blobs: BlobStore, config: ServerConfig) -> Router {
         )
         // delivery metrics (dora)
         .route("/v1/stats", get(stats::stats))
-        .merge(web::routes())
+        .merge(web::routes(state.store.clone(), state.config.session_ttl))
         .merge(notify::routes())
         // Queue pause and resume.
         .merge(queue::routes())

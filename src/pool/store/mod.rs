@@ -127,6 +127,16 @@ pub struct Expired {
     pub ended: Option<JobState>,
 }
 
+/// A signed-in session of the web page.
+#[derive(Debug, Clone)]
+pub struct WebSession {
+    pub role: Role,
+    /// The token every form of the session posts back.
+    pub csrf: String,
+    /// When it expires (ms since the Unix epoch).
+    pub expires_ms: i64,
+}
+
 /// Counts for `/metrics`.
 #[derive(Debug, Clone, Default)]
 pub struct Counts {
@@ -380,6 +390,49 @@ impl Store {
     pub async fn find_token(&self, token: &str) -> Result<Option<Role>, StoreError> {
         let role: Option<String> = read_op!(self, find_token(&token_hash(token)))?;
         Ok(role.as_deref().and_then(parse_role))
+    }
+
+    /// Signs in to the web page with `token` for `ttl`: stores a session keyed by the
+    /// SHA-256 of `session_id` (the id itself is not stored) with its CSRF token, and
+    /// deletes the expired ones. The token's role, or `None` (nothing stored) when the
+    /// token is unknown. The caller checks the role may sign in.
+    pub async fn create_web_session(
+        &self,
+        session_id: &str,
+        token: &str,
+        csrf: &str,
+        ttl: Duration,
+    ) -> Result<Option<Role>, StoreError> {
+        let hash = token_hash(session_id);
+        let hash = hash.as_str();
+        let token_hash = token_hash(token);
+        let token_hash = token_hash.as_str();
+        let now = now_ms();
+        let expires = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        let role: Option<String> = write_op!(
+            self,
+            None,
+            create_web_session(r hash, r token_hash, r csrf, v now, v expires)
+        )?;
+        Ok(role.as_deref().and_then(parse_role))
+    }
+
+    /// The web session whose id hashes to `hash`: `None` when unknown, expired, or its
+    /// token no longer exists.
+    pub async fn find_web_session(&self, hash: &str) -> Result<Option<WebSession>, StoreError> {
+        let row: Option<(String, String, i64)> = read_op!(self, find_web_session(hash, now_ms()))?;
+        Ok(row.and_then(|(role, csrf, expires_ms)| {
+            Some(WebSession {
+                role: parse_role(&role)?,
+                csrf,
+                expires_ms,
+            })
+        }))
+    }
+
+    /// Ends the web session whose id hashes to `hash` (on every replica at once).
+    pub async fn delete_web_session(&self, hash: &str) -> Result<bool, StoreError> {
+        write_op!(self, None, delete_web_session(r hash))
     }
 
     pub async fn submit(&self, job: &NewJob) -> Result<JobView, StoreError> {
@@ -1001,3 +1054,84 @@ pub mod pause;
 
 mod dora;
 pub use dora::{parse_rfc3339_ms, DeployRow, JobChange};
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod web_session_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn web_sessions_are_stored_expire_and_are_swept_on_sign_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("jobs.db").display().to_string();
+        let store = Store::open(&StoreConfig { url: url.clone() })
+            .await
+            .unwrap();
+        let token = new_token();
+        store
+            .create_token(&token, Role::Submit, "web")
+            .await
+            .unwrap();
+        let day = Duration::from_secs(24 * 3600);
+        // An unknown token stores nothing.
+        assert_eq!(
+            store
+                .create_web_session("s0", "rnr_unknown", "c0", day)
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(store
+            .find_web_session(&token_hash("s0"))
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            store
+                .create_web_session("s1", &token, "c1", day)
+                .await
+                .unwrap(),
+            Some(Role::Submit)
+        );
+        let s = store
+            .find_web_session(&token_hash("s1"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.role, s.csrf.as_str()), (Role::Submit, "c1"));
+        assert!(s.expires_ms > now_ms());
+        // The id itself is not the key.
+        assert!(store.find_web_session("s1").await.unwrap().is_none());
+        // A session of no lifetime is expired at once: refused, and swept by the next
+        // sign-in.
+        store
+            .create_web_session("s2", &token, "c2", Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(store
+            .find_web_session(&token_hash("s2"))
+            .await
+            .unwrap()
+            .is_none());
+        store
+            .create_web_session("s3", &token, "c3", day)
+            .await
+            .unwrap();
+        assert!(!store.delete_web_session(&token_hash("s2")).await.unwrap());
+        // Sign-out deletes; the other sessions stay, and survive reopening the store.
+        assert!(store.delete_web_session(&token_hash("s1")).await.unwrap());
+        assert!(store
+            .find_web_session(&token_hash("s1"))
+            .await
+            .unwrap()
+            .is_none());
+        drop(store);
+        let store = Store::open(&StoreConfig { url }).await.unwrap();
+        let s = store
+            .find_web_session(&token_hash("s3"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.csrf, "c3");
+    }
+}

@@ -98,6 +98,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // 8: the queue's pauses (see crate::pool::server::queue): a label key ('' = every
     // job) whose jobs no agent claims until it is resumed.
     (8, PAUSE_DDL),
+    // 9: the web page's sign-in sessions (see crate::pool::server::web), shared by every
+    // replica.
+    (9, WEB_SESSION_DDL),
 ];
 
 /// Takes the project's next build number (in the submit's transaction or statement).
@@ -1746,4 +1749,70 @@ pub async fn dora_builds(
         q = q.bind(p);
     }
     Ok(q.fetch_all(pool).await?)
+}
+
+// ---- the web page's sign-in sessions (crate::pool::server::web; migration 9) ----
+
+/// `hash`: SHA-256 of the session id the cookie holds (the id itself is never stored);
+/// `token_hash`, `token_name`: the token it was signed in with (the session dies with it).
+const WEB_SESSION_DDL: &str = "CREATE TABLE web_sessions (hash TEXT PRIMARY KEY NOT NULL, \
+         role TEXT NOT NULL, token_hash TEXT NOT NULL, token_name TEXT NOT NULL, \
+         csrf TEXT NOT NULL, created BIGINT NOT NULL, expires BIGINT NOT NULL); \
+     CREATE INDEX web_sessions_expires ON web_sessions (expires); \
+     CREATE INDEX web_sessions_token ON web_sessions (token_hash)";
+
+/// Deletes the sessions expired at `now`, then stores a new one signed in with the token
+/// whose hash is `token_hash` (its role and name from the token's row): the role, or
+/// `None` (nothing stored) when no such token exists.
+pub async fn create_web_session(
+    conn: &mut Conn,
+    hash: &str,
+    token_hash: &str,
+    csrf: &str,
+    now: i64,
+    expires: i64,
+) -> Result<Option<String>, StoreError> {
+    sqlx::query("DELETE FROM web_sessions WHERE expires <= $1")
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    let role: Option<String> = sqlx::query_scalar(
+        "INSERT INTO web_sessions (hash, role, token_hash, token_name, csrf, created, expires) \
+         SELECT $1, role, hash, name, $3, $4, $5 FROM tokens WHERE hash = $2 RETURNING role",
+    )
+    .bind(hash)
+    .bind(token_hash)
+    .bind(csrf)
+    .bind(now)
+    .bind(expires)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(role)
+}
+
+/// The session whose id hashes to `hash` if it has not expired at `now` and its token
+/// still exists: (role, CSRF token, expiry ms).
+pub async fn find_web_session(
+    pool: &Pool,
+    hash: &str,
+    now: i64,
+) -> Result<Option<(String, String, i64)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT s.role, s.csrf, s.expires FROM web_sessions s \
+         JOIN tokens t ON t.hash = s.token_hash WHERE s.hash = $1 AND s.expires > $2",
+    )
+    .bind(hash)
+    .bind(now)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Deletes a session (sign-out): whether it existed.
+pub async fn delete_web_session(conn: &mut Conn, hash: &str) -> Result<bool, StoreError> {
+    Ok(sqlx::query("DELETE FROM web_sessions WHERE hash = $1")
+        .bind(hash)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+        > 0)
 }

@@ -44,13 +44,14 @@ use axum::{Extension, Form, Router};
 use events::JobLog;
 use html::{esc, url_part, url_path, Viewer};
 use serde::Deserialize;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 const COOKIE: &str = "runner_session";
-const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// A sign-in session's lifetime unless configured ([`super::ServerConfig::session_ttl`]).
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 const PER_PAGE: u32 = 25;
 /// A branch filter looks at this many of the newest candidate jobs at most.
 const BRANCH_SCAN: u32 = 5000;
@@ -69,13 +70,14 @@ const STATES: [&str; 6] = [
 struct Session {
     role: Role,
     csrf: String,
-    expires: Instant,
 }
 
-/// The signed-in sessions of this process.
-#[derive(Default)]
+/// Where the sign-in sessions live: the job store, so every replica sees a sign-in and
+/// a sign-out at once, and sessions outlive a restart.
 pub(super) struct WebState {
-    sessions: Mutex<HashMap<String, Session>>,
+    store: store::Store,
+    /// A session's lifetime (and the cookie's `Max-Age`).
+    ttl: Duration,
 }
 
 type Web = Extension<Arc<WebState>>;
@@ -95,33 +97,38 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 impl WebState {
-    fn create(&self, role: Role) -> (String, Session) {
+    /// A new session signed in with `token`: its id (for the cookie) and role; `None`
+    /// when the token is unknown.
+    async fn create(&self, token: &str) -> Res<Option<(String, Role)>> {
         let id = random_hex();
-        let session = Session {
-            role,
-            csrf: random_hex(),
-            expires: Instant::now() + SESSION_TTL,
+        let role = self
+            .store
+            .create_web_session(&id, token, &random_hex(), self.ttl)
+            .await?;
+        Ok(role.map(|r| (id, r)))
+    }
+
+    /// The request's session (by the cookie): its key (the id's hash) and contents.
+    async fn find(&self, headers: &HeaderMap) -> Res<Option<(String, Session)>> {
+        let Some(id) = cookie(headers, COOKIE) else {
+            return Ok(None);
         };
-        let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        map.retain(|_, s| s.expires > now);
-        map.insert(store::token_hash(&id), session.clone());
-        (id, session)
-    }
-
-    fn find(&self, headers: &HeaderMap) -> Option<(String, Session)> {
-        let id = cookie(headers, COOKIE)?;
         let key = store::token_hash(&id);
-        let map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let s = map.get(&key)?;
-        (s.expires > Instant::now()).then(|| (key, s.clone()))
+        let found = self.store.find_web_session(&key).await?;
+        Ok(found.map(|s| {
+            (
+                key,
+                Session {
+                    role: s.role,
+                    csrf: s.csrf,
+                },
+            )
+        }))
     }
 
-    fn remove(&self, key: &str) {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+    async fn remove(&self, key: &str) -> Res<()> {
+        self.store.delete_web_session(key).await?;
+        Ok(())
     }
 }
 
@@ -196,8 +203,8 @@ fn role_may_read(role: Role) -> bool {
 }
 
 /// The signed-in session, or a redirect to the sign-in form.
-fn signed_in(web: &WebState, headers: &HeaderMap, uri: &Uri) -> Res<Session> {
-    match web.find(headers) {
+async fn signed_in(web: &WebState, headers: &HeaderMap, uri: &Uri) -> Res<Session> {
+    match web.find(headers).await? {
         Some((_, s)) => Ok(s),
         None => Err(WebError::SignIn(
             uri.path_and_query()
@@ -240,14 +247,14 @@ fn same_origin(headers: &HeaderMap, uri: &Uri) -> Res<()> {
 }
 
 /// A state-changing POST: same origin, a session, its CSRF token.
-fn checked_post(
+async fn checked_post(
     web: &WebState,
     headers: &HeaderMap,
     uri: &Uri,
     csrf: Option<&str>,
 ) -> Res<(String, Session)> {
     same_origin(headers, uri)?;
-    let Some((key, session)) = web.find(headers) else {
+    let Some((key, session)) = web.find(headers).await? else {
         return Err(WebError::new(
             StatusCode::FORBIDDEN,
             "not signed in; sign in and try again",
@@ -270,7 +277,8 @@ fn viewer(s: &Session) -> Viewer<'_> {
 }
 
 /// The routes, merged into the API router.
-pub(super) fn routes() -> Router<Arc<AppState>> {
+/// `store`: where sessions live; `session_ttl`: their lifetime.
+pub(super) fn routes(store: store::Store, session_ttl: Duration) -> Router<Arc<AppState>> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/jobs") }))
         .route("/signin", get(signin_form).post(signin))
@@ -292,7 +300,10 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/static/web.css", get(css))
         .route("/static/live.js", get(script))
         .layer(axum::middleware::map_response(security_headers))
-        .layer(Extension(Arc::new(WebState::default())))
+        .layer(Extension(Arc::new(WebState {
+            store,
+            ttl: session_ttl,
+        })))
 }
 
 async fn security_headers(mut r: Response) -> Response {
@@ -399,11 +410,14 @@ async fn signin(
     let refuse = |status: StatusCode, message: &str| {
         (status, Html(signin_html(&next, Some(message)))).into_response()
     };
-    let Some(role) = role else {
-        return Ok(refuse(
+    let unknown = || {
+        refuse(
             StatusCode::UNAUTHORIZED,
             "unknown token; create one with `runner server token create --role submit`",
-        ));
+        )
+    };
+    let Some(role) = role else {
+        return Ok(unknown());
     };
     if !role_may_read(role) {
         return Ok(refuse(
@@ -411,7 +425,10 @@ async fn signin(
             "an agent token cannot sign in; use a submit or admin token",
         ));
     }
-    let (id, _) = web.create(role);
+    // The token could have gone since it was read: the session is stored only with it.
+    let Some((id, _)) = web.create(token).await? else {
+        return Ok(unknown());
+    };
     let secure = st.config.secure_cookies
         || headers
             .get("x-forwarded-proto")
@@ -419,7 +436,7 @@ async fn signin(
             .is_some_and(|v| v.eq_ignore_ascii_case("https"));
     let cookie = format!(
         "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
-        SESSION_TTL.as_secs(),
+        web.ttl.as_secs(),
         if secure { "; Secure" } else { "" }
     );
     let mut r = Redirect::to(&next).into_response();
@@ -440,8 +457,8 @@ async fn signout(
     uri: Uri,
     Form(f): Form<CsrfForm>,
 ) -> Res<Response> {
-    let (key, _) = checked_post(&web, &headers, &uri, f.csrf.as_deref())?;
-    web.remove(&key);
+    let (key, _) = checked_post(&web, &headers, &uri, f.csrf.as_deref()).await?;
+    web.remove(&key).await?;
     let mut r = Redirect::to("/signin").into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
@@ -574,7 +591,7 @@ async fn jobs_page(
     uri: Uri,
     Query(q): Query<ListQuery>,
 ) -> Res<Html<String>> {
-    let session = signed_in(&web, &headers, &uri)?;
+    let session = signed_in(&web, &headers, &uri).await?;
     let project = non_empty(&q.project);
     let branch = non_empty(&q.branch);
     let state = non_empty(&q.state);
@@ -719,7 +736,7 @@ async fn job_page(
     UrlPath(id): UrlPath<String>,
     Query(q): Query<AttemptQuery>,
 ) -> Res<Html<String>> {
-    let session = signed_in(&web, &headers, &uri)?;
+    let session = signed_in(&web, &headers, &uri).await?;
     let job = st
         .store
         .get(&id)
@@ -897,7 +914,7 @@ async fn log_text(
     UrlPath(id): UrlPath<String>,
     Query(q): Query<AttemptQuery>,
 ) -> Res<Response> {
-    signed_in(&web, &headers, &uri)?;
+    signed_in(&web, &headers, &uri).await?;
     let job = st
         .store
         .get(&id)
@@ -938,7 +955,7 @@ async fn artifact(
     uri: Uri,
     UrlPath((id, name)): UrlPath<(String, String)>,
 ) -> Res<Response> {
-    signed_in(&web, &headers, &uri)?;
+    signed_in(&web, &headers, &uri).await?;
     let list = st
         .store
         .artifacts(&id)
@@ -984,7 +1001,7 @@ async fn cancel(
     UrlPath(id): UrlPath<String>,
     Form(f): Form<CsrfForm>,
 ) -> Res<Response> {
-    let (_, session) = checked_post(&web, &headers, &uri, f.csrf.as_deref())?;
+    let (_, session) = checked_post(&web, &headers, &uri, f.csrf.as_deref()).await?;
     if !role_may_read(session.role) {
         return Err(WebError::new(
             StatusCode::FORBIDDEN,
@@ -1003,7 +1020,7 @@ async fn retry(
     UrlPath(id): UrlPath<String>,
     Form(f): Form<CsrfForm>,
 ) -> Res<Response> {
-    let (_, session) = checked_post(&web, &headers, &uri, f.csrf.as_deref())?;
+    let (_, session) = checked_post(&web, &headers, &uri, f.csrf.as_deref()).await?;
     if !role_may_read(session.role) {
         return Err(WebError::new(
             StatusCode::FORBIDDEN,
@@ -1146,7 +1163,7 @@ async fn live(
     UrlPath(id): UrlPath<String>,
     Query(q): Query<LiveQuery>,
 ) -> Res<Response> {
-    signed_in(&web, &headers, &uri)?;
+    signed_in(&web, &headers, &uri).await?;
     let job = st
         .store
         .get(&id)
@@ -1215,7 +1232,7 @@ async fn agents_page(
     headers: HeaderMap,
     uri: Uri,
 ) -> Res<Html<String>> {
-    let session = signed_in(&web, &headers, &uri)?;
+    let session = signed_in(&web, &headers, &uri).await?;
     let agents = st.store.web_agents().await?;
     let running_filter = WebFilter {
         states: &["running"],

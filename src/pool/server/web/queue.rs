@@ -39,7 +39,7 @@ pub(super) async fn page(
     headers: HeaderMap,
     uri: Uri,
 ) -> Res<Html<String>> {
-    let session = signed_in(&web, &headers, &uri)?;
+    let session = signed_in(&web, &headers, &uri).await?;
     let view = q::view(&st).await?;
     let jobs = st.store.queued_jobs(SHOWN).await?;
     let queued = st.store.queued_groups().await?;
@@ -174,8 +174,13 @@ pub(super) struct QueueForm {
 }
 
 /// A POST of an admin session (same origin, its CSRF token).
-fn admin_post(web: &super::WebState, headers: &HeaderMap, uri: &Uri, f: &QueueForm) -> Res<()> {
-    let (_, session) = checked_post(web, headers, uri, f.csrf.as_deref())?;
+async fn admin_post(
+    web: &super::WebState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    f: &QueueForm,
+) -> Res<()> {
+    let (_, session) = checked_post(web, headers, uri, f.csrf.as_deref()).await?;
     if session.role != Role::Admin {
         return Err(WebError::new(
             StatusCode::FORBIDDEN,
@@ -201,7 +206,7 @@ pub(super) async fn pause(
     uri: Uri,
     Form(f): Form<QueueForm>,
 ) -> Res<Response> {
-    admin_post(&web, &headers, &uri, &f)?;
+    admin_post(&web, &headers, &uri, &f).await?;
     let labels = form_labels(&f)?;
     q::pause_labels(&st, &labels).await?;
     Ok(Redirect::to("/queue").into_response())
@@ -214,7 +219,7 @@ pub(super) async fn resume(
     uri: Uri,
     Form(f): Form<QueueForm>,
 ) -> Res<Response> {
-    admin_post(&web, &headers, &uri, &f)?;
+    admin_post(&web, &headers, &uri, &f).await?;
     let labels = if f.scope.as_deref() == Some("all") {
         None
     } else {

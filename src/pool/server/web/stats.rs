@@ -112,7 +112,7 @@ pub(super) async fn page(
     uri: Uri,
     Query(q): Query<PageQuery>,
 ) -> Res<Html<String>> {
-    let session = signed_in(&web, &headers, &uri)?;
+    let session = signed_in(&web, &headers, &uri).await?;
     let project = q
         .project
         .as_deref()
