@@ -832,6 +832,11 @@ async fn a_web_session_survives_a_server_restart() {
     let csrf = b.csrf().await;
     pool.kill9_server();
     pool.restart_server();
+    // A new client (the old one's pooled connection went with the killed process), the
+    // same cookie.
+    let cookie = b.cookie.take();
+    let mut b = Browser::new(&pool);
+    b.cookie = cookie;
     let r = b.get("/jobs").await;
     assert_eq!(
         r.status,
