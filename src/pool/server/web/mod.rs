@@ -19,8 +19,10 @@
 //! GET  /badge/{project}.svg?branch=      status badge of the last finished job (public)
 //! ```
 //!
-//! Sessions live in this process's memory (a random id in the cookie, its SHA-256 as the
-//! key): with several replicas behind one address, make the proxy's sessions sticky. Only
+//! Sessions live in the job store (a random id in the cookie, its SHA-256 as the row's
+//! key; see `Store::create_web_session`), so every replica on one database knows them, a
+//! sign-out ends one everywhere at once, and they outlive a restart. A session lasts
+//! [`super::ServerConfig::session_ttl`], and dies with its token's row. Only
 //! `submit` and `admin` tokens sign in (an `agent` token reads nothing in the API either);
 //! both may cancel and retry, as in the API. Every POST needs the session's CSRF token
 //! (a hidden form field) and, when the browser sends one, an `Origin` of this host.
