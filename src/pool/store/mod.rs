@@ -1126,12 +1126,32 @@ mod web_session_tests {
             .unwrap()
             .is_none());
         drop(store);
-        let store = Store::open(&StoreConfig { url }).await.unwrap();
+        let store = Store::open(&StoreConfig { url: url.clone() })
+            .await
+            .unwrap();
         let s = store
             .find_web_session(&token_hash("s3"))
             .await
             .unwrap()
             .unwrap();
         assert_eq!(s.csrf, "c3");
+        // A session dies with its token (were a token's row ever deleted).
+        {
+            use sqlx::Connection;
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{url}"))
+                .await
+                .unwrap();
+            sqlx::query("DELETE FROM tokens WHERE hash = $1")
+                .bind(token_hash(&token))
+                .execute(&mut c)
+                .await
+                .unwrap();
+            c.close().await.unwrap();
+        }
+        assert!(store
+            .find_web_session(&token_hash("s3"))
+            .await
+            .unwrap()
+            .is_none());
     }
 }
