@@ -159,25 +159,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("jobs.db").display().to_string();
         let url = format!("sqlite://{path}");
-        drop(
-            Store::open(&crate::pool::store::StoreConfig { url: path.clone() })
-                .await
-                .unwrap(),
-        );
-        // Back to version 6, with two jobs from then (the later migrations' tables go too:
-        // they run again).
-        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        for sql in [
-            "DROP TABLE web_sessions",
-            "DROP TABLE queue_pauses",
-            "DROP TABLE deploy_prs",
-            "DROP INDEX jobs_project_finished",
-            "ALTER TABLE jobs DROP COLUMN commit_time",
-            "ALTER TABLE jobs DROP COLUMN change_kind",
-            "DELETE FROM schema_version WHERE version >= 7",
-        ] {
-            sqlx::query(sql).execute(&mut c).await.unwrap();
-        }
+        // The schema as it was before migration 7, with two jobs from then.
+        let mut c = sqlx::SqliteConnection::connect(&format!("{url}?mode=rwc"))
+            .await
+            .unwrap();
+        crate::pool::store::sqlite_ops::migrate(&mut c, include_str!("schema_sqlite.sql"), 6)
+            .await
+            .unwrap();
         let pr_spec = r#"{"source":{"kind":"git","url":"u","revision":"r"},"trigger":{"variables":{"CODEBUILD_WEBHOOK_EVENT":"PULL_REQUEST_CREATED"},"untrusted":false}}"#;
         let push_spec = r#"{"source":{"kind":"git","url":"u","revision":"r"},"trigger":{"variables":{"CODEBUILD_WEBHOOK_EVENT":"PUSH"},"untrusted":false}}"#;
         for (id, spec) in [("pr", pr_spec), ("push", push_spec)] {

@@ -887,7 +887,7 @@ mod sqlite_ops {
                 url: url.clone(),
                 source,
             })?;
-        migrate(&mut conn, include_str!("schema_sqlite.sql"))
+        migrate(&mut conn, include_str!("schema_sqlite.sql"), i64::MAX)
             .await
             .map_err(|source| super::StoreError::Open {
                 url: url.clone(),
@@ -934,7 +934,7 @@ mod pg_ops {
                 url: shown.clone(),
                 source,
             })?;
-        migrate(&mut conn, include_str!("schema_pg.sql"))
+        migrate(&mut conn, include_str!("schema_pg.sql"), i64::MAX)
             .await
             .map_err(|source| super::StoreError::Open { url: shown, source })?;
         drop(conn);
