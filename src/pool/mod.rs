@@ -27,6 +27,7 @@ pub mod agent;
 pub mod archive;
 pub mod client;
 pub mod dora;
+pub mod markup;
 pub mod protocol;
 pub mod server;
 pub mod store;

@@ -19,21 +19,7 @@ const BOTTOM: f64 = 18.0;
 /// The ticks' text: the page's text colour, small.
 const TEXT: &str = "fill=\"currentColor\" font-size=\"10\"";
 
-/// Escapes text for XML text and double-quoted attribute values.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use crate::pool::markup::esc;
 
 /// A bar chart of `bars` (oldest first) titled `title`; `class` names the metric, `fill`
 /// is the bars' colour (`#rrggbb`). Bars scale to the largest value; a missing value

@@ -5,22 +5,7 @@
 
 use std::fmt::Write as _;
 
-/// Escapes text for HTML text and double-quoted attribute values (also SVG/XML).
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\r' => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::pool::markup::esc;
 
 /// Percent-encodes a string for one URL path segment or query value.
 pub fn url_part(s: &str) -> String {
