@@ -305,7 +305,12 @@ pub fn parse_span(s: &str) -> Option<i64> {
 
 /// Seconds as `3d 04h`, `2h 05m`, `4m 10s` or `12s`.
 pub fn human_span(secs: f64) -> String {
-    let s = secs.max(0.0).round() as u64;
+    let secs = secs.max(0.0);
+    if secs > 0.0 && secs < 1.0 {
+        // Under a second (a fast restore): whole milliseconds, not a misleading "0s".
+        return format!("{}ms", ((secs * 1000.0).round() as u64).max(1));
+    }
+    let s = secs.round() as u64;
     let (d, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
     if d > 0 {
         format!("{d}d {h:02}h")

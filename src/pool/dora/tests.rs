@@ -340,6 +340,9 @@ fn spans_and_prometheus_text() {
 #[test]
 fn spans_read_as_days_hours_minutes_seconds() {
     assert_eq!(human_span(12.4), "12s");
+    assert_eq!(human_span(0.0), "0s");
+    assert_eq!(human_span(0.053), "53ms");
+    assert_eq!(human_span(0.0001), "1ms");
     assert_eq!(human_span(250.0), "4m 10s");
     assert_eq!(human_span(7500.0), "2h 05m");
     assert_eq!(human_span(273_600.0), "3d 04h");
