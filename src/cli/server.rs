@@ -1,4 +1,4 @@
-//! `runner server` (the agent pool's HTTP API) and `runner server token create`.
+//! `runner server` (the agent pool's HTTP API) and `runner server token create|list|revoke`.
 
 use super::exit::ExitStatus;
 use crate::pool::protocol::Role;
@@ -144,6 +144,32 @@ enum ServerCommand {
 enum TokenCommand {
     /// Create a token; it is printed once, alone on the last line of standard output
     Create(TokenCreate),
+    /// List the tokens: id (the first 12 hex digits of the token's SHA-256), role, name
+    /// and creation time; the tokens themselves are not stored
+    List(TokenList),
+    /// Revoke a token by its id (from `token list`) or its name: it stops working on every
+    /// server within 5 seconds and its web sessions end at once
+    Revoke(TokenRevoke),
+}
+
+#[derive(Debug, clap::Args)]
+struct TokenList {
+    /// One JSON array on standard output.
+    #[arg(long)]
+    json: bool,
+    /// Job store, as for `runner server` [default: <data dir>/pool/jobs.db].
+    #[arg(long, env = "RUNNER_DATABASE_URL", hide_env_values = true)]
+    database: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct TokenRevoke {
+    /// The token's id (8 or more of the hex digits `token list` shows) or its name; a
+    /// name that several tokens share is refused (revoke those by id)
+    token: String,
+    /// Job store, as for `runner server` [default: <data dir>/pool/jobs.db].
+    #[arg(long, env = "RUNNER_DATABASE_URL", hide_env_values = true)]
+    database: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -190,7 +216,126 @@ fn store_config(database: Option<String>) -> StoreConfig {
 pub async fn run(args: ServerArgs) -> ExitStatus {
     match args.command {
         Some(ServerCommand::Token(TokenCommand::Create(t))) => token_create(t).await,
+        Some(ServerCommand::Token(TokenCommand::List(t))) => token_list(t).await,
+        Some(ServerCommand::Token(TokenCommand::Revoke(t))) => token_revoke(t).await,
         None => serve(args).await,
+    }
+}
+
+async fn open_store(database: Option<String>) -> Option<Store> {
+    match Store::open(&store_config(database)).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("error: {e}");
+            None
+        }
+    }
+}
+
+/// A token's id: the first 12 hex digits of its SHA-256.
+fn token_id(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+async fn token_list(t: TokenList) -> ExitStatus {
+    let Some(store) = open_store(t.database).await else {
+        return ExitStatus::Setup;
+    };
+    let tokens = match store.list_tokens().await {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read the tokens: {e}");
+            return ExitStatus::Setup;
+        }
+    };
+    if t.json {
+        let rows: Vec<serde_json::Value> = tokens
+            .iter()
+            .map(|k| {
+                serde_json::json!({
+                    "id": token_id(&k.hash),
+                    "role": k.role,
+                    "name": k.name,
+                    "created": crate::pool::store::rfc3339(k.created_ms),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+        return ExitStatus::Success;
+    }
+    if tokens.is_empty() {
+        println!("no tokens; create one with `runner server token create --role …`");
+        return ExitStatus::Success;
+    }
+    println!("{:<12}  {:<6}  {:<24}  CREATED", "ID", "ROLE", "NAME");
+    for k in &tokens {
+        println!(
+            "{:<12}  {:<6}  {:<24}  {}",
+            token_id(&k.hash),
+            k.role,
+            k.name,
+            crate::pool::store::rfc3339(k.created_ms)
+        );
+    }
+    ExitStatus::Success
+}
+
+async fn token_revoke(t: TokenRevoke) -> ExitStatus {
+    let Some(store) = open_store(t.database).await else {
+        return ExitStatus::Setup;
+    };
+    let tokens = match store.list_tokens().await {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read the tokens: {e}");
+            return ExitStatus::Setup;
+        }
+    };
+    let wanted = t.token.trim();
+    let by_id = wanted.len() >= 8 && wanted.bytes().all(|b| b.is_ascii_hexdigit());
+    let hits: Vec<&crate::pool::store::TokenInfo> = tokens
+        .iter()
+        .filter(|k| {
+            (by_id && k.hash.starts_with(&wanted.to_ascii_lowercase()))
+                || (!wanted.is_empty() && k.name == wanted)
+        })
+        .collect();
+    match hits.as_slice() {
+        [] => {
+            eprintln!(
+                "error: no token has the id or name `{wanted}`; `runner server token list` shows them"
+            );
+            ExitStatus::Setup
+        }
+        [k] => match store.revoke_tokens(std::slice::from_ref(&k.hash)).await {
+            Ok(_) => {
+                println!(
+                    "revoked the `{}` token {}{}; servers refuse it within {} s",
+                    k.role,
+                    token_id(&k.hash),
+                    if k.name.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (`{}`)", k.name)
+                    },
+                    crate::pool::store::TOKEN_CACHE_SECS
+                );
+                ExitStatus::Success
+            }
+            Err(e) => {
+                eprintln!("error: cannot revoke the token: {e}");
+                ExitStatus::Setup
+            }
+        },
+        many => {
+            let ids: Vec<&str> = many.iter().map(|k| token_id(&k.hash)).collect();
+            eprintln!(
+                "error: `{wanted}` matches {} tokens ({}); revoke them one by one by id",
+                many.len(),
+                ids.join(", ")
+            );
+            ExitStatus::Setup
+        }
     }
 }
 

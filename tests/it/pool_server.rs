@@ -1290,3 +1290,65 @@ fn refused_mid_upload(r: Result<reqwest::Response, reqwest::Error>) {
         ),
     }
 }
+
+// ---------------------------------------------------------------- token revocation
+
+/// `runner server token revoke` ends a token on a running server (within the cache's few
+/// seconds), by id or by name, and leaves the other tokens working; `token list` shows
+/// ids, never a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_server_a_revoked_token_is_refused_by_the_running_server() {
+    let env = Env::new(Db::Sqlite).await;
+    let keep = env.token("submit");
+    let leaked = env.token("submit");
+    let server = env.server(&[]);
+    let (keep_api, leaked_api) = (
+        Api::new(&server, Some(&keep)),
+        Api::new(&server, Some(&leaked)),
+    );
+    assert_eq!(leaked_api.get("/v1/jobs").await.status, StatusCode::OK);
+
+    let cli = |args: &[&str]| {
+        let out = env
+            .runner()
+            .args(["server", "token"])
+            .args(args)
+            .args(["--database", &env.db])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, list, _) = cli(&["list", "--json"]);
+    assert_eq!(code, Some(0));
+    assert!(!list.contains(&keep) && !list.contains(&leaked), "{list}");
+    let rows: Vec<Value> = serde_json::from_str(&list).unwrap();
+    assert_eq!(rows.len(), 2, "{list}");
+    // The leaked token's id: the first 12 hex digits of its SHA-256.
+    let id = {
+        use sha2::Digest;
+        let hex: String = sha2::Sha256::digest(leaked.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        hex[..12].to_string()
+    };
+    assert!(list.contains(&id), "{list}");
+    let (code, _, err) = cli(&["revoke", "no-such-token"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, out, err) = cli(&["revoke", &id]);
+    assert_eq!(code, Some(0), "{out}{err}");
+
+    until(
+        "the running server to refuse the revoked token",
+        async || leaked_api.get("/v1/jobs").await.status == StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(keep_api.get("/v1/jobs").await.status, StatusCode::OK);
+    let (_, list, _) = cli(&["list", "--json"]);
+    let rows: Vec<Value> = serde_json::from_str(&list).unwrap();
+    assert_eq!(rows.len(), 1, "{list}");
+}

@@ -118,8 +118,9 @@ struct AppState {
     blobs: BlobStore,
     config: ServerConfig,
     metrics: metrics::Metrics,
-    /// Token hash → role (tokens are never revoked in place; a cache is safe).
-    tokens: Mutex<HashMap<String, Role>>,
+    /// Token hash → role and when it was looked up; trusted for
+    /// [`crate::pool::store::TOKEN_CACHE_SECS`], so a revocation reaches every replica.
+    tokens: Mutex<HashMap<String, (Role, std::time::Instant)>>,
     /// The queue's pauses, as this replica last read them (see [`queue`]).
     pauses: queue::Pauses,
 }
@@ -282,12 +283,14 @@ async fn auth(state: &AppState, headers: &HeaderMap, need: Role) -> Res<Role> {
         ));
     };
     let hash = crate::pool::store::token_hash(token);
+    let fresh = std::time::Duration::from_secs(crate::pool::store::TOKEN_CACHE_SECS);
     let cached = state
         .tokens
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get(&hash)
-        .copied();
+        .filter(|(_, at)| at.elapsed() < fresh)
+        .map(|(role, _)| *role);
     let role = match cached {
         Some(r) => r,
         None => match state.store.find_token(token).await? {
@@ -296,14 +299,20 @@ async fn auth(state: &AppState, headers: &HeaderMap, need: Role) -> Res<Role> {
                     .tokens
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(hash, r);
+                    .insert(hash, (r, std::time::Instant::now()));
                 r
             }
             None => {
+                // Revoked (or never created): forget a stale entry.
+                state
+                    .tokens
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&hash);
                 return Err(Answer::new(
                     StatusCode::UNAUTHORIZED,
                     "unknown token; create one with `runner server token create`",
-                ))
+                ));
             }
         },
     };

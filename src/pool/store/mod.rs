@@ -387,6 +387,28 @@ impl Store {
         write_op!(self, None, create_token(r hash, r role, r name, v now))
     }
 
+    /// Every token, oldest first, without its secret (only the SHA-256 is stored).
+    pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        let rows = read_op!(self, list_tokens())?;
+        Ok(rows
+            .into_iter()
+            .map(|(hash, role, name, created)| TokenInfo {
+                hash,
+                role,
+                name,
+                created_ms: created,
+            })
+            .collect())
+    }
+
+    /// Deletes the tokens with these hashes and their web sessions; how many tokens went.
+    /// A server honours a revocation within [`TOKEN_CACHE_SECS`].
+    pub async fn revoke_tokens(&self, hashes: &[String]) -> Result<u64, StoreError> {
+        let hashes = hashes.join(",");
+        let hashes = hashes.as_str();
+        write_op!(self, None, revoke_tokens(r hashes))
+    }
+
     pub async fn find_token(&self, token: &str) -> Result<Option<Role>, StoreError> {
         let role: Option<String> = read_op!(self, find_token(&token_hash(token)))?;
         Ok(role.as_deref().and_then(parse_role))
@@ -1047,6 +1069,20 @@ impl Store {
         read_op!(self, web_agents())
     }
 }
+
+/// A stored token, as `runner server token list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenInfo {
+    /// SHA-256 of the token (hex); its first 12 digits are the token's id.
+    pub hash: String,
+    pub role: String,
+    pub name: String,
+    pub created_ms: i64,
+}
+
+/// How long a server trusts a token it has looked up before asking the store again: a
+/// revoked token stops working on every replica within this.
+pub const TOKEN_CACHE_SECS: u64 = 5;
 
 pub mod outbox;
 pub use outbox::{DueDelivery, OutEvent, OutboxConfig, PendingDeliveries, Pruned, STATUS_RECEIVER};

@@ -1819,3 +1819,34 @@ pub async fn delete_web_session(conn: &mut Conn, hash: &str) -> Result<bool, Sto
         .rows_affected()
         > 0)
 }
+
+// ---- token listing and revocation (`runner server token list|revoke`) ----
+
+/// Every token: hash, role, name, created (oldest first).
+pub async fn list_tokens(pool: &Pool) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+    let rows: Vec<(String, String, String, i64)> =
+        sqlx::query_as("SELECT hash, role, name, created FROM tokens ORDER BY created, hash")
+            .fetch_all(pool)
+            .await?;
+    Ok(rows)
+}
+
+/// Deletes the tokens whose hash is in `hashes`, and their web sessions; how many tokens
+/// went.
+pub async fn revoke_tokens(conn: &mut Conn, hashes: &str) -> Result<u64, StoreError> {
+    let mut tx = conn.begin().await?;
+    let mut gone = 0;
+    for hash in hashes.split(',').filter(|h| !h.is_empty()) {
+        sqlx::query("DELETE FROM web_sessions WHERE token_hash = $1")
+            .bind(hash)
+            .execute(&mut *tx)
+            .await?;
+        gone += sqlx::query("DELETE FROM tokens WHERE hash = $1")
+            .bind(hash)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    }
+    tx.commit().await?;
+    Ok(gone)
+}
