@@ -989,32 +989,13 @@ fn release_outputs_and_summary_show_image_digest_signature_and_pull_request() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // The GitHub stand-in, validating requests against GitHub's OpenAPI description.
-    let spec = Command::new("bash")
-        .arg(repo_root().join("scripts/octokit-openapi.sh"))
-        .output()
-        .expect("bash");
-    assert!(spec.status.success(), "octokit-openapi.sh: {spec:?}");
-    let spec = String::from_utf8_lossy(&spec.stdout).trim().to_string();
     let token = "ghs_actionreleasetoken0123456789";
-    let mut forge = Command::new("python3")
-        .arg(repo_root().join("tests/it/forge_github.py"))
-        .args(["--spec", &spec, "--token", token, "--port", "0"])
-        .arg("--git-root")
-        .arg(srv.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("python3 tests/it/forge_github.py");
-    let mut line = String::new();
-    BufReader::new(forge.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("stand-in's port");
-    let _forge = KillOnDrop(forge);
-    let forge_port: u16 = line
-        .trim()
-        .strip_prefix("PORT ")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("the GitHub stand-in did not start: {line:?}"));
+    let forge = crate::support_github::GitHubStandIn::start(
+        token,
+        0,
+        &["--git-root".as_ref(), srv.path().as_os_str()],
+    );
+    let forge_port = forge.port;
     // The checkout: the action, the workflow, the app under release/ with its key.
     let repo = tempfile::tempdir().expect("tempdir");
     std::fs::copy(

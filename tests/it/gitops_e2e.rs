@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::KillOnDrop;
+use crate::support_github::GitHubStandIn;
 use runner::gitops::bump::{BumpStatus, Secret};
 use runner::gitops::edit::{edit_content, Target};
 use runner::gitops::forge::{ForgeKind, PrAction};
@@ -218,44 +219,17 @@ impl Remote {
 
 /// The strict GitHub stand-in.
 struct GitHub {
-    _child: KillOnDrop,
+    _standin: GitHubStandIn,
     api: String,
 }
 
 impl GitHub {
     fn start(remote: &Remote) -> GitHub {
-        let out = Command::new("bash")
-            .arg(Path::new(ROOT).join("scripts/octokit-openapi.sh"))
-            .output()
-            .expect("bash");
-        assert!(
-            out.status.success(),
-            "octokit-openapi.sh: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let spec = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let mut child = Command::new("python3")
-            .arg(Path::new(ROOT).join("tests/it/forge_github.py"))
-            .args(["--spec", &spec, "--token", TOKEN, "--port", "0"])
-            .arg("--git-root")
-            .arg(&remote.root)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 tests/it/forge_github.py");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port: u16 = line
-            .trim()
-            .strip_prefix("PORT ")
-            .unwrap_or_else(|| panic!("stand-in did not start: {line:?} (pip install jsonschema?)"))
-            .parse()
-            .unwrap();
+        let standin =
+            GitHubStandIn::start(TOKEN, 0, &["--git-root".as_ref(), remote.root.as_os_str()]);
         GitHub {
-            _child: KillOnDrop(child),
-            api: format!("http://127.0.0.1:{port}"),
+            api: standin.api(),
+            _standin: standin,
         }
     }
 

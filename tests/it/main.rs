@@ -1,6 +1,7 @@
 //! The one integration-test binary: one module per feature.
 
 mod support;
+mod support_github;
 mod support_registry;
 
 mod action_act;

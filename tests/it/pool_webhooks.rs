@@ -7,15 +7,13 @@
 //! @octokit/openapi once into ~/.cache/runner-test).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::support::KillOnDrop;
+use crate::support_github::GitHubStandIn;
 use crate::support_pool::{eventually, log_lines, project, Pool};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const SECRET: &str = "whsec-7Qm2Lx9Vb-test";
 const STATUS_TOKEN: &str = "ghs_STATUStoken0123456789abcdef";
 const PUBLIC: &str = "https://runner.example";
@@ -23,7 +21,7 @@ const SECRET_VALUE: &str = "s3cr3t-V4lue-9Qx";
 
 /// The strict GitHub stand-in.
 struct GitHub {
-    _child: KillOnDrop,
+    _standin: GitHubStandIn,
     api: String,
 }
 
@@ -34,37 +32,10 @@ impl GitHub {
 
     /// The stand-in on `port` (0: a free one).
     fn start_on(port: u16) -> GitHub {
-        let out = Command::new("bash")
-            .arg(Path::new(ROOT).join("scripts/octokit-openapi.sh"))
-            .output()
-            .expect("bash");
-        assert!(
-            out.status.success(),
-            "octokit-openapi.sh: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let spec = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let mut child = Command::new("python3")
-            .arg(Path::new(ROOT).join("tests/it/forge_github.py"))
-            .args(["--spec", &spec, "--token", STATUS_TOKEN])
-            .args(["--port", &port.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 tests/it/forge_github.py");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port: u16 = line
-            .trim()
-            .strip_prefix("PORT ")
-            .unwrap_or_else(|| panic!("stand-in did not start: {line:?} (pip install jsonschema?)"))
-            .parse()
-            .unwrap();
+        let standin = GitHubStandIn::start(STATUS_TOKEN, port, &[]);
         GitHub {
-            _child: KillOnDrop(child),
-            api: format!("http://127.0.0.1:{port}"),
+            api: standin.api(),
+            _standin: standin,
         }
     }
 
