@@ -6,27 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::pool_web::Browser;
+use crate::support::fresh_github_token;
 use crate::support_pool::{project, source, Containers, Pool};
 use reqwest::StatusCode;
-
-/// A GitHub token of the right shape, made fresh so no file in the repository holds one.
-pub fn fresh_github_token() -> String {
-    let mut x: u64 = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let body: String = (0..36)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            alphabet[(x % alphabet.len() as u64) as usize] as char
-        })
-        .collect();
-    format!("ghp_{body}")
-}
 
 const JUNIT: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <testsuites>

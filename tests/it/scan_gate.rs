@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
-use crate::support::{repo_root, Project};
+use crate::support::{fresh_github_token, repo_root, Project};
 use std::process::Command;
 
 fn advisories() -> String {
@@ -23,24 +23,6 @@ fn scan_deps_sarif(p: &Project, sarif: &std::path::Path) -> std::process::Output
         .arg(sarif)
         .output()
         .unwrap()
-}
-
-fn fresh_github_token() -> String {
-    let mut x: u64 = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let body: String = (0..36)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            alphabet[(x % alphabet.len() as u64) as usize] as char
-        })
-        .collect();
-    format!("ghp_{body}")
 }
 
 const VULNERABLE_LOCK: &str = "version = 3\n\n[[package]]\nname = \"app\"\nversion = \"0.1.0\"\ndependencies = [\"regex\"]\n\n[[package]]\nname = \"regex\"\nversion = \"1.5.4\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n";

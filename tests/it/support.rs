@@ -304,3 +304,22 @@ pub fn docker_import(tag: &str, files: &[(&str, &[u8])]) {
         .unwrap_or_else(|e| panic!("docker import {tag}: {e}"));
     assert!(status.success(), "docker import {tag}");
 }
+
+/// A GitHub token of the right shape, made fresh so no file in the repository holds one.
+pub fn fresh_github_token() -> String {
+    let mut x: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64
+        | 1;
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let body: String = (0..36)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            alphabet[(x % alphabet.len() as u64) as usize] as char
+        })
+        .collect();
+    format!("ghp_{body}")
+}

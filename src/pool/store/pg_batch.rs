@@ -18,6 +18,7 @@
 
 use super::hub::{Hub, Notice};
 use super::outbox::{self, Change, Outbox};
+use super::writer::{Abandon, TAKEN, WAITING};
 use super::{attempt_view, conclusion_state, view_from, Claimed, StoreError, JOB_COLS};
 use crate::pool::protocol::{AttemptView, Conclusion, JobView};
 use sqlx::postgres::{PgConnection, PgRow, Postgres};
@@ -30,10 +31,6 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 type Pool = sqlx::Pool<Postgres>;
-
-const WAITING: u8 = 0;
-const TAKEN: u8 = 1;
-const ABANDONED: u8 = 2;
 
 /// The most requests in one batch.
 const MAX_BATCH: usize = 256;
@@ -49,24 +46,6 @@ struct Item<Q, A> {
 /// A queue of requests answered in batches; cheap to clone.
 pub(super) struct Batcher<Q, A> {
     queue: mpsc::UnboundedSender<Item<Q, A>>,
-}
-
-/// Marks the request abandoned if the caller goes away before the dispatcher took it.
-struct Abandon(Arc<AtomicU8>);
-
-impl Abandon {
-    /// True if the request will not run (it had not been taken).
-    fn abandon(&self) -> bool {
-        self.0
-            .compare_exchange(WAITING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    }
-}
-
-impl Drop for Abandon {
-    fn drop(&mut self) {
-        self.abandon();
-    }
 }
 
 fn gone() -> StoreError {

@@ -28,8 +28,11 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
 type Op = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Finish> + Send>;
 
-const WAITING: u8 = 0;
-const TAKEN: u8 = 1;
+// A queued request's state, shared by this writer and PostgreSQL's batcher (pg_batch.rs):
+// the task that runs it moves WAITING → TAKEN, a caller that goes away WAITING → ABANDONED;
+// whichever comes first wins.
+pub(super) const WAITING: u8 = 0;
+pub(super) const TAKEN: u8 = 1;
 const ABANDONED: u8 = 2;
 
 /// The most operations in one transaction.
@@ -46,12 +49,12 @@ pub struct Writer {
     queue: mpsc::UnboundedSender<Queued>,
 }
 
-/// Marks the operation abandoned if the caller goes away before the writer took it.
-struct Abandon(Arc<AtomicU8>);
+/// Marks the request abandoned if the caller goes away before its task took it.
+pub(super) struct Abandon(pub(super) Arc<AtomicU8>);
 
 impl Abandon {
-    /// True if the operation will not run (it had not started).
-    fn abandon(&self) -> bool {
+    /// True if the request will not run (it had not been taken).
+    pub(super) fn abandon(&self) -> bool {
         self.0
             .compare_exchange(WAITING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
